@@ -1,0 +1,1 @@
+"""The aggregator: registers homes and negotiates their power under DR events."""

@@ -1,0 +1,101 @@
+"""The aggregator's ini file, checked into a frozen ``AggregatorConfig``.
+
+::
+
+    [aggregator]
+    listen = tcp:7700:interface=127.0.0.1
+    heartbeat_s = 10          ; PING period on every home link
+    round_period_s = 30       ; a negotiation round at least this often in an event
+    round_timeout_s = 5       ; how long each round phase waits for commitments
+    status_file = /var/lib/jeisson/status.json   ; optional JSON snapshot
+
+    [home:home-1]
+    secret = ...
+
+    [event:evening-peak]
+    limit_kw = 9.5
+    start = 2026-11-23T18:00:00Z      ; or +SECONDS after start-up
+    end = 2026-11-23T20:00:00Z
+
+    [manhole]
+    listen = 7790                      ; a bare port binds 127.0.0.1
+    passwd = manhole.passwd
+"""
+
+import attrs
+
+from jeisson.config import IniFile, wall_clock
+from jeisson.manhole import ManholeConfig, read_manhole
+
+
+@attrs.frozen
+class HomeEntry:
+    id: str
+    secret: str
+
+
+@attrs.frozen
+class Event:
+    """A capacity limit (W) over a window [start, end) in UTC epoch seconds."""
+
+    id: str
+    limit_w: float
+    start: float
+    end: float
+
+    def active(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+
+@attrs.frozen
+class AggregatorConfig:
+    listen: str
+    heartbeat_s: float
+    round_period_s: float
+    round_timeout_s: float
+    homes: dict[str, HomeEntry]
+    events: tuple[Event, ...]
+    status_file: str | None = None
+    manhole: ManholeConfig | None = None
+
+
+def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
+    section = "aggregator"
+    listen = ini.server_endpoint(section, "listen")
+    heartbeat_s = ini.number(section, "heartbeat_s", 10.0, low=0.5, high=3600)
+    round_period_s = ini.number(section, "round_period_s", 30.0, low=1, high=86400)
+    round_timeout_s = ini.number(section, "round_timeout_s", 5.0, low=0.1, high=600)
+    status_file = ini.raw(section, "status_file", None) or None
+    homes = {}
+    for name, home_id in ini.sections("home"):
+        homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"))
+    if not homes:
+        raise ini.error("home:<id>", None, "no homes configured: add a [home:<id>] section with a secret")
+    events = []
+    for name, event_id in ini.sections("event"):
+        limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
+        start = ini.time(name, "start", now)
+        end = ini.time(name, "end", now)
+        if end <= start:
+            raise ini.error(name, "end", "the event must end after it starts")
+        events.append(Event(event_id, limit_kw * 1000.0, start, end))
+    manhole = read_manhole(ini)
+    ini.check_unknown()
+    return AggregatorConfig(
+        listen=listen,
+        heartbeat_s=heartbeat_s,
+        round_period_s=round_period_s,
+        round_timeout_s=round_timeout_s,
+        homes=homes,
+        events=tuple(sorted(events, key=lambda e: e.start)),
+        status_file=status_file,
+        manhole=manhole,
+    )
+
+
+def config_from_string(text: str, source: str = "<string>", now: float | None = None) -> AggregatorConfig:
+    return config_from_ini(IniFile(text, source), wall_clock() if now is None else now)
+
+
+def read_config(path: str, now: float | None = None) -> AggregatorConfig:
+    return config_from_ini(IniFile.read(path), wall_clock() if now is None else now)

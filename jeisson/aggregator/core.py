@@ -1,0 +1,414 @@
+"""The aggregator's state and negotiation rounds, without any I/O.
+
+``Aggregator`` holds the configured homes, their live sessions and latest
+reports, and the DR events.  While an event is active it runs rounds:
+
+1. *plan*: the latest flexibility of every connected home, minus the power of
+   homes that are known but not taking part (disconnected: counted at their
+   last known power, never at zero), gives each home a target budget;
+2. *shed*: homes whose target is below their present draw get their budget
+   first, and the round waits for their commitments (or ``round_timeout_s``);
+3. *grant*: the other homes get their target, capped by the headroom left
+   after the real commitments of phase 2, and the round waits again;
+4. *log*: each home's demand, budget, commitment and loads, and the total
+   against the limit.
+
+Rounds run every ``round_period_s``, and shortly after a home joins, leaves
+or reports a change.  When the last active event ends, every home in it gets
+``RELEASE``.  Sessions reach the wire only through ``HomeSession.send``.
+"""
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from jeisson.aggregator import negotiation
+from jeisson.aggregator.config import AggregatorConfig, Event
+from jeisson.wire import aggregator_home as wire
+
+# Coalesce bursts of joins and reports into one round.
+ROUND_DEBOUNCE_S = 0.2
+
+
+@attrs.define(eq=False)
+class HomeRecord:
+    """What the aggregator knows of one configured home."""
+
+    id: str
+    secret: str
+    session: object = None
+    flex: wire.Flex | None = None
+    level_w: float | None = None  # last known draw: latest COMMIT or FLEX
+    measured_w: float | None = None
+    measured_at: float | None = None
+    budget_w: float | None = None
+    on: tuple[str, ...] = ()
+    in_event: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None
+
+    def cautious_w(self) -> float:
+        """The power to assume for a home that cannot answer now."""
+        known = [w for w in (self.level_w, self.measured_w) if w is not None]
+        return max(known) if known else 0.0
+
+
+@attrs.define(eq=False)
+class Round:
+    number: int
+    event: Event
+    started: float
+    targets: dict[str, float]
+    bids: dict[str, int]
+    feasible: bool
+    unknown_w: float
+    phase: str = "shed"
+    granted: dict[str, float] = attrs.Factory(dict)
+    waiting: set[str] = attrs.Factory(set)
+    committed: dict[str, wire.Commit] = attrs.Factory(dict)
+    late: set[str] = attrs.Factory(set)
+    timeout: object = None
+
+
+@attrs.frozen
+class RoundSummary:
+    number: int
+    event: str
+    limit_w: float
+    committed_w: float
+    unknown_w: float
+    feasible: bool
+    homes: dict[str, dict]
+    finished: float
+
+    @property
+    def within_limit(self) -> bool:
+        return self.committed_w + self.unknown_w <= self.limit_w + 1e-6
+
+
+class Aggregator:
+    log = Logger()
+
+    def __init__(self, config: AggregatorConfig, clock: IReactorTime):
+        self.config = config
+        self.clock = clock
+        self.homes = {h.id: HomeRecord(h.id, h.secret) for h in config.homes.values()}
+        self.events = list(config.events)
+        self.round: Round | None = None
+        self.rounds_run = 0
+        self.last_round: RoundSummary | None = None
+        self.current_event: Event | None = None
+        self._round_number = 0
+        self._pending_call = None
+        self._pending_after_round = False
+        self._timers: list = []
+        self.changed = True  # the status snapshot needs rewriting
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        now = self.clock.seconds()
+        for event in self.events:
+            for moment in (event.start, event.end):
+                if moment > now:
+                    self._timers.append(self.clock.callLater(moment - now, self._event_boundary))
+            if event.end <= now:
+                self.log.warn("event {event} ended before start-up ({end}); ignored",
+                              event=event.id, end=wire.format_utc(event.end))
+        self._event_boundary()
+
+    def stop(self) -> None:
+        for call in self._timers + [self._pending_call]:
+            if call is not None and call.active():
+                call.cancel()
+        self._timers = []
+        self._pending_call = None
+        if self.round is not None and self.round.timeout is not None and self.round.timeout.active():
+            self.round.timeout.cancel()
+        self.round = None
+
+    def active_event(self) -> Event | None:
+        """The binding event now: among the active ones, the lowest limit."""
+        now = self.clock.seconds()
+        active = [e for e in self.events if e.active(now)]
+        return min(active, key=lambda e: e.limit_w) if active else None
+
+    # -------------------------------------------------------------- sessions
+
+    def register(self, session, hello: wire.Hello) -> tuple[str, str] | None:
+        """Admit a home's session, or say why not as ``(code, detail)``."""
+        import hmac
+
+        record = self.homes.get(hello.home)
+        if record is None:
+            return wire.UNKNOWN_HOME, f"home {hello.home!r} is not configured on this aggregator"
+        if not hmac.compare_digest(record.secret.encode(), hello.secret.encode()):
+            return wire.BAD_CREDENTIAL, f"wrong secret for home {hello.home!r}"
+        if record.session is not None:
+            # The home reconnected before its old link was found dead.
+            self.log.info("home {home} reconnected from {peer}; closing its old link", home=record.id,
+                          peer=session.peer)
+            record.session.supersede()
+        record.session = session
+        self.changed = True
+        self.log.info("home {home} registered from {peer}", home=record.id, peer=session.peer)
+        return None
+
+    def session_closed(self, home_id: str, session) -> None:
+        record = self.homes[home_id]
+        if record.session is not session:
+            return
+        record.session = None
+        record.flex = None
+        self.changed = True
+        self.log.info("home {home} left; counted at {w:.0f} W while it is away", home=home_id,
+                      w=record.cautious_w())
+        if self.round is not None and home_id in self.round.waiting:
+            self.round.waiting.discard(home_id)
+            self.round.late.add(home_id)
+            self._maybe_advance()
+        self.request_round("home left")
+
+    def flex_received(self, home_id: str, flex: wire.Flex) -> None:
+        record = self.homes[home_id]
+        record.flex = flex
+        record.level_w = negotiation.on_w(flex)
+        self.changed = True
+        self.request_round("flexibility changed")
+
+    def measure_received(self, home_id: str, measure: wire.Measure) -> None:
+        record = self.homes[home_id]
+        record.measured_w = measure.power_w
+        record.measured_at = measure.at
+        self.changed = True
+
+    def commit_received(self, home_id: str, commit: wire.Commit) -> None:
+        record = self.homes[home_id]
+        current = self.round
+        if current is None or commit.round != current.number or home_id not in current.granted:
+            if commit.round == self._round_number and self.round is None:
+                # The answer to a RELEASE, or a late commit to the last round.
+                record.level_w = commit.committed_w
+                record.on = commit.on
+                self.changed = True
+                return
+            self.log.debug("home {home}: ignoring a commitment for old round {n}", home=home_id, n=commit.round)
+            return
+        record.level_w = commit.committed_w
+        record.on = commit.on
+        current.committed[home_id] = commit
+        current.waiting.discard(home_id)
+        self.changed = True
+        if commit.committed_w > current.granted[home_id] + 1e-6:
+            self.log.warn(
+                "home {home} committed {c:.0f} W above its budget {b:.0f} W (loads held on by their constraints)",
+                home=home_id, c=commit.committed_w, b=current.granted[home_id])
+        self._maybe_advance()
+
+    # ---------------------------------------------------------------- events
+
+    def _event_boundary(self) -> None:
+        event = self.active_event()
+        previous = self.current_event
+        self.current_event = event
+        self.changed = True
+        if event is not None and (previous is None or previous.id != event.id):
+            self.log.info("event {event} active: limit {limit:.0f} W until {end}", event=event.id,
+                          limit=event.limit_w, end=wire.format_utc(event.end))
+        if event is None and previous is not None:
+            self._release(previous)
+            return
+        if event is not None:
+            self.request_round("event boundary")
+
+    def _release(self, event: Event) -> None:
+        if self.round is not None:
+            self._abandon_round()
+        self._round_number += 1
+        released = []
+        for record in self.homes.values():
+            if record.in_event is not None:
+                record.in_event = None
+                record.budget_w = None
+                if record.session is not None:
+                    record.session.send(wire.Release(self._round_number, event.id))
+                    released.append(record.id)
+        self.log.info("event {event} ended; released homes: {homes}", event=event.id,
+                      homes=", ".join(released) or "none")
+
+    # ---------------------------------------------------------------- rounds
+
+    def request_round(self, reason: str) -> None:
+        if self.current_event is None:
+            return
+        if self.round is not None:
+            self._pending_after_round = True
+            return
+        if self._pending_call is None or not self._pending_call.active():
+            self.log.debug("round requested: {reason}", reason=reason)
+            self._pending_call = self.clock.callLater(ROUND_DEBOUNCE_S, self.run_round)
+
+    def run_round(self) -> None:
+        self._pending_call = None
+        event = self.active_event()
+        if event is None or self.round is not None:
+            return
+        participants = {h: r for h, r in self.homes.items() if r.connected and r.flex is not None}
+        unknown_w = sum(r.cautious_w() for h, r in self.homes.items() if h not in participants)
+        result = negotiation.plan({h: r.flex for h, r in participants.items()}, event.limit_w - unknown_w)
+        self._round_number += 1
+        bids = {h: r.flex.bid for h, r in participants.items()}
+        self.round = Round(self._round_number, event, self.clock.seconds(), result.budgets, bids, result.feasible,
+                           unknown_w)
+        if not result.feasible:
+            self.log.warn(
+                "round {n} event {event}: must-run loads exceed the limit of {limit:.0f} W; only they are served",
+                n=self._round_number, event=event.id, limit=event.limit_w)
+        shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
+        self._dispatch(shedding)
+
+    def _level(self, home_id: str) -> float:
+        record = self.homes[home_id]
+        return record.level_w if record.level_w is not None else 0.0
+
+    def _dispatch(self, budgets: dict[str, float]) -> None:
+        current = self.round
+        current.granted.update(budgets)
+        current.waiting = set(budgets)
+        for home_id, budget in budgets.items():
+            record = self.homes[home_id]
+            record.budget_w = budget
+            record.in_event = current.event.id
+            record.session.send(wire.Budget(current.number, current.bids[home_id], current.event.id, budget,
+                                            current.event.end))
+        if current.waiting:
+            current.timeout = self.clock.callLater(self.config.round_timeout_s, self._phase_timeout, current)
+        else:
+            self._maybe_advance()
+
+    def _phase_timeout(self, current: Round) -> None:
+        if current is not self.round:
+            return
+        current.timeout = None
+        for home_id in sorted(current.waiting):
+            self.log.warn("round {n}: home {home} did not commit within {t} s; counted at {w:.0f} W",
+                          n=current.number, home=home_id, t=self.config.round_timeout_s,
+                          w=max(self._level(home_id), current.granted[home_id]))
+        current.late |= current.waiting
+        current.waiting = set()
+        self._maybe_advance()
+
+    def _maybe_advance(self) -> None:
+        current = self.round
+        if current is None or current.waiting:
+            return
+        if current.timeout is not None and current.timeout.active():
+            current.timeout.cancel()
+        current.timeout = None
+        if current.phase == "shed":
+            current.phase = "grant"
+            self._grant(current)
+        else:
+            self._finish(current)
+
+    def _grant(self, current: Round) -> None:
+        rest = [h for h in current.targets if h not in current.granted and self.homes[h].connected]
+        # A shedding home that did not commit keeps its old level here: the
+        # headroom is what the homes' real commitments leave.
+        levels = {h: self._level(h) for h in current.targets}
+        headroom = current.event.limit_w - current.unknown_w - sum(levels.values())
+        # Headroom falls short only when a home could not shed; then the
+        # largest targets are served first, in a stable order.
+        wanted = {h: current.targets[h] for h in sorted(rest, key=lambda h: (-current.targets[h], h))}
+        self._dispatch(negotiation.grant_increases(wanted, levels, headroom))
+
+    def _abandon_round(self) -> None:
+        current, self.round = self.round, None
+        if current.timeout is not None and current.timeout.active():
+            current.timeout.cancel()
+
+    def _finish(self, current: Round) -> None:
+        self.round = None
+        self.rounds_run += 1
+        homes = {}
+        committed_total = 0.0
+        unknown = current.unknown_w
+        for home_id in current.targets:
+            record = self.homes[home_id]
+            commit = current.committed.get(home_id)
+            offers = record.flex.loads if record.flex is not None else ()
+            if commit is not None:
+                committed_total += commit.committed_w
+            else:
+                unknown += max(self._level(home_id), current.granted.get(home_id, 0.0))
+            on = commit.on if commit is not None else record.on
+            homes[home_id] = {
+                "demand_w": negotiation.demand_w(record.flex) if record.flex is not None else None,
+                "budget_w": current.granted.get(home_id),
+                "committed_w": commit.committed_w if commit is not None else None,
+                "on": list(on),
+                "off": [o.id for o in offers if o.id not in on],
+            }
+            self.log.info(
+                "round {n} event {event}: home {home}: demand {demand} W, budget {budget} W, committed {committed} W,"
+                " on [{on}], off [{off}]",
+                n=current.number, event=current.event.id, home=home_id,
+                demand=_watts(homes[home_id]["demand_w"]), budget=_watts(homes[home_id]["budget_w"]),
+                committed=_watts(homes[home_id]["committed_w"]), on=", ".join(homes[home_id]["on"]),
+                off=", ".join(homes[home_id]["off"]))
+        summary = RoundSummary(current.number, current.event.id, current.event.limit_w, committed_total, unknown,
+                               current.feasible, homes, self.clock.seconds())
+        self.last_round = summary
+        self.changed = True
+        self.log.info(
+            "round {n} event {event}: committed {committed:.0f} W + unknown {unknown:.0f} W"
+            " of limit {limit:.0f} W: {verdict}",
+            n=current.number, event=current.event.id, committed=committed_total, unknown=unknown,
+            limit=current.event.limit_w, verdict="within limit" if summary.within_limit else "OVER LIMIT")
+        # Next round: at once if something changed meanwhile, else on the period.
+        if self._pending_after_round:
+            self._pending_after_round = False
+            self.request_round("changes during the last round")
+        else:
+            self._pending_call = self.clock.callLater(self.config.round_period_s, self.run_round)
+
+    # ---------------------------------------------------------------- status
+
+    def snapshot(self) -> dict:
+        """A JSON-ready view for operators, the demo and the manhole."""
+        event = self.current_event
+        homes = {}
+        for record in self.homes.values():
+            flex = record.flex
+            homes[record.id] = {
+                "connected": record.connected,
+                "peer": record.session.peer if record.session is not None else None,
+                "demand_w": negotiation.demand_w(flex) if flex is not None else None,
+                "level_w": record.level_w,
+                "measured_w": record.measured_w,
+                "budget_w": record.budget_w,
+                "loads": [
+                    {"id": o.id, "rated_w": o.rated_w, "priority": o.priority, "mode": o.mode, "on": o.on,
+                     "critical": o.critical, "wanted": o.wanted}
+                    for o in (flex.loads if flex is not None else ())
+                ],
+            }
+        last = self.last_round
+        return {
+            "at": wire.format_utc(self.clock.seconds()),
+            "event": None if event is None else {
+                "id": event.id, "limit_w": event.limit_w, "start": wire.format_utc(event.start),
+                "end": wire.format_utc(event.end)},
+            "rounds_run": self.rounds_run,
+            "last_round": None if last is None else {
+                "number": last.number, "event": last.event, "limit_w": last.limit_w,
+                "committed_w": last.committed_w, "unknown_w": last.unknown_w, "within_limit": last.within_limit,
+                "feasible": last.feasible, "homes": last.homes, "finished": wire.format_utc(last.finished)},
+            "homes": homes,
+        }
+
+
+def _watts(value) -> str:
+    return "?" if value is None else f"{value:.0f}"

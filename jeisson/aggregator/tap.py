@@ -1,0 +1,55 @@
+"""``twistd jeisson-aggregator --config FILE``."""
+
+from twisted.application import strports
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+
+from jeisson.aggregator.config import read_config
+from jeisson.aggregator.core import Aggregator
+from jeisson.aggregator.session import HomeSession
+from jeisson.link import LineLinkFactory
+from jeisson.manhole import manhole_service
+from jeisson.status import StatusFileService
+from jeisson.tap import ConfigOptions
+from jeisson.wire import aggregator_home
+
+
+class Options(ConfigOptions):
+    pass
+
+
+class AggregatorService(Service):
+    log = Logger()
+
+    def __init__(self, aggregator: Aggregator):
+        self.aggregator = aggregator
+
+    def startService(self):
+        super().startService()
+        config = self.aggregator.config
+        self.log.info("aggregator listening on {listen} for homes {homes}", listen=config.listen,
+                      homes=", ".join(config.homes))
+        self.aggregator.start()
+
+    def stopService(self):
+        super().stopService()
+        self.aggregator.stop()
+
+
+def home_factory(aggregator: Aggregator) -> LineLinkFactory:
+    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: HomeSession(aggregator, link))
+
+
+def makeService(options) -> MultiService:
+    from twisted.internet import reactor
+
+    config = read_config(options["config"])
+    aggregator = Aggregator(config, reactor)
+    top = MultiService()
+    AggregatorService(aggregator).setServiceParent(top)
+    strports.service(config.listen, home_factory(aggregator)).setServiceParent(top)
+    if config.status_file:
+        StatusFileService(aggregator, config.status_file, reactor).setServiceParent(top)
+    if config.manhole is not None:
+        manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
+    return top

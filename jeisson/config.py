@@ -1,0 +1,178 @@
+"""Reading jeisson's ini files into checked values.
+
+Each role (``aggregator``, ``home``, ``actuator``) declares its sections and
+keys in its own ``config`` module through ``IniFile``; anything not declared
+is refused, and every error names the file, the section, the key and what was
+expected, as a ``twisted.python.usage.UsageError`` that ``twistd`` prints.
+"""
+
+import configparser
+import math
+import re
+import time
+
+from twisted.python.usage import UsageError
+
+from jeisson.wire.aggregator_home import ID_PATTERN, parse_utc
+
+_REQUIRED = object()
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be used, and why."""
+
+
+class IniFile:
+    """An ini file being read; tracks which sections and keys were used."""
+
+    def __init__(self, text: str, source: str):
+        self.source = source
+        self._parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\x00none")
+        self._parser.optionxform = str
+        try:
+            self._parser.read_string(text, source=source)
+        except configparser.Error as e:
+            raise ConfigError(f"{source}: not a valid ini file: {e}") from None
+        self._used: dict[str, set[str]] = {}
+
+    @classmethod
+    def read(cls, path: str) -> "IniFile":
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        return cls(text, path)
+
+    def error(self, section: str, key: str | None, message: str) -> ConfigError:
+        where = f"[{section}]" + (f" {key}" if key else "")
+        return ConfigError(f"{self.source}: {where}: {message}")
+
+    def has_section(self, section: str) -> bool:
+        return self._parser.has_section(section)
+
+    def sections(self, prefix: str) -> list[tuple[str, str]]:
+        """``(section, name)`` for every section named ``prefix:name``."""
+        found = []
+        for section in self._parser.sections():
+            kind, sep, name = section.partition(":")
+            if sep and kind == prefix:
+                if not ID_PATTERN.match(name):
+                    raise self.error(section, None, "the name after ':' must be an id of 1-32 letters, digits, _ . -")
+                found.append((section, name))
+        return found
+
+    def raw(self, section: str, key: str, default=_REQUIRED):
+        self._used.setdefault(section, set()).add(key)
+        if not self._parser.has_section(section):
+            if default is _REQUIRED:
+                raise self.error(section, None, "missing section")
+            return default
+        if not self._parser.has_option(section, key):
+            if default is _REQUIRED:
+                raise self.error(section, key, "missing key")
+            return default
+        return self._parser.get(section, key).strip()
+
+    def text(self, section, key, default=_REQUIRED) -> str:
+        value = self.raw(section, key, default)
+        if value is not default and value == "" and default is _REQUIRED:
+            raise self.error(section, key, "must not be empty")
+        return value
+
+    def ident(self, section, key, default=_REQUIRED) -> str:
+        value = self.raw(section, key, default)
+        if value is not default and not ID_PATTERN.match(value):
+            raise self.error(section, key, f"expected an id of 1-32 letters, digits, '_', '.', '-', got {value!r}")
+        return value
+
+    def number(self, section, key, default=_REQUIRED, low=-math.inf, high=math.inf, integer=False):
+        value = self.raw(section, key, default)
+        if value is default:
+            return default
+        kind = "a whole number" if integer else "a number"
+        try:
+            number = int(value) if integer else float(value)
+        except ValueError:
+            raise self.error(section, key, f"expected {kind}, got {value!r}") from None
+        if not math.isfinite(number) or not low <= number <= high:
+            raise self.error(section, key, f"expected {kind} from {low} to {high}, got {value!r}")
+        return number
+
+    def boolean(self, section, key, default=_REQUIRED) -> bool:
+        value = self.raw(section, key, default)
+        if value is default:
+            return default
+        try:
+            return _BOOLEANS[value.lower()]
+        except KeyError:
+            raise self.error(section, key, f"expected yes or no, got {value!r}") from None
+
+    def choice(self, section, key, choices, default=_REQUIRED) -> str:
+        value = self.raw(section, key, default)
+        if value is not default and value not in choices:
+            raise self.error(section, key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def time(self, section, key, now: float) -> float:
+        """A UTC time (``2026-11-23T18:00:00Z``) or ``+SECONDS`` after ``now``."""
+        value = self.raw(section, key)
+        if re.fullmatch(r"\+\d+(\.\d+)?", value):
+            return now + float(value[1:])
+        try:
+            return parse_utc(value)
+        except ValueError:
+            raise self.error(
+                section, key, f"expected a UTC time like 2026-11-23T18:00:00Z or +SECONDS from start, got {value!r}"
+            ) from None
+
+    def server_endpoint(self, section, key, default=_REQUIRED, loopback_default=False) -> str:
+        """An endpoint string to listen on, checked by Twisted's parser.
+
+        With ``loopback_default`` a bare port number, or a ``tcp:`` endpoint
+        without an ``interface``, is bound to 127.0.0.1.
+        """
+        value = self.raw(section, key, default)
+        if value is default:
+            return default
+        if loopback_default:
+            if value.isdigit():
+                value = f"tcp:{value}:interface=127.0.0.1"
+            elif value.startswith("tcp:") and "interface=" not in value:
+                value += ":interface=127.0.0.1"
+        from twisted.internet import endpoints, reactor
+
+        try:
+            endpoints.serverFromString(reactor, value)
+        except Exception as e:
+            raise self.error(section, key, f"not a server endpoint string like tcp:7700 ({e})") from None
+        return value
+
+    def client_endpoint(self, section, key, default=_REQUIRED) -> str:
+        value = self.raw(section, key, default)
+        if value is default:
+            return default
+        from twisted.internet import endpoints, reactor
+
+        try:
+            endpoints.clientFromString(reactor, value)
+        except Exception as e:
+            raise self.error(section, key, f"not a client endpoint string like tcp:127.0.0.1:7700 ({e})") from None
+        return value
+
+    def check_unknown(self) -> None:
+        """Refuse sections and keys that nothing read: likely typos."""
+        for section in self._parser.sections():
+            if section not in self._used:
+                raise self.error(section, None, "unknown section")
+            for key in self._parser.options(section):
+                if key not in self._used[section]:
+                    known = ", ".join(sorted(self._used[section]))
+                    raise self.error(section, key, f"unknown key (known keys here: {known})")
+
+
+def wall_clock() -> float:
+    return time.time()

@@ -1,0 +1,350 @@
+"""The home's decisions and state, reached by its links through methods.
+
+``Home`` owns its loads, the sessions of its boards and the budget of the
+current DR event.  ``reconcile`` brings the relays to what they should be:
+
+- outside an event, every load as its owner set it (``desired``);
+- in an event, the most valuable whole set of loads within the budget
+  (``allocation.choose``, a MILP), counting loads on unreachable boards at
+  their rated power;
+
+and always within each load's minimum on and off times: a switch that must
+wait is scheduled for the moment it becomes allowed.  Loads are switched off
+first and on only after the offs are acknowledged, so the home never draws
+more than its budget while switching.
+"""
+
+import attrs
+import numpy as np
+from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from jeisson.allocation import choose
+from jeisson.home.config import HomeConfig
+from jeisson.home.loads import Load
+from jeisson.wire import aggregator_home as wire
+
+# After a board refused a switch as too soon, try again this much later.
+RETRY_BUSY_S = 2.0
+
+
+@attrs.frozen
+class ActiveBudget:
+    event: str
+    budget_w: float
+    end: float
+    round: int
+
+
+class CommandFailed(Exception):
+    """A relay command was refused (NAK), timed out, or its board is gone."""
+
+
+class Home:
+    log = Logger()
+
+    def __init__(self, config: HomeConfig, clock: IReactorTime):
+        self.config = config
+        self.clock = clock
+        self.loads = {load_id: Load(c) for load_id, c in config.loads.items()}
+        self.boards: dict[str, object] = {}  # actuator id -> live session
+        self.budget: ActiveBudget | None = None
+        self.bid = 0
+        self.last_offers: tuple | None = None
+        self.uplink = None  # the live aggregator session, if any
+        self.refused: str | None = None  # why the aggregator last refused us
+        self._busy = False
+        self._again = False
+        self._waiters: list[Deferred] = []
+        self._wakeup = None
+        self._budget_end = None
+
+    # ---------------------------------------------------------------- views
+
+    def loads_of(self, actuator: str) -> list[Load]:
+        return [load for load in self.loads.values() if load.config.actuator == actuator]
+
+    def drawn_w(self) -> float:
+        """Power counted for the aggregator: loads on, and unknown ones at rated."""
+        return float(sum(load.cautious_w() for load in self.loads.values()))
+
+    def on_ids(self) -> tuple[str, ...]:
+        return tuple(load.id for load in self.loads.values() if load.on is not False)
+
+    def offers(self) -> tuple[wire.LoadOffer, ...]:
+        now = self.clock.seconds()
+        return tuple(
+            wire.LoadOffer(load.id, load.config.rated_w, load.config.priority, load.mode(now),
+                           load.on is not False, load.config.critical, load.desired)
+            for load in self.loads.values()
+        )
+
+    def flex_if_changed(self) -> wire.Flex | None:
+        """A new bid when the offers changed since the last one sent."""
+        offers = self.offers()
+        if offers == self.last_offers:
+            return None
+        return self.new_flex()
+
+    def new_flex(self) -> wire.Flex:
+        self.last_offers = self.offers()
+        self.bid += 1
+        return wire.Flex(self.bid, self.last_offers)
+
+    def commitment(self, round_number: int) -> wire.Commit:
+        return wire.Commit(round_number, self.bid, self.drawn_w(), self.on_ids())
+
+    def measured_w(self) -> float:
+        """Measured power; a load without a reading is counted cautiously."""
+        total = 0.0
+        for load in self.loads.values():
+            if load.on is None or load.measured_w is None:
+                total += load.cautious_w()
+            else:
+                total += load.measured_w
+        return total
+
+    # ------------------------------------------------------------- budgets
+
+    def budget_received(self, budget: wire.Budget) -> Deferred:
+        """Act on a budget; fires with the ``Commit`` to send back."""
+        if budget.bid != self.bid:
+            # Meant for an older report: our newer bid will bring a new round.
+            self.log.info("budget of round {n} answers bid {old}, ours is {bid}; committing as we are",
+                          n=budget.round, old=budget.bid, bid=self.bid)
+            return self._after_current(budget.round)
+        now = self.clock.seconds()
+        if budget.end <= now:
+            self.log.warn("budget of round {n} for event {event} ended already; ignored", n=budget.round,
+                          event=budget.event)
+            return self._after_current(budget.round)
+        self.budget = ActiveBudget(budget.event, budget.budget_w, budget.end, budget.round)
+        self._schedule_budget_end(budget.end - now)
+        self.log.info("round {n} event {event}: budget {w:.0f} W until {end}", n=budget.round, event=budget.event,
+                      w=budget.budget_w, end=wire.format_utc(budget.end))
+        return self.reconcile().addCallback(lambda _: self.commitment(budget.round))
+
+    def release(self, release: wire.Release) -> Deferred:
+        if self.budget is not None and self.budget.event == release.event:
+            self.log.info("event {event} released: restoring loads as their owner set them", event=release.event)
+            self._clear_budget()
+        return self.reconcile().addCallback(lambda _: self.commitment(release.round))
+
+    def _after_current(self, round_number: int) -> Deferred:
+        return self.reconcile().addCallback(lambda _: self.commitment(round_number))
+
+    def _schedule_budget_end(self, delay: float) -> None:
+        if self._budget_end is not None and self._budget_end.active():
+            self._budget_end.reset(delay)
+        else:
+            self._budget_end = self.clock.callLater(delay, self._event_over)
+
+    def _event_over(self) -> None:
+        # Reached with or without the aggregator: a home that lost its link
+        # keeps its last budget until the event ends, then restores.
+        self._budget_end = None
+        if self.budget is not None:
+            self.log.info("event {event} is over: restoring loads as their owner set them", event=self.budget.event)
+            self.budget = None
+            self.changed()
+
+    def _clear_budget(self) -> None:
+        self.budget = None
+        if self._budget_end is not None and self._budget_end.active():
+            self._budget_end.cancel()
+        self._budget_end = None
+
+    # ------------------------------------------------------------- owner
+
+    def set_desired(self, load_id: str, on: bool) -> None:
+        """The owner switches a load (outside events it runs as set)."""
+        self.loads[load_id].desired = on
+        self.log.info("owner set load {load} {state}", load=load_id, state="on" if on else "off")
+        self.changed()
+
+    # ------------------------------------------------------------- boards
+
+    def board_connected(self, actuator: str, session, states: tuple[bool, ...]) -> None:
+        old = self.boards.get(actuator)
+        if old is not None and old is not session:
+            old.supersede()
+        self.boards[actuator] = session
+        now = self.clock.seconds()
+        for load in self.loads_of(actuator):
+            state = states[load.config.relay - 1]
+            if load.on != state:
+                # We did not see this switch happen: count it as just made,
+                # so the minimum times hold from now (the cautious choice).
+                load.on = state
+                load.last_switch = now
+        self.log.info("actuator {actuator} connected from {peer}; relays {states}", actuator=actuator,
+                      peer=session.peer, states="".join("1" if s else "0" for s in states))
+        self.changed()
+
+    def board_lost(self, actuator: str, session) -> None:
+        if self.boards.get(actuator) is not session:
+            return
+        del self.boards[actuator]
+        lost = self.loads_of(actuator)
+        for load in lost:
+            load.on = None
+            load.measured_w = None
+        self.log.warn("actuator {actuator} unreachable: loads {loads} counted at their rated power ({w:.0f} W)",
+                      actuator=actuator, loads=", ".join(load.id for load in lost),
+                      w=sum(load.config.rated_w for load in lost))
+        self.changed()
+
+    def board_measured(self, actuator: str, watts: tuple[int, ...]) -> None:
+        for load in self.loads_of(actuator):
+            if load.config.relay <= len(watts):
+                load.measured_w = float(watts[load.config.relay - 1])
+
+    # ------------------------------------------------------------- control
+
+    def changed(self) -> None:
+        """Something moved (a board, a budget, the owner, the time): act."""
+        self.reconcile().addErrback(lambda f: self.log.failure("reconciling loads failed", f))
+
+    def reconcile(self) -> Deferred:
+        """Bring the relays to their targets; fires when done."""
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        if self._busy:
+            self._again = True
+        else:
+            self._start()
+        return waiter
+
+    def _start(self) -> None:
+        self._busy = True
+        self._again = False
+        d = Deferred.fromCoroutine(self._reconcile_once())
+        d.addErrback(lambda f: self.log.failure("reconciling loads failed", f))
+        d.addBoth(self._done)
+
+    def _done(self, _) -> None:
+        if self._again:
+            self._start()
+            return
+        self._busy = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._after_reconcile()
+
+    def _after_reconcile(self) -> None:
+        uplink = self.uplink
+        if uplink is not None:
+            uplink.loads_changed()
+
+    def targets(self) -> dict[str, bool]:
+        """Which known loads should be on now."""
+        known = [load for load in self.loads.values() if load.known]
+        if self.budget is None:
+            return {load.id: load.desired for load in known}
+        now = self.clock.seconds()
+        unknown_w = sum(load.config.rated_w for load in self.loads.values() if not load.known)
+        modes = [load.mode(now) for load in known]
+        rated = np.array([load.config.rated_w for load in known])
+        # A tiny bonus for loads already on: among equal choices, switch less.
+        value = rated * np.array([load.config.priority + (1e-6 if load.on else 0.0) for load in known])
+        low = np.array([m == "must" for m in modes], dtype=float)
+        high = np.array([m != "off" for m in modes], dtype=float)
+        result = choose(rated, value, low, high, self.budget.budget_w - unknown_w)
+        if not result.feasible:
+            self.log.warn("event {event}: loads that must run exceed the budget of {w:.0f} W; only they run",
+                          event=self.budget.event, w=self.budget.budget_w)
+        return {load.id: bool(share) for load, share in zip(known, result.share, strict=True)}
+
+    async def _reconcile_once(self) -> None:
+        now = self.clock.seconds()
+        targets = self.targets()
+        offs = [load for load in self.loads.values()
+                if load.known and load.on and not targets[load.id] and load.can_switch(False, now)]
+        await self._switch_all(offs, False)
+        # Switch on only what still fits: an off that failed keeps drawing.
+        now = self.clock.seconds()
+        targets = self.targets()
+        room = None if self.budget is None else self.budget.budget_w - self.drawn_w()
+        ons = []
+        for load in self.loads.values():
+            if load.known and not load.on and targets.get(load.id) and load.can_switch(True, now):
+                if room is not None:
+                    if load.config.rated_w > room + 1e-6:
+                        continue
+                    room -= load.config.rated_w
+                ons.append(load)
+        await self._switch_all(ons, True)
+        self._schedule_wakeup()
+
+    async def _switch_all(self, loads: list[Load], on: bool) -> None:
+        if not loads:
+            return
+        results = await DeferredList([self._switch(load, on) for load in loads], consumeErrors=True)
+        for load, (ok, outcome) in zip(loads, results, strict=True):
+            if not ok:
+                self.log.warn("load {load}: switching {state} failed: {why}", load=load.id,
+                              state="on" if on else "off", why=outcome.getErrorMessage())
+
+    def _switch(self, load: Load, on: bool) -> Deferred:
+        session = self.boards.get(load.config.actuator)
+        if session is None:
+            return fail(CommandFailed(f"actuator {load.config.actuator} is unreachable"))
+        d = session.command(load.config.relay, on)
+
+        def switched(_):
+            load.on = on
+            load.last_switch = self.clock.seconds()
+            self.log.info("load {load} switched {state}", load=load.id, state="on" if on else "off")
+
+        def refused(failure):
+            if failure.check(CommandFailed) and "busy" in str(failure.value):
+                self._schedule_wakeup(RETRY_BUSY_S)
+            return failure
+
+        return d.addCallbacks(switched, refused)
+
+    def _schedule_wakeup(self, delay: float | None = None) -> None:
+        """Wake when the next load's minimum time runs out (its mode changes)."""
+        now = self.clock.seconds()
+        moments = [m for m in (load.next_change(now) for load in self.loads.values()) if m is not None]
+        if delay is not None:
+            moments.append(now + delay)
+        if not moments:
+            return
+        wait = max(min(moments) - now, 0.0)
+        if self._wakeup is not None and self._wakeup.active():
+            if self._wakeup.getTime() <= now + wait:
+                return
+            self._wakeup.cancel()
+        self._wakeup = self.clock.callLater(wait, self._woken)
+
+    def _woken(self) -> None:
+        self._wakeup = None
+        self.changed()
+
+    def stop(self) -> None:
+        for call in (self._wakeup, self._budget_end):
+            if call is not None and call.active():
+                call.cancel()
+        self._wakeup = self._budget_end = None
+
+    # ------------------------------------------------------------- status
+
+    def snapshot(self) -> dict:
+        now = self.clock.seconds()
+        return {
+            "id": self.config.id,
+            "aggregator_connected": self.uplink is not None and self.uplink.state == "active",
+            "budget": None if self.budget is None else attrs.asdict(self.budget),
+            "bid": self.bid,
+            "drawn_w": self.drawn_w(),
+            "measured_w": self.measured_w(),
+            "boards": sorted(self.boards),
+            "loads": {
+                load.id: {"on": load.on, "desired": load.desired, "mode": load.mode(now),
+                          "rated_w": load.config.rated_w, "measured_w": load.measured_w}
+                for load in self.loads.values()
+            },
+        }

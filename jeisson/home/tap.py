@@ -1,0 +1,81 @@
+"""``twistd jeisson-home --config FILE``."""
+
+from twisted.application import strports
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+
+from jeisson.home.boards import BoardSession
+from jeisson.home.config import read_config
+from jeisson.home.core import Home
+from jeisson.home.uplink import UplinkSession
+from jeisson.link import LineLinkFactory
+from jeisson.manhole import manhole_service
+from jeisson.tap import ConfigOptions
+from jeisson.wire import aggregator_home, home_actuator
+
+
+class Options(ConfigOptions):
+    pass
+
+
+class HomeService(Service):
+    log = Logger()
+
+    def __init__(self, home: Home):
+        self.home = home
+
+    def startService(self):
+        super().startService()
+        config = self.home.config
+        self.log.info("home {home}: boards connect on {listen}; aggregator at {aggregator}", home=config.id,
+                      listen=config.actuators_listen, aggregator=config.aggregator)
+
+    def stopService(self):
+        super().stopService()
+        self.home.stop()
+
+
+def board_factory(home: Home) -> LineLinkFactory:
+    return LineLinkFactory(home_actuator.MAX_LINE, lambda link: BoardSession(home, link))
+
+
+def uplink_factory(home: Home) -> LineLinkFactory:
+    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: UplinkSession(home, link))
+
+
+# After a refusal (wrong secret, unknown id) retry slowly: an operator has to
+# fix a config, and a tight loop would only fill the aggregator's log.
+RETRY_AFTER_REFUSAL_S = 30.0
+
+
+def uplink_service(home: Home, reactor) -> ClientService:
+    """Keeps the aggregator link up, retrying with backoff while it is down.
+
+    The HELLO exchange runs inside the session rather than as
+    ``prepareConnection``: ClientService cannot take a connection lost while
+    that is pending.
+    """
+    backoff = backoffPolicy(initialDelay=0.5, maxDelay=15.0)
+
+    def retry_delay(failed_attempts: int) -> float:
+        delay = backoff(failed_attempts)
+        return max(delay, RETRY_AFTER_REFUSAL_S) if home.refused else delay
+
+    return ClientService(clientFromString(reactor, home.config.aggregator), uplink_factory(home),
+                         retryPolicy=retry_delay)
+
+
+def makeService(options) -> MultiService:
+    from twisted.internet import reactor
+
+    config = read_config(options["config"])
+    home = Home(config, reactor)
+    top = MultiService()
+    HomeService(home).setServiceParent(top)
+    strports.service(config.actuators_listen, board_factory(home)).setServiceParent(top)
+    uplink_service(home, reactor).setServiceParent(top)
+    if config.manhole is not None:
+        manhole_service(config.manhole, {"home": home}).setServiceParent(top)
+    return top

@@ -1,0 +1,382 @@
+"""Aggregator <-> home messages (protocol "jeisson-dr", version 1).
+
+A line is ``VERB SP JSON-object``, UTF-8, at most ``MAX_LINE`` bytes.  Powers
+are in watts, durations in seconds, times are UTC in ISO 8601 with a ``Z``.
+See ``docs/protocol.rst`` for the conversation.  Everything here is pure:
+``parse_line(bytes) -> message`` and ``serialize(message) -> bytes``.
+"""
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+
+import attrs
+
+from jeisson.wire.errors import ProtocolError
+
+PROTOCOL_VERSIONS = (1,)
+MAX_LINE = 16384
+MAX_LOADS = 64
+MAX_POWER_W = 1e7
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}\Z")
+LOAD_MODES = ("must", "may", "off")
+
+# Error codes, sent in ERROR and REFUSED.
+SYNTAX = "syntax"
+UNKNOWN_VERB = "unknown-verb"
+BAD_FIELD = "bad-field"
+STATE = "state"
+TOO_LONG = "too-long"
+UNKNOWN_HOME = "unknown-home"
+BAD_CREDENTIAL = "bad-credential"
+VERSION = "version"
+SUPERSEDED = "superseded"
+TIMEOUT = "timeout"
+
+
+def format_utc(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z\Z")
+
+
+def parse_utc(text: str) -> float:
+    """Parse ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` into seconds since the epoch."""
+    if not isinstance(text, str) or not _UTC.match(text):
+        raise ValueError(f"not a UTC time like 2026-11-23T18:00:00Z: {text!r}")
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC).timestamp()
+
+
+# ----------------------------------------------------------------- messages
+
+
+@attrs.frozen
+class LoadOffer:
+    """One load as a home offers it in a flexibility report.
+
+    ``mode`` is what the aggregator may do with it: ``must`` run (critical,
+    held on by its minimum on time, or on an unreachable board and so counted
+    at its rated power), ``may`` run or be shed, or is ``off`` (its owner
+    wants it off, or its minimum off time holds it off).
+    """
+
+    id: str
+    rated_w: float
+    priority: int
+    mode: str
+    on: bool
+    critical: bool
+    wanted: bool  # the owner wants it on: what it would draw without an event
+
+
+@attrs.frozen
+class Hello:
+    verb = "HELLO"
+    home: str
+    secret: str
+    versions: tuple[int, ...]
+
+
+@attrs.frozen
+class Welcome:
+    verb = "WELCOME"
+    version: int
+    home: str
+    heartbeat_s: float
+
+
+@attrs.frozen
+class Refused:
+    verb = "REFUSED"
+    code: str
+    detail: str
+
+
+@attrs.frozen
+class Flex:
+    verb = "FLEX"
+    bid: int
+    loads: tuple[LoadOffer, ...]
+
+
+@attrs.frozen
+class Ack:
+    verb = "ACK"
+    bid: int
+
+
+@attrs.frozen
+class Budget:
+    verb = "BUDGET"
+    round: int
+    bid: int
+    event: str
+    budget_w: float
+    end: float
+
+
+@attrs.frozen
+class Release:
+    verb = "RELEASE"
+    round: int
+    event: str
+
+
+@attrs.frozen
+class Commit:
+    verb = "COMMIT"
+    round: int
+    bid: int
+    committed_w: float
+    on: tuple[str, ...]
+
+
+@attrs.frozen
+class Measure:
+    verb = "MEASURE"
+    at: float
+    power_w: float
+    loads: tuple[tuple[str, float], ...]
+
+
+@attrs.frozen
+class Ping:
+    verb = "PING"
+    n: int
+
+
+@attrs.frozen
+class Pong:
+    verb = "PONG"
+    n: int
+
+
+@attrs.frozen
+class Error:
+    verb = "ERROR"
+    code: str
+    detail: str
+
+
+MESSAGES = {
+    cls.verb: cls
+    for cls in (Hello, Welcome, Refused, Flex, Ack, Budget, Release, Commit, Measure, Ping, Pong, Error)
+}
+
+# --------------------------------------------------------------- field checks
+
+
+def _field(body: dict, name: str, verb: str):
+    try:
+        return body[name]
+    except KeyError:
+        raise ProtocolError(BAD_FIELD, f"{verb}: missing field {name!r}") from None
+
+
+def _int(body, name, verb, low=0, high=2**53):
+    value = _field(body, name, verb)
+    if type(value) is not int or not low <= value <= high:
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _watts(value, where):
+    if type(value) not in (int, float) or not 0 <= value <= MAX_POWER_W or not math.isfinite(value):
+        raise ProtocolError(BAD_FIELD, f"{where} must be a power in W from 0 to {MAX_POWER_W:.0f}, got {value!r}")
+    return float(value)
+
+
+def _positive_seconds(body, name, verb):
+    value = _field(body, name, verb)
+    if type(value) not in (int, float) or not 0 < value <= 86400 or not math.isfinite(value):
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be seconds in (0, 86400], got {value!r}")
+    return float(value)
+
+
+def _text(body, name, verb, limit=512):
+    value = _field(body, name, verb)
+    if not isinstance(value, str) or len(value) > limit:
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be a string of at most {limit} characters")
+    # JSON's "\ud800" escapes decode to lone surrogates, which are not text: no UTF-8 line can carry them.
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be Unicode text, not a lone surrogate escape")
+    return value
+
+
+def _ident(value, where):
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ProtocolError(BAD_FIELD, f"{where} must be an id of 1-32 letters, digits, '_', '.', '-', got {value!r}")
+    return value
+
+
+def _bool(value, where):
+    if type(value) is not bool:
+        raise ProtocolError(BAD_FIELD, f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _utc(body, name, verb):
+    value = _field(body, name, verb)
+    try:
+        return parse_utc(value)
+    except ValueError as e:
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r}: {e}") from None
+
+
+def _list(body, name, verb, limit):
+    value = _field(body, name, verb)
+    if not isinstance(value, list) or len(value) > limit:
+        raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be a list of at most {limit} items")
+    return value
+
+
+def _offer(item, index) -> LoadOffer:
+    where = f"FLEX: loads[{index}]"
+    if not isinstance(item, dict):
+        raise ProtocolError(BAD_FIELD, f"{where} must be an object")
+    load_id = _ident(_field(item, "id", where), f"{where}.id")
+    priority = _field(item, "priority", where)
+    if type(priority) is not int or not 1 <= priority <= 100:
+        raise ProtocolError(BAD_FIELD, f"{where}.priority must be an integer from 1 to 100, got {priority!r}")
+    mode = _field(item, "mode", where)
+    if mode not in LOAD_MODES:
+        raise ProtocolError(BAD_FIELD, f"{where}.mode must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
+    return LoadOffer(
+        id=load_id,
+        rated_w=_watts(_field(item, "rated_w", where), f"{where}.rated_w"),
+        priority=priority,
+        mode=mode,
+        on=_bool(_field(item, "on", where), f"{where}.on"),
+        critical=_bool(_field(item, "critical", where), f"{where}.critical"),
+        wanted=_bool(_field(item, "wanted", where), f"{where}.wanted"),
+    )
+
+
+def _unique(ids, where):
+    if len(set(ids)) != len(ids):
+        raise ProtocolError(BAD_FIELD, f"{where}: duplicate load ids")
+    return tuple(ids)
+
+
+def _from_body(verb: str, body: dict):
+    if verb == "HELLO":
+        versions = _list(body, "versions", verb, 16)
+        if not versions or any(type(v) is not int or v < 1 for v in versions):
+            raise ProtocolError(BAD_FIELD, "HELLO: 'versions' must be a non-empty list of positive integers")
+        return Hello(_ident(_field(body, "home", verb), "HELLO: 'home'"), _text(body, "secret", verb), tuple(versions))
+    if verb == "WELCOME":
+        return Welcome(
+            _int(body, "version", verb, 1, 65535),
+            _ident(_field(body, "home", verb), "WELCOME: 'home'"),
+            _positive_seconds(body, "heartbeat_s", verb),
+        )
+    if verb in ("REFUSED", "ERROR"):
+        return MESSAGES[verb](_text(body, "code", verb, 64), _text(body, "detail", verb))
+    if verb == "FLEX":
+        offers = tuple(_offer(item, i) for i, item in enumerate(_list(body, "loads", verb, MAX_LOADS)))
+        _unique([o.id for o in offers], "FLEX: loads")
+        return Flex(_int(body, "bid", verb), offers)
+    if verb == "ACK":
+        return Ack(_int(body, "bid", verb))
+    if verb == "BUDGET":
+        return Budget(
+            _int(body, "round", verb),
+            _int(body, "bid", verb),
+            _ident(_field(body, "event", verb), "BUDGET: 'event'"),
+            _watts(_field(body, "budget_w", verb), "BUDGET: 'budget_w'"),
+            _utc(body, "end", verb),
+        )
+    if verb == "RELEASE":
+        return Release(_int(body, "round", verb), _ident(_field(body, "event", verb), "RELEASE: 'event'"))
+    if verb == "COMMIT":
+        on = [_ident(v, "COMMIT: 'on' item") for v in _list(body, "on", verb, MAX_LOADS)]
+        return Commit(
+            _int(body, "round", verb),
+            _int(body, "bid", verb),
+            _watts(_field(body, "committed_w", verb), "COMMIT: 'committed_w'"),
+            _unique(on, "COMMIT: 'on'"),
+        )
+    if verb == "MEASURE":
+        loads = _field(body, "loads", verb)
+        if not isinstance(loads, dict) or len(loads) > MAX_LOADS:
+            raise ProtocolError(BAD_FIELD, f"MEASURE: 'loads' must be an object of at most {MAX_LOADS} entries")
+        pairs = tuple(
+            (_ident(k, "MEASURE: 'loads' key"), _watts(v, f"MEASURE: loads[{k!r}]")) for k, v in loads.items()
+        )
+        return Measure(_utc(body, "at", verb), _watts(_field(body, "power_w", verb), "MEASURE: 'power_w'"), pairs)
+    # PING, PONG
+    return MESSAGES[verb](_int(body, "n", verb))
+
+
+def parse_line(line: bytes):
+    """Parse one line (without its terminator) into a message object.
+
+    Raises ``ProtocolError`` naming what is wrong.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError(SYNTAX, f"not UTF-8 (byte {e.start})") from None
+    verb, _, rest = text.strip(" \t").partition(" ")
+    if not verb:
+        raise ProtocolError(SYNTAX, "empty line")
+    if verb not in MESSAGES:
+        raise ProtocolError(UNKNOWN_VERB, f"unknown message {verb[:32]!r}")
+    try:
+        body = json.loads(rest) if rest.strip() else None
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError(SYNTAX, f"{verb}: body is not valid JSON ({str(e)[:80]})") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(SYNTAX, f"{verb}: body must be a JSON object")
+    return _from_body(verb, body)
+
+
+# ---------------------------------------------------------------- serializing
+
+
+def _to_body(message) -> dict:
+    if isinstance(message, Hello):
+        return {"home": message.home, "secret": message.secret, "versions": list(message.versions)}
+    if isinstance(message, Flex):
+        return {
+            "bid": message.bid,
+            "loads": [
+                {
+                    "id": o.id,
+                    "rated_w": o.rated_w,
+                    "priority": o.priority,
+                    "mode": o.mode,
+                    "on": o.on,
+                    "critical": o.critical,
+                    "wanted": o.wanted,
+                }
+                for o in message.loads
+            ],
+        }
+    if isinstance(message, Budget):
+        return {
+            "round": message.round,
+            "bid": message.bid,
+            "event": message.event,
+            "budget_w": message.budget_w,
+            "end": format_utc(message.end),
+        }
+    if isinstance(message, Commit):
+        return {
+            "round": message.round,
+            "bid": message.bid,
+            "committed_w": message.committed_w,
+            "on": list(message.on),
+        }
+    if isinstance(message, Measure):
+        return {"at": format_utc(message.at), "power_w": message.power_w, "loads": dict(message.loads)}
+    return attrs.asdict(message)
+
+
+def serialize(message) -> bytes:
+    """The line for ``message``, with its ``\\n`` terminator."""
+    body = json.dumps(_to_body(message), separators=(",", ":"), ensure_ascii=False)
+    return f"{message.verb} {body}\n".encode()

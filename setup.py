@@ -1,0 +1,33 @@
+from setuptools import setup
+
+setup(
+    name="jeisson",
+    version="0.1.0",
+    description="Demand response over Twisted: an aggregator, homes and relay actuators",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=[
+        "jeisson",
+        "jeisson.wire",
+        "jeisson.aggregator",
+        "jeisson.home",
+        "jeisson.actuator",
+        # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
+        # system finds this directory through twisted.plugins.__path__.
+        "twisted.plugins",
+    ],
+    package_data={"twisted.plugins": ["jeisson_plugins.py"]},
+    install_requires=[
+        "twisted[conch]>=24.7",
+        "pyserial>=3.5",
+        "scipy>=1.11",
+        "numpy>=1.25",
+        "attrs>=23.1",
+        "txaio>=23.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5"],
+    },
+)
