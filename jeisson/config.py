@@ -28,7 +28,9 @@ class IniFile:
 
     def __init__(self, text: str, source: str):
         self.source = source
-        self._parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\x00none")
+        self._parser = configparser.ConfigParser(
+            interpolation=None, strict=True, default_section="\x00none", inline_comment_prefixes=(";",)
+        )
         self._parser.optionxform = str
         try:
             self._parser.read_string(text, source=source)

@@ -102,6 +102,9 @@ class LineLink(Protocol):
 class LineLinkFactory(Factory):
     """Builds a ``LineLink`` per connection, with its session."""
 
+    # Sessions log what matters; "Starting factory" on every reconnect does not.
+    noisy = False
+
     def __init__(self, max_line: int, make_session: Callable[[LineLink], Session]):
         self.max_line = max_line
         self.make_session = make_session

@@ -1,0 +1,64 @@
+"""``twistd jeisson-actuator --config FILE``: a software relay board."""
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from jeisson.actuator.board import Board
+from jeisson.actuator.config import read_config
+from jeisson.actuator.session import session_factory
+from jeisson.link import LineLinkFactory
+from jeisson.wire import home_actuator
+
+
+class Options(usage.Options):
+    optParameters = [["config", "c", None, "path of the actuator's ini file"]]
+
+    def postOptions(self):
+        if not self["config"]:
+            raise usage.UsageError("--config is required")
+
+
+class BoardService(Service):
+    """Powers the board up and down: its failsafe runs from start-up on,
+    whether or not the home is ever reached."""
+
+    log = Logger()
+
+    def __init__(self, board: Board):
+        self.board = board
+
+    def startService(self):
+        super().startService()
+        config = self.board.config
+        self.log.info("actuator {id} connecting to home at {endpoint}", id=config.id, endpoint=config.home)
+        self.board.start()
+
+    def stopService(self):
+        self.board.stop()
+        return super().stopService()
+
+
+def makeService(options, reactor=None) -> MultiService:
+    """The actuator: the board, then the connection to its home.
+
+    ``reactor`` is for tests; twistd passes only ``options``.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    # A ConfigError is a UsageError: twistd prints it and exits.
+    config = read_config(options["config"])
+    board = Board.from_config(config, reactor)
+    top = MultiService()
+    # Started first and stopped last, so the failsafe covers the whole run.
+    BoardService(board).setServiceParent(top)
+    client = ClientService(
+        clientFromString(reactor, config.home),
+        LineLinkFactory(home_actuator.MAX_LINE, session_factory(board)),
+        retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=10),
+        clock=reactor,
+    )
+    client.setServiceParent(top)
+    return top

@@ -1,0 +1,267 @@
+"""The whole jeisson system on one machine, as real twistd processes.
+
+``python -m jeisson.demo`` copies the example configs of ``etc/jeisson`` into
+a work directory, moves every port to a free loopback port, starts the
+aggregator, the three homes and their software actuators with the real
+``twistd`` commands, applies a DR event whose limit is below the houses'
+demand, and shows the negotiation rounds live from the aggregator's status
+file.  After ``--duration`` seconds, or Ctrl-C, it stops every process it
+started and prints a summary of the rounds from the aggregator's log.
+"""
+
+import argparse
+import configparser
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+ROUND_LINE = re.compile(
+    r"round (\d+) event (\S+): committed (\d+) W \+ unknown (\d+) W of limit (\d+) W: (within limit|OVER LIMIT)"
+)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while choosing)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def twistd_command() -> list[str]:
+    beside = os.path.join(os.path.dirname(sys.executable), "twistd")
+    return [beside] if os.path.exists(beside) else [sys.executable, "-m", "twisted"]
+
+
+def _read(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def _write(parser: configparser.ConfigParser, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        parser.write(f)
+
+
+def _port_of(endpoint: str) -> int:
+    match = re.search(r":(\d+)(?::|$)", endpoint)
+    if not match:
+        raise SystemExit(f"cannot find a port in endpoint {endpoint!r}")
+    return int(match.group(1))
+
+
+def prepare(etc: str, workdir: str, event_start: float, event_length: float, limit_kw: float | None) -> dict:
+    """Copy the example configs with fresh ports; returns the processes to run."""
+    homes = sorted(f for f in os.listdir(etc) if re.fullmatch(r"home-.*\.ini", f))
+    ports = iter(free_ports(2 + len(homes)))
+    aggregator = _read(os.path.join(etc, "aggregator.ini"))
+    aggregator_port = next(ports)
+    aggregator["aggregator"]["listen"] = f"tcp:{aggregator_port}:interface=127.0.0.1"
+    aggregator["aggregator"]["status_file"] = os.path.join(workdir, "status.json")
+    for section in aggregator.sections():
+        if section.startswith("event:"):
+            aggregator.remove_section(section)
+    event = "demo-peak"
+    aggregator[f"event:{event}"] = {
+        "limit_kw": str(limit_kw if limit_kw is not None else 12),
+        "start": f"+{event_start:g}",
+        "end": f"+{event_start + event_length:g}",
+    }
+    manhole_port = next(ports)
+    password = secrets.token_urlsafe(9)
+    with open(os.path.join(workdir, "manhole.passwd"), "w", encoding="utf-8") as f:
+        f.write(f"operator:{password}\n")
+    aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
+    _write(aggregator, os.path.join(workdir, "aggregator.ini"))
+    processes = [("aggregator", "jeisson-aggregator", os.path.join(workdir, "aggregator.ini"))]
+
+    home_ports = {}
+    for name in homes:
+        home = _read(os.path.join(etc, name))
+        old = _port_of(home["home"]["actuators"])
+        home_ports[old] = next(ports)
+        home["home"]["aggregator"] = f"tcp:127.0.0.1:{aggregator_port}"
+        home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
+        _write(home, os.path.join(workdir, name))
+        processes.append((name[:-4], "jeisson-home", os.path.join(workdir, name)))
+    for name in sorted(f for f in os.listdir(etc) if re.fullmatch(r"actuator-.*\.ini", f)):
+        actuator = _read(os.path.join(etc, name))
+        old = _port_of(actuator["actuator"]["home"])
+        if old not in home_ports:
+            continue
+        actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
+        _write(actuator, os.path.join(workdir, name))
+        processes.append((name[:-4], "jeisson-actuator", os.path.join(workdir, name)))
+    return {"processes": processes, "event": event, "manhole": (manhole_port, password)}
+
+
+class Fleet:
+    """The started twistd processes; stops them all, whatever happens."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.running: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, plugin: str, config: str) -> None:
+        log = open(os.path.join(self.workdir, f"{name}.log"), "wb")
+        command = twistd_command() + ["-n", "--pidfile=", plugin, "--config", config]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                   start_new_session=True)
+        log.close()
+        self.running.append((name, process))
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.running if p.poll() is not None]
+
+    def stop(self) -> None:
+        for _, process in reversed(self.running):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _, process in self.running:
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _kw(watts) -> str:
+    return "    -   " if watts is None else f"{watts / 1000:6.2f} kW"
+
+
+def render(status: dict | None, started: float, duration: float) -> str:
+    elapsed = time.monotonic() - started
+    lines = [f"jeisson demo   t = {elapsed:5.0f} s of {duration:.0f} s   (Ctrl-C stops everything)", ""]
+    if status is None:
+        return "\n".join(lines + ["waiting for the aggregator..."])
+    event = status.get("event")
+    if event:
+        lines.append(f"DR event {event['id']}: limit {event['limit_w'] / 1000:.2f} kW until {event['end'][11:19]} UTC")
+    else:
+        lines.append("no DR event active: every load runs as its owner set it")
+    last = status.get("last_round")
+    if last:
+        verdict = "within limit" if last["within_limit"] else "OVER LIMIT"
+        lines.append(
+            f"round {last['number']} ({last['finished'][11:19]} UTC): committed {last['committed_w'] / 1000:.2f} kW"
+            f" + unknown {last['unknown_w'] / 1000:.2f} kW of limit {last['limit_w'] / 1000:.2f} kW: {verdict}"
+        )
+    lines += ["", f"{'home':8} {'link':5} {'demand':>9} {'budget':>9} {'drawing':>9} {'measured':>9}  loads on | off"]
+    in_round = last["homes"] if last and event else {}
+    total = {"demand": 0.0, "level": 0.0, "measured": 0.0}
+    for home_id, home in sorted(status["homes"].items()):
+        loads = home["loads"]
+        on = [load["id"] for load in loads if load["on"]]
+        off = [load["id"] for load in loads if not load["on"]]
+        budget = in_round.get(home_id, {}).get("budget_w") if event else None
+        for key, value in (("demand", home["demand_w"]), ("level", home["level_w"]), ("measured", home["measured_w"])):
+            total[key] += value or 0.0
+        lines.append(
+            f"{home_id:8} {'up' if home['connected'] else 'DOWN':5} {_kw(home['demand_w'])} {_kw(budget)}"
+            f" {_kw(home['level_w'])} {_kw(home['measured_w'])}  {' '.join(on)} | {' '.join(off)}"
+        )
+    lines.append(f"{'total':8} {'':5} {_kw(total['demand'])} {'':9} {_kw(total['level'])} {_kw(total['measured'])}")
+    return "\n".join(lines)
+
+
+def summary(log_path: str) -> str:
+    rounds = []
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                match = ROUND_LINE.search(line)
+                if match:
+                    rounds.append(match)
+    except OSError:
+        return "no aggregator log"
+    if not rounds:
+        return "no negotiation round ran"
+    over = [m for m in rounds if m.group(6) != "within limit"]
+    peak = max(int(m.group(3)) + int(m.group(4)) for m in rounds)
+    limit = min(int(m.group(5)) for m in rounds)
+    return (f"{len(rounds)} rounds; highest committed + unknown {peak / 1000:.2f} kW against a limit of "
+            f"{limit / 1000:.2f} kW; rounds over the limit: {len(over)}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--etc", default=os.path.join(os.getcwd(), "etc", "jeisson"),
+                        help="directory of the example configs (default: ./etc/jeisson)")
+    parser.add_argument("--duration", type=float, default=100.0, help="seconds to run (default 100)")
+    parser.add_argument("--event-start", type=float, default=15.0, help="event start, s after launch (default 15)")
+    parser.add_argument("--event-length", type=float, default=60.0, help="event length in s (default 60)")
+    parser.add_argument("--limit-kw", type=float, default=None, help="the event's limit (default 12 kW)")
+    parser.add_argument("--workdir", default=None, help="where configs and logs go (default: a new temp dir)")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.etc, "aggregator.ini")):
+        parser.error(f"no aggregator.ini in {args.etc}: run from the repository root or pass --etc")
+    workdir = args.workdir or tempfile.mkdtemp(prefix="jeisson-demo-")
+    os.makedirs(workdir, exist_ok=True)
+    plan = prepare(args.etc, workdir, args.event_start, args.event_length, args.limit_kw)
+    fleet = Fleet(workdir)
+    # SIGTERM (or a closed terminal) stops the demo as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    status_path = os.path.join(workdir, "status.json")
+    interactive = sys.stdout.isatty()
+    started = time.monotonic()
+    print(f"jeisson demo: configs and logs in {workdir}")
+    port, password = plan["manhole"]
+    print(f"manhole: telnet 127.0.0.1 {port}   (user operator, password {password})")
+    try:
+        for name, plugin, config in plan["processes"]:
+            fleet.start(name, plugin, config)
+            time.sleep(0.3 if plugin == "jeisson-aggregator" else 0.05)
+        print(f"started {len(fleet.running)} twistd processes: " + ", ".join(n for n, _ in fleet.running))
+        last_shown = 0.0
+        while time.monotonic() - started < args.duration:
+            dead = fleet.dead()
+            if dead:
+                print(f"process(es) stopped unexpectedly: {', '.join(dead)}; see their logs in {workdir}")
+                return 1
+            try:
+                with open(status_path, encoding="utf-8") as f:
+                    status = json.load(f)
+            except (OSError, ValueError):
+                status = None
+            if interactive:
+                sys.stdout.write("\x1b[H\x1b[2J" + render(status, started, args.duration) + "\n")
+                sys.stdout.flush()
+            elif time.monotonic() - last_shown >= 10:
+                print(f"--- {datetime.now():%H:%M:%S}\n" + render(status, started, args.duration), flush=True)
+                last_shown = time.monotonic()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+    finally:
+        fleet.stop()
+        print(f"stopped {len(fleet.running)} processes; logs in {workdir}")
+        print(summary(os.path.join(workdir, "aggregator.log")))
+    if args.workdir is None and os.environ.get("JEISSON_DEMO_CLEAN"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

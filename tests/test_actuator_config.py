@@ -1,0 +1,237 @@
+"""The actuator's ini file and the twistd entry point built from it."""
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
+
+from jeisson.actuator import tap
+from jeisson.actuator.config import ActuatorConfig, RelayConfig, config_from_string, read_config
+from jeisson.config import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jeisson" / "actuator-home-1-a.ini"
+
+MINIMAL = """
+[actuator]
+id = home-1-a
+home = tcp:127.0.0.1:7711
+[relay:1]
+load_w = 2000
+"""
+
+
+def error_for(text, source="board.ini") -> str:
+    with pytest.raises(ConfigError) as info:
+        config_from_string(text, source)
+    return str(info.value)
+
+
+def test_the_example_config_reads():
+    config = read_config(str(EXAMPLE))
+    assert config.id == "home-1-a"
+    assert config.home == "tcp:127.0.0.1:7711"
+    assert [relay.number for relay in config.relays] == [1, 2, 3]
+    assert all(relay.load_w > 0 for relay in config.relays)
+
+
+def test_defaults():
+    config = config_from_string(MINIMAL, "board.ini")
+    assert config == ActuatorConfig(
+        source="board.ini",
+        id="home-1-a",
+        home="tcp:127.0.0.1:7711",
+        failsafe_after_s=15,
+        measure_period_s=2,
+        noise=0.02,
+        seed=None,
+        relays=(RelayConfig(number=1, load_w=2000, initial=False, safe_state="off", min_interval_s=2),),
+    )
+
+
+def test_every_key_is_read():
+    config = config_from_string(
+        """
+        [actuator]
+        id = b.2
+        home = tcp:localhost:7711
+        failsafe_after_s = 30
+        measure_period_s = 0.5
+        noise = 0
+        seed = 42
+        [relay:2]
+        load_w = 0
+        initial = on
+        safe_state = hold
+        min_interval_s = 0
+        [relay:1]
+        load_w = 65535
+        safe_state = on
+        min_interval_s = 120
+        """.replace("\n        ", "\n")
+    )
+    assert (config.failsafe_after_s, config.measure_period_s, config.noise, config.seed) == (30, 0.5, 0, 42)
+    assert config.relays == (
+        RelayConfig(1, 65535, False, "on", 120),
+        RelayConfig(2, 0, True, "hold", 0),
+    )
+
+
+def test_missing_id_names_file_section_and_key():
+    message = error_for(MINIMAL.replace("id = home-1-a\n", ""))
+    assert message.startswith("board.ini: [actuator] id:")
+    assert "missing" in message
+
+
+def test_id_longer_than_the_board_protocol_allows():
+    message = error_for(MINIMAL.replace("home-1-a", "a-seventeen-chars"))
+    assert "board.ini: [actuator] id:" in message and "16" in message
+
+
+def test_missing_actuator_section():
+    assert "board.ini: [actuator]" in error_for("[relay:1]\nload_w = 1\n")
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("failsafe_after_s", "soon"),
+        ("failsafe_after_s", "0"),
+        ("measure_period_s", "0.01"),
+        ("noise", "0.6"),
+        ("seed", "x"),
+    ],
+)
+def test_bad_actuator_values(key, value):
+    message = error_for(MINIMAL.replace("[relay:1]", f"{key} = {value}\n[relay:1]"))
+    assert message.startswith(f"board.ini: [actuator] {key}:")
+    assert repr(value) in message
+
+
+def test_bad_home_endpoint():
+    message = error_for(MINIMAL.replace("tcp:127.0.0.1:7711", "nowhere:at:all"))
+    assert message.startswith("board.ini: [actuator] home:") and "endpoint" in message
+
+
+@pytest.mark.parametrize(
+    "line, where",
+    [
+        ("load_w = lots", "[relay:1] load_w"),
+        ("load_w = 2000.5", "[relay:1] load_w"),
+        ("load_w = 70000", "[relay:1] load_w"),
+        ("load_w = 100\ninitial = maybe", "[relay:1] initial"),
+        ("load_w = 100\nsafe_state = open", "[relay:1] safe_state"),
+        ("load_w = 100\nmin_interval_s = -1", "[relay:1] min_interval_s"),
+        ("initial = on", "[relay:1] load_w"),
+    ],
+)
+def test_bad_relay_values(line, where):
+    message = error_for(MINIMAL.replace("load_w = 2000", line))
+    assert message.startswith(f"board.ini: {where}:")
+
+
+def test_bad_safe_state_lists_the_choices():
+    message = error_for(MINIMAL + "safe_state = open\n")
+    assert "off, on, hold" in message and "'open'" in message
+
+
+def test_unknown_key_is_refused():
+    message = error_for(MINIMAL + "lod_w = 3\n")
+    assert message.startswith("board.ini: [relay:1] lod_w: unknown key")
+
+
+def test_unknown_section_is_refused():
+    assert error_for(MINIMAL + "[relais:2]\nload_w = 3\n").startswith("board.ini: [relais:2]: unknown section")
+
+
+def test_relays_must_be_contiguous():
+    message = error_for(MINIMAL + "[relay:3]\nload_w = 3\n")
+    assert message.startswith("board.ini: [relay:3]:")
+    assert "[relay:2] is missing" in message
+
+
+def test_relays_start_at_one():
+    message = error_for(MINIMAL.replace("[relay:1]", "[relay:2]"))
+    assert message.startswith("board.ini: [relay:2]:") and "[relay:1] is missing" in message
+
+
+@pytest.mark.parametrize("name", ["0", "x", "01", "-1"])
+def test_relay_names_are_numbers_from_one(name):
+    message = error_for(MINIMAL + f"[relay:{name}]\nload_w = 3\n")
+    assert message.startswith(f"board.ini: [relay:{name}]:")
+
+
+def test_at_least_one_relay():
+    message = error_for(MINIMAL.replace("[relay:1]\nload_w = 2000\n", ""))
+    assert message.startswith("board.ini: [relay:1]:") and "at least one relay" in message
+
+
+def test_at_most_eight_relays():
+    text = MINIMAL + "".join(f"[relay:{n}]\nload_w = 1\n" for n in range(2, 10))
+    message = error_for(text)
+    assert message.startswith("board.ini: [relay:9]:") and "at most 8" in message
+
+
+def test_empty_seed_means_random_and_a_number_is_kept():
+    assert config_from_string(MINIMAL.replace("[relay:1]", "seed =\n[relay:1]")).seed is None
+    assert config_from_string(MINIMAL.replace("[relay:1]", "seed = -3\n[relay:1]")).seed == -3
+
+
+def test_read_config_of_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        read_config(str(tmp_path / "nope.ini"))
+
+
+def test_config_errors_are_usage_errors_for_twistd():
+    assert issubclass(ConfigError, UsageError)
+
+
+# -- the twistd entry point
+
+
+def test_options_require_config():
+    with pytest.raises(UsageError, match="--config is required"):
+        tap.Options().parseOptions([])
+
+
+def test_options_take_config():
+    options = tap.Options()
+    options.parseOptions(["-c", "board.ini"])
+    assert options["config"] == "board.ini"
+
+
+def test_make_service_lets_a_bad_config_through_as_usage_error(tmp_path):
+    path = tmp_path / "bad.ini"
+    path.write_text(MINIMAL.replace("load_w = 2000", "load_w = x"))
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    with pytest.raises(UsageError, match=r"bad.ini: \[relay:1\] load_w"):
+        tap.makeService(options, MemoryReactorClock())
+
+
+def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):
+    path = tmp_path / "board.ini"
+    path.write_text(MINIMAL.replace("load_w = 2000", "load_w = 2000\ninitial = on"))
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    reactor = MemoryReactorClock()
+    service = tap.makeService(options, reactor)
+    [board] = [child.board for child in service if isinstance(child, tap.BoardService)]
+    service.startService()
+    host, port, factory, _, _ = reactor.tcpClients[0]
+    assert (host, port) == ("127.0.0.1", 7711)
+    link = factory.buildProtocol(None)
+    transport = StringTransport()
+    link.makeConnection(transport)
+    assert transport.value() == b"HELLO home-1-a 1 1 1\n"
+    # The home accepted the connection but never answers.
+    reactor.advance(14.9)
+    assert board.states == (True,) and not transport.disconnecting
+    reactor.advance(0.1)
+    assert board.states == (False,), "failsafe"
+    assert transport.disconnecting, "no WELCOME within failsafe_after_s: dropped, to connect again"
+    link.connectionLost(Failure(ConnectionDone()))
+    service.stopService()
+    assert [call for call in reactor.getDelayedCalls() if call.active()] == []

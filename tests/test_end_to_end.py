@@ -1,0 +1,302 @@
+"""The whole chain as a user runs it: real twistd processes on loopback.
+
+One aggregator, two homes and their two software actuators start with the
+real ``twistd`` commands on free ports; an event cuts the limit below the
+homes' demand.  The tests check what an operator would: every round within
+the limit, the boards' relays as the last round allocated, loads restored
+after the event, bad input answered and logged while the others keep going.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jeisson.demo import Fleet, free_ports, twistd_command
+
+LIMIT_W = 4000
+EVENT_START_S = 8
+EVENT_END_S = 22
+
+
+
+def write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    work = str(tmp_path_factory.mktemp("e2e"))
+    ports = dict(zip(("aggregator", "home-a", "home-b", "manhole"), free_ports(4), strict=True))
+    write(os.path.join(work, "manhole.passwd"), "operator:s3cret\n")
+    write(os.path.join(work, "aggregator.ini"), f"""
+[aggregator]
+listen = tcp:{ports['aggregator']}:interface=127.0.0.1
+heartbeat_s = 1
+round_period_s = 2
+round_timeout_s = 2
+status_file = {work}/status.json
+
+[home:home-a]
+secret = secret-a
+
+[home:home-b]
+secret = secret-b
+
+[event:test-peak]
+limit_kw = {LIMIT_W / 1000}
+start = +{EVENT_START_S}
+end = +{EVENT_END_S}
+
+[manhole]
+listen = {ports['manhole']}
+passwd = manhole.passwd
+""")
+    homes = {
+        "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
+        "home-b": [("b1", 2500, 8, "no"), ("b2", 1000, 3, "no")],
+    }
+    for home, loads in homes.items():
+        board = f"{home}-board"
+        text = f"""
+[home]
+id = {home}
+secret = secret-{home[-1]}
+aggregator = tcp:127.0.0.1:{ports['aggregator']}
+actuators = tcp:{ports[home]}:interface=127.0.0.1
+heartbeat_s = 1
+command_timeout_s = 2
+measure_period_s = 1
+
+[actuator:{board}]
+relays = {len(loads)}
+"""
+        board_text = f"""
+[actuator]
+id = {board}
+home = tcp:127.0.0.1:{ports[home]}
+failsafe_after_s = 5
+measure_period_s = 0.5
+noise = 0.01
+seed = 7
+"""
+        for relay, (load, watts, priority, critical) in enumerate(loads, 1):
+            text += f"""
+[load:{load}]
+actuator = {board}
+relay = {relay}
+rated_w = {watts}
+priority = {priority}
+critical = {critical}
+"""
+            board_text += f"""
+[relay:{relay}]
+load_w = {watts}
+initial = on
+safe_state = off
+min_interval_s = 0.5
+"""
+        write(os.path.join(work, f"{home}.ini"), text)
+        write(os.path.join(work, f"{board}.ini"), board_text)
+    fleet = Fleet(work)
+    started = time.monotonic()
+    fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
+    for home in homes:
+        fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
+        fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
+    try:
+        yield {"work": work, "ports": ports, "fleet": fleet, "started": started, "homes": homes}
+    finally:
+        fleet.stop()
+
+
+def read_log(system, name):
+    with open(os.path.join(system["work"], f"{name}.log"), encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def status(system):
+    try:
+        with open(os.path.join(system["work"], "status.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def relay_states(system, board, count):
+    """Each relay's state as the board's own log tells it."""
+    states = {relay: True for relay in range(1, count + 1)}  # initial = on
+    for match in re.finditer(r"relay (\d+) switched (on|off)", read_log(system, board)):
+        states[int(match.group(1))] = match.group(2) == "on"
+    return states
+
+
+def line_exchange(port, payload: bytes, timeout=5.0) -> tuple[bytes, bool]:
+    """Send ``payload``; return what came back and whether the peer closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        received = b""
+        closed = False
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            s.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+        return received, closed
+
+
+def test_plugins_are_listed_by_twistd():
+    output = subprocess.run(twistd_command() + ["--help"], capture_output=True, text=True, check=True).stdout
+    for name in ("jeisson-aggregator", "jeisson-home", "jeisson-actuator"):
+        assert name in output
+
+
+def test_plugins_are_discovered():
+    from twisted.application.service import IServiceMaker
+    from twisted.plugin import getPlugins
+
+    names = {plugin.tapname for plugin in getPlugins(IServiceMaker)}
+    assert {"jeisson-aggregator", "jeisson-home", "jeisson-actuator"} <= names
+
+
+def test_missing_config_is_a_clear_usage_error(tmp_path):
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-home", "--config",
+                                                str(tmp_path / "nope.ini")], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "cannot read config file" in result.stdout + result.stderr
+    assert "nope.ini" in result.stdout + result.stderr
+
+
+def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system):
+    # Both homes registered and reporting before the event.
+    wait_for(lambda: (s := status(system)) and all(h["connected"] and h["demand_w"] for h in s["homes"].values()),
+             15, "both homes to connect and report")
+    wait_for(lambda: (s := status(system)) and s["last_round"] and s["event"], 20, "a negotiation round")
+    # Let the rounds settle, then read the allocation the last round made.
+    time.sleep(3)
+    snapshot = status(system)
+    last = snapshot["last_round"]
+    assert last["within_limit"], last
+    assert last["committed_w"] + last["unknown_w"] <= LIMIT_W
+    assert last["unknown_w"] == 0
+    # The critical load runs; the most valuable loads fill the rest.
+    on = {h: set(last["homes"][h]["on"]) for h in ("home-a", "home-b")}
+    assert on == {"home-a": {"a1", "a3"}, "home-b": {"b2"}}, last
+    for home, loads in system["homes"].items():
+        relays = relay_states(system, f"{home}-board", len(loads))
+        for relay, (load, *_rest) in enumerate(loads, 1):
+            assert relays[relay] == (load in on[home]), (home, load, relays)
+    # Every round the aggregator logged stayed within the limit.
+    rounds = re.findall(r"of limit (\d+) W: (within limit|OVER LIMIT)", read_log(system, "aggregator"))
+    assert rounds and all(verdict == "within limit" for _, verdict in rounds), rounds
+
+
+def test_event_end_restores_loads(system):
+    remaining = EVENT_END_S + 3 - (time.monotonic() - system["started"])
+    wait_for(lambda: (s := status(system)) and s["event"] is None
+             and all(h["level_w"] == sum(w for _, w, *_ in system["homes"][hid]) for hid, h in s["homes"].items()),
+             max(remaining, 1) + 10, "the homes to restore every load after the event")
+    for home, loads in system["homes"].items():
+        assert all(relay_states(system, f"{home}-board", len(loads)).values())
+    assert "released homes: home-a, home-b" in read_log(system, "aggregator")
+
+
+def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system):
+    port = system["ports"]["aggregator"]
+    reply, closed = line_exchange(port, b"this is not a message\nPING {\"n\": 3}\n")
+    assert b'ERROR {"code":"unknown-verb"' in reply and b'PONG {"n":3}' in reply and not closed
+    reply, closed = line_exchange(port, b'FLEX {"bid": 1, "loads": []}\n')
+    assert b'ERROR {"code":"state"' in reply and not closed
+    reply, closed = line_exchange(port, b'HELLO {"home": "intruder", "secret": "x", "versions": [1]}\n')
+    assert b'REFUSED {"code":"unknown-home"' in reply and closed
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "wrong", "versions": [1]}\n')
+    assert b'REFUSED {"code":"bad-credential"' in reply and closed
+    reply, closed = line_exchange(port, b"X" * 20000 + b"\n")
+    assert closed
+    log = read_log(system, "aggregator")
+    assert re.search(r"127\.0\.0\.1:\d+: line longer than 16384 bytes", log)
+    assert re.search(r"refused 127\.0\.0\.1:\d+ claiming to be home intruder: unknown-home", log)
+    # The board side of a home.
+    board_port = system["ports"]["home-a"]
+    reply, closed = line_exchange(board_port, b"\x00\xff garbage\n")
+    assert b"ERR syntax" in reply and not closed
+    reply, closed = line_exchange(board_port, b"HELLO stranger 2 1 00\n")
+    assert b"REFUSED unknown" in reply and closed
+    reply, closed = line_exchange(board_port, b"HELLO home-a-board 5 1 00000\n")
+    assert b"REFUSED relays" in reply and closed
+    reply, closed = line_exchange(board_port, b"Y" * 200)
+    assert closed
+    assert re.search(r"127\.0\.0\.1:\d+: line longer than 64 bytes", read_log(system, "home-a"))
+    # Everyone else is still there, and the processes are alive.
+    time.sleep(1.5)
+    snapshot = status(system)
+    assert all(h["connected"] for h in snapshot["homes"].values())
+    assert system["fleet"].dead() == []
+    # The real board was never dropped by the impostors.
+    assert "actuator home-a-board unreachable" not in read_log(system, "home-a")
+
+
+def test_manhole_shows_the_live_aggregator(system):
+    port = system["ports"]["manhole"]
+    wait_for(lambda: "ServerFactory starting on" in read_log(system, "aggregator"), 15, "the manhole to listen")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        def read_until(marker: bytes, timeout=5.0) -> bytes:
+            data = b""
+            deadline = time.monotonic() + timeout
+            while marker not in data and time.monotonic() < deadline:
+                s.settimeout(max(deadline - time.monotonic(), 0.01))
+                try:
+                    chunk = s.recv(4096)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+        # Play the telnet client's part: agree to the server's echo options
+        # (IAC DO ECHO, then IAC DONT ECHO), as telnet(1) does.
+        assert b"Username" in read_until(b"Username")
+        s.sendall(b"operator\r\n")
+        assert b"Password" in read_until(b"Password")
+        s.sendall(b"\xff\xfd\x01s3cret\r\n")
+        assert b"\xff\xfc\x01" in read_until(b"\xff\xfc\x01")
+        s.sendall(b"\xff\xfe\x01")
+        assert b">>> " in read_until(b">>> ")
+        s.sendall(b"print('homes:', '+'.join(sorted(aggregator.homes)))\r\n")
+        assert b"homes: home-a+home-b" in read_until(b"home-a+home-b")
+
+
+def test_no_process_logged_a_traceback(system):
+    for name in ("aggregator", "home-a", "home-b", "home-a-board", "home-b-board"):
+        log = read_log(system, name)
+        assert "Traceback" not in log and "Unhandled" not in log, (name, log[-3000:])
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
