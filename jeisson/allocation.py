@@ -45,7 +45,9 @@ def allocate(rated, value, low, high, limit_w: float) -> Allocation:
     result = linprog(
         -value,
         A_ub=rated[np.newaxis, :],
-        b_ub=[limit_w],
+        # Must loads within the slack above the limit are feasible, as checked
+        # above; do not leave that verdict to the solver's own tolerance.
+        b_ub=[max(limit_w, must_w)],
         bounds=np.column_stack([low, high]),
         method="highs",
     )
@@ -79,6 +81,9 @@ def choose(rated, value, low, high, budget_w: float) -> Allocation:
         constraints=LinearConstraint(rated[np.newaxis, :], -np.inf, budget_w + _TOLERANCE_W),
         integrality=np.ones(rated.size),
         bounds=Bounds(low, high),
+        # HiGHS stops within 0.01 % of the optimum by default; a home has few
+        # loads, so ask for the optimum itself.
+        options={"mip_rel_gap": 0},
     )
     if result.status != 0 or result.x is None:
         return Allocation(low.copy(), False)

@@ -246,9 +246,13 @@ class Aggregator:
         if self.round is not None:
             self._pending_after_round = True
             return
-        if self._pending_call is None or not self._pending_call.active():
-            self.log.debug("round requested: {reason}", reason=reason)
+        self.log.debug("round requested: {reason}", reason=reason)
+        pending = self._pending_call
+        if pending is None or not pending.active():
             self._pending_call = self.clock.callLater(ROUND_DEBOUNCE_S, self.run_round)
+        elif pending.getTime() > self.clock.seconds() + ROUND_DEBOUNCE_S:
+            # The next periodic round is far off: a change brings it forward.
+            pending.reset(ROUND_DEBOUNCE_S)
 
     def run_round(self) -> None:
         self._pending_call = None

@@ -73,9 +73,11 @@ class BoardSession:
         relay, on, d, _ = self._pending.pop(seq)
         self.log.warn("{board}: no ACK for SET {seq} (relay {relay}) within {t} s; dropping the board",
                       board=self.name, seq=seq, relay=relay, t=self.home.config.command_timeout_s)
-        d.errback(CommandFailed(f"{self.actuator}: no acknowledgement within {self.home.config.command_timeout_s} s"))
         self.link.abort()
+        # Drop the board before failing the command, so that whatever the
+        # home does next (its commitment) already counts these loads as unknown.
         self._closed()
+        d.errback(CommandFailed(f"{self.actuator}: no acknowledgement within {self.home.config.command_timeout_s} s"))
 
     def supersede(self) -> None:
         self.send(wire.Err(wire.SUPERSEDED))
@@ -194,9 +196,10 @@ class BoardSession:
         self._cancel_hello_timeout()
         self.heartbeat.stop()
         pending, self._pending = self._pending, {}
+        # The loads become unknown before their commands fail (see above).
+        if was_active:
+            self.home.board_lost(self.actuator, self)
         for relay, _on, d, timer in pending.values():
             if timer.active():
                 timer.cancel()
             d.errback(CommandFailed(f"{self.actuator}: link closed before relay {relay} acknowledged"))
-        if was_active:
-            self.home.board_lost(self.actuator, self)

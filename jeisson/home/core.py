@@ -167,9 +167,11 @@ class Home:
 
     def board_connected(self, actuator: str, session, states: tuple[bool, ...]) -> None:
         old = self.boards.get(actuator)
+        # Take the new link first: the old one closing is then no lost board
+        # (its loads unknown for a moment would shed others in an event).
+        self.boards[actuator] = session
         if old is not None and old is not session:
             old.supersede()
-        self.boards[actuator] = session
         now = self.clock.seconds()
         for load in self.loads_of(actuator):
             state = states[load.config.relay - 1]
