@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m ruff check jeisson tests twisted
+.venv/bin/python -m ruff check jeisson tests twisted bench
 exec .venv/bin/python -m pytest -q "$@"

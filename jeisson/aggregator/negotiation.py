@@ -39,10 +39,10 @@ def plan(flexes: dict[str, Flex], room_w: float) -> Plan:
     served, ``off`` loads never.
     """
     homes = list(flexes)
-    offers = [(h, o) for h in homes for o in flexes[h].loads]
+    offers = [(i, o) for i, h in enumerate(homes) for o in flexes[h].loads]
     if not offers:
         return Plan({h: 0.0 for h in homes}, room_w >= 0)
-    owner = np.fromiter((homes.index(h) for h, _ in offers), dtype=np.intp, count=len(offers))
+    owner = np.fromiter((i for i, _ in offers), dtype=np.intp, count=len(offers))
     rated = np.fromiter((o.rated_w for _, o in offers), dtype=float, count=len(offers))
     priority = np.fromiter((o.priority for _, o in offers), dtype=float, count=len(offers))
     low = np.fromiter((o.mode == "must" for _, o in offers), dtype=float, count=len(offers))

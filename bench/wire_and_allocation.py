@@ -1,0 +1,68 @@
+"""How fast the pure parts are: wire codecs, the aggregator's plan, the
+home's choice.  ``python bench/wire_and_allocation.py``; prints one line per
+figure and a last summary line.  Figures are medians over repeats.
+"""
+
+import argparse
+import random
+import statistics
+import time
+
+import numpy as np
+
+from jeisson.aggregator.negotiation import plan
+from jeisson.allocation import choose
+from jeisson.wire import aggregator_home as dr
+from jeisson.wire import home_actuator as board
+
+
+def median_seconds(function, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def random_flex(rng: random.Random, bid: int, loads: int = 8) -> dr.Flex:
+    return dr.Flex(bid, tuple(
+        dr.LoadOffer(f"load-{i}", float(rng.randint(100, 5000)), rng.randint(1, 100),
+                     rng.choice(("must", "may", "may", "may", "off")), rng.random() < 0.5, rng.random() < 0.1,
+                     True)
+        for i in range(loads)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+
+    flex_line = dr.serialize(random_flex(rng, 1))[:-1]
+    n = 20000
+    per_flex = median_seconds(lambda: [dr.parse_line(flex_line) for _ in range(n)], 5) / n
+    set_line = board.serialize(board.Set(1234, 3, True))[:-1]
+    per_set = median_seconds(lambda: [board.parse_line(set_line) for _ in range(n)], 5) / n
+    print(f"parse FLEX with 8 loads ({len(flex_line)} bytes): {per_flex * 1e6:.1f} us")
+    print(f"parse SET ({len(set_line)} bytes): {per_set * 1e6:.2f} us")
+
+    figures = {}
+    for homes in (3, 100, 1000):
+        flexes = {f"home-{h}": random_flex(rng, h) for h in range(homes)}
+        demand = sum(o.rated_w for f in flexes.values() for o in f.loads if o.mode != "off")
+        seconds = median_seconds(lambda flexes=flexes, demand=demand: plan(flexes, demand * 0.6), 5)
+        figures[homes] = seconds
+        print(f"plan for {homes} homes x 8 loads (limit 60 % of demand): {seconds * 1e3:.1f} ms")
+
+    rated = np.array([rng.randint(100, 5000) for _ in range(8)], dtype=float)
+    value = rated * np.array([rng.randint(1, 100) for _ in range(8)])
+    low, high = np.zeros(8), np.ones(8)
+    per_choice = median_seconds(lambda: choose(rated, value, low, high, rated.sum() * 0.5), 50)
+    print(f"home choice (milp, 8 loads): {per_choice * 1e3:.2f} ms")
+    print(f"flex_parse_us={per_flex * 1e6:.1f} set_parse_us={per_set * 1e6:.2f} "
+          f"plan_1000_homes_ms={figures[1000] * 1e3:.1f} choose_ms={per_choice * 1e3:.2f}")
+
+
+if __name__ == "__main__":
+    main()
