@@ -11,12 +11,17 @@ import attrs
 
 
 class LineTooLong(Exception):
-    """A line exceeded the link's documented maximum length."""
+    """A line exceeded the link's documented maximum length.
 
-    def __init__(self, limit: int, seen: int):
+    ``lines`` holds the complete lines that came before it in the same data:
+    they are valid and still due to the receiver.
+    """
+
+    def __init__(self, limit: int, seen: int, lines: list[bytes] | None = None):
         super().__init__(f"line longer than {limit} bytes (at least {seen} bytes seen)")
         self.limit = limit
         self.seen = seen
+        self.lines = lines or []
 
 
 @attrs.define
@@ -44,7 +49,7 @@ class LineFramer:
                 line = line[:-1]
             if len(line) > self.max_length:
                 del buffer[:]
-                raise LineTooLong(self.max_length, len(line))
+                raise LineTooLong(self.max_length, len(line), lines)
             lines.append(line)
             begin = end + 1
             start = begin
@@ -53,7 +58,7 @@ class LineFramer:
         if len(buffer) - buffer.endswith(b"\r") > self.max_length:
             seen = len(buffer)
             del buffer[:]
-            raise LineTooLong(self.max_length, seen)
+            raise LineTooLong(self.max_length, seen, lines)
         return lines
 
     @property

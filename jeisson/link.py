@@ -60,7 +60,9 @@ class LineLink(Protocol):
         try:
             lines = self._framer.feed(data)
         except LineTooLong as error:
-            if self.session is None:
+            # The complete lines before the over-long one are still valid.
+            self._deliver(error.lines)
+            if self.session is None or self._closing:
                 return
             self.log.warn(
                 "{peer}: {error}; closing this connection", peer=self.peer, error=error
@@ -68,6 +70,9 @@ class LineLink(Protocol):
             self.session.line_too_long(error)
             self.close()
             return
+        self._deliver(lines)
+
+    def _deliver(self, lines: list[bytes]) -> None:
         for line in lines:
             # A line may close the link; drop what follows it.
             if self._closing or self.session is None:

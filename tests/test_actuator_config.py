@@ -196,19 +196,21 @@ def test_options_require_config():
         tap.Options().parseOptions([])
 
 
-def test_options_take_config():
+def test_options_read_the_config(tmp_path):
+    path = tmp_path / "board.ini"
+    path.write_text(MINIMAL)
     options = tap.Options()
-    options.parseOptions(["-c", "board.ini"])
-    assert options["config"] == "board.ini"
+    options.parseOptions(["-c", str(path)])
+    assert options["config"] == str(path)
+    assert options["parsed"].id == config_from_string(MINIMAL).id
 
 
-def test_make_service_lets_a_bad_config_through_as_usage_error(tmp_path):
+def test_a_bad_config_is_a_usage_error_while_parsing_options(tmp_path):
+    # twistd prints a UsageError from option parsing as one clear line.
     path = tmp_path / "bad.ini"
     path.write_text(MINIMAL.replace("load_w = 2000", "load_w = x"))
-    options = tap.Options()
-    options.parseOptions(["--config", str(path)])
     with pytest.raises(UsageError, match=r"bad.ini: \[relay:1\] load_w"):
-        tap.makeService(options, MemoryReactorClock())
+        tap.Options().parseOptions(["--config", str(path)])
 
 
 def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):

@@ -192,6 +192,17 @@ def test_missing_config_is_a_clear_usage_error(tmp_path):
     assert "nope.ini" in result.stdout + result.stderr
 
 
+def test_a_config_typo_is_one_clear_line_not_a_traceback(tmp_path):
+    path = tmp_path / "aggregator.ini"
+    path.write_text("[aggregator]\nlisten = tcp:0\nround_periode_s = 5\n[home:h]\nsecret = x\n")
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-aggregator", "--config", str(path)],
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{path}: [aggregator] round_periode_s: unknown key" in output
+    assert "Traceback" not in output
+
+
 def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system):
     # Both homes registered and reporting before the event.
     wait_for(lambda: (s := status(system)) and all(h["connected"] and h["demand_w"] for h in s["homes"].values()),

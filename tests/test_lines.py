@@ -254,3 +254,35 @@ def test_pending_counts_a_trailing_cr():
     framer = LineFramer(MAX)
     framer.feed(b"ab\r")
     assert framer.pending == 3
+
+
+def test_lines_before_an_over_long_one_come_with_the_error():
+    framer = LineFramer(8)
+    with pytest.raises(LineTooLong) as raised:
+        framer.feed(b"one\ntwo\n" + b"x" * 20 + b"\nthree\n")
+    assert raised.value.lines == [b"one", b"two"]
+
+
+def test_a_line_link_delivers_the_lines_before_an_over_long_one_then_closes():
+    from twisted.internet.testing import StringTransport
+
+    from jeisson.link import LineLink
+
+    received = []
+
+    class Recorder:
+        def line_received(self, line):
+            received.append(line)
+
+        def line_too_long(self, error):
+            received.append("too long")
+
+        def connection_lost(self, reason):
+            pass
+
+    link = LineLink(8, lambda wire: Recorder())
+    transport = StringTransport()
+    link.makeConnection(transport)
+    link.dataReceived(b"PING 1\nPING 2\n" + b"x" * 30)
+    assert received == [b"PING 1", b"PING 2", "too long"]
+    assert transport.disconnecting

@@ -4,21 +4,17 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
-from twisted.python import usage
 
 from jeisson.actuator.board import Board
 from jeisson.actuator.config import read_config
 from jeisson.actuator.session import session_factory
 from jeisson.link import LineLinkFactory
+from jeisson.tap import ConfigOptions, config_of
 from jeisson.wire import home_actuator
 
 
-class Options(usage.Options):
-    optParameters = [["config", "c", None, "path of the actuator's ini file"]]
-
-    def postOptions(self):
-        if not self["config"]:
-            raise usage.UsageError("--config is required")
+class Options(ConfigOptions):
+    read_config = staticmethod(read_config)
 
 
 class BoardService(Service):
@@ -48,8 +44,7 @@ def makeService(options, reactor=None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    # A ConfigError is a UsageError: twistd prints it and exits.
-    config = read_config(options["config"])
+    config = config_of(options, read_config)
     board = Board.from_config(config, reactor)
     top = MultiService()
     # Started first and stopped last, so the failsafe covers the whole run.

@@ -6,7 +6,7 @@
     listen = tcp:7700:interface=127.0.0.1
     heartbeat_s = 10          ; PING period on every home link
     round_period_s = 30       ; a negotiation round at least this often in an event
-    round_timeout_s = 5       ; how long each round phase waits for commitments
+    round_timeout_s = 10      ; how long each round phase waits for commitments
     status_file = /var/lib/jeisson/status.json   ; optional JSON snapshot
 
     [home:home-1]
@@ -64,7 +64,9 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
     listen = ini.server_endpoint(section, "listen")
     heartbeat_s = ini.number(section, "heartbeat_s", 10.0, low=0.5, high=3600)
     round_period_s = ini.number(section, "round_period_s", 30.0, low=1, high=86400)
-    round_timeout_s = ini.number(section, "round_timeout_s", 5.0, low=0.1, high=600)
+    # A home commits after its offs and then its ons are acknowledged, each
+    # within its command_timeout_s (3 s by default): 10 s covers both.
+    round_timeout_s = ini.number(section, "round_timeout_s", 10.0, low=0.1, high=600)
     status_file = ini.raw(section, "status_file", None) or None
     homes = {}
     for name, home_id in ini.sections("home"):

@@ -150,7 +150,9 @@ class Aggregator:
             # The home reconnected before its old link was found dead.
             self.log.info("home {home} reconnected from {peer}; closing its old link", home=record.id,
                           peer=session.peer)
-            record.session.supersede()
+            # Detach first: the home has not left, only its old link has.
+            old, record.session = record.session, None
+            old.supersede()
         record.session = session
         self.changed = True
         self.log.info("home {home} registered from {peer}", home=record.id, peer=session.peer)
@@ -273,6 +275,16 @@ class Aggregator:
         shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
         self._dispatch(shedding)
 
+    def _limited_until(self) -> float:
+        """When the last of the active events ends.
+
+        A home keeps its budget until then even if the aggregator is gone:
+        when overlapping events end one by one, holding the lower budget a
+        little longer is safe, restoring every load in between is not.
+        """
+        now = self.clock.seconds()
+        return max(e.end for e in self.events if e.active(now))
+
     def _level(self, home_id: str) -> float:
         record = self.homes[home_id]
         return record.level_w if record.level_w is not None else 0.0
@@ -286,7 +298,7 @@ class Aggregator:
             record.budget_w = budget
             record.in_event = current.event.id
             record.session.send(wire.Budget(current.number, current.bids[home_id], current.event.id, budget,
-                                            current.event.end))
+                                            self._limited_until()))
         if current.waiting:
             current.timeout = self.clock.callLater(self.config.round_timeout_s, self._phase_timeout, current)
         else:

@@ -49,7 +49,9 @@ def plan(flexes: dict[str, Flex], room_w: float) -> Plan:
     high = np.fromiter((o.mode != "off" for _, o in offers), dtype=float, count=len(offers))
     result = allocate(rated, priority * rated, low, high, max(room_w, 0.0))
     per_home = np.bincount(owner, weights=rated * result.share, minlength=len(homes))
-    return Plan({h: float(per_home[i]) for i, h in enumerate(homes)}, result.feasible)
+    # A negative room (homes away already draw more than the limit) fits no
+    # must-run load, not even none: infeasible, as with no offers above.
+    return Plan({h: float(per_home[i]) for i, h in enumerate(homes)}, result.feasible and room_w >= 0)
 
 
 def grant_increases(

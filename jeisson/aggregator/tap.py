@@ -10,12 +10,12 @@ from jeisson.aggregator.session import HomeSession
 from jeisson.link import LineLinkFactory
 from jeisson.manhole import manhole_service
 from jeisson.status import StatusFileService
-from jeisson.tap import ConfigOptions
+from jeisson.tap import ConfigOptions, config_of
 from jeisson.wire import aggregator_home
 
 
 class Options(ConfigOptions):
-    pass
+    read_config = staticmethod(read_config)
 
 
 class AggregatorService(Service):
@@ -43,7 +43,7 @@ def home_factory(aggregator: Aggregator) -> LineLinkFactory:
 def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
-    config = read_config(options["config"])
+    config = config_of(options, read_config)
     aggregator = Aggregator(config, reactor)
     top = MultiService()
     AggregatorService(aggregator).setServiceParent(top)

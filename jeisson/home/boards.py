@@ -127,7 +127,7 @@ class BoardSession:
             self._cancel_hello_timeout()
             self.actuator = hello.actuator
             self.state = "active"
-            self.send(wire.Welcome(wire.PROTOCOL_VERSION, max(1, round(self.home.config.heartbeat_s))))
+            self.send(wire.Welcome(wire.PROTOCOL_VERSION, self.home.config.heartbeat_s))
             self.heartbeat.start()
             self.home.board_connected(hello.actuator, self, hello.states)
 
@@ -145,7 +145,7 @@ class BoardSession:
         relay, on, d = self._settle(nak.seq)
         self.log.warn("{board} refused SET {seq} (relay {relay} {state}): {code}", board=self.name, seq=nak.seq,
                       relay=relay, state="on" if on else "off", code=nak.code)
-        d.errback(CommandFailed(f"{self.actuator} refused relay {relay}: {nak.code}"))
+        d.errback(CommandFailed(f"{self.actuator} refused relay {relay}: {nak.code}", nak.code))
 
     def _on_meas(self, meas: wire.Meas) -> None:
         self.home.board_measured(self.actuator, meas.watts)

@@ -29,7 +29,7 @@ import attrs
 
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
-from jeisson.wire import home_actuator
+from jeisson.wire import aggregator_home, home_actuator
 
 
 @attrs.frozen
@@ -65,7 +65,8 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     secret = ini.text(s, "secret")
     aggregator = ini.client_endpoint(s, "aggregator")
     listen = ini.server_endpoint(s, "actuators")
-    heartbeat_s = ini.number(s, "heartbeat_s", 5.0, low=1, high=3600, integer=False)
+    # Whole seconds: WELCOME carries it to the boards as an integer.
+    heartbeat_s = ini.number(s, "heartbeat_s", 5, low=1, high=3600, integer=True)
     command_timeout_s = ini.number(s, "command_timeout_s", 3.0, low=0.1, high=600)
     measure_period_s = ini.number(s, "measure_period_s", 5.0, low=0.5, high=3600)
     actuators = {}
@@ -96,6 +97,8 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         )
     if not loads:
         raise ini.error("load:<id>", None, "no loads configured: add a [load:<id>] section")
+    if len(loads) > aggregator_home.MAX_LOADS:
+        raise ini.error("load:<id>", None, f"{len(loads)} loads: a home reports at most {aggregator_home.MAX_LOADS}")
     manhole = read_manhole(ini)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,

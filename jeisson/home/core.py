@@ -38,7 +38,14 @@ class ActiveBudget:
 
 
 class CommandFailed(Exception):
-    """A relay command was refused (NAK), timed out, or its board is gone."""
+    """A relay command was refused (NAK), timed out, or its board is gone.
+
+    ``code`` is the board's NAK code (``busy``, ``relay``) when it refused.
+    """
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class Home:
@@ -301,7 +308,7 @@ class Home:
             self.log.info("load {load} switched {state}", load=load.id, state="on" if on else "off")
 
         def refused(failure):
-            if failure.check(CommandFailed) and "busy" in str(failure.value):
+            if failure.check(CommandFailed) and failure.value.code == "busy":
                 self._schedule_wakeup(RETRY_BUSY_S)
             return failure
 

@@ -12,12 +12,12 @@ from jeisson.home.core import Home
 from jeisson.home.uplink import UplinkSession
 from jeisson.link import LineLinkFactory
 from jeisson.manhole import manhole_service
-from jeisson.tap import ConfigOptions
+from jeisson.tap import ConfigOptions, config_of
 from jeisson.wire import aggregator_home, home_actuator
 
 
 class Options(ConfigOptions):
-    pass
+    read_config = staticmethod(read_config)
 
 
 class HomeService(Service):
@@ -64,13 +64,13 @@ def uplink_service(home: Home, reactor) -> ClientService:
         return max(delay, RETRY_AFTER_REFUSAL_S) if home.refused else delay
 
     return ClientService(clientFromString(reactor, home.config.aggregator), uplink_factory(home),
-                         retryPolicy=retry_delay)
+                         retryPolicy=retry_delay, clock=reactor)
 
 
 def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
-    config = read_config(options["config"])
+    config = config_of(options, read_config)
     home = Home(config, reactor)
     top = MultiService()
     HomeService(home).setServiceParent(top)

@@ -24,6 +24,9 @@ from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
 
 HEARTBEAT_MISSES = 3
+# An aggregator that accepts the connection but never answers HELLO is as
+# good as absent: drop the link and let ClientService try again.
+WELCOME_TIMEOUT_S = 10.0
 
 
 class UplinkSession:
@@ -38,6 +41,7 @@ class UplinkSession:
         self._measures = None
         self._answering = 0
         config = home.config
+        self._welcome_timeout = home.clock.callLater(WELCOME_TIMEOUT_S, self._no_welcome)
         self.send(wire.Hello(config.id, config.secret, wire.PROTOCOL_VERSIONS))
 
     def send(self, message) -> None:
@@ -81,6 +85,7 @@ class UplinkSession:
             self._complain(wire.STATE, "WELCOME after registration")
             return
         self.state = "active"
+        self._cancel_welcome_timeout()
         self.home.refused = None
         self.log.info("registered with the aggregator at {peer} as {home} (protocol {v})", peer=self.peer,
                       home=welcome.home, v=welcome.version)
@@ -154,6 +159,18 @@ class UplinkSession:
         self.log.warn("aggregator at {peer}: bad input: {code}: {detail}", peer=self.peer, code=code, detail=detail)
         self.send(wire.Error(code, detail))
 
+    def _no_welcome(self) -> None:
+        self._welcome_timeout = None
+        self.log.warn("the aggregator at {peer} did not answer HELLO within {t} s; dropping the link",
+                      peer=self.peer, t=WELCOME_TIMEOUT_S)
+        self.link.abort()
+        self._closed()
+
+    def _cancel_welcome_timeout(self) -> None:
+        if self._welcome_timeout is not None and self._welcome_timeout.active():
+            self._welcome_timeout.cancel()
+        self._welcome_timeout = None
+
     def _dead(self) -> None:
         self.log.warn("the aggregator at {peer} is silent for {t} s; dropping the link", peer=self.peer,
                       t=self.heartbeat.timeout)
@@ -164,6 +181,7 @@ class UplinkSession:
         if self.state == "closed":
             return
         self.state = "closed"
+        self._cancel_welcome_timeout()
         if self.heartbeat is not None:
             self.heartbeat.stop()
         if self._measures is not None and self._measures.running:

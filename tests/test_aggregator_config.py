@@ -1,0 +1,199 @@
+"""The aggregator's ini file: checked values, and errors that name file, section and key."""
+
+from pathlib import Path
+
+import pytest
+from twisted.python.usage import UsageError
+
+from jeisson.aggregator.config import AggregatorConfig, Event, HomeEntry, config_from_string, read_config
+from jeisson.config import ConfigError
+from jeisson.manhole import ManholeConfig
+from jeisson.wire.aggregator_home import parse_utc
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jeisson" / "aggregator.ini"
+
+MINIMAL = """
+[aggregator]
+listen = tcp:7700:interface=127.0.0.1
+[home:home-1]
+secret = s1
+"""
+
+EVENT = """
+[event:peak]
+limit_kw = 9.5
+start = {start}
+end = {end}
+"""
+
+
+def error_for(text, source="agg.ini") -> str:
+    with pytest.raises(ConfigError) as info:
+        config_from_string(text, source, now=1000)
+    return str(info.value)
+
+
+def test_the_example_config_reads():
+    config = read_config(str(EXAMPLE), now=1000)
+    assert config.listen == "tcp:7700:interface=127.0.0.1"
+    assert set(config.homes) == {"home-1", "home-2", "home-3"}
+    assert config.events == (Event("evening-peak", 12000.0, 1020.0, 1140.0),)
+    assert config.manhole is None
+
+
+def test_defaults():
+    assert config_from_string(MINIMAL, now=0) == AggregatorConfig(
+        listen="tcp:7700:interface=127.0.0.1",
+        heartbeat_s=10.0,
+        round_period_s=30.0,
+        round_timeout_s=10.0,
+        homes={"home-1": HomeEntry("home-1", "s1")},
+        events=(),
+        status_file=None,
+        manhole=None,
+    )
+
+
+def test_every_key_is_read():
+    config = config_from_string(
+        """
+        [aggregator]
+        listen = tcp:0
+        heartbeat_s = 2.5
+        round_period_s = 60
+        round_timeout_s = 0.5
+        status_file = /tmp/status.json   ; a comment
+        [home:a]
+        secret = one
+        [home:b.2]
+        secret = two words
+        [event:late]
+        limit_kw = 3
+        start = 2026-11-23T20:00:00Z
+        end = 2026-11-23T21:00:00.500Z
+        [event:early]
+        limit_kw = 0
+        start = +0
+        end = +1.5
+        """,
+        now=100,
+    )
+    assert (config.listen, config.heartbeat_s, config.round_period_s, config.round_timeout_s) == ("tcp:0", 2.5, 60, 0.5)
+    assert config.status_file == "/tmp/status.json"
+    assert config.homes == {"a": HomeEntry("a", "one"), "b.2": HomeEntry("b.2", "two words")}
+    # Sorted by start.
+    assert config.events == (
+        Event("early", 0.0, 100.0, 101.5),
+        Event("late", 3000.0, parse_utc("2026-11-23T20:00:00Z"), parse_utc("2026-11-23T21:00:00.5Z")),
+    )
+
+
+def test_plus_seconds_count_from_now():
+    config = config_from_string(MINIMAL + EVENT.format(start="+20", end="+140"), now=1_800_000_000)
+    assert config.events[0].start == 1_800_000_020
+    assert config.events[0].end == 1_800_000_140
+    assert config.events[0].limit_w == 9500
+
+
+def test_config_errors_are_usage_errors_for_twistd():
+    assert issubclass(ConfigError, UsageError)
+
+
+@pytest.mark.parametrize(
+    "text, where, what",
+    [
+        ("[home:h]\nsecret = s\n", "[aggregator]", "missing section"),
+        ("[aggregator]\nheartbeat_s = 5\n[home:h]\nsecret = s\n", "[aggregator] listen", "missing key"),
+        ("[aggregator]\nlisten = carrier-pigeon:7\n[home:h]\nsecret = s\n", "[aggregator] listen",
+         "not a server endpoint string"),
+        ("[aggregator]\nlisten = tcp:port\n[home:h]\nsecret = s\n", "[aggregator] listen",
+         "not a server endpoint string"),
+        (MINIMAL.replace("secret = s1", "secret ="), "[home:home-1] secret", "must not be empty"),
+        (MINIMAL.replace("[home:home-1]\nsecret = s1\n", ""), "[home:<id>]", "no homes configured"),
+        (MINIMAL + "[home:bad id]\nsecret = x\n", "[home:bad id]", "must be an id"),
+        (MINIMAL + "colour = blue\n", "[home:home-1] colour", "unknown key (known keys here: secret)"),
+        (MINIMAL.replace("listen", "lissen = tcp:1\nlisten"), "[aggregator] lissen", "unknown key"),
+        (MINIMAL + "[events:peak]\nlimit_kw = 1\n", "[events:peak]", "unknown section"),
+        (MINIMAL + "[extra]\n", "[extra]", "unknown section"),
+        (MINIMAL.replace("listen", "heartbeat_s = 0.1\nlisten"), "[aggregator] heartbeat_s", "from 0.5 to 3600"),
+        (MINIMAL.replace("listen", "round_period_s = soon\nlisten"), "[aggregator] round_period_s",
+         "expected a number, got 'soon'"),
+        (MINIMAL + EVENT.format(start="+0", end="+60").replace("9.5", "-1"), "[event:peak] limit_kw",
+         "expected a number from 0"),
+        (MINIMAL + EVENT.format(start="+0", end="+60").replace("9.5", "nan"), "[event:peak] limit_kw",
+         "expected a number"),
+        (MINIMAL + EVENT.format(start="+60", end="+30"), "[event:peak] end", "must end after it starts"),
+        (MINIMAL + EVENT.format(start="+60", end="+60"), "[event:peak] end", "must end after it starts"),
+        (MINIMAL + EVENT.format(start="2026-11-23T20:00:00Z", end="2026-11-23T19:00:00Z"), "[event:peak] end",
+         "must end after it starts"),
+        (MINIMAL + EVENT.format(start="+ten", end="+60"), "[event:peak] start", "+SECONDS"),
+        (MINIMAL + EVENT.format(start="-10", end="+60"), "[event:peak] start", "+SECONDS"),
+        (MINIMAL + EVENT.format(start="+0", end="+1e3"), "[event:peak] end", "+SECONDS"),
+        (MINIMAL + EVENT.format(start="2026-11-23 18:00", end="+60"), "[event:peak] start", "UTC time"),
+        (MINIMAL + EVENT.format(start="2026-13-23T18:00:00Z", end="+60"), "[event:peak] start", "UTC time"),
+        (MINIMAL + EVENT.format(start="2026-11-23T18:00:00+01:00", end="+60"), "[event:peak] start", "UTC time"),
+        (MINIMAL + EVENT.format(start="+0", end="+60").replace("start = +0\n", ""), "[event:peak] start",
+         "missing key"),
+    ],
+)
+def test_errors_name_file_section_and_key(text, where, what):
+    message = error_for(text)
+    assert message.startswith(f"agg.ini: {where}: ")
+    assert what in message
+
+
+def test_an_unparsable_file_is_named():
+    assert error_for("listen = tcp:7700\n").startswith("agg.ini: not a valid ini file")
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file .*nowhere.ini"):
+        read_config(str(tmp_path / "nowhere.ini"))
+
+
+# -------------------------------------------------------------------- manhole
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_manhole_bare_port_binds_loopback_and_passwd_is_next_to_the_config(tmp_path):
+    write(tmp_path / "manhole.passwd", "admin:secret\n")
+    path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
+    config = read_config(path, now=0)
+    assert config.manhole == ManholeConfig("tcp:7790:interface=127.0.0.1", str(tmp_path / "manhole.passwd"))
+
+
+def test_manhole_tcp_without_interface_binds_loopback_and_an_explicit_one_is_kept(tmp_path):
+    passwd = write(tmp_path / "p", "a:b\n")
+    loopback = config_from_string(MINIMAL + f"[manhole]\nlisten = tcp:7790\npasswd = {passwd}\n", now=0)
+    assert loopback.manhole.listen == "tcp:7790:interface=127.0.0.1"
+    explicit = config_from_string(
+        MINIMAL + f"[manhole]\nlisten = tcp:7790:interface=0.0.0.0\npasswd = {passwd}\n", now=0
+    )
+    assert explicit.manhole.listen == "tcp:7790:interface=0.0.0.0"
+
+
+def test_manhole_missing_passwd_file_is_an_error(tmp_path):
+    path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
+    with pytest.raises(ConfigError) as info:
+        read_config(path, now=0)
+    message = str(info.value)
+    assert message.startswith(f"{path}: [manhole] passwd: ")
+    assert str(tmp_path / "manhole.passwd") in message and "does not exist" in message
+
+
+@pytest.mark.parametrize(
+    "section, where",
+    [
+        ("[manhole]\npasswd = {passwd}\n", "[manhole] listen"),
+        ("[manhole]\nlisten = 7790\n", "[manhole] passwd"),
+        ("[manhole]\nlisten = telnet:7790\npasswd = {passwd}\n", "[manhole] listen"),
+        ("[manhole]\nlisten = 7790\npasswd = {passwd}\nport = 1\n", "[manhole] port"),
+    ],
+)
+def test_manhole_errors(tmp_path, section, where):
+    passwd = write(tmp_path / "manhole.passwd", "admin:secret\n")
+    assert error_for(MINIMAL + section.format(passwd=passwd)).startswith(f"agg.ini: {where}: ")

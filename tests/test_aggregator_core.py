@@ -1,0 +1,465 @@
+"""The aggregator end to end in memory: homes on fake wires, rounds on a task.Clock.
+
+Every home here is the fake wire of a real ``HomeSession``; the tests read
+what each home was sent (BUDGET, RELEASE, ...) and when, the aggregator's
+log events, its ``RoundSummary`` and its ``snapshot()``.
+"""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
+
+from jeisson.aggregator.config import config_from_string
+from jeisson.aggregator.core import ROUND_DEBOUNCE_S, Aggregator
+from jeisson.aggregator.session import HomeSession
+from jeisson.wire import aggregator_home as wire
+
+START, END, LIMIT_W = 20.0, 200.0, 5000.0
+PERIOD, TIMEOUT = 30.0, 5.0
+FIRST_ROUND = START + ROUND_DEBOUNCE_S
+SLACK_W = 1e-6
+
+CONFIG = f"""
+[aggregator]
+listen = tcp:7700:interface=127.0.0.1
+; long enough that no PING gets in the way of these tests
+heartbeat_s = 600
+round_period_s = {PERIOD:g}
+round_timeout_s = {TIMEOUT:g}
+[home:h1]
+secret = s1
+[home:h2]
+secret = s2
+[home:h3]
+secret = s3
+[home:h4]
+secret = s4
+[event:peak]
+limit_kw = {LIMIT_W / 1000:g}
+start = +{START:g}
+end = +{END:g}
+"""
+
+
+def load(load_id, rated_w, priority=1, mode="may", on=False, wanted=True):
+    return wire.LoadOffer(load_id, float(rated_w), priority, mode, on, mode == "must", wanted)
+
+
+class Home:
+    """One home: the fake wire its session writes to, and the home's replies.
+
+    With ``comply`` set, the home answers every BUDGET by committing exactly
+    its budget that many seconds later.
+    """
+
+    def __init__(self, net, home_id, comply=None):
+        self.net = net
+        self.id = home_id
+        self.peer = f"10.0.0.{home_id[1:]}:4000"
+        self.comply = comply
+        self.received: list[tuple[float, object]] = []
+        self.closed = self.aborted = False
+        self.loads: tuple = ()
+        self.bid = 0
+        self.session = HomeSession(net.aggregator, self)
+        self.say(wire.Hello(home_id, f"s{home_id[1:]}", (1,)))
+        assert self.take() == [wire.Welcome(1, home_id, 600.0)]
+
+    # -- the wire interface
+
+    def send_line(self, data: bytes) -> None:
+        message = wire.parse_line(data.rstrip(b"\n"))
+        self.received.append((self.net.clock.seconds(), message))
+        if self.comply is not None and isinstance(message, wire.Budget):
+            self.net.clock.callLater(self.comply, self.commit, message.round, message.budget_w)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    # -- the home's side
+
+    def say(self, message) -> None:
+        self.session.line_received(wire.serialize(message)[:-1])
+
+    def flex(self, *loads) -> None:
+        self.bid += 1
+        self.loads = loads
+        self.say(wire.Flex(self.bid, loads))
+
+    def commit(self, round_number, watts, on=None) -> None:
+        on = tuple(o.id for o in self.loads if o.on) if on is None else on
+        self.say(wire.Commit(round_number, self.bid, float(watts), on))
+
+    def leave(self) -> None:
+        self.session.connection_lost(Failure(ConnectionDone()))
+
+    def take(self) -> list:
+        messages = [m for _, m in self.received]
+        self.received = []
+        return messages
+
+    def budgets(self) -> list[wire.Budget]:
+        return [m for _, m in self.received if isinstance(m, wire.Budget)]
+
+
+class Net:
+    def __init__(self, text=CONFIG):
+        self.clock = Clock()
+        self.aggregator = Aggregator(config_from_string(text, now=0), self.clock)
+        self.aggregator.start()
+
+    def home(self, home_id, *loads, comply=None) -> Home:
+        home = Home(self, home_id, comply)
+        if loads:
+            home.flex(*loads)
+            assert home.take() == [wire.Ack(home.bid)]
+        return home
+
+    def run_until(self, moment: float) -> None:
+        """Advance to ``moment``, running each timer at its own time."""
+        while True:
+            due = [call.getTime() for call in self.clock.getDelayedCalls() if call.getTime() <= moment]
+            if not due:
+                break
+            self.clock.advance(max(min(due) - self.clock.seconds(), 0))
+        self.clock.advance(moment - self.clock.seconds())
+
+    @property
+    def summary(self):
+        return self.aggregator.last_round
+
+
+@pytest.fixture
+def net():
+    return Net()
+
+
+def approx_budget(message, round_number, watts):
+    assert isinstance(message, wire.Budget)
+    assert (message.round, message.event, message.end) == (round_number, "peak", END)
+    assert message.budget_w == pytest.approx(watts, abs=SLACK_W)
+
+
+# h1 draws 4000 W and the round keeps 3000 of it; h2 draws nothing and wants 2000.
+H1_LOADS = (load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, on=True))
+H2_LOADS = (load("ev", 2000, priority=5, on=False),)
+
+
+@pytest.fixture
+def two(net):
+    return net, net.home("h1", *H1_LOADS), net.home("h2", *H2_LOADS)
+
+
+# ---------------------------------------------------------------- the rounds
+
+
+def test_no_round_before_the_event(two):
+    net, h1, h2 = two
+    net.run_until(START - 0.01)
+    assert h1.take() == [] and h2.take() == []
+    assert net.aggregator.snapshot()["event"] is None
+
+
+def test_shedding_homes_get_their_budget_first_the_others_after_they_commit(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND - 0.01)
+    assert h1.take() == [] and h2.take() == [], "the round waits for the debounce"
+    net.run_until(FIRST_ROUND)
+    [shed] = h1.take()
+    approx_budget(shed, 1, 3000)
+    net.run_until(FIRST_ROUND + TIMEOUT - 0.5)
+    assert h2.take() == [], "h2 may not rise before h1 has shed"
+    h1.commit(1, 3000, on=("oven",))
+    [grant] = h2.take()
+    approx_budget(grant, 1, 2000)
+    assert grant.budget_w <= LIMIT_W - 3000 + SLACK_W, "fits the limit minus the committed levels"
+    assert net.summary is None, "the round waits for h2 too"
+    h2.commit(1, 2000, on=("ev",))
+    summary = net.summary
+    assert (summary.number, summary.event, summary.limit_w) == (1, "peak", LIMIT_W)
+    assert summary.committed_w == pytest.approx(5000) and summary.unknown_w == 0
+    assert summary.feasible and summary.within_limit
+    assert summary.homes["h1"] == {
+        "demand_w": 4000.0, "budget_w": pytest.approx(3000), "committed_w": 3000.0, "on": ["oven"], "off": ["dryer"]
+    }
+    assert summary.homes["h2"]["committed_w"] == 2000.0 and summary.homes["h2"]["on"] == ["ev"]
+
+
+def test_a_commit_for_another_round_is_ignored(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    h1.commit(0, 100)
+    h2.commit(1, 2000)  # h2 has no budget in this round yet
+    assert net.aggregator.snapshot()["homes"]["h1"]["level_w"] == 4000.0
+    assert h2.budgets() == []
+    h1.commit(1, 3000)
+    h2.commit(1, 2000)
+    assert net.summary.number == 1
+    # Round 2: both keep their level; a late word about round 1 changes nothing.
+    net.run_until(net.clock.seconds() + PERIOD)
+    assert [b.round for b in h1.budgets()] == [1, 2]
+    h1.commit(1, 50)
+    assert net.aggregator.snapshot()["homes"]["h1"]["level_w"] == 3000.0
+    h1.commit(2, 3000)
+    h2.commit(2, 2000)
+    assert net.summary.number == 2 and net.summary.within_limit
+
+
+def test_a_home_that_does_not_commit_is_logged_counted_and_the_round_finishes(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    approx_budget(h1.take()[0], 1, 3000)
+    net.run_until(FIRST_ROUND + TIMEOUT - 0.01)
+    assert h2.take() == []
+    with capturedLogs() as events:
+        net.run_until(FIRST_ROUND + TIMEOUT)
+    late = [e for e in events if e["log_level"].name == "warn"]
+    assert [(e["home"], e["n"]) for e in late] == [("h1", 1)]
+    # h1 still draws its 4000 W as far as anyone knows: h2 gets only what is left.
+    [grant] = h2.take()
+    approx_budget(grant, 1, LIMIT_W - 4000)
+    h2.commit(1, grant.budget_w)
+    summary = net.summary
+    assert summary.homes["h1"]["committed_w"] is None
+    assert summary.unknown_w == pytest.approx(4000), "counted at the larger of its level and its budget"
+    assert summary.committed_w + summary.unknown_w == pytest.approx(LIMIT_W)
+    assert summary.within_limit
+
+
+def test_a_round_nobody_answers_still_finishes(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND + 2 * TIMEOUT)
+    assert net.summary.number == 1
+    assert net.summary.committed_w == 0
+    assert net.summary.unknown_w == pytest.approx(4000 + 1000)
+    assert net.summary.within_limit
+
+
+def test_a_disconnected_home_is_counted_at_its_last_known_power(net):
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+    h2 = net.home("h2", *H2_LOADS, comply=0.1)
+    h3 = net.home("h3", load("sauna", 1500, priority=100, on=True))
+    h3.leave()
+    assert net.aggregator.snapshot()["homes"]["h3"]["connected"] is False
+    net.run_until(FIRST_ROUND + 1)
+    summary = net.summary
+    assert summary.unknown_w == 1500.0
+    assert "h3" not in summary.homes
+    # 3500 W left: the oven, then 500 W of the ev.
+    [b1], [b2] = h1.budgets(), h2.budgets()
+    approx_budget(b1, 1, 3000)
+    approx_budget(b2, 1, 500)
+    assert b1.budget_w + b2.budget_w + summary.unknown_w <= LIMIT_W + SLACK_W
+    assert summary.within_limit
+
+
+def test_an_away_home_is_counted_at_its_measured_power_when_higher(net):
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+    h3 = net.home("h3", load("sauna", 1500, on=True))
+    h3.say(wire.Measure(1.0, 1800.0, (("sauna", 1800.0),)))
+    h3.leave()
+    net.run_until(FIRST_ROUND + 1)
+    assert net.summary.unknown_w == 1800.0
+    approx_budget(h1.budgets()[0], 1, LIMIT_W - 1800)
+
+
+def test_a_home_leaving_mid_round_does_not_stall_it(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    h1.leave()
+    # No wait for the timeout: h2 is granted what h1's last level leaves.
+    [grant] = h2.budgets()
+    approx_budget(grant, 1, LIMIT_W - 4000)
+    h2.commit(1, grant.budget_w)
+    assert net.summary.number == 1
+    assert net.summary.unknown_w == pytest.approx(4000)
+    assert net.summary.within_limit
+
+
+def test_rounds_repeat_every_period_until_the_event_ends(net):
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+    h2 = net.home("h2", *H2_LOADS, comply=0.1)
+    net.run_until(END - 0.01)
+    starts, commits = {}, {}
+    for home in (h1, h2):
+        for moment, message in home.received:
+            if isinstance(message, wire.Budget):
+                starts.setdefault(message.round, moment)
+                starts[message.round] = min(starts[message.round], moment)
+                commits[message.round] = max(commits.get(message.round, 0), moment + 0.1)
+    rounds = sorted(starts)
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) >= 5
+    assert starts[1] == pytest.approx(FIRST_ROUND)
+    for n in rounds[1:]:
+        assert starts[n] - commits[n - 1] == pytest.approx(PERIOD), f"round {n}"
+    # The homes complied: every round within the limit, and later rounds keep the first's budgets.
+    assert net.summary.within_limit and net.summary.number == rounds[-1]
+    for n in rounds[1:]:
+        assert [b.budget_w for b in h1.budgets() if b.round == n] == [pytest.approx(3000)]
+        assert [b.budget_w for b in h2.budgets() if b.round == n] == [pytest.approx(2000)]
+
+
+def test_a_flex_during_a_round_triggers_the_next_one_soon(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    h2.flex(*H2_LOADS, load("kettle", 2000, priority=50))
+    h1.commit(1, 3000)
+    h2.commit(1, h2.budgets()[0].budget_w)
+    finished = net.clock.seconds()
+    net.run_until(finished + ROUND_DEBOUNCE_S)
+    assert [b.round for b in h2.budgets()] == [1, 2]
+
+
+def test_the_event_end_releases_every_home_in_it(net):
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+    h2 = net.home("h2", *H2_LOADS, comply=0.1)
+    h3 = net.home("h3")  # connected, but never reported: not in the event
+    net.run_until(END - 0.01)
+    last = net.summary.number
+    h1.take(), h2.take()
+    with capturedLogs() as events:
+        net.run_until(END)
+    assert h1.take() == [wire.Release(last + 1, "peak")]
+    assert h2.take() == [wire.Release(last + 1, "peak")]
+    assert h3.take() == []
+    assert any("released" in e["log_format"] and e["homes"] == "h1, h2" for e in events)
+    # Answering the RELEASE updates what the home is known to draw.
+    h1.commit(last + 1, 4000, on=("oven", "dryer"))
+    snapshot = net.aggregator.snapshot()
+    assert snapshot["homes"]["h1"]["level_w"] == 4000.0
+    assert snapshot["homes"]["h1"]["budget_w"] is None
+    assert snapshot["event"] is None
+    # No more rounds once the event is over.
+    h2.flex(*H2_LOADS)
+    net.run_until(END + 10 * PERIOD)
+    assert [m for m in h1.take() + h2.take() if not isinstance(m, wire.Ack)] == []
+    assert net.summary.number == last
+
+
+def test_a_round_in_progress_at_the_end_is_abandoned_for_the_release():
+    text = CONFIG.replace(f"end = +{END:g}", f"end = +{FIRST_ROUND + 1:g}")
+    net = Net(text)
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    net.run_until(FIRST_ROUND + 1)
+    assert h2.take() == [], "h2 was never budgeted in this event: nothing to release"
+    shed, release = h1.take()
+    assert (shed.round, shed.budget_w) == (1, pytest.approx(3000))
+    assert release == wire.Release(2, "peak")
+    h1.commit(1, 3000)  # too late for the abandoned round
+    assert net.aggregator.snapshot()["homes"]["h1"]["level_w"] == 4000.0
+    assert net.summary is None
+
+
+def test_must_run_loads_above_the_limit_make_an_infeasible_round(net):
+    h1 = net.home("h1", load("furnace", 4000, mode="must", on=True), load("tv", 300, on=True))
+    h2 = net.home("h2", load("pump", 2000, mode="must", on=False))
+    with capturedLogs() as events:
+        net.run_until(FIRST_ROUND)
+        # h1 sheds its tv; h2 is granted only what is left, below its must-run pump.
+        [shed] = h1.budgets()
+        approx_budget(shed, 1, 4000)
+        h1.commit(1, 4000, on=("furnace",))
+        [grant] = h2.budgets()
+        approx_budget(grant, 1, LIMIT_W - 4000)
+        h2.commit(1, 2000, on=("pump",))  # the pump cannot be shed
+    summary = net.summary
+    assert summary.feasible is False
+    assert summary.committed_w == 6000 and not summary.within_limit
+    warned = [e for e in events if e["log_level"].name == "warn"]
+    assert any("must-run" in e["log_format"] and e["limit"] == LIMIT_W for e in warned)
+    assert any(e.get("home") == "h2" and e.get("c") == 2000 for e in warned), "the overrun is logged"
+    assert any(e.get("verdict") == "OVER LIMIT" for e in events)
+
+
+# ---------------------------------------------------------- the safety rule
+
+
+homes_st = st.lists(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5000),  # rated W
+            st.integers(min_value=1, max_value=100),  # priority
+            st.sampled_from(["must", "may", "may", "off"]),
+            st.booleans(),  # on
+        ),
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(homes_st, st.integers(min_value=0, max_value=4), st.integers(min_value=0, max_value=20000))
+def test_budgets_sent_plus_unknown_never_exceed_the_limit(homes, away, limit_w):
+    """For homes that commit exactly their budget, whatever they report."""
+    net = Net(CONFIG.replace(f"limit_kw = {LIMIT_W / 1000:g}", f"limit_kw = {limit_w / 1000}"))
+    members = []
+    for i, offers in enumerate(homes):
+        loads = tuple(load(f"l{j}", w, p, mode, on) for j, (w, p, mode, on) in enumerate(offers))
+        home = net.home(f"h{i + 1}", *loads, comply=0.1)
+        if i < away:
+            home.leave()
+        else:
+            members.append(home)
+    net.run_until(FIRST_ROUND + 2 * TIMEOUT)
+    summary = net.summary
+    assert summary.number == 1
+    sent = sum(b.budget_w for home in members for b in home.budgets())
+    assert all(len(home.budgets()) <= 1 for home in members), "one budget per home per round"
+    assert summary.committed_w == pytest.approx(sent, abs=SLACK_W)
+    assert summary.within_limit == (sent + summary.unknown_w <= limit_w + SLACK_W)
+    if summary.feasible:
+        # Only must-run loads that no budget can shed may take a round over the limit.
+        assert summary.within_limit
+
+
+# ------------------------------------------------------------------ snapshot
+
+
+def test_snapshot_is_json_and_shows_homes_event_and_last_round(two):
+    net, h1, h2 = two
+    before = json.loads(json.dumps(net.aggregator.snapshot()))
+    assert before["event"] is None and before["last_round"] is None and before["rounds_run"] == 0
+    assert before["homes"]["h3"] == {
+        "connected": False, "peer": None, "demand_w": None, "level_w": None, "measured_w": None,
+        "budget_w": None, "loads": [],
+    }
+    net.run_until(FIRST_ROUND)
+    h1.commit(1, 3000, on=("oven",))
+    h2.commit(1, 2000, on=("ev",))
+    snapshot = net.aggregator.snapshot()
+    assert json.loads(json.dumps(snapshot)) == snapshot
+    assert snapshot["at"] == wire.format_utc(FIRST_ROUND)
+    assert snapshot["event"] == {
+        "id": "peak", "limit_w": LIMIT_W, "start": wire.format_utc(START), "end": wire.format_utc(END)
+    }
+    assert snapshot["rounds_run"] == 1
+    last = snapshot["last_round"]
+    assert (last["number"], last["event"], last["within_limit"], last["feasible"]) == (1, "peak", True, True)
+    assert last["committed_w"] == pytest.approx(5000) and last["unknown_w"] == 0
+    assert set(last["homes"]) == {"h1", "h2"}
+    h1_status = snapshot["homes"]["h1"]
+    assert h1_status["connected"] and h1_status["peer"] == h1.peer
+    assert h1_status["level_w"] == 3000.0 and h1_status["budget_w"] == pytest.approx(3000)
+    assert h1_status["demand_w"] == 4000.0
+    assert [load["id"] for load in h1_status["loads"]] == ["oven", "dryer"]
+
+
+def test_stop_leaves_no_timer_of_the_aggregator_running(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    for home in (h1, h2):
+        home.leave()
+    net.aggregator.stop()
+    assert net.clock.getDelayedCalls() == []

@@ -1,0 +1,691 @@
+"""The home's decisions (jeisson.home.core) as its boards and its aggregator see them.
+
+No sockets: a ``task.Clock`` is the home's clock, each board is played by a
+``Board`` that reads the ``SET`` lines the home sends through a real
+``BoardSession`` and answers them, and the aggregator by an ``Aggregator``
+talking to a real ``UplinkSession``.  Every line either way is kept in
+``Rig.trace`` in order, with the clock's time.
+"""
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
+
+from jeisson.home.boards import BoardSession
+from jeisson.home.config import config_from_string
+from jeisson.home.core import RETRY_BUSY_S, Home
+from jeisson.home.uplink import UplinkSession
+from jeisson.wire import aggregator_home, home_actuator
+
+HOME = """
+[home]
+id = home-1
+secret = s3cret
+aggregator = tcp:127.0.0.1:7700
+actuators = tcp:7711:interface=127.0.0.1
+heartbeat_s = 5
+command_timeout_s = 3
+measure_period_s = 5
+"""
+
+# Board a drives x, y and the fridge; board b drives z and the heater.  x, y
+# and z are free to switch at any time; the heater has minimum times and its
+# owner wants it off.  Worth (rated x priority): x 5000, y 4000, z 8000.
+CONFIG = HOME + """
+[actuator:a]
+relays = 3
+[actuator:b]
+relays = 2
+
+[load:x]
+actuator = a
+relay = 1
+rated_w = 500
+priority = 10
+
+[load:y]
+actuator = a
+relay = 2
+rated_w = 400
+priority = 10
+
+[load:fridge]
+actuator = a
+relay = 3
+rated_w = 150
+priority = 90
+critical = yes
+
+[load:z]
+actuator = b
+relay = 1
+rated_w = 800
+priority = 10
+
+[load:heater]
+actuator = b
+relay = 2
+rated_w = 2000
+priority = 30
+min_on_s = 10
+min_off_s = 10
+desired = off
+"""
+
+EVENT_END = 600.0
+
+
+class FakeWire:
+    """The wire interface a session talks through; reports every line it is given."""
+
+    def __init__(self, peer, heard):
+        self.peer = peer
+        self.heard = heard
+        self.sent: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+
+    def send_line(self, data: bytes) -> None:
+        assert data.endswith(b"\n")
+        self.sent.append(data[:-1])
+        self.heard(data[:-1])
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class Board:
+    """Plays an actuator board: says HELLO, answers SET (when told) and PING."""
+
+    def __init__(self, rig, actuator, states, silent=False):
+        self.rig = rig
+        self.actuator = actuator
+        self.states = [c == "1" for c in states]
+        self.silent = silent  # a dead board answers nothing
+        self.unanswered: list[home_actuator.Set] = []
+        self.pings: list[int] = []
+        self.wire = FakeWire(f"192.0.2.{len(rig.boards) + 10}:40000", self._heard)
+        self.session = BoardSession(rig.home, self.wire)
+        rig.boards[actuator] = self
+        self.say(f"HELLO {actuator} {len(states)} 1 {states}".encode())
+
+    def _heard(self, line: bytes) -> None:
+        self.rig.trace.append((self.rig.clock.seconds(), "home", self.actuator, line))
+        message = home_actuator.parse_line(line)
+        if isinstance(message, home_actuator.Set):
+            self.unanswered.append(message)
+        elif isinstance(message, home_actuator.Ping):
+            self.pings.append(message.n)
+
+    def say(self, line: bytes) -> None:
+        self.rig.trace.append((self.rig.clock.seconds(), self.actuator, "home", line))
+        self.session.line_received(line)
+
+    def pending(self) -> list[tuple[str, bool]]:
+        return [(self.rig.load_at(self.actuator, s.relay), s.on) for s in self.unanswered]
+
+    def _take(self, load):
+        taken = [s for s in self.unanswered if load is None or self.rig.load_at(self.actuator, s.relay) == load]
+        self.unanswered = [s for s in self.unanswered if s not in taken]
+        return taken
+
+    def ack(self, load=None) -> int:
+        """Switch and acknowledge the outstanding SETs (of one load, or all)."""
+        taken = self._take(load)
+        for s in taken:
+            self.states[s.relay - 1] = s.on
+            self.rig.draws.append((self.rig.clock.seconds(), self.rig.drawn_w()))
+            self.say(b"ACK %d %d %d" % (s.seq, s.relay, s.on))
+        return len(taken)
+
+    def nak(self, load, code="busy") -> None:
+        for s in self._take(load):
+            self.say(b"NAK %d %s" % (s.seq, code.encode()))
+
+    def answer_pings(self) -> None:
+        pings, self.pings = self.pings, []
+        for n in pings:
+            self.say(b"PONG %d" % n)
+
+    def lose(self) -> None:
+        self.session.connection_lost(Failure(ConnectionLost("the cable was cut")))
+
+
+class Aggregator:
+    """Plays the aggregator on the other end of the home's uplink."""
+
+    def __init__(self, rig):
+        self.rig = rig
+        self.round = 0
+        self.wire = FakeWire("198.51.100.7:7700", self._heard)
+        self.session = UplinkSession(rig.home, self.wire)
+
+    def _heard(self, line: bytes) -> None:
+        self.rig.trace.append((self.rig.clock.seconds(), "home", "aggregator", line))
+
+    def received(self, kind=None) -> list:
+        messages = [aggregator_home.parse_line(line) for line in self.wire.sent]
+        return [m for m in messages if kind is None or isinstance(m, kind)]
+
+    def say(self, message) -> None:
+        line = aggregator_home.serialize(message)[:-1]
+        self.rig.trace.append((self.rig.clock.seconds(), "aggregator", "home", line))
+        self.session.line_received(line)
+
+    def welcome(self) -> None:
+        self.say(aggregator_home.Welcome(1, self.rig.home.config.id, 3600.0))
+
+    @property
+    def bid(self) -> int:
+        return self.received(aggregator_home.Flex)[-1].bid
+
+    def offers(self) -> dict[str, aggregator_home.LoadOffer]:
+        return {offer.id: offer for offer in self.received(aggregator_home.Flex)[-1].loads}
+
+    def commits(self) -> list[aggregator_home.Commit]:
+        return self.received(aggregator_home.Commit)
+
+    def budget(self, budget_w, end=EVENT_END, bid=None, event="ev-1") -> int:
+        self.round += 1
+        self.say(aggregator_home.Budget(self.round, self.bid if bid is None else bid, event, budget_w, end))
+        return self.round
+
+    def release(self, event="ev-1") -> int:
+        self.round += 1
+        self.say(aggregator_home.Release(self.round, event))
+        return self.round
+
+    def lose(self) -> None:
+        self.session.connection_lost(Failure(ConnectionDone()))
+
+
+class Rig:
+    def __init__(self, text=CONFIG):
+        self.clock = Clock()
+        self.home = Home(config_from_string(text), self.clock)
+        self.boards: dict[str, Board] = {}
+        self.trace: list[tuple[float, str, str, bytes]] = []
+        self.aggregator: Aggregator | None = None
+        self.draws: list[tuple[float, float]] = []  # what the relays draw, after every switch
+
+    def load_at(self, actuator, relay) -> str:
+        for load in self.home.config.loads.values():
+            if (load.actuator, load.relay) == (actuator, relay):
+                return load.id
+        raise AssertionError(f"no load on relay {relay} of {actuator}")
+
+    def board(self, actuator, states, silent=False) -> Board:
+        return Board(self, actuator, states, silent)
+
+    def connect_aggregator(self) -> Aggregator:
+        self.aggregator = Aggregator(self)
+        self.aggregator.welcome()
+        return self.aggregator
+
+    def drawn_w(self) -> float:
+        """What the relays that are really closed draw, at rated power."""
+        return sum(self.home.config.loads[self.load_at(board.actuator, relay)].rated_w
+                   for board in self.boards.values() if board.session.state != "closed"
+                   for relay, on in enumerate(board.states, 1) if on)
+
+    def settle(self) -> None:
+        """Let every live board acknowledge everything, until the home is quiet."""
+        while True:
+            busy = [board for board in self.boards.values()
+                    if not board.silent and board.session.state == "active" and (board.unanswered or board.pings)]
+            if not busy:
+                return
+            for board in busy:
+                board.answer_pings()
+                board.ack()
+
+    def run_until(self, moment: float) -> None:
+        """Advance the clock to ``moment``, the live boards answering at each step."""
+        while True:
+            due = [call.getTime() for call in self.clock.getDelayedCalls() if call.getTime() <= moment]
+            step = min(due) if due else moment
+            self.clock.rightNow = max(self.clock.rightNow, step)
+            self.clock.advance(0)
+            self.settle()
+            if not due:
+                return
+
+    def switches(self, since=0) -> list[tuple[float, str, bool]]:
+        """Every SET the home sent, as (time, load, on)."""
+        found = []
+        for moment, sender, receiver, line in self.trace[since:]:
+            if sender == "home" and line.startswith(b"SET "):
+                message = home_actuator.parse_line(line)
+                found.append((moment, self.load_at(receiver, message.relay), message.on))
+        return found
+
+    def events(self, since=0) -> list[tuple]:
+        """SETs and ACKs by load, and COMMITs, in the order they crossed the wires."""
+        found = []
+        for _moment, sender, receiver, line in self.trace[since:]:
+            verb = line.split()[0]
+            if verb in (b"SET", b"ACK"):
+                message = home_actuator.parse_line(line)
+                board = receiver if sender == "home" else sender
+                found.append((verb.decode(), self.load_at(board, message.relay), message.on))
+            elif verb == b"COMMIT":
+                found.append(("COMMIT",))
+        return found
+
+
+@pytest.fixture(autouse=True)
+def logs():
+    """Every test's log; a failure logged anywhere (an exception in a Deferred chain) fails the test."""
+    with capturedLogs() as events:
+        yield events
+    failures = [formatEvent(e) for e in events if "log_failure" in e]
+    assert not failures, failures
+
+
+def messages(events, level):
+    return [formatEvent(e) for e in events if e["log_level"].name == level]
+
+
+@pytest.fixture
+def rig():
+    """Everything the owner wants on is on; the heater is off; the aggregator has our bid."""
+    rig = Rig()
+    rig.board("a", "111")
+    rig.board("b", "10")
+    rig.connect_aggregator()
+    rig.settle()
+    assert rig.switches() == []
+    return rig
+
+
+# -- outside events: the owner's settings, within minimum times
+
+
+def test_loads_go_to_their_owners_setting_when_their_board_connects():
+    rig = Rig()
+    rig.board("a", "000")
+    rig.settle()
+    assert rig.switches() == [(0.0, "x", True), (0.0, "y", True), (0.0, "fridge", True)]
+    assert rig.boards["a"].states == [True, True, True]
+
+
+def test_a_load_switches_off_exactly_when_its_minimum_on_time_is_over():
+    rig = Rig()
+    rig.board("b", "11")  # the heater is on, its owner wants it off, min_on_s = 10
+    rig.run_until(9.999)
+    assert rig.switches() == []
+    rig.run_until(10.0)
+    assert rig.switches() == [(10.0, "heater", False)]
+    assert rig.boards["b"].states == [True, False]
+
+
+def test_a_load_switches_on_exactly_when_its_minimum_off_time_is_over():
+    rig = Rig()
+    rig.board("b", "10")
+    rig.run_until(7.0)
+    rig.home.set_desired("heater", True)  # off since the board said so at 0; min_off_s = 10
+    rig.run_until(9.999)
+    assert rig.switches() == []
+    rig.run_until(10.001)
+    assert rig.switches() == [(10.0, "heater", True)]
+
+
+def test_minimum_times_run_from_the_homes_own_last_switch():
+    rig = Rig()
+    rig.board("b", "10")
+    rig.run_until(12.0)
+    rig.home.set_desired("heater", True)
+    rig.settle()
+    rig.run_until(15.0)
+    rig.home.set_desired("heater", False)  # switched on at 12: held on until 22
+    rig.run_until(21.999)
+    assert rig.switches() == [(12.0, "heater", True)]
+    rig.run_until(30.0)
+    assert rig.switches() == [(12.0, "heater", True), (22.0, "heater", False)]
+
+
+def test_set_desired_switches_a_free_load_at_once_and_tells_the_aggregator(rig):
+    bid = rig.aggregator.bid
+    rig.home.set_desired("x", False)
+    assert rig.switches() == [(0.0, "x", False)]
+    rig.settle()
+    assert rig.aggregator.offers()["x"] == aggregator_home.LoadOffer("x", 500.0, 10, "off", False, False, False)
+    assert rig.aggregator.bid == bid + 1
+    rig.home.set_desired("x", True)
+    rig.settle()
+    assert rig.switches()[1:] == [(0.0, "x", True)]
+    assert rig.aggregator.offers()["x"].mode == "may"
+
+
+def test_set_desired_to_the_current_setting_changes_nothing(rig):
+    sent = len(rig.aggregator.wire.sent)
+    rig.home.set_desired("x", True)
+    rig.settle()
+    assert rig.switches() == []
+    assert rig.aggregator.wire.sent[sent:] == []
+
+
+# -- budgets
+
+
+def test_a_budget_sheds_the_least_valuable_load_and_commits_only_after_the_ack(rig):
+    round_number = rig.aggregator.budget(1050.0)
+    assert rig.boards["b"].pending() == [("z", False)]
+    assert rig.aggregator.commits() == []
+    rig.settle()
+    [commit] = rig.aggregator.commits()
+    assert commit == aggregator_home.Commit(round_number, 1, 1050.0, ("x", "y", "fridge"))
+    assert rig.events()[-3:] == [("SET", "z", False), ("ACK", "z", False), ("COMMIT",)]
+    # The new state is a new bid.
+    assert rig.aggregator.bid == 2
+    assert rig.aggregator.offers()["z"].on is False
+
+
+def test_offs_are_acknowledged_before_anything_is_switched_on(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    start = len(rig.trace)
+    rig.draws.clear()
+    rig.aggregator.budget(950.0)  # x + y (900 W) no longer fit beside the fridge; z (800 W) does: swap
+    a, b = rig.boards["a"], rig.boards["b"]
+    assert sorted(a.pending()) == [("x", False), ("y", False)]
+    a.ack("x")
+    assert b.pending() == []  # y still draws: z would overshoot
+    a.ack("y")
+    assert b.pending() == [("z", True)]
+    assert rig.aggregator.commits()[1:] == []
+    b.ack()
+    assert rig.events(start) == [("SET", "x", False), ("SET", "y", False), ("ACK", "x", False),
+                                 ("ACK", "y", False), ("SET", "z", True), ("ACK", "z", True), ("COMMIT",)]
+    assert rig.aggregator.commits()[-1].committed_w == 950.0
+    assert rig.aggregator.commits()[-1].on == ("fridge", "z")
+    assert [w for _, w in rig.draws] == [550.0, 150.0, 950.0]
+
+
+def test_an_off_refused_as_busy_holds_back_the_ons_until_a_retry_succeeds(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    rig.draws.clear()
+    rig.aggregator.budget(950.0)
+    a, b = rig.boards["a"], rig.boards["b"]
+    a.nak("x", "busy")
+    a.ack("y")
+    assert b.pending() == []  # x still draws 500 W: z's 800 W would make 1450
+    commit = rig.aggregator.commits()[-1]
+    assert (commit.committed_w, commit.on) == (650.0, ("x", "fridge"))
+    sent = len(rig.switches())
+    rig.run_until(RETRY_BUSY_S - 0.001)
+    assert len(rig.switches()) == sent
+    rig.run_until(RETRY_BUSY_S)
+    assert [(t, load, on) for t, load, on in rig.switches() if t > 0] == [(2.0, "x", False), (2.0, "z", True)]
+    assert rig.events()[-4:] == [("SET", "x", False), ("ACK", "x", False), ("SET", "z", True), ("ACK", "z", True)]
+    assert max(w for _, w in rig.draws) <= 950.0
+
+
+def test_an_off_never_acknowledged_drops_the_board_and_counts_its_loads_at_rated_power(rig, logs):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    round_number = rig.aggregator.budget(950.0)
+    a, b = rig.boards["a"], rig.boards["b"]
+    a.ack("y")
+    rig.clock.advance(2.999)
+    assert not a.wire.aborted
+    rig.clock.advance(0.001)
+    assert a.wire.aborted
+    assert b.pending() == []
+    # x, y and the fridge are unknown now: all counted, and z stays off.
+    assert rig.aggregator.commits()[-1] == aggregator_home.Commit(round_number, 2, 1050.0, ("x", "y", "fridge"))
+    assert b.states == [False, False]
+    assert any("no ACK for SET" in m and "dropping the board" in m for m in messages(logs, "warn"))
+
+
+def test_a_board_gone_with_an_off_outstanding_is_counted_in_the_commitment(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    round_number = rig.aggregator.budget(950.0)
+    a, b = rig.boards["a"], rig.boards["b"]
+    a.ack("y")
+    a.lose()
+    assert b.pending() == []
+    assert rig.aggregator.commits()[-1] == aggregator_home.Commit(round_number, 2, 1050.0, ("x", "y", "fridge"))
+
+
+@pytest.mark.parametrize("budget_w", [0.0, 100.0, 149.0, 150.0, 600.0, 1000.0])
+def test_a_critical_load_never_goes_off_whatever_the_budget(rig, budget_w, logs):
+    rig.aggregator.budget(budget_w)
+    rig.settle()
+    assert ("fridge", False) not in [(load, on) for _, load, on in rig.switches()]
+    assert rig.boards["a"].states[2] is True
+    commit = rig.aggregator.commits()[-1]
+    assert "fridge" in commit.on
+    assert commit.committed_w <= max(budget_w, 150.0)
+    if budget_w < 150.0:
+        assert any("loads that must run exceed the budget" in m for m in messages(logs, "warn"))
+
+
+def test_a_budget_for_an_older_bid_commits_as_we_are_without_switching(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    bid = rig.aggregator.bid
+    switched = len(rig.switches())
+    round_number = rig.aggregator.budget(0.0, bid=bid - 1)
+    rig.settle()
+    assert len(rig.switches()) == switched
+    assert rig.aggregator.commits()[-1] == aggregator_home.Commit(round_number, bid, 1050.0, ("x", "y", "fridge"))
+
+
+def test_release_restores_the_owners_settings(rig):
+    rig.aggregator.budget(950.0)
+    rig.settle()
+    assert rig.boards["a"].states == [False, False, True]
+    start = len(rig.trace)
+    bid = rig.aggregator.bid
+    round_number = rig.aggregator.release()
+    assert len(rig.aggregator.commits()) == 1  # not before the ACKs
+    rig.settle()
+    assert rig.events(start) == [("SET", "x", True), ("SET", "y", True), ("ACK", "x", True), ("ACK", "y", True),
+                                 ("COMMIT",)]
+    assert rig.aggregator.commits()[-1] == aggregator_home.Commit(round_number, bid, 1850.0,
+                                                                  ("x", "y", "fridge", "z"))
+
+
+def test_a_release_for_another_event_keeps_the_budget(rig):
+    rig.aggregator.budget(950.0)
+    rig.settle()
+    switched = len(rig.switches())
+    rig.aggregator.release(event="ev-2")
+    rig.settle()
+    assert len(rig.switches()) == switched
+    assert rig.aggregator.commits()[-1].committed_w == 950.0
+
+
+def test_the_end_of_the_event_restores_the_owners_settings(rig):
+    rig.aggregator.budget(950.0)
+    rig.settle()
+    rig.run_until(EVENT_END - 0.001)
+    assert rig.switches() == [(0.0, "x", False), (0.0, "y", False)]
+    rig.run_until(EVENT_END)
+    assert rig.switches()[2:] == [(EVENT_END, "x", True), (EVENT_END, "y", True)]
+
+
+def test_a_budget_that_has_ended_already_is_ignored(rig, logs):
+    rig.run_until(100.0)
+    rig.aggregator.budget(0.0, end=50.0)
+    rig.settle()
+    assert rig.switches() == []
+    assert rig.aggregator.commits()[-1].committed_w == 1850.0
+    assert any("ended already" in m for m in messages(logs, "warn"))
+
+
+# -- the most valuable whole loads within the budget
+
+
+def best_value(rated, value, must, allowed, budget_w):
+    """The best total value over every allowed set of whole loads, by brute force."""
+    best = None
+    for chosen in itertools.product([False, True], repeat=len(rated)):
+        if any(m and not c for m, c in zip(must, chosen, strict=True)):
+            continue
+        if any(c and not a for a, c in zip(allowed, chosen, strict=True)):
+            continue
+        if sum(r for r, c in zip(rated, chosen, strict=True) if c) > budget_w:
+            continue
+        total = sum(v for v, c in zip(value, chosen, strict=True) if c)
+        best = total if best is None else max(best, total)
+    return best
+
+
+loads_strategy = st.lists(
+    st.tuples(st.integers(1, 5000), st.integers(1, 100), st.booleans(), st.booleans(), st.booleans()),
+    min_size=1, max_size=6,
+)
+
+
+def one_board_home(loads) -> str:
+    text = HOME + f"[actuator:a]\nrelays = {len(loads)}\n"
+    for i, (rated, priority, critical, desired, _on) in enumerate(loads, 1):
+        text += (f"[load:l{i}]\nactuator = a\nrelay = {i}\nrated_w = {rated}\npriority = {priority}\n"
+                 f"critical = {critical}\ndesired = {desired}\n")
+    return text
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(loads=loads_strategy, fraction=st.floats(0.0, 1.2))
+def test_a_budget_buys_the_most_valuable_set_of_whole_loads(loads, fraction):
+    rig = Rig(one_board_home(loads))
+    board = rig.board("a", "".join("1" if on else "0" for *_, on in loads))
+    aggregator = rig.connect_aggregator()
+    rig.settle()
+    rated = [r for r, *_ in loads]
+    before = rig.drawn_w()
+    budget_w = round(fraction * sum(rated), 1)
+    rig.draws.clear()
+    aggregator.budget(budget_w)
+    rig.settle()
+    commit = aggregator.commits()[-1]
+    on = board.states
+    must = [critical and desired for _, _, critical, desired, _ in loads]
+    allowed = [desired for *_, desired, _ in loads]
+    assert all(o for o, m in zip(on, must, strict=True) if m)
+    assert not any(o for o, a in zip(on, allowed, strict=True) if not a)
+    assert commit.on == tuple(f"l{i}" for i, o in enumerate(on, 1) if o)
+    assert commit.committed_w == sum(r for r, o in zip(rated, on, strict=True) if o)
+    if sum(r for r, m in zip(rated, must, strict=True) if m) <= budget_w:
+        assert commit.committed_w <= budget_w
+        for _, w in rig.draws:  # a switch on never takes the home over its budget
+            assert w <= before or w <= budget_w
+            before = w
+        value = [r * p for r, p, *_ in loads]
+        assert sum(v for v, o in zip(value, on, strict=True) if o) == best_value(rated, value, must, allowed, budget_w)
+    else:
+        assert on == must
+
+
+# -- failsafe: the aggregator or a board gone
+
+
+def test_a_home_that_loses_the_aggregator_keeps_its_budget_until_the_event_ends(rig, logs):
+    rig.aggregator.budget(950.0)
+    rig.settle()
+    rig.aggregator.lose()
+    assert any("lost the aggregator" in m and "keeping the last budget" in m for m in messages(logs, "warn"))
+    rig.home.set_desired("heater", True)  # a reason to reconsider, still within the budget
+    rig.run_until(EVENT_END - 0.001)
+    assert rig.switches() == [(0.0, "x", False), (0.0, "y", False)]
+    rig.run_until(EVENT_END)
+    assert sorted(rig.switches()[2:]) == [(EVENT_END, "heater", True), (EVENT_END, "x", True), (EVENT_END, "y", True)]
+    assert rig.boards["a"].states == [True, True, True]
+    assert any("event ev-1 is over" in m for m in messages(logs, "info"))
+
+
+def lose_by_disconnection(rig, board):
+    board.lose()
+
+
+def lose_by_silence(rig, board):
+    board.silent = True
+    rig.run_until(14.999)  # 3 x heartbeat_s
+    assert not board.wire.aborted
+    rig.run_until(15.0)
+    assert board.wire.aborted
+
+
+def lose_by_unacknowledged_set(rig, board):
+    board.silent = True
+    rig.home.set_desired("z", False)
+    assert board.pending() == [("z", False)]
+    rig.run_until(2.999)  # command_timeout_s
+    assert not board.wire.aborted
+    rig.run_until(3.0)
+    assert board.wire.aborted
+
+
+@pytest.mark.parametrize("lose", [lose_by_disconnection, lose_by_silence, lose_by_unacknowledged_set])
+def test_a_lost_boards_loads_are_counted_at_rated_power(rig, lose, logs):
+    lose(rig, rig.boards["b"])
+    assert "b" not in rig.home.boards
+    assert any("actuator b unreachable" in m and "2800 W" in m for m in messages(logs, "warn"))
+    offers = rig.aggregator.offers()
+    for load in ("z", "heater"):
+        assert (offers[load].mode, offers[load].on) == ("must", True)
+    assert offers["x"].mode == "may"
+    # 3500 W less the 2800 W that may be drawn leaves 700: the fridge and x.
+    bid = rig.aggregator.bid
+    round_number = rig.aggregator.budget(3500.0)
+    rig.settle()
+    assert rig.aggregator.commits()[-1] == aggregator_home.Commit(
+        round_number, bid, 3450.0, ("x", "fridge", "z", "heater"))
+    assert rig.boards["a"].states == [True, False, True]
+
+
+def test_a_board_back_with_its_real_states_holds_them_as_just_switched(rig):
+    rig.run_until(20.0)
+    rig.boards["b"].lose()
+    rig.run_until(30.0)
+    back = rig.board("b", "11")  # someone switched the heater on by hand meanwhile
+    offers = rig.aggregator.offers()
+    assert (offers["heater"].mode, offers["heater"].on) == ("must", True)
+    assert (offers["z"].mode, offers["z"].on) == ("may", True)
+    rig.run_until(39.999)
+    assert rig.switches() == []
+    rig.run_until(40.0)
+    assert rig.switches() == [(40.0, "heater", False)]
+    assert back.states == [True, False]
+
+
+def test_a_board_lost_while_an_event_runs_does_not_turn_on_more(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    switched = len(rig.switches())
+    rig.boards["a"].lose()  # 1050 W unknown: nothing else fits
+    rig.settle()
+    assert rig.switches()[switched:] == []
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    assert rig.switches()[switched:] == []
+    assert rig.aggregator.commits()[-1].committed_w == 1050.0
+
+
+def test_a_superseded_board_link_is_not_a_lost_board(rig, logs):
+    """A board that reconnects before the home noticed its old link died must not shed other loads."""
+    rig.aggregator.budget(950.0)
+    rig.settle()
+    old = rig.boards["a"]
+    switched = len(rig.switches())
+    new = rig.board("a", "".join("1" if on else "0" for on in old.states))
+    rig.settle()
+    assert old.wire.sent[-1] == b"ERR superseded" and old.wire.closed
+    assert rig.home.boards["a"] is new.session
+    assert rig.switches()[switched:] == []
+    assert not any("unreachable" in m for m in messages(logs, "warn"))
+    rig.home.set_desired("fridge", False)  # the owner's word is law: and it goes through the new link
+    assert new.pending() == [("fridge", False)] and old.pending() == []

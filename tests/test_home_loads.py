@@ -1,0 +1,133 @@
+"""A load's switching rules (jeisson.home.loads): pure functions of its state and the time."""
+
+import math
+
+import pytest
+
+from jeisson.home.config import LoadConfig
+from jeisson.home.loads import Load
+
+
+def load(on, *, last_switch=0.0, desired=True, critical=False, min_on_s=10.0, min_off_s=20.0, rated_w=1000.0):
+    config = LoadConfig(id="heater", actuator="home-1-a", relay=1, rated_w=rated_w, priority=5, critical=critical,
+                        min_on_s=min_on_s, min_off_s=min_off_s, desired=True)
+    return Load(config, on=on, last_switch=last_switch, desired=desired)
+
+
+# -- mode: what the aggregator may do with the load
+
+
+@pytest.mark.parametrize("desired", [True, False])
+@pytest.mark.parametrize("critical", [True, False])
+def test_an_unknown_load_must_run_whatever_its_settings(desired, critical):
+    assert load(None, desired=desired, critical=critical).mode(now=1e6) == "must"
+
+
+def test_a_critical_load_on_that_its_owner_wants_must_run_long_after_its_min_on():
+    assert load(True, critical=True, desired=True).mode(now=1e6) == "must"
+
+
+@pytest.mark.parametrize("desired", [True, False])
+@pytest.mark.parametrize("now", [0.0, 5.0, 9.999])
+def test_a_load_on_within_its_min_on_time_must_run(desired, now):
+    assert load(True, desired=desired).mode(now) == "must"
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_a_load_on_that_its_owner_wants_off_is_off_once_its_min_on_time_is_over(critical):
+    assert load(True, desired=False, critical=critical).mode(now=10.0) == "off"
+
+
+@pytest.mark.parametrize("desired", [True, False])
+@pytest.mark.parametrize("critical", [True, False])
+@pytest.mark.parametrize("now", [0.0, 19.999])
+def test_a_load_off_within_its_min_off_time_is_off_even_if_critical_and_desired(desired, critical, now):
+    assert load(False, desired=desired, critical=critical).mode(now) == "off"
+
+
+def test_a_critical_load_off_that_its_owner_wants_must_run_once_its_min_off_time_is_over():
+    assert load(False, desired=True, critical=True).mode(now=20.0) == "must"
+
+
+def test_a_load_off_that_its_owner_wants_off_stays_off():
+    assert load(False, desired=False).mode(now=1e6) == "off"
+
+
+@pytest.mark.parametrize(("on", "now"), [(True, 10.0), (False, 20.0), (True, 1e6), (False, 1e6)])
+def test_an_ordinary_wanted_load_past_its_minimum_time_may_run(on, now):
+    assert load(on, desired=True).mode(now) == "may"
+
+
+def test_a_load_never_switched_is_free_at_once():
+    fresh = Load(LoadConfig("fan", "a", 1, 100.0, 1, False, 60.0, 60.0, True), on=False)
+    assert fresh.last_switch == -math.inf and fresh.desired is True
+    assert fresh.mode(now=0.0) == "may"
+    assert fresh.can_switch(True, 0.0)
+    assert fresh.next_change(0.0) is None
+
+
+def test_desired_defaults_to_the_owners_setting_in_the_config():
+    config = LoadConfig("fan", "a", 1, 100.0, 1, False, 0.0, 0.0, False)
+    assert Load(config).desired is False
+    assert Load(config, desired=True).desired is True
+
+
+# -- can_switch: minimum on and off times, inclusive
+
+
+def test_can_switch_off_exactly_when_the_min_on_time_is_over():
+    on = load(True, last_switch=100.0)
+    assert not on.can_switch(False, 109.999)
+    assert on.can_switch(False, 110.0)
+
+
+def test_can_switch_on_exactly_when_the_min_off_time_is_over():
+    off = load(False, last_switch=100.0)
+    assert not off.can_switch(True, 119.999)
+    assert off.can_switch(True, 120.0)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_switching_to_the_current_state_is_not_a_switch(on):
+    assert not load(on).can_switch(on, 1e6)
+
+
+@pytest.mark.parametrize("to_on", [True, False])
+def test_an_unknown_load_cannot_be_switched(to_on):
+    assert not load(None).can_switch(to_on, 1e6)
+
+
+# -- next_change: when the mode changes by time alone
+
+
+def test_next_change_of_a_load_on_is_the_end_of_its_min_on_time():
+    assert load(True, last_switch=100.0).next_change(101.0) == 110.0
+
+
+def test_next_change_of_a_load_off_is_the_end_of_its_min_off_time():
+    assert load(False, last_switch=100.0).next_change(101.0) == 120.0
+
+
+@pytest.mark.parametrize("now", [110.0, 500.0])
+def test_no_next_change_once_the_minimum_time_is_over(now):
+    assert load(True, last_switch=100.0).next_change(now) is None
+
+
+def test_no_next_change_for_an_unknown_load_or_without_minimum_times():
+    assert load(None).next_change(0.0) is None
+    assert load(True, min_on_s=0.0).next_change(0.0) is None
+
+
+def test_the_mode_only_changes_at_next_change():
+    held = load(True, last_switch=0.0, desired=False)
+    moment = held.next_change(3.0)
+    assert held.mode(moment - 0.001) == "must"
+    assert held.mode(moment) == "off"
+
+
+# -- cautious_w: what the home counts
+
+
+@pytest.mark.parametrize(("on", "counted"), [(True, 1000.0), (None, 1000.0), (False, 0.0)])
+def test_cautious_power_counts_loads_on_or_unknown_at_their_rated_power(on, counted):
+    assert load(on).cautious_w() == counted
