@@ -293,8 +293,7 @@ def test_rounds_repeat_every_period_until_the_event_ends(net):
     for home in (h1, h2):
         for moment, message in home.received:
             if isinstance(message, wire.Budget):
-                starts.setdefault(message.round, moment)
-                starts[message.round] = min(starts[message.round], moment)
+                starts[message.round] = min(starts.get(message.round, moment), moment)
                 commits[message.round] = max(commits.get(message.round, 0), moment + 0.1)
     rounds = sorted(starts)
     assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) >= 5

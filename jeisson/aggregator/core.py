@@ -125,6 +125,8 @@ class Aggregator:
                 call.cancel()
         self._timers = []
         self._pending_call = None
+        # Stopped: no event is ours to negotiate any more.
+        self.current_event = None
         if self.round is not None and self.round.timeout is not None and self.round.timeout.active():
             self.round.timeout.cancel()
         self.round = None
@@ -270,8 +272,9 @@ class Aggregator:
                            unknown_w)
         if not result.feasible:
             self.log.warn(
-                "round {n} event {event}: must-run loads exceed the limit of {limit:.0f} W; only they are served",
-                n=self._round_number, event=event.id, limit=event.limit_w)
+                "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
+                " the limit of {limit:.0f} W; only the must-run loads are served",
+                n=self._round_number, event=event.id, unknown=unknown_w, limit=event.limit_w)
         shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
         self._dispatch(shedding)
 
