@@ -380,3 +380,16 @@ def test_heartbeat_death_aborts_the_transport():
     link.connectionLost(Failure(ConnectionDone()))
     assert board.in_failsafe
     assert clock.getDelayedCalls() == [], "the board went safe; nothing else is left running"
+
+
+def test_err_hello_from_the_home_brings_a_new_hello(active):
+    # The home restarted or dropped a radio link: no disconnection was seen.
+    with capturedLogs():
+        answer = active.say(b"ERR hello")
+    assert [line for line in answer if line.startswith(b"HELLO")] == [b"HELLO home-1-a 3 1 101"]
+    assert active.session.state == HELLO_SENT
+    # Its meter stopped until it is welcomed again.
+    active.clock.advance(10)
+    assert b"MEAS" not in b"".join(active.wire.take())
+    active.welcome()
+    assert active.session.state == ACTIVE

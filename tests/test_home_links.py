@@ -176,10 +176,15 @@ def test_a_board_that_never_says_hello_is_closed(home, logs):
     assert any("sent no HELLO" in m for m in messages(logs, "warn"))
 
 
-@pytest.mark.parametrize("line", [b"MEAS 1 2 3", b"ACK 1 1 1", b"NAK 1 busy", b"SET 1 1 1", b"WELCOME 1 5"])
-def test_only_hello_and_pings_are_taken_before_hello(home, line):
+@pytest.mark.parametrize(("line", "answer"), [
+    # What a board sends when it believes it is welcomed: "say HELLO first".
+    (b"MEAS 1 2 3", b"ERR hello"), (b"ACK 1 1 1", b"ERR hello"), (b"NAK 1 busy", b"ERR hello"),
+    # What only a home sends.
+    (b"SET 1 1 1", b"ERR state"), (b"WELCOME 1 5", b"ERR state"),
+])
+def test_only_hello_and_pings_are_taken_before_hello(home, line, answer):
     session, wire = connect_board(home)
-    assert say(session, wire, line) == [b"ERR state"]
+    assert say(session, wire, line) == [answer]
     assert session.state == "hello" and not wire.closed
     assert say(session, wire, b"PING 7") == [b"PONG 7"]
     assert say(session, wire, b"HELLO a 3 1 000")[0] == b"WELCOME 1 2"
@@ -574,3 +579,16 @@ def test_a_welcome_cancels_the_hello_timeout(active, home):
     session, wire = active
     home.clock.advance(WELCOME_TIMEOUT_S * 2)
     assert not wire.aborted and session.state == "active"
+
+
+def test_a_link_for_one_actuator_refuses_another(home):
+    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3"), hello_timeout_s=None, only="b")
+    assert say(session, wire, b"HELLO a 3 1 000") == [b"REFUSED unknown"]
+    assert wire.closed
+
+
+def test_a_radio_link_has_no_hello_timeout(home):
+    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3"), hello_timeout_s=None, only="a")
+    home.clock.advance(3600)
+    assert not wire.closed and session.state == "hello"
+    assert say(session, wire, b"HELLO a 3 1 000")[0] == b"WELCOME 1 2"

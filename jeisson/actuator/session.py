@@ -55,7 +55,8 @@ class ActuatorSession:
         ``ACK`` or ``NAK``, ``PING`` with ``PONG``; ``PONG`` is only a sign of
         life, ``ERR`` is logged; the messages a home never sends (``HELLO``,
         ``ACK``, ``NAK``, ``MEAS``) and a second ``WELCOME``/``REFUSED`` are
-        answered ``ERR state``.
+        answered ``ERR state``.  ``ERR hello`` (the home has no session for
+        us) sends a new ``HELLO`` and goes back to ``hello-sent``.
     ``closed``
         Refused, or the connection is lost: timers stopped, lines ignored.
 
@@ -214,6 +215,12 @@ class ActuatorSession:
     def _err(self, err: Err) -> None:
         # Never answered: two peers answering each other's ERR would loop.
         self.log.warn("home {peer} reports an error: {code}", peer=self._wire.peer, code=err.code)
+        if err.code == home_actuator.HELLO_FIRST and self.state == ACTIVE:
+            # The home lost our session (it restarted, or dropped a radio
+            # link without us seeing a disconnection): introduce ourselves.
+            self._close_state()
+            self.state = HELLO_SENT
+            self.start()
 
     def _unexpected(self, message) -> None:
         self.log.warn(

@@ -30,8 +30,12 @@ HEARTBEAT_MISSES = 3
 class BoardSession:
     log = Logger()
 
-    def __init__(self, home, link):
+    def __init__(self, home, link, hello_timeout_s: float | None = HELLO_TIMEOUT_S, only: str | None = None):
+        """``hello_timeout_s``: None on links with no connection to close
+        (serial, radio), where a silent board is simply not there yet.
+        ``only``: the one actuator id this link may carry (a radio address)."""
         self.home = home
+        self.only = only
         self.link = link
         self.peer = link.peer
         self.state = "hello"
@@ -42,7 +46,9 @@ class BoardSession:
         interval = home.config.heartbeat_s
         self.heartbeat = Heartbeat(clock, interval, HEARTBEAT_MISSES * interval,
                                    lambda n: self.send(wire.Ping(n)), self._dead)
-        self._hello_timeout = clock.callLater(HELLO_TIMEOUT_S, self._no_hello)
+        self._hello_timeout = None
+        if hello_timeout_s is not None:
+            self._hello_timeout = clock.callLater(hello_timeout_s, self._no_hello)
 
     def send(self, message) -> None:
         self.link.send_line(wire.serialize(message))
@@ -96,8 +102,12 @@ class BoardSession:
             self._complain(error.code, error.detail)
             return
         handler = getattr(self, f"_on_{message.verb.lower()}", None)
-        allowed = self.state == "active" or message.verb in ("HELLO", "PING", "PONG", "ERR")
-        if handler is None or not allowed or (message.verb == "HELLO" and self.state != "hello"):
+        if self.state == "hello" and handler is not None and message.verb not in ("HELLO", "PING", "PONG", "ERR"):
+            # A board that believes it is welcomed (the home restarted, or a
+            # radio link was dropped): ask it to introduce itself again.
+            self._complain(wire.HELLO_FIRST, f"{message.verb} before HELLO; say HELLO first")
+            return
+        if handler is None or (message.verb == "HELLO" and self.state != "hello"):
             self._complain(wire.STATE, f"{message.verb} is not expected from a board in state {self.state}")
             return
         handler(message)
@@ -117,6 +127,9 @@ class BoardSession:
         expected = self.home.config.actuators.get(hello.actuator)
         if expected is None:
             self._refuse(wire.UNKNOWN, f"actuator {hello.actuator!r} is not configured in this home")
+        elif self.only is not None and hello.actuator != self.only:
+            self._refuse(wire.UNKNOWN, f"{self.peer} is configured for actuator {self.only}, "
+                                       f"not {hello.actuator}")
         elif hello.version != wire.PROTOCOL_VERSION:
             self._refuse(wire.VERSION, f"actuator {hello.actuator} speaks version {hello.version}, "
                                        f"this home {wire.PROTOCOL_VERSION}")

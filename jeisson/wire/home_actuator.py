@@ -32,6 +32,10 @@ UNKNOWN = "unknown"
 RELAYS = "relays"
 VERSION = "version"
 SUPERSEDED = "superseded"
+# "Say HELLO first": the home has no session for this board.  Over a radio
+# there is no connection to lose, so this is how a board learns that the home
+# restarted or dropped it; it answers with a new HELLO.
+HELLO_FIRST = "hello"
 
 
 @attrs.frozen
