@@ -14,6 +14,7 @@ setup(
         "jeisson.aggregator",
         "jeisson.home",
         "jeisson.actuator",
+        "jeisson.zigbee",
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
         "twisted.plugins",
@@ -28,6 +29,6 @@ setup(
         "txaio>=23.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "digi-xbee>=1.5"],
     },
 )

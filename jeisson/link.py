@@ -30,7 +30,10 @@ class Wire(TypingProtocol):
 
 
 def describe_peer(transport) -> str:
-    peer = transport.getPeer()
+    try:
+        peer = transport.getPeer()
+    except (AttributeError, NotImplementedError):
+        return type(transport).__name__
     host = getattr(peer, "host", None)
     port = getattr(peer, "port", None)
     if host is not None and port is not None:
@@ -43,17 +46,20 @@ class LineLink(Protocol):
 
     log = Logger()
 
-    def __init__(self, max_line: int, make_session: Callable[["LineLink"], Session]):
+    def __init__(self, max_line: int, make_session: Callable[["LineLink"], Session], peer: str | None = None):
+        """``peer``: how logs name the other end, where the transport cannot
+        say (a serial device)."""
         self._framer = LineFramer(max_line)
         self._make_session = make_session
         self.session = None
-        self.peer = "?"
+        self._peer = peer
+        self.peer = peer or "?"
         self._closing = False
 
     # -- Protocol
 
     def connectionMade(self):
-        self.peer = describe_peer(self.transport)
+        self.peer = self._peer or describe_peer(self.transport)
         self.session = self._make_session(self)
 
     def dataReceived(self, data: bytes):

@@ -181,11 +181,17 @@ def test_heartbeat_is_whole_seconds():
     assert "expected a whole number" in refused(HOME + "heartbeat_s = 2.5\n" + BOARD + HEATER)
 
 
-@pytest.mark.parametrize("key", ["id", "secret", "aggregator", "actuators"])
+@pytest.mark.parametrize("key", ["id", "secret", "aggregator"])
 def test_home_keys_are_required(key):
     text = "\n".join(line for line in HOME.splitlines() if not line.startswith(key + " "))
     message = refused(text + BOARD + HEATER)
     assert message == f"{SOURCE}: [home] {key}: missing key"
+
+
+def test_the_tcp_listener_is_required_for_boards_on_tcp():
+    text = "\n".join(line for line in HOME.splitlines() if not line.startswith("actuators "))
+    message = refused(text + BOARD + HEATER)
+    assert message == f"{SOURCE}: [home] actuators: missing: needed for the boards that are not on a serial port"
 
 
 def test_a_bad_aggregator_endpoint():

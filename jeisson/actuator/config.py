@@ -4,7 +4,12 @@
 
     [actuator]
     id = home-1-a              ; at most 16 characters: the board protocol's limit
-    home = tcp:127.0.0.1:7711  ; client endpoint of the home's actuator listener
+    home = tcp:127.0.0.1:7711  ; client endpoint of the home's actuator listener, or:
+    serial = /dev/ttyS1        ; the board's serial port to its XBee (instead of home)
+    baud = 9600
+    xbee_mode = transparent    ; transparent, api1 or api2
+    coordinator = 0000000000000000   ; API modes: where frames go (0: the coordinator)
+    retry_s = 5                ; reopen period while the serial device is absent
     failsafe_after_s = 15
     measure_period_s = 2
     noise = 0.02
@@ -23,6 +28,16 @@ from jeisson.config import IniFile
 from jeisson.wire import home_actuator
 
 SAFE_STATES = ("off", "on", "hold")
+XBEE_MODES = ("transparent", "api1", "api2")
+
+
+@attrs.frozen
+class SerialLink:
+    device: str
+    baudrate: int
+    mode: str
+    coordinator: int
+    retry_s: float
 
 
 @attrs.frozen
@@ -38,12 +53,13 @@ class RelayConfig:
 class ActuatorConfig:
     source: str
     id: str
-    home: str
+    home: str | None
     failsafe_after_s: float
     measure_period_s: float
     noise: float
     seed: int | None
     relays: tuple[RelayConfig, ...]
+    serial: SerialLink | None = None
 
 
 def read_config(path: str) -> ActuatorConfig:
@@ -65,15 +81,35 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
     config = ActuatorConfig(
         source=ini.source,
         id=actuator_id,
-        home=ini.client_endpoint(section, "home"),
+        home=ini.client_endpoint(section, "home", None),
         failsafe_after_s=ini.number(section, "failsafe_after_s", 15.0, low=1, high=3600),
         measure_period_s=ini.number(section, "measure_period_s", 2.0, low=0.1, high=3600),
         noise=ini.number(section, "noise", 0.02, low=0, high=0.5),
         seed=_seed(ini, section),
         relays=tuple(_relay(ini, section, number) for section, number in _relay_sections(ini)),
+        serial=_serial(ini, section),
     )
+    if (config.home is None) == (config.serial is None):
+        raise ini.error(section, "home", "give either home (a TCP endpoint) or serial (a device), not both or none")
     ini.check_unknown()
     return config
+
+
+def _serial(ini: IniFile, section: str) -> SerialLink | None:
+    device = ini.raw(section, "serial", None)
+    baud = ini.number(section, "baud", 9600, low=300, high=4_000_000, integer=True)
+    mode = ini.choice(section, "xbee_mode", XBEE_MODES, "transparent")
+    coordinator_text = ini.raw(section, "coordinator", "0000000000000000")
+    retry_s = ini.number(section, "retry_s", 5.0, low=0.1, high=3600)
+    if device is None:
+        return None
+    try:
+        if len(coordinator_text) != 16:
+            raise ValueError
+        coordinator = int(coordinator_text, 16)
+    except ValueError:
+        raise ini.error(section, "coordinator", f"expected 16 hex digits, got {coordinator_text!r}") from None
+    return SerialLink(device, baud, mode, coordinator, retry_s)
 
 
 def _seed(ini: IniFile, section: str) -> int | None:

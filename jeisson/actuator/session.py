@@ -56,7 +56,8 @@ class ActuatorSession:
         life, ``ERR`` is logged; the messages a home never sends (``HELLO``,
         ``ACK``, ``NAK``, ``MEAS``) and a second ``WELCOME``/``REFUSED`` are
         answered ``ERR state``.  ``ERR hello`` (the home has no session for
-        us) sends a new ``HELLO`` and goes back to ``hello-sent``.
+        us), here or in ``hello-sent``, sends a new ``HELLO`` and goes (back)
+        to ``hello-sent``.
     ``closed``
         Refused, or the connection is lost: timers stopped, lines ignored.
 
@@ -215,9 +216,10 @@ class ActuatorSession:
     def _err(self, err: Err) -> None:
         # Never answered: two peers answering each other's ERR would loop.
         self.log.warn("home {peer} reports an error: {code}", peer=self._wire.peer, code=err.code)
-        if err.code == home_actuator.HELLO_FIRST and self.state == ACTIVE:
-            # The home lost our session (it restarted, or dropped a radio
-            # link without us seeing a disconnection): introduce ourselves.
+        if err.code == home_actuator.HELLO_FIRST:
+            # The home has no session for us (it restarted, dropped a radio
+            # link, or opened its serial port after our HELLO and flushed
+            # it): introduce ourselves again.
             self._close_state()
             self.state = HELLO_SENT
             self.start()

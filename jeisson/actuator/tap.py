@@ -6,11 +6,13 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
 from jeisson.actuator.board import Board
-from jeisson.actuator.config import read_config
+from jeisson.actuator.config import SerialLink, read_config
 from jeisson.actuator.session import session_factory
-from jeisson.link import LineLinkFactory
+from jeisson.link import LineLink, LineLinkFactory
 from jeisson.tap import ConfigOptions, config_of
 from jeisson.wire import home_actuator
+from jeisson.zigbee.enddevice import EndDeviceProtocol
+from jeisson.zigbee.port import SerialPortService
 
 
 class Options(ConfigOptions):
@@ -29,7 +31,8 @@ class BoardService(Service):
     def startService(self):
         super().startService()
         config = self.board.config
-        self.log.info("actuator {id} connecting to home at {endpoint}", id=config.id, endpoint=config.home)
+        where = config.home if config.serial is None else f"{config.serial.device} ({config.serial.mode} XBee)"
+        self.log.info("actuator {id} connecting to home at {endpoint}", id=config.id, endpoint=where)
         self.board.start()
 
     def stopService(self):
@@ -49,6 +52,9 @@ def makeService(options, reactor=None) -> MultiService:
     top = MultiService()
     # Started first and stopped last, so the failsafe covers the whole run.
     BoardService(board).setServiceParent(top)
+    if config.serial is not None:
+        serial_service(board, config.serial, reactor).setServiceParent(top)
+        return top
     client = ClientService(
         clientFromString(reactor, config.home),
         LineLinkFactory(home_actuator.MAX_LINE, session_factory(board)),
@@ -57,3 +63,21 @@ def makeService(options, reactor=None) -> MultiService:
     )
     client.setServiceParent(top)
     return top
+
+
+def serial_service(board: Board, serial: SerialLink, reactor) -> SerialPortService:
+    """The board on its serial port to its XBee, as firmware would be.
+
+    Transparent mode: the lines go out as they are; a session that ends
+    closes the port, and reopening it starts a new one (a new HELLO).  API
+    modes: frames to and from the coordinator's address.
+    """
+    make_session = session_factory(board)
+    if serial.mode == "transparent":
+        def make_protocol():
+            return LineLink(home_actuator.MAX_LINE, make_session, peer=f"serial:{serial.device}")
+    else:
+        def make_protocol():
+            return EndDeviceProtocol(make_session, serial.coordinator, reactor, escaped=serial.mode == "api2",
+                                     device=serial.device)
+    return SerialPortService(serial.device, serial.baudrate, make_protocol, reactor, retry_s=serial.retry_s)

@@ -30,10 +30,14 @@ HEARTBEAT_MISSES = 3
 class BoardSession:
     log = Logger()
 
-    def __init__(self, home, link, hello_timeout_s: float | None = HELLO_TIMEOUT_S, only: str | None = None):
+    def __init__(self, home, link, hello_timeout_s: float | None = HELLO_TIMEOUT_S, only: str | None = None,
+                 prompt: bool = False):
         """``hello_timeout_s``: None on links with no connection to close
         (serial, radio), where a silent board is simply not there yet.
-        ``only``: the one actuator id this link may carry (a radio address)."""
+        ``only``: the one actuator id this link may carry (a radio address).
+        ``prompt``: start by asking for a HELLO (``ERR hello``): on a serial
+        line the board's HELLO may predate our opening the port, which
+        flushes what was waiting."""
         self.home = home
         self.only = only
         self.link = link
@@ -49,6 +53,8 @@ class BoardSession:
         self._hello_timeout = None
         if hello_timeout_s is not None:
             self._hello_timeout = clock.callLater(hello_timeout_s, self._no_hello)
+        if prompt:
+            self.send(wire.Err(wire.HELLO_FIRST))
 
     def send(self, message) -> None:
         self.link.send_line(wire.serialize(message))

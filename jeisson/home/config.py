@@ -13,6 +13,15 @@
 
     [actuator:home-1-a]
     relays = 3
+    serial = coordinator                ; reached over this serial port, not TCP
+    xbee = 0013A20040A1B2C3              ; its radio's 64-bit address (API modes)
+
+    [serial:coordinator]
+    device = /dev/ttyUSB0
+    baud = 9600
+    mode = api2                         ; transparent, api1 or api2
+    retry_s = 5                         ; reopen period while the device is absent
+    transmit_retries = 2                ; API modes: resends after a delivery failure
 
     [load:heater]
     actuator = home-1-a
@@ -45,18 +54,35 @@ class LoadConfig:
     desired: bool
 
 
+SERIAL_MODES = ("transparent", "api1", "api2")
+
+
+@attrs.frozen
+class SerialConfig:
+    """A serial port with an XBee radio, and the boards behind it."""
+
+    name: str
+    device: str
+    baudrate: int
+    mode: str
+    retry_s: float
+    transmit_retries: int
+    boards: dict  # API modes: 64-bit address -> actuator id; transparent: {None: actuator id}
+
+
 @attrs.frozen
 class HomeConfig:
     id: str
     secret: str
     aggregator: str
-    actuators_listen: str
+    actuators_listen: str | None
     heartbeat_s: float
     command_timeout_s: float
     measure_period_s: float
     actuators: dict[str, int]  # actuator id -> relay count
     loads: dict[str, LoadConfig]
     manhole: ManholeConfig | None = None
+    serials: dict[str, SerialConfig] = attrs.Factory(dict)
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -64,7 +90,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     home_id = ini.ident(s, "id")
     secret = ini.text(s, "secret")
     aggregator = ini.client_endpoint(s, "aggregator")
-    listen = ini.server_endpoint(s, "actuators")
+    listen = ini.server_endpoint(s, "actuators", None)
     # Whole seconds: WELCOME carries it to the boards as an integer.
     heartbeat_s = ini.number(s, "heartbeat_s", 5, low=1, high=3600, integer=True)
     command_timeout_s = ini.number(s, "command_timeout_s", 3.0, low=0.1, high=600)
@@ -74,6 +100,9 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         if not home_actuator.ID_PATTERN.match(actuator_id):
             raise ini.error(name, None, "an actuator id has at most 16 letters, digits, '_', '.', '-'")
         actuators[actuator_id] = ini.number(name, "relays", low=1, high=home_actuator.MAX_RELAYS, integer=True)
+    serials = _serials(ini, actuators)
+    if listen is None and any(a not in _serial_boards(serials) for a in actuators):
+        raise ini.error(s, "actuators", "missing: needed for the boards that are not on a serial port")
     loads = {}
     wired = {}
     for name, load_id in ini.sections("load"):
@@ -102,7 +131,57 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     manhole = read_manhole(ini)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
-                      actuators, loads, manhole)
+                      actuators, loads, manhole, serials)
+
+
+def _serial_boards(serials: dict[str, SerialConfig]) -> set[str]:
+    return {actuator for serial in serials.values() for actuator in serial.boards.values()}
+
+
+def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]:
+    ports = {}
+    for name, serial_id in ini.sections("serial"):
+        ports[serial_id] = (
+            name,
+            ini.text(name, "device"),
+            ini.number(name, "baud", 9600, low=300, high=4_000_000, integer=True),
+            ini.choice(name, "mode", SERIAL_MODES, "transparent"),
+            ini.number(name, "retry_s", 5.0, low=0.1, high=3600),
+            ini.number(name, "transmit_retries", 2, low=0, high=10, integer=True),
+        )
+    boards: dict[str, dict] = {serial_id: {} for serial_id in ports}
+    for section, actuator in ini.sections("actuator"):
+        serial_id = ini.raw(section, "serial", None)
+        address_text = ini.raw(section, "xbee", None)
+        if serial_id is None:
+            if address_text is not None:
+                raise ini.error(section, "xbee", "an XBee address needs serial = <a [serial:NAME] section>")
+            continue
+        if serial_id not in ports:
+            raise ini.error(section, "serial", f"no [serial:{serial_id}] section")
+        mode = ports[serial_id][3]
+        if mode == "transparent":
+            if boards[serial_id]:
+                raise ini.error(section, "serial", f"[serial:{serial_id}] is in transparent mode, which carries one "
+                                                   f"board; {next(iter(boards[serial_id].values()))} is already on it")
+            boards[serial_id][None] = actuator
+            continue
+        if address_text is None:
+            raise ini.error(section, "xbee", f"missing: [serial:{serial_id}] is in API mode, so each board needs "
+                                             "its radio's 64-bit address (16 hex digits, SH then SL)")
+        try:
+            if len(address_text) != 16:
+                raise ValueError
+            address = int(address_text, 16)
+        except ValueError:
+            raise ini.error(section, "xbee", f"expected 16 hex digits, got {address_text!r}") from None
+        if address in boards[serial_id]:
+            raise ini.error(section, "xbee", f"address {address_text} is already {boards[serial_id][address]}'s")
+        boards[serial_id][address] = actuator
+    return {
+        serial_id: SerialConfig(serial_id, device, baud, mode, retry_s, retries, boards[serial_id])
+        for serial_id, (_, device, baud, mode, retry_s, retries) in ports.items()
+    }
 
 
 def config_from_string(text: str, source: str = "<string>") -> HomeConfig:

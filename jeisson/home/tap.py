@@ -7,13 +7,15 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
 from jeisson.home.boards import BoardSession
-from jeisson.home.config import read_config
+from jeisson.home.config import SerialConfig, read_config
 from jeisson.home.core import Home
 from jeisson.home.uplink import UplinkSession
-from jeisson.link import LineLinkFactory
+from jeisson.link import LineLink, LineLinkFactory
 from jeisson.manhole import manhole_service
 from jeisson.tap import ConfigOptions, config_of
 from jeisson.wire import aggregator_home, home_actuator
+from jeisson.zigbee.coordinator import CoordinatorProtocol
+from jeisson.zigbee.port import SerialPortService
 
 
 class Options(ConfigOptions):
@@ -67,6 +69,27 @@ def uplink_service(home: Home, reactor) -> ClientService:
                          retryPolicy=retry_delay, clock=reactor)
 
 
+def serial_service(home: Home, serial: SerialConfig, reactor) -> SerialPortService:
+    """The boards behind one serial radio: one board (transparent mode) or
+    every configured radio address behind a coordinator (API modes)."""
+    if serial.mode == "transparent":
+        (actuator,) = serial.boards.values()
+
+        def make_protocol():
+            return LineLink(home_actuator.MAX_LINE,
+                            lambda link: BoardSession(home, link, hello_timeout_s=None, only=actuator,
+                                                      prompt=True),
+                            peer=f"serial:{serial.device}")
+    else:
+        def make_protocol():
+            return CoordinatorProtocol(
+                serial.boards,
+                lambda link, actuator: BoardSession(home, link, hello_timeout_s=None, only=actuator),
+                reactor, escaped=serial.mode == "api2", transmit_retries=serial.transmit_retries,
+                device=serial.device)
+    return SerialPortService(serial.device, serial.baudrate, make_protocol, reactor, retry_s=serial.retry_s)
+
+
 def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
@@ -74,7 +97,10 @@ def makeService(options) -> MultiService:
     home = Home(config, reactor)
     top = MultiService()
     HomeService(home).setServiceParent(top)
-    strports.service(config.actuators_listen, board_factory(home)).setServiceParent(top)
+    if config.actuators_listen is not None:
+        strports.service(config.actuators_listen, board_factory(home)).setServiceParent(top)
+    for serial in config.serials.values():
+        serial_service(home, serial, reactor).setServiceParent(top)
     uplink_service(home, reactor).setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"home": home}).setServiceParent(top)

@@ -20,3 +20,9 @@ jeissonActuator = ServiceMaker(
     "jeisson software actuator: relays and a power meter, as a board would have",
     "jeisson-actuator",
 )
+jeissonRadio = ServiceMaker(
+    "jeisson radio",
+    "jeisson.zigbee.radio",
+    "a simulated XBee network on pseudo-terminals, for labs and tests without radios",
+    "jeisson-radio",
+)

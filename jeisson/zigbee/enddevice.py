@@ -1,0 +1,102 @@
+"""A board's own XBee in API mode, as the software actuator drives it.
+
+The board sends its lines as *Transmit Request* frames (0x10) to the
+coordinator's address and reads the home's lines from *Receive Packet*
+frames (0x90).  There is no connection: when the session ends (refused, the
+home silent, a state it cannot continue from) a fresh one starts after
+``restart_s`` and says ``HELLO`` again.
+"""
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from jeisson.lines import LineFramer, LineTooLong
+from jeisson.wire import home_actuator, xbee
+
+
+class SessionEnded(Exception):
+    """The board ended its session with the home (over a radio, no link closes)."""
+
+
+class EndDeviceProtocol(Protocol):
+    log = Logger()
+
+    def __init__(self, make_session, coordinator: int, clock, escaped: bool, device: str = "serial",
+                 restart_s: float = 1.0):
+        self.make_session = make_session
+        self.coordinator = coordinator
+        self.clock = clock
+        self.escaped = escaped
+        self.peer = f"xbee:{coordinator:016X} via {device}"
+        self.restart_s = restart_s
+        self.decoder = xbee.FrameDecoder(escaped=escaped)
+        self.session = None
+        self._framer = None
+        self._frame_id = 0
+        self._restart = None
+
+    # The wire interface of the current session.
+
+    def send_line(self, data: bytes) -> None:
+        # No session check: a new session says HELLO while being made.
+        if self.transport is None:
+            return
+        self._frame_id = self._frame_id % 255 + 1
+        request = xbee.TransmitRequest(frame_id=self._frame_id, dest64=self.coordinator, data=data)
+        self.transport.write(xbee.encode_frame(request, escaped=self.escaped))
+
+    def close(self) -> None:
+        self._end("the session was closed")
+
+    def abort(self) -> None:
+        self._end("the session was aborted")
+
+    # Protocol
+
+    def connectionMade(self) -> None:
+        self._begin()
+
+    def dataReceived(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            if isinstance(frame, xbee.ReceivePacket):
+                self._received(frame.data)
+            elif isinstance(frame, xbee.TransmitStatus) and not frame.ok:
+                self.log.warn("{peer}: delivery failed: {name} (0x{code:02X})", peer=self.peer,
+                              name=frame.delivery_name, code=frame.delivery)
+
+    def connectionLost(self, reason=None) -> None:
+        if self._restart is not None and self._restart.active():
+            self._restart.cancel()
+        self._restart = None
+        session, self.session = self.session, None
+        if session is not None:
+            session.connection_lost(reason or Failure(SessionEnded("serial device closed")))
+
+    # Sessions
+
+    def _begin(self) -> None:
+        self._restart = None
+        self._framer = LineFramer(home_actuator.MAX_LINE)
+        self.session = self.make_session(self)
+
+    def _received(self, data: bytes) -> None:
+        if self.session is None:
+            return
+        try:
+            lines = self._framer.feed(data)
+        except LineTooLong as error:
+            lines = error.lines
+            self.log.warn("{peer}: {error}", peer=self.peer, error=error)
+        for line in lines:
+            if self.session is None:
+                return
+            self.session.line_received(line)
+
+    def _end(self, why: str) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        session.connection_lost(Failure(SessionEnded(why)))
+        if self._restart is None:
+            self._restart = self.clock.callLater(self.restart_s, self._begin)

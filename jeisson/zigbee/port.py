@@ -1,0 +1,111 @@
+"""A serial device kept open: opened at start, retried while absent,
+reopened after it is lost (a USB radio unplugged and plugged back).
+
+Twisted's ``SerialPort`` (pyserial underneath) is the transport.  A failure
+to open names the device and the reason; while the device stays absent the
+service keeps trying every ``retry_s`` seconds, logging again only when the
+reason changes.
+"""
+
+from collections.abc import Callable
+
+from twisted.application.service import Service
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+
+
+def _open_serial_port(protocol, device, reactor, baudrate):
+    from twisted.internet.serialport import SerialPort
+
+    return SerialPort(protocol, device, reactor, baudrate=baudrate)
+
+
+class _Watched(Protocol):
+    """Forwards to the real protocol and tells the service when the port is lost."""
+
+    def __init__(self, protocol, on_lost):
+        self.protocol = protocol
+        self._on_lost = on_lost
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self.protocol.makeConnection(transport)
+
+    def dataReceived(self, data):
+        self.protocol.dataReceived(data)
+
+    def connectionLost(self, reason):
+        try:
+            self.protocol.connectionLost(reason)
+        finally:
+            self._on_lost(reason)
+
+
+class SerialPortService(Service):
+    log = Logger()
+
+    def __init__(self, device: str, baudrate: int, make_protocol: Callable[[], Protocol], clock,
+                 retry_s: float = 5.0, open_port=_open_serial_port):
+        self.device = device
+        self.baudrate = baudrate
+        self.make_protocol = make_protocol
+        self.clock = clock
+        self.retry_s = retry_s
+        self._open_port = open_port
+        self.port = None
+        self.protocol = None
+        self._retry = None
+        self._last_error = None
+
+    def startService(self):
+        super().startService()
+        self._open()
+
+    def stopService(self):
+        super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self.port is not None:
+            port, self.port = self.port, None
+            port.loseConnection()
+
+    @property
+    def is_open(self) -> bool:
+        return self.port is not None
+
+    def _open(self) -> None:
+        self._retry = None
+        protocol = self.make_protocol()
+        try:
+            self.port = self._open_port(_Watched(protocol, self._lost), self.device, self.clock, self.baudrate)
+        except Exception as error:  # pyserial raises SerialException, OSError, ValueError
+            reason = _reason(error)
+            if reason != self._last_error:
+                self.log.warn("cannot open serial device {device}: {reason}; trying again every {retry} s",
+                              device=self.device, reason=reason, retry=self.retry_s)
+                self._last_error = reason
+            self._schedule()
+            return
+        self.protocol = protocol
+        self._last_error = None
+        self.log.info("serial device {device} open at {baud} baud", device=self.device, baud=self.baudrate)
+
+    def _lost(self, reason) -> None:
+        self.port = None
+        self.protocol = None
+        if not self.running:
+            return
+        self.log.warn("serial device {device} lost ({reason}); reopening in {retry} s", device=self.device,
+                      reason=reason.getErrorMessage(), retry=self.retry_s)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.running and self._retry is None:
+            self._retry = self.clock.callLater(self.retry_s, self._open)
+
+
+def _reason(error: Exception) -> str:
+    # pyserial wraps OSError text as "[Errno 2] could not open port X: ...".
+    text = str(error) or type(error).__name__
+    return text
