@@ -71,6 +71,8 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     """Copy the example configs with fresh ports; returns the processes to run."""
     homes = sorted(f for f in os.listdir(etc) if re.fullmatch(r"home-.*\.ini", f))
     ports = iter(free_ports(2 + len(homes)))
+    # Serial devices and radio links are relative paths: every process runs
+    # in the work directory, so the pseudo-terminals appear there.
     aggregator = _read(os.path.join(etc, "aggregator.ini"))
     aggregator_port = next(ports)
     aggregator["aggregator"]["listen"] = f"tcp:{aggregator_port}:interface=127.0.0.1"
@@ -91,22 +93,29 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
     _write(aggregator, os.path.join(workdir, "aggregator.ini"))
     processes = [("aggregator", "jeisson-aggregator", os.path.join(workdir, "aggregator.ini"))]
+    if os.path.exists(os.path.join(etc, "radio.ini")):
+        # The simulated XBee network: its pseudo-terminals must exist before
+        # the home and the boards that open them.
+        shutil.copy(os.path.join(etc, "radio.ini"), os.path.join(workdir, "radio.ini"))
+        processes.append(("radio", "jeisson-radio", os.path.join(workdir, "radio.ini")))
 
     home_ports = {}
     for name in homes:
         home = _read(os.path.join(etc, name))
-        old = _port_of(home["home"]["actuators"])
-        home_ports[old] = next(ports)
         home["home"]["aggregator"] = f"tcp:127.0.0.1:{aggregator_port}"
-        home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
+        if "actuators" in home["home"]:
+            old = _port_of(home["home"]["actuators"])
+            home_ports[old] = next(ports)
+            home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
         _write(home, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-home", os.path.join(workdir, name)))
     for name in sorted(f for f in os.listdir(etc) if re.fullmatch(r"actuator-.*\.ini", f)):
         actuator = _read(os.path.join(etc, name))
-        old = _port_of(actuator["actuator"]["home"])
-        if old not in home_ports:
-            continue
-        actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
+        if "home" in actuator["actuator"]:
+            old = _port_of(actuator["actuator"]["home"])
+            if old not in home_ports:
+                continue
+            actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
         _write(actuator, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-actuator", os.path.join(workdir, name)))
     return {"processes": processes, "event": event, "manhole": (manhole_port, password)}
@@ -232,7 +241,8 @@ def main(argv=None) -> int:
     try:
         for name, plugin, config in plan["processes"]:
             fleet.start(name, plugin, config)
-            time.sleep(0.3 if plugin == "jeisson-aggregator" else 0.05)
+            # The aggregator and the radio first: the others connect to them.
+            time.sleep(0.3 if plugin in ("jeisson-aggregator", "jeisson-radio") else 0.05)
         print(f"started {len(fleet.running)} twistd processes: " + ", ".join(n for n, _ in fleet.running))
         last_shown = 0.0
         while time.monotonic() - started < args.duration:
