@@ -31,8 +31,10 @@ class HomeService(Service):
     def startService(self):
         super().startService()
         config = self.home.config
-        self.log.info("home {home}: boards connect on {listen}; aggregator at {aggregator}", home=config.id,
-                      listen=config.actuators_listen, aggregator=config.aggregator)
+        where = [f"TCP {config.actuators_listen}"] if config.actuators_listen else []
+        where += [f"{s.mode} XBee on {s.device}" for s in config.serials.values()]
+        self.log.info("home {home}: boards on {where}; aggregator at {aggregator}", home=config.id,
+                      where=", ".join(where), aggregator=config.aggregator)
 
     def stopService(self):
         super().stopService()
