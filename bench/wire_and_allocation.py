@@ -5,24 +5,14 @@ figure and a last summary line.  Figures are medians over repeats.
 
 import argparse
 import random
-import statistics
-import time
 
 import numpy as np
+from timing import median_seconds
 
 from jeisson.aggregator.negotiation import plan
 from jeisson.allocation import choose
 from jeisson.wire import aggregator_home as dr
 from jeisson.wire import home_actuator as board
-
-
-def median_seconds(function, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def random_flex(rng: random.Random, bid: int, loads: int = 8) -> dr.Flex:

@@ -7,19 +7,10 @@ compare is the codec's throughput against that.
 """
 
 import random
-import statistics
-import time
+
+from timing import median_seconds
 
 from jeisson.wire import xbee
-
-
-def median_seconds(function, repeats: int = 5) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

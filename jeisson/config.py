@@ -119,6 +119,15 @@ class IniFile:
             raise self.error(section, key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
+    def xbee_address(self, section, key, default=_REQUIRED) -> int | None:
+        """A radio's 64-bit address: 16 hex digits (SH then SL)."""
+        value = self.raw(section, key, default)
+        if value is default:
+            return default
+        if not re.fullmatch(r"[0-9A-Fa-f]{16}", value):
+            raise self.error(section, key, f"expected a 64-bit XBee address of 16 hex digits, got {value!r}")
+        return int(value, 16)
+
     def time(self, section, key, now: float) -> float:
         """A UTC time (``2026-11-23T18:00:00Z``) or ``+SECONDS`` after ``now``."""
         value = self.raw(section, key)

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from jeisson.demo import Fleet, free_ports, twistd_command
+from tests.waiting import wait_for
 
 LIMIT_W = 4000
 EVENT_START_S = 8
@@ -128,15 +129,6 @@ def status(system):
     except (OSError, ValueError):
         return None
 
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def relay_states(system, board, count):

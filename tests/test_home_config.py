@@ -207,3 +207,26 @@ def test_a_missing_file_names_the_path(tmp_path):
     path = str(tmp_path / "nowhere.ini")
     with pytest.raises(ConfigError, match="cannot read config file .*nowhere.ini"):
         read_config(path)
+
+
+SERIAL = "[serial:zigbee]\ndevice = /dev/ttyUSB0\nmode = api2\n"
+
+
+def test_a_board_behind_an_api_coordinator_needs_its_radio_address():
+    board = BOARD + "serial = zigbee\n"
+    message = refused(HOME + board + SERIAL + HEATER)
+    assert message.startswith(f"{SOURCE}: [actuator:home-1-a] xbee: missing: [serial:zigbee] is in API mode")
+
+
+def test_a_bad_radio_address_is_named():
+    board = BOARD + "serial = zigbee\nxbee = 0013A2004\n"
+    message = refused(HOME + board + SERIAL + HEATER)
+    assert message == (f"{SOURCE}: [actuator:home-1-a] xbee: expected a 64-bit XBee address of 16 hex digits, "
+                       "got '0013A2004'")
+
+
+def test_boards_behind_a_coordinator_map_addresses_to_ids():
+    board = BOARD + "serial = zigbee\nxbee = 0013a20040A1B2C3\n"
+    config = config_from_string(HOME + board + SERIAL + HEATER, SOURCE)
+    assert config.serials["zigbee"].boards == {0x0013A20040A1B2C3: "home-1-a"}
+    assert config.serials["zigbee"].mode == "api2"

@@ -3,18 +3,9 @@ aggregator is up; when the aggregator goes away again, it reconnects to the
 new one.  Real twistd processes on loopback."""
 
 import os
-import time
 
 from jeisson.demo import Fleet, free_ports
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.waiting import wait_for
 
 
 def test_home_keeps_trying_until_the_aggregator_is_up(tmp_path):

@@ -17,6 +17,7 @@ from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
 from jeisson.zigbee.port import SerialPortService
 from jeisson.zigbee.radio import PtyMaster
+from tests.waiting import eventually
 
 
 class Recorder(Protocol):
@@ -52,14 +53,6 @@ def pty_pair(link: str):
     return master, slave
 
 
-async def eventually(check, timeout=10.0, step=0.05):
-    waited = 0.0
-    while not check():
-        if waited >= timeout:
-            raise AssertionError("condition not met in time")
-        await task.deferLater(reactor, step, lambda: None)
-        waited += step
-
 
 class SerialPortServiceTests(unittest.TestCase):
     def setUp(self):
@@ -93,20 +86,20 @@ class SerialPortServiceTests(unittest.TestCase):
         # The radio is plugged in.
         master, slave = pty_pair(self.link)
         self.fds += [slave]
-        yield defer.Deferred.fromCoroutine(eventually(lambda: service.is_open))
+        yield eventually(lambda: service.is_open)
         os.write(master, b"hello\n")
-        yield defer.Deferred.fromCoroutine(eventually(lambda: protocols[-1].data == b"hello\n"))
+        yield eventually(lambda: protocols[-1].data == b"hello\n")
         # Unplugged: the master side goes away, the path disappears.
         os.close(master)
         os.unlink(self.link)
-        yield defer.Deferred.fromCoroutine(eventually(lambda: not service.is_open))
+        yield eventually(lambda: not service.is_open)
         self.assertTrue(protocols[-1].lost)
         # Plugged back, under the same name.
         os.close(slave)
         self.fds.remove(slave)
         master, slave = pty_pair(self.link)
         self.fds += [master, slave]
-        yield defer.Deferred.fromCoroutine(eventually(lambda: service.is_open))
+        yield eventually(lambda: service.is_open)
         service.protocol.transport.write(b"back\n")
         received = b""
         for _ in range(100):
@@ -202,8 +195,8 @@ class TransparentBoardTests(unittest.TestCase):
 
         self.addCleanup(cleanup)
         # The board says HELLO; the home switches lamp on and fan off, as wanted.
-        yield defer.Deferred.fromCoroutine(eventually(lambda: board.states == (True, False)))
+        yield eventually(lambda: board.states == (True, False))
         self.assertEqual({load.id: load.on for load in home.loads.values()}, {"lamp": True, "fan": False})
-        yield defer.Deferred.fromCoroutine(eventually(lambda: home.loads["lamp"].measured_w is not None))
+        yield eventually(lambda: home.loads["lamp"].measured_w is not None)
         self.assertIn("board-z", home.boards)
         self.assertTrue(home.boards["board-z"].peer.startswith("serial:"))

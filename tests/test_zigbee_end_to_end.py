@@ -3,18 +3,9 @@ coordinator and a board on its own XBee, all real processes; the radio
 network goes away (the coordinator's device disappears) and comes back."""
 
 import os
-import time
 
 from jeisson.demo import Fleet
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.waiting import wait_for
 
 
 def test_a_board_on_zigbee_through_the_radio_process_and_a_device_that_returns(tmp_path):

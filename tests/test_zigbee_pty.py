@@ -24,6 +24,7 @@ from jeisson.home.core import Home
 from jeisson.wire import xbee
 from jeisson.zigbee.radio import RadioService
 from jeisson.zigbee.radio import config_from_ini as radio_config_from_ini
+from tests.waiting import eventually
 
 A_ADDRESS = "0013A20040A1B2C3"
 B_ADDRESS = "0013A2004011137E"  # escaped bytes in the address itself
@@ -104,17 +105,6 @@ def relays(*watts):
     return "\n".join(f"[relay:{n}]\nload_w = {w}\ninitial = on\nmin_interval_s = 0\n" for n, w in enumerate(watts, 1))
 
 
-async def eventually(check, timeout=10.0, step=0.05):
-    waited = 0.0
-    while not check():
-        if waited >= timeout:
-            raise AssertionError("condition not met in time")
-        await task.deferLater(reactor, step, lambda: None)
-        waited += step
-
-
-def wait(check, timeout=10.0):
-    return defer.Deferred.fromCoroutine(eventually(check, timeout))
 
 
 class CoordinatorOverPtyTests(unittest.TestCase):
@@ -157,31 +147,31 @@ class CoordinatorOverPtyTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_boards_in_api_and_transparent_mode_are_welcomed_and_switched(self):
-        yield wait(lambda: self.loads() == {"lamp": True, "fan": False, "heater": True})
+        yield eventually(lambda: self.loads() == {"lamp": True, "fan": False, "heater": True})
         self.assertEqual(self.boards["board-a"].states, (True, False))
         self.assertEqual(self.boards["board-b"].states, (True,))
         self.assertEqual(self.home.boards["board-a"].peer, f"xbee:{A_ADDRESS}")
         # Readings come back over the radio too.
-        yield wait(lambda: self.home.loads["heater"].measured_w is not None)
+        yield eventually(lambda: self.home.loads["heater"].measured_w is not None)
         self.assertLess(abs(self.home.loads["heater"].measured_w - 1500), 200)
 
     @defer.inlineCallbacks
     def test_a_board_that_vanishes_is_unreachable_then_comes_back(self):
-        yield wait(lambda: "board-b" in self.home.boards and self.loads()["heater"] is True)
+        yield eventually(lambda: "board-b" in self.home.boards and self.loads()["heater"] is True)
         with capturedLogs() as events:
             self.stop_board("board-b")
             # Counted at its rated power (unknown) once the home gives up on it.
-            yield wait(lambda: "board-b" not in self.home.boards, timeout=15)
+            yield eventually(lambda: "board-b" not in self.home.boards, timeout=15)
         self.assertIsNone(self.home.loads["heater"].on)
         self.assertEqual(self.home.drawn_w(), 60 + 1500)
         text = "\n".join(formatEvent(e) for e in events)
         self.assertIn("board-b", text)
         self.start_board("board-b", "transparent", (1500,))
-        yield wait(lambda: "board-b" in self.home.boards and self.loads()["heater"] is True, timeout=15)
+        yield eventually(lambda: "board-b" in self.home.boards and self.loads()["heater"] is True, timeout=15)
 
     @defer.inlineCallbacks
     def test_garbage_and_corrupt_frames_are_dropped_and_the_boards_keep_working(self):
-        yield wait(lambda: self.loads() == {"lamp": True, "fan": False, "heater": True})
+        yield eventually(lambda: self.loads() == {"lamp": True, "fan": False, "heater": True})
         coordinator = self.radio.network.coordinator
         good = xbee.encode_frame(xbee.ReceivePacket(src64=int(A_ADDRESS, 16), src16=1, options=1,
                                                     data=b"PING 77\n"), escaped=True)
@@ -189,9 +179,9 @@ class CoordinatorOverPtyTests(unittest.TestCase):
         decoder = self.home_port.protocol.decoder
         with capturedLogs() as events:
             coordinator.transport.write(b"\x00garbage\xff" + corrupt + good[:9] + good)
-            yield wait(lambda: decoder.bad_checksums >= 1 and decoder.junk_bytes > 0)
+            yield eventually(lambda: decoder.bad_checksums >= 1 and decoder.junk_bytes > 0)
         self.assertGreaterEqual(decoder.truncated + decoder.bad_checksums, 1)
         self.assertTrue(any("dropped bad input" in formatEvent(e) for e in events))
         # The boards are still there, and the home still commands them.
         self.home.set_desired("fan", True)
-        yield wait(lambda: self.boards["board-a"].states == (True, True))
+        yield eventually(lambda: self.boards["board-a"].states == (True, True))

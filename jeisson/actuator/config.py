@@ -99,16 +99,11 @@ def _serial(ini: IniFile, section: str) -> SerialLink | None:
     device = ini.raw(section, "serial", None)
     baud = ini.number(section, "baud", 9600, low=300, high=4_000_000, integer=True)
     mode = ini.choice(section, "xbee_mode", XBEE_MODES, "transparent")
-    coordinator_text = ini.raw(section, "coordinator", "0000000000000000")
+    # 16 zeros address the coordinator, whatever its own address.
+    coordinator = ini.xbee_address(section, "coordinator", 0)
     retry_s = ini.number(section, "retry_s", 5.0, low=0.1, high=3600)
     if device is None:
         return None
-    try:
-        if len(coordinator_text) != 16:
-            raise ValueError
-        coordinator = int(coordinator_text, 16)
-    except ValueError:
-        raise ini.error(section, "coordinator", f"expected 16 hex digits, got {coordinator_text!r}") from None
     return SerialLink(device, baud, mode, coordinator, retry_s)
 
 

@@ -152,9 +152,9 @@ def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]
     boards: dict[str, dict] = {serial_id: {} for serial_id in ports}
     for section, actuator in ini.sections("actuator"):
         serial_id = ini.raw(section, "serial", None)
-        address_text = ini.raw(section, "xbee", None)
+        address = ini.xbee_address(section, "xbee", None)
         if serial_id is None:
-            if address_text is not None:
+            if address is not None:
                 raise ini.error(section, "xbee", "an XBee address needs serial = <a [serial:NAME] section>")
             continue
         if serial_id not in ports:
@@ -166,17 +166,11 @@ def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]
                                                    f"board; {next(iter(boards[serial_id].values()))} is already on it")
             boards[serial_id][None] = actuator
             continue
-        if address_text is None:
+        if address is None:
             raise ini.error(section, "xbee", f"missing: [serial:{serial_id}] is in API mode, so each board needs "
                                              "its radio's 64-bit address (16 hex digits, SH then SL)")
-        try:
-            if len(address_text) != 16:
-                raise ValueError
-            address = int(address_text, 16)
-        except ValueError:
-            raise ini.error(section, "xbee", f"expected 16 hex digits, got {address_text!r}") from None
         if address in boards[serial_id]:
-            raise ini.error(section, "xbee", f"address {address_text} is already {boards[serial_id][address]}'s")
+            raise ini.error(section, "xbee", f"address {address:016X} is already {boards[serial_id][address]}'s")
         boards[serial_id][address] = actuator
     return {
         serial_id: SerialConfig(serial_id, device, baud, mode, retry_s, retries, boards[serial_id])

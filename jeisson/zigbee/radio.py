@@ -62,26 +62,16 @@ class RadioConfig:
     devices: tuple[DeviceConfig, ...]
 
 
-def _address(ini: IniFile, section: str, key: str, default=None) -> int:
-    text = ini.raw(section, key, default)
-    try:
-        if len(text) != 16:
-            raise ValueError
-        return int(text, 16)
-    except ValueError:
-        raise ini.error(section, key, f"expected 16 hex digits, got {text!r}") from None
-
-
 def config_from_ini(ini: IniFile) -> RadioConfig:
     devices = tuple(
-        DeviceConfig(name, ini.text(section, "link"), _address(ini, section, "address"),
+        DeviceConfig(name, ini.text(section, "link"), ini.xbee_address(section, "address"),
                      ini.choice(section, "mode", ("transparent", "api1", "api2"), "transparent"))
         for section, name in ini.sections("device")
     )
     config = RadioConfig(
         coordinator=ini.text("radio", "coordinator"),
         mode=ini.choice("radio", "mode", ("api1", "api2"), "api2"),
-        address=_address(ini, "radio", "address", "0013A20040000001"),
+        address=ini.xbee_address("radio", "address", 0x0013A20040000001),
         presence_s=ini.number("radio", "presence_s", 30.0, low=1, high=86400),
         devices=devices,
     )
