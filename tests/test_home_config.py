@@ -230,3 +230,9 @@ def test_boards_behind_a_coordinator_map_addresses_to_ids():
     config = config_from_string(HOME + board + SERIAL + HEATER, SOURCE)
     assert config.serials["zigbee"].boards == {0x0013A20040A1B2C3: "home-1-a"}
     assert config.serials["zigbee"].mode == "api2"
+
+
+def test_a_serial_port_no_board_uses_is_refused():
+    message = refused(HOME + BOARD + SERIAL + HEATER)
+    assert message == (f"{SOURCE}: [serial:zigbee]: no board uses this serial port: add serial = zigbee to an "
+                       "[actuator:<id>] section, or remove it")

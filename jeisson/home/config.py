@@ -172,6 +172,10 @@ def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]
         if address in boards[serial_id]:
             raise ini.error(section, "xbee", f"address {address:016X} is already {boards[serial_id][address]}'s")
         boards[serial_id][address] = actuator
+    for serial_id, (section, *_rest) in ports.items():
+        if not boards[serial_id]:
+            raise ini.error(section, None, "no board uses this serial port: add serial = "
+                                           f"{serial_id} to an [actuator:<id>] section, or remove it")
     return {
         serial_id: SerialConfig(serial_id, device, baud, mode, retry_s, retries, boards[serial_id])
         for serial_id, (_, device, baud, mode, retry_s, retries) in ports.items()
