@@ -97,7 +97,7 @@ def test_a_delivery_failure_is_named_retried_then_the_board_is_dropped():
                                                delivery=0x21, discovery=0))
     text = [formatEvent(e) for e in events]
     assert sum("network ACK failure" in t and "retrying" in t for t in text) == 2
-    assert any("after 3 attempts; dropping actuator board-a" in t for t in text)
+    assert any("after 3 attempt(s); dropping actuator board-a" in t for t in text)
     assert session.lost == "delivery failed: network ACK failure (0x21)"
     assert rig.sent() == []
     # The next frame from that radio starts a new session (a new HELLO).

@@ -177,8 +177,8 @@ class CoordinatorProtocol(Protocol):
                           max=self.transmit_retries)
             self._send(link, pending.data, pending.attempt + 1)
             return
-        self.log.error("{peer}: {why} after {n} attempts; dropping actuator {actuator}", peer=link.peer, why=why,
-                       n=pending.attempt, actuator=link.actuator)
+        self.log.error("{peer}: {why} after {n} attempt(s); dropping actuator {actuator}", peer=link.peer,
+                       why=why, n=pending.attempt, actuator=link.actuator)
         self.drop(link, why)
 
     # ----------------------------------------------------------- outgoing

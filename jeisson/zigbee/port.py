@@ -35,10 +35,13 @@ class _Watched(Protocol):
         self.protocol.dataReceived(data)
 
     def connectionLost(self, reason):
+        # loseConnection() marks the port as disconnecting; a device that
+        # vanishes (EOF or an error on read) does not.
+        on_purpose = bool(getattr(self.transport, "disconnecting", False))
         try:
             self.protocol.connectionLost(reason)
         finally:
-            self._on_lost(reason)
+            self._on_lost(reason, on_purpose)
 
 
 class SerialPortService(Service):
@@ -91,13 +94,19 @@ class SerialPortService(Service):
         self._last_error = None
         self.log.info("serial device {device} open at {baud} baud", device=self.device, baud=self.baudrate)
 
-    def _lost(self, reason) -> None:
+    def _lost(self, reason, on_purpose: bool = False) -> None:
         self.port = None
         self.protocol = None
         if not self.running:
             return
-        self.log.warn("serial device {device} lost ({reason}); reopening in {retry} s", device=self.device,
-                      reason=reason.getErrorMessage(), retry=self.retry_s)
+        if on_purpose:
+            # The link dropped its board (transparent mode has no other way
+            # to end a session): not a device fault.
+            self.log.info("serial device {device} closed by its link; reopening in {retry} s",
+                          device=self.device, retry=self.retry_s)
+        else:
+            self.log.warn("serial device {device} lost ({reason}); reopening in {retry} s", device=self.device,
+                          reason=reason.getErrorMessage() if reason is not None else "unknown", retry=self.retry_s)
         self._schedule()
 
     def _schedule(self) -> None:
