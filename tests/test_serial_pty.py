@@ -17,7 +17,7 @@ from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
 from jeisson.zigbee.port import SerialPortService
 from jeisson.zigbee.radio import PtyMaster
-from tests.waiting import eventually
+from tests.waiting import eventually, scratch_directory
 
 
 class Recorder(Protocol):
@@ -56,8 +56,7 @@ def pty_pair(link: str):
 
 class SerialPortServiceTests(unittest.TestCase):
     def setUp(self):
-        self.dir = self.mktemp()
-        os.makedirs(self.dir)
+        self.dir = scratch_directory(self)
         self.link = os.path.join(self.dir, "radio.tty")
         self.fds = []
 
@@ -166,8 +165,7 @@ class TransparentBoardTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_board_on_a_serial_line_is_welcomed_and_switched_as_its_owner_wants(self):
-        work = self.mktemp()
-        os.makedirs(work)
+        work = scratch_directory(self)
         home_link, board_link = os.path.join(work, "home.tty"), os.path.join(work, "board.tty")
         home_master, home_slave = pty_pair(home_link)
         board_master, board_slave = pty_pair(board_link)

@@ -8,7 +8,6 @@ board that vanishes is marked unreachable and comes back; garbage and
 corrupt frames on the coordinator's line are dropped and counted.
 """
 
-import os
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import capturedLogs, formatEvent
@@ -24,7 +23,7 @@ from jeisson.home.core import Home
 from jeisson.wire import xbee
 from jeisson.zigbee.radio import RadioService
 from jeisson.zigbee.radio import config_from_ini as radio_config_from_ini
-from tests.waiting import eventually
+from tests.waiting import eventually, scratch_directory
 
 A_ADDRESS = "0013A20040A1B2C3"
 B_ADDRESS = "0013A2004011137E"  # escaped bytes in the address itself
@@ -109,8 +108,7 @@ def relays(*watts):
 
 class CoordinatorOverPtyTests(unittest.TestCase):
     def setUp(self):
-        self.work = os.path.abspath(self.mktemp())
-        os.makedirs(self.work)
+        self.work = scratch_directory(self)
         fill = {"work": self.work, "a": A_ADDRESS, "b": B_ADDRESS}
         self.radio = RadioService(radio_config_from_ini(IniFile(RADIO.format(**fill), "radio.ini")), reactor)
         self.radio.startService()

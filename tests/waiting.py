@@ -29,3 +29,15 @@ async def _eventually(check, timeout: float, step: float) -> None:
 def eventually(check, timeout: float = 10.0, step: float = 0.05) -> defer.Deferred:
     """A Deferred that fires once ``check()`` is true, the reactor running."""
     return defer.Deferred.fromCoroutine(_eventually(check, timeout, step))
+
+
+def scratch_directory(test_case) -> str:
+    """A new directory under the system's temporary one, removed after the
+    trial test (trial's own mktemp() is relative to the working directory,
+    which under pytest is the checkout)."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="jeisson-test-")
+    test_case.addCleanup(shutil.rmtree, path, True)
+    return path
