@@ -14,7 +14,14 @@ live ``aggregator`` or ``home`` object.
 import os
 
 import attrs
-from twisted.conch import manhole_tap
+from twisted.application import strports
+from twisted.conch import manhole, telnet
+from twisted.conch.insults import insults
+from twisted.cred import checkers, portal
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger, LogLevel, globalLogPublisher
+from zope.interface import implementer
 
 from jeisson.config import IniFile
 
@@ -37,16 +44,42 @@ def read_manhole(ini: IniFile) -> ManholeConfig | None:
     return ManholeConfig(listen, passwd)
 
 
+def _routine_negotiation(event: dict) -> None:
+    """Telnet option negotiation refused, or cut short by a client that
+    left, is routine: log it at debug level, not as a critical failure."""
+    failure = event.get("log_failure")
+    if failure is not None and failure.check(telnet.OptionRefused, ConnectionDone, ConnectionLost):
+        event = dict(event, log_level=LogLevel.debug)
+        del event["log_failure"]
+    globalLogPublisher(event)
+
+
+class _Shell(telnet.TelnetBootstrapProtocol):
+    _log = Logger(observer=_routine_negotiation)
+
+
+@implementer(portal.IRealm)
+class _ShellRealm:
+    """Every operator who logs in gets a Python shell over ``namespace``."""
+
+    def __init__(self, namespace: dict):
+        self.namespace = namespace
+
+    def requestAvatar(self, avatar_id, mind, *interfaces):
+        if telnet.ITelnetProtocol not in interfaces:
+            raise NotImplementedError("the manhole serves telnet only")
+        shell = _Shell(insults.ServerProtocol, manhole.ColoredManhole, self.namespace)
+        return telnet.ITelnetProtocol, shell, lambda: None
+
+
 def manhole_service(config: ManholeConfig, namespace: dict):
-    """A telnet manhole service whose shell sees ``namespace``."""
-    return manhole_tap.makeService(
-        {
-            "telnetPort": config.listen,
-            "sshPort": None,
-            "namespace": namespace,
-            "passwd": config.passwd,
-            "sshKeyDir": "<USER DATA DIR>",
-            "sshKeyName": "server.key",
-            "sshKeySize": 4096,
-        }
-    )
+    """A telnet manhole service whose shell sees ``namespace``.
+
+    Logins are checked against the password file; the listener is built with
+    ``strports.service``, so a port that cannot be bound stops start-up.
+    """
+    checker = checkers.FilePasswordDB(config.passwd)
+    guarded = portal.Portal(_ShellRealm(namespace), [checker])
+    factory = ServerFactory()
+    factory.protocol = lambda: telnet.TelnetTransport(telnet.AuthenticatingTelnetProtocol, guarded)
+    return strports.service(config.listen, factory)
