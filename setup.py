@@ -29,6 +29,6 @@ setup(
         "txaio>=23.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "digi-xbee>=1.5"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff==0.17.6", "digi-xbee>=1.5"],
     },
 )

@@ -202,17 +202,32 @@ def test_a_command_from_the_home_cancels_a_waiting_safe_switch():
     assert board.states == (True,)
 
 
-def test_hearing_from_the_home_does_not_end_failsafe_but_rearms_it():
+def test_hearing_from_the_home_ends_failsafe_and_rearms_it():
     board, clock = make_board(relays=((2000, "on", "off", 0),), failsafe=15)
     board.start()
     clock.advance(15)
+    assert board.in_failsafe and board.failsafe_switched
     board.heard_from_home()
-    assert board.in_failsafe, "only a command from the home ends the failsafe"
-    board.switch(1, True)
-    assert not board.in_failsafe
+    # The home is back in charge; the session tells it the true states.
+    assert not board.in_failsafe and board.failsafe_switched
     clock.advance(15)
     assert board.in_failsafe
     assert board.states == (False,)
+
+
+def test_a_safe_switch_waiting_for_its_interval_does_not_fire_once_the_home_is_back():
+    # safe_state on, but the home just shed it and the relay must wait 300 s.
+    board, clock = make_board(relays=((2000, "on", "on", 300),), failsafe=20)
+    board.start()
+    board.switch(1, False)
+    clock.advance(20)
+    assert board.in_failsafe and board.states == (False,)
+    # The home talks again, every 10 s, past the moment the switch waited for.
+    for _ in range(30):
+        board.heard_from_home()
+        clock.advance(10)
+    assert not board.in_failsafe
+    assert board.states == (False,), "the pending safe switch fired behind the home's back"
 
 
 def test_failsafe_actions_are_logged():

@@ -4,7 +4,7 @@ import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.actuator.board import Board
@@ -393,3 +393,24 @@ def test_err_hello_from_the_home_brings_a_new_hello(active):
     assert b"MEAS" not in b"".join(active.wire.take())
     active.welcome()
     assert active.session.state == ACTIVE
+
+
+def test_after_the_failsafe_switched_relays_the_board_says_hello_again_when_the_home_returns(active):
+    # The home falls silent long enough for the failsafe (15 s), but its next
+    # line comes before the heartbeat gives up: the session is still up.
+    with capturedLogs():
+        active.clock.advance(2)
+        active.say(b"PONG 1")  # last heard at t=2: failsafe at 17, heartbeat gives up at 20
+        for _ in range(31):  # small steps: Clock runs due calls at the step's end
+            active.clock.advance(0.5)
+        assert active.board.states == (False, False, True)
+        assert active.session.state == ACTIVE
+        answer = active.say(b"PING 9")
+    assert b"HELLO home-1-a 3 1 001" in answer
+    assert active.session.state == HELLO_SENT
+
+
+def test_a_heartbeat_that_would_trip_the_failsafe_is_reported(conn):
+    with capturedLogs() as events:
+        conn.say(b"WELCOME 1 8")
+    assert any("would trip it" in formatEvent(e) for e in events if e["log_level"].name == "error")

@@ -462,3 +462,39 @@ def test_stop_leaves_no_timer_of_the_aggregator_running(two):
         home.leave()
     net.aggregator.stop()
     assert net.clock.getDelayedCalls() == []
+
+
+# ------------------------------------------------- events that change the limit
+
+
+def test_a_tighter_event_starting_mid_round_stops_that_round_from_granting():
+    # "wide" (5 kW) binds first; "tight" (2 kW) starts while round 1 waits
+    # for h1 to shed: h2 must not be granted under the old 5 kW.
+    tight_start = FIRST_ROUND + 1
+    text = CONFIG + f"[event:tight]\nlimit_kw = 2\nstart = +{tight_start:g}\nend = +{END:g}\n"
+    net = Net(text)
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    net.run_until(FIRST_ROUND)
+    (shed,) = h1.take()
+    assert shed.event == "peak" and shed.round == 1
+    net.run_until(tight_start)
+    h1.commit(1, 3000)
+    net.run_until(tight_start + 1)
+    granted = [b for b in h2.budgets() if b.round == 1]
+    assert granted == [], "round 1 went on granting under the old limit"
+    # The next round plans under the tight limit.
+    tight_rounds = [b for b in h1.budgets() + h2.budgets() if b.event == "tight"]
+    assert tight_rounds and sum(b.budget_w for b in tight_rounds if b.round == tight_rounds[0].round) <= 2000 + SLACK_W
+
+
+def test_a_budget_holds_until_the_end_of_the_chain_of_events():
+    # "peak" ends at END; "later" starts before that and ends later: a home
+    # that loses the aggregator keeps its budget through both.
+    text = CONFIG + f"[event:later]\nlimit_kw = 6\nstart = +{END - 10:g}\nend = +{END + 100:g}\n"
+    net = Net(text)
+    h1 = net.home("h1", *H1_LOADS)
+    net.home("h2", *H2_LOADS)
+    net.run_until(FIRST_ROUND)
+    (shed,) = h1.take()
+    assert shed.end == END + 100

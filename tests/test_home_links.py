@@ -162,9 +162,23 @@ def test_a_second_hello_for_the_same_board_supersedes_the_first_link(home, board
     assert first_wire.take() == [] and second_wire.take() == [b"SET 1 3 0"]
 
 
-def test_a_second_hello_on_the_same_link_is_a_state_error(board):
-    assert say(*board, b"HELLO a 3 1 000") == [b"ERR state"]
-    assert board[0].state == "active"
+def test_a_second_hello_of_another_board_on_the_same_link_is_a_state_error(board):
+    home = board[0].home
+    home.config.actuators["b"] = 1  # even a board the home knows
+    assert say(*board, b"HELLO b 1 1 0") == [b"ERR state"]
+    assert board[0].state == "active" and board[0].actuator == "a"
+
+
+def test_the_same_board_saying_hello_again_restarts_with_its_true_states(board, home):
+    # A board that rebooted, or whose failsafe switched relays, on a link
+    # where no disconnection shows (serial, radio).
+    session, wire = board
+    assert {load.id: load.on for load in home.loads_of("a")}[next(iter(home.loads_of("a"))).id] is True
+    answer = say(session, wire, b"HELLO a 3 1 000")
+    assert answer[0] == b"WELCOME 1 2"
+    assert session.state == "active"
+    assert all(load.on is False for load in home.loads_of("a"))
+    assert all(load.last_switch == home.clock.seconds() for load in home.loads_of("a"))
 
 
 def test_a_board_that_never_says_hello_is_closed(home, logs):

@@ -62,6 +62,9 @@ class Board:
     rng: random.Random
     relays: list[Relay]
     in_failsafe: bool = False
+    # Relays the failsafe switched that the home has not been told of (the
+    # home learns relay states from HELLO): the session says HELLO again.
+    failsafe_switched: bool = False
     last_heard: float | None = None
     _running: bool = False
     _failsafe_call: IDelayedCall | None = None
@@ -123,6 +126,12 @@ class Board:
     def heard_from_home(self) -> None:
         """Any line from the home, valid or not: the home is alive."""
         self.last_heard = self.clock.seconds()
+        if self.in_failsafe:
+            # The home is back: it decides again; no safe switch still
+            # waiting for its relay's interval may fire behind its back.
+            self.in_failsafe = False
+            for relay in self.relays:
+                relay.cancel_pending()
         if not self._running:
             return
         delay = self.config.failsafe_after_s
@@ -175,6 +184,7 @@ class Board:
         relay.pending = None
         on = relay.config.safe_state == "on"
         self._apply(relay, on)
+        self.failsafe_switched = True
         self.log.warn(
             "actuator {actuator}: failsafe switched relay {relay} {state}",
             actuator=self.config.id,

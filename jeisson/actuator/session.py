@@ -84,6 +84,8 @@ class ActuatorSession:
     def start(self) -> None:
         """The connection is up: introduce ourselves."""
         hello = Hello(self._config.id, len(self._board.relays), home_actuator.PROTOCOL_VERSION, self._board.states)
+        # This HELLO carries every relay's true state, failsafe switches too.
+        self._board.failsafe_switched = False
         self._send(hello)
         self._hello_timeout = self._board.clock.callLater(self._config.failsafe_after_s, self._not_welcomed)
 
@@ -95,6 +97,15 @@ class ActuatorSession:
             self.heartbeat.seen()
         if self.state == CLOSED:
             return
+        if self.state == ACTIVE and self._board.failsafe_switched:
+            # The failsafe switched relays while this session stayed up (the
+            # home fell silent for less than the heartbeat's patience): the
+            # home must learn the true states before it commands anything.
+            self.log.warn("home {peer} is back after the failsafe switched relays; saying HELLO again",
+                          peer=self._wire.peer)
+            self._close_state()
+            self.state = HELLO_SENT
+            self.start()
         try:
             message = parse_line(line)
         except ProtocolError as error:
@@ -143,6 +154,11 @@ class ActuatorSession:
             peer=self._wire.peer,
             heartbeat_s=welcome.heartbeat_s,
         )
+        if 2 * welcome.heartbeat_s > self._config.failsafe_after_s:
+            self.log.error(
+                "home {peer} pings every {heartbeat_s} s, but this board's failsafe acts after {failsafe} s of"
+                " silence: a healthy link would trip it; set the home's heartbeat_s to at most half of it",
+                peer=self._wire.peer, heartbeat_s=welcome.heartbeat_s, failsafe=self._config.failsafe_after_s)
         self.heartbeat = Heartbeat(
             self._board.clock,
             interval=welcome.heartbeat_s,

@@ -224,6 +224,11 @@ class Aggregator:
         if event is None and previous is not None:
             self._release(previous)
             return
+        if self.round is not None and (event is None or self.round.event.id != event.id):
+            # A round under another limit must not go on granting under it.
+            self.log.info("round {n} abandoned: event {event} now binds", n=self.round.number,
+                          event=event.id if event else "none")
+            self._abandon_round()
         if event is not None:
             self.request_round("event boundary")
 
@@ -278,15 +283,24 @@ class Aggregator:
         shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
         self._dispatch(shedding)
 
-    def _limited_until(self) -> float:
-        """When the last of the active events ends.
+    def _limited_until(self, event: Event) -> float:
+        """When the chain of events that ``event`` belongs to ends.
 
         A home keeps its budget until then even if the aggregator is gone:
-        when overlapping events end one by one, holding the lower budget a
-        little longer is safe, restoring every load in between is not.
+        when overlapping or back-to-back events end one by one, holding the
+        lower budget a little longer is safe, restoring every load in
+        between is not (the aggregator keeps counting an absent home at its
+        last level until no event is active).
         """
-        now = self.clock.seconds()
-        return max(e.end for e in self.events if e.active(now))
+        until = event.end
+        extended = True
+        while extended:
+            extended = False
+            for other in self.events:
+                if other.start <= until < other.end:
+                    until = other.end
+                    extended = True
+        return until
 
     def _level(self, home_id: str) -> float:
         record = self.homes[home_id]
@@ -301,7 +315,7 @@ class Aggregator:
             record.budget_w = budget
             record.in_event = current.event.id
             record.session.send(wire.Budget(current.number, current.bids[home_id], current.event.id, budget,
-                                            self._limited_until()))
+                                            self._limited_until(current.event)))
         if current.waiting:
             current.timeout = self.clock.callLater(self.config.round_timeout_s, self._phase_timeout, current)
         else:

@@ -113,10 +113,27 @@ class BoardSession:
             # radio link was dropped): ask it to introduce itself again.
             self._complain(wire.HELLO_FIRST, f"{message.verb} before HELLO; say HELLO first")
             return
+        if message.verb == "HELLO" and self.state == "active" and message.actuator == self.actuator:
+            # The same board again on the same link: it restarted (or its
+            # failsafe switched relays) where no disconnection can be seen,
+            # as on a serial line or a radio.  Its HELLO has the true states.
+            self._restart(message)
+            return
         if handler is None or (message.verb == "HELLO" and self.state != "hello"):
             self._complain(wire.STATE, f"{message.verb} is not expected from a board in state {self.state}")
             return
         handler(message)
+
+    def _restart(self, hello: wire.Hello) -> None:
+        self.log.info("{board} said HELLO again: taking its relay states afresh", board=self.name)
+        self.heartbeat.stop()
+        pending, self._pending = self._pending, {}
+        self.state = "hello"
+        self._on_hello(hello)
+        for relay, _on, d, timer in pending.values():
+            if timer.active():
+                timer.cancel()
+            d.errback(CommandFailed(f"{self.actuator}: restarted before relay {relay} acknowledged"))
 
     def line_too_long(self, error) -> None:
         self.send(wire.Err(wire.LONG))

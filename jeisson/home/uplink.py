@@ -95,7 +95,8 @@ class UplinkSession:
         self.heartbeat.start()
         self._measures = LoopingCall(self._measure)
         self._measures.clock = clock
-        self._measures.start(self.home.config.measure_period_s, now=False)
+        self._measures.start(self.home.config.measure_period_s, now=False).addErrback(
+            lambda failure: self.log.failure("the MEASURE loop stopped", failure))
         self.home.uplink = self
         self.send(self.home.new_flex())
 
@@ -151,9 +152,14 @@ class UplinkSession:
             self.send(flex)
 
     def _measure(self) -> None:
-        home = self.home
-        loads = tuple((load.id, load.measured_w) for load in home.loads.values() if load.measured_w is not None)
-        self.send(wire.Measure(home.clock.seconds(), home.measured_w(), loads))
+        # Caught here: an exception would stop the LoopingCall for good.
+        try:
+            home = self.home
+            loads = tuple((load.id, load.measured_w) for load in home.loads.values()
+                          if load.measured_w is not None)
+            self.send(wire.Measure(home.clock.seconds(), home.measured_w(), loads))
+        except Exception:
+            self.log.failure("could not send MEASURE to {peer}", peer=self.peer)
 
     def _complain(self, code: str, detail: str) -> None:
         self.log.warn("aggregator at {peer}: bad input: {code}: {detail}", peer=self.peer, code=code, detail=detail)
