@@ -212,3 +212,22 @@ def test_the_serial_service_retries_an_absent_device_and_says_why_once_per_reaso
     warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
     assert len(warnings) == 1 and "/dev/ttyUSB7" in warnings[0] and "No such file" in warnings[0]
     service.stopService()
+
+
+def test_a_boards_own_xbee_ends_the_session_on_an_over_long_line():
+    clock = Clock()
+    sessions = []
+
+    def make(wire):
+        sessions.append(Session(wire, None))
+        return sessions[-1]
+
+    device = EndDeviceProtocol(make, 0, clock, escaped=True, restart_s=1.0)
+    device.makeConnection(StringTransport())
+    with capturedLogs():
+        device.dataReceived(xbee.encode_frame(
+            xbee.ReceivePacket(src64=1, src16=0, options=1, data=b"PING 1\n" + b"Z" * 70), escaped=True))
+    assert sessions[0].lines == [b"PING 1", "too long"]
+    assert sessions[0].lost == "line too long"
+    clock.advance(1.0)
+    assert len(sessions) == 2

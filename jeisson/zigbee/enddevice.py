@@ -86,8 +86,17 @@ class EndDeviceProtocol(Protocol):
         try:
             lines = self._framer.feed(data)
         except LineTooLong as error:
-            lines = error.lines
-            self.log.warn("{peer}: {error}", peer=self.peer, error=error)
+            # As LineLink does: the lines before it, then end this session
+            # (over a radio: a new one says HELLO after restart_s).
+            self._deliver(error.lines)
+            if self.session is not None:
+                self.log.warn("{peer}: {error}; ending this session", peer=self.peer, error=error)
+                self.session.line_too_long(error)
+                self._end("line too long")
+            return
+        self._deliver(lines)
+
+    def _deliver(self, lines: list[bytes]) -> None:
         for line in lines:
             if self.session is None:
                 return
