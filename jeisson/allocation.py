@@ -33,7 +33,17 @@ class Allocation:
 
 
 def allocate(rated, value, low, high, limit_w: float) -> Allocation:
-    """Shares of each load's power that maximise value within ``limit_w``."""
+    """Shares of each load's power that maximise value within ``limit_w``.
+
+    The LP is posed over *value classes*, not loads: loads worth the same
+    per watt (at the aggregator, the same priority) are interchangeable, so
+    one variable per class, bounded by the class's flexible power, carries
+    the whole problem; ``linprog`` then solves at most one variable per
+    priority level, however many thousand loads there are.  Each class's
+    power is handed back to its loads in a fixed order (whole loads first,
+    one load served fractionally), so homes receive budgets they can fill
+    with whole loads.
+    """
     rated, value, low, high = (np.asarray(a, dtype=float) for a in (rated, value, low, high))
     if rated.size == 0:
         return Allocation(np.zeros(0), limit_w >= 0)
@@ -42,28 +52,44 @@ def allocate(rated, value, low, high, limit_w: float) -> Allocation:
         return Allocation(low.copy(), False)
     if float(rated @ high) <= limit_w:
         return Allocation(high.copy(), True)
+    share = low.copy()
+    flexible = np.flatnonzero(high > low)
+    # A flexible load of 0 W costs nothing: serve it whole.
+    free = flexible[rated[flexible] <= 0]
+    share[free] = high[free]
+    flexible = flexible[rated[flexible] > 0]
+    if flexible.size == 0:
+        return Allocation(share, True)
+    per_watt = value[flexible] / rated[flexible]
+    classes, class_of = np.unique(per_watt, return_inverse=True)
+    capacity = np.bincount(class_of, weights=rated[flexible], minlength=classes.size)
+    room = max(limit_w - must_w, 0.0)
     result = linprog(
-        -value,
-        A_ub=rated[np.newaxis, :],
-        # Must loads within the slack above the limit are feasible, as checked
-        # above; do not leave that verdict to the solver's own tolerance.
-        b_ub=[max(limit_w, must_w)],
-        bounds=np.column_stack([low, high]),
+        -classes,
+        A_ub=np.ones((1, classes.size)),
+        b_ub=[room],
+        bounds=np.column_stack([np.zeros(classes.size), capacity]),
         method="highs",
     )
     if result.status != 0:
         return Allocation(low.copy(), False)
-    share = np.clip(result.x, low, high)
-    # Trim any rounding overshoot from the least valuable served load.
-    overshoot = float(rated @ share) - limit_w
-    if overshoot > 0:
-        for i in np.argsort(value / np.maximum(rated, 1e-9)):
-            if overshoot <= 0:
-                break
-            if rated[i] > 0 and share[i] > low[i]:
-                cut = min(share[i] - low[i], overshoot / rated[i])
-                share[i] -= cut
-                overshoot -= cut * rated[i]
+    served = np.clip(result.x, 0.0, capacity)
+    # Trim any rounding overshoot from the least valuable classes.
+    overshoot = float(served.sum()) - room
+    for c in range(classes.size):
+        if overshoot <= 0:
+            break
+        cut = min(served[c], overshoot)
+        served[c] -= cut
+        overshoot -= cut
+    # Within a class, loads in index order: a prefix whole, the next in part.
+    order = flexible[np.lexsort((flexible, class_of))]
+    ordered_class = class_of[np.lexsort((flexible, class_of))]
+    before = np.cumsum(rated[order]) - rated[order]
+    class_start = np.concatenate(([0.0], np.cumsum(capacity)[:-1]))
+    before_in_class = before - class_start[ordered_class]
+    left = served[ordered_class] - before_in_class
+    share[order] = np.clip(left / rated[order], 0.0, 1.0) * (high[order] - low[order]) + low[order]
     return Allocation(share, True)
 
 

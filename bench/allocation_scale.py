@@ -1,0 +1,74 @@
+"""How the aggregator's allocation scales: ``python bench/allocation_scale.py``.
+
+Random loads (0.1 to 5 kW, priorities 1 to 100, 10 % must-run, 10 % off)
+under one limit at 60 % of the flexible demand.  ``allocate`` poses the LP
+over value classes (one variable per priority); the reference poses it over
+every load, as a plain ``linprog`` call would.  Both are checked against the
+exact greedy optimum.  The last line sums it up.
+"""
+
+import argparse
+
+import numpy as np
+from scipy.optimize import linprog
+from timing import median_seconds
+
+from jeisson.allocation import allocate
+
+
+def instance(n: int, rng: np.random.Generator):
+    rated = rng.uniform(100, 5000, n)
+    priority = rng.integers(1, 101, n).astype(float)
+    kind = rng.random(n)
+    low = (kind < 0.1).astype(float)
+    high = (kind < 0.9).astype(float)
+    limit = float(rated @ low + 0.6 * rated @ (high - low))
+    return rated, priority * rated, low, high, limit
+
+
+def greedy_value(rated, value, low, high, limit) -> float:
+    """The single-constraint LP's exact optimum: by value per watt."""
+    free = np.flatnonzero(high > low)
+    order = free[np.argsort(-(value[free] / rated[free]), kind="stable")]
+    room = limit - float(rated @ low)
+    cumulative = np.cumsum(rated[order])
+    whole = int(np.searchsorted(cumulative, room, side="right"))
+    total = float(value @ low) + float(value[order[:whole]].sum())
+    if whole < order.size:
+        spent = cumulative[whole - 1] if whole else 0.0
+        total += value[order[whole]] * (room - spent) / rated[order[whole]]
+    return total
+
+
+def per_load_lp(rated, value, low, high, limit):
+    return linprog(-value, A_ub=rated[np.newaxis, :], b_ub=[limit], bounds=np.column_stack([low, high]),
+                   method="highs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    figures = {}
+    for n in (1_000, 10_000, 80_000):
+        rated, value, low, high, limit = instance(n, rng)
+        result = allocate(rated, value, low, high, limit)
+        served = float(rated @ result.share)
+        ratio = float(value @ result.share) / greedy_value(rated, value, low, high, limit)
+        seconds = median_seconds(lambda rated=rated, value=value, low=low, high=high, limit=limit:
+                                 allocate(rated, value, low, high, limit))
+        figures[n] = seconds
+        line = (f"{n} loads: allocate {seconds * 1e3:.1f} ms, value / exact optimum {ratio:.9f}, "
+                f"served {served / limit:.9f} of the limit")
+        if n <= 10_000:
+            reference = median_seconds(lambda rated=rated, value=value, low=low, high=high, limit=limit:
+                                       per_load_lp(rated, value, low, high, limit), repeats=3)
+            line += f"; per-load linprog {reference * 1e3:.0f} ms ({reference / seconds:.0f} x)"
+        print(line)
+    print(f"allocate_1000_ms={figures[1_000] * 1e3:.1f} allocate_10000_ms={figures[10_000] * 1e3:.1f} "
+          f"allocate_80000_ms={figures[80_000] * 1e3:.1f}")
+
+
+if __name__ == "__main__":
+    main()
