@@ -12,6 +12,7 @@ from jeisson.actuator.config import config_from_string
 from jeisson.actuator.session import ACTIVE, CLOSED, HELLO_SENT, session_factory
 from jeisson.link import LineLinkFactory
 from jeisson.wire import home_actuator
+from tests.fakes import FakeWire
 
 CONFIG = """
 [actuator]
@@ -37,29 +38,6 @@ min_interval_s = 2
 """
 
 
-class FakeWire:
-    """The wire interface of jeisson.link, recording what the session does."""
-
-    peer = "127.0.0.1:7711"
-
-    def __init__(self):
-        self.sent: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def send_line(self, data: bytes) -> None:
-        assert data.endswith(b"\n")
-        self.sent.append(data[:-1])
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def take(self) -> list[bytes]:
-        sent, self.sent = self.sent, []
-        return sent
 
 
 class Connection:
@@ -67,7 +45,7 @@ class Connection:
         self.clock = Clock()
         self.board = Board.from_config(config_from_string(config), self.clock)
         self.board.start()
-        self.wire = FakeWire()
+        self.wire = FakeWire("127.0.0.1:7711")
         self.session = session_factory(self.board)(self.wire)
 
     def say(self, line: bytes) -> list[bytes]:

@@ -22,6 +22,7 @@ from jeisson.home.config import config_from_string
 from jeisson.home.core import RETRY_BUSY_S, Home
 from jeisson.home.uplink import UplinkSession
 from jeisson.wire import aggregator_home, home_actuator
+from tests.fakes import FakeWire
 
 HOME = """
 [home]
@@ -81,26 +82,6 @@ desired = off
 EVENT_END = 600.0
 
 
-class FakeWire:
-    """The wire interface a session talks through; reports every line it is given."""
-
-    def __init__(self, peer, heard):
-        self.peer = peer
-        self.heard = heard
-        self.sent: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def send_line(self, data: bytes) -> None:
-        assert data.endswith(b"\n")
-        self.sent.append(data[:-1])
-        self.heard(data[:-1])
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
 
 
 class Board:

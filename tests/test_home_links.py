@@ -19,6 +19,7 @@ from jeisson.home.core import Home
 from jeisson.home.tap import RETRY_AFTER_REFUSAL_S, board_factory, uplink_factory, uplink_service
 from jeisson.home.uplink import WELCOME_TIMEOUT_S, UplinkSession
 from jeisson.wire import aggregator_home as dr
+from tests.fakes import FakeWire
 
 CONFIG = """
 [home]
@@ -64,28 +65,6 @@ priority = 10
 """
 
 
-class FakeWire:
-    """The wire interface of jeisson.link, recording what the session does."""
-
-    def __init__(self, peer="192.0.2.10:40000"):
-        self.peer = peer
-        self.sent: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def send_line(self, data: bytes) -> None:
-        assert data.endswith(b"\n")
-        self.sent.append(data[:-1])
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def take(self) -> list[bytes]:
-        sent, self.sent = self.sent, []
-        return sent
 
 
 @pytest.fixture(autouse=True)
