@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from twisted.python.usage import UsageError
 
-from jeisson.aggregator.config import AggregatorConfig, Event, HomeEntry, config_from_string, read_config
+from jeisson.aggregator.config import AggregatorConfig, Event, Feeder, HomeEntry, config_from_string, read_config
 from jeisson.config import ConfigError
 from jeisson.manhole import ManholeConfig
 from jeisson.wire.aggregator_home import parse_utc
@@ -62,11 +62,15 @@ def test_every_key_is_read():
         heartbeat_s = 2.5
         round_period_s = 60
         round_timeout_s = 0.5
+        converge_s = 4
         status_file = /tmp/status.json   ; a comment
         [home:a]
         secret = one
         [home:b.2]
         secret = two words
+        [feeder:street-a]
+        limit_kw = 4.5
+        homes = a ,b.2
         [event:late]
         limit_kw = 3
         start = 2026-11-23T20:00:00Z
@@ -80,6 +84,8 @@ def test_every_key_is_read():
     )
     assert (config.listen, config.heartbeat_s, config.round_period_s, config.round_timeout_s) == ("tcp:0", 2.5, 60, 0.5)
     assert config.status_file == "/tmp/status.json"
+    assert config.converge_s == 4
+    assert config.feeders == (Feeder("street-a", 4500.0, ("a", "b.2")),)
     assert config.homes == {"a": HomeEntry("a", "one"), "b.2": HomeEntry("b.2", "two words")}
     # Sorted by start.
     assert config.events == (
@@ -134,6 +140,13 @@ def test_config_errors_are_usage_errors_for_twistd():
         (MINIMAL + EVENT.format(start="2026-11-23T18:00:00+01:00", end="+60"), "[event:peak] start", "UTC time"),
         (MINIMAL + EVENT.format(start="+0", end="+60").replace("start = +0\n", ""), "[event:peak] start",
          "missing key"),
+        (MINIMAL + "[feeder:f]\nlimit_kw = 5\nhomes = home-9\n", "[feeder:f] homes",
+         "home 'home-9' is not configured"),
+        (MINIMAL + "[feeder:f]\nlimit_kw = 5\nhomes = ,\n", "[feeder:f] homes", "comma-separated list"),
+        (MINIMAL + "[feeder:f]\nhomes = home-1\n", "[feeder:f] limit_kw", "missing key"),
+        (MINIMAL + "[feeder:f]\nlimit_kw = 5\nhomes = home-1\n[feeder:g]\nlimit_kw = 5\nhomes = home-1\n",
+         "[feeder:g] homes", "already on feeder 'f'"),
+        (MINIMAL.replace("listen", "converge_s = -1\nlisten"), "[aggregator] converge_s", "from 0"),
     ],
 )
 def test_errors_name_file_section_and_key(text, where, what):

@@ -254,10 +254,10 @@ def test_a_disconnected_home_is_counted_at_its_last_known_power(net):
     summary = net.summary
     assert summary.unknown_w == 1500.0
     assert "h3" not in summary.homes
-    # 3500 W left: the oven, then 500 W of the ev.
+    # 3500 W left: the oven; neither the ev nor the dryer fits the 500 W after it.
     [b1], [b2] = h1.budgets(), h2.budgets()
     approx_budget(b1, 1, 3000)
-    approx_budget(b2, 1, 500)
+    approx_budget(b2, 1, 0)
     assert b1.budget_w + b2.budget_w + summary.unknown_w <= LIMIT_W + SLACK_W
     assert summary.within_limit
 
@@ -269,7 +269,8 @@ def test_an_away_home_is_counted_at_its_measured_power_when_higher(net):
     h3.leave()
     net.run_until(FIRST_ROUND + 1)
     assert net.summary.unknown_w == 1800.0
-    approx_budget(h1.budgets()[0], 1, LIMIT_W - 1800)
+    # 3200 W left: the oven, whole; the dryer does not fit beside it.
+    approx_budget(h1.budgets()[0], 1, 3000)
 
 
 def test_a_home_leaving_mid_round_does_not_stall_it(two):
@@ -431,7 +432,7 @@ def test_snapshot_is_json_and_shows_homes_event_and_last_round(two):
     before = json.loads(json.dumps(net.aggregator.snapshot()))
     assert before["event"] is None and before["last_round"] is None and before["rounds_run"] == 0
     assert before["homes"]["h3"] == {
-        "connected": False, "peer": None, "demand_w": None, "level_w": None, "measured_w": None,
+        "connected": False, "peer": None, "feeder": None, "demand_w": None, "level_w": None, "measured_w": None,
         "budget_w": None, "loads": [],
     }
     net.run_until(FIRST_ROUND)
@@ -498,3 +499,102 @@ def test_a_budget_holds_until_the_end_of_the_chain_of_events():
     net.run_until(FIRST_ROUND)
     (shed,) = h1.take()
     assert shed.end == END + 100
+
+
+# ------------------------------------------------------------------ feeders
+
+FEEDERS = CONFIG + """
+[feeder:street-a]
+limit_kw = 3.5
+homes = h1, h3
+"""
+
+
+def test_a_feeder_limit_binds_beside_the_total(net):
+    net = Net(FEEDERS)
+    # The total (5 kW) would keep both of h1's loads; street-a's 3.5 kW cannot.
+    h1 = net.home("h1", load("oven", 2000, priority=10, on=True), load("dryer", 2000, priority=9, on=True))
+    h2 = net.home("h2", load("ev", 1000, priority=1))
+    net.run_until(FIRST_ROUND)
+    [shed] = h1.take()
+    approx_budget(shed, 1, 2000)
+    h1.commit(1, 2000, on=("oven",))
+    [grant] = h2.take()
+    approx_budget(grant, 1, 1000)
+    h2.commit(1, 1000, on=("ev",))
+    summary = net.summary
+    assert summary.feeders == {"street-a": {"limit_w": 3500.0, "committed_w": 2000.0, "unknown_w": 0.0}}
+    assert summary.within_limit
+    assert net.aggregator.snapshot()["homes"]["h1"]["feeder"] == "street-a"
+
+
+def test_an_away_home_counts_against_its_feeder_and_a_grant_against_the_feeder_headroom():
+    net = Net(FEEDERS)
+    h3 = net.home("h3", load("sauna", 2500, on=True))
+    h3.leave()
+    h1 = net.home("h1", load("heater", 1000, priority=10), comply=0.1)
+    h2 = net.home("h2", load("ev", 1500, priority=1), comply=0.1)
+    net.run_until(FIRST_ROUND + 1)
+    # street-a has 1000 W left beside the absent sauna; the total 2500 W.
+    approx_budget(h1.budgets()[0], 1, 1000)
+    approx_budget(h2.budgets()[0], 1, 1500)
+    summary = net.summary
+    assert summary.feeders["street-a"] == {"limit_w": 3500.0, "committed_w": 1000.0, "unknown_w": 2500.0}
+    assert summary.within_limit
+
+
+def test_a_summary_over_a_feeder_limit_is_not_within_limit():
+    net = Net(FEEDERS)
+    # A must-run load over its feeder's limit: only must loads there, and the round says so.
+    h1 = net.home("h1", load("furnace", 4000, mode="must", on=True), comply=0.1)
+    with capturedLogs() as events:
+        net.run_until(FIRST_ROUND + 1)
+    assert not net.summary.feasible and not net.summary.within_limit
+    assert any("OVER LIMIT" in (e.get("verdict") or "") and e.get("feeder") == "street-a" for e in events)
+    approx_budget(h1.budgets()[0], 1, 4000)
+
+
+# ---------------------------------------------------------- convergence
+
+
+def test_rounds_follow_while_bids_change_and_the_negotiation_converges(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    h1.take()
+    # h1 sheds its dryer and reports the change before committing, as a home does.
+    h1.flex(load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, mode="off"))
+    h1.commit(1, 3000, on=("oven",))
+    h2.commit(1, 2000, on=("ev",))
+    assert net.summary.number == 1
+    # A new bid came during round 1: round 2 follows at once, not on the period.
+    net.run_until(net.clock.seconds() + ROUND_DEBOUNCE_S)
+    assert [b.round for b in h1.budgets()] == [2]
+    with capturedLogs() as events:
+        h1.commit(2, 3000, on=("oven",))
+        h2.commit(2, 2000, on=("ev",))
+    assert any("converged" in e["log_format"] and e["rounds"] == 2 for e in events)
+    assert net.aggregator.converged_rounds == 2
+    # Converged: the next round comes on the period.
+    net.run_until(net.clock.seconds() + PERIOD - 0.01)
+    assert [b.round for b in h1.budgets()] == [2]
+
+
+def test_a_negotiation_that_keeps_changing_stops_at_its_deadline():
+    net = Net(CONFIG.replace("round_timeout_s", "converge_s = 2\nround_timeout_s"))
+    h1 = net.home("h1", load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, on=True))
+    net.run_until(FIRST_ROUND)
+    with capturedLogs() as events:
+        for n in range(1, 30):
+            if net.aggregator.round is None:
+                break
+            h1.flex(load("oven", 3000, priority=10, on=n % 2 == 0), load("dryer", 1000, priority=1, on=True))
+            h1.commit(n, 3000)
+            net.run_until(net.clock.seconds() + 0.5)
+    warned = [e for e in events if "did not converge" in e["log_format"]]
+    assert len(warned) == 1
+    rounds = warned[0]["rounds"]
+    assert 3 <= rounds <= 6
+    # Held: further bids do not bring the next round forward.
+    h1.flex(load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, on=False))
+    net.run_until(net.clock.seconds() + PERIOD - 1)
+    assert net.aggregator.round is None and net.summary.number == rounds

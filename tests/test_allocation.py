@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from jeisson.allocation import allocate, choose
+from jeisson.allocation import allocate, choose, whole_loads
 
 # The module's own slack: a micro-watt absorbs the solvers' rounding.
 TOLERANCE_W = 1e-6
@@ -181,3 +181,101 @@ def test_choose_keeps_must_loads_even_over_the_budget(budget):
     result = choose([1000, 200], [1000, 200], [1, 0], [1, 1], budget)
     assert not result.feasible
     assert list(result.share) == [1, 0]
+
+
+# ------------------------------------------------------- feeders and whole loads
+
+
+def laminar_greedy_optimum(rated, value, low, high, limit, group, group_limit):
+    """The LP under the total and per-feeder limits, solved exactly.
+
+    The feeders partition the loads under the total, so the limits form a
+    laminar family: taking loads by value per watt, each as far as both its
+    feeder's room and the total room allow, is optimal (a polymatroid)."""
+    share = low.copy()
+    room = limit - float(rated @ low)
+    group_room = np.array(group_limit, dtype=float) - np.bincount(group, weights=rated * low,
+                                                                   minlength=len(group_limit))
+    free = [i for i in range(rated.size) if high[i] > low[i]]
+    for i in free:
+        if rated[i] == 0:
+            share[i] = 1.0
+    for i in sorted((i for i in free if rated[i] > 0), key=lambda i: -value[i] / rated[i]):
+        take = min(1.0, max(min(room, group_room[group[i]]), 0.0) / rated[i])
+        share[i] = take
+        room -= take * rated[i]
+        group_room[group[i]] -= take * rated[i]
+    return float(value @ share)
+
+
+feeder_loads_st = st.lists(st.tuples(loads_st, st.integers(min_value=0, max_value=3)), max_size=14)
+feeder_limits_st = st.lists(st.one_of(st.floats(min_value=0, max_value=15000), st.just(np.inf)),
+                            min_size=4, max_size=4)
+
+
+def with_groups(loads):
+    rated, value, low, high = arrays([load for load, _ in loads])
+    return rated, value, low, high, np.array([g for _, g in loads], dtype=np.intp)
+
+
+def within_every_limit(rated, share, limit, group, group_limit):
+    per_feeder = np.bincount(group, weights=rated * share, minlength=len(group_limit))
+    return (float(rated @ share) <= limit + TOLERANCE_W
+            and bool(np.all(per_feeder <= np.array(group_limit) + TOLERANCE_W)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(feeder_loads_st, limits_st, feeder_limits_st)
+@example([((1000.0, 5, "may"), 0), ((1000.0, 1, "may"), 1)], 1500.0, [500.0, np.inf, 0.0, 0.0])
+def test_allocate_under_feeders_is_the_exact_optimum_within_every_limit(loads, limit, group_limit):
+    rated, value, low, high, group = with_groups(loads)
+    must_total = float(rated @ low)
+    must_per_feeder = np.bincount(group, weights=rated * low, minlength=4)
+    feasible = must_total <= limit + TOLERANCE_W and bool(np.all(must_per_feeder <= np.array(group_limit)
+                                                                   + TOLERANCE_W))
+    result = allocate(rated, value, low, high, limit, group, group_limit)
+    assert result.feasible == feasible
+    assert np.all(result.share >= low) and np.all(result.share <= high)
+    if not feasible:
+        return
+    assert within_every_limit(rated, result.share, limit, group, group_limit)
+    assert close(float(value @ result.share),
+                 laminar_greedy_optimum(rated, value, low, high, limit, group, group_limit))
+
+
+def test_allocate_a_feeder_over_its_limit_keeps_its_must_loads_and_allocates_the_rest():
+    rated = np.array([3000.0, 1000.0, 2000.0])
+    result = allocate(rated, rated, [1, 0, 0], [1, 1, 1], 10000, [0, 0, 1], [2500, np.inf])
+    assert not result.feasible
+    np.testing.assert_allclose(result.share, [1, 0, 1], atol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(feeder_loads_st, limits_st, feeder_limits_st)
+def test_whole_loads_fit_every_limit_and_leave_no_load_that_would_still_fit(loads, limit, group_limit):
+    rated, value, low, high, group = with_groups(loads)
+    relaxed = allocate(rated, value, low, high, limit, group, group_limit)
+    result = whole_loads(rated, value, low, high, relaxed.share, limit, group, group_limit)
+    assert result.feasible == relaxed.feasible
+    share = result.share
+    assert np.all((share == low) | (share == high)), "whole loads only"
+    if not result.feasible:
+        return
+    assert within_every_limit(rated, share, limit, group, group_limit)
+    # Every load left out would break a limit: nothing that fits is wasted.
+    room = limit - float(rated @ share)
+    group_room = np.array(group_limit) - np.bincount(group, weights=rated * share, minlength=4)
+    for i in np.flatnonzero(share < high):
+        assert rated[i] > min(room, group_room[group[i]]) + TOLERANCE_W
+    # And the loads served whole by the LP are all kept.
+    assert np.all(share[relaxed.share >= high - 1e-9] == high[relaxed.share >= high - 1e-9])
+
+
+def test_whole_loads_fill_what_the_fractional_load_leaves():
+    rated = np.array([2000.0, 4000.0, 900.0])
+    value = np.array([9.0, 5.0, 1.0]) * rated
+    relaxed = allocate(rated, value, [0, 0, 0], [1, 1, 1], 3000)
+    np.testing.assert_allclose(relaxed.share, [1, 0.25, 0], atol=1e-9)
+    result = whole_loads(rated, value, [0, 0, 0], [1, 1, 1], relaxed.share, 3000)
+    # The 4000 W load cannot run in part: the 900 W one takes the room.
+    assert list(result.share) == [1, 0, 1]

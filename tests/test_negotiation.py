@@ -1,10 +1,11 @@
 """jeisson.aggregator.negotiation: a round's budgets, as pure functions."""
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jeisson.aggregator.negotiation import demand_w, grant_increases, on_w, plan
+from jeisson.aggregator.negotiation import Grid, demand_w, grant_increases, on_w, plan
 from jeisson.wire.aggregator_home import Flex, LoadOffer
 
 SLACK_W = 1e-6
@@ -50,7 +51,7 @@ def test_plan_budgets_fit_the_room_and_each_home_bounds(flexes, room):
     assert set(result.budgets) == set(flexes)
     total_must = sum(must_w(f) for f in flexes.values())
     # A negative room (homes away already over the limit) is infeasible, whatever the loads.
-    assert result.feasible == (room >= 0 and total_must <= room + SLACK_W)
+    assert result.feasible == (total_must <= room + SLACK_W)
     for home, f in flexes.items():
         # Every home keeps its must loads and never gets an off load.
         assert must_w(f) - SLACK_W <= result.budgets[home] <= servable_w(f) + SLACK_W
@@ -79,8 +80,8 @@ def test_plan_serves_higher_priority_first_across_homes():
     }
     result = plan(flexes, 5000)
     assert result.feasible
-    # fridge (must), pump (9), heater (2), then 800 W of the ev.
-    assert result.budgets == {"a": 3200.0, "b": 1800.0}
+    # fridge (must), pump (9), heater (2); the ev's 4000 W do not fit the 800 W left.
+    assert result.budgets == {"a": 3200.0, "b": 1000.0}
 
 
 def test_plan_without_loads_gives_zero_budgets():
@@ -143,3 +144,61 @@ def test_on_and_demand():
     )
     assert on_w(f) == 1500.0
     assert demand_w(f) == 1700.0
+
+
+# ------------------------------------------------------------------ feeders
+
+GRID = Grid(("street-a", "street-b"), (4000.0, 6000.0), {"home-0": 0, "home-1": 0, "home-2": 1})
+
+
+def subset_sums(f):
+    """Every power a home can draw with whole loads: its musts plus any set of may loads."""
+    must = must_w(f)
+    sums = {must}
+    for o in f.loads:
+        if o.mode == "may":
+            sums |= {s + o.rated_w for s in sums}
+    return sums
+
+
+@settings(max_examples=100, deadline=None)
+@given(flexes_st, rooms_st)
+def test_plan_under_feeders_keeps_every_limit_with_whole_loads(flexes, room):
+    result = plan(flexes, room, GRID)
+    feeder_must = GRID.sums({h: must_w(f) for h, f in flexes.items()})
+    feasible = (sum(must_w(f) for f in flexes.values()) <= room + SLACK_W
+                and bool(np.all(feeder_must <= GRID.rooms() + SLACK_W)))
+    assert result.feasible == feasible
+    for home, f in flexes.items():
+        # Budgets are whole sets of loads, so a home can meet them exactly.
+        assert any(abs(result.budgets[home] - s) <= 1e-6 for s in subset_sums(f))
+    if feasible:
+        assert sum(result.budgets.values()) <= room + SLACK_W
+        assert np.all(GRID.sums(result.budgets) <= GRID.rooms() + SLACK_W)
+        assert result.value <= result.bound + 1e-6
+
+
+def test_plan_a_loaded_transformer_sends_power_to_another_street():
+    flexes = {
+        "home-0": flex(offer("ev", 3000, priority=9), offer("heater", 2000, priority=8)),
+        "home-1": flex(offer("pump", 1000, priority=7)),
+        "home-2": flex(offer("dryer", 2000, priority=1), offer("oven", 2500, priority=2)),
+    }
+    # The total (10 kW) would serve all; street-a's 4 kW transformer cannot.
+    result = plan(flexes, 10000, GRID)
+    assert result.feasible
+    assert result.budgets == {"home-0": 3000.0, "home-1": 1000.0, "home-2": 4500.0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(wanted_levels_st, st.floats(min_value=-20000, max_value=20000),
+       st.lists(st.floats(min_value=-5000, max_value=20000), min_size=2, max_size=2))
+def test_grant_increases_within_every_feeder_headroom(wanted_levels, headroom, feeder_headroom):
+    wanted, levels = wanted_levels
+    grid = Grid(("f0", "f1"), (0.0, 0.0), {h: i % 3 for i, h in enumerate(wanted) if i % 3 < 2})
+    rooms = np.append(feeder_headroom, np.inf)
+    granted = grant_increases(wanted, levels, headroom, grid, rooms)
+    extra = grid.sums({h: granted[h] - levels[h] for h in wanted})
+    assert sum(granted[h] - levels[h] for h in wanted) <= max(headroom, 0) + SLACK_W
+    assert np.all(extra <= np.maximum(rooms, 0) + SLACK_W)
+    assert all(granted[h] >= levels[h] for h in wanted)

@@ -7,10 +7,15 @@
     heartbeat_s = 10          ; PING period on every home link
     round_period_s = 30       ; a negotiation round at least this often in an event
     round_timeout_s = 10      ; how long each round phase waits for commitments
+    converge_s = 20           ; follow-up rounds until commitments settle, at most this long
     status_file = /var/lib/jeisson/status.json   ; optional JSON snapshot
 
     [home:home-1]
     secret = ...
+
+    [feeder:street-a]                 ; optional: a transformer's own limit
+    limit_kw = 7
+    homes = home-1, home-2
 
     [event:evening-peak]
     limit_kw = 9.5
@@ -48,6 +53,15 @@ class Event:
 
 
 @attrs.frozen
+class Feeder:
+    """Homes behind one feeder or transformer, with its own limit (W)."""
+
+    id: str
+    limit_w: float
+    homes: tuple[str, ...]
+
+
+@attrs.frozen
 class AggregatorConfig:
     listen: str
     heartbeat_s: float
@@ -57,6 +71,8 @@ class AggregatorConfig:
     events: tuple[Event, ...]
     status_file: str | None = None
     manhole: ManholeConfig | None = None
+    feeders: tuple[Feeder, ...] = ()
+    converge_s: float = 20.0
 
 
 def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
@@ -67,12 +83,29 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
     # A home commits after its offs and then its ons are acknowledged, each
     # within its command_timeout_s (3 s by default): 10 s covers both.
     round_timeout_s = ini.number(section, "round_timeout_s", 10.0, low=0.1, high=600)
+    # Follow-up rounds run while commitments change, up to this long after
+    # the negotiation began; then rounds come on the period again.
+    converge_s = ini.number(section, "converge_s", 20.0, low=0, high=86400)
     status_file = ini.raw(section, "status_file", None) or None
     homes = {}
     for name, home_id in ini.sections("home"):
         homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"))
     if not homes:
         raise ini.error("home:<id>", None, "no homes configured: add a [home:<id>] section with a secret")
+    feeders = []
+    feeder_of = {}
+    for name, feeder_id in ini.sections("feeder"):
+        limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
+        members = [m.strip() for m in ini.text(name, "homes").split(",") if m.strip()]
+        if not members:
+            raise ini.error(name, "homes", "expected a comma-separated list of home ids")
+        for member in members:
+            if member not in homes:
+                raise ini.error(name, "homes", f"home {member!r} is not configured (no [home:{member}] section)")
+            if member in feeder_of:
+                raise ini.error(name, "homes", f"home {member!r} is already on feeder {feeder_of[member]!r}")
+            feeder_of[member] = feeder_id
+        feeders.append(Feeder(feeder_id, limit_kw * 1000.0, tuple(members)))
     events = []
     for name, event_id in ini.sections("event"):
         limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
@@ -92,6 +125,8 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         events=tuple(sorted(events, key=lambda e: e.start)),
         status_file=status_file,
         manhole=manhole,
+        feeders=tuple(feeders),
+        converge_s=converge_s,
     )
 
 

@@ -5,16 +5,20 @@ reports, and the DR events.  While an event is active it runs rounds:
 
 1. *plan*: the latest flexibility of every connected home, minus the power of
    homes that are known but not taking part (disconnected: counted at their
-   last known power, never at zero), gives each home a target budget;
+   last known power, never at zero), gives each home a target budget of
+   whole loads, within the total limit and every feeder's;
 2. *shed*: homes whose target is below their present draw get their budget
    first, and the round waits for their commitments (or ``round_timeout_s``);
 3. *grant*: the other homes get their target, capped by the headroom left
    after the real commitments of phase 2, and the round waits again;
-4. *log*: each home's demand, budget, commitment and loads, and the total
-   against the limit.
+4. *log*: each home's demand, budget, commitment and loads, and the totals
+   against the limits.
 
-Rounds run every ``round_period_s``, and shortly after a home joins, leaves
-or reports a change.  When the last active event ends, every home in it gets
+A *negotiation* is the rounds that follow each other while bids change:
+bids -> budgets -> commitments -> new bids, until a round brings no new bid,
+so no commitment can change (converged), or ``converge_s`` has passed.  Then rounds run
+every ``round_period_s``, and shortly after a home joins, leaves or reports a
+change.  When the last active event ends, every home in it gets
 ``RELEASE``.  Sessions reach the wire only through ``HomeSession.send``.
 """
 
@@ -24,6 +28,7 @@ from twisted.logger import Logger
 
 from jeisson.aggregator import negotiation
 from jeisson.aggregator.config import AggregatorConfig, Event
+from jeisson.aggregator.negotiation import Grid, Offers
 from jeisson.wire import aggregator_home as wire
 
 # Coalesce bursts of joins and reports into one round.
@@ -38,6 +43,7 @@ class HomeRecord:
     secret: str
     session: object = None
     flex: wire.Flex | None = None
+    offers: Offers | None = None
     level_w: float | None = None  # last known draw: latest COMMIT or FLEX
     measured_w: float | None = None
     measured_at: float | None = None
@@ -49,9 +55,11 @@ class HomeRecord:
     def connected(self) -> bool:
         return self.session is not None
 
-    def cautious_w(self) -> float:
-        """The power to assume for a home that cannot answer now."""
-        known = [w for w in (self.level_w, self.measured_w) if w is not None]
+    def cautious_w(self, granted_w: float | None = None) -> float:
+        """The power to assume for a home that cannot answer now: the most
+        of its last commitment or report, its last measurement, and what it
+        was last granted."""
+        known = [w for w in (self.level_w, self.measured_w, granted_w) if w is not None]
         return max(known) if known else 0.0
 
 
@@ -64,6 +72,7 @@ class Round:
     bids: dict[str, int]
     feasible: bool
     unknown_w: float
+    feeder_unknown_w: object  # numpy array, per feeder (Grid layout)
     phase: str = "shed"
     granted: dict[str, float] = attrs.Factory(dict)
     waiting: set[str] = attrs.Factory(set)
@@ -82,10 +91,14 @@ class RoundSummary:
     feasible: bool
     homes: dict[str, dict]
     finished: float
+    feeders: dict[str, dict] = attrs.Factory(dict)  # id -> limit_w, committed_w, unknown_w
 
     @property
     def within_limit(self) -> bool:
-        return self.committed_w + self.unknown_w <= self.limit_w + 1e-6
+        """Commitments plus what is unknown within the total and every feeder."""
+        if self.committed_w + self.unknown_w > self.limit_w + 1e-6:
+            return False
+        return all(f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 for f in self.feeders.values())
 
 
 class Aggregator:
@@ -95,6 +108,8 @@ class Aggregator:
         self.config = config
         self.clock = clock
         self.homes = {h.id: HomeRecord(h.id, h.secret) for h in config.homes.values()}
+        self.grid = Grid(tuple(f.id for f in config.feeders), tuple(f.limit_w for f in config.feeders),
+                         {home: i for i, f in enumerate(config.feeders) for home in f.homes})
         self.events = list(config.events)
         self.round: Round | None = None
         self.rounds_run = 0
@@ -104,6 +119,11 @@ class Aggregator:
         self._pending_call = None
         self._pending_after_round = False
         self._timers: list = []
+        # The negotiation under way: when it began, and its rounds so far.
+        self._negotiating_since: float | None = None
+        self.negotiation_rounds = 0
+        self._held = False  # a negotiation ran out of time: changes wait for the period
+        self.converged_rounds: int | None = None  # rounds the last converged negotiation took
         self.changed = True  # the status snapshot needs rewriting
 
     # ------------------------------------------------------------ lifecycle
@@ -166,6 +186,7 @@ class Aggregator:
             return
         record.session = None
         record.flex = None
+        record.offers = None
         self.changed = True
         self.log.info("home {home} left; counted at {w:.0f} W while it is away", home=home_id,
                       w=record.cautious_w())
@@ -178,7 +199,8 @@ class Aggregator:
     def flex_received(self, home_id: str, flex: wire.Flex) -> None:
         record = self.homes[home_id]
         record.flex = flex
-        record.level_w = negotiation.on_w(flex)
+        record.offers = Offers.of(flex)
+        record.level_w = record.offers.on_w
         self.changed = True
         self.request_round("flexibility changed")
 
@@ -230,6 +252,7 @@ class Aggregator:
                           event=event.id if event else "none")
             self._abandon_round()
         if event is not None:
+            self._held = False
             self.request_round("event boundary")
 
     def _release(self, event: Event) -> None:
@@ -259,6 +282,11 @@ class Aggregator:
         pending = self._pending_call
         if pending is None or not pending.active():
             self._pending_call = self.clock.callLater(ROUND_DEBOUNCE_S, self.run_round)
+        elif self._held:
+            # The last negotiation did not settle in time: the next round
+            # comes on the period, so homes that keep changing cannot
+            # keep the others switching.
+            return
         elif pending.getTime() > self.clock.seconds() + ROUND_DEBOUNCE_S:
             # The next periodic round is far off: a change brings it forward.
             pending.reset(ROUND_DEBOUNCE_S)
@@ -268,17 +296,25 @@ class Aggregator:
         event = self.active_event()
         if event is None or self.round is not None:
             return
-        participants = {h: r for h, r in self.homes.items() if r.connected and r.flex is not None}
-        unknown_w = sum(r.cautious_w() for h, r in self.homes.items() if h not in participants)
-        result = negotiation.plan({h: r.flex for h, r in participants.items()}, event.limit_w - unknown_w)
+        self._held = False
+        if self._negotiating_since is None:
+            self._negotiating_since = self.clock.seconds()
+            self.negotiation_rounds = 0
+        participants = {h: r for h, r in self.homes.items() if r.connected and r.offers is not None}
+        away = {h: r.cautious_w(r.budget_w if r.in_event else None)
+                for h, r in self.homes.items() if h not in participants}
+        unknown_w = sum(away.values())
+        feeder_unknown_w = self.grid.sums(away)
+        result = negotiation.plan({h: r.offers for h, r in participants.items()}, event.limit_w - unknown_w,
+                                  self.grid, self.grid.rooms(feeder_unknown_w))
         self._round_number += 1
         bids = {h: r.flex.bid for h, r in participants.items()}
         self.round = Round(self._round_number, event, self.clock.seconds(), result.budgets, bids, result.feasible,
-                           unknown_w)
+                           unknown_w, feeder_unknown_w)
         if not result.feasible:
             self.log.warn(
                 "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
-                " the limit of {limit:.0f} W; only the must-run loads are served",
+                " the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
                 n=self._round_number, event=event.id, unknown=unknown_w, limit=event.limit_w)
         shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
         self._dispatch(shedding)
@@ -328,7 +364,7 @@ class Aggregator:
         for home_id in sorted(current.waiting):
             self.log.warn("round {n}: home {home} did not commit within {t} s; counted at {w:.0f} W",
                           n=current.number, home=home_id, t=self.config.round_timeout_s,
-                          w=max(self._level(home_id), current.granted[home_id]))
+                          w=self.homes[home_id].cautious_w(current.granted[home_id]))
         current.late |= current.waiting
         current.waiting = set()
         self._maybe_advance()
@@ -348,14 +384,26 @@ class Aggregator:
 
     def _grant(self, current: Round) -> None:
         rest = [h for h in current.targets if h not in current.granted and self.homes[h].connected]
-        # A shedding home that did not commit keeps its old level here: the
-        # headroom is what the homes' real commitments leave.
-        levels = {h: self._level(h) for h in current.targets}
+        # A shedding home that did not commit is counted cautiously (at the
+        # most of its old level, measurement and budget): the headroom is
+        # what the homes' real commitments leave.
+        levels = {h: self._counted_w(h, current) for h in current.targets}
         headroom = current.event.limit_w - current.unknown_w - sum(levels.values())
+        feeder_headroom = self.grid.rooms(current.feeder_unknown_w + self.grid.sums(levels))
         # Headroom falls short only when a home could not shed; then the
         # largest targets are served first, in a stable order.
         wanted = {h: current.targets[h] for h in sorted(rest, key=lambda h: (-current.targets[h], h))}
-        self._dispatch(negotiation.grant_increases(wanted, levels, headroom))
+        self._dispatch(negotiation.grant_increases(wanted, levels, headroom, self.grid, feeder_headroom))
+
+    def _counted_w(self, home_id: str, current: Round) -> float:
+        """What a round counts a home at: its commitment if it made one,
+        else its level, or cautiously if it was asked and did not answer."""
+        if home_id in current.committed:
+            return current.committed[home_id].committed_w
+        record = self.homes[home_id]
+        if home_id in current.late or not record.connected:
+            return record.cautious_w(current.granted.get(home_id))
+        return self._level(home_id)
 
     def _abandon_round(self) -> None:
         current, self.round = self.round, None
@@ -366,19 +414,19 @@ class Aggregator:
         self.round = None
         self.rounds_run += 1
         homes = {}
-        committed_total = 0.0
-        unknown = current.unknown_w
+        committed = {}
+        unknown_homes = {}
         for home_id in current.targets:
             record = self.homes[home_id]
             commit = current.committed.get(home_id)
             offers = record.flex.loads if record.flex is not None else ()
             if commit is not None:
-                committed_total += commit.committed_w
+                committed[home_id] = commit.committed_w
             else:
-                unknown += max(self._level(home_id), current.granted.get(home_id, 0.0))
+                unknown_homes[home_id] = self._counted_w(home_id, current)
             on = commit.on if commit is not None else record.on
             homes[home_id] = {
-                "demand_w": negotiation.demand_w(record.flex) if record.flex is not None else None,
+                "demand_w": record.offers.demand_w if record.offers is not None else None,
                 "budget_w": current.granted.get(home_id),
                 "committed_w": commit.committed_w if commit is not None else None,
                 "on": list(on),
@@ -391,19 +439,58 @@ class Aggregator:
                 demand=_watts(homes[home_id]["demand_w"]), budget=_watts(homes[home_id]["budget_w"]),
                 committed=_watts(homes[home_id]["committed_w"]), on=", ".join(homes[home_id]["on"]),
                 off=", ".join(homes[home_id]["off"]))
+        committed_total = sum(committed.values())
+        unknown = current.unknown_w + sum(unknown_homes.values())
+        feeder_committed = self.grid.sums(committed)
+        feeder_unknown = current.feeder_unknown_w + self.grid.sums(unknown_homes)
+        feeders = {
+            name: {"limit_w": self.grid.limit_w[i], "committed_w": float(feeder_committed[i]),
+                   "unknown_w": float(feeder_unknown[i])}
+            for i, name in enumerate(self.grid.names)
+        }
         summary = RoundSummary(current.number, current.event.id, current.event.limit_w, committed_total, unknown,
-                               current.feasible, homes, self.clock.seconds())
+                               current.feasible, homes, self.clock.seconds(), feeders)
         self.last_round = summary
         self.changed = True
+        for name, f in feeders.items():
+            self.log.info(
+                "round {n} event {event}: feeder {feeder}: committed {committed:.0f} W + unknown {unknown:.0f} W"
+                " of limit {limit:.0f} W: {verdict}",
+                n=current.number, event=current.event.id, feeder=name, committed=f["committed_w"],
+                unknown=f["unknown_w"], limit=f["limit_w"],
+                verdict="within limit" if f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 else "OVER LIMIT")
         self.log.info(
             "round {n} event {event}: committed {committed:.0f} W + unknown {unknown:.0f} W"
             " of limit {limit:.0f} W: {verdict}",
             n=current.number, event=current.event.id, committed=committed_total, unknown=unknown,
             limit=current.event.limit_w, verdict="within limit" if summary.within_limit else "OVER LIMIT")
-        # Next round: at once if something changed meanwhile, else on the period.
+        self._next_round(current)
+
+    def _next_round(self, current: Round) -> None:
+        """Follow up while bids change, within ``converge_s`` of the first round.
+
+        A home that switched reports its new flexibility before it commits,
+        so a round during which no new bid arrived cannot change anyone's
+        commitment: the negotiation has converged.
+        """
+        self.negotiation_rounds += 1
+        elapsed = self.clock.seconds() - self._negotiating_since
+        if not self._pending_after_round:
+            self.log.info("negotiation converged after {rounds} round(s) in {t:.1f} s",
+                          rounds=self.negotiation_rounds, t=elapsed)
+            self._negotiating_since = None
+            self.converged_rounds = self.negotiation_rounds
+        elif elapsed >= self.config.converge_s:
+            self.log.warn("negotiation did not converge within {limit} s ({rounds} rounds); next round in"
+                          " {period} s", limit=self.config.converge_s, rounds=self.negotiation_rounds,
+                          period=self.config.round_period_s)
+            self._negotiating_since = None
+            self._held = True
+            self._pending_after_round = False
+        # Next round: soon if bids changed meanwhile, else on the period.
         if self._pending_after_round:
             self._pending_after_round = False
-            self.request_round("changes during the last round")
+            self.request_round("bids changed during the last round")
         else:
             self._pending_call = self.clock.callLater(self.config.round_period_s, self.run_round)
 
@@ -418,7 +505,9 @@ class Aggregator:
             homes[record.id] = {
                 "connected": record.connected,
                 "peer": record.session.peer if record.session is not None else None,
-                "demand_w": negotiation.demand_w(flex) if flex is not None else None,
+                "feeder": self.grid.names[self.grid.feeder_of[record.id]] if record.id in self.grid.feeder_of
+                else None,
+                "demand_w": record.offers.demand_w if record.offers is not None else None,
                 "level_w": record.level_w,
                 "measured_w": record.measured_w,
                 "budget_w": record.budget_w,
@@ -438,7 +527,8 @@ class Aggregator:
             "last_round": None if last is None else {
                 "number": last.number, "event": last.event, "limit_w": last.limit_w,
                 "committed_w": last.committed_w, "unknown_w": last.unknown_w, "within_limit": last.within_limit,
-                "feasible": last.feasible, "homes": last.homes, "finished": wire.format_utc(last.finished)},
+                "feasible": last.feasible, "homes": last.homes, "feeders": last.feeders,
+                "finished": wire.format_utc(last.finished)},
             "homes": homes,
         }
 

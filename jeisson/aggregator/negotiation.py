@@ -2,17 +2,56 @@
 
 A round turns every participating home's latest flexibility report into a
 target budget (``plan``), then dispatches it in two phases so that the sum of
-what homes may draw never passes the limit while they switch: first the homes
+what homes may draw never passes a limit while they switch: first the homes
 whose budget is below what they draw now (they shed), then, once those have
-committed, the others, each granted at most the headroom actually left
-(``grant_increases``).
+committed, the others, each granted at most the headroom actually left,
+in total and on its feeder (``grant_increases``).
+
+Each report's loads become numpy arrays once, when it arrives (``Offers``),
+so planning a round concatenates a few arrays per home and never loops over
+loads in Python.
 """
 
 import attrs
 import numpy as np
 
-from jeisson.allocation import allocate
+from jeisson.allocation import allocate, whole_loads
 from jeisson.wire.aggregator_home import Flex
+
+_SLACK_W = 1e-6
+
+
+@attrs.frozen(eq=False)
+class Offers:
+    """A flexibility report's loads as arrays, with the powers a round needs."""
+
+    rated: np.ndarray
+    priority: np.ndarray
+    low: np.ndarray  # 1 for a must load
+    high: np.ndarray  # 0 for an off load
+    on_w: float  # what the home draws by its own report
+    demand_w: float  # what it would draw without an event
+
+    @classmethod
+    def of(cls, flex: Flex) -> "Offers":
+        loads = flex.loads
+        n = len(loads)
+        rated = np.fromiter((o.rated_w for o in loads), dtype=float, count=n)
+        on = np.fromiter((o.on for o in loads), dtype=bool, count=n)
+        must = np.fromiter((o.mode == "must" for o in loads), dtype=bool, count=n)
+        wanted = np.fromiter((o.wanted for o in loads), dtype=bool, count=n)
+        return cls(
+            rated=rated,
+            priority=np.fromiter((o.priority for o in loads), dtype=float, count=n),
+            low=must.astype(float),
+            high=np.fromiter((o.mode != "off" for o in loads), dtype=float, count=n),
+            on_w=float(rated[on].sum()),
+            demand_w=float(rated[wanted | must].sum()),
+        )
+
+    @property
+    def must_w(self) -> float:
+        return float(self.rated @ self.low)
 
 
 def on_w(flex: Flex) -> float:
@@ -27,46 +66,91 @@ def demand_w(flex: Flex) -> float:
 
 
 @attrs.frozen
+class Grid:
+    """Feeders (or transformers) under the total limit.
+
+    ``feeder_of`` maps a home to its feeder's index; homes on no feeder are
+    bound by the total limit alone.  ``limit_w`` holds each feeder's limit.
+    """
+
+    names: tuple[str, ...] = ()
+    limit_w: tuple[float, ...] = ()
+    feeder_of: dict[str, int] = attrs.Factory(dict)
+
+    def index(self, home: str) -> int:
+        """The home's feeder, or ``len(names)`` for none (no limit of its own)."""
+        return self.feeder_of.get(home, len(self.names))
+
+    def rooms(self, used_w=None) -> np.ndarray:
+        """Each feeder's limit less ``used_w`` (an array), then an unlimited
+        entry for homes on no feeder."""
+        rooms = np.append(np.array(self.limit_w, dtype=float), np.inf)
+        return rooms if used_w is None else rooms - used_w
+
+    def sums(self, per_home: dict[str, float]) -> np.ndarray:
+        """Powers per home, summed per feeder (same layout as ``rooms``)."""
+        sums = np.zeros(len(self.names) + 1)
+        for home, watts in per_home.items():
+            sums[self.index(home)] += watts
+        return sums
+
+
+NO_FEEDERS = Grid()
+
+
+@attrs.frozen
 class Plan:
     budgets: dict[str, float]
-    feasible: bool  # False: the homes' must-run loads alone exceed the room
+    feasible: bool  # False: must-run loads alone exceed the room, in total or on a feeder
+    value: float = 0.0  # priority-weighted power of the whole-load plan
+    bound: float = 0.0  # the same for the LP relaxation: no plan can do better
 
 
-def plan(flexes: dict[str, Flex], room_w: float) -> Plan:
-    """Budgets for ``flexes`` (home id -> report) summing to at most ``room_w``.
+def plan(flexes, room_w: float, grid: Grid = NO_FEEDERS, feeder_room_w=None) -> Plan:
+    """Budgets for ``flexes`` (home id -> ``Offers`` or ``Flex``) within ``room_w``
+    in total and ``feeder_room_w[i]`` on each feeder of ``grid``.
 
     Loads are weighted by priority x rated power; ``must`` loads are always
-    served, ``off`` loads never.
+    served, ``off`` loads never.  The LP relaxation is solved over every
+    limit at once, then turned into whole loads (``whole_loads``), so each
+    budget is the power of a set of whole loads its home can switch.
     """
     homes = list(flexes)
-    offers = [(i, o) for i, h in enumerate(homes) for o in flexes[h].loads]
-    if not offers:
-        return Plan({h: 0.0 for h in homes}, room_w >= 0)
-    owner = np.fromiter((i for i, _ in offers), dtype=np.intp, count=len(offers))
-    rated = np.fromiter((o.rated_w for _, o in offers), dtype=float, count=len(offers))
-    priority = np.fromiter((o.priority for _, o in offers), dtype=float, count=len(offers))
-    low = np.fromiter((o.mode == "must" for _, o in offers), dtype=float, count=len(offers))
-    high = np.fromiter((o.mode != "off" for _, o in offers), dtype=float, count=len(offers))
-    result = allocate(rated, priority * rated, low, high, max(room_w, 0.0))
+    offers = [f if isinstance(f, Offers) else Offers.of(f) for f in flexes.values()]
+    counts = np.fromiter((o.rated.size for o in offers), dtype=np.intp, count=len(offers))
+    rooms = grid.rooms() if feeder_room_w is None else np.asarray(feeder_room_w, dtype=float)
+    if not homes or counts.sum() == 0:
+        # No load at all: only a limit already passed makes this infeasible.
+        return Plan({h: 0.0 for h in homes}, bool(room_w >= -_SLACK_W and np.all(rooms >= -_SLACK_W)))
+    rated = np.concatenate([o.rated for o in offers])
+    value = np.concatenate([o.priority for o in offers]) * rated
+    low = np.concatenate([o.low for o in offers])
+    high = np.concatenate([o.high for o in offers])
+    owner = np.repeat(np.arange(len(homes)), counts)
+    group = np.repeat(np.fromiter((grid.index(h) for h in homes), dtype=np.intp, count=len(homes)), counts)
+    relaxed = allocate(rated, value, low, high, room_w, group, rooms)
+    result = whole_loads(rated, value, low, high, relaxed.share, room_w, group, rooms)
     per_home = np.bincount(owner, weights=rated * result.share, minlength=len(homes))
-    # A negative room (homes away already draw more than the limit) fits no
-    # must-run load, not even none: infeasible, as with no offers above.
-    return Plan({h: float(per_home[i]) for i, h in enumerate(homes)}, result.feasible and room_w >= 0)
+    return Plan({h: float(per_home[i]) for i, h in enumerate(homes)}, result.feasible,
+                float(value @ result.share), float(value @ relaxed.share))
 
 
-def grant_increases(
-    wanted: dict[str, float], levels: dict[str, float], headroom_w: float
-) -> dict[str, float]:
+def grant_increases(wanted: dict[str, float], levels: dict[str, float], headroom_w: float,
+                    grid: Grid = NO_FEEDERS, feeder_headroom_w=None) -> dict[str, float]:
     """Budgets for homes whose target is at or above their level.
 
     Each keeps its level and gets what it wants above it while the headroom
-    lasts, in the order given (the caller orders by value).  Never more than
-    ``levels + max(headroom, 0)`` in total.
+    lasts, in total and on its feeder, in the order given (the caller orders
+    by value).  Never more than ``levels + max(headroom, 0)`` in total, nor
+    on any feeder.
     """
     granted = {}
     left = max(headroom_w, 0.0)
+    feeder_left = np.maximum(grid.rooms() if feeder_headroom_w is None else np.array(feeder_headroom_w, float), 0.0)
     for home, target in wanted.items():
-        extra = min(max(target - levels[home], 0.0), left)
+        feeder = grid.index(home)
+        extra = min(max(target - levels[home], 0.0), left, feeder_left[feeder])
         left -= extra
+        feeder_left[feeder] -= extra
         granted[home] = levels[home] + extra
     return granted

@@ -7,8 +7,9 @@ States:
 ``active``
     ``WELCOME`` received: the home sends ``FLEX`` whenever its offers change,
     ``MEASURE`` every ``measure_period_s``, answers ``BUDGET`` and
-    ``RELEASE`` with ``COMMIT`` once its relays have switched, and runs
-    heartbeats at the period the aggregator gave.
+    ``RELEASE`` with ``COMMIT`` once its relays have switched (preceded by a
+    new ``FLEX`` if switching changed its offers), and runs heartbeats at
+    the period the aggregator gave.
 ``closed``
     Refused, dead (no line for three heartbeat periods) or disconnected;
     ``ClientService`` connects again with backoff.  The home keeps its last
@@ -134,8 +135,10 @@ class UplinkSession:
         def commit(message):
             self._answering -= 1
             if self.state == "active":
-                self.send(message)
+                # The new bid first: the aggregator then knows, when this
+                # commitment completes its round, that another should follow.
                 self.loads_changed()
+                self.send(message)
 
         def failed(failure):
             self._answering -= 1
