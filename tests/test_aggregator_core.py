@@ -432,8 +432,8 @@ def test_snapshot_is_json_and_shows_homes_event_and_last_round(two):
     before = json.loads(json.dumps(net.aggregator.snapshot()))
     assert before["event"] is None and before["last_round"] is None and before["rounds_run"] == 0
     assert before["homes"]["h3"] == {
-        "connected": False, "peer": None, "feeder": None, "demand_w": None, "level_w": None, "measured_w": None,
-        "budget_w": None, "loads": [],
+        "connected": False, "peer": None, "feeder": None, "demand_w": None, "opted_out": False, "level_w": None,
+        "measured_w": None, "budget_w": None, "loads": [],
     }
     net.run_until(FIRST_ROUND)
     h1.commit(1, 3000, on=("oven",))
@@ -598,3 +598,22 @@ def test_a_negotiation_that_keeps_changing_stops_at_its_deadline():
     h1.flex(load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, on=False))
     net.run_until(net.clock.seconds() + PERIOD - 1)
     assert net.aggregator.round is None and net.summary.number == rounds
+
+
+# ------------------------------------------------------------------ opt-out
+
+
+def test_an_opted_out_home_is_counted_as_fixed_demand(net):
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+    h2 = net.home("h2", comply=0.1)
+    with capturedLogs() as events:
+        h2.bid += 1
+        h2.loads = (load("sauna", 3000, priority=1, on=True), load("lamp", 100, priority=1, wanted=False))
+        h2.say(wire.Flex(h2.bid, h2.loads, opt_out=True))
+    assert any("opted out" in e["log_format"] and e["w"] == 3000 for e in events)
+    assert net.aggregator.snapshot()["homes"]["h2"]["opted_out"] is True
+    net.run_until(FIRST_ROUND + 1)
+    # The sauna's 3000 W are fixed: of h1's loads only the dryer fits beside them.
+    approx_budget(h2.budgets()[0], 1, 3000)
+    approx_budget(h1.budgets()[0], 1, 1000)
+    assert net.summary.within_limit

@@ -236,3 +236,27 @@ def test_a_serial_port_no_board_uses_is_refused():
     message = refused(HOME + BOARD + SERIAL + HEATER)
     assert message == (f"{SOURCE}: [serial:zigbee]: no board uses this serial port: add serial = zigbee to an "
                        "[actuator:<id>] section, or remove it")
+
+
+def test_max_off_time_and_opt_out():
+    text = (HOME + BOARD + HEATER).replace("rated_w", "min_off_s = 10\nmax_off_s = 900\nrated_w")
+    config = config_from_string(text.replace("[actuator:", "opt_out = yes\n[actuator:", 1))
+    [load] = config.loads.values()
+    assert (load.min_off_s, load.max_off_s) == (10.0, 900.0)
+    assert config.opt_out_all and config.opt_out_events == frozenset()
+    config = config_from_string((HOME + BOARD + HEATER).replace("[actuator:", "opt_out = gala , peak-2\n[actuator:", 1))
+    assert not config.opt_out_all and config.opt_out_events == {"gala", "peak-2"}
+    config = config_from_string(HOME + BOARD + HEATER)
+    assert not config.opt_out_all and config.opt_out_events == frozenset()
+    assert next(iter(config.loads.values())).max_off_s is None
+
+
+@pytest.mark.parametrize("change, where, what", [
+    (("rated_w", "min_off_s = 100\nmax_off_s = 50\nrated_w"), "max_off_s", "at least min_off_s"),
+    (("rated_w", "max_off_s = 0\nrated_w"), "max_off_s", "from 1"),
+    (("[actuator:", "opt_out = maybe so\n[actuator:"), "[home] opt_out", "event ids"),
+])
+def test_max_off_time_and_opt_out_errors(change, where, what):
+    with pytest.raises(ConfigError) as info:
+        config_from_string((HOME + BOARD + HEATER).replace(*change, 1), "home.ini")
+    assert where in str(info.value) and what in str(info.value)

@@ -670,3 +670,84 @@ def test_a_superseded_board_link_is_not_a_lost_board(rig, logs):
     assert not any("unreachable" in m for m in messages(logs, "warn"))
     rig.home.set_desired("fridge", False)  # the owner's word is law: and it goes through the new link
     assert new.pending() == [("fridge", False)] and old.pending() == []
+
+
+# -- a new bid goes before the commitment it follows from
+
+
+def test_the_new_bid_precedes_the_commitment(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    verbs = [line.split()[0] for _, sender, receiver, line in rig.trace if receiver == "aggregator"]
+    assert verbs[-2:] == [b"FLEX", b"COMMIT"]
+
+
+# -- opting out
+
+
+def test_an_opted_out_owner_keeps_the_loads_as_set_and_the_bid_says_so(rig, logs):
+    rig.home.opt_out()
+    rig.settle()
+    assert rig.aggregator.received(aggregator_home.Flex)[-1].opt_out is True
+    round_number = rig.aggregator.budget(150.0)
+    rig.settle()
+    assert rig.switches() == [], "nothing is shed"
+    assert rig.aggregator.commits()[-1].round == round_number
+    assert rig.aggregator.commits()[-1].committed_w == 1850.0
+    assert any("opted out of this event" in m for m in messages(logs, "info"))
+    # Back in: the budget of the event in progress applies at once.
+    rig.home.opt_in()
+    rig.settle()
+    assert rig.aggregator.received(aggregator_home.Flex)[-1].opt_out is False
+    assert rig.home.drawn_w() <= 150.0
+    assert rig.home.snapshot()["opted_out"] is False
+
+
+def test_opting_out_of_one_event_leaves_the_others_negotiable():
+    rig = Rig(CONFIG.replace("measure_period_s = 5", "measure_period_s = 5\nopt_out = gala, ev-2"))
+    rig.board("a", "111")
+    rig.board("b", "10")
+    rig.connect_aggregator()
+    rig.settle()
+    assert rig.aggregator.received(aggregator_home.Flex)[-1].opt_out is False, "no opted-out event is on"
+    rig.aggregator.budget(150.0, event="ev-2")
+    rig.settle()
+    assert rig.switches() == []
+    assert rig.aggregator.received(aggregator_home.Flex)[-1].opt_out is True
+    rig.aggregator.release(event="ev-2")
+    rig.settle()
+    rig.aggregator.budget(1050.0, event="ev-3")
+    rig.settle()
+    assert rig.switches() == [(0.0, "z", False)]
+    assert rig.aggregator.received(aggregator_home.Flex)[-1].opt_out is False
+
+
+# -- maximum off time
+
+
+def test_a_load_shed_for_its_maximum_off_time_comes_back_for_its_minimum_on_time():
+    rig = Rig(CONFIG.replace("[load:z]", "[load:z]\nmin_on_s = 30\nmin_off_s = 20\nmax_off_s = 60"))
+    rig.board("a", "111")
+    rig.board("b", "10")
+    rig.connect_aggregator()
+    # z's state was seen at connection: its minimum on time holds from then.
+    rig.run_until(30.0)
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    assert rig.switches() == [(30.0, "z", False)]
+    # The budget stays; z is due back on at 90 s whatever it says.
+    rig.run_until(89.9)
+    assert rig.home.loads["z"].on is False
+    assert rig.aggregator.offers()["z"].mode == "may"
+    rig.run_until(90.0)
+    assert (90.0, "z", True) in rig.switches()
+    assert rig.aggregator.offers()["z"].mode == "must"
+    # Within the budget again: the home sheds what it may beside z (x and y).
+    assert rig.home.drawn_w() <= 1050.0
+    assert {load for t, load, on in rig.switches() if t == 90.0 and not on} == {"x", "y"}
+    # z's minimum on time holds it until 120 s; then the budget prefers x and y
+    # (worth 9000 together, z 8000), so z is shed again.
+    rig.run_until(119.9)
+    assert rig.home.loads["z"].on is True
+    rig.run_until(120.0)
+    assert (120.0, "z", False) in rig.switches()

@@ -8,9 +8,10 @@ from jeisson.home.config import LoadConfig
 from jeisson.home.loads import Load
 
 
-def load(on, *, last_switch=0.0, desired=True, critical=False, min_on_s=10.0, min_off_s=20.0, rated_w=1000.0):
+def load(on, *, last_switch=0.0, desired=True, critical=False, min_on_s=10.0, min_off_s=20.0, rated_w=1000.0,
+         max_off_s=None):
     config = LoadConfig(id="heater", actuator="home-1-a", relay=1, rated_w=rated_w, priority=5, critical=critical,
-                        min_on_s=min_on_s, min_off_s=min_off_s, desired=True)
+                        min_on_s=min_on_s, min_off_s=min_off_s, desired=True, max_off_s=max_off_s)
     return Load(config, on=on, last_switch=last_switch, desired=desired)
 
 
@@ -131,3 +132,31 @@ def test_the_mode_only_changes_at_next_change():
 @pytest.mark.parametrize(("on", "counted"), [(True, 1000.0), (None, 1000.0), (False, 0.0)])
 def test_cautious_power_counts_loads_on_or_unknown_at_their_rated_power(on, counted):
     assert load(on).cautious_w() == counted
+
+
+# -- max_off_s: a shed load comes back
+
+
+def test_a_shed_load_must_come_back_on_after_its_maximum_off_time():
+    shed = load(False, last_switch=100.0, max_off_s=60.0)
+    assert shed.mode(119.0) == "off", "its minimum off time holds first"
+    assert shed.mode(120.0) == "may"
+    assert shed.next_change(120.0) == 160.0
+    assert shed.mode(159.9) == "may"
+    assert shed.mode(160.0) == "must"
+    assert shed.next_change(160.0) is None
+
+
+def test_back_on_its_minimum_on_time_holds_it_and_it_may_be_shed_again():
+    back = load(True, last_switch=160.0, max_off_s=60.0)
+    assert back.mode(169.9) == "must"
+    assert back.mode(170.0) == "may"
+
+
+def test_a_load_its_owner_wants_off_is_never_due_back_on():
+    assert load(False, last_switch=0.0, desired=False, max_off_s=30.0).mode(1000.0) == "off"
+    assert load(False, last_switch=0.0, desired=False, max_off_s=30.0).next_change(25.0) is None
+
+
+def test_no_maximum_off_time_means_never_due():
+    assert load(False, last_switch=0.0).mode(1e9) == "may"

@@ -53,7 +53,8 @@ STRATEGIES = {
         heartbeat_s=st.floats(min_value=0, max_value=86400, exclude_min=True),
     ),
     ah.Refused: st.builds(ah.Refused, code=codes, detail=texts),
-    ah.Flex: st.builds(ah.Flex, bid=counters, loads=st.lists(offers, max_size=12, unique_by=lambda o: o.id).map(tuple)),
+    ah.Flex: st.builds(ah.Flex, bid=counters, loads=st.lists(offers, max_size=12, unique_by=lambda o: o.id).map(tuple),
+                       opt_out=st.booleans()),
     ah.Ack: st.builds(ah.Ack, bid=counters),
     ah.Budget: st.builds(ah.Budget, round=counters, bid=counters, event=ids, budget_w=watts, end=times),
     ah.Release: st.builds(ah.Release, round=counters, event=ids),
@@ -347,6 +348,8 @@ HUGE_INT = "1" + "0" * 400  # valid JSON; too large for a float
 BAD_FIELDS = [
     # integers
     (_with("ACK", bid="3"), "ACK", "bid"),
+    (_with("FLEX", opt_out="yes"), "FLEX", "opt_out"),
+    (_with("FLEX", opt_out=None), "FLEX", "opt_out"),
     (_with("ACK", bid=True), "ACK", "bid"),
     (_with("ACK", bid=False), "ACK", "bid"),
     (_with("ACK", bid=-1), "ACK", "bid"),
@@ -559,3 +562,8 @@ def test_corrupted_valid_lines_never_crash(message, data):
         position = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
         raw[position] = data.draw(st.integers(min_value=0, max_value=255))
     _check_parse(bytes(raw))
+
+
+def test_a_flex_without_opt_out_is_not_opted_out():
+    assert ah.parse_line(b'FLEX {"bid": 2, "loads": []}') == ah.Flex(2, (), False)
+    assert ah.parse_line(b'FLEX {"bid": 2, "loads": [], "opt_out": true}').opt_out is True

@@ -198,8 +198,15 @@ class Aggregator:
 
     def flex_received(self, home_id: str, flex: wire.Flex) -> None:
         record = self.homes[home_id]
+        offers = Offers.of(flex)
+        if flex.opt_out != (record.flex is not None and record.flex.opt_out):
+            if flex.opt_out:
+                self.log.info("home {home} opted out: its {w:.0f} W are counted as fixed demand", home=home_id,
+                              w=offers.must_w)
+            elif record.flex is not None:
+                self.log.info("home {home} opted back in", home=home_id)
         record.flex = flex
-        record.offers = Offers.of(flex)
+        record.offers = offers
         record.level_w = record.offers.on_w
         self.changed = True
         self.request_round("flexibility changed")
@@ -508,6 +515,7 @@ class Aggregator:
                 "feeder": self.grid.names[self.grid.feeder_of[record.id]] if record.id in self.grid.feeder_of
                 else None,
                 "demand_w": record.offers.demand_w if record.offers is not None else None,
+                "opted_out": flex is not None and flex.opt_out,
                 "level_w": record.level_w,
                 "measured_w": record.measured_w,
                 "budget_w": record.budget_w,

@@ -34,17 +34,24 @@ class Offers:
 
     @classmethod
     def of(cls, flex: Flex) -> "Offers":
+        """The arrays of ``flex``.  A home whose owner opted out offers no
+        flexibility: every load it runs or will run as set is fixed."""
         loads = flex.loads
         n = len(loads)
         rated = np.fromiter((o.rated_w for o in loads), dtype=float, count=n)
         on = np.fromiter((o.on for o in loads), dtype=bool, count=n)
         must = np.fromiter((o.mode == "must" for o in loads), dtype=bool, count=n)
         wanted = np.fromiter((o.wanted for o in loads), dtype=bool, count=n)
+        high = np.fromiter((o.mode != "off" for o in loads), dtype=float, count=n)
+        if flex.opt_out:
+            # Until it switches them, a load on still draws: count it too.
+            must = must | wanted | on
+            high = must.astype(float)
         return cls(
             rated=rated,
             priority=np.fromiter((o.priority for o in loads), dtype=float, count=n),
             low=must.astype(float),
-            high=np.fromiter((o.mode != "off" for o in loads), dtype=float, count=n),
+            high=high,
             on_w=float(rated[on].sum()),
             demand_w=float(rated[wanted | must].sum()),
         )

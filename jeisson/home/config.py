@@ -10,6 +10,7 @@
     heartbeat_s = 5                     ; PING period on board links
     command_timeout_s = 3               ; wait for a relay's ACK
     measure_period_s = 5                ; MEASURE period to the aggregator
+    opt_out = no                        ; yes (every event), or event ids: the owner opts out
 
     [actuator:home-1-a]
     relays = 3
@@ -31,6 +32,7 @@
     critical = no       ; critical loads are never shed
     min_on_s = 60
     min_off_s = 60
+    max_off_s = 1800    ; optional: a load shed this long comes back on (for min_on_s)
     desired = on        ; the owner's setting outside events
 """
 
@@ -52,6 +54,7 @@ class LoadConfig:
     min_on_s: float
     min_off_s: float
     desired: bool
+    max_off_s: float | None = None
 
 
 SERIAL_MODES = ("transparent", "api1", "api2")
@@ -83,6 +86,8 @@ class HomeConfig:
     loads: dict[str, LoadConfig]
     manhole: ManholeConfig | None = None
     serials: dict[str, SerialConfig] = attrs.Factory(dict)
+    opt_out_all: bool = False  # the owner opts out of every event
+    opt_out_events: frozenset[str] = frozenset()  # ... or of these
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -95,6 +100,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     heartbeat_s = ini.number(s, "heartbeat_s", 5, low=1, high=3600, integer=True)
     command_timeout_s = ini.number(s, "command_timeout_s", 3.0, low=0.1, high=600)
     measure_period_s = ini.number(s, "measure_period_s", 5.0, low=0.5, high=3600)
+    opt_out_all, opt_out_events = _opt_out(ini, s)
     actuators = {}
     for name, actuator_id in ini.sections("actuator"):
         if not home_actuator.ID_PATTERN.match(actuator_id):
@@ -113,6 +119,11 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         if (actuator, relay) in wired:
             raise ini.error(name, "relay", f"relay {relay} of {actuator} already drives load {wired[actuator, relay]}")
         wired[actuator, relay] = load_id
+        min_off_s = ini.number(name, "min_off_s", 0.0, low=0, high=86400)
+        max_off_s = ini.number(name, "max_off_s", None, low=1, high=86400)
+        if max_off_s is not None and max_off_s < min_off_s:
+            raise ini.error(name, "max_off_s", f"must be at least min_off_s ({min_off_s:g}): a shed load cannot be "
+                                               "due back on before it may switch on")
         loads[load_id] = LoadConfig(
             id=load_id,
             actuator=actuator,
@@ -121,8 +132,9 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
             priority=ini.number(name, "priority", 1, low=1, high=100, integer=True),
             critical=ini.boolean(name, "critical", False),
             min_on_s=ini.number(name, "min_on_s", 0.0, low=0, high=86400),
-            min_off_s=ini.number(name, "min_off_s", 0.0, low=0, high=86400),
+            min_off_s=min_off_s,
             desired=ini.boolean(name, "desired", True),
+            max_off_s=max_off_s,
         )
     if not loads:
         raise ini.error("load:<id>", None, "no loads configured: add a [load:<id>] section")
@@ -131,7 +143,19 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     manhole = read_manhole(ini)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
-                      actuators, loads, manhole, serials)
+                      actuators, loads, manhole, serials, opt_out_all, opt_out_events)
+
+
+def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:
+    """``opt_out``: yes or no for every event, or a list of event ids."""
+    value = ini.raw(section, "opt_out", "no")
+    if value.lower() in ("yes", "true", "on", "1", "no", "false", "off", "0", ""):
+        return ini.boolean(section, "opt_out", False) if value else False, frozenset()
+    events = [e.strip() for e in value.split(",")]
+    for event in events:
+        if not aggregator_home.ID_PATTERN.match(event):
+            raise ini.error(section, "opt_out", f"expected yes, no or event ids separated by commas, got {event!r}")
+    return False, frozenset(events)
 
 
 def _serial_boards(serials: dict[str, SerialConfig]) -> set[str]:

@@ -7,6 +7,8 @@ current DR event.  ``reconcile`` brings the relays to what they should be:
 - in an event, the most valuable whole set of loads within the budget
   (``allocation.choose``, a MILP), counting loads on unreachable boards at
   their rated power;
+- in an event its owner opted out of, every load as its owner set it; the
+  home's bids say so, and the aggregator counts them as fixed demand;
 
 and always within each load's minimum on and off times: a switch that must
 wait is scheduled for the moment it becomes allowed.  Loads are switched off
@@ -61,6 +63,8 @@ class Home:
         self.last_offers: tuple | None = None
         self.uplink = None  # the live aggregator session, if any
         self.refused: str | None = None  # why the aggregator last refused us
+        self.opt_out_all = config.opt_out_all
+        self.opt_out_events = set(config.opt_out_events)
         self._busy = False
         self._again = False
         self._waiters: list[Deferred] = []
@@ -89,15 +93,18 @@ class Home:
 
     def flex_if_changed(self) -> wire.Flex | None:
         """A new bid when the offers changed since the last one sent."""
-        offers = self.offers()
-        if offers == self.last_offers:
+        if (self.offers(), self.opted_out()) == self.last_offers:
             return None
         return self.new_flex()
 
     def new_flex(self) -> wire.Flex:
-        self.last_offers = self.offers()
+        offers, opted_out = self.last_offers = (self.offers(), self.opted_out())
         self.bid += 1
-        return wire.Flex(self.bid, self.last_offers)
+        return wire.Flex(self.bid, offers, opted_out)
+
+    def opted_out(self) -> bool:
+        """Whether the owner opted out of the event in progress (or of all)."""
+        return self.opt_out_all or (self.budget is not None and self.budget.event in self.opt_out_events)
 
     def commitment(self, round_number: int) -> wire.Commit:
         return wire.Commit(round_number, self.bid, self.drawn_w(), self.on_ids())
@@ -128,6 +135,11 @@ class Home:
             return self._after_current(budget.round)
         self.budget = ActiveBudget(budget.event, budget.budget_w, budget.end, budget.round)
         self._schedule_budget_end(budget.end - now)
+        if self.opted_out():
+            self.log.info("round {n} event {event}: budget {w:.0f} W, but the owner opted out of this event: loads"
+                          " run as set, and the aggregator counts them as fixed demand", n=budget.round,
+                          event=budget.event, w=budget.budget_w)
+            return self._after_current(budget.round)
         self.log.info("round {n} event {event}: budget {w:.0f} W until {end}", n=budget.round, event=budget.event,
                       w=budget.budget_w, end=wire.format_utc(budget.end))
         return self.reconcile().addCallback(lambda _: self.commitment(budget.round))
@@ -163,6 +175,27 @@ class Home:
         self._budget_end = None
 
     # ------------------------------------------------------------- owner
+
+    def opt_out(self, event: str | None = None) -> None:
+        """The owner opts out of ``event``, or of every event (manhole:
+        ``home.opt_out()``).  Loads go back to the owner's settings and the
+        next bid tells the aggregator."""
+        if event is None:
+            self.opt_out_all = True
+        else:
+            self.opt_out_events.add(event)
+        self.log.info("owner opted out of {which}: loads run as set during it", which=_events_named(event))
+        self.changed()
+
+    def opt_in(self, event: str | None = None) -> None:
+        """Undo ``opt_out`` for ``event``, or for every event."""
+        if event is None:
+            self.opt_out_all = False
+            self.opt_out_events.clear()
+        else:
+            self.opt_out_events.discard(event)
+        self.log.info("owner opted back in to {which}", which=_events_named(event))
+        self.changed()
 
     def set_desired(self, load_id: str, on: bool) -> None:
         """The owner switches a load (outside events it runs as set)."""
@@ -250,7 +283,7 @@ class Home:
     def targets(self) -> dict[str, bool]:
         """Which known loads should be on now."""
         known = [load for load in self.loads.values() if load.known]
-        if self.budget is None:
+        if self.budget is None or self.opted_out():
             return {load.id: load.desired for load in known}
         now = self.clock.seconds()
         unknown_w = sum(load.config.rated_w for load in self.loads.values() if not load.known)
@@ -275,7 +308,7 @@ class Home:
         # Switch on only what still fits: an off that failed keeps drawing.
         now = self.clock.seconds()
         targets = self.targets()
-        room = None if self.budget is None else self.budget.budget_w - self.drawn_w()
+        room = None if self.budget is None or self.opted_out() else self.budget.budget_w - self.drawn_w()
         ons = []
         for load in self.loads.values():
             if load.known and not load.on and targets.get(load.id) and load.can_switch(True, now):
@@ -347,6 +380,7 @@ class Home:
             "id": self.config.id,
             "aggregator_connected": self.uplink is not None and self.uplink.state == "active",
             "budget": None if self.budget is None else attrs.asdict(self.budget),
+            "opted_out": self.opted_out(),
             "bid": self.bid,
             "drawn_w": self.drawn_w(),
             "measured_w": self.measured_w(),
@@ -357,3 +391,7 @@ class Home:
                 for load in self.loads.values()
             },
         }
+
+
+def _events_named(event: str | None) -> str:
+    return "every event" if event is None else f"event {event}"

@@ -3,7 +3,9 @@
 A load is *on*, *off*, or *unknown* (its board is unreachable: the home must
 assume it draws its rated power).  Minimum on and off times bind every
 switch the home makes, whatever the budget; critical loads the owner wants
-on are never shed.
+on are never shed; a load its owner wants on that has been off for its
+maximum off time must come back on (a freezer, a heat pump in winter), and
+its minimum on time then holds it there.
 """
 
 import attrs
@@ -43,6 +45,11 @@ class Load:
     def can_switch(self, to_on: bool, now: float) -> bool:
         return self.on is not None and self.on != to_on and now >= self.allowed_at(to_on)
 
+    def due_on_at(self) -> float:
+        """When a shed load has been off its maximum time (inf: never)."""
+        limit = self.config.max_off_s
+        return self.last_switch + limit if limit is not None else float("inf")
+
     def mode(self, now: float) -> str:
         """What the aggregator may do with this load: must, may or off."""
         if self.on is None:
@@ -53,11 +60,14 @@ class Load:
             return "may" if self.desired else "off"
         if not self.desired or not self.can_switch(True, now):
             return "off"
-        return "must" if self.config.critical else "may"
+        return "must" if self.config.critical or now >= self.due_on_at() else "may"
 
     def next_change(self, now: float) -> float | None:
         """When this load's mode changes by time alone, if it will."""
         if self.on is None:
             return None
-        moment = self.allowed_at(not self.on)
-        return moment if moment > now else None
+        moments = [self.allowed_at(not self.on)]
+        if not self.on and self.desired:
+            moments.append(self.due_on_at())
+        future = [m for m in moments if now < m < float("inf")]
+        return min(future) if future else None

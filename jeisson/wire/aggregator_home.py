@@ -97,9 +97,16 @@ class Refused:
 
 @attrs.frozen
 class Flex:
+    """A home's bid: its loads, and whether its owner opted out of the event.
+
+    An opted-out home runs its loads as its owner set them; the aggregator
+    counts them as fixed demand.
+    """
+
     verb = "FLEX"
     bid: int
     loads: tuple[LoadOffer, ...]
+    opt_out: bool = False
 
 
 @attrs.frozen
@@ -278,7 +285,9 @@ def _from_body(verb: str, body: dict):
     if verb == "FLEX":
         offers = tuple(_offer(item, i) for i, item in enumerate(_list(body, "loads", verb, MAX_LOADS)))
         _unique([o.id for o in offers], "FLEX: loads")
-        return Flex(_int(body, "bid", verb), offers)
+        # Optional: version 1 homes that never opt out may leave it out.
+        opt_out = _bool(body.get("opt_out", False), "FLEX: 'opt_out'")
+        return Flex(_int(body, "bid", verb), offers, opt_out)
     if verb == "ACK":
         return Ack(_int(body, "bid", verb))
     if verb == "BUDGET":
@@ -343,6 +352,7 @@ def _to_body(message) -> dict:
     if isinstance(message, Flex):
         return {
             "bid": message.bid,
+            "opt_out": message.opt_out,
             "loads": [
                 {
                     "id": o.id,
