@@ -617,3 +617,29 @@ def test_an_opted_out_home_is_counted_as_fixed_demand(net):
     approx_budget(h2.budgets()[0], 1, 3000)
     approx_budget(h1.budgets()[0], 1, 1000)
     assert net.summary.within_limit
+
+
+# ------------------------------------------------------------ non-responders
+
+
+def test_a_home_silent_in_a_round_is_planned_as_fixed_until_heard_again(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND + TIMEOUT)  # h1 never commits its shed to 3000 W
+    [grant] = h2.budgets()
+    approx_budget(grant, 1, 1000)  # what the limit leaves beside h1's 4000 W
+    h2.commit(1, 0, on=())
+    assert net.summary.number == 1 and net.aggregator.homes["h1"].unresponsive
+    h2.take()
+    # Round 2 follows at once: h1 is fixed at its 4000 W, so h2 gets only what is left.
+    net.run_until(net.clock.seconds() + ROUND_DEBOUNCE_S)
+    assert [b.round for b in h1.budgets()] == [1], "no budget for a home that does not answer"
+    [again] = h2.budgets()
+    approx_budget(again, 2, 0)  # the ev's 2000 W do not fit the 1000 W beside h1
+    h2.commit(2, 0, on=())
+    assert "h1" not in net.summary.homes and net.summary.unknown_w == 4000
+    assert net.summary.within_limit
+    # h1 wakes up and bids: it takes part again.
+    with capturedLogs() as events:
+        h1.flex(load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, mode="off"))
+    assert not net.aggregator.homes["h1"].unresponsive
+    assert any("answers again" in e["log_format"] for e in events)

@@ -4,9 +4,10 @@
 reports, and the DR events.  While an event is active it runs rounds:
 
 1. *plan*: the latest flexibility of every connected home, minus the power of
-   homes that are known but not taking part (disconnected: counted at their
-   last known power, never at zero), gives each home a target budget of
-   whole loads, within the total limit and every feeder's;
+   homes that are known but not taking part (disconnected, or silent in a
+   round until heard from again: counted at their last known power, never
+   at zero), gives each home a target budget of whole loads, within the
+   total limit and every feeder's;
 2. *shed*: homes whose target is below their present draw get their budget
    first, and the round waits for their commitments (or ``round_timeout_s``);
 3. *grant*: the other homes get their target, capped by the headroom left
@@ -50,6 +51,9 @@ class HomeRecord:
     budget_w: float | None = None
     on: tuple[str, ...] = ()
     in_event: str | None = None
+    # Did not commit in time in a round: planned as fixed demand (at its
+    # cautious power) until it is heard from again with a FLEX or COMMIT.
+    unresponsive: bool = False
 
     @property
     def connected(self) -> bool:
@@ -207,6 +211,7 @@ class Aggregator:
                 self.log.info("home {home} opted back in", home=home_id)
         record.flex = flex
         record.offers = offers
+        self._heard_again(record)
         record.level_w = record.offers.on_w
         self.changed = True
         self.request_round("flexibility changed")
@@ -219,6 +224,7 @@ class Aggregator:
 
     def commit_received(self, home_id: str, commit: wire.Commit) -> None:
         record = self.homes[home_id]
+        self._heard_again(record)
         current = self.round
         if current is None or commit.round != current.number or home_id not in current.granted:
             if commit.round == self._round_number and self.round is None:
@@ -239,6 +245,12 @@ class Aggregator:
                 "home {home} committed {c:.0f} W above its budget {b:.0f} W (loads held on by their constraints)",
                 home=home_id, c=commit.committed_w, b=current.granted[home_id])
         self._maybe_advance()
+
+    def _heard_again(self, record: HomeRecord) -> None:
+        if record.unresponsive:
+            record.unresponsive = False
+            self.log.info("home {home} answers again; it takes part from the next round", home=record.id)
+            self.request_round("a home answers again")
 
     # ---------------------------------------------------------------- events
 
@@ -307,7 +319,8 @@ class Aggregator:
         if self._negotiating_since is None:
             self._negotiating_since = self.clock.seconds()
             self.negotiation_rounds = 0
-        participants = {h: r for h, r in self.homes.items() if r.connected and r.offers is not None}
+        participants = {h: r for h, r in self.homes.items()
+                        if r.connected and r.offers is not None and not r.unresponsive}
         away = {h: r.cautious_w(r.budget_w if r.in_event else None)
                 for h, r in self.homes.items() if h not in participants}
         unknown_w = sum(away.values())
@@ -373,7 +386,12 @@ class Aggregator:
                           n=current.number, home=home_id, t=self.config.round_timeout_s,
                           w=self.homes[home_id].cautious_w(current.granted[home_id]))
         current.late |= current.waiting
+        for home_id in current.waiting:
+            self.homes[home_id].unresponsive = True
         current.waiting = set()
+        # The others can make up for what the late homes did not shed: in a
+        # round that counts those homes as they stand.
+        self._pending_after_round = True
         self._maybe_advance()
 
     def _maybe_advance(self) -> None:

@@ -1,0 +1,359 @@
+"""The whole system in one process: real sessions over in-memory links.
+
+An aggregator, its homes and their actuator boards run their real cores and
+their real per-link sessions (``HomeSession``, ``UplinkSession``,
+``BoardSession``, ``ActuatorSession``) on one ``task.Clock``; only the
+sockets are replaced, by ``Network``: every line waits in a queue until the
+simulation delivers it.  That makes whole negotiations of thousands of homes
+run in seconds and exactly reproducibly, and it lets a test (or the
+researcher's own script) deliver lines late, out of order across links, or
+twice, cut links, and restart homes.
+
+``random_fleet`` builds ini files for a random but realistic fleet; the
+quality benchmark and the safety property tests both run on it.
+"""
+
+import heapq
+import itertools
+import random
+from collections import deque
+
+import attrs
+import numpy as np
+from twisted.internet.base import DelayedCall
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+
+from jeisson.actuator import config as actuator_config
+from jeisson.actuator.board import Board
+from jeisson.actuator.session import ActuatorSession
+from jeisson.aggregator import config as aggregator_config
+from jeisson.aggregator.core import Aggregator
+from jeisson.aggregator.session import HomeSession
+from jeisson.home import config as home_config
+from jeisson.home.boards import BoardSession
+from jeisson.home.core import Home
+from jeisson.home.uplink import UplinkSession
+
+
+class SimClock:
+    """An ``IReactorTime`` on a heap, for thousands of timers.
+
+    ``task.Clock`` sorts all its calls on every ``callLater`` and ``reset``;
+    with a heartbeat per link reset on every line, that is quadratic at a
+    thousand homes.  Here a reset pushes a new heap entry and the old one is
+    skipped when it surfaces.  Calls run at exactly their time.
+    """
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+        self._heap: list = []
+        self._order = itertools.count()
+
+    def seconds(self) -> float:
+        return self.now
+
+    def callLater(self, delay, f, *args, **kw) -> DelayedCall:  # noqa: N802 (IReactorTime)
+        call = DelayedCall(self.now + delay, f, args, kw, lambda c: None, self._push, seconds=self.seconds)
+        self._push(call)
+        return call
+
+    def _push(self, call: DelayedCall) -> None:
+        heapq.heappush(self._heap, (call.getTime(), next(self._order), call))
+
+    def getDelayedCalls(self) -> list[DelayedCall]:  # noqa: N802 (IReactorTime)
+        return list({id(c): c for _, _, c in self._heap if c.active()}.values())
+
+    def next_time(self) -> float | None:
+        """When the next live call is due, dropping cancelled and moved entries."""
+        heap = self._heap
+        while heap:
+            moment, _, call = heap[0]
+            if call.active() and call.getTime() == moment:
+                return moment
+            heapq.heappop(heap)
+        return None
+
+    def run_due(self) -> bool:
+        """Run the first call due now, if any."""
+        moment = self.next_time()
+        if moment is None or moment > self.now:
+            return False
+        _, _, call = heapq.heappop(self._heap)
+        call.called = 1
+        call.func(*call.args, **call.kw)
+        return True
+
+    def advance(self, amount: float) -> None:
+        target = self.now + amount
+        while (moment := self.next_time()) is not None and moment <= target:
+            self.now = max(self.now, moment)
+            self.run_due()
+        self.now = target
+
+
+class LinkEnd:
+    """One end of an in-memory link: the wire interface of ``jeisson.link``."""
+
+    def __init__(self, network: "Network", peer: str):
+        self.network = network
+        self.peer = peer
+        self.session = None
+        self.other: LinkEnd | None = None
+        self.closed = False
+
+    def send_line(self, data: bytes) -> None:
+        if not self.closed:
+            self.network.queue.append((self.other, data.rstrip(b"\n")))
+
+    def close(self) -> None:
+        self.network.cut(self)
+
+    abort = close
+
+
+class Network:
+    """Links whose lines wait in one queue, delivered in order by default."""
+
+    def __init__(self):
+        self.queue: deque = deque()  # (receiving end, line) or (end, None) for a lost connection
+        self.delivered = 0
+        self.held: set[LinkEnd] = set()  # ends whose lines wait: a peer that does not answer
+
+    def pair(self, a_peer: str, b_peer: str) -> tuple[LinkEnd, LinkEnd]:
+        a, b = LinkEnd(self, a_peer), LinkEnd(self, b_peer)
+        a.other, b.other = b, a
+        return a, b
+
+    def cut(self, end: LinkEnd) -> None:
+        """Close the link of ``end``: both sessions hear so, after what is queued."""
+        for side in (end, end.other):
+            if not side.closed:
+                side.closed = True
+                self.queue.append((side, None))
+
+    def deliver(self, index: int = 0, again: bool = False) -> None:
+        """Deliver the ``index``-th waiting item (``again``: and keep it queued,
+        so it arrives twice)."""
+        end, line = self.queue[index]
+        if not again:
+            del self.queue[index]
+        if end.session is None:
+            return
+        if line is None:
+            end.session.connection_lost(Failure(ConnectionLost("the simulated link was cut")))
+            return
+        # A link already closed at this end drops what was still in flight.
+        if end.closed and end.other is not None and not end.other.closed:
+            return
+        self.delivered += 1
+        end.session.line_received(line)
+
+    def deliver_all(self, limit: int = 10_000_000) -> None:
+        """Deliver until only lines for held ends wait (they keep their order)."""
+        if not self.held:
+            while self.queue and limit:
+                self.deliver()
+                limit -= 1
+            return
+        waiting = deque()
+        while self.queue and limit:
+            item = self.queue[0]
+            if item[0] in self.held:
+                waiting.append(self.queue.popleft())
+                continue
+            self.deliver()
+            limit -= 1
+        self.queue.extendleft(reversed(waiting))
+
+    def first_for(self, end: "LinkEnd") -> int | None:
+        """The queue index of the next item for ``end`` (lines of one link stay in order)."""
+        for index, (receiver, _) in enumerate(self.queue):
+            if receiver is end:
+                return index
+        return None
+
+
+@attrs.define
+class RecordingBoard(Board):
+    """A board that keeps every relay switch it makes, for whoever studies
+    the run: ``(time, relay number, on, by its failsafe)``."""
+
+    switch_log: list = attrs.Factory(list)
+
+    def _apply(self, relay, on: bool) -> None:
+        super()._apply(relay, on)
+        self.switch_log.append((self.clock.seconds(), relay.config.number, on, self.in_failsafe))
+
+
+@attrs.define
+class SimHome:
+    config: home_config.HomeConfig
+    board_configs: dict[str, actuator_config.ActuatorConfig]
+    core: Home | None = None
+    boards: dict[str, RecordingBoard] = attrs.Factory(dict)
+    uplink: LinkEnd | None = None
+    board_links: dict[str, LinkEnd] = attrs.Factory(dict)
+
+
+class Simulation:
+    """An aggregator and its homes, each home with its boards, on ``clock``."""
+
+    def __init__(self, aggregator_ini: str, homes: dict[str, tuple[str, list[str]]], clock: SimClock | None = None):
+        self.clock = clock or SimClock()
+        self.network = Network()
+        self.aggregator = Aggregator(aggregator_config.config_from_string(aggregator_ini, "aggregator.ini",
+                                                                          now=self.clock.seconds()), self.clock)
+        self.homes: dict[str, SimHome] = {}
+        for home_id, (home_ini, board_inis) in homes.items():
+            boards = [actuator_config.config_from_string(text, f"{home_id}-board.ini") for text in board_inis]
+            self.homes[home_id] = SimHome(home_config.config_from_string(home_ini, f"{home_id}.ini"),
+                                          {b.id: b for b in boards})
+        self.aggregator.start()
+        for home_id in self.homes:
+            self.start_home(home_id)
+
+    # ------------------------------------------------------------ topology
+
+    def start_home(self, home_id: str) -> None:
+        """Power the home up: its core, its boards' links, and its uplink."""
+        sim = self.homes[home_id]
+        sim.core = Home(sim.config, self.clock)
+        for board_id, config in sim.board_configs.items():
+            if board_id not in sim.boards:
+                board = sim.boards[board_id] = RecordingBoard.from_config(config, self.clock)
+                board.start()
+            self.connect_board(home_id, board_id)
+        self.connect(home_id)
+
+    def restart_home(self, home_id: str) -> None:
+        """The home's process restarts: its links drop and come back; its
+        boards keep their relays (and their failsafe timers)."""
+        sim = self.homes[home_id]
+        for link in [sim.uplink, *sim.board_links.values()]:
+            if link is not None and not link.closed:
+                link.close()
+        self.network.deliver_all()
+        sim.core.stop()
+        self.start_home(home_id)
+
+    def connect(self, home_id: str) -> None:
+        sim = self.homes[home_id]
+        aggregator_end, home_end = self.network.pair(f"sim:{home_id}", "sim:aggregator")
+        aggregator_end.session = HomeSession(self.aggregator, aggregator_end)
+        home_end.session = UplinkSession(sim.core, home_end)
+        sim.uplink = home_end
+
+    def disconnect(self, home_id: str) -> None:
+        link = self.homes[home_id].uplink
+        if link is not None and not link.closed:
+            link.close()
+
+    def connect_board(self, home_id: str, board_id: str) -> None:
+        sim = self.homes[home_id]
+        home_end, board_end = self.network.pair(f"sim:{board_id}", f"sim:{home_id}")
+        home_end.session = BoardSession(sim.core, home_end)
+        board_end.session = ActuatorSession(board_end, sim.boards[board_id])
+        board_end.session.start()
+        sim.board_links[board_id] = home_end
+
+    # ---------------------------------------------------------------- time
+
+    def settle(self) -> None:
+        """Deliver every line, and every line those cause."""
+        self.network.deliver_all()
+
+    def run_until(self, moment: float) -> None:
+        """Advance to ``moment``: each timer runs at its own time, and the
+        lines it causes are delivered before the next timer runs."""
+        self.settle()
+        clock = self.clock
+        while (due := clock.next_time()) is not None and due <= moment:
+            clock.now = max(clock.now, due)
+            clock.run_due()
+            self.settle()
+        clock.now = max(clock.now, moment)
+
+    # --------------------------------------------------------------- views
+
+    def relays_w(self, home_id: str) -> float:
+        """What a home's closed relays draw, at each load's rated power."""
+        sim = self.homes[home_id]
+        total = 0.0
+        for load in sim.config.loads.values():
+            if sim.boards[load.actuator].relays[load.relay - 1].on:
+                total += load.rated_w
+        return total
+
+    def value_served(self) -> float:
+        """Priority x rated power of every load whose relay is closed."""
+        total = 0.0
+        for sim in self.homes.values():
+            for load in sim.config.loads.values():
+                if sim.boards[load.actuator].relays[load.relay - 1].on:
+                    total += load.priority * load.rated_w
+        return total
+
+
+# ------------------------------------------------------------------ fleets
+
+
+def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction: float = 0.6,
+                 event_start_s: float = 60.0, event_end_s: float = 3600.0, feeders: int = 0,
+                 feeder_fraction: float = 0.55, heartbeat_s: int = 30) -> tuple[str, dict]:
+    """Ini files for a random, realistic fleet: ``(aggregator_ini, homes)``.
+
+    Each home has one board per eight loads of 0.1 to 5 kW, with priorities
+    1 to 10; about one load in ten is critical, one in five is held on by a
+    long minimum on time when the event starts, one in ten is off because
+    its owner wants it so.  The event's limit is ``limit_fraction`` of what
+    the owners want on; with ``feeders``, homes are spread over that many
+    feeders, each limited to ``feeder_fraction`` of its homes' demand.
+    """
+    rng = random.Random(seed)
+    fleet = {}
+    demand = {}
+    for h in range(homes):
+        home_id = f"h{h:05d}"
+        boards = (loads_per_home + 7) // 8
+        home_ini = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = tcp:127.0.0.1:7700\n"
+                    f"actuators = tcp:0\nheartbeat_s = {heartbeat_s}\nmeasure_period_s = 600\n"]
+        board_inis = []
+        wanted_w = 0.0
+        for b in range(boards):
+            board_id = f"{home_id}-{b}"
+            relays = min(8, loads_per_home - 8 * b)
+            home_ini.append(f"[actuator:{board_id}]\nrelays = {relays}\n")
+            board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = "
+                     f"{4 * heartbeat_s}\nnoise = 0\nseed = {seed}\n"]
+            for r in range(1, relays + 1):
+                rated = round(rng.uniform(100, 5000))
+                kind = rng.random()
+                critical = kind < 0.1
+                desired = not (0.1 <= kind < 0.2)
+                held = 0.2 <= kind < 0.4
+                min_on = 2 * event_start_s if held else rng.choice((0, 0, 30, 60))
+                min_off = rng.choice((0, 30, 60))
+                home_ini.append(
+                    f"[load:l{b}{r}]\nactuator = {board_id}\nrelay = {r}\nrated_w = {rated}\n"
+                    f"priority = {rng.randint(1, 10)}\ncritical = {'yes' if critical else 'no'}\n"
+                    f"min_on_s = {min_on}\nmin_off_s = {min_off}\ndesired = {'on' if desired else 'off'}\n")
+                board.append(f"[relay:{r}]\nload_w = {rated}\ninitial = {'on' if desired else 'off'}\n"
+                             f"safe_state = {'on' if critical else 'off'}\nmin_interval_s = 0\n")
+                if desired:
+                    wanted_w += rated
+            board_inis.append("".join(board))
+        fleet[home_id] = ("".join(home_ini), board_inis)
+        demand[home_id] = wanted_w
+    limit_kw = limit_fraction * sum(demand.values()) / 1000
+    aggregator_ini = [f"[aggregator]\nlisten = tcp:0\nheartbeat_s = {heartbeat_s}\nround_period_s = 300\n"
+                      f"round_timeout_s = 10\nconverge_s = 120\n"]
+    aggregator_ini += [f"[home:{h}]\nsecret = s-{h}\n" for h in fleet]
+    if feeders:
+        members = np.array_split(np.array(sorted(fleet)), feeders)
+        for f, group in enumerate(members):
+            group_kw = feeder_fraction * sum(demand[h] for h in group) / 1000
+            aggregator_ini.append(f"[feeder:f{f}]\nlimit_kw = {group_kw:.3f}\nhomes = {', '.join(group)}\n")
+    aggregator_ini.append(f"[event:peak]\nlimit_kw = {limit_kw:.3f}\nstart = +{event_start_s:g}\n"
+                          f"end = +{event_end_s:g}\n")
+    return "".join(aggregator_ini), fleet
