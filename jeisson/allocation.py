@@ -99,7 +99,13 @@ def allocate(rated, value, low, high, limit_w: float, group=None, group_limit_w=
     class_group = classes // levels.size
     class_worth = levels[classes % levels.size]
     capacity = np.bincount(class_of, weights=rated[flexible], minlength=classes.size)
-    served = _solve(class_worth, capacity, class_group, p.room, p.group_room)
+    # Handing class power back to loads sums thousands of powers in floating
+    # point (a cumulative sum errs by at most n x eps x its total); solving
+    # for that much less than each room keeps the loads' sums within it
+    # (2.5 mW at 80,000 loads and 140 MW, nothing at a few loads).
+    margin = flexible.size * np.finfo(float).eps * float(capacity.sum())
+    served = _solve(class_worth, capacity, class_group, max(p.room - margin, 0.0),
+                    np.maximum(p.group_room - margin, 0.0))
     if served is None:
         return Allocation(low.copy(), False)
     # Within a class, loads in index order: a prefix whole, the next in part.

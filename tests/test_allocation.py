@@ -279,3 +279,23 @@ def test_whole_loads_fill_what_the_fractional_load_leaves():
     result = whole_loads(rated, value, [0, 0, 0], [1, 1, 1], relaxed.share, 3000)
     # The 4000 W load cannot run in part: the 900 W one takes the room.
     assert list(result.share) == [1, 0, 1]
+
+
+def test_allocate_keeps_every_feeder_within_its_limit_at_scale():
+    # Tens of thousands of loads: the sums handing class power back to loads
+    # must not round any feeder over its limit.
+    rng = np.random.default_rng(7)
+    n = 40_000
+    rated = rng.uniform(100, 5000, n)
+    value = rng.integers(1, 101, n) * rated
+    kind = rng.random(n)
+    low, high = (kind < 0.1).astype(float), (kind < 0.9).astype(float)
+    group = rng.integers(0, 50, n)
+    group_limit = 0.55 * np.bincount(group, weights=rated * high, minlength=50)
+    limit = float(rated @ low + 0.6 * rated @ (high - low))
+    result = allocate(rated, value, low, high, limit, group, group_limit)
+    assert result.feasible
+    assert within_every_limit(rated, result.share, limit, group, group_limit)
+    whole = whole_loads(rated, value, low, high, result.share, limit, group, group_limit)
+    assert within_every_limit(rated, whole.share, limit, group, group_limit)
+    assert float(value @ whole.share) >= 0.999 * float(value @ result.share)
