@@ -4,8 +4,9 @@ A ``RuleBasedStateMachine`` drives an aggregator, three homes and their
 boards (``jeisson.simulation``: the real cores and sessions over in-memory
 links, on a simulated clock) through time passing, lines delivered out of
 order across links or twice, homes that stop answering, links cut and
-restored, home restarts, owners switching loads and opting out, and two
-overlapping events with a feeder.  After every step it checks:
+restored, home restarts, owners switching loads and opting out, two
+overlapping events with a feeder, and an operator adding, changing and
+cancelling a third event while it all runs.  After every step it checks:
 
 - every round whose plan was feasible, and in which every home committed,
   none above its budget (constraints can force that, and the round logs
@@ -86,6 +87,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.sim = Simulation(AGGREGATOR, {h: home_ini(h) for h in HOMES})
         self.sim.settle()
         self.checked_round = None
+        self.live_version = 0
         self.seen: dict[str, int] = {}  # board id -> switches checked
         self.last_switch: dict[tuple[str, int], float] = {}
 
@@ -135,6 +137,22 @@ class SafetyMachine(RuleBasedStateMachine):
     def owner_opts(self, home, out):
         core = self.sim.homes[home].core
         core.opt_out() if out else core.opt_in()
+        self.sim.settle()
+
+    @rule(limit_kw=st.sampled_from([1.0, 2.5, 4.0, 7.0]), starts_in=st.sampled_from([-5.0, 0.0, 10.0, 60.0]),
+          lasts=st.sampled_from([15.0, 90.0, 300.0]), window=st.sampled_from([0.0, 20.0]))
+    def operator_sets_the_live_event(self, limit_kw, starts_in, lasts, window):
+        """Adds the event "live", or changes it (a new version)."""
+        now = self.sim.clock.seconds()
+        self.live_version += 1
+        self.sim.aggregator.add_event("live", limit_kw, now + starts_in, now + starts_in + lasts,
+                                      version=self.live_version, start_window_s=window, end_window_s=window)
+        self.sim.settle()
+
+    @rule()
+    def operator_cancels_the_live_event(self):
+        self.live_version += 1
+        self.sim.aggregator.cancel_event("live", self.live_version)
         self.sim.settle()
 
     @rule(home=st.sampled_from(HOMES), twice=st.booleans(), to_home=st.booleans())

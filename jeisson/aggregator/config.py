@@ -27,8 +27,11 @@
     passwd = manhole.passwd
 """
 
+import os
+
 import attrs
 
+from jeisson.aggregator.events import Event, event_from_section
 from jeisson.config import IniFile, wall_clock
 from jeisson.manhole import ManholeConfig, read_manhole
 
@@ -37,19 +40,6 @@ from jeisson.manhole import ManholeConfig, read_manhole
 class HomeEntry:
     id: str
     secret: str
-
-
-@attrs.frozen
-class Event:
-    """A capacity limit (W) over a window [start, end) in UTC epoch seconds."""
-
-    id: str
-    limit_w: float
-    start: float
-    end: float
-
-    def active(self, now: float) -> bool:
-        return self.start <= now < self.end
 
 
 @attrs.frozen
@@ -73,6 +63,9 @@ class AggregatorConfig:
     manhole: ManholeConfig | None = None
     feeders: tuple[Feeder, ...] = ()
     converge_s: float = 20.0
+    events_file: str | None = None
+    events_poll_s: float = 2.0
+    seed: int | None = None  # for the homes' randomised start and restore times
 
 
 def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
@@ -87,6 +80,11 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
     # the negotiation began; then rounds come on the period again.
     converge_s = ini.number(section, "converge_s", 20.0, low=0, high=86400)
     status_file = ini.raw(section, "status_file", None) or None
+    events_file = ini.raw(section, "events_file", None) or None
+    if events_file is not None and not os.path.isabs(events_file) and os.path.isabs(ini.source):
+        events_file = os.path.join(os.path.dirname(ini.source), events_file)
+    events_poll_s = ini.number(section, "events_poll_s", 2.0, low=0.1, high=3600)
+    seed = ini.number(section, "seed", None, integer=True) if ini.raw(section, "seed", "") != "" else None
     homes = {}
     for name, home_id in ini.sections("home"):
         homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"))
@@ -108,12 +106,11 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         feeders.append(Feeder(feeder_id, limit_kw * 1000.0, tuple(members)))
     events = []
     for name, event_id in ini.sections("event"):
-        limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
-        start = ini.time(name, "start", now)
-        end = ini.time(name, "end", now)
-        if end <= start:
-            raise ini.error(name, "end", "the event must end after it starts")
-        events.append(Event(event_id, limit_kw * 1000.0, start, end))
+        offer = event_from_section(ini, name, event_id, now)
+        if offer.cancelled:
+            raise ini.error(name, "cancelled", "an event in the config cannot be cancelled: remove it, or cancel "
+                                               "it in the events file")
+        events.append(offer.event)
     manhole = read_manhole(ini)
     ini.check_unknown()
     return AggregatorConfig(
@@ -127,6 +124,9 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         manhole=manhole,
         feeders=tuple(feeders),
         converge_s=converge_s,
+        events_file=events_file,
+        events_poll_s=events_poll_s,
+        seed=seed,
     )
 
 

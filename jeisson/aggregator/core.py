@@ -23,12 +23,16 @@ change.  When the last active event ends, every home in it gets
 ``RELEASE``.  Sessions reach the wire only through ``HomeSession.send``.
 """
 
+import random
+
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from jeisson.aggregator import events as event_rules
 from jeisson.aggregator import negotiation
-from jeisson.aggregator.config import AggregatorConfig, Event
+from jeisson.aggregator.config import AggregatorConfig
+from jeisson.aggregator.events import Event, EventBook, Offer
 from jeisson.aggregator.negotiation import Grid, Offers
 from jeisson.wire import aggregator_home as wire
 
@@ -83,6 +87,7 @@ class Round:
     committed: dict[str, wire.Commit] = attrs.Factory(dict)
     late: set[str] = attrs.Factory(set)
     timeout: object = None
+    scheduled: list = attrs.Factory(list)  # budgets waiting for their home's start
 
 
 @attrs.frozen
@@ -114,7 +119,14 @@ class Aggregator:
         self.homes = {h.id: HomeRecord(h.id, h.secret) for h in config.homes.values()}
         self.grid = Grid(tuple(f.id for f in config.feeders), tuple(f.limit_w for f in config.feeders),
                          {home: i for i, f in enumerate(config.feeders) for home in f.homes})
-        self.events = list(config.events)
+        self.book = EventBook()
+        # Draws for each home's own start and restore within an event's
+        # randomisation windows; seeded from the config to replay a run.
+        self.rng = random.Random(config.seed)
+        self._draws: dict[tuple[str, str], tuple[float, float]] = {}
+        self._releases: dict[str, object] = {}  # home -> its scheduled RELEASE
+        self._boundary_call = None
+        self._running = False
         self.round: Round | None = None
         self.rounds_run = 0
         self.last_round: RoundSummary | None = None
@@ -122,7 +134,6 @@ class Aggregator:
         self._round_number = 0
         self._pending_call = None
         self._pending_after_round = False
-        self._timers: list = []
         # The negotiation under way: when it began, and its rounds so far.
         self._negotiating_since: float | None = None
         self.negotiation_rounds = 0
@@ -133,33 +144,111 @@ class Aggregator:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        now = self.clock.seconds()
-        for event in self.events:
-            for moment in (event.start, event.end):
-                if moment > now:
-                    self._timers.append(self.clock.callLater(moment - now, self._event_boundary))
-            if event.end <= now:
-                self.log.warn("event {event} ended before start-up ({end}); ignored",
-                              event=event.id, end=wire.format_utc(event.end))
+        for event in self.config.events:
+            self.offer_event(Offer(event), "the config")
+        self._running = True
         self._event_boundary()
 
     def stop(self) -> None:
-        for call in self._timers + [self._pending_call]:
+        for call in [self._boundary_call, self._pending_call, *self._releases.values()]:
             if call is not None and call.active():
                 call.cancel()
-        self._timers = []
+        self._boundary_call = None
+        self._releases = {}
         self._pending_call = None
+        self._running = False
         # Stopped: no event is ours to negotiate any more.
         self.current_event = None
         if self.round is not None and self.round.timeout is not None and self.round.timeout.active():
             self.round.timeout.cancel()
         self.round = None
 
+    @property
+    def events(self) -> list[Event]:
+        return list(self.book)
+
     def active_event(self) -> Event | None:
-        """The binding event now: among the active ones, the lowest limit."""
+        """The binding event now: among those in force (from the start of
+        their start window), the lowest limit."""
         now = self.clock.seconds()
-        active = [e for e in self.events if e.active(now)]
+        active = self.book.active(now)
         return min(active, key=lambda e: e.limit_w) if active else None
+
+    # --------------------------------------------------------- live events
+
+    def offer_event(self, offer: Offer, source: str) -> event_rules.Outcome:
+        """Add, change or cancel an event while running (events file, manhole)."""
+        event = offer.event
+        outcome = self.book.offer(offer, self.clock.seconds())
+        if outcome.verdict == event_rules.REFUSED:
+            self.log.warn("event {event} version {version} from {source} refused: {why}", event=event.id,
+                          version=event.version, source=source, why=outcome.detail)
+        elif outcome.verdict == event_rules.DUPLICATE:
+            self.log.debug("event {event} version {version} from {source}: a duplicate, no change",
+                           event=event.id, version=event.version, source=source)
+        elif outcome.verdict == event_rules.CANCELLED:
+            self.log.info("event {event} cancelled by {source} ({why})", event=event.id, source=source,
+                          why=outcome.detail)
+        else:
+            self.log.info("event {event} {verdict} from {source}: limit {limit:.0f} W from {start} to {end}"
+                          "{windows}{why}", event=event.id, verdict=outcome.verdict, source=source,
+                          limit=event.limit_w, start=wire.format_utc(event.start), end=wire.format_utc(event.end),
+                          windows=f" (homes start within {event.start_window_s:g} s before it, restore within "
+                                  f"{event.end_window_s:g} s after)" if event.start_window_s or event.end_window_s
+                          else "", why=f"; {outcome.detail}" if outcome.detail else "")
+        if outcome.changed:
+            self.changed = True
+            if self._running:
+                # The binding event may have changed now.
+                self._event_boundary()
+        return outcome
+
+    def add_event(self, event_id: str, limit_kw: float, start, end, version: int = 1,
+                  start_window_s: float = 0.0, end_window_s: float = 0.0) -> str:
+        """For the manhole: ``aggregator.add_event("gala", 8, "+60", "+1800")``.
+        ``start`` and ``end``: UTC (``2026-11-23T18:00:00Z``), ``+SECONDS``
+        from now, or epoch seconds."""
+        now = self.clock.seconds()
+        event = Event(event_id, float(limit_kw) * 1000.0, _moment(start, now), _moment(end, now), int(version),
+                      float(start_window_s), float(end_window_s))
+        if not wire.ID_PATTERN.match(event_id) or event.end <= event.start or event.limit_w < 0:
+            return f"refused: check the id, the limit and that the end is after the start ({event})"
+        outcome = self.offer_event(Offer(event), "the manhole")
+        return f"{outcome.verdict}: {outcome.detail}" if outcome.detail else outcome.verdict
+
+    def cancel_event(self, event_id: str, version: int | None = None) -> str:
+        """For the manhole: ``aggregator.cancel_event("gala")`` (the next version)."""
+        known = self.book.events.get(event_id)
+        if version is None:
+            version = (known.version if known is not None else self.book.cancelled.get(event_id, 0)) + 1
+        now = self.clock.seconds()
+        outcome = self.offer_event(Offer(Event(event_id, 0.0, now, now, version), cancelled=True), "the manhole")
+        return f"{outcome.verdict}: {outcome.detail}"
+
+    def _schedule_boundary(self) -> None:
+        now = self.clock.seconds()
+        moment = self.book.next_boundary(now)
+        call = self._boundary_call
+        if call is not None and call.active():
+            if moment is not None and call.getTime() == moment:
+                return
+            call.cancel()
+        self._boundary_call = None if moment is None else self.clock.callLater(moment - now, self._event_boundary)
+
+    def _draw(self, event: Event, home_id: str) -> tuple[float, float]:
+        key = (event.id, home_id)
+        if key not in self._draws:
+            self._draws[key] = (self.rng.random(), self.rng.random())
+        return self._draws[key]
+
+    def _home_start(self, event: Event, home_id: str) -> float:
+        """When this home sheds for ``event``: uniformly within its start window."""
+        return event.start - event.start_window_s * (1.0 - self._draw(event, home_id)[0])
+
+    def _home_restore(self, event: Event, home_id: str) -> float:
+        """When this home restores: the end of the chain of events, plus its
+        own draw within the end window."""
+        return self.book.chain_end(event) + event.end_window_s * self._draw(event, home_id)[1]
 
     # -------------------------------------------------------------- sessions
 
@@ -255,6 +344,7 @@ class Aggregator:
     # ---------------------------------------------------------------- events
 
     def _event_boundary(self) -> None:
+        self._schedule_boundary()
         event = self.active_event()
         previous = self.current_event
         self.current_event = event
@@ -275,19 +365,39 @@ class Aggregator:
             self.request_round("event boundary")
 
     def _release(self, event: Event) -> None:
+        """The event is over: each home is released at its own restore time."""
         if self.round is not None:
             self._abandon_round()
         self._round_number += 1
-        released = []
+        now = self.clock.seconds()
+        released, later = [], []
         for record in self.homes.values():
-            if record.in_event is not None:
-                record.in_event = None
-                record.budget_w = None
-                if record.session is not None:
-                    record.session.send(wire.Release(self._round_number, event.id))
-                    released.append(record.id)
-        self.log.info("event {event} ended; released homes: {homes}", event=event.id,
-                      homes=", ".join(released) or "none")
+            if record.in_event is None:
+                continue
+            # From when it really ended: a cancelled event restores from now.
+            at = min(event.end, now) + event.end_window_s * self._draw(event, record.id)[1]
+            if at > now:
+                self._releases[record.id] = self.clock.callLater(at - now, self._release_home, record.id, event,
+                                                                 self._round_number)
+                later.append(f"{record.id} at {wire.format_utc(at)}")
+            elif self._release_home(record.id, event, self._round_number):
+                released.append(record.id)
+        self.log.info("event {event} ended; released homes: {homes}{later}", event=event.id,
+                      homes=", ".join(released) or "none",
+                      later=f"; later, each at its own time: {', '.join(later)}" if later else "")
+
+    def _release_home(self, home_id: str, event: Event, round_number: int) -> bool:
+        self._releases.pop(home_id, None)
+        record = self.homes[home_id]
+        if record.in_event is None or self.current_event is not None:
+            return False
+        record.in_event = None
+        record.budget_w = None
+        self.changed = True
+        if record.session is None:
+            return False
+        record.session.send(wire.Release(round_number, event.id))
+        return True
 
     # ---------------------------------------------------------------- rounds
 
@@ -339,43 +449,42 @@ class Aggregator:
         shedding = {h: t for h, t in result.budgets.items() if t < self._level(h) - 1e-6}
         self._dispatch(shedding)
 
-    def _limited_until(self, event: Event) -> float:
-        """When the chain of events that ``event`` belongs to ends.
-
-        A home keeps its budget until then even if the aggregator is gone:
-        when overlapping or back-to-back events end one by one, holding the
-        lower budget a little longer is safe, restoring every load in
-        between is not (the aggregator keeps counting an absent home at its
-        last level until no event is active).
-        """
-        until = event.end
-        extended = True
-        while extended:
-            extended = False
-            for other in self.events:
-                if other.start <= until < other.end:
-                    until = other.end
-                    extended = True
-        return until
-
     def _level(self, home_id: str) -> float:
         record = self.homes[home_id]
         return record.level_w if record.level_w is not None else 0.0
 
     def _dispatch(self, budgets: dict[str, float]) -> None:
+        """Send each home its budget: at once, or, before the event's start,
+        at the home's own moment in the start window."""
         current = self.round
         current.granted.update(budgets)
         current.waiting = set(budgets)
+        now = self.clock.seconds()
+        last = now
         for home_id, budget in budgets.items():
-            record = self.homes[home_id]
-            record.budget_w = budget
-            record.in_event = current.event.id
-            record.session.send(wire.Budget(current.number, current.bids[home_id], current.event.id, budget,
-                                            self._limited_until(current.event)))
+            pending = self._releases.pop(home_id, None)
+            if pending is not None and pending.active():
+                pending.cancel()
+            at = self._home_start(current.event, home_id)
+            if at > now:
+                current.scheduled.append(self.clock.callLater(at - now, self._send_budget, current, home_id, budget))
+                last = max(last, at)
+            else:
+                self._send_budget(current, home_id, budget)
         if current.waiting:
-            current.timeout = self.clock.callLater(self.config.round_timeout_s, self._phase_timeout, current)
+            current.timeout = self.clock.callLater(last - now + self.config.round_timeout_s, self._phase_timeout,
+                                                   current)
         else:
             self._maybe_advance()
+
+    def _send_budget(self, current: Round, home_id: str, budget: float) -> None:
+        record = self.homes[home_id]
+        if current is not self.round or record.session is None:
+            return
+        record.budget_w = budget
+        record.in_event = current.event.id
+        record.session.send(wire.Budget(current.number, current.bids[home_id], current.event.id, budget,
+                                        self._home_restore(current.event, home_id)))
 
     def _phase_timeout(self, current: Round) -> None:
         if current is not self.round:
@@ -432,8 +541,9 @@ class Aggregator:
 
     def _abandon_round(self) -> None:
         current, self.round = self.round, None
-        if current.timeout is not None and current.timeout.active():
-            current.timeout.cancel()
+        for call in [current.timeout, *current.scheduled]:
+            if call is not None and call.active():
+                call.cancel()
 
     def _finish(self, current: Round) -> None:
         self.round = None
@@ -561,3 +671,13 @@ class Aggregator:
 
 def _watts(value) -> str:
     return "?" if value is None else f"{value:.0f}"
+
+
+def _moment(value, now: float) -> float:
+    """A manhole time: epoch seconds, ``+SECONDS`` from now, or UTC text."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if text.startswith("+"):
+        return now + float(text[1:])
+    return wire.parse_utc(text)

@@ -6,6 +6,7 @@ from twisted.logger import Logger
 
 from jeisson.aggregator.config import read_config
 from jeisson.aggregator.core import Aggregator
+from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.aggregator.session import HomeSession
 from jeisson.link import LineLinkFactory
 from jeisson.manhole import manhole_service
@@ -47,6 +48,8 @@ def makeService(options) -> MultiService:
     aggregator = Aggregator(config, reactor)
     top = MultiService()
     AggregatorService(aggregator).setServiceParent(top)
+    if config.events_file:
+        EventsFileWatcher(aggregator, config.events_file, config.events_poll_s, reactor).setServiceParent(top)
     strports.service(config.listen, home_factory(aggregator)).setServiceParent(top)
     if config.status_file:
         StatusFileService(aggregator, config.status_file, reactor).setServiceParent(top)

@@ -1,0 +1,82 @@
+"""The events file the aggregator watches (``[aggregator] events_file``).
+
+Every ``events_poll_s`` the file's modification time and size are compared
+with the last read; when they change, its ``[event:ID]`` sections are read
+(``events.events_from_text``) and each is offered to the aggregator, whose
+``EventBook`` adds, modifies, cancels or refuses it (unchanged sections are
+duplicates and change nothing).  A file that cannot be read or has an error
+is logged with the file, section and key, and the events already known stay
+as they are.  Removing a section does not cancel its event: say
+``cancelled = yes`` with a higher ``version``, so that a truncated or
+half-written file can never end an event by accident.
+"""
+
+import os
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from jeisson.aggregator.events import events_from_text
+from jeisson.config import ConfigError
+
+
+class EventsFileWatcher(Service):
+    log = Logger()
+
+    def __init__(self, aggregator, path: str, period_s: float, clock):
+        self.aggregator = aggregator
+        self.path = path
+        self.period_s = period_s
+        self.clock = clock
+        self._seen = None  # (mtime_ns, size) of the last read, good or bad
+        self._missing_logged = False
+        self._loop = None
+
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = self.clock
+        self._loop.start(self.period_s, now=True).addErrback(
+            lambda failure: self.log.failure("the events file watcher stopped", failure))
+
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def check(self) -> None:
+        # Caught here: an exception would stop the LoopingCall for good.
+        try:
+            self._check()
+        except Exception:
+            self.log.failure("reading the events file {path} failed", path=self.path)
+
+    def _check(self) -> None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if not self._missing_logged:
+                self.log.warn("events file {path} does not exist (yet); watching for it", path=self.path)
+                self._missing_logged = True
+            self._seen = None
+            return
+        self._missing_logged = False
+        signature = (stat.st_mtime_ns, stat.st_size)
+        if signature == self._seen:
+            return
+        self._seen = signature
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+            offers = events_from_text(text, self.path, stat.st_mtime)
+        except (OSError, UnicodeDecodeError) as e:
+            self.log.error("cannot read the events file {path}: {why}; the events stay as they were",
+                           path=self.path, why=e)
+            return
+        except ConfigError as e:
+            self.log.error("{error}; the events stay as they were", error=str(e))
+            return
+        self.log.info("events file {path} read: {n} event(s)", path=self.path, n=len(offers))
+        for offer in offers:
+            self.aggregator.offer_event(offer, f"events file {self.path}")
