@@ -92,6 +92,11 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         f.write(f"operator:{password}\n")
     aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
     _write(aggregator, os.path.join(workdir, "aggregator.ini"))
+    events_file = aggregator["aggregator"].get("events_file")
+    if events_file and os.path.exists(os.path.join(etc, events_file)):
+        # Next to the config, as the aggregator looks for it: edit it while
+        # the demo runs to add or change events live.
+        shutil.copy(os.path.join(etc, events_file), os.path.join(workdir, events_file))
     processes = [("aggregator", "jeisson-aggregator", os.path.join(workdir, "aggregator.ini"))]
     if os.path.exists(os.path.join(etc, "radio.ini")):
         # The simulated XBee network: its pseudo-terminals must exist before
