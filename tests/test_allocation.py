@@ -299,3 +299,20 @@ def test_allocate_keeps_every_feeder_within_its_limit_at_scale():
     whole = whole_loads(rated, value, low, high, result.share, limit, group, group_limit)
     assert within_every_limit(rated, whole.share, limit, group, group_limit)
     assert float(value @ whole.share) >= 0.999 * float(value @ result.share)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.floats(min_value=1, max_value=5000), st.integers(min_value=1, max_value=100)),
+                min_size=13, max_size=15), st.floats(min_value=0.2, max_value=0.8))
+def test_choose_with_more_loads_than_it_enumerates_uses_milp_and_finds_the_same_optimum(loads, fraction):
+    from jeisson.allocation import _ENUMERATE_UP_TO, _enumerate
+
+    rated = np.array([r for r, _ in loads])
+    value = rated * np.array([p for _, p in loads], dtype=float)
+    low, high = np.zeros(rated.size), np.ones(rated.size)
+    assert rated.size > _ENUMERATE_UP_TO
+    budget = fraction * float(rated.sum())
+    result = choose(rated, value, low, high, budget)
+    best = _enumerate(rated, value, low, np.arange(rated.size), budget)
+    assert result.served_w(rated) <= budget + TOLERANCE_W
+    assert close(float(value @ result.share), float(value @ best))

@@ -362,7 +362,9 @@ class Aggregator:
             self._abandon_round()
         if event is not None:
             self._held = False
-            self.request_round("event boundary")
+            # No burst to coalesce at a boundary, which is a known instant:
+            # the round starts at once.
+            self.request_round("event boundary", delay=0.0)
 
     def _release(self, event: Event) -> None:
         """The event is over: each home is released at its own restore time."""
@@ -401,7 +403,7 @@ class Aggregator:
 
     # ---------------------------------------------------------------- rounds
 
-    def request_round(self, reason: str) -> None:
+    def request_round(self, reason: str, delay: float = ROUND_DEBOUNCE_S) -> None:
         if self.current_event is None:
             return
         if self.round is not None:
@@ -410,15 +412,15 @@ class Aggregator:
         self.log.debug("round requested: {reason}", reason=reason)
         pending = self._pending_call
         if pending is None or not pending.active():
-            self._pending_call = self.clock.callLater(ROUND_DEBOUNCE_S, self.run_round)
-        elif self._held:
+            self._pending_call = self.clock.callLater(delay, self.run_round)
+        elif self._held and delay > 0:
             # The last negotiation did not settle in time: the next round
             # comes on the period, so homes that keep changing cannot
             # keep the others switching.
             return
-        elif pending.getTime() > self.clock.seconds() + ROUND_DEBOUNCE_S:
+        elif pending.getTime() > self.clock.seconds() + delay:
             # The next periodic round is far off: a change brings it forward.
-            pending.reset(ROUND_DEBOUNCE_S)
+            pending.reset(delay)
 
     def run_round(self) -> None:
         self._pending_call = None
