@@ -60,6 +60,15 @@ class LineLink(Protocol):
 
     def connectionMade(self):
         self.peer = self._peer or describe_peer(self.transport)
+        # Lines are small and answered at once: without TCP_NODELAY, a
+        # second line written before the first is acknowledged (FLEX then
+        # COMMIT) waits for the peer's delayed ACK, 40 ms on Linux.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass  # not a TCP socket after all (a UNIX socket, a pty)
         self.session = self._make_session(self)
 
     def dataReceived(self, data: bytes):

@@ -41,8 +41,10 @@ class SimClock:
 
     ``task.Clock`` sorts all its calls on every ``callLater`` and ``reset``;
     with a heartbeat per link reset on every line, that is quadratic at a
-    thousand homes.  Here a reset pushes a new heap entry and the old one is
-    skipped when it surfaces.  Calls run at exactly their time.
+    thousand homes.  Here a reset to an earlier time pushes a new heap entry
+    and the old one is skipped when it surfaces; a reset to a later time is
+    applied when the call surfaces, as Twisted's reactors do.  Calls run at
+    exactly their time.
     """
 
     def __init__(self, now: float = 0.0):
@@ -69,9 +71,18 @@ class SimClock:
         heap = self._heap
         while heap:
             moment, _, call = heap[0]
-            if call.active() and call.getTime() == moment:
+            if not call.active():
+                heapq.heappop(heap)
+            elif call.delayed_time:
+                # reset() to a later time is lazy (as in the reactors): move
+                # the call now that it surfaces.
+                heapq.heappop(heap)
+                call.activate_delay()
+                self._push(call)
+            elif call.time != moment:
+                heapq.heappop(heap)  # the old place of a call reset earlier
+            else:
                 return moment
-            heapq.heappop(heap)
         return None
 
     def run_due(self) -> bool:
@@ -143,9 +154,8 @@ class Network:
         if line is None:
             end.session.connection_lost(Failure(ConnectionLost("the simulated link was cut")))
             return
-        # A link already closed at this end drops what was still in flight.
-        if end.closed and end.other is not None and not end.other.closed:
-            return
+        # Lines in flight when a link is cut still arrive, before the loss
+        # (queued after them), as over TCP.
         self.delivered += 1
         end.session.line_received(line)
 

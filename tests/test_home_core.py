@@ -458,10 +458,23 @@ def test_a_budget_for_an_older_bid_commits_as_we_are_without_switching(rig):
     rig.settle()
     bid = rig.aggregator.bid
     switched = len(rig.switches())
-    round_number = rig.aggregator.budget(0.0, bid=bid - 1)
+    round_number = rig.aggregator.budget(5000.0, bid=bid - 1)
     rig.settle()
-    assert len(rig.switches()) == switched
+    assert len(rig.switches()) == switched, "a higher budget for an older bid is not acted on"
     assert rig.aggregator.commits()[-1] == aggregator_home.Commit(round_number, bid, 1050.0, ("x", "y", "fridge"))
+    assert rig.home.budget.budget_w == 1050.0
+
+
+def test_a_budget_for_an_older_bid_below_what_we_draw_is_still_a_cap(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    bid = rig.aggregator.bid
+    round_number = rig.aggregator.budget(600.0, bid=bid - 1)
+    rig.settle()
+    # The aggregator counts on this shed (safety first): x goes, the fridge stays.
+    assert rig.home.drawn_w() <= 600.0
+    commit = rig.aggregator.commits()[-1]
+    assert commit.round == round_number and commit.committed_w <= 600.0
 
 
 def test_release_restores_the_owners_settings(rig):

@@ -38,6 +38,9 @@ from jeisson.wire import aggregator_home as wire
 
 # Coalesce bursts of joins and reports into one round.
 ROUND_DEBOUNCE_S = 0.2
+# Above this many homes in a round, one line sums the round up instead of a
+# line per home (formatting them took most of a round's time at 1,000 homes).
+PER_HOME_LOG_LIMIT = 20
 
 
 @attrs.define(eq=False)
@@ -159,9 +162,9 @@ class Aggregator:
         self._running = False
         # Stopped: no event is ours to negotiate any more.
         self.current_event = None
-        if self.round is not None and self.round.timeout is not None and self.round.timeout.active():
-            self.round.timeout.cancel()
-        self.round = None
+        if self.round is not None:
+            # Its timeout and any budgets still waiting for their home's moment.
+            self._abandon_round()
 
     @property
     def events(self) -> list[Event]:
@@ -569,13 +572,18 @@ class Aggregator:
                 "on": list(on),
                 "off": [o.id for o in offers if o.id not in on],
             }
+            if len(current.targets) <= PER_HOME_LOG_LIMIT:
+                self.log.info(
+                    "round {n} event {event}: home {home}: demand {demand} W, budget {budget} W, committed"
+                    " {committed} W, on [{on}], off [{off}]",
+                    n=current.number, event=current.event.id, home=home_id,
+                    demand=_watts(homes[home_id]["demand_w"]), budget=_watts(homes[home_id]["budget_w"]),
+                    committed=_watts(homes[home_id]["committed_w"]), on=", ".join(homes[home_id]["on"]),
+                    off=", ".join(homes[home_id]["off"]))
+        if len(current.targets) > PER_HOME_LOG_LIMIT:
             self.log.info(
-                "round {n} event {event}: home {home}: demand {demand} W, budget {budget} W, committed {committed} W,"
-                " on [{on}], off [{off}]",
-                n=current.number, event=current.event.id, home=home_id,
-                demand=_watts(homes[home_id]["demand_w"]), budget=_watts(homes[home_id]["budget_w"]),
-                committed=_watts(homes[home_id]["committed_w"]), on=", ".join(homes[home_id]["on"]),
-                off=", ".join(homes[home_id]["off"]))
+                "round {n} event {event}: {count} homes, {late} of them late; per-home figures in the status file",
+                n=current.number, event=current.event.id, count=len(current.targets), late=len(unknown_homes))
         committed_total = sum(committed.values())
         unknown = current.unknown_w + sum(unknown_homes.values())
         feeder_committed = self.grid.sums(committed)

@@ -1,0 +1,407 @@
+"""Round latency over real sockets: ``python bench/round_latency.py --homes N``.
+
+One aggregator process (the real ``twistd jeisson-aggregator``) and N homes
+in a few helper processes, each home its real ``Home`` core and
+``UplinkSession`` on its own loopback TCP connection, each with one board
+(the real ``Board`` and ``ActuatorSession``, joined to its home in memory
+through the reactor).  Events are added live through the aggregator's
+events file; for each, the bench measures the **cycle**: from the event's
+start to the last home's ``COMMIT`` of the event's first round, which each
+home sends only after its board acknowledged every switch.  Before that, in
+the same run, the **floor**: the same number of bare Twisted connections,
+one line out to every connection and one line back.  Also: the
+aggregator's memory per home (RSS with all homes connected, less RSS
+before), and its CPU use while idle with all homes connected.
+
+Last line: ``homes=N cycle_p50_ms=... cycle_p99_ms=... floor_p50_ms=...
+ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+
+HERE = pathlib.Path(__file__).resolve()
+BIN = pathlib.Path(sys.executable).parent
+
+
+def utc(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port} after {seconds} s")
+
+
+def rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def home_id(i: int) -> str:
+    return f"h{i:05d}"
+
+
+def loads_of(i: int, loads: int) -> list[tuple[int, int]]:
+    rng = random.Random(i)
+    return [(rng.randint(100, 5000), rng.randint(1, 10)) for _ in range(loads)]
+
+
+# ------------------------------------------------------------ the helpers
+
+
+def run_homes(port: int, first: int, count: int, loads: int) -> None:
+    """A helper process: ``count`` homes, each on its own TCP connection."""
+    from twisted.internet import endpoints, reactor
+
+    from jeisson.actuator import config as actuator_config
+    from jeisson.actuator.board import Board
+    from jeisson.actuator.session import ActuatorSession
+    from jeisson.home import config as home_config
+    from jeisson.home.boards import BoardSession
+    from jeisson.home.core import Home
+    from jeisson.home.uplink import UplinkSession
+    from jeisson.link import LineLinkFactory
+    from jeisson.wire import aggregator_home as wire
+
+    welcomed = set()
+    commits: dict[str, list] = {}  # event -> [time of each home's first COMMIT]
+    committed: set = set()
+
+    class Pipe:
+        """One end of an in-process home <-> board link, delivered by the reactor."""
+
+        def __init__(self, peer):
+            self.peer = peer
+            self.other = None
+            self.session = None
+            self.closed = False
+
+        def send_line(self, data):
+            reactor.callLater(0, self.other.session.line_received, data.rstrip(b"\n"))
+
+        def close(self):
+            self.closed = True
+
+        abort = close
+
+    budgets: dict[str, list] = {}  # event -> [time each BUDGET arrived]
+
+    class MeasuredUplink(UplinkSession):
+        def _on_budget(self, budget):
+            budgets.setdefault(budget.event, []).append(time.time())
+            super()._on_budget(budget)
+
+        def send(self, message):
+            super().send(message)
+            if isinstance(message, wire.Commit) and self.home.budget is not None:
+                key = (self.home.budget.event, self.home.config.id)
+                if key not in committed:
+                    committed.add(key)
+                    commits.setdefault(self.home.budget.event, []).append(time.time())
+                    if len(commits[self.home.budget.event]) == count:
+                        arrived = budgets.get(key[0], [0.0])
+                        print(json.dumps({"event": key[0], "last": max(commits[key[0]]), "count": count,
+                                          "first_budget": min(arrived), "last_budget": max(arrived),
+                                          "first_commit": min(commits[key[0]])}), flush=True)
+
+        def _on_welcome(self, welcome):
+            super()._on_welcome(welcome)
+            welcomed.add(self.home.config.id)
+            if len(welcomed) == count:
+                print(json.dumps({"ready": count}), flush=True)
+
+    def start_home(i: int) -> None:
+        hid = home_id(i)
+        text = [f"[home]\nid = {hid}\nsecret = s-{hid}\naggregator = tcp:127.0.0.1:{port}\nactuators = tcp:0\n"
+                f"heartbeat_s = 30\ncommand_timeout_s = 10\nmeasure_period_s = 3600\n"
+                f"[actuator:{hid}-b]\nrelays = {loads}\n"]
+        board = [f"[actuator]\nid = {hid}-b\nhome = tcp:127.0.0.1:1\nfailsafe_after_s = 600\nnoise = 0\nseed = 1\n"
+                 "measure_period_s = 3600\n"]
+        for r, (rated, priority) in enumerate(loads_of(i, loads), 1):
+            text.append(f"[load:l{r}]\nactuator = {hid}-b\nrelay = {r}\nrated_w = {rated}\npriority = {priority}\n")
+            board.append(f"[relay:{r}]\nload_w = {rated}\ninitial = on\nmin_interval_s = 0\n")
+        home = Home(home_config.config_from_string("".join(text), hid), reactor)
+        relays = Board.from_config(actuator_config.config_from_string("".join(board), hid), reactor)
+        relays.start()
+        home_end, board_end = Pipe(f"mem:{hid}-b"), Pipe(f"mem:{hid}")
+        home_end.other, board_end.other = board_end, home_end
+        home_end.session = BoardSession(home, home_end)
+        board_end.session = ActuatorSession(board_end, relays)
+        board_end.session.start()
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+        endpoint.connect(LineLinkFactory(wire.MAX_LINE, lambda link: MeasuredUplink(home, link))).addErrback(
+            lambda f: print(json.dumps({"error": f"{hid}: {f.getErrorMessage()}"}), flush=True))
+
+    def start_batch(at: int) -> None:
+        # In batches, so that the aggregator's accept backlog never overflows.
+        for i in range(at, min(at + 100, first + count)):
+            start_home(i)
+        if at + 100 < first + count:
+            reactor.callLater(0.05, start_batch, at + 100)
+
+    reactor.callWhenRunning(start_batch, first)
+    profile_to = os.environ.get("JEISSON_PROFILE_HOMES")
+    if profile_to:
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor}, f"{profile_to}.{first}")
+    else:
+        reactor.run()
+
+
+def run_floor_server(port: int, connections: int, rounds: int) -> None:
+    """The floor: one line out to every connection, one line back, ``rounds`` times."""
+    from twisted.internet import protocol, reactor
+    from twisted.protocols.basic import LineReceiver
+
+    clients = []
+    state = {"replies": 0, "t0": 0.0, "results": []}
+
+    class Echoed(LineReceiver):
+        def connectionMade(self):  # noqa: N802 (Twisted)
+            clients.append(self)
+            if len(clients) == connections:
+                reactor.callLater(1.0, start)
+
+        def lineReceived(self, line):  # noqa: N802 (Twisted)
+            state["replies"] += 1
+            if state["replies"] == connections:
+                state["results"].append((time.perf_counter() - state["t0"]) * 1e3)
+                if len(state["results"]) == rounds:
+                    print(json.dumps({"floor_ms": state["results"]}), flush=True)
+                    if reactor.running:
+                        reactor.stop()
+                else:
+                    reactor.callLater(0.2, start)
+
+    def start():
+        state["replies"] = 0
+        state["t0"] = time.perf_counter()
+        for client in clients:
+            client.sendLine(b"PING {\"n\":1}")
+
+    factory = protocol.Factory.forProtocol(Echoed)
+    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+    reactor.run()
+
+
+def run_floor_clients(port: int, count: int) -> None:
+    from twisted.internet import endpoints, protocol, reactor
+    from twisted.protocols.basic import LineReceiver
+
+    class Echo(LineReceiver):
+        def lineReceived(self, line):  # noqa: N802 (Twisted)
+            self.sendLine(b"PONG {\"n\":1}")
+
+        def connectionLost(self, reason):  # noqa: N802 (Twisted)
+            # The server is done: this helper is too.
+            if reactor.running:
+                reactor.callLater(0, _stop)
+
+    def _stop():
+        if reactor.running:
+            reactor.stop()
+
+    factory = protocol.Factory.forProtocol(Echo)
+
+    def batch(done: int) -> None:
+        for _ in range(min(100, count - done)):
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(factory)
+        if done + 100 < count:
+            reactor.callLater(0.05, batch, done + 100)
+
+    reactor.callWhenRunning(batch, 0)
+    reactor.run()
+
+
+# ---------------------------------------------------------------- the bench
+
+
+def spread(total: int, parts: int) -> list[tuple[int, int]]:
+    size, extra = divmod(total, parts)
+    out, at = [], 0
+    for p in range(parts):
+        n = size + (p < extra)
+        if n:
+            out.append((at, n))
+        at += n
+    return out
+
+
+def read_json_line(process, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise SystemExit(f"helper {process.args} ended: {process.poll()}")
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit("a helper said nothing in time")
+
+
+def floor(homes: int, procs: int, rounds: int) -> list[float]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes), str(rounds)],
+                              stdout=subprocess.PIPE, text=True)
+    wait_for_port(port, 30)
+    clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
+                                stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
+    try:
+        return read_json_line(server, 300)["floor_ms"]
+    finally:
+        for p in [server, *clients]:
+            p.kill()
+            p.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
+    parser.add_argument("--loads", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
+    parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
+                        "work directory; implies --keep)")
+    args = parser.parse_args()
+    n = args.homes
+
+    floor_ms = floor(n, args.procs, args.rounds)
+    print(f"floor, {n} bare connections: p50 {percentile(floor_ms, 0.5):.1f} ms, "
+          f"p99 {percentile(floor_ms, 0.99):.1f} ms", flush=True)
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix="jeisson-latency-"))
+    port = free_port()
+    demand = sum(w for i in range(n) for w, _ in loads_of(i, args.loads))
+    config = [f"[aggregator]\nlisten = tcp:{port}:interface=127.0.0.1:backlog=4096\nheartbeat_s = 30\n"
+              "round_period_s = 3600\nround_timeout_s = 60\nconverge_s = 0\nevents_file = events.ini\n"
+              "events_poll_s = 0.1\nseed = 1\n"]
+    config += [f"[home:{home_id(i)}]\nsecret = s-{home_id(i)}\n" for i in range(n)]
+    (work / "aggregator.ini").write_text("".join(config))
+    (work / "events.ini").write_text("")
+    profile = [f"--profile={work / 'aggregator.prof'}", "--profiler=cprofile", "--savestats"] if args.profile else []
+    aggregator = subprocess.Popen(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", str(work / "aggregator.log"), *profile,
+         "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
+    helpers = []
+    try:
+        wait_for_port(port, 60)
+        time.sleep(1.0)
+        rss_before = rss_kib(aggregator.pid)
+        started = time.monotonic()
+        helpers = [subprocess.Popen([sys.executable, str(HERE), "--run-homes", str(port), str(first), str(count),
+                                     str(args.loads)], stdout=subprocess.PIPE, text=True)
+                   for first, count in spread(n, args.procs)]
+        for helper in helpers:
+            reply = read_json_line(helper, 600)
+            if "ready" not in reply:
+                raise SystemExit(f"a helper failed: {reply}")
+        print(f"{n} homes registered in {time.monotonic() - started:.1f} s", flush=True)
+        time.sleep(3.0)
+        rss_after = rss_kib(aggregator.pid)
+        cpu0, wall0 = cpu_seconds(aggregator.pid), time.monotonic()
+        time.sleep(10.0)
+        idle_pct = 100 * (cpu_seconds(aggregator.pid) - cpu0) / (time.monotonic() - wall0)
+
+        cycles, lost = [], 0
+        events = []
+        # Long enough for every home to commit before the event ends.
+        length = 2.0 + n / 1000
+        for k in range(args.rounds):
+            start = time.time() + 1.0
+            event = f"trial-{k}"
+            events.append(f"[event:{event}]\nlimit_kw = {0.6 * demand / 1000:.3f}\nstart = {utc(start)}\n"
+                          f"end = {utc(start + length)}\n")
+            (work / "events.ini").write_text("".join(events[-1:]))
+            replies = []
+            for helper in helpers:
+                reply = read_json_line(helper, 120)
+                if reply.get("event") != event:
+                    raise SystemExit(f"unexpected from a helper: {reply}")
+                replies.append(reply)
+            cycles.append((max(r["last"] for r in replies) - start) * 1e3)
+            print(f"round {k + 1}: cycle {cycles[-1]:.1f} ms (first BUDGET after "
+                  f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT after "
+                  f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
+                  f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms)", flush=True)
+            # After the event's end, and the homes' restoring, before the next.
+            time.sleep(max(start + length + 0.5 + n / 2000 - time.time(), 0))
+        log = (work / "aggregator.log").read_text()
+        over = log.count("OVER LIMIT")
+        # A commitment that did not reach the aggregator within its round is
+        # a late home in that round's summary line.
+        lost = sum(int(m) for m in re.findall(r"homes, (\d+) of them late", log))
+        p50, p99 = percentile(cycles, 0.5), percentile(cycles, 0.99)
+        floor_p50 = percentile(floor_ms, 0.5)
+        per_home = (rss_after - rss_before) / n
+        print(f"aggregator RSS {rss_before} KiB before the homes, {rss_after} KiB with them; rounds over the limit: "
+              f"{over}")
+        print(f"homes={n} cycle_p50_ms={p50:.1f} cycle_p99_ms={p99:.1f} floor_p50_ms={floor_p50:.1f} "
+              f"ratio={p50 / floor_p50:.2f} rss_per_home_kib={per_home:.1f} idle_cpu_pct={idle_pct:.2f} lost={lost}")
+    finally:
+        # SIGTERM: twistd stops cleanly (and writes its profile).
+        aggregator.terminate()
+        for p in helpers:
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        try:
+            aggregator.wait(30)
+        except subprocess.TimeoutExpired:
+            aggregator.kill()
+            aggregator.wait()
+        if not args.keep and not args.profile:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work directory kept: {work}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--run-homes":
+        run_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
+        run_floor_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--floor-clients":
+        run_floor_clients(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()

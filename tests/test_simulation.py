@@ -1,0 +1,67 @@
+"""jeisson.simulation: the heap clock, the in-memory network, a whole fleet negotiating."""
+
+from jeisson.simulation import Network, SimClock, Simulation, random_fleet
+
+
+def test_the_heap_clock_runs_calls_at_their_time_in_order_with_resets_and_cancels():
+    clock = SimClock()
+    ran = []
+    clock.callLater(5, ran.append, "five")
+    moved = clock.callLater(1, ran.append, "moved")
+    gone = clock.callLater(2, ran.append, "gone")
+    clock.callLater(3, lambda: ran.append(("three at", clock.seconds())))
+    moved.reset(4)
+    gone.cancel()
+    assert sorted(c.getTime() for c in clock.getDelayedCalls()) == [3, 4, 5]
+    clock.advance(4.5)
+    assert ran == [("three at", 3), "moved"]
+    assert clock.seconds() == 4.5
+    clock.advance(1)
+    assert ran[-1] == "five" and clock.next_time() is None
+
+
+class Echo:
+    def __init__(self, end, heard):
+        self.end = end
+        self.heard = heard
+
+    def line_received(self, line):
+        self.heard.append((self.end.peer, line))
+
+    def connection_lost(self, reason):
+        self.heard.append((self.end.peer, "lost"))
+
+
+def test_the_network_keeps_each_links_order_and_holds_ends_that_do_not_answer():
+    network = Network()
+    heard = []
+    a, b = network.pair("a", "b")
+    c, d = network.pair("c", "d")
+    for end in (a, b, c, d):
+        end.session = Echo(end, heard)
+    a.send_line(b"1\n")
+    a.send_line(b"2\n")
+    c.send_line(b"3\n")
+    network.held.add(b)
+    network.deliver_all()
+    assert heard == [("d", b"3")]
+    assert network.first_for(b) == 0
+    network.deliver(network.first_for(b), again=True)  # duplicated
+    network.held.clear()
+    a.close()
+    network.deliver_all()
+    # In flight before the cut: still delivered, then the loss at both ends.
+    assert heard[1:] == [("b", b"1"), ("b", b"1"), ("b", b"2"), ("a", "lost"), ("b", "lost")]
+
+
+def test_a_small_fleet_negotiates_within_its_limit_in_a_few_rounds():
+    aggregator_ini, fleet = random_fleet(20, seed=3, event_start_s=30)
+    sim = Simulation(aggregator_ini, fleet)
+    sim.run_until(29)
+    before = sum(sim.relays_w(h) for h in sim.homes)
+    sim.run_until(60)
+    limit = sim.aggregator.current_event.limit_w
+    assert before > limit
+    assert sim.aggregator.converged_rounds is not None and sim.aggregator.converged_rounds <= 3
+    assert sim.aggregator.last_round.within_limit
+    assert sum(sim.relays_w(h) for h in sim.homes) <= limit
