@@ -764,3 +764,20 @@ def test_a_load_shed_for_its_maximum_off_time_comes_back_for_its_minimum_on_time
     assert rig.home.loads["z"].on is True
     rig.run_until(120.0)
     assert (120.0, "z", False) in rig.switches()
+
+
+def test_a_stale_budget_is_judged_against_what_we_draw_once_the_switching_under_way_is_done(rig):
+    rig.aggregator.budget(150.0)
+    rig.settle()
+    assert rig.home.drawn_w() == 150.0
+    # The event ends: the home restores its loads, and sends a new bid once
+    # they are on; before the boards answer, a budget for the old bid comes.
+    rig.aggregator.release()
+    assert rig.home.drawn_w() == 150.0, "the restoring switches are not acknowledged yet"
+    old_bid = rig.aggregator.bid
+    rig.aggregator.budget(1050.0, bid=old_bid - 1 if old_bid > 1 else 0)
+    rig.settle()
+    # Restored to 1850 W, then capped by the budget the aggregator counts on.
+    assert rig.home.drawn_w() <= 1050.0
+    commits = rig.aggregator.commits()
+    assert commits[-1].committed_w <= 1050.0

@@ -123,17 +123,25 @@ class Home:
 
     def budget_received(self, budget: wire.Budget) -> Deferred:
         """Act on a budget; fires with the ``Commit`` to send back."""
-        now = self.clock.seconds()
         if budget.bid != self.bid:
             # Meant for an older report: our newer bid will bring a new round,
             # so it is not acted on; except, safety first, as a cap when it
-            # is below what we draw (the aggregator counts on that shed).
-            if budget.budget_w >= self.drawn_w() - 1e-6 or budget.end <= now or self.opted_out():
-                self.log.info("budget of round {n} answers bid {old}, ours is {bid}; committing as we are",
-                              n=budget.round, old=budget.bid, bid=self.bid)
-                return self._after_current(budget.round)
-            self.log.info("budget of round {n} answers bid {old}, ours is {bid}, but it is below what we draw: "
-                          "shedding to it", n=budget.round, old=budget.bid, bid=self.bid)
+            # is below what we draw once the switching under way is done
+            # (the aggregator counts on that shed).
+            return self.reconcile().addCallback(lambda _: self._stale_budget(budget))
+        return self._apply_budget(budget)
+
+    def _stale_budget(self, budget: wire.Budget):
+        if budget.budget_w >= self.drawn_w() - 1e-6 or budget.end <= self.clock.seconds() or self.opted_out():
+            self.log.info("budget of round {n} answers bid {old}, ours is {bid}; committing as we are",
+                          n=budget.round, old=budget.bid, bid=self.bid)
+            return self.commitment(budget.round)
+        self.log.info("budget of round {n} answers bid {old}, ours is {bid}, but it is below what we draw: "
+                      "shedding to it", n=budget.round, old=budget.bid, bid=self.bid)
+        return self._apply_budget(budget)
+
+    def _apply_budget(self, budget: wire.Budget) -> Deferred:
+        now = self.clock.seconds()
         if budget.end <= now:
             self.log.warn("budget of round {n} for event {event} ended already; ignored", n=budget.round,
                           event=budget.event)
