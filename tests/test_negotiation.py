@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jeisson.aggregator.negotiation import Grid, demand_w, grant_increases, on_w, plan
+from jeisson.aggregator.negotiation import Grid, Offers, grant_increases, plan
 from jeisson.wire.aggregator_home import Flex, LoadOffer
 
 SLACK_W = 1e-6
@@ -142,8 +142,8 @@ def test_on_and_demand():
         offer("c", 200, mode="must", on=True),
         offer("d", 300, on=True, wanted=False),
     )
-    assert on_w(f) == 1500.0
-    assert demand_w(f) == 1700.0
+    assert Offers.of(f).on_w == 1500.0
+    assert Offers.of(f).demand_w == 1700.0
 
 
 # ------------------------------------------------------------------ feeders

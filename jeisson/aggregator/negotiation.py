@@ -29,8 +29,8 @@ class Offers:
     priority: np.ndarray
     low: np.ndarray  # 1 for a must load
     high: np.ndarray  # 0 for an off load
-    on_w: float  # what the home draws by its own report
-    demand_w: float  # what it would draw without an event
+    on_w: float  # what the home draws by its own report: every load on
+    demand_w: float  # what it would draw without an event: loads wanted on, and must-run ones
 
     @classmethod
     def of(cls, flex: Flex) -> "Offers":
@@ -59,17 +59,6 @@ class Offers:
     @property
     def must_w(self) -> float:
         return float(self.rated @ self.low)
-
-
-def on_w(flex: Flex) -> float:
-    """What a home draws by its own report: every load that is on."""
-    return float(sum(o.rated_w for o in flex.loads if o.on))
-
-
-def demand_w(flex: Flex) -> float:
-    """What a home would draw without an event: the loads its owner wants on,
-    and those that must run."""
-    return float(sum(o.rated_w for o in flex.loads if o.wanted or o.mode == "must"))
 
 
 @attrs.frozen
