@@ -155,15 +155,16 @@ class Home:
             return self._after_current(budget.round)
         self.log.info("round {n} event {event}: budget {w:.0f} W until {end}", n=budget.round, event=budget.event,
                       w=budget.budget_w, end=wire.format_utc(budget.end))
-        return self.reconcile().addCallback(lambda _: self.commitment(budget.round))
+        return self._after_current(budget.round)
 
     def release(self, release: wire.Release) -> Deferred:
         if self.budget is not None and self.budget.event == release.event:
             self.log.info("event {event} released: restoring loads as their owner set them", event=release.event)
             self._clear_budget()
-        return self.reconcile().addCallback(lambda _: self.commitment(release.round))
+        return self._after_current(release.round)
 
     def _after_current(self, round_number: int) -> Deferred:
+        """Reconcile, then the commitment for ``round_number``."""
         return self.reconcile().addCallback(lambda _: self.commitment(round_number))
 
     def _schedule_budget_end(self, delay: float) -> None:
