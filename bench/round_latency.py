@@ -98,6 +98,7 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     from jeisson.home.core import Home
     from jeisson.home.uplink import UplinkSession
     from jeisson.link import LineLinkFactory
+    from jeisson.simulation import SimLoad, home_inis
     from jeisson.wire import aggregator_home as wire
 
     welcomed = set()
@@ -149,22 +150,19 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
 
     def start_home(i: int) -> None:
         hid = home_id(i)
-        text = [f"[home]\nid = {hid}\nsecret = s-{hid}\naggregator = tcp:127.0.0.1:{port}\nactuators = tcp:0\n"
-                f"heartbeat_s = 30\ncommand_timeout_s = 10\nmeasure_period_s = 3600\n"
-                f"[actuator:{hid}-b]\nrelays = {loads}\n"]
-        board = [f"[actuator]\nid = {hid}-b\nhome = tcp:127.0.0.1:1\nfailsafe_after_s = 600\nnoise = 0\nseed = 1\n"
-                 "measure_period_s = 3600\n"]
-        for r, (rated, priority) in enumerate(loads_of(i, loads), 1):
-            text.append(f"[load:l{r}]\nactuator = {hid}-b\nrelay = {r}\nrated_w = {rated}\npriority = {priority}\n")
-            board.append(f"[relay:{r}]\nload_w = {rated}\ninitial = on\nmin_interval_s = 0\n")
-        home = Home(home_config.config_from_string("".join(text), hid), reactor)
-        relays = Board.from_config(actuator_config.config_from_string("".join(board), hid), reactor)
-        relays.start()
-        home_end, board_end = Pipe(f"mem:{hid}-b"), Pipe(f"mem:{hid}")
-        home_end.other, board_end.other = board_end, home_end
-        home_end.session = BoardSession(home, home_end)
-        board_end.session = ActuatorSession(board_end, relays)
-        board_end.session.start()
+        home_ini, board_inis = home_inis(
+            hid, [SimLoad(rated, priority) for rated, priority in loads_of(i, loads)],
+            aggregator=f"tcp:127.0.0.1:{port}", heartbeat_s=30, command_timeout_s=10, measure_period_s=3600,
+            failsafe_after_s=600, board_measure_period_s=3600)
+        home = Home(home_config.config_from_string(home_ini, hid), reactor)
+        for board_ini in board_inis:
+            relays = Board.from_config(actuator_config.config_from_string(board_ini, hid), reactor)
+            relays.start()
+            home_end, board_end = Pipe(f"mem:{relays.config.id}"), Pipe(f"mem:{hid}")
+            home_end.other, board_end.other = board_end, home_end
+            home_end.session = BoardSession(home, home_end)
+            board_end.session = ActuatorSession(board_end, relays)
+            board_end.session.start()
         endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
         endpoint.connect(LineLinkFactory(wire.MAX_LINE, lambda link: MeasuredUplink(home, link))).addErrback(
             lambda f: print(json.dumps({"error": f"{hid}: {f.getErrorMessage()}"}), flush=True))

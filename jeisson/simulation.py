@@ -308,6 +308,48 @@ class Simulation:
 # ------------------------------------------------------------------ fleets
 
 
+@attrs.frozen
+class SimLoad:
+    """One simulated load: its rules at the home and its relay on a board."""
+
+    rated_w: int
+    priority: int = 1
+    critical: bool = False
+    min_on_s: float = 0
+    min_off_s: float = 0
+    max_off_s: float | None = None
+    desired: bool = True
+
+
+def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, measure_period_s: float = 600,
+              command_timeout_s: float = 3, failsafe_after_s: float = 120, board_measure_period_s: float = 2,
+              aggregator: str = "tcp:127.0.0.1:7700", seed: int = 1) -> tuple[str, list[str]]:
+    """Ini files for one home and its boards, eight relays to a board:
+    ``(home_ini, [board_ini, ...])``.  The home's secret is ``s-<id>``; load
+    ``n`` (from 1) is ``<id>-l<n>``; a load's relay starts as its owner
+    wants it, and a critical one's safe state is on."""
+    home = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = {aggregator}\nactuators = tcp:0\n"
+            f"heartbeat_s = {heartbeat_s}\ncommand_timeout_s = {command_timeout_s:g}\n"
+            f"measure_period_s = {measure_period_s:g}\n"]
+    boards = []
+    for b in range(0, len(loads), 8):
+        board_id = f"{home_id}-b{b // 8}"
+        group = loads[b:b + 8]
+        home.append(f"[actuator:{board_id}]\nrelays = {len(group)}\n")
+        board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = {failsafe_after_s:g}\n"
+                 f"measure_period_s = {board_measure_period_s:g}\nnoise = 0\nseed = {seed}\n"]
+        for r, load in enumerate(group, 1):
+            home.append(f"[load:{home_id}-l{b + r}]\nactuator = {board_id}\nrelay = {r}\nrated_w = {load.rated_w}\n"
+                        f"priority = {load.priority}\ncritical = {'yes' if load.critical else 'no'}\n"
+                        f"min_on_s = {load.min_on_s:g}\nmin_off_s = {load.min_off_s:g}\n"
+                        f"desired = {'on' if load.desired else 'off'}\n"
+                        + (f"max_off_s = {load.max_off_s:g}\n" if load.max_off_s is not None else ""))
+            board.append(f"[relay:{r}]\nload_w = {load.rated_w}\ninitial = {'on' if load.desired else 'off'}\n"
+                         f"safe_state = {'on' if load.critical else 'off'}\nmin_interval_s = 0\n")
+        boards.append("".join(board))
+    return "".join(home), boards
+
+
 def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction: float = 0.6,
                  event_start_s: float = 60.0, event_end_s: float = 3600.0, feeders: int = 0,
                  feeder_fraction: float = 0.55, heartbeat_s: int = 30) -> tuple[str, dict]:
@@ -325,36 +367,18 @@ def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction:
     demand = {}
     for h in range(homes):
         home_id = f"h{h:05d}"
-        boards = (loads_per_home + 7) // 8
-        home_ini = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = tcp:127.0.0.1:7700\n"
-                    f"actuators = tcp:0\nheartbeat_s = {heartbeat_s}\nmeasure_period_s = 600\n"]
-        board_inis = []
-        wanted_w = 0.0
-        for b in range(boards):
-            board_id = f"{home_id}-{b}"
-            relays = min(8, loads_per_home - 8 * b)
-            home_ini.append(f"[actuator:{board_id}]\nrelays = {relays}\n")
-            board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = "
-                     f"{4 * heartbeat_s}\nnoise = 0\nseed = {seed}\n"]
-            for r in range(1, relays + 1):
-                rated = round(rng.uniform(100, 5000))
-                kind = rng.random()
-                critical = kind < 0.1
-                desired = not (0.1 <= kind < 0.2)
-                held = 0.2 <= kind < 0.4
-                min_on = 2 * event_start_s if held else rng.choice((0, 0, 30, 60))
-                min_off = rng.choice((0, 30, 60))
-                home_ini.append(
-                    f"[load:l{b}{r}]\nactuator = {board_id}\nrelay = {r}\nrated_w = {rated}\n"
-                    f"priority = {rng.randint(1, 10)}\ncritical = {'yes' if critical else 'no'}\n"
-                    f"min_on_s = {min_on}\nmin_off_s = {min_off}\ndesired = {'on' if desired else 'off'}\n")
-                board.append(f"[relay:{r}]\nload_w = {rated}\ninitial = {'on' if desired else 'off'}\n"
-                             f"safe_state = {'on' if critical else 'off'}\nmin_interval_s = 0\n")
-                if desired:
-                    wanted_w += rated
-            board_inis.append("".join(board))
-        fleet[home_id] = ("".join(home_ini), board_inis)
-        demand[home_id] = wanted_w
+        loads = []
+        for _ in range(loads_per_home):
+            rated = round(rng.uniform(100, 5000))
+            kind = rng.random()
+            held = 0.2 <= kind < 0.4
+            min_on = 2 * event_start_s if held else rng.choice((0, 0, 30, 60))
+            min_off = rng.choice((0, 30, 60))
+            loads.append(SimLoad(rated, rng.randint(1, 10), critical=kind < 0.1, min_on_s=min_on, min_off_s=min_off,
+                                 desired=not (0.1 <= kind < 0.2)))
+        fleet[home_id] = home_inis(home_id, loads, heartbeat_s=heartbeat_s, failsafe_after_s=4 * heartbeat_s,
+                                   seed=seed)
+        demand[home_id] = float(sum(load.rated_w for load in loads if load.desired))
     limit_kw = limit_fraction * sum(demand.values()) / 1000
     aggregator_ini = [f"[aggregator]\nlisten = tcp:0\nheartbeat_s = {heartbeat_s}\nround_period_s = 300\n"
                       f"round_timeout_s = 10\nconverge_s = 120\n"]

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from jeisson.simulation import Simulation
+from jeisson.simulation import SimLoad, Simulation, home_inis
 
 SLACK_W = 1e-6
 HOMES = ("h1", "h2", "h3")
@@ -66,19 +66,8 @@ LOADS = {
 
 
 def home_ini(home_id: str) -> tuple[str, list[str]]:
-    loads = LOADS[home_id]
-    text = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = tcp:127.0.0.1:7700\n"
-            f"actuators = tcp:0\nheartbeat_s = 5\ncommand_timeout_s = 3\nmeasure_period_s = 15\n"
-            f"[actuator:{home_id}-b]\nrelays = {len(loads)}\n"]
-    board = [f"[actuator]\nid = {home_id}-b\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = 3600\nnoise = 0\n"
-             f"seed = 1\n"]
-    for r, (rated, priority, critical, min_on, min_off, max_off) in enumerate(loads, 1):
-        text.append(f"[load:{home_id}-l{r}]\nactuator = {home_id}-b\nrelay = {r}\nrated_w = {rated}\n"
-                    f"priority = {priority}\ncritical = {'yes' if critical else 'no'}\nmin_on_s = {min_on}\n"
-                    f"min_off_s = {min_off}\n" + (f"max_off_s = {max_off}\n" if max_off else ""))
-        board.append(f"[relay:{r}]\nload_w = {rated}\ninitial = on\nsafe_state = {'on' if critical else 'off'}\n"
-                     f"min_interval_s = 0\n")
-    return "".join(text), ["".join(board)]
+    return home_inis(home_id, [SimLoad(*load) for load in LOADS[home_id]], heartbeat_s=5, measure_period_s=15,
+                     failsafe_after_s=3600)
 
 
 class SafetyMachine(RuleBasedStateMachine):
