@@ -1,5 +1,13 @@
 """Stand-ins shared by the sans-IO tests."""
 
+from twisted.logger import formatEvent
+
+
+def messages(events, level: str) -> list[str]:
+    """The text of the logged events at ``level`` (``"info"``, ``"warn"``, ...)."""
+    return [formatEvent(e) for e in events if e["log_level"].name == level]
+
+
 
 class FakeWire:
     """The wire interface of jeisson.link, recording what the session does.

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.home.boards import BoardSession
@@ -22,7 +21,7 @@ from jeisson.home.config import config_from_string
 from jeisson.home.core import RETRY_BUSY_S, Home
 from jeisson.home.uplink import UplinkSession
 from jeisson.wire import aggregator_home, home_actuator
-from tests.fakes import FakeWire
+from tests.fakes import FakeWire, messages
 
 HOME = """
 [home]
@@ -263,17 +262,8 @@ class Rig:
         return found
 
 
-@pytest.fixture(autouse=True)
-def logs():
-    """Every test's log; a failure logged anywhere (an exception in a Deferred chain) fails the test."""
-    with capturedLogs() as events:
-        yield events
-    failures = [formatEvent(e) for e in events if "log_failure" in e]
-    assert not failures, failures
-
-
-def messages(events, level):
-    return [formatEvent(e) for e in events if e["log_level"].name == level]
+# Every test's log, and a failure logged anywhere fails the test (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("logs")
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.home.boards import HELLO_TIMEOUT_S, BoardSession
@@ -19,7 +18,7 @@ from jeisson.home.core import Home
 from jeisson.home.tap import RETRY_AFTER_REFUSAL_S, board_factory, uplink_factory, uplink_service
 from jeisson.home.uplink import WELCOME_TIMEOUT_S, UplinkSession
 from jeisson.wire import aggregator_home as dr
-from tests.fakes import FakeWire
+from tests.fakes import FakeWire, messages
 
 CONFIG = """
 [home]
@@ -67,17 +66,8 @@ priority = 10
 
 
 
-@pytest.fixture(autouse=True)
-def logs():
-    """Every test's log; a failure logged anywhere (an exception in a Deferred chain) fails the test."""
-    with capturedLogs() as events:
-        yield events
-    failures = [formatEvent(e) for e in events if "log_failure" in e]
-    assert not failures, failures
-
-
-def messages(events, level):
-    return [formatEvent(e) for e in events if e["log_level"].name == level]
+# Every test's log, and a failure logged anywhere fails the test (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("logs")
 
 
 @pytest.fixture
