@@ -18,6 +18,7 @@ ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
 """
 
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from datetime import UTC, datetime
 
 HERE = pathlib.Path(__file__).resolve()
@@ -89,6 +91,8 @@ def loads_of(i: int, loads: int) -> list[tuple[int, int]]:
 def run_homes(port: int, first: int, count: int, loads: int) -> None:
     """A helper process: ``count`` homes, each on its own TCP connection."""
     from twisted.internet import endpoints, reactor
+    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+                                textFileLogObserver)
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
@@ -105,6 +109,17 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     commits: dict[str, list] = {}  # event -> [time of each home's first COMMIT]
     committed: set = set()
 
+    # The boards' lines wait in one queue, delivered on the reactor's next
+    # turn (not within the sender's call): one timer for all of them.
+    board_lines: deque = deque()
+
+    def deliver_board_lines():
+        for _ in range(len(board_lines)):
+            end, line = board_lines.popleft()
+            end.session.line_received(line)
+        if board_lines:
+            reactor.callLater(0, deliver_board_lines)
+
     class Pipe:
         """One end of an in-process home <-> board link, delivered by the reactor."""
 
@@ -115,7 +130,9 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
             self.closed = False
 
         def send_line(self, data):
-            reactor.callLater(0, self.other.session.line_received, data.rstrip(b"\n"))
+            if not board_lines:
+                reactor.callLater(0, deliver_board_lines)
+            board_lines.append((self.other, data.rstrip(b"\n")))
 
         def close(self):
             self.closed = True
@@ -123,9 +140,12 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
         abort = close
 
     budgets: dict[str, list] = {}  # event -> [time each BUDGET arrived]
+    cpu_at: dict[str, float] = {}  # event -> this process's CPU time at its first BUDGET
 
     class MeasuredUplink(UplinkSession):
         def _on_budget(self, budget):
+            if budget.event not in budgets:
+                cpu_at[budget.event] = time.process_time()
             budgets.setdefault(budget.event, []).append(time.time())
             super()._on_budget(budget)
 
@@ -140,12 +160,18 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
                         arrived = budgets.get(key[0], [0.0])
                         print(json.dumps({"event": key[0], "last": max(commits[key[0]]), "count": count,
                                           "first_budget": min(arrived), "last_budget": max(arrived),
-                                          "first_commit": min(commits[key[0]])}), flush=True)
+                                          "first_commit": min(commits[key[0]]),
+                                          "cpu": time.process_time() - cpu_at[key[0]]}), flush=True)
 
         def _on_welcome(self, welcome):
             super()._on_welcome(welcome)
             welcomed.add(self.home.config.id)
             if len(welcomed) == count:
+                # Everything built so far lives as long as the run: out of
+                # the collector's way (one process here carries hundreds of
+                # homes, whose heaps would be separate on real boards).
+                gc.collect()
+                gc.freeze()
                 print(json.dumps({"ready": count}), flush=True)
 
     def start_home(i: int) -> None:
@@ -175,6 +201,13 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
             reactor.callLater(0.05, start_batch, at + 100)
 
     reactor.callWhenRunning(start_batch, first)
+    # A real home logs to its own file on its own board; these hundreds of
+    # homes in one process report warnings and errors only (to stderr).
+    warnings = LogLevelFilterPredicate(LogLevel.warn)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings])],
+                                     redirectStandardIO=False)
+    # Stopped by the bench: the links' loss is no news.
+    reactor.addSystemEventTrigger("before", "shutdown", warnings.setLogLevelForNamespace, None, LogLevel.critical)
     profile_to = os.environ.get("JEISSON_PROFILE_HOMES")
     if profile_to:
         import cProfile
@@ -355,6 +388,7 @@ def main() -> None:
                           f"end = {utc(start + length)}\n")
             (work / "events.ini").write_text("".join(events[-1:]))
             replies = []
+            aggregator_cpu = cpu_seconds(aggregator.pid)
             try:
                 for helper in helpers:
                     reply = read_json_line(helper, length + 30)
@@ -366,11 +400,14 @@ def main() -> None:
                 print(f"round {k + 1}: not every home committed within the event", flush=True)
                 incomplete += 1
                 break
+            aggregator_cpu = cpu_seconds(aggregator.pid) - aggregator_cpu
             cycles.append((max(r["last"] for r in replies) - start) * 1e3)
             print(f"round {k + 1}: cycle {cycles[-1]:.1f} ms (first BUDGET after "
                   f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT after "
                   f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
-                  f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms)", flush=True)
+                  f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms; CPU: helpers "
+                  f"{sum(r['cpu'] for r in replies) * 1e6 / n:.0f} us per home, aggregator "
+                  f"{aggregator_cpu * 1e3:.0f} ms)", flush=True)
             # After the event's end, and the homes' restoring, before the next.
             time.sleep(max(start + length + 0.5 + n / 2000 - time.time(), 0))
         # twistd rotates its log every megabyte: read every piece.
@@ -387,8 +424,8 @@ def main() -> None:
         print(f"homes={n} cycle_p50_ms={p50:.1f} cycle_p99_ms={p99:.1f} floor_p50_ms={floor_p50:.1f} "
               f"ratio={p50 / floor_p50:.2f} rss_per_home_kib={per_home:.1f} idle_cpu_pct={idle_pct:.2f} lost={lost}")
     finally:
+        # The homes first (else each would log the aggregator's loss), then
         # SIGTERM: twistd stops cleanly (and writes its profile).
-        aggregator.terminate()
         for p in helpers:
             p.terminate()
             try:
@@ -396,6 +433,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        aggregator.terminate()
         try:
             aggregator.wait(30)
         except subprocess.TimeoutExpired:

@@ -194,6 +194,21 @@ def test_shedding_homes_get_their_budget_first_the_others_after_they_commit(two)
     assert summary.homes["h2"]["committed_w"] == 2000.0 and summary.homes["h2"]["on"] == ["ev"]
 
 
+def test_a_home_kept_at_its_draw_gets_its_budget_with_the_shedding_homes(net):
+    h1 = net.home("h1", *H1_LOADS)
+    h3 = net.home("h3", load("fridge", 1500, priority=9, on=True))
+    net.run_until(FIRST_ROUND)
+    approx_budget(h1.take()[0], 1, 3000)
+    # h3 keeps all it draws: it cannot rise above it, so it need not wait for h1.
+    [hold] = h3.take()
+    approx_budget(hold, 1, 1500)
+    h3.commit(1, 1500)
+    assert net.summary is None, "the round waits for h1"
+    h1.commit(1, 3000, on=("oven",))
+    assert net.summary.committed_w == pytest.approx(4500) and net.summary.within_limit
+    assert h3.take() == [], "nothing is left to grant h3"
+
+
 def test_a_commit_for_another_round_is_ignored(two):
     net, h1, h2 = two
     net.run_until(FIRST_ROUND)

@@ -318,10 +318,13 @@ class Home:
         targets = self.targets()
         offs = [load for load in self.loads.values()
                 if load.known and load.on and not targets[load.id] and load.can_switch(False, now)]
-        await self._switch_all(offs, False)
-        # Switch on only what still fits: an off that failed keeps drawing.
+        if not await self._switch_all(offs, False):
+            # An off failed and keeps drawing, or a board was lost: choose
+            # again with what is really on.  (A new budget or owner's switch
+            # meanwhile brings a whole new pass after this one.)
+            targets = self.targets()
+        # Switch on only what still fits.
         now = self.clock.seconds()
-        targets = self.targets()
         room = None if self.budget is None or self.opted_out() else self.budget.budget_w - self.drawn_w()
         ons = []
         for load in self.loads.values():
@@ -334,14 +337,21 @@ class Home:
         await self._switch_all(ons, True)
         self._schedule_wakeup()
 
-    async def _switch_all(self, loads: list[Load], on: bool) -> None:
+    async def _switch_all(self, loads: list[Load], on: bool) -> bool:
+        """Switch ``loads`` at once; whether every one of them switched."""
         if not loads:
-            return
+            return True
         results = await DeferredList([self._switch(load, on) for load in loads], consumeErrors=True)
+        done = []
         for load, (ok, outcome) in zip(loads, results, strict=True):
-            if not ok:
+            if ok:
+                done.append(load.id)
+            else:
                 self.log.warn("load {load}: switching {state} failed: {why}", load=load.id,
                               state="on" if on else "off", why=outcome.getErrorMessage())
+        if done:
+            self.log.info("switched {state}: {loads}", state="on" if on else "off", loads=", ".join(done))
+        return len(done) == len(loads)
 
     def _switch(self, load: Load, on: bool) -> Deferred:
         session = self.boards.get(load.config.actuator)
@@ -352,7 +362,6 @@ class Home:
         def switched(_):
             load.on = on
             load.last_switch = self.clock.seconds()
-            self.log.info("load {load} switched {state}", load=load.id, state="on" if on else "off")
 
         def refused(failure):
             if failure.check(CommandFailed) and failure.value.code == "busy":
