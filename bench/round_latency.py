@@ -91,8 +91,13 @@ def loads_of(i: int, loads: int) -> list[tuple[int, int]]:
 def run_homes(port: int, first: int, count: int, loads: int) -> None:
     """A helper process: ``count`` homes, each on its own TCP connection."""
     from twisted.internet import endpoints, reactor
-    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
-                                textFileLogObserver)
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
