@@ -88,6 +88,117 @@ def loads_of(i: int, loads: int) -> list[tuple[int, int]]:
 # ------------------------------------------------------------ the helpers
 
 
+class Tally:
+    """What a helper reports: ready once every home is welcomed, then for
+    each event the moments of its homes' first BUDGET and first COMMIT."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.welcomed: set = set()
+        self.budgets: dict[str, list] = {}  # event -> [time each BUDGET arrived]
+        self.commits: dict[str, list] = {}  # event -> [time of each home's first COMMIT]
+        self.committed: set = set()
+        self.cpu_at: dict[str, float] = {}  # event -> this process's CPU time at its first BUDGET
+
+    def welcome(self, home: str) -> None:
+        self.welcomed.add(home)
+        if len(self.welcomed) == self.count:
+            # Everything built so far lives as long as the run: out of the
+            # collector's way (one process here carries hundreds of homes,
+            # whose heaps would be separate on real boards).
+            gc.collect()
+            gc.freeze()
+            print(json.dumps({"ready": self.count}), flush=True)
+
+    def budget(self, event: str) -> None:
+        if event not in self.budgets:
+            self.cpu_at[event] = time.process_time()
+        self.budgets.setdefault(event, []).append(time.time())
+
+    def commit(self, event: str, home: str) -> None:
+        if (event, home) in self.committed:
+            return
+        self.committed.add((event, home))
+        commits = self.commits.setdefault(event, [])
+        commits.append(time.time())
+        if len(commits) == self.count:
+            arrived = self.budgets.get(event, [0.0])
+            print(json.dumps({"event": event, "last": max(commits), "count": self.count,
+                              "first_budget": min(arrived), "last_budget": max(arrived),
+                              "first_commit": min(commits), "cpu": time.process_time() - self.cpu_at[event]}),
+                  flush=True)
+
+
+def run_lean_homes(port: int, first: int, count: int, loads: int) -> None:
+    """A helper process of *lean* homes: each speaks the protocol on its own
+    TCP connection but decides at once, with no home core and no board: it
+    keeps the first loads that fit a budget, and sends a new ``FLEX`` then
+    its ``COMMIT``, as a real home does.  The aggregator sees the same lines
+    as with real homes; what the cycle then measures is the aggregator."""
+    from twisted.internet import endpoints, reactor
+
+    from jeisson.link import LineLinkFactory
+    from jeisson.wire import aggregator_home as wire
+
+    tally = Tally(count)
+
+    class LeanHome:
+        def __init__(self, i: int, link):
+            self.id, self.link, self.bid = home_id(i), link, 0
+            self.rated = [(f"{self.id}-l{k + 1}", float(w), p) for k, (w, p) in enumerate(loads_of(i, loads))]
+            self.on = [True] * loads
+            self.send(wire.Hello(self.id, f"s-{self.id}", (1,)))
+
+        def send(self, message) -> None:
+            self.link.send_line(wire.serialize(message))
+
+        def flex(self) -> None:
+            self.bid += 1
+            self.send(wire.Flex(self.bid, tuple(wire.LoadOffer(load_id, w, p, "may", on, False, True)
+                                                for (load_id, w, p), on in zip(self.rated, self.on, strict=True))))
+
+        def switch(self, budget_w: float | None) -> float:
+            room = float("inf") if budget_w is None else budget_w
+            for k, (_, w, _) in enumerate(self.rated):
+                self.on[k] = w <= room
+                room -= w if self.on[k] else 0.0
+            return sum(w for (_, w, _), on in zip(self.rated, self.on, strict=True) if on)
+
+        def line_received(self, line: bytes) -> None:
+            message = wire.parse_line(line)
+            if isinstance(message, wire.Welcome):
+                self.flex()
+                tally.welcome(self.id)
+            elif isinstance(message, (wire.Budget, wire.Release)):
+                if isinstance(message, wire.Budget):
+                    tally.budget(message.event)
+                committed = self.switch(message.budget_w if isinstance(message, wire.Budget) else None)
+                answered = self.bid
+                self.flex()
+                on = tuple(load_id for (load_id, _, _), on in zip(self.rated, self.on, strict=True) if on)
+                self.send(wire.Commit(message.round, answered, committed, on))
+                if isinstance(message, wire.Budget):
+                    tally.commit(message.event, self.id)
+            elif isinstance(message, wire.Ping):
+                self.send(wire.Pong(message.n))
+
+        def connection_lost(self, reason) -> None:
+            pass
+
+        def line_too_long(self, error) -> None:
+            pass
+
+    def start_batch(at: int) -> None:
+        for i in range(at, min(at + 100, first + count)):
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(
+                LineLinkFactory(wire.MAX_LINE, lambda link, i=i: LeanHome(i, link)))
+        if at + 100 < first + count:
+            reactor.callLater(0.05, start_batch, at + 100)
+
+    reactor.callWhenRunning(start_batch, first)
+    reactor.run()
+
+
 def run_homes(port: int, first: int, count: int, loads: int) -> None:
     """A helper process: ``count`` homes, each on its own TCP connection."""
     from twisted.internet import endpoints, reactor
@@ -110,9 +221,7 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     from jeisson.simulation import SimLoad, home_inis
     from jeisson.wire import aggregator_home as wire
 
-    welcomed = set()
-    commits: dict[str, list] = {}  # event -> [time of each home's first COMMIT]
-    committed: set = set()
+    tally = Tally(count)
 
     # The boards' lines wait in one queue, delivered on the reactor's next
     # turn (not within the sender's call): one timer for all of them.
@@ -144,40 +253,19 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
 
         abort = close
 
-    budgets: dict[str, list] = {}  # event -> [time each BUDGET arrived]
-    cpu_at: dict[str, float] = {}  # event -> this process's CPU time at its first BUDGET
-
     class MeasuredUplink(UplinkSession):
         def _on_budget(self, budget):
-            if budget.event not in budgets:
-                cpu_at[budget.event] = time.process_time()
-            budgets.setdefault(budget.event, []).append(time.time())
+            tally.budget(budget.event)
             super()._on_budget(budget)
 
         def send(self, message):
             super().send(message)
             if isinstance(message, wire.Commit) and self.home.budget is not None:
-                key = (self.home.budget.event, self.home.config.id)
-                if key not in committed:
-                    committed.add(key)
-                    commits.setdefault(self.home.budget.event, []).append(time.time())
-                    if len(commits[self.home.budget.event]) == count:
-                        arrived = budgets.get(key[0], [0.0])
-                        print(json.dumps({"event": key[0], "last": max(commits[key[0]]), "count": count,
-                                          "first_budget": min(arrived), "last_budget": max(arrived),
-                                          "first_commit": min(commits[key[0]]),
-                                          "cpu": time.process_time() - cpu_at[key[0]]}), flush=True)
+                tally.commit(self.home.budget.event, self.home.config.id)
 
         def _on_welcome(self, welcome):
             super()._on_welcome(welcome)
-            welcomed.add(self.home.config.id)
-            if len(welcomed) == count:
-                # Everything built so far lives as long as the run: out of
-                # the collector's way (one process here carries hundreds of
-                # homes, whose heaps would be separate on real boards).
-                gc.collect()
-                gc.freeze()
-                print(json.dumps({"ready": count}), flush=True)
+            tally.welcome(self.home.config.id)
 
     def start_home(i: int) -> None:
         hid = home_id(i)
@@ -338,6 +426,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
     parser.add_argument("--loads", type=int, default=8)
+    parser.add_argument("--lean", action="store_true", help="lean homes: the real protocol, but each home decides "
+                        "at once, with no home core and no board (measures the aggregator's part of the cycle)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
     parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
                         "work directory; implies --keep)")
@@ -367,7 +457,8 @@ def main() -> None:
         time.sleep(1.0)
         rss_before = rss_kib(aggregator.pid)
         started = time.monotonic()
-        helpers = [subprocess.Popen([sys.executable, str(HERE), "--run-homes", str(port), str(first), str(count),
+        kind = "--run-lean-homes" if args.lean else "--run-homes"
+        helpers = [subprocess.Popen([sys.executable, str(HERE), kind, str(port), str(first), str(count),
                                      str(args.loads)], stdout=subprocess.PIPE, text=True)
                    for first, count in spread(n, args.procs)]
         for helper in helpers:
@@ -451,8 +542,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--run-homes":
-        run_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] in ("--run-homes", "--run-lean-homes"):
+        run = run_homes if sys.argv[1] == "--run-homes" else run_lean_homes
+        run(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
         run_floor_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-clients":

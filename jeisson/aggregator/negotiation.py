@@ -36,20 +36,19 @@ class Offers:
     def of(cls, flex: Flex) -> "Offers":
         """The arrays of ``flex``.  A home whose owner opted out offers no
         flexibility: every load it runs or will run as set is fixed."""
-        loads = flex.loads
-        n = len(loads)
-        rated = np.fromiter((o.rated_w for o in loads), dtype=float, count=n)
-        on = np.fromiter((o.on for o in loads), dtype=bool, count=n)
-        must = np.fromiter((o.mode == "must" for o in loads), dtype=bool, count=n)
-        wanted = np.fromiter((o.wanted for o in loads), dtype=bool, count=n)
-        high = np.fromiter((o.mode != "off" for o in loads), dtype=float, count=n)
+        # One pass over the loads, then columns of one small array.
+        table = np.array([(o.rated_w, o.priority, o.on, o.mode == "must", o.wanted, o.mode != "off")
+                          for o in flex.loads], dtype=float).reshape(-1, 6)
+        rated, priority = table[:, 0], table[:, 1]
+        on, must, wanted = table[:, 2] > 0, table[:, 3] > 0, table[:, 4] > 0
+        high = table[:, 5]
         if flex.opt_out:
             # Until it switches them, a load on still draws: count it too.
             must = must | wanted | on
             high = must.astype(float)
         return cls(
             rated=rated,
-            priority=np.fromiter((o.priority for o in loads), dtype=float, count=n),
+            priority=priority,
             low=must.astype(float),
             high=high,
             on_w=float(rated[on].sum()),

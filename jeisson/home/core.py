@@ -93,14 +93,18 @@ class Home:
 
     def flex_if_changed(self) -> wire.Flex | None:
         """A new bid when the offers changed since the last one sent."""
-        if (self.offers(), self.opted_out()) == self.last_offers:
+        now = (self.offers(), self.opted_out())
+        if now == self.last_offers:
             return None
-        return self.new_flex()
+        return self._bid(now)
 
     def new_flex(self) -> wire.Flex:
-        offers, opted_out = self.last_offers = (self.offers(), self.opted_out())
+        return self._bid((self.offers(), self.opted_out()))
+
+    def _bid(self, offers: tuple) -> wire.Flex:
+        self.last_offers = offers
         self.bid += 1
-        return wire.Flex(self.bid, offers, opted_out)
+        return wire.Flex(self.bid, *offers)
 
     def opted_out(self) -> bool:
         """Whether the owner opted out of the event in progress (or of all)."""

@@ -137,7 +137,7 @@ def parse_line(line: bytes):
     if not line.isascii():
         raise ProtocolError(SYNTAX, "line is not ASCII")
     text = line.decode("ascii")
-    if any(not c.isprintable() for c in text):
+    if not text.isprintable():
         raise ProtocolError(SYNTAX, "line has control characters")
     tokens = text.split()
     if not tokens:
@@ -176,12 +176,15 @@ def parse_line(line: bytes):
 
 def serialize(message) -> bytes:
     """The line for ``message``, with its ``\\n`` terminator."""
-    if isinstance(message, Hello):
+    kind = type(message)
+    if kind is Set or kind is Ack:
+        return f"{message.verb} {message.seq} {message.relay} {int(message.on)}\n".encode("ascii")
+    if kind is Ping or kind is Pong:
+        return f"{message.verb} {message.n}\n".encode("ascii")
+    if kind is Hello:
         states = "".join("1" if s else "0" for s in message.states)
         fields = [message.actuator, message.relays, message.version, states]
-    elif isinstance(message, (Set, Ack)):
-        fields = [message.seq, message.relay, int(message.on)]
-    elif isinstance(message, Meas):
+    elif kind is Meas:
         fields = list(message.watts)
     else:
         fields = list(attrs.astuple(message))
