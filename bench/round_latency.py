@@ -13,6 +13,16 @@ one line out to every connection and one line back.  Also: the
 aggregator's memory per home (RSS with all homes connected, less RSS
 before), and its CPU use while idle with all homes connected.
 
+With ``--lean``, the homes speak the same protocol and send the same lines
+(``FLEX`` then ``COMMIT`` for each budget) but decide at once, with no home
+core and no board: the cycle then measures the aggregator's part.
+
+The helpers carry hundreds of homes each, where each would have its own
+board in the field: they log warnings and errors only, and take what they
+built at start-up out of the garbage collector's way (``gc.freeze``).  Each
+round's line reports the CPU the helpers spent per home and the CPU the
+aggregator spent, from the event's start to the last ``COMMIT``.
+
 Last line: ``homes=N cycle_p50_ms=... cycle_p99_ms=... floor_p50_ms=...
 ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
 """
@@ -355,13 +365,13 @@ def run_floor_clients(port: int, count: int) -> None:
             self.sendLine(b"PONG {\"n\":1}")
 
         def connectionLost(self, reason):  # noqa: N802 (Twisted)
-            # The server is done: this helper is too.
-            if reactor.running:
-                reactor.callLater(0, _stop)
+            # The server is done: this helper is too (once, whichever
+            # connection closes first).
+            if not stopping:
+                stopping.append(True)
+                reactor.callLater(0, reactor.stop)
 
-    def _stop():
-        if reactor.running:
-            reactor.stop()
+    stopping: list = []
 
     factory = protocol.Factory.forProtocol(Echo)
 

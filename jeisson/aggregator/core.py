@@ -11,8 +11,9 @@ reports, and the DR events.  While an event is active it runs rounds:
 2. *shed*: homes whose target is at or below their present draw get their
    budget first, and the round waits for their commitments (or
    ``round_timeout_s``);
-3. *grant*: the homes whose target is above their draw get it, capped by the headroom left
-   after the real commitments of phase 2, and the round waits again;
+3. *grant*: the homes whose target is above their draw get it, capped by
+   the headroom left after the real commitments of phase 2, and the round
+   waits again;
 4. *log*: each home's demand, budget, commitment and loads, and the totals
    against the limits.
 
