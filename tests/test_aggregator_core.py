@@ -209,6 +209,15 @@ def test_a_home_kept_at_its_draw_gets_its_budget_with_the_shedding_homes(net):
     assert h3.take() == [], "nothing is left to grant h3"
 
 
+def test_with_nobody_to_shed_every_home_is_answered_at_once(net):
+    h1 = net.home("h1", load("oven", 3000, on=True))
+    h2 = net.home("h2", load("ev", 1000, on=False))
+    net.run_until(FIRST_ROUND)
+    # h1 keeps its 3000 W, h2 rises: no shed to wait for, so neither waits.
+    approx_budget(h1.take()[0], 1, 3000)
+    approx_budget(h2.take()[0], 1, 1000)
+
+
 def test_a_commit_for_another_round_is_ignored(two):
     net, h1, h2 = two
     net.run_until(FIRST_ROUND)

@@ -382,6 +382,22 @@ def test_offs_are_acknowledged_before_anything_is_switched_on(rig):
     assert [w for _, w in rig.draws] == [550.0, 150.0, 950.0]
 
 
+def test_what_changes_while_the_offs_are_outstanding_decides_the_ons(rig):
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    rig.aggregator.budget(950.0)  # x and y off, then z on
+    a, b = rig.boards["a"], rig.boards["b"]
+    assert sorted(a.pending()) == [("x", False), ("y", False)]
+    rig.home.set_desired("z", False)  # the owner, meanwhile: z stays off
+    a.ack()
+    assert ("z", True) not in b.pending(), "z switched on though its owner just set it off"
+    rig.settle()
+    assert rig.home.loads["z"].on is False
+    # The next pass chooses without z: x fits beside the fridge again.
+    commit = rig.aggregator.commits()[-1]
+    assert (commit.committed_w, commit.on) == (650.0, ("x", "fridge"))
+
+
 def test_an_off_refused_as_busy_holds_back_the_ons_until_a_retry_succeeds(rig):
     rig.aggregator.budget(1050.0)
     rig.settle()

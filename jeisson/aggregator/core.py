@@ -8,12 +8,12 @@ reports, and the DR events.  While an event is active it runs rounds:
    round until heard from again: counted at their last known power, never
    at zero), gives each home a target budget of whole loads, within the
    total limit and every feeder's;
-2. *shed*: homes whose target is at or below their present draw get their
-   budget first, and the round waits for their commitments (or
-   ``round_timeout_s``);
-3. *grant*: the homes whose target is above their draw get it, capped by
-   the headroom left after the real commitments of phase 2, and the round
-   waits again;
+2. *shed*: homes whose target is below their present draw, and with them
+   those kept at it, get their budget first, and the round waits for their
+   commitments (or ``round_timeout_s``); with nobody to shed, this phase is
+   skipped;
+3. *grant*: the other homes get their target, capped by the headroom left
+   after the real commitments of phase 2, and the round waits again;
 4. *log*: each home's demand, budget, commitment and loads, and the totals
    against the limits.
 
@@ -453,10 +453,13 @@ class Aggregator:
                 "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
                 " the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
                 n=self._round_number, event=event.id, unknown=unknown_w, limit=event.limit_w)
-        # A home kept at (or cut below) what it draws takes nothing from the
-        # others: it needs no shed to wait for, so it is answered at once.
-        holding = {h: t for h, t in result.budgets.items() if t <= self._level(h) + 1e-6}
-        self._dispatch(holding)
+        # The homes that shed go first.  A home kept at what it draws takes
+        # nothing from the others and goes with them; with nobody to shed,
+        # every home is answered at once in the grant.
+        first = {h: t for h, t in result.budgets.items() if t <= self._level(h) + 1e-6}
+        if all(t >= self._level(h) - 1e-6 for h, t in first.items()):
+            first = {}
+        self._dispatch(first)
 
     def _level(self, home_id: str) -> float:
         record = self.homes[home_id]

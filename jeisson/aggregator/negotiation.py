@@ -3,9 +3,10 @@
 A round turns every participating home's latest flexibility report into a
 target budget (``plan``), then dispatches it in two phases so that the sum of
 what homes may draw never passes a limit while they switch: first the homes
-whose budget is at or below what they draw now (they shed, or hold), then,
-once those have committed, the others, each granted at most the headroom
-actually left, in total and on its feeder (``grant_increases``).
+whose budget is below what they draw now (they shed; those kept at their
+draw go with them), then, once those have committed, the others, each
+granted at most the headroom actually left, in total and on its feeder
+(``grant_increases``).
 
 Each report's loads become numpy arrays once, when it arrives (``Offers``),
 so planning a round concatenates a few arrays per home and never loops over

@@ -322,10 +322,10 @@ class Home:
         targets = self.targets()
         offs = [load for load in self.loads.values()
                 if load.known and load.on and not targets[load.id] and load.can_switch(False, now)]
-        if not await self._switch_all(offs, False):
-            # An off failed and keeps drawing, or a board was lost: choose
-            # again with what is really on.  (A new budget or owner's switch
-            # meanwhile brings a whole new pass after this one.)
+        if not await self._switch_all(offs, False) or self._again:
+            # An off failed and keeps drawing, a board came or went, or the
+            # budget, the owner or the time changed meanwhile: choose again
+            # with what is true now before switching anything on.
             targets = self.targets()
         # Switch on only what still fits.
         now = self.clock.seconds()
