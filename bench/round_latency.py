@@ -180,14 +180,15 @@ def run_lean_homes(port: int, first: int, count: int, loads: int) -> None:
                 self.flex()
                 tally.welcome(self.id)
             elif isinstance(message, (wire.Budget, wire.Release)):
-                if isinstance(message, wire.Budget):
+                budget = isinstance(message, wire.Budget)
+                if budget:
                     tally.budget(message.event)
-                committed = self.switch(message.budget_w if isinstance(message, wire.Budget) else None)
+                committed = self.switch(message.budget_w if budget else None)
                 answered = self.bid
                 self.flex()
                 on = tuple(load_id for (load_id, _, _), on in zip(self.rated, self.on, strict=True) if on)
                 self.send(wire.Commit(message.round, answered, committed, on))
-                if isinstance(message, wire.Budget):
+                if budget:
                     tally.commit(message.event, self.id)
             elif isinstance(message, wire.Ping):
                 self.send(wire.Pong(message.n))
@@ -399,6 +400,16 @@ def spread(total: int, parts: int) -> list[tuple[int, int]]:
     return out
 
 
+def stop(process, seconds: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``seconds``."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def read_json_line(process, seconds: float) -> dict:
     """The helper's next JSON line, waiting at most ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -532,19 +543,8 @@ def main() -> None:
     finally:
         # The homes first (else each would log the aggregator's loss), then
         # SIGTERM: twistd stops cleanly (and writes its profile).
-        for p in helpers:
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        aggregator.terminate()
-        try:
-            aggregator.wait(30)
-        except subprocess.TimeoutExpired:
-            aggregator.kill()
-            aggregator.wait()
+        for process in [*helpers, aggregator]:
+            stop(process)
         if not args.keep and not args.profile:
             shutil.rmtree(work, ignore_errors=True)
         else:
