@@ -139,80 +139,50 @@ class Tally:
                   flush=True)
 
 
-def run_lean_homes(port: int, first: int, count: int, loads: int) -> None:
-    """A helper process of *lean* homes: each speaks the protocol on its own
-    TCP connection but decides at once, with no home core and no board: it
-    keeps the first loads that fit a budget, and sends a new ``FLEX`` then
-    its ``COMMIT``, as a real home does.  The aggregator sees the same lines
-    as with real homes; what the cycle then measures is the aggregator."""
-    from twisted.internet import endpoints, reactor
+class BoardPipes:
+    """In-process home <-> board links: each line waits in one queue and is
+    delivered on the reactor's next turn (not within the sender's call),
+    as over a socket; one timer for all of them."""
 
-    from jeisson.link import LineLinkFactory
-    from jeisson.wire import aggregator_home as wire
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.lines: deque = deque()
 
-    tally = Tally(count)
+    def pair(self, home_peer: str, board_peer: str):
+        home_end, board_end = self.Pipe(self, home_peer), self.Pipe(self, board_peer)
+        home_end.other, board_end.other = board_end, home_end
+        return home_end, board_end
 
-    class LeanHome:
-        def __init__(self, i: int, link):
-            self.id, self.link, self.bid = home_id(i), link, 0
-            self.rated = [(f"{self.id}-l{k + 1}", float(w), p) for k, (w, p) in enumerate(loads_of(i, loads))]
-            self.on = [True] * loads
-            self.send(wire.Hello(self.id, f"s-{self.id}", (1,)))
+    def deliver(self) -> None:
+        lines = self.lines
+        for _ in range(len(lines)):
+            end, line = lines.popleft()
+            end.session.line_received(line)
+        if lines:
+            self.reactor.callLater(0, self.deliver)
 
-        def send(self, message) -> None:
-            self.link.send_line(wire.serialize(message))
+    class Pipe:
+        """One end: the wire interface of ``jeisson.link``."""
 
-        def flex(self) -> None:
-            self.bid += 1
-            self.send(wire.Flex(self.bid, tuple(wire.LoadOffer(load_id, w, p, "may", on, False, True)
-                                                for (load_id, w, p), on in zip(self.rated, self.on, strict=True))))
+        def __init__(self, pipes, peer):
+            self.pipes, self.peer = pipes, peer
+            self.other = self.session = None
+            self.closed = False
 
-        def switch(self, budget_w: float | None) -> float:
-            room = float("inf") if budget_w is None else budget_w
-            for k, (_, w, _) in enumerate(self.rated):
-                self.on[k] = w <= room
-                room -= w if self.on[k] else 0.0
-            return sum(w for (_, w, _), on in zip(self.rated, self.on, strict=True) if on)
+        def send_line(self, data):
+            lines = self.pipes.lines
+            if not lines:
+                self.pipes.reactor.callLater(0, self.pipes.deliver)
+            lines.append((self.other, data.rstrip(b"\n")))
 
-        def line_received(self, line: bytes) -> None:
-            message = wire.parse_line(line)
-            if isinstance(message, wire.Welcome):
-                self.flex()
-                tally.welcome(self.id)
-            elif isinstance(message, (wire.Budget, wire.Release)):
-                budget = isinstance(message, wire.Budget)
-                if budget:
-                    tally.budget(message.event)
-                committed = self.switch(message.budget_w if budget else None)
-                answered = self.bid
-                self.flex()
-                on = tuple(load_id for (load_id, _, _), on in zip(self.rated, self.on, strict=True) if on)
-                self.send(wire.Commit(message.round, answered, committed, on))
-                if budget:
-                    tally.commit(message.event, self.id)
-            elif isinstance(message, wire.Ping):
-                self.send(wire.Pong(message.n))
+        def close(self):
+            self.closed = True
 
-        def connection_lost(self, reason) -> None:
-            pass
-
-        def line_too_long(self, error) -> None:
-            pass
-
-    def start_batch(at: int) -> None:
-        for i in range(at, min(at + 100, first + count)):
-            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(
-                LineLinkFactory(wire.MAX_LINE, lambda link, i=i: LeanHome(i, link)))
-        if at + 100 < first + count:
-            reactor.callLater(0.05, start_batch, at + 100)
-
-    reactor.callWhenRunning(start_batch, first)
-    reactor.run()
+        abort = close
 
 
-def run_homes(port: int, first: int, count: int, loads: int) -> None:
-    """A helper process: ``count`` homes, each on its own TCP connection."""
-    from twisted.internet import endpoints, reactor
+def quiet_logging(reactor) -> None:
+    """Log warnings and errors only, to stderr; nothing once stopping."""
     from twisted.logger import (
         FilteringLogObserver,
         LogLevel,
@@ -220,6 +190,190 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
         globalLogBeginner,
         textFileLogObserver,
     )
+
+    warnings = LogLevelFilterPredicate(LogLevel.warn)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings])],
+                                     redirectStandardIO=False)
+    # Stopped by the bench: the links' loss is no news.
+    reactor.addSystemEventTrigger("before", "shutdown", warnings.setLogLevelForNamespace, None, LogLevel.critical)
+
+
+def run_reactor(reactor, first: int) -> None:
+    profile_to = os.environ.get("JEISSON_PROFILE_HOMES")
+    if profile_to:
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor}, f"{profile_to}.{first}")
+    else:
+        reactor.run()
+
+
+def start_in_batches(reactor, first: int, count: int, start) -> None:
+    # In batches, so that the aggregator's accept backlog never overflows.
+    def batch(at: int) -> None:
+        for i in range(at, min(at + 100, first + count)):
+            start(i)
+        if at + 100 < first + count:
+            reactor.callLater(0.05, batch, at + 100)
+
+    reactor.callWhenRunning(batch, first)
+
+
+def board_ini(hid: str, loads: list[tuple[int, int]]) -> str:
+    from jeisson.simulation import SimLoad, home_inis
+
+    _, [board] = home_inis(hid, [SimLoad(rated, priority) for rated, priority in loads],
+                           failsafe_after_s=600, board_measure_period_s=3600)
+    return board
+
+
+def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
+    """A helper process of *simulated* homes.  Each speaks the real protocol
+    on its own TCP connection to the aggregator, and the real board protocol
+    with its own board (the real ``ActuatorSession`` and ``Board``, in
+    memory): on a budget it keeps its most valuable loads that fit (by
+    priority, first fit), switches off, waits for every ``ACK``, switches
+    on, waits for every ``ACK``, then sends its new ``FLEX`` and its
+    ``COMMIT``, as a real home does.  What it leaves out is the home's own
+    machinery (its constraints, its MILP choice, its Deferreds), which in
+    the field runs on each home's own computer."""
+    from twisted.internet import endpoints, reactor
+
+    from jeisson.actuator import config as actuator_config
+    from jeisson.actuator.board import Board
+    from jeisson.actuator.session import ActuatorSession
+    from jeisson.link import LineLinkFactory
+    from jeisson.wire import aggregator_home as wire
+    from jeisson.wire import home_actuator as board_wire
+
+    tally = Tally(count)
+    pipes = BoardPipes(reactor)
+
+    class SimulatedHome:
+        def __init__(self, i: int, link):
+            self.id, self.link, self.bid = home_id(i), link, 0
+            rated = loads_of(i, loads)
+            self.loads = [(f"{self.id}-l{k + 1}", float(w), p, k + 1) for k, (w, p) in enumerate(rated)]
+            # Most valuable first: the order a budget is filled in.
+            self.by_value = sorted(self.loads, key=lambda load: -load[2])
+            self.on: list[bool] | None = None  # relay states, from the board's HELLO
+            self.pending: set[int] = set()  # SET sequence numbers not yet acknowledged
+            self.seq = 0
+            self.queued = None  # a BUDGET or RELEASE that came while switching
+            self.answering = None
+            self.then = None  # what to do once every pending SET is acknowledged
+            self.board = Board.from_config(actuator_config.config_from_string(board_ini(self.id, rated), self.id),
+                                           reactor)
+            self.board.start()
+            self.to_board, board_end = pipes.pair(f"mem:{self.id}-board", f"mem:{self.id}")
+            self.to_board.session = self.BoardLink(self)
+            board_end.session = ActuatorSession(board_end, self.board)
+            board_end.session.start()
+            self.send(wire.Hello(self.id, f"s-{self.id}", (1,)))
+
+        class BoardLink:
+            def __init__(self, home):
+                self.home = home
+
+            def line_received(self, line: bytes) -> None:
+                home = self.home
+                message = board_wire.parse_line(line)
+                if isinstance(message, board_wire.Ack):
+                    home.pending.discard(message.seq)
+                    home.on[message.relay - 1] = message.on
+                    if not home.pending and home.then is not None:
+                        then, home.then = home.then, None
+                        then()
+                elif isinstance(message, board_wire.Hello):
+                    home.on = list(message.states)
+                    home.send_board(board_wire.Welcome(1, 30))
+                elif isinstance(message, board_wire.Ping):
+                    home.send_board(board_wire.Pong(message.n))
+                elif isinstance(message, board_wire.Nak):
+                    raise SystemExit(f"{home.id}: the board refused a switch: {message}")
+
+        def send(self, message) -> None:
+            self.link.send_line(wire.serialize(message))
+
+        def send_board(self, message) -> None:
+            self.to_board.send_line(board_wire.serialize(message))
+
+        def flex(self) -> None:
+            self.bid += 1
+            self.send(wire.Flex(self.bid, tuple(wire.LoadOffer(load_id, w, p, "may", on, False, True)
+                                                for (load_id, w, p, _), on in zip(self.loads, self.on, strict=True))))
+
+        def switch(self, relays: list[int], on: bool, then) -> None:
+            if not relays:
+                then()
+                return
+            self.then = then
+            for relay in relays:
+                self.seq += 1
+                self.pending.add(self.seq)
+                self.send_board(board_wire.Set(self.seq, relay, on))
+
+        def line_received(self, line: bytes) -> None:
+            message = wire.parse_line(line)
+            if isinstance(message, (wire.Budget, wire.Release)):
+                if isinstance(message, wire.Budget):
+                    tally.budget(message.event)
+                if self.answering is not None:
+                    self.queued = message
+                else:
+                    self.answer(message)
+            elif isinstance(message, wire.Welcome):
+                self.flex()
+                tally.welcome(self.id)
+            elif isinstance(message, wire.Ping):
+                self.send(wire.Pong(message.n))
+
+        def answer(self, message) -> None:
+            self.answering = message
+            room = message.budget_w if isinstance(message, wire.Budget) else float("inf")
+            wanted = set()
+            for _, w, _, relay in self.by_value:
+                if w <= room:
+                    wanted.add(relay)
+                    room -= w
+            offs = [relay for _, _, _, relay in self.loads if self.on[relay - 1] and relay not in wanted]
+            ons = [relay for _, _, _, relay in self.loads if not self.on[relay - 1] and relay in wanted]
+            # Off first, on once the offs are acknowledged: never above the budget.
+            self.switch(offs, False, lambda: self.switch(ons, True, self.commit))
+
+        def commit(self) -> None:
+            message, self.answering = self.answering, None
+            answered = self.bid
+            self.flex()
+            on = tuple(load_id for load_id, _, _, relay in self.loads if self.on[relay - 1])
+            committed = sum(w for _, w, _, relay in self.loads if self.on[relay - 1])
+            self.send(wire.Commit(message.round, answered, committed, on))
+            if isinstance(message, wire.Budget):
+                tally.commit(message.event, self.id)
+            if self.queued is not None:
+                queued, self.queued = self.queued, None
+                self.answer(queued)
+
+        def connection_lost(self, reason) -> None:
+            pass
+
+        def line_too_long(self, error) -> None:
+            raise SystemExit(f"{self.id}: a line from the aggregator is too long: {error}")
+
+    def start(i: int) -> None:
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(
+            LineLinkFactory(wire.MAX_LINE, lambda link: SimulatedHome(i, link)))
+
+    start_in_batches(reactor, first, count, start)
+    quiet_logging(reactor)
+    run_reactor(reactor, first)
+
+
+def run_homes(port: int, first: int, count: int, loads: int) -> None:
+    """A helper process of real homes: each its real ``Home`` core and
+    ``UplinkSession`` on its own TCP connection, its board the real
+    ``BoardSession``, ``ActuatorSession`` and ``Board`` in memory."""
+    from twisted.internet import endpoints, reactor
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
@@ -233,36 +387,7 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     from jeisson.wire import aggregator_home as wire
 
     tally = Tally(count)
-
-    # The boards' lines wait in one queue, delivered on the reactor's next
-    # turn (not within the sender's call): one timer for all of them.
-    board_lines: deque = deque()
-
-    def deliver_board_lines():
-        for _ in range(len(board_lines)):
-            end, line = board_lines.popleft()
-            end.session.line_received(line)
-        if board_lines:
-            reactor.callLater(0, deliver_board_lines)
-
-    class Pipe:
-        """One end of an in-process home <-> board link, delivered by the reactor."""
-
-        def __init__(self, peer):
-            self.peer = peer
-            self.other = None
-            self.session = None
-            self.closed = False
-
-        def send_line(self, data):
-            if not board_lines:
-                reactor.callLater(0, deliver_board_lines)
-            board_lines.append((self.other, data.rstrip(b"\n")))
-
-        def close(self):
-            self.closed = True
-
-        abort = close
+    pipes = BoardPipes(reactor)
 
     class MeasuredUplink(UplinkSession):
         def _on_budget(self, budget):
@@ -278,18 +403,17 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
             super()._on_welcome(welcome)
             tally.welcome(self.home.config.id)
 
-    def start_home(i: int) -> None:
+    def start(i: int) -> None:
         hid = home_id(i)
         home_ini, board_inis = home_inis(
             hid, [SimLoad(rated, priority) for rated, priority in loads_of(i, loads)],
             aggregator=f"tcp:127.0.0.1:{port}", heartbeat_s=30, command_timeout_s=10, measure_period_s=3600,
             failsafe_after_s=600, board_measure_period_s=3600)
         home = Home(home_config.config_from_string(home_ini, hid), reactor)
-        for board_ini in board_inis:
-            relays = Board.from_config(actuator_config.config_from_string(board_ini, hid), reactor)
+        for text in board_inis:
+            relays = Board.from_config(actuator_config.config_from_string(text, hid), reactor)
             relays.start()
-            home_end, board_end = Pipe(f"mem:{relays.config.id}"), Pipe(f"mem:{hid}")
-            home_end.other, board_end.other = board_end, home_end
+            home_end, board_end = pipes.pair(f"mem:{relays.config.id}", f"mem:{hid}")
             home_end.session = BoardSession(home, home_end)
             board_end.session = ActuatorSession(board_end, relays)
             board_end.session.start()
@@ -297,28 +421,9 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
         endpoint.connect(LineLinkFactory(wire.MAX_LINE, lambda link: MeasuredUplink(home, link))).addErrback(
             lambda f: print(json.dumps({"error": f"{hid}: {f.getErrorMessage()}"}), flush=True))
 
-    def start_batch(at: int) -> None:
-        # In batches, so that the aggregator's accept backlog never overflows.
-        for i in range(at, min(at + 100, first + count)):
-            start_home(i)
-        if at + 100 < first + count:
-            reactor.callLater(0.05, start_batch, at + 100)
-
-    reactor.callWhenRunning(start_batch, first)
-    # A real home logs to its own file on its own board; these hundreds of
-    # homes in one process report warnings and errors only (to stderr).
-    warnings = LogLevelFilterPredicate(LogLevel.warn)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings])],
-                                     redirectStandardIO=False)
-    # Stopped by the bench: the links' loss is no news.
-    reactor.addSystemEventTrigger("before", "shutdown", warnings.setLogLevelForNamespace, None, LogLevel.critical)
-    profile_to = os.environ.get("JEISSON_PROFILE_HOMES")
-    if profile_to:
-        import cProfile
-
-        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor}, f"{profile_to}.{first}")
-    else:
-        reactor.run()
+    start_in_batches(reactor, first, count, start)
+    quiet_logging(reactor)
+    run_reactor(reactor, first)
 
 
 def run_floor_server(port: int, connections: int, rounds: int) -> None:
@@ -426,6 +531,25 @@ def read_json_line(process, seconds: float) -> dict:
             return json.loads(line)
 
 
+def read_log(work: pathlib.Path) -> str:
+    # twistd rotates its log every megabyte: read every piece.
+    return "".join(path.read_text() for path in sorted(work.glob("aggregator.log*"), reverse=True))
+
+
+def round_took(work: pathlib.Path, event: str, seconds: float) -> float:
+    """How long the first round of ``event`` took, as the aggregator logged
+    it: from the round's start (the event's, on the aggregator's timer) to
+    the last commitment it counted, in ms."""
+    pattern = re.compile(rf"round \d+ event {event}: committed .* \(round took ([\d.]+) ms\)")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        match = pattern.search(read_log(work))
+        if match:
+            return float(match.group(1))
+        time.sleep(0.05)
+    raise SystemExit(f"the aggregator logged no round of event {event} within {seconds} s")
+
+
 def floor(homes: int, procs: int, rounds: int) -> list[float]:
     port = free_port()
     server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes), str(rounds)],
@@ -447,8 +571,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
     parser.add_argument("--loads", type=int, default=8)
-    parser.add_argument("--lean", action="store_true", help="lean homes: the real protocol, but each home decides "
-                        "at once, with no home core and no board (measures the aggregator's part of the cycle)")
+    parser.add_argument("--real-homes", action="store_true", help="run each home's real core and sessions "
+                        "(Home, UplinkSession, BoardSession) instead of a simulated home; its board is the same")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
     parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
                         "work directory; implies --keep)")
@@ -478,7 +602,7 @@ def main() -> None:
         time.sleep(1.0)
         rss_before = rss_kib(aggregator.pid)
         started = time.monotonic()
-        kind = "--run-lean-homes" if args.lean else "--run-homes"
+        kind = "--run-homes" if args.real_homes else "--run-simulated-homes"
         helpers = [subprocess.Popen([sys.executable, str(HERE), kind, str(port), str(first), str(count),
                                      str(args.loads)], stdout=subprocess.PIPE, text=True)
                    for first, count in spread(n, args.procs)]
@@ -517,18 +641,19 @@ def main() -> None:
                 print(f"round {k + 1}: not every home committed within the event", flush=True)
                 incomplete += 1
                 break
+            took = round_took(work, event, 30)
             aggregator_cpu = cpu_seconds(aggregator.pid) - aggregator_cpu
-            cycles.append((max(r["last"] for r in replies) - start) * 1e3)
-            print(f"round {k + 1}: cycle {cycles[-1]:.1f} ms (first BUDGET after "
-                  f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT after "
-                  f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
-                  f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms; CPU: helpers "
+            cycles.append(took)
+            print(f"round {k + 1}: cycle {took:.1f} ms (homes: first BUDGET after "
+                  f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
+                  f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT sent after "
+                  f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last after "
+                  f"{(max(r['last'] for r in replies) - start) * 1e3:.1f} ms; CPU: helpers "
                   f"{sum(r['cpu'] for r in replies) * 1e6 / n:.0f} us per home, aggregator "
                   f"{aggregator_cpu * 1e3:.0f} ms)", flush=True)
             # After the event's end, and the homes' restoring, before the next.
             time.sleep(max(start + length + 0.5 + n / 2000 - time.time(), 0))
-        # twistd rotates its log every megabyte: read every piece.
-        log = "".join(path.read_text() for path in sorted(work.glob("aggregator.log*"), reverse=True))
+        log = read_log(work)
         over = log.count("OVER LIMIT")
         # A commitment that did not reach the aggregator within its round is
         # a late home in that round's summary line.
@@ -552,8 +677,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("--run-homes", "--run-lean-homes"):
-        run = run_homes if sys.argv[1] == "--run-homes" else run_lean_homes
+    if len(sys.argv) > 1 and sys.argv[1] in ("--run-homes", "--run-simulated-homes"):
+        run = run_homes if sys.argv[1] == "--run-homes" else run_simulated_homes
         run(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
         run_floor_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.aggregator.config import config_from_string
@@ -192,6 +192,23 @@ def test_shedding_homes_get_their_budget_first_the_others_after_they_commit(two)
         "demand_w": 4000.0, "budget_w": pytest.approx(3000), "committed_w": 3000.0, "on": ["oven"], "off": ["dryer"]
     }
     assert summary.homes["h2"]["committed_w"] == 2000.0 and summary.homes["h2"]["on"] == ["ev"]
+
+
+def test_a_round_reports_how_long_it_took_from_its_start_to_its_last_commitment(two):
+    net, h1, h2 = two
+    with capturedLogs() as events:
+        net.run_until(FIRST_ROUND)
+        net.run_until(FIRST_ROUND + 0.25)
+        h1.commit(1, 3000, on=("oven",))
+        net.run_until(FIRST_ROUND + 0.75)
+        h2.commit(1, 2000, on=("ev",))
+    summary = net.summary
+    assert (summary.started, summary.finished) == (FIRST_ROUND, FIRST_ROUND + 0.75)
+    [total] = [e for e in events if "ms" in e and e.get("n") == 1]
+    assert total["ms"] == pytest.approx(750) and total["verdict"] == "within limit"
+    assert "(round took 750.0 ms)" in formatEvent(total)
+    last = net.aggregator.snapshot()["last_round"]
+    assert (last["started"], last["finished"]) == (wire.format_utc(FIRST_ROUND), wire.format_utc(FIRST_ROUND + 0.75))
 
 
 def test_a_home_kept_at_its_draw_gets_its_budget_with_the_shedding_homes(net):

@@ -104,6 +104,7 @@ class RoundSummary:
     unknown_w: float
     feasible: bool
     homes: dict[str, dict]
+    started: float
     finished: float
     feeders: dict[str, dict] = attrs.Factory(dict)  # id -> limit_w, committed_w, unknown_w
 
@@ -601,7 +602,7 @@ class Aggregator:
             for i, name in enumerate(self.grid.names)
         }
         summary = RoundSummary(current.number, current.event.id, current.event.limit_w, committed_total, unknown,
-                               current.feasible, homes, self.clock.seconds(), feeders)
+                               current.feasible, homes, current.started, self.clock.seconds(), feeders)
         self.last_round = summary
         self.changed = True
         for name, f in feeders.items():
@@ -613,9 +614,10 @@ class Aggregator:
                 verdict="within limit" if f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 else "OVER LIMIT")
         self.log.info(
             "round {n} event {event}: committed {committed:.0f} W + unknown {unknown:.0f} W"
-            " of limit {limit:.0f} W: {verdict}",
+            " of limit {limit:.0f} W: {verdict} (round took {ms:.1f} ms)",
             n=current.number, event=current.event.id, committed=committed_total, unknown=unknown,
-            limit=current.event.limit_w, verdict="within limit" if summary.within_limit else "OVER LIMIT")
+            limit=current.event.limit_w, verdict="within limit" if summary.within_limit else "OVER LIMIT",
+            ms=(summary.finished - current.started) * 1e3)
         self._next_round(current)
 
     def _next_round(self, current: Round) -> None:
@@ -681,7 +683,7 @@ class Aggregator:
                 "number": last.number, "event": last.event, "limit_w": last.limit_w,
                 "committed_w": last.committed_w, "unknown_w": last.unknown_w, "within_limit": last.within_limit,
                 "feasible": last.feasible, "homes": last.homes, "feeders": last.feeders,
-                "finished": wire.format_utc(last.finished)},
+                "started": wire.format_utc(last.started), "finished": wire.format_utc(last.finished)},
             "homes": homes,
         }
 

@@ -37,23 +37,31 @@ class Offers:
     def of(cls, flex: Flex) -> "Offers":
         """The arrays of ``flex``.  A home whose owner opted out offers no
         flexibility: every load it runs or will run as set is fixed."""
-        # One pass over the loads, then columns of one small array.
-        table = np.array([(o.rated_w, o.priority, o.on, o.mode == "must", o.wanted, o.mode != "off")
-                          for o in flex.loads], dtype=float).reshape(-1, 6)
-        rated, priority = table[:, 0], table[:, 1]
-        on, must, wanted = table[:, 2] > 0, table[:, 3] > 0, table[:, 4] > 0
-        high = table[:, 5]
-        if flex.opt_out:
-            # Until it switches them, a load on still draws: count it too.
-            must = must | wanted | on
-            high = must.astype(float)
+        # One pass over the loads (a home has a few): cheaper than numpy
+        # operations on arrays this small.
+        rated, priority, low, high = [], [], [], []
+        on_w = demand_w = 0.0
+        opt_out = flex.opt_out
+        for o in flex.loads:
+            watts = o.rated_w
+            # Opted out: until it switches them, a load on still draws; so
+            # loads on, wanted or must-run are all fixed.
+            must = o.mode == "must" or (opt_out and (o.wanted or o.on))
+            rated.append(watts)
+            priority.append(o.priority)
+            low.append(must)
+            high.append(must if opt_out else o.mode != "off")
+            if o.on:
+                on_w += watts
+            if must or o.wanted:
+                demand_w += watts
         return cls(
-            rated=rated,
-            priority=priority,
-            low=must.astype(float),
-            high=high,
-            on_w=float(rated[on].sum()),
-            demand_w=float(rated[wanted | must].sum()),
+            rated=np.array(rated, dtype=float),
+            priority=np.array(priority, dtype=float),
+            low=np.array(low, dtype=float),
+            high=np.array(high, dtype=float),
+            on_w=on_w,
+            demand_w=demand_w,
         )
 
     @property

@@ -6,6 +6,7 @@ See ``docs/protocol.rst`` for the conversation.  Everything here is pure:
 ``parse_line(bytes) -> message`` and ``serialize(message) -> bytes``.
 """
 
+import functools
 import json
 import math
 import re
@@ -35,7 +36,9 @@ SUPERSEDED = "superseded"
 TIMEOUT = "timeout"
 
 
+@functools.lru_cache(maxsize=256)
 def format_utc(epoch: float) -> str:
+    # Cached: a round's budgets and a status file repeat the same moments.
     moment = datetime.fromtimestamp(epoch, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -47,6 +50,11 @@ def parse_utc(text: str) -> float:
     """Parse ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` into seconds since the epoch."""
     if not isinstance(text, str) or not _UTC.match(text):
         raise ValueError(f"not a UTC time like 2026-11-23T18:00:00Z: {text!r}")
+    return _utc_seconds(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_seconds(text: str) -> float:
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC).timestamp()
 
 
@@ -241,6 +249,22 @@ def _list(body, name, verb, limit):
 
 
 def _offer(item, index) -> LoadOffer:
+    # The common case in one test, with no message built; anything else
+    # goes through the checks below, which name what is wrong.
+    try:
+        load_id, rated_w, priority = item["id"], item["rated_w"], item["priority"]
+        mode, on, critical, wanted = item["mode"], item["on"], item["critical"], item["wanted"]
+    except (KeyError, TypeError):
+        return _checked_offer(item, index)
+    if (type(load_id) is str and ID_PATTERN.match(load_id) and (type(rated_w) is float or type(rated_w) is int)
+            and 0 <= rated_w <= MAX_POWER_W and math.isfinite(rated_w) and type(priority) is int
+            and 1 <= priority <= 100 and type(mode) is str and mode in LOAD_MODES and type(on) is bool
+            and type(critical) is bool and type(wanted) is bool):
+        return LoadOffer(load_id, float(rated_w), priority, mode, on, critical, wanted)
+    return _checked_offer(item, index)
+
+
+def _checked_offer(item, index) -> LoadOffer:
     where = f"FLEX: loads[{index}]"
     if not isinstance(item, dict):
         raise ProtocolError(BAD_FIELD, f"{where} must be an object")
@@ -383,10 +407,16 @@ def _to_body(message) -> dict:
         }
     if isinstance(message, Measure):
         return {"at": format_utc(message.at), "power_w": message.power_w, "loads": dict(message.loads)}
+    if isinstance(message, Ack):
+        return {"bid": message.bid}
     return attrs.asdict(message)
+
+
+# One encoder for every line (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def serialize(message) -> bytes:
     """The line for ``message``, with its ``\\n`` terminator."""
-    body = json.dumps(_to_body(message), separators=(",", ":"), ensure_ascii=False)
+    body = _ENCODER.encode(_to_body(message))
     return f"{message.verb} {body}\n".encode()
