@@ -1,27 +1,32 @@
 """Round latency over real sockets: ``python bench/round_latency.py --homes N``.
 
-One aggregator process (the real ``twistd jeisson-aggregator``) and N homes
-in a few helper processes, each home its real ``Home`` core and
-``UplinkSession`` on its own loopback TCP connection, each with one board
-(the real ``Board`` and ``ActuatorSession``, joined to its home in memory
-through the reactor).  Events are added live through the aggregator's
-events file; for each, the bench measures the **cycle**: from the event's
-start to the last home's ``COMMIT`` of the event's first round, which each
-home sends only after its board acknowledged every switch.  Before that, in
-the same run, the **floor**: the same number of bare Twisted connections,
-one line out to every connection and one line back.  Also: the
-aggregator's memory per home (RSS with all homes connected, less RSS
-before), and its CPU use while idle with all homes connected.
+One aggregator process (the real ``twistd jeisson-aggregator``) and N
+simulated homes in a few helper processes, each home on its own loopback
+TCP connection and with its own board (the real ``Board`` and
+``ActuatorSession``, joined to its home in memory through the reactor).  A
+simulated home speaks the real protocol on both links: on a budget it keeps
+its most valuable loads that fit, switches off, waits for its board's
+``ACK`` of each, switches on, waits again, then sends its new ``FLEX`` and
+its ``COMMIT``.  With ``--real-homes``, each home is instead the real
+``Home`` core with its ``UplinkSession`` and ``BoardSession``.
 
-With ``--lean``, the homes speak the same protocol and send the same lines
-(``FLEX`` then ``COMMIT`` for each budget) but decide at once, with no home
-core and no board: the cycle then measures the aggregator's part.
+Events are added live through the aggregator's events file; for each, the
+bench measures the **cycle**: the event's first round as the aggregator
+logs it, from its start (the event's, on the aggregator's timer) to the
+last commitment it counted, every home's switches acknowledged by its board
+before.  Before that, in the same run, the **floor**: the same number of
+bare Twisted connections, one line out to every connection and one line
+back.  Also: the aggregator's memory per home (RSS with all homes
+connected, less RSS before), and its CPU use while idle with all homes
+connected.
 
 The helpers carry hundreds of homes each, where each would have its own
 board in the field: they log warnings and errors only, and take what they
 built at start-up out of the garbage collector's way (``gc.freeze``).  Each
-round's line reports the CPU the helpers spent per home and the CPU the
-aggregator spent, from the event's start to the last ``COMMIT``.
+round's line reports when the homes saw their first and last ``BUDGET`` and
+sent their first and last ``COMMIT``, the CPU the helpers spent per home,
+and the CPU the aggregator spent, from just before the event's start to the
+end of its first round.
 
 Last line: ``homes=N cycle_p50_ms=... cycle_p99_ms=... floor_p50_ms=...
 ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
@@ -256,6 +261,10 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
             self.loads = [(f"{self.id}-l{k + 1}", float(w), p, k + 1) for k, (w, p) in enumerate(rated)]
             # Most valuable first: the order a budget is filled in.
             self.by_value = sorted(self.loads, key=lambda load: -load[2])
+            # Each load's offer, off and on: a bid is one of these per load.
+            self.offers = [(wire.LoadOffer(load_id, w, p, "may", False, False, True),
+                            wire.LoadOffer(load_id, w, p, "may", True, False, True))
+                           for load_id, w, p, _ in self.loads]
             self.on: list[bool] | None = None  # relay states, from the board's HELLO
             self.pending: set[int] = set()  # SET sequence numbers not yet acknowledged
             self.seq = 0
@@ -300,8 +309,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
 
         def flex(self) -> None:
             self.bid += 1
-            self.send(wire.Flex(self.bid, tuple(wire.LoadOffer(load_id, w, p, "may", on, False, True)
-                                                for (load_id, w, p, _), on in zip(self.loads, self.on, strict=True))))
+            self.send(wire.Flex(self.bid, tuple(offer[on] for offer, on in zip(self.offers, self.on, strict=True))))
 
         def switch(self, relays: list[int], on: bool, then) -> None:
             if not relays:

@@ -567,3 +567,26 @@ def test_corrupted_valid_lines_never_crash(message, data):
 def test_a_flex_without_opt_out_is_not_opted_out():
     assert ah.parse_line(b'FLEX {"bid": 2, "loads": []}') == ah.Flex(2, (), False)
     assert ah.parse_line(b'FLEX {"bid": 2, "loads": [], "opt_out": true}').opt_out is True
+
+
+def _outcome(parse, *args):
+    try:
+        return parse(*args)
+    except ProtocolError as error:
+        return (error.code, error.detail)
+
+
+@settings(max_examples=400)
+@given(data=st.data())
+def test_the_quick_load_check_accepts_and_refuses_exactly_as_the_full_one(data):
+    # A valid offer with some fields replaced by arbitrary JSON values, or
+    # removed; or not an object at all.
+    item = dict(VALID_OFFER)
+    for key in data.draw(st.lists(st.sampled_from(sorted(VALID_OFFER)), max_size=3)):
+        if data.draw(st.booleans()):
+            item[key] = data.draw(json_values)
+        else:
+            item.pop(key, None)
+    if data.draw(st.integers(min_value=0, max_value=9)) == 0:
+        item = data.draw(json_values)
+    assert _outcome(ah._offer, item, 3) == _outcome(ah._checked_offer, item, 3)

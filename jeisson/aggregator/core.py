@@ -559,6 +559,9 @@ class Aggregator:
                 call.cancel()
 
     def _finish(self, current: Round) -> None:
+        # The round is done as its last commitment is counted: what follows
+        # is its bookkeeping.
+        finished = self.clock.seconds()
         self.round = None
         self.rounds_run += 1
         homes = {}
@@ -573,12 +576,13 @@ class Aggregator:
             else:
                 unknown_homes[home_id] = self._counted_w(home_id, current)
             on = commit.on if commit is not None else record.on
+            on_ids = set(on)
             homes[home_id] = {
                 "demand_w": record.offers.demand_w if record.offers is not None else None,
                 "budget_w": current.granted.get(home_id),
                 "committed_w": commit.committed_w if commit is not None else None,
                 "on": list(on),
-                "off": [o.id for o in offers if o.id not in on],
+                "off": [o.id for o in offers if o.id not in on_ids],
             }
             if len(current.targets) <= PER_HOME_LOG_LIMIT:
                 self.log.info(
@@ -602,7 +606,7 @@ class Aggregator:
             for i, name in enumerate(self.grid.names)
         }
         summary = RoundSummary(current.number, current.event.id, current.event.limit_w, committed_total, unknown,
-                               current.feasible, homes, current.started, self.clock.seconds(), feeders)
+                               current.feasible, homes, current.started, finished, feeders)
         self.last_round = summary
         self.changed = True
         for name, f in feeders.items():
