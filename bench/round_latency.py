@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from datetime import UTC, datetime
 
 HERE = pathlib.Path(__file__).resolve()
@@ -144,46 +143,25 @@ class Tally:
                   flush=True)
 
 
-class BoardPipes:
-    """In-process home <-> board links: each line waits in one queue and is
-    delivered on the reactor's next turn (not within the sender's call),
+def board_pipes(reactor):
+    """``jeisson.simulation``'s in-memory links, delivered by the reactor: a
+    line waits for the reactor's next turn (not within the sender's call),
     as over a socket; one timer for all of them."""
+    from jeisson.simulation import Network
 
-    def __init__(self, reactor):
-        self.reactor = reactor
-        self.lines: deque = deque()
+    class BoardPipes(Network):
+        def send(self, end, data) -> None:
+            if not self.queue:
+                reactor.callLater(0, self.deliver_queued)
+            super().send(end, data)
 
-    def pair(self, home_peer: str, board_peer: str):
-        home_end, board_end = self.Pipe(self, home_peer), self.Pipe(self, board_peer)
-        home_end.other, board_end.other = board_end, home_end
-        return home_end, board_end
+        def deliver_queued(self) -> None:
+            for _ in range(len(self.queue)):
+                self.deliver()
+            if self.queue:
+                reactor.callLater(0, self.deliver_queued)
 
-    def deliver(self) -> None:
-        lines = self.lines
-        for _ in range(len(lines)):
-            end, line = lines.popleft()
-            end.session.line_received(line)
-        if lines:
-            self.reactor.callLater(0, self.deliver)
-
-    class Pipe:
-        """One end: the wire interface of ``jeisson.link``."""
-
-        def __init__(self, pipes, peer):
-            self.pipes, self.peer = pipes, peer
-            self.other = self.session = None
-            self.closed = False
-
-        def send_line(self, data):
-            lines = self.pipes.lines
-            if not lines:
-                self.pipes.reactor.callLater(0, self.pipes.deliver)
-            lines.append((self.other, data.rstrip(b"\n")))
-
-        def close(self):
-            self.closed = True
-
-        abort = close
+    return BoardPipes()
 
 
 def quiet_logging(reactor) -> None:
@@ -214,7 +192,7 @@ def run_reactor(reactor, first: int) -> None:
 
 
 def start_in_batches(reactor, first: int, count: int, start) -> None:
-    # In batches, so that the aggregator's accept backlog never overflows.
+    # In batches, so that the server's accept backlog never overflows.
     def batch(at: int) -> None:
         for i in range(at, min(at + 100, first + count)):
             start(i)
@@ -252,7 +230,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
     from jeisson.wire import home_actuator as board_wire
 
     tally = Tally(count)
-    pipes = BoardPipes(reactor)
+    pipes = board_pipes(reactor)
 
     class SimulatedHome:
         def __init__(self, i: int, link):
@@ -395,7 +373,7 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     from jeisson.wire import aggregator_home as wire
 
     tally = Tally(count)
-    pipes = BoardPipes(reactor)
+    pipes = board_pipes(reactor)
 
     class MeasuredUplink(UplinkSession):
         def _on_budget(self, budget):
@@ -488,14 +466,8 @@ def run_floor_clients(port: int, count: int) -> None:
     stopping: list = []
 
     factory = protocol.Factory.forProtocol(Echo)
-
-    def batch(done: int) -> None:
-        for _ in range(min(100, count - done)):
-            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(factory)
-        if done + 100 < count:
-            reactor.callLater(0.05, batch, done + 100)
-
-    reactor.callWhenRunning(batch, 0)
+    start_in_batches(reactor, 0, count, lambda _: endpoints.TCP4ClientEndpoint(
+        reactor, "127.0.0.1", port, timeout=60).connect(factory))
     reactor.run()
 
 

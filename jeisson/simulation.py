@@ -115,7 +115,7 @@ class LinkEnd:
 
     def send_line(self, data: bytes) -> None:
         if not self.closed:
-            self.network.queue.append((self.other, data.rstrip(b"\n")))
+            self.network.send(self.other, data)
 
     def close(self) -> None:
         self.network.cut(self)
@@ -130,6 +130,10 @@ class Network:
         self.queue: deque = deque()  # (receiving end, line) or (end, None) for a lost connection
         self.delivered = 0
         self.held: set[LinkEnd] = set()  # ends whose lines wait: a peer that does not answer
+
+    def send(self, end: LinkEnd, data: bytes) -> None:
+        """Queue a line (with or without its terminator) for ``end``."""
+        self.queue.append((end, data.rstrip(b"\n")))
 
     def pair(self, a_peer: str, b_peer: str) -> tuple[LinkEnd, LinkEnd]:
         a, b = LinkEnd(self, a_peer), LinkEnd(self, b_peer)

@@ -8,7 +8,6 @@ def messages(events, level: str) -> list[str]:
     return [formatEvent(e) for e in events if e["log_level"].name == level]
 
 
-
 class FakeWire:
     """The wire interface of jeisson.link, recording what the session does.
 
