@@ -235,6 +235,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
     class SimulatedHome:
         def __init__(self, i: int, link):
             self.id, self.link, self.bid = home_id(i), link, 0
+            self.version = 1  # until WELCOME names the one agreed
             rated = loads_of(i, loads)
             self.loads = [(f"{self.id}-l{k + 1}", float(w), p, k + 1) for k, (w, p) in enumerate(rated)]
             # Most valuable first: the order a budget is filled in.
@@ -256,7 +257,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
             self.to_board.session = self.BoardLink(self)
             board_end.session = ActuatorSession(board_end, self.board)
             board_end.session.start()
-            self.send(wire.Hello(self.id, f"s-{self.id}", (1,)))
+            self.send(wire.Hello(self.id, f"s-{self.id}", wire.PROTOCOL_VERSIONS))
 
         class BoardLink:
             def __init__(self, home):
@@ -280,7 +281,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
                     raise SystemExit(f"{home.id}: the board refused a switch: {message}")
 
         def send(self, message) -> None:
-            self.link.send_line(wire.serialize(message))
+            self.link.send_line(wire.serialize(message, self.version))
 
         def send_board(self, message) -> None:
             self.to_board.send_line(board_wire.serialize(message))
@@ -300,7 +301,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
                 self.send_board(board_wire.Set(self.seq, relay, on))
 
         def line_received(self, line: bytes) -> None:
-            message = wire.parse_line(line)
+            message = wire.parse_line(line, self.version)
             if isinstance(message, (wire.Budget, wire.Release)):
                 if isinstance(message, wire.Budget):
                     tally.budget(message.event)
@@ -309,6 +310,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
                 else:
                     self.answer(message)
             elif isinstance(message, wire.Welcome):
+                self.version = message.version
                 self.flex()
                 tally.welcome(self.id)
             elif isinstance(message, wire.Ping):

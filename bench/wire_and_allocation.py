@@ -29,12 +29,18 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
-    flex_line = dr.serialize(random_flex(rng, 1))[:-1]
+    sample = random_flex(rng, 1)
     n = 20000
-    per_flex = median_seconds(lambda: [dr.parse_line(flex_line) for _ in range(n)], 5) / n
+    per_flex = {}
+    for version in dr.PROTOCOL_VERSIONS:
+        flex_line = dr.serialize(sample, version)[:-1]
+        per_flex[version] = median_seconds(lambda line=flex_line, v=version: [dr.parse_line(line, v)
+                                                                              for _ in range(n)], 5) / n
+        per_write = median_seconds(lambda v=version: [dr.serialize(sample, v) for _ in range(n)], 5) / n
+        print(f"FLEX with 8 loads, version {version} ({len(flex_line)} bytes): parse {per_flex[version] * 1e6:.1f} us,"
+              f" write {per_write * 1e6:.1f} us")
     set_line = board.serialize(board.Set(1234, 3, True))[:-1]
     per_set = median_seconds(lambda: [board.parse_line(set_line) for _ in range(n)], 5) / n
-    print(f"parse FLEX with 8 loads ({len(flex_line)} bytes): {per_flex * 1e6:.1f} us")
     print(f"parse SET ({len(set_line)} bytes): {per_set * 1e6:.2f} us")
 
     flex = random_flex(rng, 1)
@@ -56,7 +62,8 @@ def main() -> None:
     low, high = np.zeros(8), np.ones(8)
     per_choice = median_seconds(lambda: choose(rated, value, low, high, rated.sum() * 0.5), 50)
     print(f"home choice (8 loads, every subset tried): {per_choice * 1e3:.3f} ms")
-    print(f"flex_parse_us={per_flex * 1e6:.1f} set_parse_us={per_set * 1e6:.2f} "
+    print(f"flex_parse_us={per_flex[1] * 1e6:.1f} flex_v2_parse_us={per_flex[2] * 1e6:.1f} "
+          f"set_parse_us={per_set * 1e6:.2f} "
           f"plan_1000_homes_ms={figures[1000] * 1e3:.1f} plan_10000_homes_ms={figures[10000] * 1e3:.1f} "
           f"choose_ms={per_choice * 1e3:.3f}")
 

@@ -42,6 +42,7 @@ class Home:
         self.sent: list[bytes] = []
         self.closed = False
         self.aborted = False
+        self.version = 1  # the protocol version WELCOME named
         self.session = HomeSession(aggregator, self)
 
     # -- the wire interface the session talks to
@@ -61,16 +62,19 @@ class Home:
     def take(self) -> list:
         """What the aggregator sent since the last take, as messages."""
         sent, self.sent = self.sent, []
-        return [wire.parse_line(line) for line in sent]
+        return [wire.parse_line(line, self.version) for line in sent]
 
     def say(self, message) -> list:
-        line = message if isinstance(message, bytes) else wire.serialize(message)[:-1]
+        line = message if isinstance(message, bytes) else wire.serialize(message, self.version)[:-1]
         self.take()
         self.session.line_received(line)
         return self.take()
 
     def hello(self, home_id, secret=None, versions=(1,)) -> list:
-        return self.say(wire.Hello(home_id, SECRETS.get(home_id, "?") if secret is None else secret, versions))
+        answer = self.say(wire.Hello(home_id, SECRETS.get(home_id, "?") if secret is None else secret, versions))
+        if answer and isinstance(answer[0], wire.Welcome):
+            self.version = answer[0].version
+        return answer
 
     def lost(self) -> None:
         self.session.connection_lost(Failure(ConnectionDone()))
@@ -118,7 +122,7 @@ def warnings(events):
 
 def test_hello_is_welcomed_with_version_and_heartbeat(net):
     home = net.connect()
-    assert home.hello("h1", versions=(3, 1, 2)) == [wire.Welcome(1, "h1", 5.0)]
+    assert home.hello("h1", versions=(3, 1, 2)) == [wire.Welcome(2, "h1", 5.0)]
     assert home.open
     assert net.home_status("h1")["connected"] is True
     assert net.home_status("h1")["peer"] == home.peer
@@ -130,7 +134,7 @@ def test_hello_is_welcomed_with_version_and_heartbeat(net):
         ("h9", "one", (1,), wire.UNKNOWN_HOME),
         ("h1", "two", (1,), wire.BAD_CREDENTIAL),
         ("h1", "", (1,), wire.BAD_CREDENTIAL),
-        ("h1", "one", (2, 3), wire.VERSION),
+        ("h1", "one", (3, 4), wire.VERSION),
     ],
 )
 def test_refused_hellos_are_answered_logged_and_closed(net, home_id, secret, versions, code):
@@ -204,6 +208,28 @@ def test_flex_is_acked_with_its_bid_and_shown(net):
     status = net.home_status("h1")
     assert status["level_w"] == 2000.0 and status["demand_w"] == 2000.0
     assert [load["id"] for load in status["loads"]] == ["heater"]
+
+
+def test_a_version_2_flex_has_array_loads_and_no_ack(net):
+    home = net.connect()
+    assert home.hello("h1", versions=(1, 2)) == [wire.Welcome(2, "h1", 5.0)]
+    line = wire.serialize(wire.Flex(42, (LOAD,)), 2)[:-1]
+    assert b'"loads":[["heater",2000.0,5,"may",true,false,true]]' in line
+    assert home.say(line) == []
+    status = net.home_status("h1")
+    assert status["level_w"] == 2000.0 and [load["id"] for load in status["loads"]] == ["heater"]
+
+
+def test_a_version_1_flex_on_a_version_2_link_is_a_bad_field_naming_the_load(net):
+    home = net.connect()
+    home.hello("h1", versions=(2,))
+    with capturedLogs() as events:
+        answer = home.say(wire.serialize(wire.Flex(42, (LOAD,)), 1)[:-1])
+    assert codes(answer) == [("ERROR", wire.BAD_FIELD)]
+    assert "loads[0] must be an array" in answer[0].detail
+    assert home.open
+    assert any(home.peer in e["log_format"].format(**e) or e.get("peer") == home.peer for e in warnings(events))
+    assert net.home_status("h1")["loads"] == []
 
 
 def test_measure_is_recorded_silently(net):

@@ -199,6 +199,9 @@ def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system):
     # Both homes registered and reporting before the event.
     wait_for(lambda: (s := status(system)) and all(h["connected"] and h["demand_w"] for h in s["homes"].values()),
              15, "both homes to connect and report")
+    # Both speak the newest protocol version (FLEX loads as arrays, no ACK).
+    for home in system["homes"]:
+        assert "(protocol 2)" in read_log(system, home)
     wait_for(lambda: (s := status(system)) and s["last_round"] and s["event"], 20, "a negotiation round")
     # Let the rounds settle, then read the allocation the last round made.
     time.sleep(3)

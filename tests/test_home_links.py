@@ -328,8 +328,8 @@ def test_a_board_link_lost_makes_its_loads_unknown(home):
 # -- uplink
 
 
-def welcome(heartbeat_s=30.0) -> bytes:
-    return dr.serialize(dr.Welcome(1, "home-1", heartbeat_s))[:-1]
+def welcome(heartbeat_s=30.0, version=1) -> bytes:
+    return dr.serialize(dr.Welcome(version, "home-1", heartbeat_s))[:-1]
 
 
 def parsed(lines):
@@ -353,8 +353,24 @@ def active(uplink):
 
 def test_hello_on_connection_with_id_secret_and_versions(uplink):
     session, wire = uplink
-    assert parsed(wire.sent) == [dr.Hello("home-1", "s3cret", (1,))]
+    assert parsed(wire.sent) == [dr.Hello("home-1", "s3cret", (1, 2))]
     assert session.state == "hello-sent"
+
+
+def test_the_home_writes_its_flex_in_the_version_welcome_names(uplink):
+    session, wire = uplink
+    [line] = say(session, wire, welcome(version=2))
+    assert session.version == 2
+    assert line.startswith(b'FLEX {"bid":1,"opt_out":false,"loads":[["heater",2000.0,30,"must",true,false,true],')
+    assert dr.parse_line(line, 2).loads[0] == dr.LoadOffer("heater", 2000.0, 30, "must", True, False, True)
+
+
+def test_a_welcome_naming_a_version_the_home_did_not_offer_closes_the_link(uplink, logs):
+    session, wire = uplink
+    [error] = parsed(say(session, wire, welcome(version=3)))
+    assert error.code == dr.VERSION and "version 3" in error.detail
+    assert wire.closed and session.state == "closed"
+    assert any("198.51.100.7:7700" in m and "version 3" in m for m in messages(logs, "warn"))
 
 
 def test_welcome_brings_a_flex_with_every_load(uplink, home, logs):

@@ -96,16 +96,17 @@ def test_strategies_cover_every_message():
     assert set(STRATEGIES) == set(ah.MESSAGES.values())
 
 
+@pytest.mark.parametrize("version", ah.PROTOCOL_VERSIONS)
 @pytest.mark.parametrize("cls", list(STRATEGIES), ids=lambda cls: cls.verb)
 @settings(max_examples=40)
 @given(data=st.data())
-def test_round_trip(cls, data):
+def test_round_trip(cls, version, data):
     message = data.draw(STRATEGIES[cls])
-    wire = ah.serialize(message)
+    wire = ah.serialize(message, version)
     assert wire.endswith(b"\n")
     assert wire.count(b"\n") == 1
     assert wire.startswith(cls.verb.encode() + b" ")
-    parsed = ah.parse_line(wire[:-1])
+    parsed = ah.parse_line(wire[:-1], version)
     assert type(parsed) is cls
     assert parsed == message
 
@@ -500,16 +501,16 @@ def test_protocol_error_str_has_code_and_detail():
 # -------------------------------------------------------- never-crash property
 
 
-def _check_parse(raw: bytes) -> None:
+def _check_parse(raw: bytes, version: int = 1) -> None:
     try:
-        message = ah.parse_line(raw)
+        message = ah.parse_line(raw, version)
     except ProtocolError as error:
         assert isinstance(error.code, str) and error.code
         assert isinstance(error.detail, str) and error.detail
     else:
         assert type(message) in ah.MESSAGES.values()
         if not isinstance(message, (ah.Budget, ah.Measure)):  # times are re-sent to the millisecond only
-            assert ah.parse_line(ah.serialize(message)[:-1]) == message
+            assert ah.parse_line(ah.serialize(message, version)[:-1], version) == message
 
 
 @settings(max_examples=300)
@@ -554,14 +555,15 @@ def test_mutated_valid_bodies_never_crash(verb, data):
     _check_parse(line(verb, body))
 
 
+@pytest.mark.parametrize("version", ah.PROTOCOL_VERSIONS)
 @settings(max_examples=200)
 @given(message=messages, data=st.data())
-def test_corrupted_valid_lines_never_crash(message, data):
-    raw = bytearray(ah.serialize(message)[:-1])
+def test_corrupted_valid_lines_never_crash(version, message, data):
+    raw = bytearray(ah.serialize(message, version)[:-1])
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         position = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
         raw[position] = data.draw(st.integers(min_value=0, max_value=255))
-    _check_parse(bytes(raw))
+    _check_parse(bytes(raw), version)
 
 
 def test_a_flex_without_opt_out_is_not_opted_out():
@@ -590,3 +592,66 @@ def test_the_quick_load_check_accepts_and_refuses_exactly_as_the_full_one(data):
     if data.draw(st.integers(min_value=0, max_value=9)) == 0:
         item = data.draw(json_values)
     assert _outcome(ah._offer, item, 3) == _outcome(ah._checked_offer, item, 3)
+
+
+# ------------------------------------------------------------------ version 2
+
+
+def _v2_error(loads) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        ah.parse_line(line("FLEX", {"bid": 1, "loads": loads}), 2)
+    return info.value
+
+
+def test_a_version_2_flex_writes_each_load_as_an_array():
+    flex = ah.Flex(7, (ah.LoadOffer("heater", 2000.0, 30, "may", True, False, True),))
+    wire = ah.serialize(flex, 2)
+    assert wire == b'FLEX {"bid":7,"opt_out":false,"loads":[["heater",2000.0,30,"may",true,false,true]]}\n'
+    assert ah.parse_line(wire[:-1], 2) == flex
+
+
+@settings(max_examples=100)
+@given(flex=STRATEGIES[ah.Flex])
+def test_a_flex_reads_the_same_in_both_versions_and_version_2_is_shorter(flex):
+    v1, v2 = ah.serialize(flex, 1), ah.serialize(flex, 2)
+    assert ah.parse_line(v1[:-1], 1) == ah.parse_line(v2[:-1], 2) == flex
+    assert len(v2) <= len(v1)
+    assert len(v2) < len(v1) or not flex.loads
+
+
+@pytest.mark.parametrize(
+    "loads, where",
+    [
+        ([VALID_OFFER], "loads[0] must be an array of 7 items: id, rated_w, priority, mode, on, critical, wanted"),
+        ([["boiler", 2000.0, 5, "may", True, False]], "loads[0] must be an array of 7 items"),
+        ([["boiler", 2000.0, 5, "may", True, False, True, 1]], "loads[0] must be an array of 7 items"),
+        ([["a", 1.0, 1, "may", True, False, True], "boiler"], "loads[1] must be an array"),
+        ([["a", 1.0, 1, "may", True, False, True], ["b", -1.0, 1, "may", True, False, True]], "loads[1].rated_w"),
+        ([["a", 1.0, 0, "may", True, False, True]], "loads[0].priority"),
+        ([["a", 1.0, 1, "maybe", True, False, True]], "loads[0].mode"),
+        ([["a", 1.0, 1, "may", 1, False, True]], "loads[0].on"),
+        ([["a b", 1.0, 1, "may", True, False, True]], "loads[0].id"),
+        ([["a", 1.0, 1, "may", True, False, True], ["a", 2.0, 1, "may", True, False, True]], "duplicate load ids"),
+    ],
+)
+def test_a_bad_version_2_load_is_named_with_its_place_and_field(loads, where):
+    error = _v2_error(loads)
+    assert error.code == ah.BAD_FIELD
+    assert error.detail.startswith("FLEX: ")
+    assert where in error.detail
+
+
+def test_a_version_1_flex_must_have_object_loads():
+    error = parse_error(line("FLEX", {"bid": 1, "loads": [["a", 1.0, 1, "may", True, False, True]]}))
+    assert error.code == ah.BAD_FIELD
+    assert "loads[0] must be an object" in error.detail
+
+
+@settings(max_examples=400)
+@given(data=st.data())
+def test_a_version_2_load_is_accepted_and_refused_exactly_as_the_same_version_1_load(data):
+    item = dict(VALID_OFFER)
+    for key in data.draw(st.lists(st.sampled_from(sorted(VALID_OFFER)), max_size=3)):
+        item[key] = data.draw(json_values)
+    as_array = [item[name] for name in ah.LOAD_FIELDS]
+    assert _outcome(ah._offer_v2, as_array, 3) == _outcome(ah._offer, item, 3)

@@ -7,7 +7,8 @@ States:
     ``HELLO_TIMEOUT_S`` closes the link.
 ``active``
     Registered: ``FLEX``, ``COMMIT``, ``MEASURE``, ``PING``/``PONG`` and
-    ``ERROR`` are handled; heartbeats run both ways.
+    ``ERROR`` are handled, in the protocol version agreed in ``WELCOME``;
+    heartbeats run both ways.
 ``closed``
     Refused, superseded by a newer link of the same home, dead (no line for
     three heartbeat periods) or disconnected.
@@ -36,6 +37,8 @@ class HomeSession:
         self.peer = link.peer
         self.home_id: str | None = None
         self.state = "hello"
+        # The protocol version: 1 until WELCOME names the one agreed.
+        self.version = 1
         clock = aggregator.clock
         interval = aggregator.config.heartbeat_s
         self.heartbeat = Heartbeat(clock, interval, HEARTBEAT_MISSES * interval,
@@ -45,7 +48,7 @@ class HomeSession:
     # -------------------------------------------------------- wire interface
 
     def send(self, message) -> None:
-        self.link.send_line(wire.serialize(message))
+        self.link.send_line(wire.serialize(message, self.version))
 
     def supersede(self) -> None:
         self.send(wire.Error(wire.SUPERSEDED, "a newer connection of this home replaced this one"))
@@ -58,7 +61,7 @@ class HomeSession:
             return
         self.heartbeat.seen()
         try:
-            message = wire.parse_line(line)
+            message = wire.parse_line(line, self.version)
         except ProtocolError as error:
             self._complain(error.code, error.detail)
             return
@@ -94,6 +97,7 @@ class HomeSession:
         self.home_id = hello.home
         self.state = "active"
         self.send(wire.Welcome(max(common), hello.home, self.aggregator.config.heartbeat_s))
+        self.version = max(common)
         self.heartbeat.start()
 
     def _hello_ping(self, ping: wire.Ping) -> None:
@@ -117,7 +121,9 @@ class HomeSession:
 
     def _active_flex(self, flex: wire.Flex) -> None:
         self.aggregator.flex_received(self.home_id, flex)
-        self.send(wire.Ack(flex.bid))
+        if self.version < 2:
+            # Version 2 leaves it out: the bid comes back in the next BUDGET.
+            self.send(wire.Ack(flex.bid))
 
     def _active_commit(self, commit: wire.Commit) -> None:
         self.aggregator.commit_received(self.home_id, commit)

@@ -39,6 +39,8 @@ class UplinkSession:
         self.peer = link.peer
         self.state = "hello-sent"
         self.heartbeat = None
+        # The protocol version: 1 until WELCOME names the one agreed.
+        self.version = 1
         self._measures = None
         self._answering = 0
         config = home.config
@@ -46,7 +48,7 @@ class UplinkSession:
         self.send(wire.Hello(config.id, config.secret, wire.PROTOCOL_VERSIONS))
 
     def send(self, message) -> None:
-        self.link.send_line(wire.serialize(message))
+        self.link.send_line(wire.serialize(message, self.version))
 
     # -------------------------------------------------------------- session
 
@@ -56,7 +58,7 @@ class UplinkSession:
         if self.heartbeat is not None:
             self.heartbeat.seen()
         try:
-            message = wire.parse_line(line)
+            message = wire.parse_line(line, self.version)
         except ProtocolError as error:
             self._complain(error.code, error.detail)
             return
@@ -85,7 +87,14 @@ class UplinkSession:
         if self.state != "hello-sent":
             self._complain(wire.STATE, "WELCOME after registration")
             return
+        if welcome.version not in wire.PROTOCOL_VERSIONS:
+            self._complain(wire.VERSION, f"WELCOME names version {welcome.version}; this home speaks "
+                                         f"{list(wire.PROTOCOL_VERSIONS)}")
+            self.link.close()
+            self._closed()
+            return
         self.state = "active"
+        self.version = welcome.version
         self._cancel_welcome_timeout()
         self.home.refused = None
         self.log.info("registered with the aggregator at {peer} as {home} (protocol {v})", peer=self.peer,
