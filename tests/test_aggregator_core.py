@@ -16,7 +16,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.aggregator.config import config_from_string
-from jeisson.aggregator.core import ROUND_DEBOUNCE_S, Aggregator
+from jeisson.aggregator.core import DISPATCH_BATCH, ROUND_DEBOUNCE_S, Aggregator
 from jeisson.aggregator.session import HomeSession
 from jeisson.wire import aggregator_home as wire
 
@@ -209,6 +209,51 @@ def test_a_round_reports_how_long_it_took_from_its_start_to_its_last_commitment(
     assert "(round took 750.0 ms)" in formatEvent(total)
     last = net.aggregator.snapshot()["last_round"]
     assert (last["started"], last["finished"]) == (wire.format_utc(FIRST_ROUND), wire.format_utc(FIRST_ROUND + 0.75))
+
+
+def test_a_round_writes_its_budgets_a_batch_per_reactor_turn():
+    homes = 2 * DISPATCH_BATCH + 50
+    text = CONFIG.split("[home:h1]")[0] + "".join(f"[home:h{i}]\nsecret = s{i}\n" for i in range(1, homes + 1))
+    text += f"[event:peak]\nlimit_kw = {homes * 0.05:g}\nstart = +{START:g}\nend = +{END:g}\n"
+    net = Net(text)
+    fleet = [net.home(f"h{i}", load(f"l{i}", 100, on=True)) for i in range(1, homes + 1)]
+    # A turn counter: calls due at the same moment run in the order they
+    # were scheduled, so each callLater(0) of the chain marks the next turn.
+    turn = [0]
+
+    def tick():
+        turn[0] += 1
+        if turn[0] < 10:
+            net.clock.callLater(0, tick)
+
+    net.run_until(START - 1)
+    net.clock.callLater(1, tick)
+    budgets_in_turn = {}
+    for home in fleet:
+        home.send_line = lambda data, home=home, inner=home.send_line: (
+            budgets_in_turn.update({turn[0]: budgets_in_turn.get(turn[0], 0) + 1}), inner(data))
+    net.run_until(START)
+    # Every home sheds in one phase; its budgets leave over three turns.
+    assert list(budgets_in_turn.values()) == [DISPATCH_BATCH, DISPATCH_BATCH, 50]
+    assert sorted(budgets_in_turn) == [1, 2, 3]
+    assert all(len(home.budgets()) == 1 for home in fleet)
+    for home in fleet:
+        home.commit(1, home.budgets()[0].budget_w)
+    assert net.summary.within_limit and net.summary.committed_w == pytest.approx(homes * 50)
+
+
+def test_a_round_abandoned_between_batches_writes_no_more_budgets():
+    homes = DISPATCH_BATCH + 10
+    text = CONFIG.split("[home:h1]")[0] + "".join(f"[home:h{i}]\nsecret = s{i}\n" for i in range(1, homes + 1))
+    text += f"[event:peak]\nlimit_kw = {homes * 0.05:g}\nstart = +{START:g}\nend = +{END:g}\n"
+    net = Net(text)
+    fleet = [net.home(f"h{i}", load(f"l{i}", 100, on=True)) for i in range(1, homes + 1)]
+    last = fleet[DISPATCH_BATCH - 1]
+    # The last home of the first batch cancels the event as its budget arrives.
+    last.send_line = lambda data, inner=last.send_line: (inner(data), net.aggregator.cancel_event("peak"))
+    net.run_until(START)
+    assert [len(home.budgets()) for home in fleet] == [1] * DISPATCH_BATCH + [0] * 10
+    assert not [call for call in net.clock.getDelayedCalls() if call.func.__name__ == "_send_batch"]
 
 
 def test_a_home_kept_at_its_draw_gets_its_budget_with_the_shedding_homes(net):
