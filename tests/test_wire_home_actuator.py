@@ -334,3 +334,32 @@ tokens = st.one_of(
 @given(verb=st.sampled_from(sorted(ha.MESSAGES)), fields=st.lists(tokens, max_size=9))
 def test_arbitrary_fields_never_crash(verb, fields):
     _check_parse(" ".join([verb, *fields]).encode("ascii"))
+
+
+def _outcome(parse, raw):
+    try:
+        return parse(raw)
+    except ProtocolError as error:
+        return (error.code, error.detail)
+
+
+@settings(max_examples=500)
+@given(
+    verb=st.sampled_from([b"SET", b"ACK", b"NAK", b"set", b"SETT"]),
+    fields=st.lists(st.sampled_from([b"0", b"1", b"2", b"8", b"9", b"00012", b"65535", b"65536", b"99999", b"123456",
+                                     b"-1", b"+1", b"1.0", b"", b"x", b"\xd9\xa1"]), max_size=4),
+    spaces=st.sampled_from([b" ", b"  ", b"\t"]),
+    tail=st.sampled_from([b"", b" ", b"\n", b"\r"]),
+)
+def test_the_quick_set_and_ack_reading_agrees_with_the_full_one(verb, fields, spaces, tail):
+    raw = spaces.join([verb, *fields]) + tail
+    assert _outcome(ha.parse_line, raw) == _outcome(ha._parse_checked, raw)
+
+
+def test_the_quick_reading_takes_canonical_set_and_ack_lines():
+    assert ha.parse_line(b"SET 65535 8 1") == ha.Set(65535, 8, True)
+    assert ha.parse_line(b"ACK 0 1 0") == ha.Ack(0, 1, False)
+    with pytest.raises(ProtocolError, match="seq must be a whole number from 0 to 65535"):
+        ha.parse_line(b"SET 65536 1 1")
+    with pytest.raises(ProtocolError, match="relay must be a whole number from 1 to 8"):
+        ha.parse_line(b"ACK 1 9 1")

@@ -554,6 +554,11 @@ class Aggregator:
 
     def _grant(self, current: Round) -> None:
         rest = [h for h in current.targets if h not in current.granted and self.homes[h].connected]
+        if not rest:
+            # Everyone was answered in the shed phase: nothing to grant, and
+            # the round is done as its last commitment came in.
+            self._finish(current)
+            return
         # A shedding home that did not commit is counted cautiously (at the
         # most of its old level, measurement and budget): the headroom is
         # what the homes' real commitments leave.
