@@ -4,7 +4,8 @@ One aggregator process (the real ``twistd jeisson-aggregator``) and N
 simulated homes in a few helper processes, each home on its own loopback
 TCP connection and with its own board (the real ``Board`` and
 ``ActuatorSession``, joined to its home in memory through the reactor).  A
-simulated home speaks the real protocol on both links: on a budget it keeps
+simulated home speaks the real protocol on both links (the newest version
+both sides offer on its uplink, 2 today): on a budget it keeps
 its most valuable loads that fit, switches off, waits for its board's
 ``ACK`` of each, switches on, waits again, then sends its new ``FLEX`` and
 its ``COMMIT``.  With ``--real-homes``, each home is instead the real
