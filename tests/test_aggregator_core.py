@@ -211,23 +211,41 @@ def test_a_round_reports_how_long_it_took_from_its_start_to_its_last_commitment(
     assert (last["started"], last["finished"]) == (wire.format_utc(FIRST_ROUND), wire.format_utc(FIRST_ROUND + 0.75))
 
 
-def test_a_round_writes_its_budgets_a_batch_per_reactor_turn():
-    homes = 2 * DISPATCH_BATCH + 50
-    text = CONFIG.split("[home:h1]")[0] + "".join(f"[home:h{i}]\nsecret = s{i}\n" for i in range(1, homes + 1))
-    text += f"[event:peak]\nlimit_kw = {homes * 0.05:g}\nstart = +{START:g}\nend = +{END:g}\n"
+def _many_homes(count: int) -> tuple[Net, list]:
+    """``count`` homes of one 100 W load each, on; the event's limit sheds half."""
+    text = CONFIG.split("[home:h1]")[0] + "".join(f"[home:h{i}]\nsecret = s{i}\n" for i in range(1, count + 1))
+    text += f"[event:peak]\nlimit_kw = {count * 0.05:g}\nstart = +{START:g}\nend = +{END:g}\n"
     net = Net(text)
-    fleet = [net.home(f"h{i}", load(f"l{i}", 100, on=True)) for i in range(1, homes + 1)]
-    # A turn counter: calls due at the same moment run in the order they
-    # were scheduled, so each callLater(0) of the chain marks the next turn.
+    return net, [net.home(f"h{i}", load(f"l{i}", 100, on=True)) for i in range(1, count + 1)]
+
+
+def _turns(net: Net, then=None) -> list:
+    """A turn counter from the event's start: calls due at the same moment
+    run in the order they were scheduled, so each ``callLater(0)`` of the
+    chain marks the next reactor turn.  ``then(turn)`` runs at each."""
     turn = [0]
 
     def tick():
         turn[0] += 1
+        if then is not None:
+            then(turn[0])
         if turn[0] < 10:
             net.clock.callLater(0, tick)
 
     net.run_until(START - 1)
     net.clock.callLater(1, tick)
+    return turn
+
+
+def _pending(net: Net, name: str) -> list:
+    return [call for call in net.clock.getDelayedCalls() if call.func.__name__ == name]
+
+
+def test_a_round_writes_its_budgets_a_batch_per_reactor_turn():
+    homes = 2 * DISPATCH_BATCH + 50
+    net, fleet = _many_homes(homes)
+    timeouts = {}
+    turn = _turns(net, lambda n: timeouts.update({n: len(_pending(net, "_phase_timeout"))}))
     budgets_in_turn = {}
     for home in fleet:
         home.send_line = lambda data, home=home, inner=home.send_line: (
@@ -237,23 +255,30 @@ def test_a_round_writes_its_budgets_a_batch_per_reactor_turn():
     assert list(budgets_in_turn.values()) == [DISPATCH_BATCH, DISPATCH_BATCH, 50]
     assert sorted(budgets_in_turn) == [1, 2, 3]
     assert all(len(home.budgets()) == 1 for home in fleet)
+    # The phase's timeout starts once the last budget is out: every home
+    # has all of round_timeout_s from its own budget.
+    assert timeouts[2] == timeouts[3] == 0 and timeouts[4] == 1
+    [timeout] = _pending(net, "_phase_timeout")
+    assert timeout.getTime() == START + TIMEOUT
     for home in fleet:
         home.commit(1, home.budgets()[0].budget_w)
     assert net.summary.within_limit and net.summary.committed_w == pytest.approx(homes * 50)
 
 
 def test_a_round_abandoned_between_batches_writes_no_more_budgets():
-    homes = DISPATCH_BATCH + 10
-    text = CONFIG.split("[home:h1]")[0] + "".join(f"[home:h{i}]\nsecret = s{i}\n" for i in range(1, homes + 1))
-    text += f"[event:peak]\nlimit_kw = {homes * 0.05:g}\nstart = +{START:g}\nend = +{END:g}\n"
-    net = Net(text)
-    fleet = [net.home(f"h{i}", load(f"l{i}", 100, on=True)) for i in range(1, homes + 1)]
-    last = fleet[DISPATCH_BATCH - 1]
-    # The last home of the first batch cancels the event as its budget arrives.
-    last.send_line = lambda data, inner=last.send_line: (inner(data), net.aggregator.cancel_event("peak"))
+    net, fleet = _many_homes(DISPATCH_BATCH + 10)
+    pending = []
+
+    def between(turn):
+        if turn == 2:  # after the first batch, before the second
+            pending.extend(_pending(net, "_send_batch"))
+            net.aggregator.cancel_event("peak")
+
+    _turns(net, between)
     net.run_until(START)
     assert [len(home.budgets()) for home in fleet] == [1] * DISPATCH_BATCH + [0] * 10
-    assert not [call for call in net.clock.getDelayedCalls() if call.func.__name__ == "_send_batch"]
+    assert len(pending) == 1 and pending[0].cancelled
+    assert _pending(net, "_send_batch") == [] and _pending(net, "_phase_timeout") == []
 
 
 def test_a_home_kept_at_its_draw_gets_its_budget_with_the_shedding_homes(net):

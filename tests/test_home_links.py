@@ -365,11 +365,12 @@ def test_the_home_writes_its_flex_in_the_version_welcome_names(uplink):
     assert dr.parse_line(line, 2).loads[0] == dr.LoadOffer("heater", 2000.0, 30, "must", True, False, True)
 
 
-def test_a_welcome_naming_a_version_the_home_did_not_offer_closes_the_link(uplink, logs):
+def test_a_welcome_naming_a_version_the_home_did_not_offer_closes_the_link(uplink, home, logs):
     session, wire = uplink
     [error] = parsed(say(session, wire, welcome(version=3)))
     assert error.code == dr.VERSION and "version 3" in error.detail
-    assert wire.closed and session.state == "closed"
+    assert wire.closed and session.state == "closed" and home.uplink is None
+    assert home.refused.startswith("version: WELCOME names version 3")
     assert any("198.51.100.7:7700" in m and "version 3" in m for m in messages(logs, "warn"))
 
 

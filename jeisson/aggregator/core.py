@@ -391,7 +391,9 @@ class Aggregator:
             if record.in_event is None:
                 continue
             # From when it really ended: a cancelled event restores from now.
-            at = min(event.end, now) + event.end_window_s * self._draw(event, record.id)[1]
+            at = min(event.end, now)
+            if event.end_window_s:
+                at += event.end_window_s * self._draw(event, record.id)[1]
             if at > now:
                 self._releases[record.id] = self.clock.callLater(at - now, self._release_home, record.id, event,
                                                                  self._round_number)
@@ -495,21 +497,28 @@ class Aggregator:
             else:
                 due.append((home_id, budget))
         if current.waiting:
-            current.timeout = self.clock.callLater(last - now + self.config.round_timeout_s, self._phase_timeout,
-                                                   current)
-            self._send_batch(current, due, 0)
+            self._send_batch(current, current.phase, due, 0, last)
         else:
             self._maybe_advance()
 
-    def _send_batch(self, current: Round, due: list, start: int) -> None:
-        if current is not self.round:
+    def _send_batch(self, current: Round, phase: str, due: list, start: int, last: float) -> None:
+        """Budgets ``due[start:]``, a batch per reactor turn; after the last
+        batch, the phase's timeout: ``round_timeout_s`` for every home from
+        its budget (or from its moment in the start window, ``last`` the
+        latest)."""
+        if current is not self.round or current.phase != phase:
             return
         # Once per batch: the events may change between two reactor turns.
         chain_end = self.book.chain_end(current.event)
         for home_id, budget in due[start:start + DISPATCH_BATCH]:
             self._send_budget(current, home_id, budget, chain_end)
         if start + DISPATCH_BATCH < len(due):
-            current.scheduled.append(self.clock.callLater(0, self._send_batch, current, due, start + DISPATCH_BATCH))
+            current.scheduled.append(self.clock.callLater(0, self._send_batch, current, phase, due,
+                                                          start + DISPATCH_BATCH, last))
+        else:
+            now = self.clock.seconds()
+            current.timeout = self.clock.callLater(max(last - now, 0.0) + self.config.round_timeout_s,
+                                                   self._phase_timeout, current)
 
     def _send_budget(self, current: Round, home_id: str, budget: float, chain_end: float | None = None) -> None:
         record = self.homes[home_id]

@@ -88,8 +88,10 @@ class UplinkSession:
             self._complain(wire.STATE, "WELCOME after registration")
             return
         if welcome.version not in wire.PROTOCOL_VERSIONS:
-            self._complain(wire.VERSION, f"WELCOME names version {welcome.version}; this home speaks "
-                                         f"{list(wire.PROTOCOL_VERSIONS)}")
+            detail = f"WELCOME names version {welcome.version}; this home speaks {list(wire.PROTOCOL_VERSIONS)}"
+            self._complain(wire.VERSION, detail)
+            # Shown in the home's status, as a refusal is: it will happen again.
+            self.home.refused = f"{wire.VERSION}: {detail}"
             self.link.close()
             self._closed()
             return
