@@ -512,6 +512,8 @@ class Aggregator:
         chain_end = self.book.chain_end(current.event)
         for home_id, budget in due[start:start + DISPATCH_BATCH]:
             self._send_budget(current, home_id, budget, chain_end)
+        if current is not self.round or current.phase != phase:
+            return  # what the sending set off ended the phase: nothing more is its to do
         if start + DISPATCH_BATCH < len(due):
             current.scheduled.append(self.clock.callLater(0, self._send_batch, current, phase, due,
                                                           start + DISPATCH_BATCH, last))
