@@ -398,28 +398,14 @@ def parse_line(line: bytes, version: int = 1):
 def _to_body(message, version: int) -> dict:
     if isinstance(message, Hello):
         return {"home": message.home, "secret": message.secret, "versions": list(message.versions)}
-    if isinstance(message, Flex) and version >= 2:
-        return {
-            "bid": message.bid,
-            "opt_out": message.opt_out,
-            "loads": [[o.id, o.rated_w, o.priority, o.mode, o.on, o.critical, o.wanted] for o in message.loads],
-        }
     if isinstance(message, Flex):
+        # One row per load in LOAD_FIELDS order: version 2 sends the rows,
+        # version 1 an object per row with the same fields.
+        rows = [[o.id, o.rated_w, o.priority, o.mode, o.on, o.critical, o.wanted] for o in message.loads]
         return {
             "bid": message.bid,
             "opt_out": message.opt_out,
-            "loads": [
-                {
-                    "id": o.id,
-                    "rated_w": o.rated_w,
-                    "priority": o.priority,
-                    "mode": o.mode,
-                    "on": o.on,
-                    "critical": o.critical,
-                    "wanted": o.wanted,
-                }
-                for o in message.loads
-            ],
+            "loads": rows if version >= 2 else [dict(zip(LOAD_FIELDS, row, strict=True)) for row in rows],
         }
     if isinstance(message, Budget):
         return {
