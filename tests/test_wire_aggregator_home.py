@@ -655,3 +655,95 @@ def test_a_version_2_load_is_accepted_and_refused_exactly_as_the_same_version_1_
         item[key] = data.draw(json_values)
     as_array = [item[name] for name in ah.LOAD_FIELDS]
     assert _outcome(ah._offer_v2, as_array, 3) == _outcome(ah._offer, item, 3)
+
+
+# ------------------------------------------- lines as jeisson writes them
+
+QUICK_KINDS = [ah.Flex, ah.Commit, ah.Budget]
+
+
+@pytest.mark.parametrize("kind", QUICK_KINDS, ids=lambda kind: kind.verb)
+@settings(max_examples=300)
+@given(data=st.data())
+def test_the_quick_reading_agrees_with_the_full_one_on_written_and_corrupted_lines(kind, data):
+    version = data.draw(st.sampled_from(ah.PROTOCOL_VERSIONS))
+    raw = bytearray(ah.serialize(data.draw(STRATEGIES[kind]), version)[:-1])
+    for _ in range(data.draw(st.integers(min_value=0, max_value=3))):
+        position = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+        raw[position] = data.draw(st.sampled_from(b'0123456789.,:"[]{}-eE tfx\\'))
+    quick = ah._quick(bytes(raw), version)
+    assert quick is None or quick == ah._parse_checked(bytes(raw), version)
+    assert _outcome(ah.parse_line, bytes(raw), version) == _outcome(ah._parse_checked, bytes(raw), version)
+
+
+# Each field of a line in jeisson's shape: (values jeisson writes, values
+# at or past its limits, or in another form); mostly the first.
+_COUNTS = (["0", "7", "999999999999999"], ["007", "-1", "1.0", "1e3", '"1"', "1000000000000000", str(2**53),
+                                             str(2**53 + 1)])
+_BOOLS = (["true", "false"], ["0", "null", '"true"'])
+_IDS = (['"a"', '"b"', '"h1-x.y_z"', '"' + "a" * 32 + '"'], ['""', '"-a"', '"' + "a" * 33 + '"', '"\\u00e9"', "1"])
+_WATTS = (["0", "0.0", "1234.5", "9999999.99"], ["10000000.5", "10000001", "10000000", "-1.0", "1e3", "1E-3", "NaN",
+                                                  "Infinity", '"5"', "00.5", "1.", ".5"])
+_PRIORITIES = (["1", "9", "10", "99", "100"], ["0", "101", "1.0", "05", '"1"'])
+_MODES = (['"must"', '"may"', '"off"'], ['"MAY"', '""', "1"])
+_ENDS = (['"2026-02-20T18:00:00.000Z"', '"2026-02-20T18:00:00Z"'],
+         ['"2026-02-30T18:00:00.000Z"', '"2026-02-20T18:00:00.1234567Z"', '"2026-13-01T00:00:00.000Z"', "5"])
+
+
+_SHAPES = {
+    "FLEX": ('FLEX {{"bid":{},"opt_out":{},"loads":[{}]}}', [_COUNTS, _BOOLS],
+             [_IDS, _WATTS, _PRIORITIES, _MODES, _BOOLS, _BOOLS, _BOOLS]),
+    "COMMIT": ('COMMIT {{"round":{},"bid":{},"committed_w":{},"on":[{}]}}', [_COUNTS, _COUNTS, _WATTS], [_IDS]),
+    "BUDGET": ('BUDGET {{"round":{},"bid":{},"event":{},"budget_w":{},"end":{}}}',
+               [_COUNTS, _COUNTS, _IDS, _WATTS, _ENDS], None),
+}
+
+
+def _shaped_line(draw, verb):
+    """A line in the shape jeisson writes, with at most one field (drawn) at
+    or past its limits."""
+    form, fields, item = _SHAPES[verb]
+    items = draw(st.integers(min_value=0, max_value=3)) if item else 0
+    slots = [*fields, *(item or []) * items]
+    odd = draw(st.integers(min_value=-1, max_value=len(slots) - 1))
+    values = [draw(st.sampled_from(unusual if i == odd else usual)) for i, (usual, unusual) in enumerate(slots)]
+    head, rest = values[:len(fields)], values[len(fields):]
+    if item is None:
+        return form.format(*head)
+    size = len(item)
+    rows = [rest[k:k + size] for k in range(0, len(rest), size)]
+    listed = ",".join(f"[{','.join(row)}]" if size > 1 else row[0] for row in rows)
+    return form.format(*head, listed)
+
+
+@settings(max_examples=600)
+@given(verb=st.sampled_from(["FLEX", "COMMIT", "BUDGET"]), data=st.data())
+def test_the_quick_reading_agrees_with_the_full_one_at_every_fields_limits(verb, data):
+    raw = _shaped_line(data.draw, verb).encode()
+    for version in ah.PROTOCOL_VERSIONS:
+        assert _outcome(ah.parse_line, raw, version) == _outcome(ah._parse_checked, raw, version), raw
+
+
+def test_the_quick_reading_takes_what_jeisson_writes():
+    # Else the fast path would silently stop serving the rounds.
+    flex = ah.Flex(12, (ah.LoadOffer("h1-heater", 2000.0, 100, "may", True, False, True),
+                        ah.LoadOffer("h1.fridge_2", 0.0, 1, "must", False, True, False),
+                        ah.LoadOffer("h1-oven", 1234.5678901234, 9, "off", False, False, True)), True)
+    messages = [flex, ah.Flex(0, (), False), ah.Commit(3, 12, 9999999.75, ("h1-heater", "h1.fridge_2")),
+                ah.Commit(2**53 // 1000, 0, 0.0, ()), ah.Budget(4, 12, "evening-peak", 3500.5, 1795000000.123)]
+    for message in messages:
+        raw = ah.serialize(message, 2)[:-1]
+        assert ah._quick(raw, 2) == message, raw
+
+
+@pytest.mark.parametrize("raw, detail", [
+    (b'FLEX {"bid":1,"opt_out":false,"loads":[["a",1.0,1,"may",true,false,true],["a",2.0,1,"may",true,false,true]]}',
+     "FLEX: loads: duplicate load ids"),
+    (b'COMMIT {"round":1,"bid":1,"committed_w":5.0,"on":["a","a"]}', "COMMIT: 'on': duplicate load ids"),
+    (b'BUDGET {"round":1,"bid":1,"event":"e","budget_w":5.0,"end":"2026-02-30T18:00:00.000Z"}', "BUDGET: 'end'"),
+    (b'BUDGET {"round":01,"bid":1,"event":"e","budget_w":5.0,"end":"2026-02-20T18:00:00.000Z"}', "not valid JSON"),
+])
+def test_a_line_in_jeissons_shape_but_wrong_is_named_by_the_full_checks(raw, detail):
+    assert ah._quick(raw, 2) is None
+    with pytest.raises(ProtocolError, match=detail):
+        ah.parse_line(raw, 2)
