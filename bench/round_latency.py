@@ -15,9 +15,11 @@ Events are added live through the aggregator's events file; for each, the
 bench measures the **cycle**: the event's first round as the aggregator
 logs it, from its start (the event's, on the aggregator's timer) to the
 last commitment it counted, every home's switches acknowledged by its board
-before.  Before that, in the same run, the **floor**: the same number of
-bare Twisted connections, one line out to every connection and one line
-back.  Also: the aggregator's memory per home (RSS with all homes
+before.  Before each event, in the same run, a round of the **floor**: as
+many bare Twisted connections (a server and helper processes of their own,
+up from start to end), one line out to every connection and one line back;
+so the floor and the cycle are measured in the same conditions, minutes
+apart at most.  Also: the aggregator's memory per home (RSS with all homes
 connected, less RSS before), and its CPU use while idle with all homes
 connected.
 
@@ -82,8 +84,10 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's CPU time so far, to the nanosecond (its main thread's
+    run time as the scheduler counts it; the clock ticks of /proc/PID/stat
+    are 10 ms)."""
+    return int(pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 def percentile(values, q: float) -> float:
@@ -166,20 +170,21 @@ def board_pipes(reactor):
 
 
 def quiet_logging(reactor) -> None:
-    """Log warnings and errors only, to stderr; nothing once stopping."""
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
+    """Log warnings and errors only, to stderr; nothing once stopping.  One
+    set lookup per event: Twisted's level filter walks the event's namespace,
+    a microsecond on each of the boards' switches."""
+    from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
 
-    warnings = LogLevelFilterPredicate(LogLevel.warn)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [warnings])],
-                                     redirectStandardIO=False)
+    shown = {LogLevel.warn, LogLevel.error, LogLevel.critical}
+    to_stderr = textFileLogObserver(sys.stderr)
+
+    def observer(event) -> None:
+        if event["log_level"] in shown:
+            to_stderr(event)
+
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     # Stopped by the bench: the links' loss is no news.
-    reactor.addSystemEventTrigger("before", "shutdown", warnings.setLogLevelForNamespace, None, LogLevel.critical)
+    reactor.addSystemEventTrigger("before", "shutdown", shown.difference_update, {LogLevel.warn, LogLevel.error})
 
 
 def run_reactor(reactor, first: int) -> None:
@@ -211,11 +216,46 @@ def board_ini(hid: str, loads: list[tuple[int, int]]) -> str:
     return board
 
 
-def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
+class SimulatedBoard:
+    """A board as the field has them (firmware on an Arduino or a Photon),
+    in memory: it says ``HELLO`` with its relays' states, and answers each
+    ``SET`` with ``ACK`` (``NAK`` for a relay it does not have), reading and
+    writing its lines with the board protocol's own parser and writer.  No
+    failsafe timer, meter or log line of its own: jeisson's software board,
+    which has them, runs with ``--software-boards``."""
+
+    def __init__(self, link, board_id: str, states: list[bool]):
+        from jeisson.wire import home_actuator as board_wire
+
+        self.wire, self.link, self.id, self.states = board_wire, link, board_id, list(states)
+
+    def start(self) -> None:
+        self.send(self.wire.Hello(self.id, len(self.states), self.wire.PROTOCOL_VERSION, tuple(self.states)))
+
+    def send(self, message) -> None:
+        self.link.send_line(self.wire.serialize(message))
+
+    def line_received(self, line: bytes) -> None:
+        message = self.wire.parse_line(line)
+        if isinstance(message, self.wire.Set):
+            if message.relay > len(self.states):
+                self.send(self.wire.Nak(message.seq, self.wire.RELAY))
+                return
+            self.states[message.relay - 1] = message.on
+            self.send(self.wire.Ack(message.seq, message.relay, message.on))
+        elif isinstance(message, self.wire.Ping):
+            self.send(self.wire.Pong(message.n))
+
+    def connection_lost(self, reason) -> None:
+        pass
+
+
+def run_simulated_homes(port: int, first: int, count: int, loads: int, software_boards: bool = False) -> None:
     """A helper process of *simulated* homes.  Each speaks the real protocol
     on its own TCP connection to the aggregator, and the real board protocol
-    with its own board (the real ``ActuatorSession`` and ``Board``, in
-    memory): on a budget it keeps its most valuable loads that fit (by
+    with its own board, in memory (a ``SimulatedBoard``, or with
+    ``software_boards`` jeisson's software board: the real ``ActuatorSession``
+    and ``Board``): on a budget it keeps its most valuable loads that fit (by
     priority, first fit), switches off, waits for every ``ACK``, switches
     on, waits for every ``ACK``, then sends its new ``FLEX`` and its
     ``COMMIT``, as a real home does.  What it leaves out is the home's own
@@ -251,12 +291,15 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int) -> None:
             self.queued = None  # a BUDGET or RELEASE that came while switching
             self.answering = None
             self.then = None  # what to do once every pending SET is acknowledged
-            self.board = Board.from_config(actuator_config.config_from_string(board_ini(self.id, rated), self.id),
-                                           reactor)
-            self.board.start()
+            config = actuator_config.config_from_string(board_ini(self.id, rated), self.id)
             self.to_board, board_end = pipes.pair(f"mem:{self.id}-board", f"mem:{self.id}")
             self.to_board.session = self.BoardLink(self)
-            board_end.session = ActuatorSession(board_end, self.board)
+            if software_boards:
+                board = Board.from_config(config, reactor)
+                board.start()
+                board_end.session = ActuatorSession(board_end, board)
+            else:
+                board_end.session = SimulatedBoard(board_end, config.id, [relay.initial for relay in config.relays])
             board_end.session.start()
             self.send(wire.Hello(self.id, f"s-{self.id}", wire.PROTOCOL_VERSIONS))
 
@@ -415,39 +458,42 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     run_reactor(reactor, first)
 
 
-def run_floor_server(port: int, connections: int, rounds: int) -> None:
-    """The floor: one line out to every connection, one line back, ``rounds`` times."""
-    from twisted.internet import protocol, reactor
+def run_floor_server(port: int, connections: int) -> None:
+    """The floor: once every connection is up, one line out to every
+    connection and one line back, each time the bench asks (a line on
+    standard input); each round's time on standard output."""
+    from twisted.internet import protocol, reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
     clients = []
-    state = {"replies": 0, "t0": 0.0, "results": []}
+    state = {"replies": 0, "t0": 0.0}
 
     class Echoed(LineReceiver):
         def connectionMade(self):  # noqa: N802 (Twisted)
             clients.append(self)
             if len(clients) == connections:
-                reactor.callLater(1.0, start)
+                print(json.dumps({"ready": connections}), flush=True)
 
         def lineReceived(self, line):  # noqa: N802 (Twisted)
             state["replies"] += 1
             if state["replies"] == connections:
-                state["results"].append((time.perf_counter() - state["t0"]) * 1e3)
-                if len(state["results"]) == rounds:
-                    print(json.dumps({"floor_ms": state["results"]}), flush=True)
-                    if reactor.running:
-                        reactor.stop()
-                else:
-                    reactor.callLater(0.2, start)
+                print(json.dumps({"floor_ms": (time.perf_counter() - state["t0"]) * 1e3}), flush=True)
 
-    def start():
-        state["replies"] = 0
-        state["t0"] = time.perf_counter()
-        for client in clients:
-            client.sendLine(b"PING {\"n\":1}")
+    class Bench(LineReceiver):
+        delimiter = b"\n"
 
-    factory = protocol.Factory.forProtocol(Echoed)
-    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+        def lineReceived(self, line):  # noqa: N802 (Twisted)
+            state["replies"] = 0
+            state["t0"] = time.perf_counter()
+            for client in clients:
+                client.sendLine(b"PING {\"n\":1}")
+
+        def connectionLost(self, reason):  # noqa: N802 (Twisted)
+            if reactor.running:
+                reactor.stop()
+
+    stdio.StandardIO(Bench())
+    reactor.listenTCP(port, protocol.Factory.forProtocol(Echoed), backlog=4096, interface="127.0.0.1")
     reactor.run()
 
 
@@ -533,17 +579,27 @@ def round_took(work: pathlib.Path, event: str, seconds: float) -> float:
     raise SystemExit(f"the aggregator logged no round of event {event} within {seconds} s")
 
 
-def floor(homes: int, procs: int, rounds: int) -> list[float]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes), str(rounds)],
-                              stdout=subprocess.PIPE, text=True)
-    wait_for_port(port, 30)
-    clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
-                                stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
-    try:
-        return read_json_line(server, 300)["floor_ms"]
-    finally:
-        for p in [server, *clients]:
+class Floor:
+    """The floor's server and clients, kept up through the run so that each
+    event's cycle is preceded by a floor round in the same conditions."""
+
+    def __init__(self, homes: int, procs: int):
+        port = free_port()
+        self.server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        wait_for_port(port, 30)
+        self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
+                                         stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
+        read_json_line(self.server, 300)  # every connection is up
+        time.sleep(1.0)
+
+    def round(self) -> float:
+        self.server.stdin.write("go\n")
+        self.server.stdin.flush()
+        return read_json_line(self.server, 60)["floor_ms"]
+
+    def stop(self) -> None:
+        for p in [self.server, *self.clients]:
             p.kill()
             p.wait()
 
@@ -556,16 +612,15 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=8)
     parser.add_argument("--real-homes", action="store_true", help="run each home's real core and sessions "
                         "(Home, UplinkSession, BoardSession) instead of a simulated home; its board is the same")
+    parser.add_argument("--software-boards", action="store_true", help="give each simulated home jeisson's software "
+                        "board (Board and ActuatorSession) instead of a simulated board")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
     parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
                         "work directory; implies --keep)")
     args = parser.parse_args()
     n = args.homes
 
-    floor_ms = floor(n, args.procs, args.rounds)
-    print(f"floor, {n} bare connections: p50 {percentile(floor_ms, 0.5):.1f} ms, "
-          f"p99 {percentile(floor_ms, 0.99):.1f} ms", flush=True)
-
+    floor = Floor(n, args.procs)
     work = pathlib.Path(tempfile.mkdtemp(prefix="jeisson-latency-"))
     port = free_port()
     demand = sum(w for i in range(n) for w, _ in loads_of(i, args.loads))
@@ -581,13 +636,17 @@ def main() -> None:
          "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
     helpers = []
     try:
+        # Warm up the floor's connections.
+        for _ in range(3):
+            floor.round()
         wait_for_port(port, 60)
         time.sleep(1.0)
         rss_before = rss_kib(aggregator.pid)
         started = time.monotonic()
         kind = "--run-homes" if args.real_homes else "--run-simulated-homes"
+        boards = ["--software-boards"] if args.software_boards else []
         helpers = [subprocess.Popen([sys.executable, str(HERE), kind, str(port), str(first), str(count),
-                                     str(args.loads)], stdout=subprocess.PIPE, text=True)
+                                     str(args.loads), *boards], stdout=subprocess.PIPE, text=True)
                    for first, count in spread(n, args.procs)]
         for helper in helpers:
             reply = read_json_line(helper, 600)
@@ -600,12 +659,13 @@ def main() -> None:
         time.sleep(10.0)
         idle_pct = 100 * (cpu_seconds(aggregator.pid) - cpu0) / (time.monotonic() - wall0)
 
-        cycles, lost, incomplete = [], 0, 0
+        cycles, floor_ms, lost, incomplete = [], [], 0, 0
         events = []
         # Long enough for every home to commit before the event ends (the
         # simulated homes take about 1 s per thousand on this machine).
         length = 2.0 + 2.0 * n / 1000
         for k in range(args.rounds):
+            floor_ms.append(floor.round())
             start = time.time() + 1.0
             event = f"trial-{k}"
             events.append(f"[event:{event}]\nlimit_kw = {0.6 * demand / 1000:.3f}\nstart = {utc(start)}\n"
@@ -627,7 +687,7 @@ def main() -> None:
             took = round_took(work, event, 30)
             aggregator_cpu = cpu_seconds(aggregator.pid) - aggregator_cpu
             cycles.append(took)
-            print(f"round {k + 1}: cycle {took:.1f} ms (homes: first BUDGET after "
+            print(f"round {k + 1}: floor {floor_ms[-1]:.1f} ms, cycle {took:.1f} ms (homes: first BUDGET after "
                   f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
                   f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT sent after "
                   f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last after "
@@ -644,6 +704,8 @@ def main() -> None:
         p50, p99 = percentile(cycles, 0.5), percentile(cycles, 0.99)
         floor_p50 = percentile(floor_ms, 0.5)
         per_home = (rss_after - rss_before) / n
+        print(f"floor, {n} bare connections, one round before each event: p50 {floor_p50:.1f} ms, "
+              f"p99 {percentile(floor_ms, 0.99):.1f} ms")
         print(f"aggregator RSS {rss_before} KiB before the homes, {rss_after} KiB with them; rounds over the limit: "
               f"{over}; events in which not every home committed: {incomplete}")
         print(f"homes={n} cycle_p50_ms={p50:.1f} cycle_p99_ms={p99:.1f} floor_p50_ms={floor_p50:.1f} "
@@ -653,6 +715,7 @@ def main() -> None:
         # SIGTERM: twistd stops cleanly (and writes its profile).
         for process in [*helpers, aggregator]:
             stop(process)
+        floor.stop()
         if not args.keep and not args.profile:
             shutil.rmtree(work, ignore_errors=True)
         else:
@@ -661,10 +724,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("--run-homes", "--run-simulated-homes"):
-        run = run_homes if sys.argv[1] == "--run-homes" else run_simulated_homes
-        run(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        if sys.argv[1] == "--run-homes":
+            run_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        else:
+            run_simulated_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                                software_boards="--software-boards" in sys.argv[6:])
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
-        run_floor_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        run_floor_server(int(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-clients":
         run_floor_clients(int(sys.argv[2]), int(sys.argv[3]))
     else:
