@@ -7,7 +7,7 @@ import argparse
 import random
 
 import numpy as np
-from timing import median_seconds
+from timing import median_seconds, per_call_seconds
 
 from jeisson.aggregator.negotiation import Offers, plan
 from jeisson.allocation import choose
@@ -34,17 +34,16 @@ def main() -> None:
     per_flex = {}
     for version in dr.PROTOCOL_VERSIONS:
         flex_line = dr.serialize(sample, version)[:-1]
-        per_flex[version] = median_seconds(lambda line=flex_line, v=version: [dr.parse_line(line, v)
-                                                                              for _ in range(n)], 5) / n
-        per_write = median_seconds(lambda v=version: [dr.serialize(sample, v) for _ in range(n)], 5) / n
+        per_flex[version] = per_call_seconds(lambda line=flex_line, v=version: dr.parse_line(line, v), n)
+        per_write = per_call_seconds(lambda v=version: dr.serialize(sample, v), n)
         print(f"FLEX with 8 loads, version {version} ({len(flex_line)} bytes): parse {per_flex[version] * 1e6:.1f} us,"
               f" write {per_write * 1e6:.1f} us")
     set_line = board.serialize(board.Set(1234, 3, True))[:-1]
-    per_set = median_seconds(lambda: [board.parse_line(set_line) for _ in range(n)], 5) / n
+    per_set = per_call_seconds(lambda: board.parse_line(set_line), n)
     print(f"parse SET ({len(set_line)} bytes): {per_set * 1e6:.2f} us")
 
     flex = random_flex(rng, 1)
-    per_offers = median_seconds(lambda: [Offers.of(flex) for _ in range(2000)], 5) / 2000
+    per_offers = per_call_seconds(lambda: Offers.of(flex), 2000)
     print(f"arrays of one FLEX (Offers.of, once per FLEX received): {per_offers * 1e6:.1f} us")
 
     figures = {}
