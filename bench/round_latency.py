@@ -2,9 +2,10 @@
 
 One aggregator process (the real ``twistd jeisson-aggregator``) and N
 simulated homes in a few helper processes, each home on its own loopback
-TCP connection and with its own board (the real ``Board`` and
-``ActuatorSession``, joined to its home in memory through the reactor).  A
-simulated home speaks the real protocol on both links (the newest version
+TCP connection and with its own board, joined to its home in memory through
+the reactor: a ``SimulatedBoard``, as the field's boards are firmware, or
+with ``--software-boards`` jeisson's software board (the real ``Board`` and
+``ActuatorSession``).  A simulated home speaks the real protocol on both links (the newest version
 both sides offer on its uplink, 2 today): on a budget it keeps
 its most valuable loads that fit, switches off, waits for its board's
 ``ACK`` of each, switches on, waits again, then sends its new ``FLEX`` and
@@ -84,10 +85,16 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """The process's CPU time so far, to the nanosecond (its main thread's
-    run time as the scheduler counts it; the clock ticks of /proc/PID/stat
-    are 10 ms)."""
-    return int(pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    """The process's CPU time so far, every thread's (numpy's BLAS has worker
+    threads), to the nanosecond as the scheduler counts it; the clock ticks
+    of /proc/PID/stat are 10 ms."""
+    total = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended meanwhile
+    return total / 1e9
 
 
 def percentile(values, q: float) -> float:
@@ -179,7 +186,7 @@ def quiet_logging(reactor) -> None:
     to_stderr = textFileLogObserver(sys.stderr)
 
     def observer(event) -> None:
-        if event["log_level"] in shown:
+        if event.get("log_level") in shown:
             to_stderr(event)
 
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
@@ -587,10 +594,15 @@ class Floor:
         port = free_port()
         self.server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes)],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        wait_for_port(port, 30)
-        self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
-                                         stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
-        read_json_line(self.server, 300)  # every connection is up
+        self.clients = []
+        try:
+            wait_for_port(port, 30)
+            self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
+                                             stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
+            read_json_line(self.server, 300)  # every connection is up
+        except BaseException:
+            self.stop()
+            raise
         time.sleep(1.0)
 
     def round(self) -> float:
@@ -620,7 +632,6 @@ def main() -> None:
     args = parser.parse_args()
     n = args.homes
 
-    floor = Floor(n, args.procs)
     work = pathlib.Path(tempfile.mkdtemp(prefix="jeisson-latency-"))
     port = free_port()
     demand = sum(w for i in range(n) for w, _ in loads_of(i, args.loads))
@@ -634,8 +645,9 @@ def main() -> None:
     aggregator = subprocess.Popen(
         [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", str(work / "aggregator.log"), *profile,
          "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
-    helpers = []
+    helpers, floor = [], None
     try:
+        floor = Floor(n, args.procs)
         # Warm up the floor's connections.
         for _ in range(3):
             floor.round()
@@ -715,7 +727,8 @@ def main() -> None:
         # SIGTERM: twistd stops cleanly (and writes its profile).
         for process in [*helpers, aggregator]:
             stop(process)
-        floor.stop()
+        if floor is not None:
+            floor.stop()
         if not args.keep and not args.profile:
             shutil.rmtree(work, ignore_errors=True)
         else:

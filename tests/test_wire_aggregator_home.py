@@ -659,6 +659,11 @@ def test_a_version_2_load_is_accepted_and_refused_exactly_as_the_same_version_1_
 
 # ------------------------------------------- lines as jeisson writes them
 
+
+def _typed(parse, *args):
+    """The outcome as text: 0 and 0.0, equal as numbers, differ here."""
+    return repr(_outcome(parse, *args))
+
 QUICK_KINDS = [ah.Flex, ah.Commit, ah.Budget]
 
 
@@ -673,7 +678,7 @@ def test_the_quick_reading_agrees_with_the_full_one_on_written_and_corrupted_lin
         raw[position] = data.draw(st.sampled_from(b'0123456789.,:"[]{}-eE tfx\\'))
     quick = ah._quick(bytes(raw), version)
     assert quick is None or quick == ah._parse_checked(bytes(raw), version)
-    assert _outcome(ah.parse_line, bytes(raw), version) == _outcome(ah._parse_checked, bytes(raw), version)
+    assert _typed(ah.parse_line, bytes(raw), version) == _typed(ah._parse_checked, bytes(raw), version)
 
 
 # Each field of a line in jeisson's shape: (values jeisson writes, values
@@ -721,7 +726,19 @@ def _shaped_line(draw, verb):
 def test_the_quick_reading_agrees_with_the_full_one_at_every_fields_limits(verb, data):
     raw = _shaped_line(data.draw, verb).encode()
     for version in ah.PROTOCOL_VERSIONS:
-        assert _outcome(ah.parse_line, raw, version) == _outcome(ah._parse_checked, raw, version), raw
+        assert _typed(ah.parse_line, raw, version) == _typed(ah._parse_checked, raw, version), raw
+
+
+@pytest.mark.parametrize("count", [ah.MAX_LOADS, ah.MAX_LOADS + 1])
+def test_the_quick_reading_agrees_with_the_full_one_at_the_most_loads(count):
+    ids = [f"l{i}" for i in range(count)]
+    lines = [ah.serialize(ah.Flex(1, tuple(ah.LoadOffer(i, 100.0, 1, "may", True, False, True) for i in ids)), 2),
+             ah.serialize(ah.Commit(1, 1, 100.0, tuple(ids)), 2)]
+    for raw in lines:
+        outcome = _typed(ah.parse_line, raw[:-1], 2)
+        assert outcome == _typed(ah._parse_checked, raw[:-1], 2)
+        assert (ah._quick(raw[:-1], 2) is not None) == (count <= ah.MAX_LOADS)
+        assert ("at most 64 items" in outcome) == (count > ah.MAX_LOADS)
 
 
 def test_the_quick_reading_takes_what_jeisson_writes():
