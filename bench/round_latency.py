@@ -5,11 +5,11 @@ simulated homes in a few helper processes, each home on its own loopback
 TCP connection and with its own board, joined to its home in memory through
 the reactor: a ``SimulatedBoard``, as the field's boards are firmware, or
 with ``--software-boards`` jeisson's software board (the real ``Board`` and
-``ActuatorSession``).  A simulated home speaks the real protocol on both links (the newest version
-both sides offer on its uplink, 2 today): on a budget it keeps
-its most valuable loads that fit, switches off, waits for its board's
-``ACK`` of each, switches on, waits again, then sends its new ``FLEX`` and
-its ``COMMIT``.  With ``--real-homes``, each home is instead the real
+``ActuatorSession``).  A simulated home speaks the real protocol on both
+links (the newest version both sides offer on its uplink, 2 today): on a
+budget it keeps its most valuable loads that fit, switches off, waits for
+its board's ``ACK`` of each, switches on, waits again, then sends its new
+``FLEX`` and its ``COMMIT``.  With ``--real-homes``, each home is instead the real
 ``Home`` core with its ``UplinkSession`` and ``BoardSession``.
 
 Events are added live through the aggregator's events file; for each, the
@@ -19,8 +19,8 @@ last commitment it counted, every home's switches acknowledged by its board
 before.  Before each event, in the same run, a round of the **floor**: as
 many bare Twisted connections (a server and helper processes of their own,
 up from start to end), one line out to every connection and one line back;
-so the floor and the cycle are measured in the same conditions, minutes
-apart at most.  Also: the aggregator's memory per home (RSS with all homes
+so each cycle and its floor are measured in the same conditions, about a
+second apart.  Also: the aggregator's memory per home (RSS with all homes
 connected, less RSS before), and its CPU use while idle with all homes
 connected.
 
