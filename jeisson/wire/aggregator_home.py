@@ -30,7 +30,8 @@ LOAD_FIELDS = ("id", "rated_w", "priority", "mode", "on", "critical", "wanted")
 MAX_LINE = 16384
 MAX_LOADS = 64
 MAX_POWER_W = 1e7
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}\Z")
+_ID_FORM = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}"
+ID_PATTERN = re.compile(_ID_FORM + r"\Z")
 LOAD_MODES = ("must", "may", "off")
 
 # Error codes, sent in ERROR and REFUSED.
@@ -53,7 +54,8 @@ def format_utc(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z\Z")
+_UTC_FORM = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
+_UTC = re.compile(_UTC_FORM + r"\Z")
 
 
 def parse_utc(text: str) -> float:
@@ -379,7 +381,7 @@ def _from_body(verb: str, body: dict, version: int):
 # checks, which the pattern has made.  Any other line, valid or not, takes the
 # full path, which names what is wrong; a property test holds the two paths to
 # the same answers.
-_Q_ID = rb"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}"  # ID_PATTERN
+_Q_ID = _ID_FORM.encode()  # in a bytes pattern, \d and the classes are ASCII only
 _Q_COUNT = rb"(?:0|[1-9][0-9]{0,14})"  # at most 15 digits: below 2**53
 _Q_WATTS = rb"(?:0|[1-9][0-9]{0,6})(?:\.[0-9]+)?"  # below MAX_POWER_W, no exponent
 _Q_FLOAT_WATTS = rb"(?:0|[1-9][0-9]{0,6})\.[0-9]+"  # and with a point: a JSON float
@@ -392,9 +394,8 @@ _Q_FLEX_V2 = re.compile(rb'FLEX \{"bid":%s,"opt_out":%s,"loads":\[(?:%s(?:,%s){0
                         % (_Q_COUNT, _Q_BOOL, _Q_LOAD, _Q_LOAD, MAX_LOADS - 1))
 _Q_COMMIT = re.compile(rb'COMMIT \{"round":(%s),"bid":(%s),"committed_w":(%s),"on":\[(%s)\]\}\Z'
                        % (_Q_COUNT, _Q_COUNT, _Q_WATTS, _Q_IDS))
-_Q_BUDGET = re.compile(rb'BUDGET \{"round":(%s),"bid":(%s),"event":"(%s)","budget_w":(%s),'
-                       rb'"end":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z)"\}\Z'
-                       % (_Q_COUNT, _Q_COUNT, _Q_ID, _Q_WATTS))
+_Q_BUDGET = re.compile(rb'BUDGET \{"round":(%s),"bid":(%s),"event":"(%s)","budget_w":(%s),"end":"(%s)"\}\Z'
+                       % (_Q_COUNT, _Q_COUNT, _Q_ID, _Q_WATTS, _UTC_FORM.encode()))
 
 
 def _quick(line: bytes, version: int):
