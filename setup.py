@@ -14,7 +14,7 @@ setup(
         "jeisson.aggregator",
         "jeisson.home",
         "jeisson.actuator",
-        "jeisson.zigbee",
+        "jeisson.transports",
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
         "twisted.plugins",

@@ -272,8 +272,8 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
-    from jeisson.actuator.session import ActuatorSession
-    from jeisson.link import LineLinkFactory
+    from jeisson.actuator.home_link import ActuatorSession
+    from jeisson.transports.stream import LineLinkFactory
     from jeisson.wire import aggregator_home as wire
     from jeisson.wire import home_actuator as board_wire
 
@@ -416,13 +416,13 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
-    from jeisson.actuator.session import ActuatorSession
+    from jeisson.actuator.home_link import ActuatorSession
     from jeisson.home import config as home_config
-    from jeisson.home.boards import BoardSession
+    from jeisson.home.aggregator_link import UplinkSession
+    from jeisson.home.board_link import BoardSession
     from jeisson.home.core import Home
-    from jeisson.home.uplink import UplinkSession
-    from jeisson.link import LineLinkFactory
     from jeisson.simulation import SimLoad, home_inis
+    from jeisson.transports.stream import LineLinkFactory
     from jeisson.wire import aggregator_home as wire
 
     tally = Tally(count)

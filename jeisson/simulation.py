@@ -26,14 +26,14 @@ from twisted.python.failure import Failure
 
 from jeisson.actuator import config as actuator_config
 from jeisson.actuator.board import Board
-from jeisson.actuator.session import ActuatorSession
+from jeisson.actuator.home_link import ActuatorSession
 from jeisson.aggregator import config as aggregator_config
 from jeisson.aggregator.core import Aggregator
-from jeisson.aggregator.session import HomeSession
+from jeisson.aggregator.home_link import HomeSession
 from jeisson.home import config as home_config
-from jeisson.home.boards import BoardSession
+from jeisson.home.aggregator_link import UplinkSession
+from jeisson.home.board_link import BoardSession
 from jeisson.home.core import Home
-from jeisson.home.uplink import UplinkSession
 
 
 class SimClock:

@@ -16,10 +16,10 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from jeisson.home.boards import BoardSession
+from jeisson.home.aggregator_link import UplinkSession
+from jeisson.home.board_link import BoardSession
 from jeisson.home.config import config_from_string
 from jeisson.home.core import RETRY_BUSY_S, Home
-from jeisson.home.uplink import UplinkSession
 from jeisson.wire import aggregator_home, home_actuator
 from tests.fakes import FakeWire, messages
 

@@ -1,4 +1,4 @@
-"""The home's two kinds of link: its boards (jeisson.home.boards) and its aggregator (jeisson.home.uplink).
+"""The home's two kinds of link: its boards (jeisson.home.board_link) and its aggregator (jeisson.home.aggregator_link).
 
 Sessions run over a fake wire that records what they send, or over a real
 ``LineLink`` on a ``StringTransport``; a ``task.Clock`` (or a
@@ -12,11 +12,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from jeisson.home.boards import HELLO_TIMEOUT_S, BoardSession
+from jeisson.home.aggregator_link import WELCOME_TIMEOUT_S, UplinkSession
+from jeisson.home.board_link import HELLO_TIMEOUT_S, BoardSession
 from jeisson.home.config import config_from_string
 from jeisson.home.core import Home
 from jeisson.home.tap import RETRY_AFTER_REFUSAL_S, board_factory, uplink_factory, uplink_service
-from jeisson.home.uplink import WELCOME_TIMEOUT_S, UplinkSession
 from jeisson.wire import aggregator_home as dr
 from tests.fakes import FakeWire, messages
 

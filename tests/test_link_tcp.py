@@ -4,7 +4,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.protocol import Factory
 from twisted.trial import unittest
 
-from jeisson.link import LineLink, LineLinkFactory
+from jeisson.transports.stream import LineLink, LineLinkFactory
 
 
 class Recorder:

@@ -15,8 +15,8 @@ from jeisson.actuator.config import config_from_string as actuator_config
 from jeisson.home import tap as home_tap
 from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
-from jeisson.zigbee.port import SerialPortService
-from jeisson.zigbee.radio import PtyMaster
+from jeisson.transports.radio_simulator import PtyMaster
+from jeisson.transports.serial import SerialPortService
 from tests.waiting import eventually, scratch_directory
 
 

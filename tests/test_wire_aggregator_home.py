@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jeisson.lines import LineFramer
+from jeisson.framing import LineFramer
 from jeisson.wire import aggregator_home as ah
 from jeisson.wire.errors import ProtocolError
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jeisson.lines import LineFramer
+from jeisson.framing import LineFramer
 from jeisson.wire import home_actuator as ha
 from jeisson.wire.errors import ProtocolError
 

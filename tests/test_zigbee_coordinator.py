@@ -6,10 +6,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 
+from jeisson.transports.serial import SerialPortService
+from jeisson.transports.xbee_coordinator import STATUS_TIMEOUT_S, CoordinatorProtocol
+from jeisson.transports.xbee_end_device import EndDeviceProtocol
 from jeisson.wire import xbee
-from jeisson.zigbee.coordinator import STATUS_TIMEOUT_S, CoordinatorProtocol
-from jeisson.zigbee.enddevice import EndDeviceProtocol
-from jeisson.zigbee.port import SerialPortService
 
 A = 0x0013A20040A1B2C3
 STRANGER = 0x0013A200DEADBEEF

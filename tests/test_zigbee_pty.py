@@ -1,6 +1,6 @@
 """Boards behind an API-mode coordinator, over real pseudo-terminals.
 
-The simulated radio network (``jeisson.zigbee.radio``) owns one pty per
+The simulated radio network (``jeisson.transports.radio_simulator``) owns one pty per
 radio; the home opens the coordinator's with SerialPort, each board its own:
 one board speaks API mode 2 to its XBee, the other transparent mode.  The
 same board link logic runs as over TCP: HELLO, relays switched, MEAS; a
@@ -20,9 +20,9 @@ from jeisson.config import IniFile
 from jeisson.home import tap as home_tap
 from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
+from jeisson.transports.radio_simulator import RadioService
+from jeisson.transports.radio_simulator import config_from_ini as radio_config_from_ini
 from jeisson.wire import xbee
-from jeisson.zigbee.radio import RadioService
-from jeisson.zigbee.radio import config_from_ini as radio_config_from_ini
 from tests.waiting import eventually, scratch_directory
 
 A_ADDRESS = "0013A20040A1B2C3"

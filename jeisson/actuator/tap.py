@@ -7,12 +7,12 @@ from twisted.logger import Logger
 
 from jeisson.actuator.board import Board
 from jeisson.actuator.config import SerialLink, read_config
-from jeisson.actuator.session import session_factory
-from jeisson.link import LineLink, LineLinkFactory
-from jeisson.tap import ConfigOptions, config_of
+from jeisson.actuator.home_link import session_factory
+from jeisson.options import ConfigOptions, config_of
+from jeisson.transports.serial import SerialPortService
+from jeisson.transports.stream import LineLink, LineLinkFactory
+from jeisson.transports.xbee_end_device import EndDeviceProtocol
 from jeisson.wire import home_actuator
-from jeisson.zigbee.enddevice import EndDeviceProtocol
-from jeisson.zigbee.port import SerialPortService
 
 
 class Options(ConfigOptions):

@@ -7,11 +7,11 @@ from twisted.logger import Logger
 from jeisson.aggregator.config import read_config
 from jeisson.aggregator.core import Aggregator
 from jeisson.aggregator.eventsfile import EventsFileWatcher
-from jeisson.aggregator.session import HomeSession
-from jeisson.link import LineLinkFactory
+from jeisson.aggregator.home_link import HomeSession
 from jeisson.manhole import manhole_service
-from jeisson.status import StatusFileService
-from jeisson.tap import ConfigOptions, config_of
+from jeisson.options import ConfigOptions, config_of
+from jeisson.status_file import StatusFileService
+from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import aggregator_home
 
 

@@ -6,16 +6,16 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
-from jeisson.home.boards import BoardSession
+from jeisson.home.aggregator_link import UplinkSession
+from jeisson.home.board_link import BoardSession
 from jeisson.home.config import SerialConfig, read_config
 from jeisson.home.core import Home
-from jeisson.home.uplink import UplinkSession
-from jeisson.link import LineLink, LineLinkFactory
 from jeisson.manhole import manhole_service
-from jeisson.tap import ConfigOptions, config_of
+from jeisson.options import ConfigOptions, config_of
+from jeisson.transports.serial import SerialPortService
+from jeisson.transports.stream import LineLink, LineLinkFactory
+from jeisson.transports.xbee_coordinator import CoordinatorProtocol
 from jeisson.wire import aggregator_home, home_actuator
-from jeisson.zigbee.coordinator import CoordinatorProtocol
-from jeisson.zigbee.port import SerialPortService
 
 
 class Options(ConfigOptions):

@@ -22,7 +22,7 @@ jeissonActuator = ServiceMaker(
 )
 jeissonRadio = ServiceMaker(
     "jeisson radio",
-    "jeisson.zigbee.radio",
+    "jeisson.transports.radio_simulator",
     "a simulated XBee network on pseudo-terminals, for labs and tests without radios",
     "jeisson-radio",
 )

@@ -16,7 +16,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.lines import LineFramer, LineTooLong
+from jeisson.framing import LineFeeder
 from jeisson.wire import home_actuator, xbee
 
 # A transmit status normally follows within a second; without one the frame
@@ -48,9 +48,13 @@ class RadioLink:
         self.address = address
         self.actuator = actuator
         self.peer = f"xbee:{address_text(address)}"
-        self.framer = LineFramer(home_actuator.MAX_LINE)
         self.session = None
         self.closed = False
+        self.feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, self._receiving,
+                                 lambda why: coordinator.drop(self, why))
+
+    def _receiving(self):
+        return None if self.closed else self.session
 
     def send_line(self, data: bytes) -> None:
         if not self.closed:
@@ -135,21 +139,7 @@ class CoordinatorProtocol(Protocol):
                 return
             link = self.links[address] = RadioLink(self, address, actuator)
             link.session = self.make_session(link, actuator)
-        try:
-            lines = link.framer.feed(packet.data)
-        except LineTooLong as error:
-            for line in error.lines:
-                if not link.closed:
-                    link.session.line_received(line)
-            self.log.warn("{peer}: {error}; dropping this board's link", peer=link.peer, error=error)
-            if not link.closed:
-                link.session.line_too_long(error)
-                self.drop(link, "line too long")
-            return
-        for line in lines:
-            if link.closed:
-                return
-            link.session.line_received(line)
+        link.feeder.feed(packet.data)
 
     def _status(self, status) -> None:
         pending = self._pending.pop(status.frame_id, None)

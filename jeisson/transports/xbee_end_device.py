@@ -11,7 +11,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.lines import LineFramer, LineTooLong
+from jeisson.framing import LineFeeder
 from jeisson.wire import home_actuator, xbee
 
 
@@ -32,7 +32,7 @@ class EndDeviceProtocol(Protocol):
         self.restart_s = restart_s
         self.decoder = xbee.FrameDecoder(escaped=escaped)
         self.session = None
-        self._framer = None
+        self._feeder: LineFeeder | None = None
         self._frame_id = 0
         self._restart = None
 
@@ -77,30 +77,14 @@ class EndDeviceProtocol(Protocol):
 
     def _begin(self) -> None:
         self._restart = None
-        self._framer = LineFramer(home_actuator.MAX_LINE)
+        self._feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, lambda: self.session, self._end)
         self.session = self.make_session(self)
 
     def _received(self, data: bytes) -> None:
-        if self.session is None:
-            return
-        try:
-            lines = self._framer.feed(data)
-        except LineTooLong as error:
-            # As LineLink does: the lines before it, then end this session
-            # (over a radio: a new one says HELLO after restart_s).
-            self._deliver(error.lines)
-            if self.session is not None:
-                self.log.warn("{peer}: {error}; ending this session", peer=self.peer, error=error)
-                self.session.line_too_long(error)
-                self._end("line too long")
-            return
-        self._deliver(lines)
-
-    def _deliver(self, lines: list[bytes]) -> None:
-        for line in lines:
-            if self.session is None:
-                return
-            self.session.line_received(line)
+        # Over a radio a session that ends for a line too long is followed
+        # by a new one that says HELLO after restart_s.
+        if self.session is not None and self._feeder is not None:
+            self._feeder.feed(data)
 
     def _end(self, why: str) -> None:
         session, self.session = self.session, None

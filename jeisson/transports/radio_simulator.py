@@ -38,7 +38,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from jeisson.config import IniFile
-from jeisson.tap import ConfigOptions, config_of
+from jeisson.options import ConfigOptions, config_of
 from jeisson.wire import xbee
 
 ADDRESS_NOT_FOUND = 0x24

@@ -4,10 +4,16 @@ Both wire protocols are line based: one message per line, ended by ``\\n``
 (a ``\\r`` before it is dropped).  ``LineFramer.feed`` takes bytes split
 anywhere and returns the complete lines; it raises ``LineTooLong`` as soon as
 a line is known to exceed the link's maximum, so a peer cannot make us buffer
-without bound.
+without bound.  ``LineFeeder`` hands a stream's lines to its session and
+handles an over-long line the same way on every transport (TCP, a serial
+line, each radio of an XBee coordinator, a board's own XBee).
 """
 
+from collections.abc import Callable
+from typing import Protocol
+
 import attrs
+from twisted.logger import Logger
 
 
 class LineTooLong(Exception):
@@ -65,3 +71,51 @@ class LineFramer:
     def pending(self) -> int:
         """Bytes buffered that are not yet a complete line."""
         return len(self._buffer)
+
+
+class LineReceiver(Protocol):
+    """What a line feeder delivers to: a link's session."""
+
+    def line_received(self, line: bytes) -> None: ...
+    def line_too_long(self, error: LineTooLong) -> None: ...
+
+
+class LineFeeder:
+    """Delivers the lines of one byte stream to its session, for every transport.
+
+    ``session_of()`` is the session taking lines now, or None once the link
+    is closing: a line may close the link, and what follows it is dropped.
+    A line over the maximum first delivers the complete lines before it (they
+    are valid), then tells the session, logs, and calls ``end(why)``, which
+    ends the link (a connection closed, a radio link dropped).
+    """
+
+    log = Logger()
+
+    def __init__(self, max_line: int, peer: str, session_of: Callable[[], LineReceiver | None],
+                 end: Callable[[str], None]):
+        self.peer = peer
+        self._framer = LineFramer(max_line)
+        self._session_of = session_of
+        self._end = end
+
+    def feed(self, data: bytes) -> None:
+        try:
+            lines = self._framer.feed(data)
+        except LineTooLong as error:
+            self._deliver(error.lines)
+            session = self._session_of()
+            if session is None:
+                return
+            self.log.warn("{peer}: {error}; closing this link", peer=self.peer, error=error)
+            session.line_too_long(error)
+            self._end("line too long")
+            return
+        self._deliver(lines)
+
+    def _deliver(self, lines: list[bytes]) -> None:
+        for line in lines:
+            session = self._session_of()
+            if session is None:
+                return
+            session.line_received(line)

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from jeisson.aggregator.config import config_from_string
 from jeisson.aggregator.core import Aggregator
-from jeisson.aggregator.session import HELLO_TIMEOUT_S, HomeSession
+from jeisson.aggregator.home_link import HELLO_TIMEOUT_S, HomeSession
 from jeisson.aggregator.tap import home_factory
 from jeisson.wire import aggregator_home as wire
 

@@ -9,8 +9,8 @@ from twisted.python.failure import Failure
 
 from jeisson.actuator.board import Board
 from jeisson.actuator.config import config_from_string
-from jeisson.actuator.session import ACTIVE, CLOSED, HELLO_SENT, session_factory
-from jeisson.link import LineLinkFactory
+from jeisson.actuator.home_link import ACTIVE, CLOSED, HELLO_SENT, session_factory
+from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import home_actuator
 from tests.fakes import FakeWire
 

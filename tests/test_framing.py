@@ -1,4 +1,4 @@
-"""Tests for jeisson.lines: sans-IO line framing."""
+"""Tests for jeisson.framing: sans-IO line framing."""
 
 from itertools import pairwise
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jeisson.lines import LineFramer, LineTooLong
+from jeisson.framing import LineFramer, LineTooLong
 
 MAX = 40
 
@@ -266,7 +266,7 @@ def test_lines_before_an_over_long_one_come_with_the_error():
 def test_a_line_link_delivers_the_lines_before_an_over_long_one_then_closes():
     from twisted.internet.testing import StringTransport
 
-    from jeisson.link import LineLink
+    from jeisson.transports.stream import LineLink
 
     received = []
 
