@@ -19,9 +19,18 @@ class Session(TypingProtocol):
 
 
 class Wire(TypingProtocol):
-    """What a session calls on its wire."""
+    """What a session calls on its wire.
+
+    ``peer``: how logs name the other end.  ``connectionless``: True where
+    no connection can be seen to open or close (a serial line, a radio): a
+    silent peer there is simply not there yet, so no hello timeout closes
+    anything.  ``expected_id``: the one peer id this wire may carry (the
+    actuator configured for a radio address or a serial line), or None.
+    """
 
     peer: str
+    connectionless: bool
+    expected_id: str | None
 
     def send_line(self, data: bytes) -> None: ...
     def close(self) -> None: ...

@@ -109,6 +109,8 @@ class LinkEnd:
     def __init__(self, network: "Network", peer: str):
         self.network = network
         self.peer = peer
+        self.connectionless = False
+        self.expected_id: str | None = None
         self.session = None
         self.other: LinkEnd | None = None
         self.closed = False

@@ -17,6 +17,8 @@ class FakeWire:
 
     def __init__(self, peer: str = "192.0.2.10:40000", heard=None):
         self.peer = peer
+        self.connectionless = False
+        self.expected_id: str | None = None
         self.heard = heard
         self.sent: list[bytes] = []
         self.closed = False

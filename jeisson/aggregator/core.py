@@ -722,6 +722,10 @@ class Aggregator:
                 "id": event.id, "limit_w": event.limit_w, "start": wire.format_utc(event.start),
                 "end": wire.format_utc(event.end)},
             "rounds_run": self.rounds_run,
+            "negotiation": {
+                "mode": ("idle" if event is None else "held" if self._held
+                         else "converging" if self._negotiating_since is not None else "periodic"),
+                "rounds": self.negotiation_rounds, "converged_rounds": self.converged_rounds},
             "last_round": None if last is None else {
                 "number": last.number, "event": last.event, "limit_w": last.limit_w,
                 "committed_w": last.committed_w, "unknown_w": last.unknown_w, "within_limit": last.within_limit,

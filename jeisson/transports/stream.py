@@ -32,9 +32,13 @@ class LineLink(Protocol):
 
     log = Logger()
 
-    def __init__(self, max_line: int, make_session: Callable[["LineLink"], Session], peer: str | None = None):
+    def __init__(self, max_line: int, make_session: Callable[["LineLink"], Session], peer: str | None = None,
+                 connectionless: bool = False, expected_id: str | None = None):
         """``peer``: how logs name the other end, where the transport cannot
-        say (a serial device)."""
+        say (a serial device); ``connectionless`` and ``expected_id``: see
+        ``jeisson.link.Wire``."""
+        self.connectionless = connectionless
+        self.expected_id = expected_id
         self._max_line = max_line
         self._make_session = make_session
         self.session: Session | None = None

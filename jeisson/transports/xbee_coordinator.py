@@ -48,6 +48,8 @@ class RadioLink:
         self.address = address
         self.actuator = actuator
         self.peer = f"xbee:{address_text(address)}"
+        self.connectionless = True
+        self.expected_id: str | None = actuator
         self.session = None
         self.closed = False
         self.feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, self._receiving,

@@ -29,6 +29,8 @@ class EndDeviceProtocol(Protocol):
         self.clock = clock
         self.escaped = escaped
         self.peer = f"xbee:{coordinator:016X} via {device}"
+        self.connectionless = True
+        self.expected_id: str | None = None
         self.restart_s = restart_s
         self.decoder = xbee.FrameDecoder(escaped=escaped)
         self.session = None
