@@ -6,8 +6,11 @@ because each snapshot goes to a temporary file renamed over the old one.
 
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -21,24 +24,31 @@ def write_atomically(path: str, data: dict) -> None:
 
 
 class StatusFileService(Service):
-    """Every ``period`` s, if ``source.changed``, writes ``source.snapshot()``."""
+    """Every ``period`` s, if something changed since the last write, writes
+    ``snapshot()``: a listener calls ``changed()`` on every moment, and a
+    burst of moments costs one write."""
 
     log = Logger()
 
-    def __init__(self, source, path: str, clock, period: float = 0.5):
-        self.source = source
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], path: str, clock: IReactorTime, period: float = 0.5):
+        self.snapshot = snapshot
         self.path = path
         self.clock = clock
         self.period = period
-        self._loop = None
+        self._dirty = True
+        self._loop: LoopingCall | None = None
 
-    def startService(self):
+    def changed(self) -> None:
+        self._dirty = True
+
+    def startService(self) -> None:
         super().startService()
         self._loop = LoopingCall(self._write)
         self._loop.clock = self.clock
-        self._loop.start(self.period, now=True)
+        self._loop.start(self.period, now=True).addErrback(
+            lambda failure: self.log.failure("the status file loop stopped", failure))
 
-    def stopService(self):
+    def stopService(self) -> None:
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
@@ -46,10 +56,10 @@ class StatusFileService(Service):
 
     def _write(self) -> None:
         # Never let one failed write stop the loop for good.
-        if not self.source.changed:
+        if not self._dirty:
             return
         try:
-            write_atomically(self.path, self.source.snapshot())
-            self.source.changed = False
+            write_atomically(self.path, self.snapshot())
+            self._dirty = False
         except Exception:
             self.log.failure("could not write the status file {path}", path=self.path)

@@ -16,8 +16,10 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.aggregator.config import config_from_string
-from jeisson.aggregator.core import DISPATCH_BATCH, ROUND_DEBOUNCE_S, Aggregator
+from jeisson.aggregator.core import Aggregator
 from jeisson.aggregator.home_link import HomeSession
+from jeisson.aggregator.round import DISPATCH_BATCH
+from jeisson.aggregator.rounds import ROUND_DEBOUNCE_S
 from jeisson.wire import aggregator_home as wire
 
 START, END, LIMIT_W = 20.0, 200.0, 5000.0

@@ -2,12 +2,14 @@
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
+from twisted.internet import threads
 from twisted.logger import Logger
 
 from jeisson.aggregator.config import read_config
 from jeisson.aggregator.core import Aggregator
 from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.aggregator.home_link import HomeSession
+from jeisson.aggregator.report import StatusFileListener
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
 from jeisson.status_file import StatusFileService
@@ -45,14 +47,16 @@ def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
     config = config_of(options, read_config)
-    aggregator = Aggregator(config, reactor)
+    aggregator = Aggregator(config, reactor, solve_in_thread=threads.deferToThread)
     top = MultiService()
     AggregatorService(aggregator).setServiceParent(top)
     if config.events_file:
         EventsFileWatcher(aggregator, config.events_file, config.events_poll_s, reactor).setServiceParent(top)
     strports.service(config.listen, home_factory(aggregator)).setServiceParent(top)
     if config.status_file:
-        StatusFileService(aggregator, config.status_file, reactor).setServiceParent(top)
+        status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor)
+        aggregator.add_listener(StatusFileListener(status_file))
+        status_file.setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
     return top

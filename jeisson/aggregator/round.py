@@ -1,0 +1,321 @@
+"""One negotiation round, as an explicit machine that owns its timers.
+
+Phases:
+
+``plan``
+    The targets are being computed (``negotiation.plan``, perhaps in a
+    thread): nothing is sent yet.
+``shed``
+    Homes whose target is below their present draw, and with them those
+    kept at it, get their budget first, and the round waits for their
+    commitments (or ``round_timeout_s``); with nobody to shed, this phase is
+    over at once.
+``grant``
+    The other homes get their target, capped by the headroom left after the
+    real commitments of the shed phase, and the round waits again.
+``done``
+    Every home answered or its time ran out: the round's ``RoundSummary``
+    goes to ``on_done``.  An abandoned round (another event binds, the
+    aggregator stops) also ends ``done``, without a summary.
+
+Budgets go out ``DISPATCH_BATCH`` per reactor turn, or, before the event's
+start, at each home's own moment in the start window.  A phase's timeout
+starts once its last batch is out, so every home has all of
+``round_timeout_s``.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from jeisson.aggregator import negotiation
+from jeisson.aggregator.events import Event
+from jeisson.aggregator.homes import Homes
+from jeisson.aggregator.listeners import AggregatorListener
+from jeisson.aggregator.negotiation import Grid
+from jeisson.aggregator.schedule import Schedule
+from jeisson.timers import cancel
+from jeisson.wire import aggregator_home as wire
+
+# Budgets written per reactor turn: the first homes start switching while
+# the aggregator writes the others' (at 1,000 homes, writing them all took
+# 15 to 25 ms, during which no home had one).
+DISPATCH_BATCH = 100
+
+PLAN, SHED, GRANT, DONE = "plan", "shed", "grant", "done"
+
+
+@attrs.frozen
+class RoundSummary:
+    number: int
+    event: str
+    limit_w: float
+    committed_w: float
+    unknown_w: float
+    feasible: bool
+    homes: dict[str, dict[str, Any]]
+    started: float
+    finished: float
+    feeders: dict[str, dict[str, float]] = attrs.Factory(dict)  # id -> limit_w, committed_w, unknown_w
+
+    @property
+    def within_limit(self) -> bool:
+        """Commitments plus what is unknown within the total and every feeder."""
+        if self.committed_w + self.unknown_w > self.limit_w + 1e-6:
+            return False
+        return all(f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 for f in self.feeders.values())
+
+
+@attrs.define(eq=False)
+class Rooms:
+    """What a round works in: the homes, the grid, the schedule, time."""
+
+    homes: Homes
+    grid: Grid
+    schedule: Schedule
+    clock: IReactorTime
+    round_timeout_s: float
+    announce: AggregatorListener
+
+
+class Round:
+    log = Logger()
+
+    def __init__(self, rooms: Rooms, number: int, event: Event, unknown_w: float, feeder_unknown_w: Any,
+                 on_done: Callable[["Round", RoundSummary], None]):
+        self.rooms = rooms
+        self.number = number
+        self.event = event
+        self.started = rooms.clock.seconds()
+        self.unknown_w = unknown_w
+        self.feeder_unknown_w = feeder_unknown_w  # numpy array, per feeder (Grid layout)
+        self._on_done = on_done
+        self.phase = PLAN
+        self.targets: dict[str, float] = {}
+        self.bids: dict[str, int] = {}
+        self.feasible = True
+        self.granted: dict[str, float] = {}
+        self.waiting: set[str] = set()
+        self.committed: dict[str, wire.Commit] = {}
+        self.late: set[str] = set()
+        # A commitment's late homes counted cautiously; the next round should
+        # follow soon (the others can make up for what they did not shed).
+        self.had_late = False
+        self._timeout: IDelayedCall | None = None
+        self._scheduled: list[IDelayedCall] = []  # budgets waiting for their home's start, or their batch
+
+    # ----------------------------------------------------------- the machine
+
+    def planned(self, result: negotiation.Plan, bids: dict[str, int]) -> None:
+        """plan -> shed: the homes that shed go first."""
+        if self.phase != PLAN:
+            return
+        self.targets, self.bids, self.feasible = result.budgets, bids, result.feasible
+        if not result.feasible:
+            self.log.warn(
+                "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
+                " the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
+                n=self.number, event=self.event.id, unknown=self.unknown_w, limit=self.event.limit_w)
+        self.rooms.announce.round_started(self.number, self.event, len(self.targets))
+        self.phase = SHED
+        # A home kept at what it draws takes nothing from the others and goes
+        # with the shedding ones; with nobody to shed, every home is answered
+        # at once in the grant.
+        homes = self.rooms.homes
+        first = {h: t for h, t in result.budgets.items() if t <= homes[h].level + 1e-6}
+        if all(t >= homes[h].level - 1e-6 for h, t in first.items()):
+            first = {}
+        self._dispatch(first)
+
+    def commit(self, home_id: str, commit: wire.Commit) -> bool:
+        """A home's commitment; whether it was for this round."""
+        if commit.round != self.number or home_id not in self.granted or self.phase == DONE:
+            return False
+        self.committed[home_id] = commit
+        self.waiting.discard(home_id)
+        if commit.committed_w > self.granted[home_id] + 1e-6:
+            self.log.warn(
+                "home {home} committed {c:.0f} W above its budget {b:.0f} W (loads held on by their constraints)",
+                home=home_id, c=commit.committed_w, b=self.granted[home_id])
+        self._maybe_advance()
+        return True
+
+    def home_gone(self, home_id: str) -> None:
+        """A home's link closed: the round does not wait for it."""
+        if home_id in self.waiting:
+            self.waiting.discard(home_id)
+            self.late.add(home_id)
+            self._maybe_advance()
+        elif self.phase == PLAN:
+            self.late.add(home_id)
+
+    def abandon(self) -> None:
+        """Stop where it is: no more budgets, no timeout."""
+        self.phase = DONE
+        self._cancel_timers()
+
+    # -------------------------------------------------------------- phases
+
+    def _dispatch(self, budgets: dict[str, float]) -> None:
+        """Send each home its budget: at once (``DISPATCH_BATCH`` per reactor
+        turn), or, before the event's start, at the home's own moment in the
+        start window."""
+        rooms = self.rooms
+        budgets = {h: b for h, b in budgets.items() if h not in self.late}
+        self.granted.update(budgets)
+        self.waiting = set(budgets)
+        now = rooms.clock.seconds()
+        last = now
+        due = []
+        for home_id, budget in budgets.items():
+            rooms.schedule.keep(home_id)
+            at = rooms.schedule.home_start(self.event, home_id)
+            if at > now:
+                self._scheduled.append(rooms.clock.callLater(at - now, self._send_budget, home_id, budget))
+                last = max(last, at)
+            else:
+                due.append((home_id, budget))
+        if self.waiting:
+            self._send_batch(self.phase, due, 0, last)
+        else:
+            self._maybe_advance()
+
+    def _send_batch(self, phase: str, due: list[tuple[str, float]], start: int, last: float) -> None:
+        """Budgets ``due[start:]``, a batch per reactor turn; after the last
+        batch, the phase's timeout: ``round_timeout_s`` for every home from
+        its budget (or from its moment in the start window, ``last`` the
+        latest)."""
+        if self.phase != phase:
+            return
+        # Once per batch: the events may change between two reactor turns.
+        chain_end = self.rooms.schedule.chain_end(self.event)
+        for home_id, budget in due[start:start + DISPATCH_BATCH]:
+            self._send_budget(home_id, budget, chain_end)
+        if self.phase != phase:
+            return  # a commitment in this batch ended the phase: its timeout is not due
+        clock = self.rooms.clock
+        if start + DISPATCH_BATCH < len(due):
+            self._scheduled.append(clock.callLater(0, self._send_batch, phase, due, start + DISPATCH_BATCH, last))
+        else:
+            now = clock.seconds()
+            self._timeout = clock.callLater(max(last - now, 0.0) + self.rooms.round_timeout_s, self._phase_timeout)
+
+    def _send_budget(self, home_id: str, budget: float, chain_end: float | None = None) -> None:
+        record = self.rooms.homes[home_id]
+        session = record.session
+        if self.phase == DONE or session is None:
+            return
+        if chain_end is None:
+            chain_end = self.rooms.schedule.chain_end(self.event)
+        record.budget_w = budget
+        record.in_event = self.event.id
+        message = wire.Budget(self.number, self.bids[home_id], self.event.id, budget,
+                              self.rooms.schedule.home_restore(self.event, home_id, chain_end))
+        session.send(message)
+        self.rooms.announce.budget_sent(home_id, message)
+
+    def _phase_timeout(self) -> None:
+        self._timeout = None
+        if self.phase == DONE:
+            return
+        homes = self.rooms.homes
+        for home_id in sorted(self.waiting):
+            counted_w = homes[home_id].cautious_w(self.granted[home_id])
+            self.log.warn("round {n}: home {home} did not commit within {t} s; counted at {w:.0f} W",
+                          n=self.number, home=home_id, t=self.rooms.round_timeout_s, w=counted_w)
+            homes.went_silent(homes[home_id], self.number, counted_w)
+        self.late |= self.waiting
+        self.waiting = set()
+        self.had_late = True
+        self._maybe_advance()
+
+    def _maybe_advance(self) -> None:
+        if self.waiting or self.phase in (PLAN, DONE):
+            return
+        self._timeout = cancel(self._timeout)
+        if self.phase == SHED:
+            self.phase = GRANT
+            self._grant()
+        else:
+            self._finish()
+
+    def _grant(self) -> None:
+        homes = self.rooms.homes
+        rest = [h for h in self.targets if h not in self.granted and homes[h].connected and h not in self.late]
+        if not rest:
+            # Everyone was answered in the shed phase: nothing to grant, and
+            # the round is done as its last commitment came in.
+            self._finish()
+            return
+        # A shedding home that did not commit is counted cautiously (at the
+        # most of its old level, measurement and budget): the headroom is
+        # what the homes' real commitments leave.
+        grid = self.rooms.grid
+        levels = {h: self.counted_w(h) for h in self.targets}
+        headroom = self.event.limit_w - self.unknown_w - sum(levels.values())
+        feeder_headroom = grid.rooms(self.feeder_unknown_w + grid.sums(levels))
+        # Headroom falls short only when a home could not shed; then the
+        # largest targets are served first, in a stable order.
+        wanted = {h: self.targets[h] for h in sorted(rest, key=lambda h: (-self.targets[h], h))}
+        self._dispatch(negotiation.grant_increases(wanted, levels, headroom, grid, feeder_headroom))
+
+    def counted_w(self, home_id: str) -> float:
+        """What a round counts a home at: its commitment if it made one,
+        else its level, or cautiously if it was asked and did not answer."""
+        if home_id in self.committed:
+            return self.committed[home_id].committed_w
+        record = self.rooms.homes[home_id]
+        if home_id in self.late or not record.connected:
+            return record.cautious_w(self.granted.get(home_id))
+        return record.level
+
+    def _finish(self) -> None:
+        # The round is done as its last commitment is counted: what follows
+        # is its bookkeeping.
+        finished = self.rooms.clock.seconds()
+        self.phase = DONE
+        self._cancel_timers()
+        self._on_done(self, self._summary(finished))
+
+    def _cancel_timers(self) -> None:
+        self._timeout = cancel(self._timeout)
+        for call in self._scheduled:
+            cancel(call)
+        self._scheduled = []
+
+    def _summary(self, finished: float) -> RoundSummary:
+        homes = {}
+        committed = {}
+        unknown_homes = {}
+        records = self.rooms.homes
+        for home_id in self.targets:
+            record = records[home_id]
+            commit = self.committed.get(home_id)
+            offers = record.flex.loads if record.flex is not None else ()
+            if commit is not None:
+                committed[home_id] = commit.committed_w
+            else:
+                unknown_homes[home_id] = self.counted_w(home_id)
+            on = commit.on if commit is not None else record.on
+            on_ids = set(on)
+            homes[home_id] = {
+                "demand_w": record.offers.demand_w if record.offers is not None else None,
+                "budget_w": self.granted.get(home_id),
+                "committed_w": commit.committed_w if commit is not None else None,
+                "on": list(on),
+                "off": [o.id for o in offers if o.id not in on_ids],
+            }
+        grid = self.rooms.grid
+        feeder_committed = grid.sums(committed)
+        feeder_unknown = self.feeder_unknown_w + grid.sums(unknown_homes)
+        feeders = {
+            name: {"limit_w": grid.limit_w[i], "committed_w": float(feeder_committed[i]),
+                   "unknown_w": float(feeder_unknown[i])}
+            for i, name in enumerate(grid.names)
+        }
+        return RoundSummary(self.number, self.event.id, self.event.limit_w, sum(committed.values()),
+                            self.unknown_w + sum(unknown_homes.values()), self.feasible, homes, self.started,
+                            finished, feeders)
