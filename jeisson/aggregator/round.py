@@ -235,7 +235,8 @@ class Round:
     def _maybe_advance(self) -> None:
         if self.waiting or self.phase in (PLAN, DONE):
             return
-        self._timeout = cancel(self._timeout)
+        cancel(self._timeout)
+        self._timeout = None
         if self.phase == SHED:
             self.phase = GRANT
             self._grant()
@@ -281,7 +282,8 @@ class Round:
         self._on_done(self, self._summary(finished))
 
     def _cancel_timers(self) -> None:
-        self._timeout = cancel(self._timeout)
+        cancel(self._timeout)
+        self._timeout = None
         for call in self._scheduled:
             cancel(call)
         self._scheduled = []

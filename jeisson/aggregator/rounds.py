@@ -100,7 +100,8 @@ class Rounds:
         return self._number
 
     def stop(self) -> None:
-        self._next = cancel(self._next)
+        cancel(self._next)
+        self._next = None
         self.event = None
         if self.current is not None:
             self.abandon("the aggregator stops")

@@ -51,7 +51,8 @@ class Schedule:
         self.boundary()
 
     def stop(self) -> None:
-        self._boundary_call = cancel(self._boundary_call)
+        cancel(self._boundary_call)
+        self._boundary_call = None
         for call in self._releases.values():
             cancel(call)
         self._releases = {}
