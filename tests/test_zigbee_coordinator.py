@@ -1,17 +1,20 @@
 """The coordinator and a board's own XBee, without a serial device:
 frames in and out through StringTransport, time on a task.Clock."""
 
+import random
+
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 
 from jeisson.transports.serial import SerialPortService
-from jeisson.transports.xbee_coordinator import STATUS_TIMEOUT_S, CoordinatorProtocol
+from jeisson.transports.xbee_coordinator import FRAME_IDS, STATUS_TIMEOUT_S, CoordinatorProtocol
 from jeisson.transports.xbee_end_device import EndDeviceProtocol
 from jeisson.wire import xbee
 
 A = 0x0013A20040A1B2C3
+B = 0x0013A2004011137E
 STRANGER = 0x0013A200DEADBEEF
 
 
@@ -35,10 +38,10 @@ class Session:
 
 
 class Rig:
-    def __init__(self, escaped=True, retries=2):
+    def __init__(self, escaped=True, retries=2, boards=None):
         self.clock = Clock()
         self.sessions = []
-        self.coordinator = CoordinatorProtocol({A: "board-a"}, self._session, self.clock, escaped=escaped,
+        self.coordinator = CoordinatorProtocol(boards or {A: "board-a"}, self._session, self.clock, escaped=escaped,
                                                transmit_retries=retries, device="/dev/ttyTEST")
         self.transport = StringTransport()
         self.coordinator.makeConnection(self.transport)
@@ -50,6 +53,14 @@ class Rig:
 
     def radio_says(self, frame) -> None:
         self.coordinator.dataReceived(xbee.encode_frame(frame, escaped=self.escaped))
+
+    def link_to(self, address=A):
+        """The link of the board at ``address``, made by a line from it."""
+        self.radio_says(xbee.ReceivePacket(src64=address, src16=1, options=1, data=b"PING 1\n"))
+        return next(s.link for s in self.sessions if s.link.address == address)
+
+    def status(self, frame_id, delivery=0):
+        self.radio_says(xbee.TransmitStatus(frame_id=frame_id, dest16=1, retries=0, delivery=delivery, discovery=0))
 
     def sent(self) -> list:
         decoder = xbee.FrameDecoder(escaped=self.escaped)
@@ -231,3 +242,135 @@ def test_a_boards_own_xbee_ends_the_session_on_an_over_long_line():
     assert sessions[0].lost == "line too long"
     clock.advance(1.0)
     assert len(sessions) == 2
+
+
+def lines(n, prefix=b"L"):
+    return [prefix + b"%d\n" % i for i in range(n)]
+
+
+def test_while_every_frame_id_awaits_its_status_lines_wait_their_turn_in_order():
+    rig = Rig()
+    rig.sent()
+    link = rig.link_to(A)
+    for line in lines(300):
+        link.send_line(line)
+    first = rig.sent()
+    # 255 frames out, each with its own id; the 256th line has none to take.
+    assert len(first) == FRAME_IDS
+    assert sorted(f.frame_id for f in first) == list(range(1, FRAME_IDS + 1))
+    assert [f.data for f in first] == lines(300)[:FRAME_IDS]
+    rig.clock.advance(STATUS_TIMEOUT_S - 0.1)
+    assert rig.sent() == []
+    # A status frees an id: the 256th line goes, with that id.
+    rig.status(first[9].frame_id)
+    (next_frame,) = rig.sent()
+    assert next_frame.data == b"L255\n" and next_frame.frame_id == first[9].frame_id
+    # Then one more line per status, in order, never on an id still awaited.
+    awaited = {f.frame_id for f in first} - {first[9].frame_id} | {next_frame.frame_id}
+    out = [next_frame]
+    for frame in first[:50]:
+        if frame.frame_id == first[9].frame_id:
+            continue
+        rig.status(frame.frame_id)
+        awaited.discard(frame.frame_id)
+        for new in rig.sent():
+            assert new.frame_id not in awaited
+            awaited.add(new.frame_id)
+            out.append(new)
+    assert [f.data for f in out] == lines(300)[FRAME_IDS:]
+    assert rig.sessions[0].lost is None
+
+
+def test_a_status_timeout_frees_its_id_and_the_retry_goes_ahead_of_the_waiting_lines():
+    rig = Rig(retries=1)
+    rig.sent()
+    link = rig.link_to(A)
+    for line in lines(FRAME_IDS + 3):
+        link.send_line(line)
+    first = rig.sent()
+    rig.clock.advance(1)
+    for frame in first[1:]:
+        rig.status(frame.frame_id)
+    # 254 statuses freed 254 ids: the 3 waiting lines went out.
+    assert [f.data for f in rig.sent()] == lines(FRAME_IDS + 3)[FRAME_IDS:]
+    more = lines(2, b"M")
+    for line in more:
+        link.send_line(line)
+    assert [f.data for f in rig.sent()] == more
+    # The first line's status never comes: retried before anything new.
+    with capturedLogs() as events:
+        rig.clock.advance(STATUS_TIMEOUT_S - 1)
+    (retry,) = rig.sent()
+    assert retry.data == b"L0\n"
+    assert any("no transmit status" in formatEvent(e) and "retrying" in formatEvent(e) for e in events)
+
+
+def test_random_sends_and_statuses_never_reuse_an_awaited_id_and_keep_the_order():
+    rig = Rig()
+    rig.sent()
+    link = rig.link_to(A)
+    rng = random.Random(13)
+    given, out, awaited = [], [], set()
+    for step in range(3000):
+        if awaited and rng.random() < 0.45:
+            frame_id = rng.choice(sorted(awaited))
+            awaited.discard(frame_id)
+            rig.status(frame_id)
+        else:
+            given.append(b"S%d\n" % step)
+            link.send_line(given[-1])
+        for frame in rig.sent():
+            assert frame.frame_id not in awaited and 1 <= frame.frame_id <= FRAME_IDS
+            awaited.add(frame.frame_id)
+            out.append(frame.data)
+        assert len(awaited) <= FRAME_IDS
+    while awaited:
+        rig.status(awaited.pop())
+        for frame in rig.sent():
+            awaited.add(frame.frame_id)
+            out.append(frame.data)
+    assert out == given
+
+
+def test_a_dropped_boards_waiting_lines_go_with_it_and_its_frames_keep_their_ids():
+    rig = Rig(retries=0, boards={A: "board-a", B: "board-b"})
+    rig.sent()
+    a, b = rig.link_to(A), rig.link_to(B)
+    for line in lines(FRAME_IDS):
+        a.send_line(line)
+    b.send_line(b"B0\n")
+    b.send_line(b"B1\n")
+    first = rig.sent()
+    assert len(first) == FRAME_IDS and all(f.dest64 == A for f in first)
+    a.close()
+    # Board A's frames still hold their ids: B's lines wait until one is answered.
+    assert rig.sent() == []
+    rig.status(first[0].frame_id)
+    rig.status(first[1].frame_id)
+    assert [(f.dest64, f.data) for f in rig.sent()] == [(B, b"B0\n"), (B, b"B1\n")]
+    assert rig.sessions[1].lost is None
+
+
+def test_a_status_for_a_frame_nobody_awaits_is_a_warning():
+    rig = Rig()
+    rig.sent()
+    with capturedLogs() as events:
+        rig.status(77)
+    (event,) = events
+    assert event["log_level"].name == "warn"
+    assert "frame 77" in formatEvent(event) and "/dev/ttyTEST" in formatEvent(event)
+
+
+def test_payload_too_large_is_never_retried_the_board_is_dropped_saying_why():
+    rig = Rig(retries=2)
+    rig.sent()
+    link = rig.link_to(A)
+    link.send_line(b"PONG 1\n")
+    (request,) = rig.sent()
+    with capturedLogs() as events:
+        rig.status(request.frame_id, delivery=0x74)
+    assert rig.sent() == []
+    session = rig.sessions[0]
+    assert session.lost == "delivery failed: data payload too large (0x74)"
+    (error,) = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+    assert "not retried" in error and "board-a" in error and "retrying" not in error

@@ -9,19 +9,46 @@ with a frame id matched to its *Transmit Status* (0x8B): a delivery failure
 is logged with its type, retried ``transmit_retries`` times, and then the
 link is dropped, so the board's loads count as unknown (at rated power)
 until it says ``HELLO`` again.
+
+Frame ids: 1 to 255 (0 asks for no status), shared by every board behind the
+coordinator.  An id is in use from its frame's writing until its status
+comes or ``STATUS_TIMEOUT_S`` passes, and an id in use is never given to
+another frame: a status always answers the frame it names.  Ids are handed
+out in turn (the next free one after the last given), so a freed id is the
+last to come round again.  While all 255 are in use, lines wait in one queue,
+first in first out, and go out as statuses or their timeouts free ids;
+retries have a queue of their own that goes first (their lines are the
+oldest).  A dropped link's waiting lines go with it; its frames already
+out keep their ids until answered, so a late status cannot be taken for
+another board's.
+
+A status for an id nobody awaits (a status later than its timeout, or
+another program on the radio) is a warning.  Delivery status 0x74 (payload
+too large) is never retried: the same line can never fit, and a link that
+loses lines is worse than none, so the link is dropped at once with an
+error that says so (the radio's NP or its encryption settings are the usual
+cause; a board line is at most 64 bytes).
 """
 
+from collections import deque
+
 import attrs
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.framing import LineFeeder
+from jeisson.timers import cancel
 from jeisson.wire import home_actuator, xbee
 
 # A transmit status normally follows within a second; without one the frame
 # counts as failed (the radio may have reset and lost it).
 STATUS_TIMEOUT_S = 5.0
+
+# Frame ids 1..255; 0 asks the radio for no status at all.
+FRAME_IDS = 255
+PAYLOAD_TOO_LARGE = 0x74
 
 
 class LinkDropped(Exception):
@@ -37,7 +64,7 @@ class _Pending:
     link: "RadioLink"
     data: bytes
     attempt: int
-    timer: object = None
+    timer: IDelayedCall | None = None
 
 
 class RadioLink:
@@ -83,8 +110,10 @@ class CoordinatorProtocol(Protocol):
         self.device = device
         self.decoder = xbee.FrameDecoder(escaped=escaped)
         self.links: dict[int, RadioLink] = {}
-        self._pending: dict[int, _Pending] = {}
-        self._frame_id = 0
+        self._pending: dict[int, _Pending] = {}  # frame id in use -> its line
+        self._retrying: deque[_Pending] = deque()  # retries waiting for an id: they go first
+        self._waiting: deque[_Pending] = deque()  # lines waiting for an id
+        self._frame_id = 0  # the last id given
         self._warned_unknown: set[int] = set()
 
     # ------------------------------------------------------------ protocol
@@ -109,9 +138,10 @@ class CoordinatorProtocol(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         for pending in self._pending.values():
-            if pending.timer is not None and pending.timer.active():
-                pending.timer.cancel()
+            cancel(pending.timer)
         self._pending.clear()
+        self._retrying.clear()
+        self._waiting.clear()
         for link in list(self.links.values()):
             self.drop(link, "the coordinator's serial device was lost")
 
@@ -146,19 +176,23 @@ class CoordinatorProtocol(Protocol):
     def _status(self, status) -> None:
         pending = self._pending.pop(status.frame_id, None)
         if pending is None:
-            self.log.debug("{device}: transmit status for unknown frame {id}", device=self.device,
-                           id=status.frame_id)
+            self.log.warn("{device}: transmit status ({name}) for frame {id}, which no line awaits; ignored",
+                          device=self.device, name=status.delivery_name, id=status.frame_id)
             return
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        if status.ok:
-            return
-        self._failed(pending, f"delivery failed: {status.delivery_name} (0x{status.delivery:02X})")
+        cancel(pending.timer)
+        if not status.ok:
+            why = f"delivery failed: {status.delivery_name} (0x{status.delivery:02X})"
+            if status.delivery == PAYLOAD_TOO_LARGE:
+                self._undeliverable(pending, why)
+            else:
+                self._failed(pending, why)
+        self._send_waiting()
 
     def _status_timeout(self, frame_id: int) -> None:
         pending = self._pending.pop(frame_id, None)
         if pending is not None:
             self._failed(pending, f"no transmit status within {STATUS_TIMEOUT_S} s")
+            self._send_waiting()
 
     def _failed(self, pending: _Pending, why: str) -> None:
         link = pending.link
@@ -167,34 +201,49 @@ class CoordinatorProtocol(Protocol):
         if pending.attempt <= self.transmit_retries:
             self.log.warn("{peer}: {why}; retrying ({n} of {max})", peer=link.peer, why=why, n=pending.attempt,
                           max=self.transmit_retries)
-            self._send(link, pending.data, pending.attempt + 1)
+            self._retrying.append(_Pending(link, pending.data, pending.attempt + 1))
             return
         self.log.error("{peer}: {why} after {n} attempt(s); dropping actuator {actuator}", peer=link.peer,
                        why=why, n=pending.attempt, actuator=link.actuator)
         self.drop(link, why)
 
+    def _undeliverable(self, pending: _Pending, why: str) -> None:
+        link = pending.link
+        if link.closed:
+            return
+        self.log.error("{peer}: {why}: the radio cannot carry this {size}-byte line (check its NP and encryption "
+                       "settings); not retried; dropping actuator {actuator}", peer=link.peer, why=why,
+                       size=len(pending.data), actuator=link.actuator)
+        self.drop(link, why)
+
     # ----------------------------------------------------------- outgoing
 
     def transmit(self, link: RadioLink, data: bytes) -> None:
-        self._send(link, data, 1)
+        self._waiting.append(_Pending(link, data, 1))
+        self._send_waiting()
 
-    def _send(self, link: RadioLink, data: bytes, attempt: int) -> None:
-        if self.transport is None:
-            return
-        frame_id = self._next_frame_id()
-        pending = _Pending(link, data, attempt)
-        pending.timer = self.clock.callLater(STATUS_TIMEOUT_S, self._status_timeout, frame_id)
-        old = self._pending.pop(frame_id, None)
-        if old is not None and old.timer is not None and old.timer.active():
-            old.timer.cancel()
-        self._pending[frame_id] = pending
-        request = xbee.TransmitRequest(frame_id=frame_id, dest64=link.address, data=data)
-        self.transport.write(xbee.encode_frame(request, escaped=self.escaped))
+    def _send_waiting(self) -> None:
+        """Send waiting lines, in order, while frame ids are free."""
+        while (self._retrying or self._waiting) and self.transport is not None:
+            frame_id = self._free_frame_id()
+            if frame_id is None:
+                return
+            pending = (self._retrying or self._waiting).popleft()
+            pending.timer = self.clock.callLater(STATUS_TIMEOUT_S, self._status_timeout, frame_id)
+            self._pending[frame_id] = pending
+            request = xbee.TransmitRequest(frame_id=frame_id, dest64=pending.link.address, data=pending.data)
+            self.transport.write(xbee.encode_frame(request, escaped=self.escaped))
 
-    def _next_frame_id(self) -> int:
-        # 1..255: frame id 0 would ask the radio for no status at all.
-        self._frame_id = self._frame_id % 255 + 1
-        return self._frame_id
+    def _free_frame_id(self) -> int | None:
+        """The next id after the last given that no frame holds, or None."""
+        if len(self._pending) >= FRAME_IDS:
+            return None
+        frame_id = self._frame_id
+        while True:
+            frame_id = frame_id % FRAME_IDS + 1
+            if frame_id not in self._pending:
+                self._frame_id = frame_id
+                return frame_id
 
     def drop(self, link: RadioLink, why: str) -> None:
         if link.closed:
@@ -202,11 +251,10 @@ class CoordinatorProtocol(Protocol):
         link.closed = True
         if self.links.get(link.address) is link:
             del self.links[link.address]
-        for frame_id, pending in list(self._pending.items()):
-            if pending.link is link:
-                del self._pending[frame_id]
-                if pending.timer is not None and pending.timer.active():
-                    pending.timer.cancel()
+        # Its frames still out keep their ids until their statuses (or
+        # timeouts) come, which then find the link closed and do nothing.
+        self._retrying = deque(p for p in self._retrying if p.link is not link)
+        self._waiting = deque(p for p in self._waiting if p.link is not link)
         link.session.connection_lost(Failure(LinkDropped(why)))
 
     def _counters(self) -> dict[str, int]:

@@ -5,6 +5,13 @@ coordinator's address and reads the home's lines from *Receive Packet*
 frames (0x90).  There is no connection: when the session ends (refused, the
 home silent, a state it cannot continue from) a fresh one starts after
 ``restart_s`` and says ``HELLO`` again.
+
+Each frame asks for a *Transmit Status* (frame ids 1 to 255 in turn,
+wrapping), only so that a failed delivery is logged with its type.  Nothing
+waits on a status and no line is resent: the board protocol notices a lost
+line by itself (the home's command timeout, the heartbeat, the failsafe).
+A status is not matched to its line, so an id coming round again while an
+earlier status is still due does no harm.
 """
 
 from twisted.internet.protocol import Protocol
