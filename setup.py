@@ -29,6 +29,15 @@ setup(
         "txaio>=23.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff==0.17.6", "digi-xbee>=1.5"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "mypy-zope==1.0.17",
+            "scipy-stubs==1.17.1.5",
+            "types-pyserial==3.5.0.20261104",
+            "digi-xbee>=1.5",
+        ],
     },
 )

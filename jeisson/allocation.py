@@ -20,6 +20,7 @@ limit that cannot hold gets only its ``must`` loads.
 
 import attrs
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
@@ -27,13 +28,17 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 # solver's rounding without ever admitting a real load.
 _TOLERANCE_W = 1e-6
 
+# Callers pass lists or arrays; inside, every array is one of these.
+FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.intp]
+
 
 @attrs.frozen
 class Allocation:
-    share: np.ndarray  # served share of each load, in [low, high]
+    share: FloatArray  # served share of each load, in [low, high]
     feasible: bool  # False when must-run loads alone exceed a limit
 
-    def served_w(self, rated: np.ndarray) -> float:
+    def served_w(self, rated: FloatArray) -> float:
         return float(rated @ self.share)
 
 
@@ -41,17 +46,18 @@ class Allocation:
 class _Problem:
     """The arrays of one allocation, checked, with the room each limit leaves."""
 
-    rated: np.ndarray
-    value: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    group: np.ndarray  # feeder index of each load
+    rated: FloatArray
+    value: FloatArray
+    low: FloatArray
+    high: FloatArray
+    group: IndexArray  # feeder index of each load
     room: float  # the total limit less every must load, at least 0
-    group_room: np.ndarray  # the same per feeder
+    group_room: FloatArray  # the same per feeder
     feasible: bool
 
 
-def _problem(rated, value, low, high, limit_w, group, group_limit_w) -> _Problem:
+def _problem(rated: ArrayLike, value: ArrayLike, low: ArrayLike, high: ArrayLike, limit_w: float,
+             group: ArrayLike | None, group_limit_w: ArrayLike | None) -> _Problem:
     rated, value, low, high = (np.asarray(a, dtype=float) for a in (rated, value, low, high))
     if group is None:
         group = np.zeros(rated.size, dtype=np.intp)
@@ -66,7 +72,8 @@ def _problem(rated, value, low, high, limit_w, group, group_limit_w) -> _Problem
     return _Problem(rated, value, low, high, group, max(limit_w - must_w, 0.0), group_room, bool(feasible))
 
 
-def allocate(rated, value, low, high, limit_w: float, group=None, group_limit_w=None) -> Allocation:
+def allocate(rated: ArrayLike, value: ArrayLike, low: ArrayLike, high: ArrayLike, limit_w: float,
+             group: ArrayLike | None = None, group_limit_w: ArrayLike | None = None) -> Allocation:
     """Shares of each load's power that maximise value within every limit.
 
     The LP is posed over *value classes*, not loads: loads on one feeder
@@ -98,7 +105,9 @@ def allocate(rated, value, low, high, limit_w: float, group=None, group_limit_w=
     classes, class_of = np.unique(p.group[flexible] * levels.size + level_of, return_inverse=True)
     class_group = classes // levels.size
     class_worth = levels[classes % levels.size]
-    capacity = np.bincount(class_of, weights=rated[flexible], minlength=classes.size)
+    # numpy's stub types every bincount as intp; with weights it is float64.
+    capacity: FloatArray = np.bincount(  # type: ignore[assignment]
+        class_of, weights=rated[flexible], minlength=classes.size)
     # Handing class power back to loads sums thousands of powers in floating
     # point (a cumulative sum errs by at most n x eps x its total); solving
     # for that much less than each room keeps the loads' sums within it
@@ -118,7 +127,8 @@ def allocate(rated, value, low, high, limit_w: float, group=None, group_limit_w=
     return Allocation(share, p.feasible)
 
 
-def _solve(worth, capacity, group, room, group_room):
+def _solve(worth: FloatArray, capacity: FloatArray, group: IndexArray, room: float,
+           group_room: FloatArray) -> FloatArray | None:
     """Power served per class: max worth . x, 0 <= x <= capacity, total and
     per-feeder sums within their rooms.  ``None`` if HiGHS fails."""
     n = worth.size
@@ -137,11 +147,13 @@ def _solve(worth, capacity, group, room, group_room):
           np.concatenate([np.arange(n), np.flatnonzero(in_row)]))),
         shape=(1 + binding.size, n))
     b_ub = np.concatenate([[room], group_room[binding]])
-    result = linprog(-worth, A_ub=a_ub, b_ub=b_ub, bounds=np.column_stack([np.zeros(n), capacity]),
-                     method="highs")
+    # scipy-stubs accept neither a sparse A_ub nor bounds as an (n, 2) array;
+    # linprog's HiGHS methods take both.
+    result = linprog(-worth, A_ub=a_ub, b_ub=b_ub,  # type: ignore[call-overload]
+                     bounds=np.column_stack([np.zeros(n), capacity]), method="highs")
     if result.status != 0:
         return None
-    served = np.clip(result.x, 0.0, capacity)
+    served: FloatArray = np.clip(result.x, 0.0, capacity)
     # HiGHS may overshoot a row by its tolerance: scale each feeder, then
     # the total, back within its room (a loss of parts per billion).
     group_served = np.bincount(group, weights=served, minlength=group_room.size)
@@ -154,7 +166,8 @@ def _solve(worth, capacity, group, room, group_room):
     return served
 
 
-def whole_loads(rated, value, low, high, share, limit_w: float, group=None, group_limit_w=None) -> Allocation:
+def whole_loads(rated: ArrayLike, value: ArrayLike, low: ArrayLike, high: ArrayLike, share: ArrayLike, limit_w: float,
+                group: ArrayLike | None = None, group_limit_w: ArrayLike | None = None) -> Allocation:
     """``share`` (from ``allocate``) in whole loads, with what that frees filled.
 
     Every load served in part is dropped; then the loads not served are
@@ -200,7 +213,7 @@ def whole_loads(rated, value, low, high, share, limit_w: float, group=None, grou
 _ENUMERATE_UP_TO = 12
 
 
-def choose(rated, value, low, high, budget_w: float) -> Allocation:
+def choose(rated: ArrayLike, value: ArrayLike, low: ArrayLike, high: ArrayLike, budget_w: float) -> Allocation:
     """Whole loads (shares 0 or 1) that maximise value within ``budget_w``."""
     rated, value, low, high = (np.asarray(a, dtype=float) for a in (rated, value, low, high))
     if rated.size == 0:
@@ -215,7 +228,7 @@ def choose(rated, value, low, high, budget_w: float) -> Allocation:
     result = milp(
         -value,
         constraints=LinearConstraint(rated[np.newaxis, :], -np.inf, budget_w + _TOLERANCE_W),
-        integrality=np.ones(rated.size),
+        integrality=np.ones(rated.size, dtype=np.intp),  # milp casts it to uint8
         bounds=Bounds(low, high),
         # HiGHS stops within 0.01 % of the optimum by default; a home has few
         # loads, so ask for the optimum itself.
@@ -226,7 +239,7 @@ def choose(rated, value, low, high, budget_w: float) -> Allocation:
     return Allocation(np.round(result.x), True)
 
 
-def _enumerate(rated, value, low, free, budget_w: float) -> np.ndarray:
+def _enumerate(rated: FloatArray, value: FloatArray, low: FloatArray, free: IndexArray, budget_w: float) -> FloatArray:
     """The best subset of the ``free`` loads beside the must loads, by trying
     all of them: exact, and much faster than a MILP for a home's few loads.
     Among subsets of equal value the first (fewest loads switched on by

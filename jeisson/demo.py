@@ -48,9 +48,15 @@ def twistd_command() -> list[str]:
     return [beside] if os.path.exists(beside) else [sys.executable, "-m", "twisted"]
 
 
+class _KeysAsWritten(configparser.ConfigParser):
+    """Keys keep their case, as jeisson's own reader keeps it."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def _read(path: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str
+    parser = _KeysAsWritten(interpolation=None)
     parser.read(path, encoding="utf-8")
     return parser
 

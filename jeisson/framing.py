@@ -44,7 +44,7 @@ class LineFramer:
         buffer = self._buffer
         start = len(buffer)
         buffer += data
-        lines = []
+        lines: list[bytes] = []
         begin = 0
         while True:
             end = buffer.find(b"\n", max(begin, start))

@@ -20,8 +20,8 @@ from twisted.conch.insults import insults
 from twisted.cred import checkers, portal
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import ServerFactory
-from twisted.logger import Logger, LogLevel, globalLogPublisher
-from zope.interface import implementer
+from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, globalLogPublisher
+from zope.interface import implementer, provider
 
 from jeisson.config import IniFile
 
@@ -44,7 +44,8 @@ def read_manhole(ini: IniFile) -> ManholeConfig | None:
     return ManholeConfig(listen, passwd)
 
 
-def _routine_negotiation(event: dict) -> None:
+@provider(ILogObserver)
+def _routine_negotiation(event: LogEvent) -> None:
     """Telnet option negotiation refused, or cut short by a client that
     left, is routine: log it at debug level, not as a critical failure."""
     failure = event.get("log_failure")

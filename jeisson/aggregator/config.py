@@ -85,13 +85,13 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         events_file = os.path.join(os.path.dirname(ini.source), events_file)
     events_poll_s = ini.number(section, "events_poll_s", 2.0, low=0.1, high=3600)
     seed = ini.number(section, "seed", None, integer=True) if ini.raw(section, "seed", "") != "" else None
-    homes = {}
+    homes: dict[str, HomeEntry] = {}
     for name, home_id in ini.sections("home"):
         homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"))
     if not homes:
         raise ini.error("home:<id>", None, "no homes configured: add a [home:<id>] section with a secret")
-    feeders = []
-    feeder_of = {}
+    feeders: list[Feeder] = []
+    feeder_of: dict[str, str] = {}  # home -> its feeder
     for name, feeder_id in ini.sections("feeder"):
         limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
         members = [m.strip() for m in ini.text(name, "homes").split(",") if m.strip()]
@@ -104,7 +104,7 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
                 raise ini.error(name, "homes", f"home {member!r} is already on feeder {feeder_of[member]!r}")
             feeder_of[member] = feeder_id
         feeders.append(Feeder(feeder_id, limit_kw * 1000.0, tuple(members)))
-    events = []
+    events: list[Event] = []
     for name, event_id in ini.sections("event"):
         offer = event_from_section(ini, name, event_id, now)
         if offer.cancelled:

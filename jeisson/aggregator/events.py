@@ -15,6 +15,8 @@ The book is pure: the aggregator acts on what it returns.  Events files are
 read by ``events_from_text`` into the same ``Offer`` objects.
 """
 
+from collections.abc import Iterator
+
 import attrs
 
 from jeisson.config import IniFile
@@ -73,11 +75,11 @@ class Outcome:
 
 
 class EventBook:
-    def __init__(self):
+    def __init__(self) -> None:
         self.events: dict[str, Event] = {}
         self.cancelled: dict[str, int] = {}  # id -> the version that cancelled it
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Event]:
         return iter(self.events.values())
 
     def offer(self, offer: Offer, now: float) -> Outcome:

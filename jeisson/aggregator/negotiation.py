@@ -13,10 +13,13 @@ so planning a round concatenates a few arrays per home and never loops over
 loads in Python.
 """
 
+from collections.abc import Mapping
+
 import attrs
 import numpy as np
+from numpy.typing import ArrayLike
 
-from jeisson.allocation import allocate, whole_loads
+from jeisson.allocation import FloatArray, allocate, whole_loads
 from jeisson.wire.aggregator_home import Flex
 
 _SLACK_W = 1e-6
@@ -26,10 +29,10 @@ _SLACK_W = 1e-6
 class Offers:
     """A flexibility report's loads as arrays, with the powers a round needs."""
 
-    rated: np.ndarray
-    priority: np.ndarray
-    low: np.ndarray  # 1 for a must load
-    high: np.ndarray  # 0 for an off load
+    rated: FloatArray
+    priority: FloatArray
+    low: FloatArray  # 1 for a must load
+    high: FloatArray  # 0 for an off load
     on_w: float  # what the home draws by its own report: every load on
     demand_w: float  # what it would draw without an event: loads wanted on, and must-run ones
 
@@ -39,7 +42,10 @@ class Offers:
         flexibility: every load it runs or will run as set is fixed."""
         # One pass over the loads (a home has a few): cheaper than numpy
         # operations on arrays this small.
-        rated, priority, low, high = [], [], [], []
+        rated: list[float] = []
+        priority: list[int] = []
+        low: list[bool] = []
+        high: list[bool] = []
         on_w = demand_w = 0.0
         opt_out = flex.opt_out
         for o in flex.loads:
@@ -85,13 +91,13 @@ class Grid:
         """The home's feeder, or ``len(names)`` for none (no limit of its own)."""
         return self.feeder_of.get(home, len(self.names))
 
-    def rooms(self, used_w=None) -> np.ndarray:
+    def rooms(self, used_w: FloatArray | None = None) -> FloatArray:
         """Each feeder's limit less ``used_w`` (an array), then an unlimited
         entry for homes on no feeder."""
         rooms = np.append(np.array(self.limit_w, dtype=float), np.inf)
         return rooms if used_w is None else rooms - used_w
 
-    def sums(self, per_home: dict[str, float]) -> np.ndarray:
+    def sums(self, per_home: Mapping[str, float]) -> FloatArray:
         """Powers per home, summed per feeder (same layout as ``rooms``)."""
         sums = np.zeros(len(self.names) + 1)
         for home, watts in per_home.items():
@@ -110,7 +116,8 @@ class Plan:
     bound: float = 0.0  # the same for the LP relaxation: no plan can do better
 
 
-def plan(flexes, room_w: float, grid: Grid = NO_FEEDERS, feeder_room_w=None) -> Plan:
+def plan(flexes: Mapping[str, Offers | Flex], room_w: float, grid: Grid = NO_FEEDERS,
+         feeder_room_w: ArrayLike | None = None) -> Plan:
     """Budgets for ``flexes`` (home id -> ``Offers`` or ``Flex``) within ``room_w``
     in total and ``feeder_room_w[i]`` on each feeder of ``grid``.
 
@@ -140,7 +147,7 @@ def plan(flexes, room_w: float, grid: Grid = NO_FEEDERS, feeder_room_w=None) -> 
 
 
 def grant_increases(wanted: dict[str, float], levels: dict[str, float], headroom_w: float,
-                    grid: Grid = NO_FEEDERS, feeder_headroom_w=None) -> dict[str, float]:
+                    grid: Grid = NO_FEEDERS, feeder_headroom_w: ArrayLike | None = None) -> dict[str, float]:
     """Budgets for homes whose target is at or above their level.
 
     Each keeps its level and gets what it wants above it while the headroom
@@ -148,7 +155,7 @@ def grant_increases(wanted: dict[str, float], levels: dict[str, float], headroom
     by value).  Never more than ``levels + max(headroom, 0)`` in total, nor
     on any feeder.
     """
-    granted = {}
+    granted: dict[str, float] = {}
     left = max(headroom_w, 0.0)
     feeder_left = np.maximum(grid.rooms() if feeder_headroom_w is None else np.array(feeder_headroom_w, float), 0.0)
     for home, target in wanted.items():

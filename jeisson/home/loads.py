@@ -21,7 +21,7 @@ class Load:
     desired: bool = attrs.field(default=None)
     measured_w: float | None = None
 
-    def __attrs_post_init__(self):
+    def __attrs_post_init__(self) -> None:
         if self.desired is None:
             self.desired = self.config.desired
 
