@@ -1,233 +1,116 @@
 """Aggregator <-> home messages (protocol "jeisson-dr", versions 1 and 2).
 
 A line is ``VERB SP JSON-object``, UTF-8, at most ``MAX_LINE`` bytes.  Powers
-are in watts, durations in seconds, times are UTC in ISO 8601 with a ``Z``.
-See ``docs/protocol.rst`` for the conversation.  Everything here is pure:
-``parse_line(bytes, version) -> message`` and ``serialize(message, version)
--> bytes``.
+are in watts, durations in seconds, times are UTC in ISO 8601 with a ``Z``
+(``jeisson.wire.utc``).  See ``docs/protocol.rst`` for the conversation.
+Everything here is pure: ``parse_line(bytes, version) -> message`` and
+``serialize(message, version) -> bytes``.
 
 The versions differ in ``FLEX`` only: version 1 writes each load as an
 object, version 2 as an array of the same fields in ``LOAD_FIELDS`` order
 (half the bytes, and cheaper to read and write); and in version 2 a
 ``FLEX`` is not answered with ``ACK`` (its bid comes back in the next
 ``BUDGET``).
+
+The body is JSON as RFC 8259 has it: ``NaN``, ``Infinity``, ``-Infinity``
+and an object that repeats a key are ``syntax`` errors, although Python's
+json reads them.
+
+This module is the wire's face and its full reading, which checks every
+field and names what is wrong.  The messages and limits are in
+``aggregator_home_messages``; the lines jeisson writes most are read by
+``aggregator_home_quick`` first, which gives exactly what the full reading
+would.
 """
 
-import functools
 import json
 import math
-import re
-from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any
 
 import attrs
 
+from jeisson.wire.aggregator_home_messages import (
+    BAD_CREDENTIAL,
+    BAD_FIELD,
+    ID_PATTERN,
+    LOAD_FIELDS,
+    LOAD_MODES,
+    MAX_LINE,
+    MAX_LOADS,
+    MAX_POWER_W,
+    MESSAGES,
+    PROTOCOL_VERSIONS,
+    STATE,
+    SUPERSEDED,
+    SYNTAX,
+    TIMEOUT,
+    TOO_LONG,
+    UNKNOWN_HOME,
+    UNKNOWN_VERB,
+    VERSION,
+    Ack,
+    Budget,
+    Commit,
+    Error,
+    Flex,
+    Hello,
+    LoadOffer,
+    Measure,
+    Message,
+    Ping,
+    Pong,
+    Refused,
+    Release,
+    Welcome,
+    reject_constant,
+    unique_keys,
+)
+from jeisson.wire.aggregator_home_quick import read as _quick
 from jeisson.wire.errors import ProtocolError
+from jeisson.wire.utc import format_utc, parse_utc
 
-PROTOCOL_VERSIONS = (1, 2)
-# Version 2's FLEX: each load an array of these fields, in this order.
-LOAD_FIELDS = ("id", "rated_w", "priority", "mode", "on", "critical", "wanted")
-MAX_LINE = 16384
-MAX_LOADS = 64
-MAX_POWER_W = 1e7
-_ID_FORM = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}"
-ID_PATTERN = re.compile(_ID_FORM + r"\Z")
-LOAD_MODES = ("must", "may", "off")
+__all__ = [
+    "BAD_CREDENTIAL", "BAD_FIELD", "ID_PATTERN", "LOAD_FIELDS", "LOAD_MODES", "MAX_LINE", "MAX_LOADS",
+    "MAX_POWER_W", "MESSAGES", "PROTOCOL_VERSIONS", "STATE", "SUPERSEDED", "SYNTAX", "TIMEOUT", "TOO_LONG",
+    "UNKNOWN_HOME", "UNKNOWN_VERB", "VERSION",
+    "Ack", "Budget", "Commit", "Error", "Flex", "Hello", "LoadOffer", "Measure", "Message", "Ping", "Pong",
+    "Refused", "Release", "Welcome",
+    "format_utc", "parse_line", "parse_utc", "serialize",
+]
 
-# Error codes, sent in ERROR and REFUSED.
-SYNTAX = "syntax"
-UNKNOWN_VERB = "unknown-verb"
-BAD_FIELD = "bad-field"
-STATE = "state"
-TOO_LONG = "too-long"
-UNKNOWN_HOME = "unknown-home"
-BAD_CREDENTIAL = "bad-credential"
-VERSION = "version"
-SUPERSEDED = "superseded"
-TIMEOUT = "timeout"
-
-
-@functools.lru_cache(maxsize=256)
-def format_utc(epoch: float) -> str:
-    # Cached: a round's budgets and a status file repeat the same moments.
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-_UTC_FORM = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
-_UTC = re.compile(_UTC_FORM + r"\Z")
-
-
-def parse_utc(text: str) -> float:
-    """Parse ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` into seconds since the epoch."""
-    if not isinstance(text, str) or not _UTC.match(text):
-        raise ValueError(f"not a UTC time like 2026-11-23T18:00:00Z: {text!r}")
-    return _utc_seconds(text)
-
-
-@functools.lru_cache(maxsize=256)
-def _utc_seconds(text: str) -> float:
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC).timestamp()
-
-
-# ----------------------------------------------------------------- messages
-
-
-class LoadOffer(NamedTuple):
-    """One load as a home offers it in a flexibility report: one row of
-    ``LOAD_FIELDS``, as version 2 writes it.  A named tuple rather than a
-    frozen attrs class: a report of 8 loads is built in 2 us instead of 5.
-
-    ``mode`` is what the aggregator may do with it: ``must`` run (critical,
-    held on by its minimum on time, or on an unreachable board and so counted
-    at its rated power), ``may`` run or be shed, or is ``off`` (its owner
-    wants it off, or its minimum off time holds it off).
-    """
-
-    id: str
-    rated_w: float
-    priority: int
-    mode: str
-    on: bool
-    critical: bool
-    wanted: bool  # the owner wants it on: what it would draw without an event
-
-
-assert LoadOffer._fields == LOAD_FIELDS
-
-
-@attrs.frozen
-class Hello:
-    verb = "HELLO"
-    home: str
-    secret: str
-    versions: tuple[int, ...]
-
-
-@attrs.frozen
-class Welcome:
-    verb = "WELCOME"
-    version: int
-    home: str
-    heartbeat_s: float
-
-
-@attrs.frozen
-class Refused:
-    verb = "REFUSED"
-    code: str
-    detail: str
-
-
-@attrs.frozen
-class Flex:
-    """A home's bid: its loads, and whether its owner opted out of the event.
-
-    An opted-out home runs its loads as its owner set them; the aggregator
-    counts them as fixed demand.
-    """
-
-    verb = "FLEX"
-    bid: int
-    loads: tuple[LoadOffer, ...]
-    opt_out: bool = False
-
-
-@attrs.frozen
-class Ack:
-    verb = "ACK"
-    bid: int
-
-
-@attrs.frozen
-class Budget:
-    verb = "BUDGET"
-    round: int
-    bid: int
-    event: str
-    budget_w: float
-    end: float
-
-
-@attrs.frozen
-class Release:
-    verb = "RELEASE"
-    round: int
-    event: str
-
-
-@attrs.frozen
-class Commit:
-    verb = "COMMIT"
-    round: int
-    bid: int
-    committed_w: float
-    on: tuple[str, ...]
-
-
-@attrs.frozen
-class Measure:
-    verb = "MEASURE"
-    at: float
-    power_w: float
-    loads: tuple[tuple[str, float], ...]
-
-
-@attrs.frozen
-class Ping:
-    verb = "PING"
-    n: int
-
-
-@attrs.frozen
-class Pong:
-    verb = "PONG"
-    n: int
-
-
-@attrs.frozen
-class Error:
-    verb = "ERROR"
-    code: str
-    detail: str
-
-
-MESSAGES = {
-    cls.verb: cls
-    for cls in (Hello, Welcome, Refused, Flex, Ack, Budget, Release, Commit, Measure, Ping, Pong, Error)
-}
+Body = dict[str, Any]  # a JSON object as json reads it
 
 # --------------------------------------------------------------- field checks
 
 
-def _field(body: dict, name: str, verb: str):
+def _field(body: Body, name: str, verb: str) -> Any:
     try:
         return body[name]
     except KeyError:
         raise ProtocolError(BAD_FIELD, f"{verb}: missing field {name!r}") from None
 
 
-def _int(body, name, verb, low=0, high=2**53):
+def _int(body: Body, name: str, verb: str, low: int = 0, high: int = 2**53) -> int:
     value = _field(body, name, verb)
     if type(value) is not int or not low <= value <= high:
         raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be an integer from {low} to {high}, got {value!r}")
     return value
 
 
-def _watts(value, where):
+def _watts(value: Any, where: str) -> float:
     if type(value) not in (int, float) or not 0 <= value <= MAX_POWER_W or not math.isfinite(value):
         raise ProtocolError(BAD_FIELD, f"{where} must be a power in W from 0 to {MAX_POWER_W:.0f}, got {value!r}")
     return float(value)
 
 
-def _positive_seconds(body, name, verb):
+def _positive_seconds(body: Body, name: str, verb: str) -> float:
     value = _field(body, name, verb)
     if type(value) not in (int, float) or not 0 < value <= 86400 or not math.isfinite(value):
         raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be seconds in (0, 86400], got {value!r}")
     return float(value)
 
 
-def _text(body, name, verb, limit=512):
+def _text(body: Body, name: str, verb: str, limit: int = 512) -> str:
     value = _field(body, name, verb)
     if not isinstance(value, str) or len(value) > limit:
         raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be a string of at most {limit} characters")
@@ -237,19 +120,19 @@ def _text(body, name, verb, limit=512):
     return value
 
 
-def _ident(value, where):
+def _ident(value: Any, where: str) -> str:
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         raise ProtocolError(BAD_FIELD, f"{where} must be an id of 1-32 letters, digits, '_', '.', '-', got {value!r}")
     return value
 
 
-def _bool(value, where):
+def _bool(value: Any, where: str) -> bool:
     if type(value) is not bool:
         raise ProtocolError(BAD_FIELD, f"{where} must be true or false, got {value!r}")
     return value
 
 
-def _utc(body, name, verb):
+def _utc(body: Body, name: str, verb: str) -> float:
     value = _field(body, name, verb)
     try:
         return parse_utc(value)
@@ -257,14 +140,15 @@ def _utc(body, name, verb):
         raise ProtocolError(BAD_FIELD, f"{verb}: {name!r}: {e}") from None
 
 
-def _list(body, name, verb, limit):
+def _list(body: Body, name: str, verb: str, limit: int) -> list[Any]:
     value = _field(body, name, verb)
     if not isinstance(value, list) or len(value) > limit:
         raise ProtocolError(BAD_FIELD, f"{verb}: {name!r} must be a list of at most {limit} items")
     return value
 
 
-def _quick_offer(load_id, rated_w, priority, mode, on, critical, wanted) -> LoadOffer | None:
+def _quick_offer(load_id: Any, rated_w: Any, priority: Any, mode: Any, on: Any, critical: Any,
+                 wanted: Any) -> LoadOffer | None:
     # The common case in one test, with no message built; None sends the
     # load through the checks that name what is wrong.
     if (type(load_id) is str and ID_PATTERN.match(load_id) and (type(rated_w) is float or type(rated_w) is int)
@@ -275,7 +159,7 @@ def _quick_offer(load_id, rated_w, priority, mode, on, critical, wanted) -> Load
     return None
 
 
-def _offer(item, index) -> LoadOffer:
+def _offer(item: Any, index: int) -> LoadOffer:
     """Version 1: a load is an object."""
     try:
         offer = _quick_offer(item["id"], item["rated_w"], item["priority"], item["mode"], item["on"],
@@ -285,7 +169,7 @@ def _offer(item, index) -> LoadOffer:
     return offer if offer is not None else _checked_offer(item, index)
 
 
-def _offer_v2(item, index) -> LoadOffer:
+def _offer_v2(item: Any, index: int) -> LoadOffer:
     """Version 2: a load is an array of ``LOAD_FIELDS``."""
     if type(item) is not list or len(item) != len(LOAD_FIELDS):
         raise ProtocolError(BAD_FIELD, f"FLEX: loads[{index}] must be an array of {len(LOAD_FIELDS)} items: "
@@ -294,7 +178,7 @@ def _offer_v2(item, index) -> LoadOffer:
     return offer if offer is not None else _checked_offer(dict(zip(LOAD_FIELDS, item, strict=True)), index)
 
 
-def _checked_offer(item, index) -> LoadOffer:
+def _checked_offer(item: Any, index: int) -> LoadOffer:
     where = f"FLEX: loads[{index}]"
     if not isinstance(item, dict):
         raise ProtocolError(BAD_FIELD, f"{where} must be an object")
@@ -316,13 +200,13 @@ def _checked_offer(item, index) -> LoadOffer:
     )
 
 
-def _unique(ids, where):
+def _unique(ids: list[str], where: str) -> tuple[str, ...]:
     if len(set(ids)) != len(ids):
         raise ProtocolError(BAD_FIELD, f"{where}: duplicate load ids")
     return tuple(ids)
 
 
-def _from_body(verb: str, body: dict, version: int):
+def _from_body(verb: str, body: Body, version: int) -> Message:
     if verb == "HELLO":
         versions = _list(body, "versions", verb, 16)
         if not versions or any(type(v) is not int or v < 1 for v in versions):
@@ -334,8 +218,10 @@ def _from_body(verb: str, body: dict, version: int):
             _ident(_field(body, "home", verb), "WELCOME: 'home'"),
             _positive_seconds(body, "heartbeat_s", verb),
         )
-    if verb in ("REFUSED", "ERROR"):
-        return MESSAGES[verb](_text(body, "code", verb, 64), _text(body, "detail", verb))
+    if verb == "REFUSED":
+        return Refused(_text(body, "code", verb, 64), _text(body, "detail", verb))
+    if verb == "ERROR":
+        return Error(_text(body, "code", verb, 64), _text(body, "detail", verb))
     if verb == "FLEX":
         offer = _offer if version < 2 else _offer_v2
         offers = tuple(offer(item, i) for i, item in enumerate(_list(body, "loads", verb, MAX_LOADS)))
@@ -371,58 +257,12 @@ def _from_body(verb: str, body: dict, version: int):
             (_ident(k, "MEASURE: 'loads' key"), _watts(v, f"MEASURE: loads[{k!r}]")) for k, v in loads.items()
         )
         return Measure(_utc(body, "at", verb), _watts(_field(body, "power_w", verb), "MEASURE: 'power_w'"), pairs)
-    # PING, PONG
-    return MESSAGES[verb](_int(body, "n", verb))
+    if verb == "PING":
+        return Ping(_int(body, "n", verb))
+    return Pong(_int(body, "n", verb))
 
 
-# Lines as jeisson writes them, most of the traffic (a round is a BUDGET to
-# every home and a FLEX and a COMMIT from each): one pattern recognises such a
-# line whole, values and all, and the message is built without the per-field
-# checks, which the pattern has made.  Any other line, valid or not, takes the
-# full path, which names what is wrong; a property test holds the two paths to
-# the same answers.
-_Q_ID = _ID_FORM.encode()  # in a bytes pattern, \d and the classes are ASCII only
-_Q_COUNT = rb"(?:0|[1-9][0-9]{0,14})"  # at most 15 digits: below 2**53
-_Q_WATTS = rb"(?:0|[1-9][0-9]{0,6})(?:\.[0-9]+)?"  # below MAX_POWER_W, no exponent
-_Q_FLOAT_WATTS = rb"(?:0|[1-9][0-9]{0,6})\.[0-9]+"  # and with a point: a JSON float
-_Q_BOOL = rb"(?:true|false)"
-_Q_IDS = rb'(?:"%s"(?:,"%s"){0,%d})?' % (_Q_ID, _Q_ID, MAX_LOADS - 1)
-_Q_LOAD = rb'\["%s",%s,(?:100|[1-9][0-9]?),"(?:must|may|off)",%s,%s,%s\]' % (_Q_ID, _Q_FLOAT_WATTS, _Q_BOOL,
-                                                                            _Q_BOOL, _Q_BOOL)
-_row = LoadOffer._make
-_Q_FLEX_V2 = re.compile(rb'FLEX \{"bid":%s,"opt_out":%s,"loads":\[(?:%s(?:,%s){0,%d})?\]\}\Z'
-                        % (_Q_COUNT, _Q_BOOL, _Q_LOAD, _Q_LOAD, MAX_LOADS - 1))
-_Q_COMMIT = re.compile(rb'COMMIT \{"round":(%s),"bid":(%s),"committed_w":(%s),"on":\[(%s)\]\}\Z'
-                       % (_Q_COUNT, _Q_COUNT, _Q_WATTS, _Q_IDS))
-_Q_BUDGET = re.compile(rb'BUDGET \{"round":(%s),"bid":(%s),"event":"(%s)","budget_w":(%s),"end":"(%s)"\}\Z'
-                       % (_Q_COUNT, _Q_COUNT, _Q_ID, _Q_WATTS, _UTC_FORM.encode()))
-
-
-def _quick(line: bytes, version: int):
-    """The message of a line as jeisson writes it, or None."""
-    if line.startswith(b"FLEX ") and version >= 2 and _Q_FLEX_V2.match(line):
-        body = json.loads(line[5:].decode())  # str: json.loads works out bytes' encoding in Python
-        # The pattern makes each power a JSON float (it has a point), as the
-        # full path's float() would.
-        loads = tuple(map(_row, body["loads"]))
-        if len({load.id for load in loads}) == len(loads):
-            return Flex(body["bid"], loads, body["opt_out"])
-    elif line.startswith(b"COMMIT ") and (match := _Q_COMMIT.match(line)):
-        round_, bid, committed_w, on = match.groups()
-        ids = tuple(on[1:-1].decode("ascii").split('","')) if on else ()
-        if len(set(ids)) == len(ids):
-            return Commit(int(round_), int(bid), float(committed_w), ids)
-    elif line.startswith(b"BUDGET ") and (match := _Q_BUDGET.match(line)):
-        round_, bid, event, budget_w, end = match.groups()
-        try:
-            end_s = _utc_seconds(end.decode("ascii"))
-        except ValueError:  # no such day: the full path says so
-            return None
-        return Budget(int(round_), int(bid), event.decode("ascii"), float(budget_w), end_s)
-    return None
-
-
-def parse_line(line: bytes, version: int = 1):
+def parse_line(line: bytes, version: int = 1) -> Message:
     """Parse one line (without its terminator) into a message object, as
     protocol ``version`` writes it.
 
@@ -432,7 +272,11 @@ def parse_line(line: bytes, version: int = 1):
     return message if message is not None else _parse_checked(line, version)
 
 
-def _parse_checked(line: bytes, version: int):
+# RFC 8259's JSON: NaN, Infinity, -Infinity and a repeated key are refused.
+_decode = json.JSONDecoder(parse_constant=reject_constant, object_pairs_hook=unique_keys).decode
+
+
+def _parse_checked(line: bytes, version: int) -> Message:
     """Every line, every check."""
     try:
         text = line.decode("utf-8")
@@ -444,7 +288,7 @@ def _parse_checked(line: bytes, version: int):
     if verb not in MESSAGES:
         raise ProtocolError(UNKNOWN_VERB, f"unknown message {verb[:32]!r}")
     try:
-        body = json.loads(rest) if rest.strip() else None
+        body = _decode(rest) if rest.strip() else None
     except (ValueError, RecursionError) as e:
         raise ProtocolError(SYNTAX, f"{verb}: body is not valid JSON ({str(e)[:80]})") from None
     if not isinstance(body, dict):
@@ -455,7 +299,7 @@ def _parse_checked(line: bytes, version: int):
 # ---------------------------------------------------------------- serializing
 
 
-def _to_body(message, version: int) -> dict:
+def _to_body(message: Message, version: int) -> Body:
     if isinstance(message, Hello):
         return {"home": message.home, "secret": message.secret, "versions": list(message.versions)}
     if isinstance(message, Flex):
@@ -493,7 +337,7 @@ def _to_body(message, version: int) -> dict:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def serialize(message, version: int = 1) -> bytes:
+def serialize(message: Message, version: int = 1) -> bytes:
     """The line for ``message`` in protocol ``version``, with its ``\\n``
     terminator."""
     body = _ENCODER.encode(_to_body(message, version))

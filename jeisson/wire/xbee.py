@@ -49,6 +49,9 @@ In API mode 1 a corrupted length can hide the frames that follow it inside a
 frame that then fails its checksum; API mode 2 does not have that weakness.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 
 START = 0x7E
@@ -101,10 +104,11 @@ class FrameError(ValueError):
     """Frame data that is not a valid frame of its type, or a frame too big to send."""
 
 
-def _unsigned(bits: int):
+def _unsigned(bits: int) -> Callable[[Any, "attrs.Attribute[int]", Any], None]:
+    """An attrs validator: an ``int`` of ``bits`` bits, unsigned."""
     high = (1 << bits) - 1
 
-    def check(instance, attribute, value) -> None:
+    def check(instance: Any, attribute: "attrs.Attribute[int]", value: Any) -> None:
         if type(value) is not int or not 0 <= value <= high:
             raise ValueError(
                 f"{type(instance).__name__}.{attribute.name} must be an int from 0 to {high:#x}, got {value!r}"
@@ -119,7 +123,7 @@ _long = _unsigned(64)
 _payload = attrs.validators.instance_of(bytes)
 
 
-def _int(data: bytes, start: int, size: int) -> int:
+def _int(data: bytes | bytearray, start: int, size: int) -> int:
     return int.from_bytes(data[start : start + size], "big")
 
 
