@@ -171,7 +171,7 @@ class Rounds:
         feeder_unknown_w = rooms.grid.sums(away)
         self._number += 1
         current = self.current = Round(rooms, self._number, event, unknown_w, feeder_unknown_w, self._done)
-        offers = {h: r.offers for h, r in participants.items()}
+        offers = {h: r.offers for h, r in participants.items() if r.offers is not None}  # all of them
         bids = {h: r.flex.bid for h, r in participants.items() if r.flex is not None}
         grid = rooms.grid
 
