@@ -237,3 +237,85 @@ def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):
     link.connectionLost(Failure(ConnectionDone()))
     service.stopService()
     assert [call for call in reactor.getDelayedCalls() if call.active()] == []
+
+
+# -- a board on a serial port to its XBee
+
+ON_SERIAL = MINIMAL.replace("home = tcp:127.0.0.1:7711\n", "") + """
+[serial]
+device = /dev/ttyS1
+baud = 19200
+mode = api2
+retry_s = 2
+coordinator = 0013A20040000001
+"""
+
+
+def test_a_serial_section_has_the_home_serial_keys():
+    from jeisson.transports.boards import BoardSerialConfig
+    from jeisson.transports.serial import SerialPortConfig
+
+    config = config_from_string(ON_SERIAL)
+    assert config.home is None
+    assert config.serial == BoardSerialConfig(SerialPortConfig("/dev/ttyS1", 19200, "api2", 2.0), 0x0013A20040000001)
+    defaults = config_from_string(MINIMAL.replace("home = tcp:127.0.0.1:7711\n", "") + "[serial]\ndevice = x\n")
+    assert defaults.serial == BoardSerialConfig(SerialPortConfig("x", 9600, "transparent", 5.0), 0)
+
+
+@pytest.mark.parametrize("change, where", [
+    (("mode = api2", "mode = api3"), "[serial] mode"),
+    (("baud = 19200", "baud = 7"), "[serial] baud"),
+    (("coordinator = 0013A20040000001", "coordinator = 12"), "[serial] coordinator"),
+    (("mode = api2", "xbee_mode = api2"), "[serial] xbee_mode: unknown key"),
+])
+def test_a_bad_serial_key_names_file_section_and_key(change, where):
+    assert error_for(ON_SERIAL.replace(*change)).startswith(f"board.ini: {where}")
+
+
+def test_a_serial_section_without_its_device():
+    assert error_for(ON_SERIAL.replace("device = /dev/ttyS1\n", "")) == "board.ini: [serial] device: missing key"
+
+
+def test_home_and_a_serial_section_together_are_refused():
+    message = error_for(ON_SERIAL.replace("[actuator]\n", "[actuator]\nhome = tcp:127.0.0.1:7711\n"))
+    assert message == ("board.ini: [actuator] home: give either home (a TCP endpoint) or a [serial] section, "
+                       "not both or none")
+
+
+def test_serial_port_keys_without_a_device_are_refused_by_name():
+    # Today's stray keys: a board on TCP whose file still says how its radio was set.
+    message = error_for(MINIMAL.replace("[relay:1]", "baud = 9600\nxbee_mode = api2\ncoordinator = "
+                                                     "0000000000000000\n[relay:1]"))
+    assert message.startswith("board.ini: [actuator] baud: serial-port keys (baud, xbee_mode, coordinator) "
+                              "without a serial device")
+
+
+def test_the_older_form_is_read_with_a_warning_naming_the_new_one():
+    from twisted.logger import capturedLogs, formatEvent
+
+    older = MINIMAL.replace("home = tcp:127.0.0.1:7711\n", "serial = /dev/ttyS1\nbaud = 19200\nxbee_mode = api2\n"
+                                                             "retry_s = 2\ncoordinator = 0013A20040000001\n")
+    with capturedLogs() as events:
+        config = config_from_string(older, "board.ini")
+    assert config.serial == config_from_string(ON_SERIAL).serial
+    (warning,) = [formatEvent(e) for e in events]
+    assert warning.startswith("board.ini: [actuator] serial, baud, xbee_mode, coordinator, retry_s: deprecated")
+    assert "[serial]\n    device = /dev/ttyS1\n    baud = 19200\n    mode = api2\n" in warning
+
+
+def test_the_older_form_beside_a_serial_section_is_refused():
+    message = error_for(ON_SERIAL.replace("[actuator]\n", "[actuator]\nxbee_mode = api2\n"))
+    assert message.startswith("board.ini: [actuator] xbee_mode: serial-port keys (xbee_mode) belong in the "
+                              "[serial] section")
+
+
+def test_make_service_opens_the_serial_port(tmp_path):
+    from jeisson.transports.serial import SerialPortService
+
+    path = tmp_path / "board.ini"
+    path.write_text(ON_SERIAL)
+    options = tap.Options()
+    options.parseOptions(["--config", str(path)])
+    [port] = [child for child in tap.makeService(options, MemoryReactorClock())
+              if isinstance(child, SerialPortService)]
+    assert (port.device, port.baudrate, port.retry_s) == ("/dev/ttyS1", 19200, 2.0)

@@ -229,7 +229,7 @@ def test_boards_behind_a_coordinator_map_addresses_to_ids():
     board = BOARD + "serial = zigbee\nxbee = 0013a20040A1B2C3\n"
     config = config_from_string(HOME + board + SERIAL + HEATER, SOURCE)
     assert config.serials["zigbee"].boards == {0x0013A20040A1B2C3: "home-1-a"}
-    assert config.serials["zigbee"].mode == "api2"
+    assert config.serials["zigbee"].port.mode == "api2"
 
 
 def test_a_serial_port_no_board_uses_is_refused():

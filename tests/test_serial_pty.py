@@ -1,12 +1,18 @@
-"""Real pseudo-terminals with Twisted's SerialPort: the serial transport as
-the home and a board use it (transparent mode), a device that is absent at
-start, and one that disappears and returns."""
+"""The serial transport: ``SerialPortService``'s retry and reopen logic on a
+``task.Clock`` with a fake ``open_port``; which protocol each side runs on a
+port (``jeisson.transports.boards``); then real pseudo-terminals with
+Twisted's ``SerialPort``: a device absent at start, plugged in, unplugged
+and plugged back, and a home and a board wired by a transparent line."""
 
 import os
 import tty
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from jeisson.actuator import tap as actuator_tap
@@ -15,8 +21,12 @@ from jeisson.actuator.config import config_from_string as actuator_config
 from jeisson.home import tap as home_tap
 from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
+from jeisson.transports.boards import BoardSerialConfig, HomeSerialConfig, board_serial_service, home_serial_service
 from jeisson.transports.radio_simulator import PtyMaster
-from jeisson.transports.serial import SerialPortService
+from jeisson.transports.serial import SerialPortConfig, SerialPortService
+from jeisson.transports.xbee_coordinator import CoordinatorProtocol
+from jeisson.transports.xbee_end_device import EndDeviceProtocol
+from jeisson.wire import xbee
 from tests.waiting import eventually, scratch_directory
 
 
@@ -54,6 +64,235 @@ def pty_pair(link: str):
 
 
 
+# -- SerialPortService's retry and reopen logic, on a task.Clock
+
+
+class FakePorts:
+    """``open_port`` for SerialPortService: fails with the given errors, in
+    turn, then opens a StringTransport."""
+
+    def __init__(self, *errors):
+        self.errors = list(errors)
+        self.attempts = 0
+        self.opened = []
+
+    def __call__(self, protocol, device, clock, baudrate):
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.opened.append((protocol, transport))
+        return transport
+
+    def unplug(self, protocol) -> None:
+        """The device vanishes: SerialPort reads EIO and loses the connection."""
+        protocol.connectionLost(Failure(OSError(5, "Input/output error")))
+
+
+def absent(device="/dev/ttyUSB7"):
+    return OSError(2, f"could not open port {device}: No such file or directory")
+
+
+def service_on_a_clock(ports, retry_s=5):
+    clock = Clock()
+    protocols = []
+
+    def make():
+        protocols.append(Recorder())
+        return protocols[-1]
+
+    return SerialPortService("/dev/ttyUSB7", 9600, make, clock, retry_s=retry_s, open_port=ports), clock, protocols
+
+
+def warnings(events):
+    return [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+
+
+def test_the_serial_service_retries_an_absent_device_and_says_why_once_per_reason():
+    clock = Clock()
+    attempts = []
+
+    def open_port(protocol, device, reactor, baudrate):
+        attempts.append(device)
+        if len(attempts) < 4:
+            raise OSError(2, f"could not open port {device}: No such file or directory")
+        port = StringTransport()
+        protocol.makeConnection(port)
+        return port
+
+    service = SerialPortService("/dev/ttyUSB7", 9600, Protocol, clock, retry_s=5,
+                                open_port=open_port)
+    with capturedLogs() as events:
+        service.startService()
+        clock.advance(5)
+        clock.advance(5)
+        assert not service.is_open
+        clock.advance(5)
+    assert service.is_open and len(attempts) == 4
+    warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+    assert len(warnings) == 1 and "/dev/ttyUSB7" in warnings[0] and "No such file" in warnings[0]
+    service.stopService()
+
+
+def test_an_absent_device_is_retried_every_retry_s_and_said_once_per_reason():
+    ports = FakePorts(absent(), absent(), OSError(13, "Permission denied"), absent())
+    service, clock, protocols = service_on_a_clock(ports)
+    with capturedLogs() as events:
+        service.startService()
+        assert ports.attempts == 1 and not service.is_open
+        clock.advance(4.9)
+        assert ports.attempts == 1
+        clock.advance(0.1)
+        assert ports.attempts == 2
+        clock.advance(5)
+        clock.advance(5)
+        assert not service.is_open and ports.attempts == 4
+        clock.advance(5)
+    assert service.is_open and ports.attempts == 5 and service.protocol is protocols[-1]
+    said = warnings(events)
+    # Absent, then a new reason, then absent again: three lines for four failures.
+    assert len(said) == 3 and all("/dev/ttyUSB7" in line for line in said)
+    assert "No such file" in said[0] and "Permission denied" in said[1] and "No such file" in said[2]
+    assert "trying again every 5 s" in said[0]
+    service.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_device_that_vanishes_is_reopened_after_retry_s_with_a_new_protocol():
+    ports = FakePorts()
+    service, clock, protocols = service_on_a_clock(ports, retry_s=2)
+    service.startService()
+    first, _ = ports.opened[0]
+    with capturedLogs() as events:
+        ports.unplug(first)
+    assert not service.is_open and protocols[0].lost
+    (said,) = warnings(events)
+    assert "serial device /dev/ttyUSB7 lost ([Errno 5] Input/output error)" in said and "reopening in 2 s" in said
+    clock.advance(1.9)
+    assert not service.is_open
+    clock.advance(0.1)
+    assert service.is_open and len(protocols) == 2 and service.protocol is protocols[1]
+    protocols[1].dataReceived(b"back\n")
+    assert protocols[1].data == b"back\n" and protocols[0].data == b""
+    service.stopService()
+
+
+def test_a_port_its_link_closed_is_reopened_without_a_warning():
+    # Transparent mode: a board session that ends closes the port; reopening starts a new one.
+    ports = FakePorts()
+    service, clock, protocols = service_on_a_clock(ports, retry_s=1)
+    service.startService()
+    with capturedLogs() as events:
+        ports.opened[0][1].loseConnection()
+        ports.opened[0][0].connectionLost(None)
+    assert warnings(events) == []
+    assert any("closed by its link; reopening in 1 s" in formatEvent(e) for e in events)
+    clock.advance(1)
+    assert service.is_open and len(ports.opened) == 2
+    service.stopService()
+
+
+def test_stopping_closes_the_port_and_cancels_the_retry():
+    ports = FakePorts(absent())
+    service, clock, protocols = service_on_a_clock(ports)
+    with capturedLogs():
+        service.startService()
+    service.stopService()
+    assert clock.getDelayedCalls() == []
+    clock.advance(60)
+    assert ports.attempts == 1
+    # Opened, then stopped: the port is closed on purpose and not reopened.
+    service.startService()
+    protocol, transport = ports.opened[0]
+    service.stopService()
+    assert transport.disconnecting
+    protocol.connectionLost(None)
+    assert clock.getDelayedCalls() == [] and not service.is_open and ports.attempts == 2
+
+
+# -- which protocol serves a serial port (jeisson.transports.boards)
+
+
+class SessionOn:
+    def __init__(self, wire, written_before):
+        self.wire = wire
+        self.written_before = written_before
+
+    def line_received(self, line):
+        pass
+
+    def line_too_long(self, error):
+        pass
+
+    def connection_lost(self, reason):
+        pass
+
+
+def open_with(build, serial):
+    """``serial``'s service built by ``build`` and opened on a
+    StringTransport; each session made is told what the port had been sent
+    before it."""
+    transport = StringTransport()
+    sessions = []
+
+    def make_session(wire):
+        sessions.append(SessionOn(wire, transport.value()))
+        return sessions[-1]
+
+    def open_port(protocol, device, clock, baudrate):
+        protocol.makeConnection(transport)
+        return transport
+
+    service = build(serial, make_session, Clock())
+    service._open_port = open_port
+    service.startService()
+    return service, sessions
+
+
+def test_a_transparent_board_line_asks_for_hello_before_its_session_starts():
+    serial = HomeSerialConfig("radio", SerialPortConfig("/dev/ttyS3", 19200, "transparent", 1.0), 2,
+                              {None: "board-z"})
+    service, sessions = open_with(home_serial_service, serial)
+    (session,) = sessions
+    assert session.written_before == b"ERR hello\n"
+    assert (session.wire.peer, session.wire.connectionless, session.wire.expected_id) == (
+        "serial:/dev/ttyS3", True, "board-z")
+    assert service.baudrate == 19200 and service.retry_s == 1.0
+    service.stopService()
+
+
+def test_a_coordinator_port_serves_each_configured_radio():
+    serial = HomeSerialConfig("zigbee", SerialPortConfig("/dev/ttyS4", 9600, "api1", 5.0), 1,
+                              {0x0013A20040A1B2C3: "board-a"})
+    service, sessions = open_with(home_serial_service, serial)
+    coordinator = service.protocol
+    assert isinstance(coordinator, CoordinatorProtocol)
+    assert coordinator.boards == {0x0013A20040A1B2C3: "board-a"} and coordinator.transmit_retries == 1
+    assert not coordinator.escaped
+    coordinator.dataReceived(xbee.encode_frame(
+        xbee.ReceivePacket(src64=0x0013A20040A1B2C3, src16=1, options=1, data=b"PING 1\n"), escaped=False))
+    (session,) = sessions
+    assert session.wire.connectionless and session.wire.expected_id == "board-a"
+    service.stopService()
+
+
+def test_a_boards_own_port_in_each_mode():
+    serial = BoardSerialConfig(SerialPortConfig("/dev/ttyS5", 9600, "transparent", 5.0))
+    service, sessions = open_with(board_serial_service, serial)
+    (session,) = sessions
+    assert session.written_before == b"" and session.wire.connectionless and session.wire.peer == "serial:/dev/ttyS5"
+    service.stopService()
+    serial = BoardSerialConfig(SerialPortConfig("/dev/ttyS5", 9600, "api2", 5.0), coordinator=0x0013A20040000001)
+    service, sessions = open_with(board_serial_service, serial)
+    device = service.protocol
+    assert isinstance(device, EndDeviceProtocol) and device.escaped and device.coordinator == 0x0013A20040000001
+    service.stopService()
+
+
+# -- the real device: a pseudo-terminal with Twisted's SerialPort
+
+
 class SerialPortServiceTests(unittest.TestCase):
     def setUp(self):
         self.dir = scratch_directory(self)
@@ -68,7 +307,7 @@ class SerialPortServiceTests(unittest.TestCase):
                 pass
 
     @defer.inlineCallbacks
-    def test_absent_device_is_retried_then_opened_then_reopened_after_loss(self):
+    def test_a_real_device_plugged_in_read_unplugged_and_plugged_back(self):
         protocols = []
 
         def make():
@@ -76,12 +315,10 @@ class SerialPortServiceTests(unittest.TestCase):
             return protocols[-1]
 
         service = SerialPortService(self.link, 9600, make, reactor, retry_s=0.1)
-        service.startService()
+        with capturedLogs():
+            service.startService()
         self.addCleanup(service.stopService)
-        yield task.deferLater(reactor, 0.35, lambda: None)
         self.assertFalse(service.is_open)
-        errors = self.flushLoggedErrors()
-        self.assertEqual(errors, [])
         # The radio is plugged in.
         master, slave = pty_pair(self.link)
         self.fds += [slave]
@@ -143,10 +380,12 @@ desired = off
 BOARD = """
 [actuator]
 id = board-z
-serial = {device}
-xbee_mode = transparent
 failsafe_after_s = 5
 measure_period_s = 0.2
+
+[serial]
+device = {device}
+mode = transparent
 retry_s = 0.2
 
 [relay:1]

@@ -3,12 +3,10 @@ frames in and out through StringTransport, time on a task.Clock."""
 
 import random
 
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 
-from jeisson.transports.serial import SerialPortService
 from jeisson.transports.xbee_coordinator import FRAME_IDS, STATUS_TIMEOUT_S, CoordinatorProtocol
 from jeisson.transports.xbee_end_device import EndDeviceProtocol
 from jeisson.wire import xbee
@@ -197,32 +195,6 @@ def test_a_boards_own_xbee_frames_its_lines_to_the_coordinator_and_restarts_sess
     assert sessions[0].lost == "the session was aborted"
     clock.advance(1.0)
     assert len(sessions) == 2
-
-
-def test_the_serial_service_retries_an_absent_device_and_says_why_once_per_reason():
-    clock = Clock()
-    attempts = []
-
-    def open_port(protocol, device, reactor, baudrate):
-        attempts.append(device)
-        if len(attempts) < 4:
-            raise OSError(2, f"could not open port {device}: No such file or directory")
-        port = StringTransport()
-        protocol.makeConnection(port)
-        return port
-
-    service = SerialPortService("/dev/ttyUSB7", 9600, Protocol, clock, retry_s=5,
-                                open_port=open_port)
-    with capturedLogs() as events:
-        service.startService()
-        clock.advance(5)
-        clock.advance(5)
-        assert not service.is_open
-        clock.advance(5)
-    assert service.is_open and len(attempts) == 4
-    warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
-    assert len(warnings) == 1 and "/dev/ttyUSB7" in warnings[0] and "No such file" in warnings[0]
-    service.stopService()
 
 
 def test_a_boards_own_xbee_ends_the_session_on_an_over_long_line():

@@ -47,10 +47,12 @@ rated_w = 60
     (tmp_path / "board.ini").write_text("""
 [actuator]
 id = board-z
-serial = board-z.tty
-xbee_mode = api1
 failsafe_after_s = 5
 measure_period_s = 0.5
+
+[serial]
+device = board-z.tty
+mode = api1
 retry_s = 0.5
 
 [relay:1]

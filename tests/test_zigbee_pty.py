@@ -90,10 +90,12 @@ rated_w = 1500
 BOARD = """
 [actuator]
 id = {id}
-serial = {work}/{id}.tty
-xbee_mode = {mode}
 failsafe_after_s = 4
 measure_period_s = 0.3
+
+[serial]
+device = {work}/{id}.tty
+mode = {mode}
 retry_s = 0.2
 
 {relays}

@@ -4,40 +4,47 @@
 
     [actuator]
     id = home-1-a              ; at most 16 characters: the board protocol's limit
-    home = tcp:127.0.0.1:7711  ; client endpoint of the home's actuator listener, or:
-    serial = /dev/ttyS1        ; the board's serial port to its XBee (instead of home)
-    baud = 9600
-    xbee_mode = transparent    ; transparent, api1 or api2
-    coordinator = 0000000000000000   ; API modes: where frames go (0: the coordinator)
-    retry_s = 5                ; reopen period while the serial device is absent
+    home = tcp:127.0.0.1:7711  ; client endpoint of the home's actuator listener,
+                               ; or a [serial] section instead
     failsafe_after_s = 15
     measure_period_s = 2
     noise = 0.02
     seed =
+
+    [serial]                   ; the board's serial port to its XBee (instead of home)
+    device = /dev/ttyS1
+    baud = 9600
+    mode = transparent         ; transparent, api1 or api2
+    retry_s = 5                ; reopen period while the serial device is absent
+    coordinator = 0000000000000000   ; API modes: where frames go (0: the coordinator)
 
     [relay:1]                  ; relays 1..N, contiguous, N <= 8
     load_w = 2000
     initial = off
     safe_state = off           ; off | on | hold
     min_interval_s = 2
+
+The ``[serial]`` keys are those of the home's ``[serial:NAME]`` sections
+(``jeisson.transports.serial.read_serial_port``).  Until the next release
+the older form is still read, with a warning: ``serial = DEVICE``, ``baud``,
+``xbee_mode``, ``coordinator`` and ``retry_s`` in ``[actuator]``.
 """
 
 import attrs
+from twisted.logger import Logger
 
 from jeisson.config import IniFile
+from jeisson.transports.boards import BoardSerialConfig
+from jeisson.transports.serial import read_serial_port
 from jeisson.wire import home_actuator
 
 SAFE_STATES = ("off", "on", "hold")
-XBEE_MODES = ("transparent", "api1", "api2")
 
+log = Logger()
 
-@attrs.frozen
-class SerialLink:
-    device: str
-    baudrate: int
-    mode: str
-    coordinator: int
-    retry_s: float
+# The older form's keys in [actuator] -> the same in [serial].
+_OLD_SERIAL_KEYS = {"serial": "device", "baud": "baud", "xbee_mode": "mode", "coordinator": "coordinator",
+                    "retry_s": "retry_s"}
 
 
 @attrs.frozen
@@ -59,7 +66,7 @@ class ActuatorConfig:
     noise: float
     seed: int | None
     relays: tuple[RelayConfig, ...]
-    serial: SerialLink | None = None
+    serial: BoardSerialConfig | None = None
 
 
 def read_config(path: str) -> ActuatorConfig:
@@ -90,21 +97,33 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
         serial=_serial(ini, section),
     )
     if (config.home is None) == (config.serial is None):
-        raise ini.error(section, "home", "give either home (a TCP endpoint) or serial (a device), not both or none")
+        raise ini.error(section, "home", "give either home (a TCP endpoint) or a [serial] section, not both or "
+                                         "none")
     ini.check_unknown()
     return config
 
 
-def _serial(ini: IniFile, section: str) -> SerialLink | None:
-    device = ini.raw(section, "serial", None)
-    baud = ini.number(section, "baud", 9600, low=300, high=4_000_000, integer=True)
-    mode = ini.choice(section, "xbee_mode", XBEE_MODES, "transparent")
-    # 16 zeros address the coordinator, whatever its own address.
-    coordinator = ini.xbee_address(section, "coordinator", 0)
-    retry_s = ini.number(section, "retry_s", 5.0, low=0.1, high=3600)
-    if device is None:
+def _serial(ini: IniFile, section: str) -> BoardSerialConfig | None:
+    old = {key: ini.raw(section, key, None) for key in _OLD_SERIAL_KEYS}
+    given = [key for key, value in old.items() if value is not None]
+    if ini.has_section("serial"):
+        if given:
+            raise ini.error(section, given[0], f"serial-port keys ({', '.join(given)}) belong in the [serial] "
+                                               "section, which this file has: move them there")
+        return BoardSerialConfig(read_serial_port(ini, "serial"),
+                                 # 16 zeros address the coordinator, whatever its own address.
+                                 ini.xbee_address("serial", "coordinator", 0))
+    if not given:
         return None
-    return SerialLink(device, baud, mode, coordinator, retry_s)
+    if old["serial"] is None:
+        raise ini.error(section, given[0], f"serial-port keys ({', '.join(given)}) without a serial device: "
+                                           "put them in a [serial] section with its device, or remove them")
+    config = BoardSerialConfig(read_serial_port(ini, section, {"device": "serial", "mode": "xbee_mode"}),
+                               ini.xbee_address(section, "coordinator", 0))
+    moved = "\n".join(f"    {_OLD_SERIAL_KEYS[key]} = {old[key]}" for key in given)
+    log.warn("{source}: [actuator] {keys}: deprecated, read for one more release; write them as a "
+             "[serial] section:\n    [serial]\n{moved}", source=ini.source, keys=", ".join(given), moved=moved)
+    return config
 
 
 def _seed(ini: IniFile, section: str) -> int | None:

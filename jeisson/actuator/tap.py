@@ -6,12 +6,12 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
 from jeisson.actuator.board import Board
-from jeisson.actuator.config import SerialLink, read_config
+from jeisson.actuator.config import read_config
 from jeisson.actuator.home_link import session_factory
 from jeisson.options import ConfigOptions, config_of
+from jeisson.transports.boards import BoardSerialConfig, board_serial_service
 from jeisson.transports.serial import SerialPortService
-from jeisson.transports.stream import LineLink, LineLinkFactory
-from jeisson.transports.xbee_end_device import EndDeviceProtocol
+from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import home_actuator
 
 
@@ -31,7 +31,8 @@ class BoardService(Service):
     def startService(self):
         super().startService()
         config = self.board.config
-        where = config.home if config.serial is None else f"{config.serial.device} ({config.serial.mode} XBee)"
+        serial = config.serial
+        where = config.home if serial is None else f"{serial.port.device} ({serial.port.mode} XBee)"
         self.log.info("actuator {id} connecting to home at {endpoint}", id=config.id, endpoint=where)
         self.board.start()
 
@@ -65,19 +66,6 @@ def makeService(options, reactor=None) -> MultiService:
     return top
 
 
-def serial_service(board: Board, serial: SerialLink, reactor) -> SerialPortService:
-    """The board on its serial port to its XBee, as firmware would be.
-
-    Transparent mode: the lines go out as they are; a session that ends
-    closes the port, and reopening it starts a new one (a new HELLO).  API
-    modes: frames to and from the coordinator's address.
-    """
-    make_session = session_factory(board)
-    if serial.mode == "transparent":
-        def make_protocol():
-            return LineLink(home_actuator.MAX_LINE, make_session, peer=f"serial:{serial.device}")
-    else:
-        def make_protocol():
-            return EndDeviceProtocol(make_session, serial.coordinator, reactor, escaped=serial.mode == "api2",
-                                     device=serial.device)
-    return SerialPortService(serial.device, serial.baudrate, make_protocol, reactor, retry_s=serial.retry_s)
+def serial_service(board: Board, serial: BoardSerialConfig, reactor) -> SerialPortService:
+    """The board on the serial port to its XBee (``jeisson.transports.boards``)."""
+    return board_serial_service(serial, session_factory(board), reactor)

@@ -40,6 +40,8 @@ import attrs
 
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
+from jeisson.transports.boards import HomeSerialConfig
+from jeisson.transports.serial import read_serial_port
 from jeisson.wire import aggregator_home, home_actuator
 
 
@@ -57,22 +59,6 @@ class LoadConfig:
     max_off_s: float | None = None
 
 
-SERIAL_MODES = ("transparent", "api1", "api2")
-
-
-@attrs.frozen
-class SerialConfig:
-    """A serial port with an XBee radio, and the boards behind it."""
-
-    name: str
-    device: str
-    baudrate: int
-    mode: str
-    retry_s: float
-    transmit_retries: int
-    boards: dict  # API modes: 64-bit address -> actuator id; transparent: {None: actuator id}
-
-
 @attrs.frozen
 class HomeConfig:
     id: str
@@ -85,7 +71,7 @@ class HomeConfig:
     actuators: dict[str, int]  # actuator id -> relay count
     loads: dict[str, LoadConfig]
     manhole: ManholeConfig | None = None
-    serials: dict[str, SerialConfig] = attrs.Factory(dict)
+    serials: dict[str, HomeSerialConfig] = attrs.Factory(dict)
     opt_out_all: bool = False  # the owner opts out of every event
     opt_out_events: frozenset[str] = frozenset()  # ... or of these
 
@@ -158,22 +144,19 @@ def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:
     return False, frozenset(events)
 
 
-def _serial_boards(serials: dict[str, SerialConfig]) -> set[str]:
+def _serial_boards(serials: dict[str, HomeSerialConfig]) -> set[str]:
     return {actuator for serial in serials.values() for actuator in serial.boards.values()}
 
 
-def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]:
+def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, HomeSerialConfig]:
     ports = {}
     for name, serial_id in ini.sections("serial"):
         ports[serial_id] = (
             name,
-            ini.text(name, "device"),
-            ini.number(name, "baud", 9600, low=300, high=4_000_000, integer=True),
-            ini.choice(name, "mode", SERIAL_MODES, "transparent"),
-            ini.number(name, "retry_s", 5.0, low=0.1, high=3600),
+            read_serial_port(ini, name),
             ini.number(name, "transmit_retries", 2, low=0, high=10, integer=True),
         )
-    boards: dict[str, dict] = {serial_id: {} for serial_id in ports}
+    boards: dict[str, dict[int | None, str]] = {serial_id: {} for serial_id in ports}
     for section, actuator in ini.sections("actuator"):
         serial_id = ini.raw(section, "serial", None)
         address = ini.xbee_address(section, "xbee", None)
@@ -183,7 +166,7 @@ def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]
             continue
         if serial_id not in ports:
             raise ini.error(section, "serial", f"no [serial:{serial_id}] section")
-        mode = ports[serial_id][3]
+        mode = ports[serial_id][1].mode
         if mode == "transparent":
             if boards[serial_id]:
                 raise ini.error(section, "serial", f"[serial:{serial_id}] is in transparent mode, which carries one "
@@ -201,8 +184,8 @@ def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, SerialConfig]
             raise ini.error(section, None, "no board uses this serial port: add serial = "
                                            f"{serial_id} to an [actuator:<id>] section, or remove it")
     return {
-        serial_id: SerialConfig(serial_id, device, baud, mode, retry_s, retries, boards[serial_id])
-        for serial_id, (_, device, baud, mode, retry_s, retries) in ports.items()
+        serial_id: HomeSerialConfig(serial_id, port, retries, boards[serial_id])
+        for serial_id, (_, port, retries) in ports.items()
     }
 
 

@@ -8,13 +8,13 @@ from twisted.logger import Logger
 
 from jeisson.home.aggregator_link import UplinkSession
 from jeisson.home.board_link import BoardSession
-from jeisson.home.config import SerialConfig, read_config
+from jeisson.home.config import read_config
 from jeisson.home.core import Home
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
+from jeisson.transports.boards import HomeSerialConfig, home_serial_service
 from jeisson.transports.serial import SerialPortService
-from jeisson.transports.stream import LineLink, LineLinkFactory
-from jeisson.transports.xbee_coordinator import CoordinatorProtocol
+from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import aggregator_home, home_actuator
 
 
@@ -32,7 +32,7 @@ class HomeService(Service):
         super().startService()
         config = self.home.config
         where = [f"TCP {config.actuators_listen}"] if config.actuators_listen else []
-        where += [f"{s.mode} XBee on {s.device}" for s in config.serials.values()]
+        where += [f"{s.port.mode} XBee on {s.port.device}" for s in config.serials.values()]
         self.log.info("home {home}: boards on {where}; aggregator at {aggregator}", home=config.id,
                       where=", ".join(where), aggregator=config.aggregator)
 
@@ -49,8 +49,10 @@ def uplink_factory(home: Home) -> LineLinkFactory:
     return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: UplinkSession(home, link))
 
 
-# After a refusal (wrong secret, unknown id) retry slowly: an operator has to
-# fix a config, and a tight loop would only fill the aggregator's log.
+# After a refusal (wrong secret, unknown id, a version or home the home
+# cannot take) the next attempt waits this long: an operator has to fix a
+# config, and a tight loop would only fill the aggregator's log.  Only that
+# attempt: an unrelated loss later takes the normal backoff.
 RETRY_AFTER_REFUSAL_S = 30.0
 
 
@@ -65,31 +67,15 @@ def uplink_service(home: Home, reactor) -> ClientService:
 
     def retry_delay(failed_attempts: int) -> float:
         delay = backoff(failed_attempts)
-        return max(delay, RETRY_AFTER_REFUSAL_S) if home.refused else delay
+        return max(delay, RETRY_AFTER_REFUSAL_S) if home.take_refusal() else delay
 
     return ClientService(clientFromString(reactor, home.config.aggregator), uplink_factory(home),
                          retryPolicy=retry_delay, clock=reactor)
 
 
-def serial_service(home: Home, serial: SerialConfig, reactor) -> SerialPortService:
-    """The boards behind one serial radio: one board (transparent mode) or
-    every configured radio address behind a coordinator (API modes)."""
-    if serial.mode == "transparent":
-        (actuator,) = serial.boards.values()
-
-        def make_protocol():
-            return LineLink(home_actuator.MAX_LINE,
-                            lambda link: BoardSession(home, link, hello_timeout_s=None, only=actuator,
-                                                      prompt=True),
-                            peer=f"serial:{serial.device}")
-    else:
-        def make_protocol():
-            return CoordinatorProtocol(
-                serial.boards,
-                lambda link, actuator: BoardSession(home, link, hello_timeout_s=None, only=actuator),
-                reactor, escaped=serial.mode == "api2", transmit_retries=serial.transmit_retries,
-                device=serial.device)
-    return SerialPortService(serial.device, serial.baudrate, make_protocol, reactor, retry_s=serial.retry_s)
+def serial_service(home: Home, serial: HomeSerialConfig, reactor) -> SerialPortService:
+    """The boards behind one serial radio (``jeisson.transports.boards``)."""
+    return home_serial_service(serial, lambda wire: BoardSession(home, wire), reactor)
 
 
 def makeService(options) -> MultiService:

@@ -5,13 +5,58 @@ Twisted's ``SerialPort`` (pyserial underneath) is the transport.  A failure
 to open names the device and the reason; while the device stays absent the
 service keeps trying every ``retry_s`` seconds, logging again only when the
 reason changes.
+
+``SerialPortConfig`` is the port's config, the same for the home's
+``[serial:NAME]`` sections and a board's ``[serial]`` section, read by
+``read_serial_port``::
+
+    device = /dev/ttyUSB0   ; the radio's serial device
+    baud = 9600             ; must match the radio's BD
+    mode = api2             ; the radio's AP: transparent, api1 or api2
+    retry_s = 5             ; (re)open period while the device is absent
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+
+from jeisson.config import IniFile
+
+SERIAL_MODES = ("transparent", "api1", "api2")
+
+
+@attrs.frozen
+class SerialPortConfig:
+    """A serial port with an XBee radio on it."""
+
+    device: str
+    baudrate: int = 9600
+    mode: str = "transparent"  # one of SERIAL_MODES
+    retry_s: float = 5.0
+
+    @property
+    def escaped(self) -> bool:
+        """API mode 2 escapes the frames' special bytes."""
+        return self.mode == "api2"
+
+
+def read_serial_port(ini: IniFile, section: str, names: Mapping[str, str] | None = None) -> SerialPortConfig:
+    """The port's keys of ``section``: ``device``, ``baud``, ``mode``, ``retry_s``.
+
+    ``names``: other names for some of them (an older form of a file).
+    """
+    def key(name: str) -> str:
+        return (names or {}).get(name, name)
+
+    return SerialPortConfig(
+        device=ini.text(section, key("device")),
+        baudrate=ini.number(section, key("baud"), 9600, low=300, high=4_000_000, integer=True),
+        mode=ini.choice(section, key("mode"), SERIAL_MODES, "transparent"),
+        retry_s=ini.number(section, key("retry_s"), 5.0, low=0.1, high=3600),
+    )
 
 
 def _open_serial_port(protocol, device, reactor, baudrate):

@@ -33,12 +33,15 @@ class LineLink(Protocol):
     log = Logger()
 
     def __init__(self, max_line: int, make_session: Callable[["LineLink"], Session], peer: str | None = None,
-                 connectionless: bool = False, expected_id: str | None = None):
+                 connectionless: bool = False, expected_id: str | None = None, prompt: bytes | None = None):
         """``peer``: how logs name the other end, where the transport cannot
         say (a serial device); ``connectionless`` and ``expected_id``: see
-        ``jeisson.link.Wire``."""
+        ``jeisson.link.Wire``; ``prompt``: written first thing, before the
+        session is made (the home's ``ERR hello`` on a serial line, whose
+        opening flushed what the board had sent)."""
         self.connectionless = connectionless
         self.expected_id = expected_id
+        self._prompt = prompt
         self._max_line = max_line
         self._make_session = make_session
         self.session: Session | None = None
@@ -61,6 +64,8 @@ class LineLink(Protocol):
             except OSError:
                 pass  # not a TCP socket after all (a UNIX socket, a pty)
         self._feeder = LineFeeder(self._max_line, self.peer, self._receiving, lambda why: self.close())
+        if self._prompt is not None:
+            self.transport.write(self._prompt)
         self.session = self._make_session(self)
 
     def _receiving(self) -> Session | None:
