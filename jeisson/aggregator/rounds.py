@@ -39,10 +39,10 @@ from jeisson.wire.errors import ProtocolError
 
 # Coalesce bursts of joins and reports into one round.
 ROUND_DEBOUNCE_S = 0.2
-# Above this many homes a round's plan is solved in a thread (see
-# docs/performance.rst: at this size the solve takes about 10 ms, a
-# heartbeat's worth of lines waiting on every link).
-SOLVE_IN_THREAD_ABOVE = 2000
+# Above this many homes a round's plan is solved in a thread: on the reactor
+# thread its solve stalls every link for its whole duration, past 10 ms
+# between 3,500 and 4,000 homes (bench/solve_thread.py, docs/performance.rst).
+SOLVE_IN_THREAD_ABOVE = 3500
 
 CONVERGING, PERIODIC, HELD = "converging", "periodic", "held"
 
