@@ -10,7 +10,12 @@ line, whatever TCP keepalive says.
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from jeisson.timers import cancel
+
+# A peer is dead after this many heartbeat periods without a line from it.
+HEARTBEAT_MISSES = 3
 
 
 @attrs.define
@@ -22,7 +27,7 @@ class Heartbeat:
     on_dead: Callable[[], None]
     last_seen: float = attrs.field(init=False, default=0.0)
     _count: int = attrs.field(init=False, default=0)
-    _call: object = attrs.field(init=False, default=None)
+    _call: IDelayedCall | None = attrs.field(init=False, default=None)
 
     def start(self) -> None:
         self.last_seen = self.clock.seconds()
@@ -32,8 +37,7 @@ class Heartbeat:
         self.last_seen = self.clock.seconds()
 
     def stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
+        cancel(self._call)
         self._call = None
 
     @property

@@ -3,11 +3,25 @@
 A link is a *session* (the conversation's state machine) talking to a
 *wire* (a transport in ``jeisson.transports``).  Sessions never see a
 transport, so the same session serves TCP, TLS, a serial line or a radio.
+
+``LinkSession`` is the skeleton the four sessions share (each end of
+aggregator-home and of home-board): one dispatch table, the hello timeout,
+the heartbeat, complaints, refusals and the idempotent close, written once.
 """
 
+from collections.abc import Callable
+from typing import Any, ClassVar
 from typing import Protocol as TypingProtocol
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
 from jeisson.framing import LineTooLong
+from jeisson.heartbeat import HEARTBEAT_MISSES, Heartbeat
+from jeisson.timers import cancel
+from jeisson.wire.errors import ProtocolError
 
 
 class Session(TypingProtocol):
@@ -35,3 +49,252 @@ class Wire(TypingProtocol):
     def send_line(self, data: bytes) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
+
+
+CLOSED = "closed"
+
+Handlers = dict[str, dict[type, Callable[[Any], None]]]
+
+
+class LinkSession:
+    """The skeleton of every link session, written once.
+
+    A session is a small state machine over one wire.  Its states are
+    strings (each session documents its own), plus ``closed``, the end
+    shared by all.  A subclass declares:
+
+    - ``handlers()``: the whole conversation as ONE table,
+      ``{state: {message class: handler}}``.  A message that is not in the
+      current state's row is answered as ``unexpected`` (``state`` error).
+      A handler may raise ``ProtocolError(code, detail)``: the peer is
+      answered with that error and the link stays up.
+    - its wire format: ``parse(line)``, ``serialize(message)``,
+      ``error_message(code, detail)`` (the line a complaint sends: the
+      aggregator-home ``ERROR`` has a detail, the board ``ERR`` only a code),
+      ``refusal_message(code, detail)``, the ``PING``/``PONG`` classes and the
+      ``STATE``, ``SUPERSEDED`` and ``TOO_LONG`` codes, ``MAX_LINE``;
+    - how its logs name the peer (``log_fields()``) and its log texts
+      (``COMPLAINT_LOG``, ``REFUSAL_LOG``, ``NO_HELLO_LOG``, ``DEAD_LOG``),
+      formatted with those fields plus ``code``, ``detail`` or ``t``;
+    - ``disconnected(reason)``: what it logs when the wire is lost while
+      open; ``ended(was)``: called exactly once when the session closes,
+      ``was`` the state it closed from; ``late_line(line)``: a line that
+      arrives once closed (ignored by default).
+
+    The skeleton owns the rest: dispatch, complaints, refusals, the wait for
+    the peer's introduction (``expect_hello``: ``HELLO`` or ``WELCOME``), the
+    heartbeat (dead after ``HEARTBEAT_MISSES`` periods of silence, or a
+    session's own timeout), repeating jobs (``repeat``), and the idempotent
+    close that stops every one of those timers.  A timer of a session's own
+    (a command's timeout) is the subclass's to stop in ``ended``.
+
+    Every line received while open, valid or not, is a sign of life for the
+    heartbeat (``heard``).
+    """
+
+    log: ClassVar[Logger]
+    PING: ClassVar[type]
+    PONG: ClassVar[type]
+    STATE: ClassVar[str]
+    SUPERSEDED: ClassVar[str]
+    TOO_LONG: ClassVar[str]
+    MAX_LINE: ClassVar[int]
+    # How a complaint about the peer's unexpected message names the peer.
+    PEER_KIND: ClassVar[str]
+    COMPLAINT_LOG: ClassVar[str]
+    REFUSAL_LOG: ClassVar[str] = ""
+    NO_HELLO_LOG: ClassVar[str] = ""
+    DEAD_LOG: ClassVar[str]
+    SUPERSEDED_DETAIL: ClassVar[str] = "a newer connection replaced this one"
+
+    def __init__(self, link: Wire, clock: IReactorTime, state: str):
+        self.link = link
+        self.peer = link.peer
+        self.clock = clock
+        self.state = state
+        self.heartbeat: Heartbeat | None = None
+        self._hello_timer: IDelayedCall | None = None
+        self._loops: list[LoopingCall] = []
+        self._handlers = self.handlers()
+
+    # ------------------------------------------------- what a session declares
+
+    def handlers(self) -> Handlers:
+        raise NotImplementedError
+
+    def parse(self, line: bytes) -> Any:
+        raise NotImplementedError
+
+    def serialize(self, message: Any) -> bytes:
+        raise NotImplementedError
+
+    def error_message(self, code: str, detail: str) -> Any:
+        raise NotImplementedError
+
+    def refusal_message(self, code: str, detail: str) -> Any:
+        raise NotImplementedError
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"peer": self.peer}
+
+    def unexpected(self, message: Any) -> ProtocolError:
+        return ProtocolError(self.STATE, f"{message.verb} is not expected from {self.PEER_KIND} "
+                                         f"in state {self.state}")
+
+    def no_hello_message(self, seconds: float) -> Any:
+        """What to say to a peer that did not introduce itself in time
+        before closing; None: nothing, the link is aborted."""
+        return None
+
+    def disconnected(self, reason: Failure) -> None:
+        """The wire was lost while the session was open."""
+
+    def ended(self, was: str) -> None:
+        """The session closed (once), from state ``was``."""
+
+    def late_line(self, line: bytes) -> None:
+        """A line that arrived after the session closed."""
+
+    # ------------------------------------------------------- Session interface
+
+    def line_received(self, line: bytes) -> None:
+        if self.state == CLOSED:
+            self.late_line(line)
+            return
+        self.heard()
+        try:
+            message = self.parse(line)
+            handler = self._handlers.get(self.state, {}).get(type(message))
+            if handler is None:
+                raise self.unexpected(message)
+            handler(message)
+        except ProtocolError as error:
+            self.complain(error.code, error.detail)
+
+    def line_too_long(self, error: LineTooLong) -> None:
+        # The wire closes itself after this; the session ends now.
+        self.send(self.error_message(self.TOO_LONG, f"line longer than {self.MAX_LINE} bytes; closing"))
+        self._closed()
+
+    def connection_lost(self, reason: Failure) -> None:
+        if self.state != CLOSED:
+            self.disconnected(reason)
+        self._closed()
+
+    # --------------------------------------------------------------- the parts
+
+    def send(self, message: Any) -> None:
+        self.link.send_line(self.serialize(message))
+
+    def heard(self) -> None:
+        """A line from the peer, valid or not: it is alive."""
+        if self.heartbeat is not None:
+            self.heartbeat.seen()
+
+    def complain(self, code: str, detail: str) -> None:
+        """Tell the peer its last line was wrong; the link stays up."""
+        self.log.warn(self.COMPLAINT_LOG, code=code, detail=detail, **self.log_fields())
+        self.send(self.error_message(code, detail))
+
+    def refuse(self, code: str, detail: str, **fields: Any) -> None:
+        """Refuse the peer's introduction and close; ``fields`` complete or
+        override ``log_fields()`` for the log line."""
+        self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
+        self.send(self.refusal_message(code, detail))
+        self.close()
+
+    def supersede(self) -> None:
+        """A newer link of the same peer replaced this one (the accepting side)."""
+        self.send(self.error_message(self.SUPERSEDED, self.SUPERSEDED_DETAIL))
+        self.close()
+
+    def answer_ping(self, ping: Any) -> None:
+        self.send(self.PONG(ping.n))
+
+    def sign_of_life(self, message: Any) -> None:
+        """A message that only says the peer is alive (counted in ``heard``)."""
+
+    def expect_hello(self, seconds: float | None) -> None:
+        """(Re)start the wait for the peer's introduction; None: no limit."""
+        cancel(self._hello_timer)
+        self._hello_timer = None
+        if seconds is not None:
+            self._hello_timer = self.clock.callLater(seconds, self._no_hello, seconds)
+
+    def introduced(self) -> None:
+        """The peer introduced itself: stop waiting."""
+        cancel(self._hello_timer)
+        self._hello_timer = None
+
+    def start_heartbeat(self, interval: float, timeout: float | None = None) -> None:
+        """Ping every ``interval``; dead after ``timeout`` of silence
+        (``HEARTBEAT_MISSES`` intervals unless given)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        patience = HEARTBEAT_MISSES * interval if timeout is None else timeout
+        self.heartbeat = Heartbeat(self.clock, interval, patience, lambda n: self.send(self.PING(n)), self._dead)
+        self.heartbeat.start()
+
+    def repeat(self, period: float, job: Callable[[], None], failure_log: str, now: bool = False) -> None:
+        """Run ``job`` every ``period`` while the session is in its state;
+        an exception is logged (``failure_log`` with ``log_fields()``) and
+        the job runs again next time."""
+
+        def guarded() -> None:
+            # Caught here: an exception would stop the LoopingCall for good.
+            try:
+                job()
+            except Exception:
+                self.log.failure(failure_log, **self.log_fields())
+
+        loop = LoopingCall(guarded)
+        loop.clock = self.clock
+        self._loops.append(loop)
+        loop.start(period, now=now).addErrback(lambda failure: self.log.failure("a repeating job stopped",
+                                                                                failure))
+
+    def stop_timers(self) -> None:
+        """Stop the hello wait, the heartbeat and the repeating jobs (the
+        session starts over, or ends)."""
+        cancel(self._hello_timer)
+        self._hello_timer = None
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        loops, self._loops = self._loops, []
+        for loop in loops:
+            if loop.running:
+                loop.stop()
+
+    def close(self) -> None:
+        """Close the wire once what was sent is written, and end."""
+        self.link.close()
+        self._closed()
+
+    def abort(self) -> None:
+        """Drop the wire now (a dead or hostile peer), and end."""
+        self.link.abort()
+        self._closed()
+
+    # --------------------------------------------------------------- internals
+
+    def _no_hello(self, seconds: float) -> None:
+        self._hello_timer = None
+        self.log.warn(self.NO_HELLO_LOG, t=seconds, **self.log_fields())
+        message = self.no_hello_message(seconds)
+        if message is None:
+            self.abort()
+        else:
+            self.send(message)
+            self.close()
+
+    def _dead(self) -> None:
+        assert self.heartbeat is not None
+        self.log.warn(self.DEAD_LOG, t=self.heartbeat.timeout, **self.log_fields())
+        self.abort()
+
+    def _closed(self) -> None:
+        if self.state == CLOSED:
+            return
+        was, self.state = self.state, CLOSED
+        self.stop_timers()
+        self.ended(was)

@@ -12,13 +12,15 @@ class FakeWire:
     """The wire interface of jeisson.link, recording what the session does.
 
     ``heard``, if given, is told every line sent (without its terminator), so
-    a test can play the peer as the lines go out.
+    a test can play the peer as the lines go out.  ``connectionless`` and
+    ``expected_id`` play a serial line or a radio (see ``jeisson.link.Wire``).
     """
 
-    def __init__(self, peer: str = "192.0.2.10:40000", heard=None):
+    def __init__(self, peer: str = "192.0.2.10:40000", heard=None, connectionless: bool = False,
+                 expected_id: str | None = None):
         self.peer = peer
-        self.connectionless = False
-        self.expected_id: str | None = None
+        self.connectionless = connectionless
+        self.expected_id = expected_id
         self.heard = heard
         self.sent: list[bytes] = []
         self.closed = False

@@ -240,8 +240,18 @@ def test_meas_updates_the_measured_power(board, home):
     assert say(*board, b"MEAS 1890 0 120") == []
     assert home.measured_w() == 1890.0 + 0 + 120 + 3600
     assert home.loads["washer"].measured_w == 0.0
-    assert say(*board, b"MEAS 1950") == []
+    assert say(*board, b"MEAS 1950 0 120") == []
     assert home.measured_w() == 1950.0 + 0 + 120 + 3600
+
+
+@pytest.mark.parametrize("line", [b"MEAS 1950", b"MEAS 1950 0", b"MEAS 1950 0 120 7"])
+def test_meas_with_a_reading_count_other_than_the_relays_is_an_error_and_ignored(board, home, line, logs):
+    session, wire = board
+    say(session, wire, b"MEAS 1890 0 120")
+    assert say(session, wire, line) == [b"ERR field"]
+    assert home.measured_w() == 1890.0 + 0 + 120 + 3600
+    assert session.state == "active" and not wire.closed
+    assert any("readings" in m and "3 relays" in m for m in messages(logs, "warn"))
 
 
 def test_a_lost_boards_readings_are_forgotten(board, home):
@@ -372,6 +382,16 @@ def test_a_welcome_naming_a_version_the_home_did_not_offer_closes_the_link(uplin
     assert wire.closed and session.state == "closed" and home.uplink is None
     assert home.refused.startswith("version: WELCOME names version 3")
     assert any("198.51.100.7:7700" in m and "version 3" in m for m in messages(logs, "warn"))
+
+
+def test_a_welcome_naming_another_home_is_an_error_and_closes_the_link(uplink, home, logs):
+    session, wire = uplink
+    [error] = parsed(say(session, wire, dr.serialize(dr.Welcome(1, "home-2", 30.0))[:-1]))
+    assert error.code == dr.UNKNOWN_HOME and "home-2" in error.detail and "home-1" in error.detail
+    assert wire.closed and session.state == "closed" and home.uplink is None
+    assert home.refused.startswith("unknown-home: WELCOME names home home-2")
+    assert home.bid == 0, "no bid was sent"
+    assert any("198.51.100.7:7700" in m and "home-2" in m for m in messages(logs, "warn"))
 
 
 def test_welcome_brings_a_flex_with_every_load(uplink, home, logs):
@@ -556,6 +576,46 @@ def test_the_service_retries_within_2_s_after_a_plain_loss(service):
     assert transport.value().startswith(b"HELLO ")
 
 
+def fail_to_connect(reactor, attempts):
+    """The service's latest connection attempt fails (the aggregator is down)."""
+    assert len(reactor.tcpClients) == attempts
+    _host, _port, factory, _timeout, _bind = reactor.tcpClients[-1]
+    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError("connection refused")))
+
+
+def refuse_welcome(protocol, transport):
+    """The home cannot take the aggregator's WELCOME: its version."""
+    protocol.dataReceived(dr.serialize(dr.Welcome(3, "home-1", 30.0), 1))
+    assert transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.mark.parametrize("refusal", [refuse, refuse_welcome])
+def test_only_the_attempt_after_a_refusal_waits_30_s(service, refusal, logs):
+    reactor, home = service
+    refusal(*connect_uplink(reactor, 1))
+    reactor.advance(RETRY_AFTER_REFUSAL_S - 0.001)
+    assert len(reactor.tcpClients) == 1
+    reactor.advance(0.001)
+    # The aggregator is down now: an unrelated failure, the normal backoff
+    # (under 0.5 * 1.5 ** 2 s plus at most 1 s of jitter).
+    fail_to_connect(reactor, 2)
+    reactor.advance(2.125)
+    assert len(reactor.tcpClients) == 3
+    assert home.refused is not None, "the status still says why we were refused"
+
+
+def test_a_second_refusal_waits_30_s_again(service):
+    reactor, home = service
+    refuse(*connect_uplink(reactor, 1))
+    reactor.advance(RETRY_AFTER_REFUSAL_S)
+    refuse(*connect_uplink(reactor, 2))
+    reactor.advance(RETRY_AFTER_REFUSAL_S - 1)
+    assert len(reactor.tcpClients) == 2
+    reactor.advance(1)
+    connect_uplink(reactor, 3)
+
+
 def test_a_welcome_after_a_refusal_makes_retries_short_again(service):
     reactor, home = service
     refuse(*connect_uplink(reactor, 1))
@@ -582,13 +642,13 @@ def test_a_welcome_cancels_the_hello_timeout(active, home):
 
 
 def test_a_link_for_one_actuator_refuses_another(home):
-    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3"), hello_timeout_s=None, only="b")
+    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3", connectionless=True, expected_id="b"))
     assert say(session, wire, b"HELLO a 3 1 000") == [b"REFUSED unknown"]
     assert wire.closed
 
 
 def test_a_radio_link_has_no_hello_timeout(home):
-    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3"), hello_timeout_s=None, only="a")
+    session = BoardSession(home, wire := FakeWire("xbee:0013A20040A1B2C3", connectionless=True, expected_id="a"))
     home.clock.advance(3600)
     assert not wire.closed and session.state == "hello"
     assert say(session, wire, b"HELLO a 3 1 000")[0] == b"WELCOME 1 2"

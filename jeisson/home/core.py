@@ -14,17 +14,27 @@ and always within each load's minimum on and off times: a switch that must
 wait is scheduled for the moment it becomes allowed.  Loads are switched off
 first and on only after the offs are acknowledged, so the home never draws
 more than its budget while switching.
+
+The home reaches its links only through ``BoardLink`` and
+``AggregatorLink``; the links reach it through its methods.  What happens
+to it is announced to its listeners (``jeisson.home.listeners``).
 """
+
+from typing import Protocol
 
 import attrs
 import numpy as np
 from twisted.internet.defer import Deferred, DeferredList, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from jeisson.allocation import choose
+from jeisson.home import listeners
+from jeisson.home.commands import CommandFailed
 from jeisson.home.config import HomeConfig
+from jeisson.home.listeners import Announcer, HomeListener
 from jeisson.home.loads import Load
+from jeisson.timers import cancel
 from jeisson.wire import aggregator_home as wire
 
 # After a board refused a switch as too soon, try again this much later.
@@ -39,15 +49,33 @@ class ActiveBudget:
     round: int
 
 
-class CommandFailed(Exception):
-    """A relay command was refused (NAK), timed out, or its board is gone.
+class BoardLink(Protocol):
+    """What the home calls on a board's live link (``BoardSession``)."""
 
-    ``code`` is the board's NAK code (``busy``, ``relay``) when it refused.
-    """
+    @property
+    def peer(self) -> str: ...
 
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
-        self.code = code
+    def command(self, relay: int, on: bool) -> Deferred:
+        """``SET`` a relay: fires when acknowledged, fails with ``CommandFailed``."""
+        ...
+
+    def supersede(self) -> None:
+        """A newer link of the same board replaced this one: close it."""
+        ...
+
+
+class AggregatorLink(Protocol):
+    """What the home calls on its welcomed aggregator link (``UplinkSession``)."""
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def loads_changed(self) -> None:
+        """The relays moved: send a new bid if the offers changed."""
+        ...
 
 
 class Home:
@@ -57,19 +85,30 @@ class Home:
         self.config = config
         self.clock = clock
         self.loads = {load_id: Load(c) for load_id, c in config.loads.items()}
-        self.boards: dict[str, object] = {}  # actuator id -> live session
+        self.boards: dict[str, BoardLink] = {}  # actuator id -> live link
         self.budget: ActiveBudget | None = None
         self.bid = 0
         self.last_offers: tuple | None = None
-        self.uplink = None  # the live aggregator session, if any
-        self.refused: str | None = None  # why the aggregator last refused us
+        self.uplink: AggregatorLink | None = None  # the welcomed aggregator link, if any
+        self.refused: str | None = None  # why the aggregator last refused us (until a WELCOME)
         self.opt_out_all = config.opt_out_all
         self.opt_out_events = set(config.opt_out_events)
+        self._refusal_unanswered = False  # a refusal the next reconnection has not waited for yet
+        self._announce = Announcer()
         self._busy = False
         self._again = False
         self._waiters: list[Deferred] = []
-        self._wakeup = None
-        self._budget_end = None
+        self._reasons: list[str] = []  # why the next reconcile runs
+        self._why: tuple[str, ...] = ()  # why the running one does
+        self._retry_due = False
+        self._wakeup: IDelayedCall | None = None
+        self._budget_end: IDelayedCall | None = None
+
+    def add_listener(self, listener: HomeListener) -> None:
+        self._announce.add(listener)
+
+    def remove_listener(self, listener: HomeListener) -> None:
+        self._announce.remove(listener)
 
     # ---------------------------------------------------------------- views
 
@@ -91,17 +130,12 @@ class Home:
             for load in self.loads.values()
         )
 
-    def flex_if_changed(self) -> wire.Flex | None:
-        """A new bid when the offers changed since the last one sent."""
-        now = (self.offers(), self.opted_out())
-        if now == self.last_offers:
+    def bid_if_changed(self, always: bool = False) -> wire.Flex | None:
+        """A new bid when the offers changed since the last one sent (or
+        ``always``: a new link must hear it)."""
+        offers = (self.offers(), self.opted_out())
+        if offers == self.last_offers and not always:
             return None
-        return self._bid(now)
-
-    def new_flex(self) -> wire.Flex:
-        return self._bid((self.offers(), self.opted_out()))
-
-    def _bid(self, offers: tuple) -> wire.Flex:
         self.last_offers = offers
         self.bid += 1
         return wire.Flex(self.bid, *offers)
@@ -112,6 +146,12 @@ class Home:
 
     def commitment(self, round_number: int) -> wire.Commit:
         return wire.Commit(round_number, self.bid, self.drawn_w(), self.on_ids())
+
+    def measurement(self) -> wire.Measure:
+        """What the boards measured, for the aggregator: the home's power and
+        each load with a reading."""
+        loads = tuple((load.id, load.measured_w) for load in self.loads.values() if load.measured_w is not None)
+        return wire.Measure(self.clock.seconds(), self.measured_w(), loads)
 
     def measured_w(self) -> float:
         """Measured power; a load without a reading is counted cautiously."""
@@ -132,7 +172,7 @@ class Home:
             # so it is not acted on; except, safety first, as a cap when it
             # is below what we draw once the switching under way is done
             # (the aggregator counts on that shed).
-            return self.reconcile().addCallback(lambda _: self._stale_budget(budget))
+            return self.reconcile(listeners.BUDGET).addCallback(lambda _: self._stale_budget(budget))
         return self._apply_budget(budget)
 
     def _stale_budget(self, budget: wire.Budget):
@@ -149,27 +189,29 @@ class Home:
         if budget.end <= now:
             self.log.warn("budget of round {n} for event {event} ended already; ignored", n=budget.round,
                           event=budget.event)
-            return self._after_current(budget.round)
+            return self._after_current(budget.round, listeners.BUDGET)
         self.budget = ActiveBudget(budget.event, budget.budget_w, budget.end, budget.round)
         self._schedule_budget_end(budget.end - now)
+        self._announce.budget_applied(budget.event, budget.budget_w, budget.end, budget.round)
         if self.opted_out():
             self.log.info("round {n} event {event}: budget {w:.0f} W, but the owner opted out of this event: loads"
                           " run as set, and the aggregator counts them as fixed demand", n=budget.round,
                           event=budget.event, w=budget.budget_w)
-            return self._after_current(budget.round)
+            return self._after_current(budget.round, listeners.BUDGET)
         self.log.info("round {n} event {event}: budget {w:.0f} W until {end}", n=budget.round, event=budget.event,
                       w=budget.budget_w, end=wire.format_utc(budget.end))
-        return self._after_current(budget.round)
+        return self._after_current(budget.round, listeners.BUDGET)
 
     def release(self, release: wire.Release) -> Deferred:
         if self.budget is not None and self.budget.event == release.event:
             self.log.info("event {event} released: restoring loads as their owner set them", event=release.event)
             self._clear_budget()
-        return self._after_current(release.round)
+            self._announce.budget_released(release.event, listeners.RELEASE)
+        return self._after_current(release.round, listeners.RELEASE)
 
-    def _after_current(self, round_number: int) -> Deferred:
+    def _after_current(self, round_number: int, why: str) -> Deferred:
         """Reconcile, then the commitment for ``round_number``."""
-        return self.reconcile().addCallback(lambda _: self.commitment(round_number))
+        return self.reconcile(why).addCallback(lambda _: self.commitment(round_number))
 
     def _schedule_budget_end(self, delay: float) -> None:
         if self._budget_end is not None and self._budget_end.active():
@@ -182,14 +224,15 @@ class Home:
         # keeps its last budget until the event ends, then restores.
         self._budget_end = None
         if self.budget is not None:
-            self.log.info("event {event} is over: restoring loads as their owner set them", event=self.budget.event)
+            event = self.budget.event
+            self.log.info("event {event} is over: restoring loads as their owner set them", event=event)
             self.budget = None
-            self.changed()
+            self._announce.budget_released(event, listeners.EVENT_OVER)
+            self.changed(listeners.EVENT_OVER)
 
     def _clear_budget(self) -> None:
         self.budget = None
-        if self._budget_end is not None and self._budget_end.active():
-            self._budget_end.cancel()
+        cancel(self._budget_end)
         self._budget_end = None
 
     # ------------------------------------------------------------- owner
@@ -203,7 +246,8 @@ class Home:
         else:
             self.opt_out_events.add(event)
         self.log.info("owner opted out of {which}: loads run as set during it", which=_events_named(event))
-        self.changed()
+        self._announce.owner_opted_out(event)
+        self.changed(listeners.OWNER)
 
     def opt_in(self, event: str | None = None) -> None:
         """Undo ``opt_out`` for ``event``, or for every event."""
@@ -213,17 +257,19 @@ class Home:
         else:
             self.opt_out_events.discard(event)
         self.log.info("owner opted back in to {which}", which=_events_named(event))
-        self.changed()
+        self._announce.owner_opted_in(event)
+        self.changed(listeners.OWNER)
 
     def set_desired(self, load_id: str, on: bool) -> None:
         """The owner switches a load (outside events it runs as set)."""
         self.loads[load_id].desired = on
         self.log.info("owner set load {load} {state}", load=load_id, state="on" if on else "off")
-        self.changed()
+        self._announce.owner_set(load_id, on)
+        self.changed(listeners.OWNER)
 
     # ------------------------------------------------------------- boards
 
-    def board_connected(self, actuator: str, session, states: tuple[bool, ...]) -> None:
+    def board_connected(self, actuator: str, session: BoardLink, states: tuple[bool, ...]) -> None:
         old = self.boards.get(actuator)
         # Take the new link first: the old one closing is then no lost board
         # (its loads unknown for a moment would shed others in an event).
@@ -240,9 +286,10 @@ class Home:
                 load.last_switch = now
         self.log.info("actuator {actuator} connected from {peer}; relays {states}", actuator=actuator,
                       peer=session.peer, states="".join("1" if s else "0" for s in states))
-        self.changed()
+        self._announce.board_joined(actuator, session.peer, states)
+        self.changed(listeners.BOARD_JOINED)
 
-    def board_lost(self, actuator: str, session) -> None:
+    def board_lost(self, actuator: str, session: BoardLink) -> None:
         if self.boards.get(actuator) is not session:
             return
         del self.boards[actuator]
@@ -253,21 +300,53 @@ class Home:
         self.log.warn("actuator {actuator} unreachable: loads {loads} counted at their rated power ({w:.0f} W)",
                       actuator=actuator, loads=", ".join(load.id for load in lost),
                       w=sum(load.config.rated_w for load in lost))
-        self.changed()
+        self._announce.board_left(actuator, tuple(load.id for load in lost))
+        self.changed(listeners.BOARD_LEFT)
 
     def board_measured(self, actuator: str, watts: tuple[int, ...]) -> None:
+        """A board's readings, one per relay (its link checked the count)."""
         for load in self.loads_of(actuator):
-            if load.config.relay <= len(watts):
-                load.measured_w = float(watts[load.config.relay - 1])
+            load.measured_w = float(watts[load.config.relay - 1])
+        self._announce.measurement(actuator, watts)
+
+    # ------------------------------------------------------------- aggregator
+
+    def aggregator_linked(self, link: AggregatorLink) -> None:
+        """The aggregator welcomed us on ``link``."""
+        self.uplink = link
+        self.refused = None
+        self._refusal_unanswered = False
+        self._announce.aggregator_linked(link.peer, link.version)
+
+    def aggregator_unlinked(self, link: AggregatorLink) -> None:
+        if self.uplink is link:
+            self.uplink = None
+            self._announce.aggregator_unlinked(link.peer)
+
+    def refused_by_aggregator(self, reason: str) -> None:
+        """The aggregator refused us, or we its WELCOME: it will happen again
+        until an operator fixes a config, so the next attempt waits longer."""
+        self.refused = reason
+        self._refusal_unanswered = True
+        self._announce.aggregator_refused(reason)
+
+    def take_refusal(self) -> bool:
+        """Whether a refusal came since the last attempt to connect; True
+        once per refusal, so only the attempt right after it waits longer."""
+        unanswered, self._refusal_unanswered = self._refusal_unanswered, False
+        return unanswered
 
     # ------------------------------------------------------------- control
 
-    def changed(self) -> None:
-        """Something moved (a board, a budget, the owner, the time): act."""
-        self.reconcile().addErrback(lambda f: self.log.failure("reconciling loads failed", f))
+    def changed(self, why: str) -> None:
+        """Something moved (a board, a budget, the owner, the time): act.
+        ``why``: one of the reasons named in ``jeisson.home.listeners``."""
+        self.reconcile(why).addErrback(lambda f: self.log.failure("reconciling loads failed", f))
 
-    def reconcile(self) -> Deferred:
+    def reconcile(self, why: str) -> Deferred:
         """Bring the relays to their targets; fires when done."""
+        if why not in self._reasons:
+            self._reasons.append(why)
         waiter = Deferred()
         self._waiters.append(waiter)
         if self._busy:
@@ -279,6 +358,7 @@ class Home:
     def _start(self) -> None:
         self._busy = True
         self._again = False
+        self._why, self._reasons = tuple(self._reasons), []
         d = Deferred.fromCoroutine(self._reconcile_once())
         d.addErrback(lambda f: self.log.failure("reconciling loads failed", f))
         d.addBoth(self._done)
@@ -345,7 +425,9 @@ class Home:
         """Switch ``loads`` at once; whether every one of them switched."""
         if not loads:
             return True
-        results = await DeferredList([self._switch(load, on) for load in loads], consumeErrors=True)
+        # What changed while the offs were outstanding is also why the ons go.
+        why = self._why + tuple(reason for reason in self._reasons if reason not in self._why)
+        results = await DeferredList([self._switch(load, on, why) for load in loads], consumeErrors=True)
         done = []
         for load, (ok, outcome) in zip(loads, results, strict=True):
             if ok:
@@ -353,11 +435,13 @@ class Home:
             else:
                 self.log.warn("load {load}: switching {state} failed: {why}", load=load.id,
                               state="on" if on else "off", why=outcome.getErrorMessage())
+                code = outcome.value.code if outcome.check(CommandFailed) else None
+                self._announce.switch_failed(load.id, on, why, outcome.getErrorMessage(), code)
         if done:
             self.log.info("switched {state}: {loads}", state="on" if on else "off", loads=", ".join(done))
         return len(done) == len(loads)
 
-    def _switch(self, load: Load, on: bool) -> Deferred:
+    def _switch(self, load: Load, on: bool, why: tuple[str, ...]) -> Deferred:
         session = self.boards.get(load.config.actuator)
         if session is None:
             return fail(CommandFailed(f"actuator {load.config.actuator} is unreachable"))
@@ -366,9 +450,11 @@ class Home:
         def switched(_):
             load.on = on
             load.last_switch = self.clock.seconds()
+            self._announce.load_switched(load.id, on, why)
 
         def refused(failure):
             if failure.check(CommandFailed) and failure.value.code == "busy":
+                self._retry_due = True
                 self._schedule_wakeup(RETRY_BUSY_S)
             return failure
 
@@ -391,12 +477,13 @@ class Home:
 
     def _woken(self) -> None:
         self._wakeup = None
-        self.changed()
+        why = listeners.RETRY if self._retry_due else listeners.MINIMUM_TIME
+        self._retry_due = False
+        self.changed(why)
 
     def stop(self) -> None:
-        for call in (self._wakeup, self._budget_end):
-            if call is not None and call.active():
-                call.cancel()
+        cancel(self._wakeup)
+        cancel(self._budget_end)
         self._wakeup = self._budget_end = None
 
     # ------------------------------------------------------------- status
@@ -405,7 +492,7 @@ class Home:
         now = self.clock.seconds()
         return {
             "id": self.config.id,
-            "aggregator_connected": self.uplink is not None and self.uplink.state == "active",
+            "aggregator_connected": self.uplink is not None,
             "budget": None if self.budget is None else attrs.asdict(self.budget),
             "opted_out": self.opted_out(),
             "bid": self.bid,
