@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from jeisson.actuator.config import ActuatorConfig, RelayConfig
+from jeisson.timers import cancel
 from jeisson.wire import home_actuator
 
 OK = "ok"
@@ -45,8 +46,7 @@ class Relay:
         return self.last_switch + self.config.min_interval_s
 
     def cancel_pending(self) -> None:
-        if self.pending is not None and self.pending.active():
-            self.pending.cancel()
+        cancel(self.pending)
         self.pending = None
 
 
@@ -117,8 +117,7 @@ class Board:
 
     def stop(self) -> None:
         self._running = False
-        if self._failsafe_call is not None and self._failsafe_call.active():
-            self._failsafe_call.cancel()
+        cancel(self._failsafe_call)
         self._failsafe_call = None
         for relay in self.relays:
             relay.cancel_pending()
