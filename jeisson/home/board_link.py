@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.home.commands import CommandFailed
+from jeisson.home.links import CommandFailed
 from jeisson.link import Handlers, LinkSession, Wire
 from jeisson.timers import cancel
 from jeisson.wire import home_actuator as wire

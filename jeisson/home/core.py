@@ -1,39 +1,30 @@
 """The home's decisions and state, reached by its links through methods.
 
-``Home`` owns its loads, the sessions of its boards and the budget of the
-current DR event.  ``reconcile`` brings the relays to what they should be:
+``Home`` owns its loads, the links of its boards and the budget of the
+current DR event.  ``reconcile`` brings the relays to what they should be
+(``jeisson.home.targets``): outside an event, or in one its owner opted out
+of, every load as its owner set it; in an event, the most valuable whole
+set of loads within the budget; always within each load's minimum on and
+off times (a switch that must wait is scheduled for when it is allowed).
+Loads are switched off first and on only after the offs are acknowledged,
+so the home never draws more than its budget while switching.
 
-- outside an event, every load as its owner set it (``desired``);
-- in an event, the most valuable whole set of loads within the budget
-  (``allocation.choose``, a MILP), counting loads on unreachable boards at
-  their rated power;
-- in an event its owner opted out of, every load as its owner set it; the
-  home's bids say so, and the aggregator counts them as fixed demand;
-
-and always within each load's minimum on and off times: a switch that must
-wait is scheduled for the moment it becomes allowed.  Loads are switched off
-first and on only after the offs are acknowledged, so the home never draws
-more than its budget while switching.
-
-The home reaches its links only through ``BoardLink`` and
-``AggregatorLink``; the links reach it through its methods.  What happens
-to it is announced to its listeners (``jeisson.home.listeners``).
+The home reaches its links only through ``links.BoardLink`` and
+``links.AggregatorLink``; the links reach it through its methods.  What
+happens to it is announced to its listeners (``jeisson.home.listeners``).
 """
 
-from typing import Protocol
-
 import attrs
-import numpy as np
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from jeisson.allocation import choose
 from jeisson.home import listeners
-from jeisson.home.commands import CommandFailed
 from jeisson.home.config import HomeConfig
+from jeisson.home.links import AggregatorLink, BoardLink, CommandFailed
 from jeisson.home.listeners import Announcer, HomeListener
 from jeisson.home.loads import Load
+from jeisson.home.targets import ons_that_fit, targets
 from jeisson.timers import cancel
 from jeisson.wire import aggregator_home as wire
 
@@ -47,35 +38,6 @@ class ActiveBudget:
     budget_w: float
     end: float
     round: int
-
-
-class BoardLink(Protocol):
-    """What the home calls on a board's live link (``BoardSession``)."""
-
-    @property
-    def peer(self) -> str: ...
-
-    def command(self, relay: int, on: bool) -> Deferred:
-        """``SET`` a relay: fires when acknowledged, fails with ``CommandFailed``."""
-        ...
-
-    def supersede(self) -> None:
-        """A newer link of the same board replaced this one: close it."""
-        ...
-
-
-class AggregatorLink(Protocol):
-    """What the home calls on its welcomed aggregator link (``UplinkSession``)."""
-
-    @property
-    def peer(self) -> str: ...
-
-    @property
-    def version(self) -> int: ...
-
-    def loads_changed(self) -> None:
-        """The relays moved: send a new bid if the offers changed."""
-        ...
 
 
 class Home:
@@ -380,45 +342,26 @@ class Home:
 
     def targets(self) -> dict[str, bool]:
         """Which known loads should be on now."""
-        known = [load for load in self.loads.values() if load.known]
-        if self.budget is None or self.opted_out():
-            return {load.id: load.desired for load in known}
-        now = self.clock.seconds()
-        unknown_w = sum(load.config.rated_w for load in self.loads.values() if not load.known)
-        modes = [load.mode(now) for load in known]
-        rated = np.array([load.config.rated_w for load in known])
-        # A tiny bonus for loads already on: among equal choices, switch less.
-        value = rated * np.array([load.config.priority + (1e-6 if load.on else 0.0) for load in known])
-        low = np.array([m == "must" for m in modes], dtype=float)
-        high = np.array([m != "off" for m in modes], dtype=float)
-        result = choose(rated, value, low, high, self.budget.budget_w - unknown_w)
-        if not result.feasible:
+        budget_w = None if self.budget is None or self.opted_out() else self.budget.budget_w
+        chosen = targets(self.loads.values(), budget_w, self.clock.seconds())
+        if not chosen.feasible and self.budget is not None:
             self.log.warn("event {event}: loads that must run exceed the budget of {w:.0f} W; only they run",
                           event=self.budget.event, w=self.budget.budget_w)
-        return {load.id: bool(share) for load, share in zip(known, result.share, strict=True)}
+        return chosen.on
 
     async def _reconcile_once(self) -> None:
         now = self.clock.seconds()
-        targets = self.targets()
+        wanted = self.targets()
         offs = [load for load in self.loads.values()
-                if load.known and load.on and not targets[load.id] and load.can_switch(False, now)]
+                if load.known and load.on and not wanted[load.id] and load.can_switch(False, now)]
         if not await self._switch_all(offs, False) or self._again:
             # An off failed and keeps drawing, a board came or went, or the
             # budget, the owner or the time changed meanwhile: choose again
             # with what is true now before switching anything on.
-            targets = self.targets()
+            wanted = self.targets()
         # Switch on only what still fits.
-        now = self.clock.seconds()
         room = None if self.budget is None or self.opted_out() else self.budget.budget_w - self.drawn_w()
-        ons = []
-        for load in self.loads.values():
-            if load.known and not load.on and targets.get(load.id) and load.can_switch(True, now):
-                if room is not None:
-                    if load.config.rated_w > room + 1e-6:
-                        continue
-                    room -= load.config.rated_w
-                ons.append(load)
-        await self._switch_all(ons, True)
+        await self._switch_all(ons_that_fit(self.loads.values(), wanted, room, self.clock.seconds()), True)
         self._schedule_wakeup()
 
     async def _switch_all(self, loads: list[Load], on: bool) -> bool:
