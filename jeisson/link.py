@@ -53,7 +53,9 @@ class Wire(TypingProtocol):
 
 CLOSED = "closed"
 
-Handlers = dict[str, dict[type, Callable[[Any], None]]]
+# A state's row of the table: message class -> handler.
+Row = dict[type, Callable[[Any], None]]
+Handlers = dict[str, Row]
 
 
 class LinkSession:

@@ -309,6 +309,18 @@ def test_connection_lost_stops_heartbeat_and_meter_but_not_failsafe(active):
     assert active.board.states == (False, False, True)
 
 
+def test_a_late_line_after_the_session_ended_is_not_answered_but_keeps_the_failsafe_away(active):
+    # A wire that still delivers once the session ended (a late PONG).
+    active.lost()
+    active.clock.advance(10)
+    assert active.say(b"PONG 1") == [] and active.say(b"SET 1 1 0") == []
+    assert active.board.states == (True, False, True), "nothing is done"
+    active.clock.advance(14.9)
+    assert not active.board.in_failsafe, "heard at 10 s: the failsafe acts at 25 s"
+    active.clock.advance(0.1)
+    assert active.board.in_failsafe
+
+
 def test_connection_lost_before_welcome_cancels_the_hello_timeout(conn):
     conn.lost()
     assert len(conn.clock.getDelayedCalls()) == 1

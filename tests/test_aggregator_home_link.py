@@ -39,6 +39,8 @@ class Home:
 
     def __init__(self, aggregator, peer):
         self.peer = peer
+        self.connectionless = False
+        self.expected_id = None
         self.sent: list[bytes] = []
         self.closed = False
         self.aborted = False
@@ -236,6 +238,17 @@ def test_measure_is_recorded_silently(net):
     home = net.registered("h1")
     assert home.say(wire.Measure(12.5, 1234.0, (("heater", 1234.0),))) == []
     assert net.home_status("h1")["measured_w"] == 1234.0
+
+
+def test_a_commit_for_a_round_never_run_is_a_state_error_and_the_link_stays(net):
+    home = net.registered("h1")
+    with capturedLogs() as events:
+        [error] = home.say(wire.Commit(7, 1, 2000.0, ("heater",)))
+    assert (error.code, "round 7" in error.detail) == (wire.STATE, True)
+    [event] = warnings(events)
+    assert (event["peer"], event["home"], event["code"]) == (home.peer, "h1", wire.STATE)
+    assert home.open and net.home_status("h1")["connected"] is True
+    assert home.say(wire.Ping(3)) == [wire.Pong(3)]
 
 
 def test_an_error_from_a_home_is_logged_not_answered(net):

@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.link import Handlers, LinkSession, Wire
+from jeisson.link import Handlers, LinkSession, Row, Wire
 from jeisson.wire import aggregator_home as wire
 
 # An aggregator that accepts the connection but never answers HELLO is as
@@ -60,7 +60,7 @@ class UplinkSession(LinkSession):
         self.send(wire.Hello(config.id, config.secret, wire.PROTOCOL_VERSIONS))
 
     def handlers(self) -> Handlers:
-        anytime = {wire.Refused: self._on_refused, wire.Error: self._on_error, wire.Ping: self.answer_ping,
+        anytime: Row = {wire.Refused: self._on_refused, wire.Error: self._on_error, wire.Ping: self.answer_ping,
                    wire.Pong: self.sign_of_life}
         return {
             HELLO_SENT: {wire.Welcome: self._on_welcome, **anytime},

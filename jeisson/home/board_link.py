@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.home.links import CommandFailed
-from jeisson.link import Handlers, LinkSession, Wire
+from jeisson.link import Handlers, LinkSession, Row, Wire
 from jeisson.timers import cancel
 from jeisson.wire import home_actuator as wire
 from jeisson.wire.errors import ProtocolError
@@ -65,7 +65,7 @@ class BoardSession(LinkSession):
         self.expect_hello(None if link.connectionless else HELLO_TIMEOUT_S)
 
     def handlers(self) -> Handlers:
-        alive = {wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life, wire.Err: self._on_err}
+        alive: Row = {wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life, wire.Err: self._on_err}
         return {
             HELLO: {wire.Hello: self._on_hello, wire.Meas: self._hello_first, wire.Ack: self._hello_first,
                     wire.Nak: self._hello_first, **alive},

@@ -309,7 +309,7 @@ class Home:
         """Bring the relays to their targets; fires when done."""
         if why not in self._reasons:
             self._reasons.append(why)
-        waiter = Deferred()
+        waiter: Deferred[None] = Deferred()
         self._waiters.append(waiter)
         if self._busy:
             self._again = True
