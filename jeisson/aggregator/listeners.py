@@ -14,11 +14,9 @@ aggregator go on.  Listeners must not block: slow work (a database, a
 network) goes to a thread or a queue of their own.
 """
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.logger import Logger
-
+from jeisson.fanout import Fanout
 from jeisson.wire import aggregator_home as wire
 
 if TYPE_CHECKING:
@@ -91,24 +89,19 @@ class AggregatorListener:
 class Announcer(AggregatorListener):
     """Fans every moment out to the listeners added."""
 
-    log = Logger()
-
     def __init__(self) -> None:
-        self.listeners: list[AggregatorListener] = []
+        self._fanout: Fanout[AggregatorListener] = Fanout("listener")
+        self._each = self._fanout.each
+
+    @property
+    def listeners(self) -> list[AggregatorListener]:
+        return self._fanout.listeners
 
     def add(self, listener: AggregatorListener) -> None:
-        self.listeners.append(listener)
+        self._fanout.add(listener)
 
     def remove(self, listener: AggregatorListener) -> None:
-        self.listeners.remove(listener)
-
-    def _each(self, moment: Callable[[AggregatorListener], None]) -> None:
-        for listener in self.listeners:
-            try:
-                moment(listener)
-                listener.changed()
-            except Exception:
-                self.log.failure("listener {listener!r} failed", listener=listener)
+        self._fanout.remove(listener)
 
     def changed(self) -> None:
         self._each(lambda listener: None)

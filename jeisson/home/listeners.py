@@ -17,9 +17,9 @@ the reasons the home chose its relays again, in the order they arose, each
 one of the names below.
 """
 
-from collections.abc import Callable
 
-from twisted.logger import Logger
+
+from jeisson.fanout import Fanout
 
 # Why the home chose its relays again.
 BUDGET = "budget"  # a BUDGET from the aggregator
@@ -96,24 +96,19 @@ class HomeListener:
 class Announcer(HomeListener):
     """Fans every moment out to the listeners added."""
 
-    log = Logger()
-
     def __init__(self) -> None:
-        self.listeners: list[HomeListener] = []
+        self._fanout: Fanout[HomeListener] = Fanout("home listener")
+        self._each = self._fanout.each
+
+    @property
+    def listeners(self) -> list[HomeListener]:
+        return self._fanout.listeners
 
     def add(self, listener: HomeListener) -> None:
-        self.listeners.append(listener)
+        self._fanout.add(listener)
 
     def remove(self, listener: HomeListener) -> None:
-        self.listeners.remove(listener)
-
-    def _each(self, moment: Callable[[HomeListener], None]) -> None:
-        for listener in self.listeners:
-            try:
-                moment(listener)
-                listener.changed()
-            except Exception:
-                self.log.failure("home listener {listener!r} failed", listener=listener)
+        self._fanout.remove(listener)
 
     def changed(self) -> None:
         self._each(lambda listener: None)
