@@ -17,12 +17,16 @@ import heapq
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from jeisson.actuator import config as actuator_config
 from jeisson.actuator.board import Board
@@ -34,8 +38,10 @@ from jeisson.home import config as home_config
 from jeisson.home.aggregator_link import UplinkSession
 from jeisson.home.board_link import BoardSession
 from jeisson.home.core import Home
+from jeisson.link import Session
 
 
+@implementer(IReactorTime)
 class SimClock:
     """An ``IReactorTime`` on a heap, for thousands of timers.
 
@@ -49,14 +55,15 @@ class SimClock:
 
     def __init__(self, now: float = 0.0):
         self.now = now
-        self._heap: list = []
+        self._heap: list[tuple[float, int, DelayedCall]] = []
         self._order = itertools.count()
 
     def seconds(self) -> float:
         return self.now
 
-    def callLater(self, delay, f, *args, **kw) -> DelayedCall:  # noqa: N802 (IReactorTime)
-        call = DelayedCall(self.now + delay, f, args, kw, lambda c: None, self._push, seconds=self.seconds)
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,  # noqa: N802 (IReactorTime)
+                  **kw: object) -> DelayedCall:
+        call = DelayedCall(self.now + delay, callable, args, kw, lambda c: None, self._push, seconds=self.seconds)
         self._push(call)
         return call
 
@@ -111,12 +118,12 @@ class LinkEnd:
         self.peer = peer
         self.connectionless = False
         self.expected_id: str | None = None
-        self.session = None
+        self.session: Session | None = None
         self.other: LinkEnd | None = None
         self.closed = False
 
     def send_line(self, data: bytes) -> None:
-        if not self.closed:
+        if not self.closed and self.other is not None:
             self.network.send(self.other, data)
 
     def close(self) -> None:
@@ -145,7 +152,7 @@ class Network:
     def cut(self, end: LinkEnd) -> None:
         """Close the link of ``end``: both sessions hear so, after what is queued."""
         for side in (end, end.other):
-            if not side.closed:
+            if side is not None and not side.closed:
                 side.closed = True
                 self.queue.append((side, None))
 
@@ -172,7 +179,7 @@ class Network:
                 self.deliver()
                 limit -= 1
             return
-        waiting = deque()
+        waiting: deque[tuple[LinkEnd, bytes | None]] = deque()
         while self.queue and limit:
             item = self.queue[0]
             if item[0] in self.held:
@@ -250,12 +257,14 @@ class Simulation:
             if link is not None and not link.closed:
                 link.close()
         self.network.deliver_all()
-        sim.core.stop()
+        if sim.core is not None:
+            sim.core.stop()
         self.start_home(home_id)
 
     def connect(self, home_id: str) -> None:
         sim = self.homes[home_id]
         aggregator_end, home_end = self.network.pair(f"sim:{home_id}", "sim:aggregator")
+        assert sim.core is not None, "start_home first"
         aggregator_end.session = HomeSession(self.aggregator, aggregator_end)
         home_end.session = UplinkSession(sim.core, home_end)
         sim.uplink = home_end
@@ -268,9 +277,11 @@ class Simulation:
     def connect_board(self, home_id: str, board_id: str) -> None:
         sim = self.homes[home_id]
         home_end, board_end = self.network.pair(f"sim:{board_id}", f"sim:{home_id}")
+        assert sim.core is not None, "start_home first"
         home_end.session = BoardSession(sim.core, home_end)
-        board_end.session = ActuatorSession(board_end, sim.boards[board_id])
-        board_end.session.start()
+        board = ActuatorSession(board_end, sim.boards[board_id])
+        board_end.session = board
+        board.start()
         sim.board_links[board_id] = home_end
 
     # ---------------------------------------------------------------- time

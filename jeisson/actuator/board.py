@@ -12,6 +12,7 @@ Two rules protect the loads, whoever asks:
 """
 
 import random
+from typing import Self
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -70,7 +71,7 @@ class Board:
     _failsafe_call: IDelayedCall | None = None
 
     @classmethod
-    def from_config(cls, config: ActuatorConfig, clock: IReactorTime) -> "Board":
+    def from_config(cls, config: ActuatorConfig, clock: IReactorTime) -> Self:
         relays = [Relay(relay, relay.initial) for relay in config.relays]
         return cls(config, clock, random.Random(config.seed), relays)
 

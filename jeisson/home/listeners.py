@@ -17,8 +17,6 @@ the reasons the home chose its relays again, in the order they arose, each
 one of the names below.
 """
 
-
-
 from jeisson.fanout import Fanout
 
 # Why the home chose its relays again.
