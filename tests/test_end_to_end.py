@@ -1,12 +1,20 @@
 """The whole chain as a user runs it: real twistd processes on loopback.
 
 One aggregator, two homes and their two software actuators start with the
-real ``twistd`` commands on free ports; an event cuts the limit below the
-homes' demand.  The tests check what an operator would: every round within
-the limit, the boards' relays as the last round allocated, loads restored
-after the event, bad input answered and logged while the others keep going.
+real ``twistd`` commands on free ports.  Events that cut the limit below the
+homes' demand are written to the aggregator's events file by the tests that
+need one, as an operator would.  The tests check what an operator would:
+every round within the limit, the boards' relays as the last round
+allocated, loads restored after the event, bad input answered and logged
+while the others keep going.
+
+Each test says what state it needs through a fixture (the homes connected,
+an event in force and its negotiation settled) and waits for it on the
+status file with a deadline; none sleeps, and they pass in any order.
 """
 
+import calendar
+import itertools
 import json
 import os
 import re
@@ -21,9 +29,6 @@ from jeisson.demo import Fleet, free_ports, twistd_command
 from tests.waiting import wait_for
 
 LIMIT_W = 4000
-EVENT_START_S = 8
-EVENT_END_S = 22
-
 
 
 def write(path, text):
@@ -31,11 +36,53 @@ def write(path, text):
         f.write(text)
 
 
+def utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def parse_utc(text: str) -> float:
+    return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + text[19:-1])
+
+
+class EventsFile:
+    """The aggregator's events file, written as an operator would: each
+    event with its latest version, in absolute UTC times, replaced whole."""
+
+    def __init__(self, path):
+        self.path = path
+        self.events = {}  # id -> (end, section text)
+        self._ids = itertools.count(1)
+        self._save()
+
+    def add(self, limit_w, start_in_s, length_s) -> str:
+        event_id = f"peak-{next(self._ids)}"
+        start = int(time.time() + start_in_s)
+        end = start + length_s
+        self.events[event_id] = (end, f"[event:{event_id}]\nversion = 1\nlimit_kw = {limit_w / 1000}\n"
+                                      f"start = {utc(start)}\nend = {utc(end)}\n")
+        self._save()
+        return event_id
+
+    def cancel(self, event_id) -> None:
+        end, _ = self.events[event_id]
+        self.events[event_id] = (end, f"[event:{event_id}]\nversion = 2\ncancelled = yes\n")
+        self._save()
+
+    def _save(self) -> None:
+        # Ended events are left out (removing a section cancels nothing):
+        # read again, they would only be refused as expired.
+        now = time.time()
+        text = "".join(section for end, section in self.events.values() if end > now)
+        write(self.path + ".new", text)
+        os.replace(self.path + ".new", self.path)
+
+
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("e2e"))
     ports = dict(zip(("aggregator", "home-a", "home-b", "manhole"), free_ports(4), strict=True))
     write(os.path.join(work, "manhole.passwd"), "operator:s3cret\n")
+    events = EventsFile(os.path.join(work, "events.ini"))
     write(os.path.join(work, "aggregator.ini"), f"""
 [aggregator]
 listen = tcp:{ports['aggregator']}:interface=127.0.0.1
@@ -43,17 +90,14 @@ heartbeat_s = 1
 round_period_s = 2
 round_timeout_s = 2
 status_file = {work}/status.json
+events_file = {events.path}
+events_poll_s = 0.2
 
 [home:home-a]
 secret = secret-a
 
 [home:home-b]
 secret = secret-b
-
-[event:test-peak]
-limit_kw = {LIMIT_W / 1000}
-start = +{EVENT_START_S}
-end = +{EVENT_END_S}
 
 [manhole]
 listen = {ports['manhole']}
@@ -106,13 +150,12 @@ min_interval_s = 0.5
         write(os.path.join(work, f"{home}.ini"), text)
         write(os.path.join(work, f"{board}.ini"), board_text)
     fleet = Fleet(work)
-    started = time.monotonic()
     fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
     for home in homes:
         fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
         fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
     try:
-        yield {"work": work, "ports": ports, "fleet": fleet, "started": started, "homes": homes}
+        yield {"work": work, "ports": ports, "fleet": fleet, "homes": homes, "events": events}
     finally:
         fleet.stop()
 
@@ -129,6 +172,46 @@ def status(system):
     except (OSError, ValueError):
         return None
 
+
+
+def full_w(system, home) -> float:
+    return sum(watts for _, watts, *_ in system["homes"][home])
+
+
+def all_ready(snapshot) -> bool:
+    """Both homes connected and reporting, with every load their boards'
+    to switch: none counted as must-run (at its rated power) for want of
+    its board, besides the critical one."""
+    homes = snapshot["homes"].values()
+    return len(homes) == 2 and all(h["connected"] and h["demand_w"] and h["loads"] for h in homes) \
+        and all(load["mode"] != "must" or load["critical"] for h in homes for load in h["loads"])
+
+
+@pytest.fixture
+def connected(system):
+    """Both homes registered with the aggregator and their boards with them."""
+    return wait_for(lambda: (s := status(system)) and all_ready(s) and s, 20,
+                    "both homes to connect and report, with their boards")
+
+
+@pytest.fixture
+def settled_event(system, connected):
+    """An event of LIMIT_W in force and its negotiation converged: the
+    event's id and the first status that says so.  Cancelled afterwards."""
+    events = system["events"]
+    event_id = events.add(LIMIT_W, start_in_s=0, length_s=120)
+
+    def settled():
+        s = status(system)
+        return s and s["event"] and s["event"]["id"] == event_id and s["negotiation"]["mode"] == "periodic" \
+            and s["negotiation"]["converged_rounds"] and s["last_round"] and s["last_round"]["event"] == event_id \
+            and s
+
+    try:
+        yield event_id, wait_for(settled, 30, f"event {event_id}'s negotiation to converge")
+    finally:
+        events.cancel(event_id)
+        wait_for(lambda: (s := status(system)) and s["event"] is None, 15, f"event {event_id} to be cancelled")
 
 
 def relay_states(system, board, count):
@@ -195,17 +278,12 @@ def test_a_config_typo_is_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in output
 
 
-def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system):
-    # Both homes registered and reporting before the event.
-    wait_for(lambda: (s := status(system)) and all(h["connected"] and h["demand_w"] for h in s["homes"].values()),
-             15, "both homes to connect and report")
+def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system, settled_event):
+    event_id, snapshot = settled_event
     # Both speak the newest protocol version (FLEX loads as arrays, no ACK).
     for home in system["homes"]:
         assert "(protocol 2)" in read_log(system, home)
-    wait_for(lambda: (s := status(system)) and s["last_round"] and s["event"], 20, "a negotiation round")
-    # Let the rounds settle, then read the allocation the last round made.
-    time.sleep(3)
-    snapshot = status(system)
+    # The allocation the negotiation settled on.
     last = snapshot["last_round"]
     assert last["within_limit"], last
     assert last["committed_w"] + last["unknown_w"] <= LIMIT_W
@@ -214,26 +292,32 @@ def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system):
     # a1 (10), then b1 (8) does not fit the 1700 W left, a2 (5) does.
     on = {h: set(last["homes"][h]["on"]) for h in ("home-a", "home-b")}
     assert on == {"home-a": {"a1", "a2", "a3"}, "home-b": set()}, last
-    for home, loads in system["homes"].items():
-        relays = relay_states(system, f"{home}-board", len(loads))
-        for relay, (load, *_rest) in enumerate(loads, 1):
-            assert relays[relay] == (load in on[home]), (home, load, relays)
+
+    def relays_as_allocated():
+        return all(relay_states(system, f"{home}-board", len(loads))[relay] == (load in on[home])
+                   for home, loads in system["homes"].items() for relay, (load, *_rest) in enumerate(loads, 1))
+
+    wait_for(relays_as_allocated, 10, "the boards' relays to be as allocated")
     # Every round the aggregator logged stayed within the limit.
     rounds = re.findall(r"of limit (\d+) W: (within limit|OVER LIMIT)", read_log(system, "aggregator"))
     assert rounds and all(verdict == "within limit" for _, verdict in rounds), rounds
 
 
-def test_event_end_restores_loads(system):
-    remaining = EVENT_END_S + 3 - (time.monotonic() - system["started"])
+def test_event_end_restores_loads(system, connected):
+    event_id = system["events"].add(LIMIT_W, start_in_s=0, length_s=6)
+    # Loads shed in the event first: a restore of loads never shed proves nothing.
+    wait_for(lambda: (s := status(system)) and s["event"] and s["event"]["id"] == event_id
+             and any(h["level_w"] < full_w(system, hid) for hid, h in s["homes"].items()),
+             6, f"the homes to shed loads in event {event_id}")
     wait_for(lambda: (s := status(system)) and s["event"] is None
-             and all(h["level_w"] == sum(w for _, w, *_ in system["homes"][hid]) for hid, h in s["homes"].items()),
-             max(remaining, 1) + 10, "the homes to restore every load after the event")
-    for home, loads in system["homes"].items():
-        assert all(relay_states(system, f"{home}-board", len(loads)).values())
-    assert "released homes: home-a, home-b" in read_log(system, "aggregator")
+             and all(h["level_w"] == full_w(system, hid) for hid, h in s["homes"].items()),
+             6 + 15, "the homes to restore every load after the event")
+    wait_for(lambda: all(all(relay_states(system, f"{home}-board", len(loads)).values())
+                         for home, loads in system["homes"].items()), 10, "every relay to be on again")
+    assert f"event {event_id} ended; released homes: home-a, home-b" in read_log(system, "aggregator")
 
 
-def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system):
+def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system, connected):
     port = system["ports"]["aggregator"]
     reply, closed = line_exchange(port, b"this is not a message\nPING {\"n\": 3}\n")
     assert b'ERROR {"code":"unknown-verb"' in reply and b'PONG {"n":3}' in reply and not closed
@@ -259,9 +343,11 @@ def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(sys
     reply, closed = line_exchange(board_port, b"Y" * 200)
     assert closed
     assert re.search(r"127\.0\.0\.1:\d+: line longer than 64 bytes", read_log(system, "home-a"))
-    # Everyone else is still there, and the processes are alive.
-    time.sleep(1.5)
-    snapshot = status(system)
+    # Everyone else is still there, and the processes are alive: a status
+    # written a second after the impostors still has every home connected.
+    after = time.time()
+    snapshot = wait_for(lambda: (s := status(system)) and parse_utc(s["at"]) > after + 1 and s, 10,
+                        "a status written after the impostors")
     assert all(h["connected"] for h in snapshot["homes"].values())
     assert system["fleet"].dead() == []
     # The real board was never dropped by the impostors.
@@ -299,7 +385,7 @@ def test_manhole_shows_the_live_aggregator(system):
         assert b"homes: home-a+home-b" in read_until(b"home-a+home-b")
 
 
-def test_no_process_logged_a_traceback(system):
+def test_no_process_logged_a_traceback(system, connected):
     for name in ("aggregator", "home-a", "home-b", "home-a-board", "home-b-board"):
         log = read_log(system, name)
         assert "Traceback" not in log and "Unhandled" not in log, (name, log[-3000:])

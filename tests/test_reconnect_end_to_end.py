@@ -42,7 +42,9 @@ rated_w = 60
     fleet = Fleet(work)
     try:
         fleet.start("home-r", "jeisson-home", str(tmp_path / "home-r.ini"))
-        wait_for(lambda: home_log().count("Scheduling retry") >= 2, 15, "the home to retry the absent aggregator")
+        wait_for(lambda: home_log().count("home home-r: no link to the aggregator at tcp:127.0.0.1:"
+                                          f"{aggregator_port}; next attempt in") >= 2,
+                 15, "the home to retry the absent aggregator")
         assert "registered with the aggregator" not in home_log()
         fleet.start("aggregator", "jeisson-aggregator", str(tmp_path / "aggregator.ini"))
         wait_for(lambda: home_log().count("registered with the aggregator") == 1, 20, "the home to register")

@@ -49,6 +49,8 @@ def uplink_factory(home: Home) -> LineLinkFactory:
     return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: UplinkSession(home, link))
 
 
+log = Logger()
+
 # After a refusal (wrong secret, unknown id, a version or home the home
 # cannot take) the next attempt waits this long: an operator has to fix a
 # config, and a tight loop would only fill the aggregator's log.  Only that
@@ -67,7 +69,10 @@ def uplink_service(home: Home, reactor) -> ClientService:
 
     def retry_delay(failed_attempts: int) -> float:
         delay = backoff(failed_attempts)
-        return max(delay, RETRY_AFTER_REFUSAL_S) if home.take_refusal() else delay
+        delay = max(delay, RETRY_AFTER_REFUSAL_S) if home.take_refusal() else delay
+        log.info("home {home}: no link to the aggregator at {aggregator}; next attempt in {delay:.1f} s",
+                 home=home.config.id, aggregator=home.config.aggregator, delay=delay)
+        return delay
 
     return ClientService(clientFromString(reactor, home.config.aggregator), uplink_factory(home),
                          retryPolicy=retry_delay, clock=reactor)

@@ -7,7 +7,9 @@ A link's session (its state machine) never sees a transport: it talks to a
     ``LineLink``: a byte stream (TCP, TLS, a serial line to an XBee in
     transparent mode) framed into lines.
 ``serial``
-    ``SerialPortService``: a serial device kept open, retried while absent.
+    ``SerialPortService``: a serial device kept open, retried while absent;
+    ``SerialPortConfig`` and ``read_serial_port``: a port's config, the same
+    for the home and a board.
 ``xbee_coordinator``
     The home's coordinator XBee in API mode: one ``RadioLink`` wire per
     remote radio.
@@ -17,6 +19,7 @@ A link's session (its state machine) never sees a transport: it talks to a
     A simulated XBee network on pseudo-terminals (``twistd jeisson-radio``),
     for labs and tests without radios.
 ``boards``
-    Which wire serves which board link: the serial config shape shared by
-    the home and the actuator, and the protocol built for each mode.
+    Which wire serves a serial port on each side (``home_serial_service``,
+    ``board_serial_service``), and each side's serial config around the
+    shared port config.
 """
