@@ -96,7 +96,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     if listen is None and any(a not in _serial_boards(serials) for a in actuators):
         raise ini.error(s, "actuators", "missing: needed for the boards that are not on a serial port")
     loads = {}
-    wired = {}
+    wired: dict[tuple[str, int], str] = {}
     for name, load_id in ini.sections("load"):
         actuator = ini.ident(name, "actuator")
         if actuator not in actuators:
@@ -150,13 +150,13 @@ def _serial_boards(serials: dict[str, HomeSerialConfig]) -> set[str]:
 
 def _serials(ini: IniFile, actuators: dict[str, int]) -> dict[str, HomeSerialConfig]:
     ports = {}
-    for name, serial_id in ini.sections("serial"):
-        ports[serial_id] = (
+    for name, port_id in ini.sections("serial"):
+        ports[port_id] = (
             name,
             read_serial_port(ini, name),
             ini.number(name, "transmit_retries", 2, low=0, high=10, integer=True),
         )
-    boards: dict[str, dict[int | None, str]] = {serial_id: {} for serial_id in ports}
+    boards: dict[str, dict[int | None, str]] = {port_id: {} for port_id in ports}
     for section, actuator in ini.sections("actuator"):
         serial_id = ini.raw(section, "serial", None)
         address = ini.xbee_address(section, "xbee", None)

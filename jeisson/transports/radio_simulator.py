@@ -135,8 +135,12 @@ class Endpoint(Protocol):
             if isinstance(frame, xbee.TransmitRequest):
                 self.network.transmit(self, frame)
 
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None, "the pty is not open"
+        self.transport.write(data)
+
     def write_frame(self, frame) -> None:
-        self.transport.write(xbee.encode_frame(frame, escaped=self.mode == "api2"))
+        self.write(xbee.encode_frame(frame, escaped=self.mode == "api2"))
 
 
 class Network:
@@ -170,7 +174,7 @@ class Network:
         if target.last_heard is None or now - target.last_heard > self.config.presence_s:
             return NETWORK_ACK_FAILURE
         if target.decoder is None:
-            target.transport.write(data)
+            target.write(data)
         else:
             target.write_frame(xbee.ReceivePacket(src64=self.config.address, src16=0, options=1, data=data))
         return 0

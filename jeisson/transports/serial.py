@@ -17,11 +17,14 @@ reason changes.
 """
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jeisson.config import IniFile
 
@@ -79,7 +82,7 @@ class _Watched(Protocol):
     def dataReceived(self, data):
         self.protocol.dataReceived(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         # loseConnection() marks the port as disconnecting; a device that
         # vanishes (EOF or an error on read) does not.
         on_purpose = bool(getattr(self.transport, "disconnecting", False))
@@ -100,10 +103,10 @@ class SerialPortService(Service):
         self.clock = clock
         self.retry_s = retry_s
         self._open_port = open_port
-        self.port = None
-        self.protocol = None
-        self._retry = None
-        self._last_error = None
+        self.port: Any = None  # what open_port returned: a SerialPort
+        self.protocol: Protocol | None = None
+        self._retry: IDelayedCall | None = None
+        self._last_error: str | None = None
 
     def startService(self):
         super().startService()

@@ -8,8 +8,10 @@ session (``jeisson.framing.LineFeeder``) and is that session's wire
 
 from collections.abc import Callable
 
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jeisson.framing import LineFeeder
 from jeisson.link import Session
@@ -65,7 +67,7 @@ class LineLink(Protocol):
                 pass  # not a TCP socket after all (a UNIX socket, a pty)
         self._feeder = LineFeeder(self._max_line, self.peer, self._receiving, lambda why: self.close())
         if self._prompt is not None:
-            self.transport.write(self._prompt)
+            self._transport.write(self._prompt)
         self.session = self._make_session(self)
 
     def _receiving(self) -> Session | None:
@@ -75,7 +77,12 @@ class LineLink(Protocol):
         if self._feeder is not None:
             self._feeder.feed(data)
 
-    def connectionLost(self, reason):
+    @property
+    def _transport(self) -> ITransport:
+        assert self.transport is not None, "not connected"
+        return self.transport
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
         if self.session is not None:
             session, self.session = self.session, None
@@ -85,19 +92,19 @@ class LineLink(Protocol):
 
     def send_line(self, data: bytes) -> None:
         if not self._closing:
-            self.transport.write(data)
+            self._transport.write(data)
 
     def close(self) -> None:
         """Close after what was sent is written."""
         if not self._closing:
             self._closing = True
-            self.transport.loseConnection()
+            self._transport.loseConnection()
 
     def abort(self) -> None:
         """Drop the link now: the peer is dead or hostile."""
         self._closing = True
         abort = getattr(self.transport, "abortConnection", None)
-        (abort or self.transport.loseConnection)()
+        (abort or self._transport.loseConnection)()
 
 
 class LineLinkFactory(Factory):

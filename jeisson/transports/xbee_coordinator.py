@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.framing import LineFeeder
+from jeisson.link import Session
 from jeisson.timers import cancel
 from jeisson.wire import home_actuator, xbee
 
@@ -77,7 +78,7 @@ class RadioLink:
         self.peer = f"xbee:{address_text(address)}"
         self.connectionless = True
         self.expected_id: str | None = actuator
-        self.session = None
+        self.session: Session | None = None
         self.closed = False
         self.feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, self._receiving,
                                  lambda why: coordinator.drop(self, why))
@@ -122,6 +123,7 @@ class CoordinatorProtocol(Protocol):
         # The port was just opened (and its input flushed): ask every
         # configured board to say HELLO, in case it already did.  Frame id 0:
         # no status wanted, a board that is not there is no news.
+        assert self.transport is not None
         prompt = home_actuator.serialize(home_actuator.Err(home_actuator.HELLO_FIRST))
         for address in self.boards:
             request = xbee.TransmitRequest(frame_id=0, dest64=address, data=prompt)
@@ -255,7 +257,8 @@ class CoordinatorProtocol(Protocol):
         # timeouts) come, which then find the link closed and do nothing.
         self._retrying = deque(p for p in self._retrying if p.link is not link)
         self._waiting = deque(p for p in self._waiting if p.link is not link)
-        link.session.connection_lost(Failure(LinkDropped(why)))
+        if link.session is not None:
+            link.session.connection_lost(Failure(LinkDropped(why)))
 
     def _counters(self) -> dict[str, int]:
         d = self.decoder
