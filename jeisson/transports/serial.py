@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.config import IniFile
+from jeisson.timers import cancel
 
 SERIAL_MODES = ("transparent", "api1", "api2")
 
@@ -114,8 +115,7 @@ class SerialPortService(Service):
 
     def stopService(self):
         super().stopService()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        cancel(self._retry)
         self._retry = None
         if self.port is not None:
             port, self.port = self.port, None

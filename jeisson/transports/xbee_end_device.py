@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.framing import LineFeeder
+from jeisson.timers import cancel
 from jeisson.wire import home_actuator, xbee
 
 
@@ -75,8 +76,7 @@ class EndDeviceProtocol(Protocol):
                               name=frame.delivery_name, code=frame.delivery)
 
     def connectionLost(self, reason=None) -> None:
-        if self._restart is not None and self._restart.active():
-            self._restart.cancel()
+        cancel(self._restart)
         self._restart = None
         session, self.session = self.session, None
         if session is not None:
