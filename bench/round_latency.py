@@ -3,7 +3,8 @@
 One aggregator process (the real ``twistd jeisson-aggregator``) and N
 simulated homes in a few helper processes, each home on its own loopback
 TCP connection and with its own board, joined to its home in memory through
-the reactor: a ``SimulatedBoard``, as the field's boards are firmware, or
+the reactor: a ``FakeBoard`` of ``tests/peers.py`` answering at once, as
+the field's boards are firmware, or
 with ``--software-boards`` jeisson's software board (the real ``Board`` and
 ``ActuatorSession``).  A simulated home speaks the real protocol on both
 links (the newest version both sides offer on its uplink, 2 today): on a
@@ -223,44 +224,23 @@ def board_ini(hid: str, loads: list[tuple[int, int]]) -> str:
     return board
 
 
-class SimulatedBoard:
-    """A board as the field has them (firmware on an Arduino or a Photon),
-    in memory: it says ``HELLO`` with its relays' states, and answers each
-    ``SET`` with ``ACK`` (``NAK`` for a relay it does not have), reading and
-    writing its lines with the board protocol's own parser and writer.  No
-    failsafe timer, meter or log line of its own: jeisson's software board,
-    which has them, runs with ``--software-boards``."""
+def peers():
+    """``tests/peers.py``: the fake peers the tests play against jeisson's
+    sessions, here over TCP and the board pipes.  Appended to the path, so
+    that ``jeisson`` is still the one this interpreter would import."""
+    root = str(HERE.parent.parent)
+    if root not in sys.path:
+        sys.path.append(root)
+    from tests import peers as module
 
-    def __init__(self, link, board_id: str, states: list[bool]):
-        from jeisson.wire import home_actuator as board_wire
-
-        self.wire, self.link, self.id, self.states = board_wire, link, board_id, list(states)
-
-    def start(self) -> None:
-        self.send(self.wire.Hello(self.id, len(self.states), self.wire.PROTOCOL_VERSION, tuple(self.states)))
-
-    def send(self, message) -> None:
-        self.link.send_line(self.wire.serialize(message))
-
-    def line_received(self, line: bytes) -> None:
-        message = self.wire.parse_line(line)
-        if isinstance(message, self.wire.Set):
-            if message.relay > len(self.states):
-                self.send(self.wire.Nak(message.seq, self.wire.RELAY))
-                return
-            self.states[message.relay - 1] = message.on
-            self.send(self.wire.Ack(message.seq, message.relay, message.on))
-        elif isinstance(message, self.wire.Ping):
-            self.send(self.wire.Pong(message.n))
-
-    def connection_lost(self, reason) -> None:
-        pass
+    return module
 
 
 def run_simulated_homes(port: int, first: int, count: int, loads: int, software_boards: bool = False) -> None:
     """A helper process of *simulated* homes.  Each speaks the real protocol
     on its own TCP connection to the aggregator, and the real board protocol
-    with its own board, in memory (a ``SimulatedBoard``, or with
+    with its own board, in memory (the tests' ``FakeBoard``, answering at once
+    as firmware does: no failsafe timer, meter or log line of its own; or with
     ``software_boards`` jeisson's software board: the real ``ActuatorSession``
     and ``Board``): on a budget it keeps its most valuable loads that fit (by
     priority, first fit), switches off, waits for every ``ACK``, switches
@@ -280,18 +260,27 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
     tally = Tally(count)
     pipes = board_pipes(reactor)
 
-    class SimulatedHome:
+    from_tests = peers()
+    FakeBoard = from_tests.FakeBoard  # noqa: N806 (a class)
+
+    class SimulatedHome(from_tests.FakeHome):
+        """The tests' ``FakeHome`` (its HELLO, its bids numbered, the
+        protocol version WELCOME names) under a ``LineLink``, answering each
+        budget as a home with a board does.  ``line_received`` is the
+        bench's own: a test's home records every message with its time,
+        which a thousand homes need not do."""
+
         def __init__(self, i: int, link):
-            self.id, self.link, self.bid = home_id(i), link, 0
-            self.version = 1  # until WELCOME names the one agreed
+            super().__init__(reactor, out=link)
+            self.id = home_id(i)
             rated = loads_of(i, loads)
-            self.loads = [(f"{self.id}-l{k + 1}", float(w), p, k + 1) for k, (w, p) in enumerate(rated)]
+            self.table = [(f"{self.id}-l{k + 1}", float(w), p, k + 1) for k, (w, p) in enumerate(rated)]
             # Most valuable first: the order a budget is filled in.
-            self.by_value = sorted(self.loads, key=lambda load: -load[2])
+            self.by_value = sorted(self.table, key=lambda load: -load[2])
             # Each load's offer, off and on: a bid is one of these per load.
             self.offers = [(wire.LoadOffer(load_id, w, p, "may", False, False, True),
                             wire.LoadOffer(load_id, w, p, "may", True, False, True))
-                           for load_id, w, p, _ in self.loads]
+                           for load_id, w, p, _ in self.table]
             self.on: list[bool] | None = None  # relay states, from the board's HELLO
             self.pending: set[int] = set()  # SET sequence numbers not yet acknowledged
             self.seq = 0
@@ -306,9 +295,10 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
                 board.start()
                 board_end.session = ActuatorSession(board_end, board)
             else:
-                board_end.session = SimulatedBoard(board_end, config.id, [relay.initial for relay in config.relays])
+                board_end.session = FakeBoard(config.id, [relay.initial for relay in config.relays], out=board_end,
+                                              auto=True)
             board_end.session.start()
-            self.send(wire.Hello(self.id, f"s-{self.id}", wire.PROTOCOL_VERSIONS))
+            self.hello(self.id, f"s-{self.id}", wire.PROTOCOL_VERSIONS)
 
         class BoardLink:
             def __init__(self, home):
@@ -331,15 +321,12 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
                 elif isinstance(message, board_wire.Nak):
                     raise SystemExit(f"{home.id}: the board refused a switch: {message}")
 
-        def send(self, message) -> None:
-            self.link.send_line(wire.serialize(message, self.version))
-
         def send_board(self, message) -> None:
             self.to_board.send_line(board_wire.serialize(message))
 
-        def flex(self) -> None:
-            self.bid += 1
-            self.send(wire.Flex(self.bid, tuple(offer[on] for offer, on in zip(self.offers, self.on, strict=True))))
+        def offer(self) -> None:
+            """A new FLEX: each load as it is now."""
+            self.flex(*(offer[on] for offer, on in zip(self.offers, self.on, strict=True)))
 
         def switch(self, relays: list[int], on: bool, then) -> None:
             if not relays:
@@ -362,7 +349,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
                     self.answer(message)
             elif isinstance(message, wire.Welcome):
                 self.version = message.version
-                self.flex()
+                self.offer()
                 tally.welcome(self.id)
             elif isinstance(message, wire.Ping):
                 self.send(wire.Pong(message.n))
@@ -375,17 +362,19 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
                 if w <= room:
                     wanted.add(relay)
                     room -= w
-            offs = [relay for _, _, _, relay in self.loads if self.on[relay - 1] and relay not in wanted]
-            ons = [relay for _, _, _, relay in self.loads if not self.on[relay - 1] and relay in wanted]
+            offs = [relay for _, _, _, relay in self.table if self.on[relay - 1] and relay not in wanted]
+            ons = [relay for _, _, _, relay in self.table if not self.on[relay - 1] and relay in wanted]
             # Off first, on once the offs are acknowledged: never above the budget.
-            self.switch(offs, False, lambda: self.switch(ons, True, self.commit))
+            self.switch(offs, False, lambda: self.switch(ons, True, self.finish))
 
-        def commit(self) -> None:
+        def finish(self) -> None:
+            """Every switch acknowledged: the new FLEX, then the COMMIT
+            (naming the bid the budget answered)."""
             message, self.answering = self.answering, None
             answered = self.bid
-            self.flex()
-            on = tuple(load_id for load_id, _, _, relay in self.loads if self.on[relay - 1])
-            committed = sum(w for _, w, _, relay in self.loads if self.on[relay - 1])
+            self.offer()
+            on = tuple(load_id for load_id, _, _, relay in self.table if self.on[relay - 1])
+            committed = sum(w for _, w, _, relay in self.table if self.on[relay - 1])
             self.send(wire.Commit(message.round, answered, committed, on))
             if isinstance(message, wire.Budget):
                 tally.commit(message.event, self.id)

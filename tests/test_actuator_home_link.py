@@ -12,7 +12,7 @@ from jeisson.actuator.config import config_from_string
 from jeisson.actuator.home_link import ACTIVE, CLOSED, HELLO_SENT, session_factory
 from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import home_actuator
-from tests.fakes import FakeWire
+from tests.peers import FakeWire, say
 
 CONFIG = """
 [actuator]
@@ -50,9 +50,7 @@ class Connection:
 
     def say(self, line: bytes) -> list[bytes]:
         """Send a line from the home; return what the board answered."""
-        self.wire.take()
-        self.session.line_received(line)
-        return self.wire.take()
+        return say(self.session, self.wire, line)
 
     def welcome(self, heartbeat_s=5) -> None:
         self.say(b"WELCOME 1 %d" % heartbeat_s)

@@ -1,6 +1,7 @@
 """The aggregator end to end in memory: homes on fake wires, rounds on a task.Clock.
 
-Every home here is the fake wire of a real ``HomeSession``; the tests read
+Every home here is a ``FakeHome`` (tests/peers.py), the fake wire of a real
+``HomeSession``; the tests read
 what each home was sent (BUDGET, RELEASE, ...) and when, the aggregator's
 log events, its ``RoundSummary`` and its ``snapshot()``.
 """
@@ -10,17 +11,12 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
-from twisted.python.failure import Failure
 
-from jeisson.aggregator.config import config_from_string
-from jeisson.aggregator.core import Aggregator
-from jeisson.aggregator.home_link import HomeSession
 from jeisson.aggregator.round import DISPATCH_BATCH
 from jeisson.aggregator.rounds import ROUND_DEBOUNCE_S
 from jeisson.wire import aggregator_home as wire
+from tests.peers import Net, load
 
 START, END, LIMIT_W = 20.0, 200.0, 5000.0
 PERIOD, TIMEOUT = 30.0, 5.0
@@ -49,100 +45,9 @@ end = +{END:g}
 """
 
 
-def load(load_id, rated_w, priority=1, mode="may", on=False, wanted=True):
-    return wire.LoadOffer(load_id, float(rated_w), priority, mode, on, mode == "must", wanted)
-
-
-class Home:
-    """One home: the fake wire its session writes to, and the home's replies.
-
-    With ``comply`` set, the home answers every BUDGET by committing exactly
-    its budget that many seconds later.
-    """
-
-    def __init__(self, net, home_id, comply=None):
-        self.net = net
-        self.id = home_id
-        self.peer = f"10.0.0.{home_id[1:]}:4000"
-        self.comply = comply
-        self.received: list[tuple[float, object]] = []
-        self.closed = self.aborted = False
-        self.loads: tuple = ()
-        self.bid = 0
-        self.session = HomeSession(net.aggregator, self)
-        self.say(wire.Hello(home_id, f"s{home_id[1:]}", (1,)))
-        assert self.take() == [wire.Welcome(1, home_id, 600.0)]
-
-    # -- the wire interface
-
-    def send_line(self, data: bytes) -> None:
-        message = wire.parse_line(data.rstrip(b"\n"))
-        self.received.append((self.net.clock.seconds(), message))
-        if self.comply is not None and isinstance(message, wire.Budget):
-            self.net.clock.callLater(self.comply, self.commit, message.round, message.budget_w)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    # -- the home's side
-
-    def say(self, message) -> None:
-        self.session.line_received(wire.serialize(message)[:-1])
-
-    def flex(self, *loads) -> None:
-        self.bid += 1
-        self.loads = loads
-        self.say(wire.Flex(self.bid, loads))
-
-    def commit(self, round_number, watts, on=None) -> None:
-        on = tuple(o.id for o in self.loads if o.on) if on is None else on
-        self.say(wire.Commit(round_number, self.bid, float(watts), on))
-
-    def leave(self) -> None:
-        self.session.connection_lost(Failure(ConnectionDone()))
-
-    def take(self) -> list:
-        messages = [m for _, m in self.received]
-        self.received = []
-        return messages
-
-    def budgets(self) -> list[wire.Budget]:
-        return [m for _, m in self.received if isinstance(m, wire.Budget)]
-
-
-class Net:
-    def __init__(self, text=CONFIG):
-        self.clock = Clock()
-        self.aggregator = Aggregator(config_from_string(text, now=0), self.clock)
-        self.aggregator.start()
-
-    def home(self, home_id, *loads, comply=None) -> Home:
-        home = Home(self, home_id, comply)
-        if loads:
-            home.flex(*loads)
-            assert home.take() == [wire.Ack(home.bid)]
-        return home
-
-    def run_until(self, moment: float) -> None:
-        """Advance to ``moment``, running each timer at its own time."""
-        while True:
-            due = [call.getTime() for call in self.clock.getDelayedCalls() if call.getTime() <= moment]
-            if not due:
-                break
-            self.clock.advance(max(min(due) - self.clock.seconds(), 0))
-        self.clock.advance(moment - self.clock.seconds())
-
-    @property
-    def summary(self):
-        return self.aggregator.last_round
-
-
 @pytest.fixture
 def net():
-    return Net()
+    return Net(CONFIG)
 
 
 def approx_budget(message, round_number, watts):

@@ -16,7 +16,8 @@ from jeisson.aggregator.events import Event, EventBook, Offer, events_from_text
 from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.config import ConfigError
 from jeisson.wire import aggregator_home as wire
-from tests.test_aggregator_core import CONFIG, ROUND_DEBOUNCE_S, Net, load
+from tests.peers import Net, load
+from tests.test_aggregator_core import CONFIG, ROUND_DEBOUNCE_S
 
 # ------------------------------------------------------------------ the book
 

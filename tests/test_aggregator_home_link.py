@@ -1,7 +1,8 @@
 """One home's link to the aggregator: registration, heartbeats and bad input.
 
-Each home is a fake wire (what the aggregator sends it, and whether it
-closed or aborted the link) around a real ``HomeSession``; a few tests run
+Each home is a ``FakeHome`` (tests/peers.py): the fake wire (what the
+aggregator sends it, and whether it closed or aborted the link) of a real
+``HomeSession``; a few tests run
 the real ``LineLink`` over a ``StringTransport``.  Time is a ``task.Clock``.
 """
 
@@ -10,16 +11,14 @@ import json
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
-from jeisson.aggregator.config import config_from_string
-from jeisson.aggregator.core import Aggregator
-from jeisson.aggregator.home_link import HELLO_TIMEOUT_S, HomeSession
+from jeisson.aggregator.home_link import HELLO_TIMEOUT_S
 from jeisson.aggregator.tap import home_factory
 from jeisson.wire import aggregator_home as wire
+from tests.peers import Net
 
 CONFIG = """
 [aggregator]
@@ -34,81 +33,9 @@ SECRETS = {"h1": "one", "h2": "two"}
 LOAD = wire.LoadOffer("heater", 2000.0, 5, "may", True, False, True)
 
 
-class Home:
-    """The home's end of one link: the session's fake wire."""
-
-    def __init__(self, aggregator, peer):
-        self.peer = peer
-        self.connectionless = False
-        self.expected_id = None
-        self.sent: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.version = 1  # the protocol version WELCOME named
-        self.session = HomeSession(aggregator, self)
-
-    # -- the wire interface the session talks to
-
-    def send_line(self, data: bytes) -> None:
-        assert data.endswith(b"\n") and b"\n" not in data[:-1]
-        self.sent.append(data[:-1])
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    # -- the home's side
-
-    def take(self) -> list:
-        """What the aggregator sent since the last take, as messages."""
-        sent, self.sent = self.sent, []
-        return [wire.parse_line(line, self.version) for line in sent]
-
-    def say(self, message) -> list:
-        line = message if isinstance(message, bytes) else wire.serialize(message, self.version)[:-1]
-        self.take()
-        self.session.line_received(line)
-        return self.take()
-
-    def hello(self, home_id, secret=None, versions=(1,)) -> list:
-        answer = self.say(wire.Hello(home_id, SECRETS.get(home_id, "?") if secret is None else secret, versions))
-        if answer and isinstance(answer[0], wire.Welcome):
-            self.version = answer[0].version
-        return answer
-
-    def lost(self) -> None:
-        self.session.connection_lost(Failure(ConnectionDone()))
-
-    @property
-    def open(self) -> bool:
-        return not (self.closed or self.aborted)
-
-
-class Net:
-    def __init__(self, text=CONFIG):
-        self.clock = Clock()
-        self.aggregator = Aggregator(config_from_string(text, now=0), self.clock)
-        self.aggregator.start()
-        self._port = 4000
-
-    def connect(self) -> Home:
-        self._port += 1
-        return Home(self.aggregator, f"10.0.0.1:{self._port}")
-
-    def registered(self, home_id) -> Home:
-        home = self.connect()
-        assert home.hello(home_id) == [wire.Welcome(1, home_id, 5.0)]
-        return home
-
-    def home_status(self, home_id) -> dict:
-        return self.aggregator.snapshot()["homes"][home_id]
-
-
 @pytest.fixture
 def net():
-    return Net()
+    return Net(CONFIG)
 
 
 def codes(messages):

@@ -12,7 +12,8 @@ from jeisson.aggregator.report import StatusFileListener
 from jeisson.status_file import StatusFileService
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
-from tests.test_aggregator_core import CONFIG, END, FIRST_ROUND, H1_LOADS, H2_LOADS, TIMEOUT, Net
+from tests.peers import Net
+from tests.test_aggregator_core import CONFIG, END, FIRST_ROUND, H1_LOADS, H2_LOADS, TIMEOUT
 
 
 class Recorder(AggregatorListener):
@@ -76,7 +77,7 @@ class Recorder(AggregatorListener):
 
 @pytest.fixture
 def recorded():
-    net = Net()
+    net = Net(CONFIG)
     recorder = Recorder()
     net.aggregator.add_listener(recorder)
     return net, recorder
@@ -154,7 +155,7 @@ def test_a_listener_that_fails_is_logged_and_the_others_and_the_round_go_on(reco
 
 
 def test_the_status_file_is_written_after_a_moment_and_not_again_until_the_next(tmp_path):
-    net = Net()
+    net = Net(CONFIG)
     path = tmp_path / "status.json"
     service = StatusFileService(net.aggregator.snapshot, str(path), net.clock)
     net.aggregator.add_listener(StatusFileListener(service))
@@ -190,16 +191,7 @@ class HeldSolver:
 
 def threaded_net(above=1):
     solver = HeldSolver()
-    net = Net.__new__(Net)
-    from twisted.internet.task import Clock
-
-    from jeisson.aggregator.config import config_from_string
-    from jeisson.aggregator.core import Aggregator
-
-    net.clock = Clock()
-    net.aggregator = Aggregator(config_from_string(CONFIG, now=0), net.clock, solve_in_thread=solver,
-                                solve_in_thread_above=above)
-    net.aggregator.start()
+    net = Net(CONFIG, solve_in_thread=solver, solve_in_thread_above=above)
     return net, solver
 
 

@@ -1,10 +1,11 @@
 """The home's decisions (jeisson.home.core) as its boards and its aggregator see them.
 
-No sockets: a ``task.Clock`` is the home's clock, each board is played by a
-``Board`` that reads the ``SET`` lines the home sends through a real
-``BoardSession`` and answers them, and the aggregator by an ``Aggregator``
-talking to a real ``UplinkSession``.  Every line either way is kept in
-``Rig.trace`` in order, with the clock's time.
+No sockets: the ``Rig`` of tests/peers.py.  A ``task.Clock`` is the home's
+clock, each board is played by a ``FakeBoard`` that reads the ``SET`` lines
+the home sends through a real ``BoardSession`` and answers them when told,
+and the aggregator by a ``FakeAggregator`` talking to a real
+``UplinkSession``.  Every line either way is kept in ``Rig.trace`` in order,
+with the clock's time.
 """
 
 import itertools
@@ -12,16 +13,10 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
-from jeisson.home.aggregator_link import UplinkSession
-from jeisson.home.board_link import BoardSession
-from jeisson.home.config import config_from_string
-from jeisson.home.core import RETRY_BUSY_S, Home
-from jeisson.wire import aggregator_home, home_actuator
-from tests.fakes import FakeWire, messages
+from jeisson.home.core import RETRY_BUSY_S
+from jeisson.wire import aggregator_home
+from tests.peers import EVENT_END, Rig, messages
 
 HOME = """
 [home]
@@ -78,188 +73,8 @@ min_off_s = 10
 desired = off
 """
 
-EVENT_END = 600.0
 
 
-
-
-class Board:
-    """Plays an actuator board: says HELLO, answers SET (when told) and PING."""
-
-    def __init__(self, rig, actuator, states, silent=False):
-        self.rig = rig
-        self.actuator = actuator
-        self.states = [c == "1" for c in states]
-        self.silent = silent  # a dead board answers nothing
-        self.unanswered: list[home_actuator.Set] = []
-        self.pings: list[int] = []
-        self.wire = FakeWire(f"192.0.2.{len(rig.boards) + 10}:40000", self._heard)
-        self.session = BoardSession(rig.home, self.wire)
-        rig.boards[actuator] = self
-        self.say(f"HELLO {actuator} {len(states)} 1 {states}".encode())
-
-    def _heard(self, line: bytes) -> None:
-        self.rig.trace.append((self.rig.clock.seconds(), "home", self.actuator, line))
-        message = home_actuator.parse_line(line)
-        if isinstance(message, home_actuator.Set):
-            self.unanswered.append(message)
-        elif isinstance(message, home_actuator.Ping):
-            self.pings.append(message.n)
-
-    def say(self, line: bytes) -> None:
-        self.rig.trace.append((self.rig.clock.seconds(), self.actuator, "home", line))
-        self.session.line_received(line)
-
-    def pending(self) -> list[tuple[str, bool]]:
-        return [(self.rig.load_at(self.actuator, s.relay), s.on) for s in self.unanswered]
-
-    def _take(self, load):
-        taken = [s for s in self.unanswered if load is None or self.rig.load_at(self.actuator, s.relay) == load]
-        self.unanswered = [s for s in self.unanswered if s not in taken]
-        return taken
-
-    def ack(self, load=None) -> int:
-        """Switch and acknowledge the outstanding SETs (of one load, or all)."""
-        taken = self._take(load)
-        for s in taken:
-            self.states[s.relay - 1] = s.on
-            self.rig.draws.append((self.rig.clock.seconds(), self.rig.drawn_w()))
-            self.say(b"ACK %d %d %d" % (s.seq, s.relay, s.on))
-        return len(taken)
-
-    def nak(self, load, code="busy") -> None:
-        for s in self._take(load):
-            self.say(b"NAK %d %s" % (s.seq, code.encode()))
-
-    def answer_pings(self) -> None:
-        pings, self.pings = self.pings, []
-        for n in pings:
-            self.say(b"PONG %d" % n)
-
-    def lose(self) -> None:
-        self.session.connection_lost(Failure(ConnectionLost("the cable was cut")))
-
-
-class Aggregator:
-    """Plays the aggregator on the other end of the home's uplink."""
-
-    def __init__(self, rig):
-        self.rig = rig
-        self.round = 0
-        self.wire = FakeWire("198.51.100.7:7700", self._heard)
-        self.session = UplinkSession(rig.home, self.wire)
-
-    def _heard(self, line: bytes) -> None:
-        self.rig.trace.append((self.rig.clock.seconds(), "home", "aggregator", line))
-
-    def received(self, kind=None) -> list:
-        messages = [aggregator_home.parse_line(line) for line in self.wire.sent]
-        return [m for m in messages if kind is None or isinstance(m, kind)]
-
-    def say(self, message) -> None:
-        line = aggregator_home.serialize(message)[:-1]
-        self.rig.trace.append((self.rig.clock.seconds(), "aggregator", "home", line))
-        self.session.line_received(line)
-
-    def welcome(self) -> None:
-        self.say(aggregator_home.Welcome(1, self.rig.home.config.id, 3600.0))
-
-    @property
-    def bid(self) -> int:
-        return self.received(aggregator_home.Flex)[-1].bid
-
-    def offers(self) -> dict[str, aggregator_home.LoadOffer]:
-        return {offer.id: offer for offer in self.received(aggregator_home.Flex)[-1].loads}
-
-    def commits(self) -> list[aggregator_home.Commit]:
-        return self.received(aggregator_home.Commit)
-
-    def budget(self, budget_w, end=EVENT_END, bid=None, event="ev-1") -> int:
-        self.round += 1
-        self.say(aggregator_home.Budget(self.round, self.bid if bid is None else bid, event, budget_w, end))
-        return self.round
-
-    def release(self, event="ev-1") -> int:
-        self.round += 1
-        self.say(aggregator_home.Release(self.round, event))
-        return self.round
-
-    def lose(self) -> None:
-        self.session.connection_lost(Failure(ConnectionDone()))
-
-
-class Rig:
-    def __init__(self, text=CONFIG):
-        self.clock = Clock()
-        self.home = Home(config_from_string(text), self.clock)
-        self.boards: dict[str, Board] = {}
-        self.trace: list[tuple[float, str, str, bytes]] = []
-        self.aggregator: Aggregator | None = None
-        self.draws: list[tuple[float, float]] = []  # what the relays draw, after every switch
-
-    def load_at(self, actuator, relay) -> str:
-        for load in self.home.config.loads.values():
-            if (load.actuator, load.relay) == (actuator, relay):
-                return load.id
-        raise AssertionError(f"no load on relay {relay} of {actuator}")
-
-    def board(self, actuator, states, silent=False) -> Board:
-        return Board(self, actuator, states, silent)
-
-    def connect_aggregator(self) -> Aggregator:
-        self.aggregator = Aggregator(self)
-        self.aggregator.welcome()
-        return self.aggregator
-
-    def drawn_w(self) -> float:
-        """What the relays that are really closed draw, at rated power."""
-        return sum(self.home.config.loads[self.load_at(board.actuator, relay)].rated_w
-                   for board in self.boards.values() if board.session.state != "closed"
-                   for relay, on in enumerate(board.states, 1) if on)
-
-    def settle(self) -> None:
-        """Let every live board acknowledge everything, until the home is quiet."""
-        while True:
-            busy = [board for board in self.boards.values()
-                    if not board.silent and board.session.state == "active" and (board.unanswered or board.pings)]
-            if not busy:
-                return
-            for board in busy:
-                board.answer_pings()
-                board.ack()
-
-    def run_until(self, moment: float) -> None:
-        """Advance the clock to ``moment``, the live boards answering at each step."""
-        while True:
-            due = [call.getTime() for call in self.clock.getDelayedCalls() if call.getTime() <= moment]
-            step = min(due) if due else moment
-            self.clock.rightNow = max(self.clock.rightNow, step)
-            self.clock.advance(0)
-            self.settle()
-            if not due:
-                return
-
-    def switches(self, since=0) -> list[tuple[float, str, bool]]:
-        """Every SET the home sent, as (time, load, on)."""
-        found = []
-        for moment, sender, receiver, line in self.trace[since:]:
-            if sender == "home" and line.startswith(b"SET "):
-                message = home_actuator.parse_line(line)
-                found.append((moment, self.load_at(receiver, message.relay), message.on))
-        return found
-
-    def events(self, since=0) -> list[tuple]:
-        """SETs and ACKs by load, and COMMITs, in the order they crossed the wires."""
-        found = []
-        for _moment, sender, receiver, line in self.trace[since:]:
-            verb = line.split()[0]
-            if verb in (b"SET", b"ACK"):
-                message = home_actuator.parse_line(line)
-                board = receiver if sender == "home" else sender
-                found.append((verb.decode(), self.load_at(board, message.relay), message.on))
-            elif verb == b"COMMIT":
-                found.append(("COMMIT",))
-        return found
 
 
 # Every test's log, and a failure logged anywhere fails the test (tests/conftest.py).
@@ -269,7 +84,7 @@ pytestmark = pytest.mark.usefixtures("logs")
 @pytest.fixture
 def rig():
     """Everything the owner wants on is on; the heater is off; the aggregator has our bid."""
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("a", "111")
     rig.board("b", "10")
     rig.connect_aggregator()
@@ -282,7 +97,7 @@ def rig():
 
 
 def test_loads_go_to_their_owners_setting_when_their_board_connects():
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("a", "000")
     rig.settle()
     assert rig.switches() == [(0.0, "x", True), (0.0, "y", True), (0.0, "fridge", True)]
@@ -290,7 +105,7 @@ def test_loads_go_to_their_owners_setting_when_their_board_connects():
 
 
 def test_a_load_switches_off_exactly_when_its_minimum_on_time_is_over():
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("b", "11")  # the heater is on, its owner wants it off, min_on_s = 10
     rig.run_until(9.999)
     assert rig.switches() == []
@@ -300,7 +115,7 @@ def test_a_load_switches_off_exactly_when_its_minimum_on_time_is_over():
 
 
 def test_a_load_switches_on_exactly_when_its_minimum_off_time_is_over():
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("b", "10")
     rig.run_until(7.0)
     rig.home.set_desired("heater", True)  # off since the board said so at 0; min_off_s = 10
@@ -311,7 +126,7 @@ def test_a_load_switches_on_exactly_when_its_minimum_off_time_is_over():
 
 
 def test_minimum_times_run_from_the_homes_own_last_switch():
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("b", "10")
     rig.run_until(12.0)
     rig.home.set_desired("heater", True)

@@ -18,7 +18,7 @@ from jeisson.home.config import config_from_string
 from jeisson.home.core import Home
 from jeisson.home.tap import RETRY_AFTER_REFUSAL_S, board_factory, uplink_factory, uplink_service
 from jeisson.wire import aggregator_home as dr
-from tests.fakes import FakeWire, messages
+from tests.peers import FakeWire, connect_board, messages, say
 
 CONFIG = """
 [home]
@@ -73,18 +73,6 @@ pytestmark = pytest.mark.usefixtures("logs")
 @pytest.fixture
 def home():
     return Home(config_from_string(CONFIG), Clock())
-
-
-def connect_board(home, peer="192.0.2.10:40000"):
-    wire = FakeWire(peer)
-    return BoardSession(home, wire), wire
-
-
-def say(session, wire, line: bytes) -> list[bytes]:
-    """A line from the peer; what the home answered on that link."""
-    wire.take()
-    session.line_received(line)
-    return wire.take()
 
 
 @pytest.fixture

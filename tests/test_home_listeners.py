@@ -1,6 +1,6 @@
 """The home's listener seam (jeisson.home.listeners): what a listener hears,
 in order, while the home's boards and aggregator play their parts on a
-task.Clock (the rig of tests/test_home_core.py)."""
+task.Clock (the ``Rig`` of tests/peers.py)."""
 
 import pytest
 from twisted.logger import capturedLogs
@@ -8,7 +8,8 @@ from twisted.logger import capturedLogs
 from jeisson.home import listeners
 from jeisson.home.listeners import HomeListener
 from jeisson.wire import aggregator_home
-from tests.test_home_core import EVENT_END, Aggregator, Rig
+from tests.peers import EVENT_END, Rig
+from tests.test_home_core import CONFIG
 
 
 class Recorder(HomeListener):
@@ -68,7 +69,7 @@ class Recorder(HomeListener):
 @pytest.fixture
 def rig():
     """Everything the owner wants on is on; the heater is off; the aggregator has our bid."""
-    rig = Rig()
+    rig = Rig(CONFIG)
     rig.board("a", "111")
     rig.board("b", "10")
     rig.connect_aggregator()
@@ -141,18 +142,18 @@ def test_a_switch_refused_as_busy_fails_then_is_retried(rig, heard, logs):
 
 
 def test_the_aggregator_link_coming_and_going(logs):
-    rig = Rig()
+    rig = Rig(CONFIG)
     heard = Recorder()
     rig.home.add_listener(heard)
     rig.connect_aggregator().lose()
     assert heard.take() == [("linked", "198.51.100.7:7700", 1), ("unlinked", "198.51.100.7:7700")]
     # A refusal: no link was up.
-    Aggregator(rig).say(aggregator_home.Refused(aggregator_home.BAD_CREDENTIAL, "wrong secret"))
+    rig.connect_aggregator(welcome=False).say(aggregator_home.Refused(aggregator_home.BAD_CREDENTIAL, "wrong secret"))
     assert heard.take() == [("refused", "bad-credential: wrong secret")]
 
 
 def test_a_listener_that_raises_is_logged_and_the_others_and_the_home_go_on():
-    rig = Rig()
+    rig = Rig(CONFIG)
 
     class Broken(HomeListener):
         def board_joined(self, actuator, peer, states):
