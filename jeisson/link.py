@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from typing import Protocol as TypingProtocol
 
+import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -20,7 +21,8 @@ from twisted.python.failure import Failure
 
 from jeisson.framing import LineTooLong
 from jeisson.heartbeat import HEARTBEAT_MISSES, Heartbeat
-from jeisson.timers import cancel
+from jeisson.timers import cancel, guarded
+from jeisson.wire import aggregator_home, home_actuator
 from jeisson.wire.errors import ProtocolError
 
 
@@ -58,6 +60,45 @@ Row = dict[type, Callable[[Any], None]]
 Handlers = dict[str, Row]
 
 
+@attrs.frozen
+class Dialect:
+    """What the skeleton itself says and reads in one wire protocol.
+
+    ``parse(line, version)`` and ``serialize(message, version)``: the
+    protocol's codec (``version`` is the session's, agreed in its hello;
+    the board protocol has one).  ``ping(n)``, ``pong(n)``: the heartbeat's
+    messages.  ``error(code, detail)``: the line a complaint sends (the
+    aggregator-home ``ERROR`` has a detail, the board ``ERR`` only a code);
+    ``refusal(code, detail)``: the answer to an introduction refused.  The
+    codes for a message out of place, a link superseded and a line too
+    long, and the longest line.
+    """
+
+    parse: Callable[[bytes, int], Any]
+    serialize: Callable[[Any, int], bytes]
+    ping: Callable[[int], Any]
+    pong: Callable[[int], Any]
+    error: Callable[[str, str], Any]
+    refusal: Callable[[str, str], Any]
+    state: str
+    superseded: str
+    too_long: str
+    max_line: int
+
+
+AGGREGATOR_HOME = Dialect(
+    aggregator_home.parse_line, aggregator_home.serialize, aggregator_home.Ping, aggregator_home.Pong,
+    aggregator_home.Error, aggregator_home.Refused, aggregator_home.STATE, aggregator_home.SUPERSEDED,
+    aggregator_home.TOO_LONG, aggregator_home.MAX_LINE)
+
+HOME_ACTUATOR = Dialect(
+    lambda line, version: home_actuator.parse_line(line),
+    lambda message, version: home_actuator.serialize(message),
+    home_actuator.Ping, home_actuator.Pong,
+    lambda code, detail: home_actuator.Err(code), lambda code, detail: home_actuator.Refused(code),
+    home_actuator.STATE, home_actuator.SUPERSEDED, home_actuator.LONG, home_actuator.MAX_LINE)
+
+
 class LinkSession:
     """The skeleton of every link session, written once.
 
@@ -70,11 +111,8 @@ class LinkSession:
       current state's row is answered as ``unexpected`` (``state`` error).
       A handler may raise ``ProtocolError(code, detail)``: the peer is
       answered with that error and the link stays up.
-    - its wire format: ``parse(line)``, ``serialize(message)``,
-      ``error_message(code, detail)`` (the line a complaint sends: the
-      aggregator-home ``ERROR`` has a detail, the board ``ERR`` only a code),
-      ``refusal_message(code, detail)``, the ``PING``/``PONG`` classes and the
-      ``STATE``, ``SUPERSEDED`` and ``TOO_LONG`` codes, ``MAX_LINE``;
+    - its wire protocol: ``DIALECT`` (``AGGREGATOR_HOME`` or
+      ``HOME_ACTUATOR``), read and written in the session's ``version``;
     - how its logs name the peer (``log_fields()``) and its log texts
       (``COMPLAINT_LOG``, ``REFUSAL_LOG``, ``NO_HELLO_LOG``, ``DEAD_LOG``),
       formatted with those fields plus ``code``, ``detail`` or ``t``;
@@ -95,12 +133,9 @@ class LinkSession:
     """
 
     log: ClassVar[Logger]
-    PING: ClassVar[type]
-    PONG: ClassVar[type]
-    STATE: ClassVar[str]
-    SUPERSEDED: ClassVar[str]
-    TOO_LONG: ClassVar[str]
-    MAX_LINE: ClassVar[int]
+    DIALECT: ClassVar[Dialect]
+    # The protocol version: 1 until the hello agrees on another.
+    version: int = 1
     # How a complaint about the peer's unexpected message names the peer.
     PEER_KIND: ClassVar[str]
     COMPLAINT_LOG: ClassVar[str]
@@ -125,22 +160,16 @@ class LinkSession:
         raise NotImplementedError
 
     def parse(self, line: bytes) -> Any:
-        raise NotImplementedError
+        return self.DIALECT.parse(line, self.version)
 
     def serialize(self, message: Any) -> bytes:
-        raise NotImplementedError
-
-    def error_message(self, code: str, detail: str) -> Any:
-        raise NotImplementedError
-
-    def refusal_message(self, code: str, detail: str) -> Any:
-        raise NotImplementedError
+        return self.DIALECT.serialize(message, self.version)
 
     def log_fields(self) -> dict[str, Any]:
         return {"peer": self.peer}
 
     def unexpected(self, message: Any) -> ProtocolError:
-        return ProtocolError(self.STATE, f"{message.verb} is not expected from {self.PEER_KIND} "
+        return ProtocolError(self.DIALECT.state, f"{message.verb} is not expected from {self.PEER_KIND} "
                                          f"in state {self.state}")
 
     def no_hello_message(self, seconds: float) -> Any:
@@ -175,7 +204,8 @@ class LinkSession:
 
     def line_too_long(self, error: LineTooLong) -> None:
         # The wire closes itself after this; the session ends now.
-        self.send(self.error_message(self.TOO_LONG, f"line longer than {self.MAX_LINE} bytes; closing"))
+        dialect = self.DIALECT
+        self.send(dialect.error(dialect.too_long, f"line longer than {dialect.max_line} bytes; closing"))
         self._closed()
 
     def connection_lost(self, reason: Failure) -> None:
@@ -196,22 +226,22 @@ class LinkSession:
     def complain(self, code: str, detail: str) -> None:
         """Tell the peer its last line was wrong; the link stays up."""
         self.log.warn(self.COMPLAINT_LOG, code=code, detail=detail, **self.log_fields())
-        self.send(self.error_message(code, detail))
+        self.send(self.DIALECT.error(code, detail))
 
     def refuse(self, code: str, detail: str, **fields: Any) -> None:
         """Refuse the peer's introduction and close; ``fields`` complete or
         override ``log_fields()`` for the log line."""
         self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
-        self.send(self.refusal_message(code, detail))
+        self.send(self.DIALECT.refusal(code, detail))
         self.close()
 
     def supersede(self) -> None:
         """A newer link of the same peer replaced this one (the accepting side)."""
-        self.send(self.error_message(self.SUPERSEDED, self.SUPERSEDED_DETAIL))
+        self.send(self.DIALECT.error(self.DIALECT.superseded, self.SUPERSEDED_DETAIL))
         self.close()
 
     def answer_ping(self, ping: Any) -> None:
-        self.send(self.PONG(ping.n))
+        self.send(self.DIALECT.pong(ping.n))
 
     def sign_of_life(self, message: Any) -> None:
         """A message that only says the peer is alive (counted in ``heard``)."""
@@ -234,7 +264,8 @@ class LinkSession:
         if self.heartbeat is not None:
             self.heartbeat.stop()
         patience = HEARTBEAT_MISSES * interval if timeout is None else timeout
-        self.heartbeat = Heartbeat(self.clock, interval, patience, lambda n: self.send(self.PING(n)), self._dead)
+        ping = self.DIALECT.ping
+        self.heartbeat = Heartbeat(self.clock, interval, patience, lambda n: self.send(ping(n)), self._dead)
         self.heartbeat.start()
 
     def repeat(self, period: float, job: Callable[[], None], failure_log: str, now: bool = False) -> None:
@@ -242,14 +273,7 @@ class LinkSession:
         an exception is logged (``failure_log`` with ``log_fields()``) and
         the job runs again next time."""
 
-        def guarded() -> None:
-            # Caught here: an exception would stop the LoopingCall for good.
-            try:
-                job()
-            except Exception:
-                self.log.failure(failure_log, **self.log_fields())
-
-        loop = LoopingCall(guarded)
+        loop = LoopingCall(guarded(job, self.log, failure_log, **self.log_fields()))
         loop.clock = self.clock
         self._loops.append(loop)
         loop.start(period, now=now).addErrback(lambda failure: self.log.failure("a repeating job stopped",

@@ -9,10 +9,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from jeisson.timers import GuardedTimerService
 
 
 def write_atomically(path: str, data: dict) -> None:
@@ -23,7 +23,7 @@ def write_atomically(path: str, data: dict) -> None:
     os.replace(temporary, path)
 
 
-class StatusFileService(Service):
+class StatusFileService(GuardedTimerService):
     """Every ``period`` s, if something changed since the last write, writes
     ``snapshot()``: a listener calls ``changed()`` on every moment, and a
     burst of moments costs one write."""
@@ -31,35 +31,21 @@ class StatusFileService(Service):
     log = Logger()
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]], path: str, clock: IReactorTime, period: float = 0.5):
+        super().__init__(period, self._write, clock, self.log, "could not write the status file {path}", path=path)
         self.snapshot = snapshot
         self.path = path
-        self.clock = clock
-        self.period = period
         self._dirty = True
-        self._loop: LoopingCall | None = None
 
     def changed(self) -> None:
         self._dirty = True
 
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self._write)
-        self._loop.clock = self.clock
-        self._loop.start(self.period, now=True).addErrback(
-            lambda failure: self.log.failure("the status file loop stopped", failure))
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._write()
+    def stopService(self) -> Any:
+        stopped = super().stopService()
+        self.run_now()  # the last state, as the program stops
+        return stopped
 
     def _write(self) -> None:
-        # Never let one failed write stop the loop for good.
         if not self._dirty:
             return
-        try:
-            write_atomically(self.path, self.snapshot())
-            self._dirty = False
-        except Exception:
-            self.log.failure("could not write the status file {path}", path=self.path)
+        write_atomically(self.path, self.snapshot())
+        self._dirty = False

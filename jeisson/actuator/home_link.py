@@ -7,13 +7,12 @@ board outlives the session: its failsafe keeps counting while disconnected.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.actuator.board import OK, Board
-from jeisson.link import CLOSED, Handlers, LinkSession, Wire
+from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, LinkSession, Wire
 from jeisson.wire import home_actuator
 from jeisson.wire.home_actuator import (
     Ack,
@@ -26,8 +25,6 @@ from jeisson.wire.home_actuator import (
     Refused,
     Set,
     Welcome,
-    parse_line,
-    serialize,
 )
 
 HELLO_SENT = "hello-sent"
@@ -68,12 +65,7 @@ class ActuatorSession(LinkSession):
     """
 
     log = Logger()
-    PING = Ping
-    PONG = Pong
-    STATE = home_actuator.STATE
-    SUPERSEDED = home_actuator.SUPERSEDED
-    TOO_LONG = home_actuator.LONG
-    MAX_LINE = home_actuator.MAX_LINE
+    DIALECT = HOME_ACTUATOR
     PEER_KIND = "the home"
     COMPLAINT_LOG = "home {peer}: bad input: {code}: {detail}; answering ERR {code}"
     NO_HELLO_LOG = "home {peer}: no WELCOME within {t} s; dropping the connection"
@@ -99,15 +91,6 @@ class ActuatorSession(LinkSession):
         self.expect_hello(self._config.failsafe_after_s)
 
     # -- wire format
-
-    def parse(self, line: bytes) -> Any:
-        return parse_line(line)
-
-    def serialize(self, message: Any) -> bytes:
-        return serialize(message)
-
-    def error_message(self, code: str, detail: str) -> Err:
-        return Err(code)
 
     # -- every line
 

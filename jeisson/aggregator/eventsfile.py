@@ -14,13 +14,12 @@ half-written file can never end an event by accident.
 import os
 from typing import Protocol
 
-from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from jeisson.aggregator.events import Offer, Outcome, events_from_text
 from jeisson.config import ConfigError
+from jeisson.timers import GuardedTimerService
 
 
 class EventTaker(Protocol):
@@ -29,36 +28,16 @@ class EventTaker(Protocol):
     def offer_event(self, offer: Offer, source: str) -> Outcome: ...
 
 
-class EventsFileWatcher(Service):
+class EventsFileWatcher(GuardedTimerService):
     log = Logger()
 
     def __init__(self, aggregator: EventTaker, path: str, period_s: float, clock: IReactorTime):
+        super().__init__(period_s, self._check, clock, self.log, "reading the events file {path} failed", path=path)
         self.aggregator = aggregator
         self.path = path
         self.period_s = period_s
-        self.clock = clock
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the last read, good or bad
         self._missing_logged = False
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = self.clock
-        self._loop.start(self.period_s, now=True).addErrback(
-            lambda failure: self.log.failure("the events file watcher stopped", failure))
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-
-    def check(self) -> None:
-        # Caught here: an exception would stop the LoopingCall for good.
-        try:
-            self._check()
-        except Exception:
-            self.log.failure("reading the events file {path} failed", path=self.path)
 
     def _check(self) -> None:
         try:

@@ -23,7 +23,7 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.link import Handlers, LinkSession, Wire
+from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Wire
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
 
@@ -35,12 +35,7 @@ ACTIVE = "active"
 
 class HomeSession(LinkSession):
     log = Logger()
-    PING = wire.Ping
-    PONG = wire.Pong
-    STATE = wire.STATE
-    SUPERSEDED = wire.SUPERSEDED
-    TOO_LONG = wire.TOO_LONG
-    MAX_LINE = wire.MAX_LINE
+    DIALECT = AGGREGATOR_HOME
     PEER_KIND = "a home"
     COMPLAINT_LOG = "{peer} ({home}): bad input: {code}: {detail}"
     REFUSAL_LOG = "refused {peer} claiming to be home {home}: {code}: {detail}"
@@ -51,8 +46,6 @@ class HomeSession(LinkSession):
     def __init__(self, aggregator, link: Wire):
         self.aggregator = aggregator
         self.home_id: str | None = None
-        # The protocol version: 1 until WELCOME names the one agreed.
-        self.version = 1
         super().__init__(link, aggregator.clock, HELLO)
         self.expect_hello(HELLO_TIMEOUT_S)
 
@@ -66,18 +59,6 @@ class HomeSession(LinkSession):
         }
 
     # ------------------------------------------------------------ wire format
-
-    def parse(self, line: bytes) -> Any:
-        return wire.parse_line(line, self.version)
-
-    def serialize(self, message: Any) -> bytes:
-        return wire.serialize(message, self.version)
-
-    def error_message(self, code: str, detail: str) -> wire.Error:
-        return wire.Error(code, detail)
-
-    def refusal_message(self, code: str, detail: str) -> wire.Refused:
-        return wire.Refused(code, detail)
 
     def no_hello_message(self, seconds: float) -> wire.Error:
         return wire.Error(wire.TIMEOUT, f"no HELLO within {seconds} s")

@@ -19,13 +19,12 @@ States:
     refusal).  The home keeps its last budget until its event ends.
 """
 
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.link import Handlers, LinkSession, Row, Wire
+from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Row, Wire
 from jeisson.wire import aggregator_home as wire
 
 # An aggregator that accepts the connection but never answers HELLO is as
@@ -38,12 +37,7 @@ ACTIVE = "active"
 
 class UplinkSession(LinkSession):
     log = Logger()
-    PING = wire.Ping
-    PONG = wire.Pong
-    STATE = wire.STATE
-    SUPERSEDED = wire.SUPERSEDED
-    TOO_LONG = wire.TOO_LONG
-    MAX_LINE = wire.MAX_LINE
+    DIALECT = AGGREGATOR_HOME
     PEER_KIND = "the aggregator"
     COMPLAINT_LOG = "aggregator at {peer}: bad input: {code}: {detail}"
     NO_HELLO_LOG = "the aggregator at {peer} did not answer HELLO within {t} s; dropping the link"
@@ -51,8 +45,6 @@ class UplinkSession(LinkSession):
 
     def __init__(self, home, link: Wire):
         self.home = home
-        # The protocol version: 1 until WELCOME names the one agreed.
-        self.version = 1
         self._answering = 0
         super().__init__(link, home.clock, HELLO_SENT)
         self.expect_hello(WELCOME_TIMEOUT_S)
@@ -69,15 +61,6 @@ class UplinkSession(LinkSession):
         }
 
     # ------------------------------------------------------------ wire format
-
-    def parse(self, line: bytes) -> Any:
-        return wire.parse_line(line, self.version)
-
-    def serialize(self, message: Any) -> bytes:
-        return wire.serialize(message, self.version)
-
-    def error_message(self, code: str, detail: str) -> wire.Error:
-        return wire.Error(code, detail)
 
     # ------------------------------------------------------------- handlers
 

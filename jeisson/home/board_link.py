@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.home.links import CommandFailed
-from jeisson.link import Handlers, LinkSession, Row, Wire
+from jeisson.link import HOME_ACTUATOR, Handlers, LinkSession, Row, Wire
 from jeisson.timers import cancel
 from jeisson.wire import home_actuator as wire
 from jeisson.wire.errors import ProtocolError
@@ -43,12 +43,7 @@ ACTIVE = "active"
 
 class BoardSession(LinkSession):
     log = Logger()
-    PING = wire.Ping
-    PONG = wire.Pong
-    STATE = wire.STATE
-    SUPERSEDED = wire.SUPERSEDED
-    TOO_LONG = wire.LONG
-    MAX_LINE = wire.MAX_LINE
+    DIALECT = HOME_ACTUATOR
     PEER_KIND = "a board"
     COMPLAINT_LOG = "{board}: bad input: {code}: {detail}"
     REFUSAL_LOG = "refused board at {peer}: {detail}"
@@ -78,18 +73,6 @@ class BoardSession(LinkSession):
         return f"{self.actuator or 'unidentified board'} at {self.peer}"
 
     # ------------------------------------------------------------ wire format
-
-    def parse(self, line: bytes) -> Any:
-        return wire.parse_line(line)
-
-    def serialize(self, message: Any) -> bytes:
-        return wire.serialize(message)
-
-    def error_message(self, code: str, detail: str) -> wire.Err:
-        return wire.Err(code)
-
-    def refusal_message(self, code: str, detail: str) -> wire.Refused:
-        return wire.Refused(code)
 
     def no_hello_message(self, seconds: float) -> wire.Err:
         return wire.Err(wire.STATE)
