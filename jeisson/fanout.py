@@ -35,7 +35,7 @@ class Fanout(Generic[L]):
         self.listeners.remove(listener)
 
     def each(self, moment: Callable[[L], None]) -> None:
-        for listener in self.listeners:
+        for listener in tuple(self.listeners):  # one may add or remove listeners
             try:
                 moment(listener)
                 listener.changed()

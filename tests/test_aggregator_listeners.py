@@ -104,10 +104,11 @@ def test_a_listener_hears_a_round_from_the_homes_joining_to_the_release(recorded
     # Each moment also said "changed", once per listener.
     assert recorder.changes == len(recorder.moments)
     net.run_until(END)
-    # Periodic rounds ran meanwhile; the RELEASE takes the next number.
+    # Periodic rounds ran meanwhile; the RELEASE takes the next number.  The
+    # binding event's end is announced once the homes are released.
     n = net.aggregator.rounds.number
     assert n > 2 and recorder.named("binding", "released")[-3:] == [
-        ("binding", None, "peak"), ("released", "h1", n), ("released", "h2", n)]
+        ("released", "h1", n), ("released", "h2", n), ("binding", None, "peak")]
 
 
 def test_a_listener_hears_homes_leave_go_silent_and_answer_again(recorded):
@@ -258,3 +259,43 @@ def test_a_commit_for_a_round_never_run_is_a_protocol_error_and_a_late_one_is_ig
     net.aggregator.commit_received("h1", wire.Commit(0, 1, 3000.0, ("oven",)))
     assert recorder.moments == before
 
+
+
+def test_a_plan_that_raises_leaves_no_round_behind_and_the_next_runs_on_the_period(monkeypatch):
+    from jeisson.aggregator import negotiation
+
+    net = Net(CONFIG)
+    h1 = net.home("h1", *H1_LOADS, comply=0.1)
+
+    def broken(*args):
+        raise ValueError("solver exploded")
+
+    monkeypatch.setattr(negotiation, "plan", broken)  # a fault injected: the next plan raises
+    with capturedLogs() as events:
+        net.run_until(FIRST_ROUND)
+    assert any("planning failed" in e["log_format"] for e in events if "log_failure" in e)
+    assert net.aggregator.round is None and h1.budgets() == []
+    monkeypatch.undo()
+    h1.flex(*H1_LOADS)  # a change does not wait: nothing holds the rounds
+    net.run_until(FIRST_ROUND + 1)
+    assert h1.budgets() and net.summary.within_limit
+
+
+def test_a_commit_for_a_round_never_run_does_not_bring_a_silent_home_back(recorded):
+    net, recorder = recorded
+    net.home("h1", *H1_LOADS)
+    net.home("h2", *H2_LOADS, comply=0.1)
+    net.run_until(FIRST_ROUND + TIMEOUT)  # h1 never commits its shed
+    assert net.aggregator.homes["h1"].unresponsive
+    with pytest.raises(ProtocolError):
+        net.aggregator.commit_received("h1", wire.Commit(99, 1, 3000.0, ("oven",)))
+    assert net.aggregator.homes["h1"].unresponsive and ("again", "h1") not in recorder.moments
+
+
+def test_a_negotiation_that_began_at_time_zero_is_held_after_converge_s():
+    from jeisson.aggregator.rounds import CONVERGING, HELD, Negotiation
+
+    negotiation = Negotiation()
+    negotiation.round_starting(0.0)
+    assert negotiation.round_done(5.0, True, 10.0) == CONVERGING
+    assert negotiation.round_done(10.0, True, 10.0) == HELD

@@ -138,6 +138,16 @@ def test_the_same_board_saying_hello_again_restarts_with_its_true_states(board, 
     assert all(load.last_switch == home.clock.seconds() for load in home.loads_of("a"))
 
 
+def test_a_board_refused_when_it_says_hello_again_is_lost_and_its_loads_count_at_rated_power(board, home):
+    session, wire = board
+    assert "a" in home.boards
+    answer = say(session, wire, b"HELLO a 2 1 00")  # now with 2 relays: not the board the home knows
+    assert answer == [b"REFUSED relays"] and wire.closed and session.state == "closed"
+    assert "a" not in home.boards
+    assert all(load.on is None for load in home.loads_of("a"))
+    assert home.drawn_w() >= sum(load.config.rated_w for load in home.loads_of("a"))
+
+
 def test_a_board_that_never_says_hello_is_closed(home, logs):
     session, wire = connect_board(home)
     home.clock.advance(HELLO_TIMEOUT_S - 0.001)

@@ -90,8 +90,6 @@ class ActuatorSession(LinkSession):
         self.send(hello)
         self.expect_hello(self._config.failsafe_after_s)
 
-    # -- wire format
-
     # -- every line
 
     def heard(self) -> None:

@@ -35,7 +35,7 @@ from jeisson.aggregator.events import Event, Offer
 from jeisson.aggregator.homes import HomeLink, HomeRecord, Homes
 from jeisson.aggregator.listeners import AggregatorListener, Announcer
 from jeisson.aggregator.negotiation import Grid
-from jeisson.aggregator.round import Rooms, Round, RoundSummary
+from jeisson.aggregator.round import Round, RoundContext, RoundSummary
 from jeisson.aggregator.rounds import SOLVE_IN_THREAD_ABOVE, Rounds, Solver
 from jeisson.aggregator.schedule import Schedule
 from jeisson.wire import aggregator_home as wire
@@ -52,11 +52,11 @@ class Aggregator:
         self.announce.add(report.RoundLog(config.converge_s, config.round_period_s))
         for listener in listeners:
             self.announce.add(listener)
-        self.homes_room = Homes(config, self.announce)
+        self.registry = Homes(config, self.announce)
         self.grid = Grid(tuple(f.id for f in config.feeders), tuple(f.limit_w for f in config.feeders),
                          {home: i for i, f in enumerate(config.feeders) for home in f.homes})
-        self.schedule = Schedule(clock, self.homes_room, self.announce, config.seed, self._binding_event)
-        self.rounds = Rounds(Rooms(self.homes_room, self.grid, self.schedule, clock, config.round_timeout_s,
+        self.schedule = Schedule(clock, self.registry, self.announce, config.seed, self._binding_event)
+        self.rounds = Rounds(RoundContext(self.registry, self.grid, self.schedule, clock, config.round_timeout_s,
                                    self.announce), config.round_period_s, config.converge_s, solve_in_thread,
                              solve_in_thread_above)
 
@@ -84,7 +84,7 @@ class Aggregator:
 
     @property
     def homes(self) -> dict[str, HomeRecord]:
-        return self.homes_room.records
+        return self.registry.records
 
     @property
     def events(self) -> list[Event]:
@@ -115,34 +115,37 @@ class Aggregator:
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready view for operators, the demo and the manhole."""
-        return report.snapshot(self.clock, self.homes_room, self.grid, self.schedule, self.rounds)
+        return report.snapshot(self.clock, self.registry, self.grid, self.schedule, self.rounds)
 
     # ------------------------------------------------------------ home links
 
     def register(self, session: HomeLink, hello: wire.Hello) -> tuple[str, str] | None:
         """Admit a home's session, or say why not as ``(code, detail)``."""
-        return self.homes_room.register(session, hello)
+        return self.registry.register(session, hello)
 
     def session_closed(self, home_id: str, session: HomeLink) -> None:
-        if not self.homes_room.session_closed(home_id, session):
+        if not self.registry.session_closed(home_id, session):
             return
         if self.rounds.current is not None:
             self.rounds.current.home_gone(home_id)
         self.rounds.request("home left")
 
     def flex_received(self, home_id: str, flex: wire.Flex) -> None:
-        if self.homes_room.bid_received(home_id, flex):
+        if self.registry.bid_received(home_id, flex):
             self.rounds.request("a home answers again")
         self.rounds.request("flexibility changed")
 
     def commit_received(self, home_id: str, commit: wire.Commit) -> None:
-        """Raises ``ProtocolError`` for a round that never was."""
-        if self.homes_room.heard_again(self.homes_room[home_id]):
+        """Raises ``ProtocolError`` for a round that never was (and the
+        home's commitment then counts for nothing, not even a sign that a
+        silent home answers again)."""
+        self.rounds.check(commit)
+        if self.registry.heard_again(self.registry[home_id]):
             self.rounds.request("a home answers again")
         self.rounds.commit(home_id, commit)
 
     def measure_received(self, home_id: str, measure: wire.Measure) -> None:
-        self.homes_room.measure_received(home_id, measure)
+        self.registry.measure_received(home_id, measure)
 
     # ------------------------------------------------------------- manhole
 

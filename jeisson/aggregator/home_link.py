@@ -58,7 +58,7 @@ class HomeSession(LinkSession):
                      wire.Error: self._error},
         }
 
-    # ------------------------------------------------------------ wire format
+    # ----------------------------------------------------------- the hello
 
     def no_hello_message(self, seconds: float) -> wire.Error:
         return wire.Error(wire.TIMEOUT, f"no HELLO within {seconds} s")

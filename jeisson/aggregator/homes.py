@@ -130,8 +130,8 @@ class Homes:
                 self.log.info("home {home} opted back in", home=home_id)
         record.flex = flex
         record.offers = offers
-        again = self.heard_again(record)
         record.level_w = offers.on_w
+        again = self.heard_again(record)
         self._announce.bid_received(home_id, flex)
         return again
 

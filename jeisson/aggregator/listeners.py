@@ -38,7 +38,9 @@ class AggregatorListener:
 
     def binding_event_changed(self, event: "Event | None", previous: "Event | None") -> None:
         """The event that binds now (the lowest limit in force) changed, or
-        its limit or times did; None when no event is in force."""
+        its limit or times did; None when no event is in force.  Announced
+        once the rounds follow it (a round under the old one abandoned, the
+        homes released)."""
 
     # -- homes
 

@@ -54,7 +54,7 @@ class RoundLog(AggregatorListener):
                 " of limit {limit:.0f} W: {verdict}",
                 n=n, event=event, feeder=name, committed=f["committed_w"], unknown=f["unknown_w"],
                 limit=f["limit_w"],
-                verdict="within limit" if f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 else "OVER LIMIT")
+                verdict="within limit" if summary.feeder_within_limit(name) else "OVER LIMIT")
         self.log.info(
             "round {n} event {event}: committed {committed:.0f} W + unknown {unknown:.0f} W"
             " of limit {limit:.0f} W: {verdict} (round took {ms:.1f} ms)",

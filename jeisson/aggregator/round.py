@@ -66,11 +66,15 @@ class RoundSummary:
         """Commitments plus what is unknown within the total and every feeder."""
         if self.committed_w + self.unknown_w > self.limit_w + 1e-6:
             return False
-        return all(f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6 for f in self.feeders.values())
+        return all(self.feeder_within_limit(name) for name in self.feeders)
+
+    def feeder_within_limit(self, name: str) -> bool:
+        f = self.feeders[name]
+        return f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6
 
 
 @attrs.define(eq=False)
-class Rooms:
+class RoundContext:
     """What a round works in: the homes, the grid, the schedule, time."""
 
     homes: Homes
@@ -84,12 +88,12 @@ class Rooms:
 class Round:
     log = Logger()
 
-    def __init__(self, rooms: Rooms, number: int, event: Event, unknown_w: float, feeder_unknown_w: Any,
+    def __init__(self, context: RoundContext, number: int, event: Event, unknown_w: float, feeder_unknown_w: Any,
                  on_done: Callable[["Round", RoundSummary], None]):
-        self.rooms = rooms
+        self.context = context
         self.number = number
         self.event = event
-        self.started = rooms.clock.seconds()
+        self.started = context.clock.seconds()
         self.unknown_w = unknown_w
         self.feeder_unknown_w = feeder_unknown_w  # numpy array, per feeder (Grid layout)
         self._on_done = on_done
@@ -101,8 +105,9 @@ class Round:
         self.waiting: set[str] = set()
         self.committed: dict[str, wire.Commit] = {}
         self.late: set[str] = set()
-        # A commitment's late homes counted cautiously; the next round should
-        # follow soon (the others can make up for what they did not shed).
+        # Some home did not commit in time: the next round should follow soon,
+        # counting it as it stands (the others can make up for what it did
+        # not shed).
         self.had_late = False
         self._timeout: IDelayedCall | None = None
         self._scheduled: list[IDelayedCall] = []  # budgets waiting for their home's start, or their batch
@@ -119,20 +124,21 @@ class Round:
                 "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
                 " the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
                 n=self.number, event=self.event.id, unknown=self.unknown_w, limit=self.event.limit_w)
-        self.rooms.announce.round_started(self.number, self.event, len(self.targets))
         self.phase = SHED
+        self.context.announce.round_started(self.number, self.event, len(self.targets))
         # A home kept at what it draws takes nothing from the others and goes
         # with the shedding ones; with nobody to shed, every home is answered
         # at once in the grant.
-        homes = self.rooms.homes
+        homes = self.context.homes
         first = {h: t for h, t in result.budgets.items() if t <= homes[h].level + 1e-6}
         if all(t >= homes[h].level - 1e-6 for h, t in first.items()):
             first = {}
         self._dispatch(first)
 
-    def commit(self, home_id: str, commit: wire.Commit) -> bool:
-        """A home's commitment; whether it was for this round."""
-        if commit.round != self.number or home_id not in self.granted or self.phase == DONE:
+    def take(self, home_id: str, commit: wire.Commit) -> bool:
+        """Count a home's commitment, if it answers this round; then
+        ``advance``."""
+        if commit.round != self.number or home_id not in self.granted or self.phase in (PLAN, DONE):
             return False
         self.committed[home_id] = commit
         self.waiting.discard(home_id)
@@ -140,8 +146,11 @@ class Round:
             self.log.warn(
                 "home {home} committed {c:.0f} W above its budget {b:.0f} W (loads held on by their constraints)",
                 home=home_id, c=commit.committed_w, b=self.granted[home_id])
-        self._maybe_advance()
         return True
+
+    def advance(self) -> None:
+        """To the next phase, if no home is awaited any more."""
+        self._maybe_advance()
 
     def home_gone(self, home_id: str) -> None:
         """A home's link closed: the round does not wait for it."""
@@ -163,18 +172,18 @@ class Round:
         """Send each home its budget: at once (``DISPATCH_BATCH`` per reactor
         turn), or, before the event's start, at the home's own moment in the
         start window."""
-        rooms = self.rooms
+        context = self.context
         budgets = {h: b for h, b in budgets.items() if h not in self.late}
         self.granted.update(budgets)
         self.waiting = set(budgets)
-        now = rooms.clock.seconds()
+        now = context.clock.seconds()
         last = now
         due = []
         for home_id, budget in budgets.items():
-            rooms.schedule.keep(home_id)
-            at = rooms.schedule.home_start(self.event, home_id)
+            context.schedule.cancel_release(home_id)
+            at = context.schedule.home_start(self.event, home_id)
             if at > now:
-                self._scheduled.append(rooms.clock.callLater(at - now, self._send_budget, home_id, budget))
+                self._scheduled.append(context.clock.callLater(at - now, self._send_budget, home_id, budget))
                 last = max(last, at)
             else:
                 due.append((home_id, budget))
@@ -191,45 +200,46 @@ class Round:
         if self.phase != phase:
             return
         # Once per batch: the events may change between two reactor turns.
-        chain_end = self.rooms.schedule.chain_end(self.event)
+        chain_end = self.context.schedule.chain_end(self.event)
         for home_id, budget in due[start:start + DISPATCH_BATCH]:
             self._send_budget(home_id, budget, chain_end)
         if self.phase != phase:
-            return  # a commitment in this batch ended the phase: its timeout is not due
-        clock = self.rooms.clock
+            return  # what a send set off (a link closing, the round abandoned) ended the phase
+        clock = self.context.clock
         if start + DISPATCH_BATCH < len(due):
             self._scheduled.append(clock.callLater(0, self._send_batch, phase, due, start + DISPATCH_BATCH, last))
         else:
             now = clock.seconds()
-            self._timeout = clock.callLater(max(last - now, 0.0) + self.rooms.round_timeout_s, self._phase_timeout)
+            self._timeout = clock.callLater(max(last - now, 0.0) + self.context.round_timeout_s, self._phase_timeout)
 
     def _send_budget(self, home_id: str, budget: float, chain_end: float | None = None) -> None:
-        record = self.rooms.homes[home_id]
+        record = self.context.homes[home_id]
         session = record.session
         if self.phase == DONE or session is None:
             return
         if chain_end is None:
-            chain_end = self.rooms.schedule.chain_end(self.event)
+            chain_end = self.context.schedule.chain_end(self.event)
         record.budget_w = budget
         record.in_event = self.event.id
         message = wire.Budget(self.number, self.bids[home_id], self.event.id, budget,
-                              self.rooms.schedule.home_restore(self.event, home_id, chain_end))
+                              self.context.schedule.home_restore(self.event, home_id, chain_end))
         session.send(message)
-        self.rooms.announce.budget_sent(home_id, message)
+        self.context.announce.budget_sent(home_id, message)
 
     def _phase_timeout(self) -> None:
         self._timeout = None
         if self.phase == DONE:
             return
-        homes = self.rooms.homes
-        for home_id in sorted(self.waiting):
-            counted_w = homes[home_id].cautious_w(self.granted[home_id])
+        homes = self.context.homes
+        silent = {home_id: homes[home_id].cautious_w(self.granted[home_id]) for home_id in sorted(self.waiting)}
+        for home_id, counted_w in silent.items():
             self.log.warn("round {n}: home {home} did not commit within {t} s; counted at {w:.0f} W",
-                          n=self.number, home=home_id, t=self.rooms.round_timeout_s, w=counted_w)
-            homes.went_silent(homes[home_id], self.number, counted_w)
+                          n=self.number, home=home_id, t=self.context.round_timeout_s, w=counted_w)
         self.late |= self.waiting
         self.waiting = set()
         self.had_late = True
+        for home_id, counted_w in silent.items():
+            homes.went_silent(homes[home_id], self.number, counted_w)
         self._maybe_advance()
 
     def _maybe_advance(self) -> None:
@@ -244,7 +254,7 @@ class Round:
             self._finish()
 
     def _grant(self) -> None:
-        homes = self.rooms.homes
+        homes = self.context.homes
         rest = [h for h in self.targets if h not in self.granted and homes[h].connected and h not in self.late]
         if not rest:
             # Everyone was answered in the shed phase: nothing to grant, and
@@ -254,7 +264,7 @@ class Round:
         # A shedding home that did not commit is counted cautiously (at the
         # most of its old level, measurement and budget): the headroom is
         # what the homes' real commitments leave.
-        grid = self.rooms.grid
+        grid = self.context.grid
         levels = {h: self.counted_w(h) for h in self.targets}
         headroom = self.event.limit_w - self.unknown_w - sum(levels.values())
         feeder_headroom = grid.rooms(self.feeder_unknown_w + grid.sums(levels))
@@ -268,7 +278,7 @@ class Round:
         else its level, or cautiously if it was asked and did not answer."""
         if home_id in self.committed:
             return self.committed[home_id].committed_w
-        record = self.rooms.homes[home_id]
+        record = self.context.homes[home_id]
         if home_id in self.late or not record.connected:
             return record.cautious_w(self.granted.get(home_id))
         return record.level
@@ -276,7 +286,7 @@ class Round:
     def _finish(self) -> None:
         # The round is done as its last commitment is counted: what follows
         # is its bookkeeping.
-        finished = self.rooms.clock.seconds()
+        finished = self.context.clock.seconds()
         self.phase = DONE
         self._cancel_timers()
         self._on_done(self, self._summary(finished))
@@ -292,7 +302,7 @@ class Round:
         homes = {}
         committed = {}
         unknown_homes = {}
-        records = self.rooms.homes
+        records = self.context.homes
         for home_id in self.targets:
             record = records[home_id]
             commit = self.committed.get(home_id)
@@ -310,7 +320,7 @@ class Round:
                 "on": list(on),
                 "off": [o.id for o in offers if o.id not in on_ids],
             }
-        grid = self.rooms.grid
+        grid = self.context.grid
         feeder_committed = grid.sums(committed)
         feeder_unknown = self.feeder_unknown_w + grid.sums(unknown_homes)
         feeders = {

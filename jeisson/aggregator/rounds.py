@@ -23,16 +23,16 @@ commitments to it, and numbers rounds and releases from one counter.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jeisson.aggregator import negotiation
 from jeisson.aggregator.events import Event
-from jeisson.aggregator.round import PLAN, Rooms, Round, RoundSummary
+from jeisson.aggregator.round import Round, RoundContext, RoundSummary
 from jeisson.timers import cancel
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
@@ -67,7 +67,7 @@ class Negotiation:
         self.rounds += 1
         if not changes_pending:
             self.mode, self.since, self.converged_rounds = PERIODIC, None, self.rounds
-        elif now - (self.since or now) >= converge_s:
+        elif self.since is not None and now - self.since >= converge_s:
             self.mode, self.since = HELD, None
         return self.mode
 
@@ -75,12 +75,12 @@ class Negotiation:
 class Rounds:
     log = Logger()
 
-    def __init__(self, rooms: Rooms, round_period_s: float, converge_s: float,
+    def __init__(self, context: RoundContext, round_period_s: float, converge_s: float,
                  solve_in_thread: Solver | None = None, solve_in_thread_above: int = SOLVE_IN_THREAD_ABOVE):
         """``solve_in_thread(plan)``: runs ``plan()`` off the reactor thread
         (``threads.deferToThread``) for rounds of more than
         ``solve_in_thread_above`` homes; None solves every round in line."""
-        self.rooms = rooms
+        self.context = context
         self.solve_in_thread_above = solve_in_thread_above
         self.round_period_s = round_period_s
         self.converge_s = converge_s
@@ -115,7 +115,7 @@ class Rounds:
             if self.current is not None:
                 self.abandon(f"event {previous.id} ended")
             self._number += 1
-            self.rooms.schedule.release(previous, self._number)
+            self.context.schedule.release(previous, self._number)
             return
         if self.current is not None and (event is None or self.current.event.id != event.id):
             # A round under another limit must not go on granting under it.
@@ -133,7 +133,7 @@ class Rounds:
         current, self.current = self.current, None
         if current is not None:
             current.abandon()
-            self.rooms.announce.round_abandoned(current.number, why)
+            self.context.announce.round_abandoned(current.number, why)
 
     # -------------------------------------------------------------- rounds
 
@@ -145,7 +145,7 @@ class Rounds:
             return
         self.log.debug("round requested: {reason}", reason=reason)
         pending = self._next
-        clock = self.rooms.clock
+        clock = self.context.clock
         if pending is None or not pending.active():
             self._next = clock.callLater(delay, self.run)
         elif self.negotiation.mode == HELD and delay > 0:
@@ -159,57 +159,69 @@ class Rounds:
 
     def run(self) -> None:
         self._next = None
-        event = self.rooms.schedule.active_event()
+        event = self.context.schedule.active_event()
         if event is None or self.current is not None:
             return
-        rooms = self.rooms
-        self.negotiation.round_starting(rooms.clock.seconds())
-        participants = rooms.homes.participants()
+        context = self.context
+        self.negotiation.round_starting(context.clock.seconds())
+        participants = context.homes.participants()
         away = {r.id: r.cautious_w(r.budget_w if r.in_event else None)
-                for r in rooms.homes if r.id not in participants}
+                for r in context.homes if r.id not in participants}
         unknown_w = sum(away.values())
-        feeder_unknown_w = rooms.grid.sums(away)
+        feeder_unknown_w = context.grid.sums(away)
         self._number += 1
-        current = self.current = Round(rooms, self._number, event, unknown_w, feeder_unknown_w, self._done)
+        current = self.current = Round(context, self._number, event, unknown_w, feeder_unknown_w, self._done)
         offers = {h: r.offers for h, r in participants.items() if r.offers is not None}  # all of them
         bids = {h: r.flex.bid for h, r in participants.items() if r.flex is not None}
-        grid = rooms.grid
+        grid = context.grid
 
         def plan() -> negotiation.Plan:
             return negotiation.plan(offers, event.limit_w - unknown_w, grid, grid.rooms(feeder_unknown_w))
 
         if self._solve_in_thread is None or len(offers) <= self.solve_in_thread_above:
-            current.planned(plan(), bids)
+            try:
+                result = plan()
+            except Exception:
+                self._plan_failed(Failure(), current)
+                return
+            current.planned(result, bids)
             return
         solving = self._solve_in_thread(plan)
-        solving.addCallback(current.planned, bids)
-        solving.addErrback(self._plan_failed, current)
+        solving.addCallbacks(current.planned, self._plan_failed, callbackArgs=(bids,), errbackArgs=(current,))
+        solving.addErrback(lambda failure: self.log.failure("round {n}: sending its budgets failed", failure,
+                                                            n=current.number))
 
-    def _plan_failed(self, failure: Any, current: Round) -> None:
+    def _plan_failed(self, failure: Failure, current: Round) -> None:
+        """The plan raised: no round under this plan; the next on the
+        period (a round left in ``plan`` would hold every later one)."""
         self.log.failure("round {n}: planning failed", failure, n=current.number)
         if current is self.current:
             self.abandon("planning failed")
-            self._next = self.rooms.clock.callLater(self.round_period_s, self.run)
+            self._next = self.context.clock.callLater(self.round_period_s, self.run)
+
+    def check(self, commit: wire.Commit) -> None:
+        """Raise ``ProtocolError`` for a COMMIT naming a round never run."""
+        if commit.round > self._number:
+            raise ProtocolError(wire.STATE, f"COMMIT for round {commit.round}, which was never run "
+                                            f"(the latest is {self._number})")
 
     def commit(self, home_id: str, commit: wire.Commit) -> None:
         """A home's commitment: to the round under way, a late one to the
         last round or the answer to a RELEASE (taken as its draw), or for
         an old round (ignored)."""
-        record = self.rooms.homes[home_id]
-        if commit.round > self._number:
-            raise ProtocolError(wire.STATE, f"COMMIT for round {commit.round}, which was never run "
-                                            f"(the latest is {self._number})")
+        self.check(commit)
+        record = self.context.homes[home_id]
         current = self.current
-        if current is not None and current.phase != PLAN and commit.round == current.number:
-            if home_id in current.granted:
+        if current is not None and commit.round == current.number:
+            if current.take(home_id, commit):
                 record.committed(commit)
-                self.rooms.announce.commitment_received(home_id, commit)
-                current.commit(home_id, commit)
+                self.context.announce.commitment_received(home_id, commit)
+                current.advance()
                 return
         elif current is None and commit.round == self._number:
             # The answer to a RELEASE, or a late commit to the last round.
             record.committed(commit)
-            self.rooms.announce.commitment_received(home_id, commit)
+            self.context.announce.commitment_received(home_id, commit)
             return
         self.log.debug("home {home}: ignoring a commitment for old round {n}", home=home_id, n=commit.round)
 
@@ -217,7 +229,6 @@ class Rounds:
         self.current = None
         self.rounds_run += 1
         self.last = summary
-        self.rooms.announce.round_finished(summary)
         # Follow up while bids change, within ``converge_s`` of the first
         # round.  A home that switched reports its new flexibility before it
         # commits, so a round during which no new bid arrived cannot change
@@ -226,11 +237,14 @@ class Rounds:
         self._follow_soon = False
         negotiation_ = self.negotiation
         since = negotiation_.since
-        now = self.rooms.clock.seconds()
+        now = self.context.clock.seconds()
         mode = negotiation_.round_done(now, follow, self.converge_s)
-        if mode != CONVERGING:
-            self.rooms.announce.negotiation_settled(mode == PERIODIC, negotiation_.rounds, now - (since or now))
         if mode == CONVERGING:
             self.request("bids changed during the last round")
         else:
-            self._next = self.rooms.clock.callLater(self.round_period_s, self.run)
+            self._next = self.context.clock.callLater(self.round_period_s, self.run)
+        # Announced once the negotiation reflects the round.
+        self.context.announce.round_finished(summary)
+        if mode != CONVERGING:
+            elapsed = now - since if since is not None else 0.0
+            self.context.announce.negotiation_settled(mode == PERIODIC, negotiation_.rounds, elapsed)

@@ -102,8 +102,9 @@ class Schedule:
         if event is not None and (previous is None or previous.id != event.id):
             self.log.info("event {event} active: limit {limit:.0f} W until {end}", event=event.id,
                           limit=event.limit_w, end=wire.format_utc(event.end))
-        self._announce.binding_event_changed(event, previous)
         self._on_binding(event, previous)
+        if event != previous:
+            self._announce.binding_event_changed(event, previous)
 
     def _schedule_boundary(self) -> None:
         now = self.clock.seconds()
@@ -141,7 +142,7 @@ class Schedule:
 
     # -------------------------------------------------------------- release
 
-    def keep(self, home_id: str) -> None:
+    def cancel_release(self, home_id: str) -> None:
         """A home gets a new budget: its pending RELEASE no longer holds."""
         cancel(self._releases.pop(home_id, None))
 

@@ -60,8 +60,6 @@ class UplinkSession(LinkSession):
                      **anytime},
         }
 
-    # ------------------------------------------------------------ wire format
-
     # ------------------------------------------------------------- handlers
 
     def _on_welcome(self, welcome: wire.Welcome) -> None:

@@ -72,7 +72,7 @@ class BoardSession(LinkSession):
     def name(self) -> str:
         return f"{self.actuator or 'unidentified board'} at {self.peer}"
 
-    # ------------------------------------------------------------ wire format
+    # ----------------------------------------------------------- the hello
 
     def no_hello_message(self, seconds: float) -> wire.Err:
         return wire.Err(wire.STATE)
@@ -184,7 +184,9 @@ class BoardSession(LinkSession):
 
     def ended(self, was: str) -> None:
         # The loads become unknown before their commands fail (see above).
-        if was == ACTIVE:
+        # Also from ``hello``: a board that said HELLO again (it restarted)
+        # and was refused is still the home's board until it is lost.
+        if self.actuator is not None:
             self.home.board_lost(self.actuator, self)
         pending, self._pending = self._pending, {}
         self._fail(pending, "link closed")

@@ -50,7 +50,6 @@ class BoardSerialConfig:
     coordinator: int = 0  # API modes: 64-bit destination; 0 addresses the coordinator
 
 
-HELLO_PROMPT = home_actuator.serialize(home_actuator.Err(home_actuator.HELLO_FIRST))
 
 
 def home_serial_service(serial: HomeSerialConfig, make_session: Callable[[Wire], Session],
@@ -65,7 +64,7 @@ def home_serial_service(serial: HomeSerialConfig, make_session: Callable[[Wire],
 
         def make_protocol():
             return LineLink(home_actuator.MAX_LINE, make_session, peer=f"serial:{port.device}",
-                            connectionless=True, expected_id=actuator, prompt=HELLO_PROMPT)
+                            connectionless=True, expected_id=actuator, prompt=home_actuator.HELLO_PROMPT)
     else:
         addresses = {address: actuator for address, actuator in serial.boards.items() if address is not None}
 

@@ -124,7 +124,7 @@ class CoordinatorProtocol(Protocol):
         # configured board to say HELLO, in case it already did.  Frame id 0:
         # no status wanted, a board that is not there is no news.
         assert self.transport is not None
-        prompt = home_actuator.serialize(home_actuator.Err(home_actuator.HELLO_FIRST))
+        prompt = home_actuator.HELLO_PROMPT
         for address in self.boards:
             request = xbee.TransmitRequest(frame_id=0, dest64=address, data=prompt)
             self.transport.write(xbee.encode_frame(request, escaped=self.escaped))

@@ -210,3 +210,8 @@ def serialize(message: Message) -> bytes:
     else:
         fields = list(attrs.astuple(message))
     return " ".join([message.verb, *map(str, fields)]).encode("ascii") + b"\n"
+
+
+# What a home writes to a board line it has just opened (a serial port, a
+# radio): the board's HELLO may predate the opening, which flushed it.
+HELLO_PROMPT: bytes = serialize(Err(HELLO_FIRST))
