@@ -159,12 +159,6 @@ class LinkSession:
     def handlers(self) -> Handlers:
         raise NotImplementedError
 
-    def parse(self, line: bytes) -> Any:
-        return self.DIALECT.parse(line, self.version)
-
-    def serialize(self, message: Any) -> bytes:
-        return self.DIALECT.serialize(message, self.version)
-
     def log_fields(self) -> dict[str, Any]:
         return {"peer": self.peer}
 
@@ -194,7 +188,7 @@ class LinkSession:
             return
         self.heard()
         try:
-            message = self.parse(line)
+            message = self.DIALECT.parse(line, self.version)
             handler = self._handlers.get(self.state, {}).get(type(message))
             if handler is None:
                 raise self.unexpected(message)
@@ -216,7 +210,7 @@ class LinkSession:
     # --------------------------------------------------------------- the parts
 
     def send(self, message: Any) -> None:
-        self.link.send_line(self.serialize(message))
+        self.link.send_line(self.DIALECT.serialize(message, self.version))
 
     def heard(self) -> None:
         """A line from the peer, valid or not: it is alive."""

@@ -92,8 +92,7 @@ class Announcer(AggregatorListener):
     """Fans every moment out to the listeners added."""
 
     def __init__(self) -> None:
-        self._fanout: Fanout[AggregatorListener] = Fanout("listener")
-        self._each = self._fanout.each
+        self._fanout: Fanout[AggregatorListener] = Fanout("listener", AggregatorListener)
 
     @property
     def listeners(self) -> list[AggregatorListener]:
@@ -106,49 +105,49 @@ class Announcer(AggregatorListener):
         self._fanout.remove(listener)
 
     def changed(self) -> None:
-        self._each(lambda listener: None)
+        self._fanout.each(())
 
     def event_offered(self, offer: "Offer", outcome: "Outcome", source: str) -> None:
-        self._each(lambda listener: listener.event_offered(offer, outcome, source))
+        self._fanout.each(self._fanout.calls("event_offered"), offer, outcome, source)
 
     def binding_event_changed(self, event: "Event | None", previous: "Event | None") -> None:
-        self._each(lambda listener: listener.binding_event_changed(event, previous))
+        self._fanout.each(self._fanout.calls("binding_event_changed"), event, previous)
 
     def home_joined(self, home_id: str, peer: str) -> None:
-        self._each(lambda listener: listener.home_joined(home_id, peer))
+        self._fanout.each(self._fanout.calls("home_joined"), home_id, peer)
 
     def home_left(self, home_id: str, counted_w: float) -> None:
-        self._each(lambda listener: listener.home_left(home_id, counted_w))
+        self._fanout.each(self._fanout.calls("home_left"), home_id, counted_w)
 
     def home_silent(self, home_id: str, round_number: int, counted_w: float) -> None:
-        self._each(lambda listener: listener.home_silent(home_id, round_number, counted_w))
+        self._fanout.each(self._fanout.calls("home_silent"), home_id, round_number, counted_w)
 
     def home_answers_again(self, home_id: str) -> None:
-        self._each(lambda listener: listener.home_answers_again(home_id))
+        self._fanout.each(self._fanout.calls("home_answers_again"), home_id)
 
     def bid_received(self, home_id: str, flex: wire.Flex) -> None:
-        self._each(lambda listener: listener.bid_received(home_id, flex))
+        self._fanout.each(self._fanout.calls("bid_received"), home_id, flex)
 
     def commitment_received(self, home_id: str, commit: wire.Commit) -> None:
-        self._each(lambda listener: listener.commitment_received(home_id, commit))
+        self._fanout.each(self._fanout.calls("commitment_received"), home_id, commit)
 
     def measurement(self, home_id: str, measure: wire.Measure) -> None:
-        self._each(lambda listener: listener.measurement(home_id, measure))
+        self._fanout.each(self._fanout.calls("measurement"), home_id, measure)
 
     def round_started(self, round_number: int, event: "Event", homes: int) -> None:
-        self._each(lambda listener: listener.round_started(round_number, event, homes))
+        self._fanout.each(self._fanout.calls("round_started"), round_number, event, homes)
 
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
-        self._each(lambda listener: listener.budget_sent(home_id, budget))
+        self._fanout.each(self._fanout.calls("budget_sent"), home_id, budget)
 
     def home_released(self, home_id: str, release: wire.Release) -> None:
-        self._each(lambda listener: listener.home_released(home_id, release))
+        self._fanout.each(self._fanout.calls("home_released"), home_id, release)
 
     def round_finished(self, summary: "RoundSummary") -> None:
-        self._each(lambda listener: listener.round_finished(summary))
+        self._fanout.each(self._fanout.calls("round_finished"), summary)
 
     def round_abandoned(self, round_number: int, why: str) -> None:
-        self._each(lambda listener: listener.round_abandoned(round_number, why))
+        self._fanout.each(self._fanout.calls("round_abandoned"), round_number, why)
 
     def negotiation_settled(self, converged: bool, rounds: int, elapsed_s: float) -> None:
-        self._each(lambda listener: listener.negotiation_settled(converged, rounds, elapsed_s))
+        self._fanout.each(self._fanout.calls("negotiation_settled"), converged, rounds, elapsed_s)

@@ -129,7 +129,7 @@ class Round:
         # A home kept at what it draws takes nothing from the others and goes
         # with the shedding ones; with nobody to shed, every home is answered
         # at once in the grant.
-        homes = self.context.homes
+        homes = self.context.homes.records
         first = {h: t for h, t in result.budgets.items() if t <= homes[h].level + 1e-6}
         if all(t >= homes[h].level - 1e-6 for h, t in first.items()):
             first = {}
@@ -213,7 +213,7 @@ class Round:
             self._timeout = clock.callLater(max(last - now, 0.0) + self.context.round_timeout_s, self._phase_timeout)
 
     def _send_budget(self, home_id: str, budget: float, chain_end: float | None = None) -> None:
-        record = self.context.homes[home_id]
+        record = self.context.homes.records[home_id]
         session = record.session
         if self.phase == DONE or session is None:
             return
@@ -254,7 +254,7 @@ class Round:
             self._finish()
 
     def _grant(self) -> None:
-        homes = self.context.homes
+        homes = self.context.homes.records
         rest = [h for h in self.targets if h not in self.granted and homes[h].connected and h not in self.late]
         if not rest:
             # Everyone was answered in the shed phase: nothing to grant, and
@@ -278,7 +278,7 @@ class Round:
         else its level, or cautiously if it was asked and did not answer."""
         if home_id in self.committed:
             return self.committed[home_id].committed_w
-        record = self.context.homes[home_id]
+        record = self.context.homes.records[home_id]
         if home_id in self.late or not record.connected:
             return record.cautious_w(self.granted.get(home_id))
         return record.level
@@ -302,7 +302,7 @@ class Round:
         homes = {}
         committed = {}
         unknown_homes = {}
-        records = self.context.homes
+        records = self.context.homes.records
         for home_id in self.targets:
             record = records[home_id]
             commit = self.committed.get(home_id)

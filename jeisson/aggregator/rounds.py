@@ -210,7 +210,7 @@ class Rounds:
         last round or the answer to a RELEASE (taken as its draw), or for
         an old round (ignored)."""
         self.check(commit)
-        record = self.context.homes[home_id]
+        record = self.context.homes.records[home_id]
         current = self.current
         if current is not None and commit.round == current.number:
             if current.take(home_id, commit):

@@ -170,7 +170,7 @@ class Schedule:
 
     def _release_home(self, home_id: str, event: Event, round_number: int) -> bool:
         self._releases.pop(home_id, None)
-        record = self.homes[home_id]
+        record = self.homes.records[home_id]
         if record.in_event is None or self.current is not None:
             return False
         record.in_event = None

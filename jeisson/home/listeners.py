@@ -95,8 +95,7 @@ class Announcer(HomeListener):
     """Fans every moment out to the listeners added."""
 
     def __init__(self) -> None:
-        self._fanout: Fanout[HomeListener] = Fanout("home listener")
-        self._each = self._fanout.each
+        self._fanout: Fanout[HomeListener] = Fanout("home listener", HomeListener)
 
     @property
     def listeners(self) -> list[HomeListener]:
@@ -109,43 +108,43 @@ class Announcer(HomeListener):
         self._fanout.remove(listener)
 
     def changed(self) -> None:
-        self._each(lambda listener: None)
+        self._fanout.each(())
 
     def aggregator_linked(self, peer: str, version: int) -> None:
-        self._each(lambda listener: listener.aggregator_linked(peer, version))
+        self._fanout.each(self._fanout.calls("aggregator_linked"), peer, version)
 
     def aggregator_unlinked(self, peer: str) -> None:
-        self._each(lambda listener: listener.aggregator_unlinked(peer))
+        self._fanout.each(self._fanout.calls("aggregator_unlinked"), peer)
 
     def aggregator_refused(self, reason: str) -> None:
-        self._each(lambda listener: listener.aggregator_refused(reason))
+        self._fanout.each(self._fanout.calls("aggregator_refused"), reason)
 
     def budget_applied(self, event: str, budget_w: float, end: float, round_number: int) -> None:
-        self._each(lambda listener: listener.budget_applied(event, budget_w, end, round_number))
+        self._fanout.each(self._fanout.calls("budget_applied"), event, budget_w, end, round_number)
 
     def budget_released(self, event: str, why: str) -> None:
-        self._each(lambda listener: listener.budget_released(event, why))
+        self._fanout.each(self._fanout.calls("budget_released"), event, why)
 
     def load_switched(self, load: str, on: bool, why: tuple[str, ...]) -> None:
-        self._each(lambda listener: listener.load_switched(load, on, why))
+        self._fanout.each(self._fanout.calls("load_switched"), load, on, why)
 
     def switch_failed(self, load: str, on: bool, why: tuple[str, ...], error: str, code: str | None) -> None:
-        self._each(lambda listener: listener.switch_failed(load, on, why, error, code))
+        self._fanout.each(self._fanout.calls("switch_failed"), load, on, why, error, code)
 
     def owner_set(self, load: str, on: bool) -> None:
-        self._each(lambda listener: listener.owner_set(load, on))
+        self._fanout.each(self._fanout.calls("owner_set"), load, on)
 
     def owner_opted_out(self, event: str | None) -> None:
-        self._each(lambda listener: listener.owner_opted_out(event))
+        self._fanout.each(self._fanout.calls("owner_opted_out"), event)
 
     def owner_opted_in(self, event: str | None) -> None:
-        self._each(lambda listener: listener.owner_opted_in(event))
+        self._fanout.each(self._fanout.calls("owner_opted_in"), event)
 
     def board_joined(self, actuator: str, peer: str, states: tuple[bool, ...]) -> None:
-        self._each(lambda listener: listener.board_joined(actuator, peer, states))
+        self._fanout.each(self._fanout.calls("board_joined"), actuator, peer, states)
 
     def board_left(self, actuator: str, loads: tuple[str, ...]) -> None:
-        self._each(lambda listener: listener.board_left(actuator, loads))
+        self._fanout.each(self._fanout.calls("board_left"), actuator, loads)
 
     def measurement(self, actuator: str, watts: tuple[int, ...]) -> None:
-        self._each(lambda listener: listener.measurement(actuator, watts))
+        self._fanout.each(self._fanout.calls("measurement"), actuator, watts)

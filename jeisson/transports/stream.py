@@ -55,6 +55,8 @@ class LineLink(Protocol):
     # -- Protocol
 
     def connectionMade(self):
+        assert self.transport is not None
+        self._out: ITransport = self.transport  # the wire's side: connected from here on
         self.peer = self._peer or describe_peer(self.transport)
         # Lines are small and answered at once: without TCP_NODELAY, a
         # second line written before the first is acknowledged (FLEX then
@@ -67,7 +69,7 @@ class LineLink(Protocol):
                 pass  # not a TCP socket after all (a UNIX socket, a pty)
         self._feeder = LineFeeder(self._max_line, self.peer, self._receiving, lambda why: self.close())
         if self._prompt is not None:
-            self._transport.write(self._prompt)
+            self._out.write(self._prompt)
         self.session = self._make_session(self)
 
     def _receiving(self) -> Session | None:
@@ -76,11 +78,6 @@ class LineLink(Protocol):
     def dataReceived(self, data: bytes):
         if self._feeder is not None:
             self._feeder.feed(data)
-
-    @property
-    def _transport(self) -> ITransport:
-        assert self.transport is not None, "not connected"
-        return self.transport
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
@@ -92,19 +89,19 @@ class LineLink(Protocol):
 
     def send_line(self, data: bytes) -> None:
         if not self._closing:
-            self._transport.write(data)
+            self._out.write(data)
 
     def close(self) -> None:
         """Close after what was sent is written."""
         if not self._closing:
             self._closing = True
-            self._transport.loseConnection()
+            self._out.loseConnection()
 
     def abort(self) -> None:
         """Drop the link now: the peer is dead or hostile."""
         self._closing = True
         abort = getattr(self.transport, "abortConnection", None)
-        (abort or self._transport.loseConnection)()
+        (abort or self._out.loseConnection)()
 
 
 class LineLinkFactory(Factory):
