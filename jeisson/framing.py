@@ -83,20 +83,20 @@ class LineReceiver(Protocol):
 class LineFeeder:
     """Delivers the lines of one byte stream to its session, for every transport.
 
-    ``session_of()`` is the session taking lines now, or None once the link
-    is closing: a line may close the link, and what follows it is dropped.
-    A line over the maximum first delivers the complete lines before it (they
-    are valid), then tells the session, logs, and calls ``end(why)``, which
-    ends the link (a connection closed, a radio link dropped).
+    ``session`` is the session taking lines; the transport sets it to None
+    as soon as the link is closing: a line may close the link, and what
+    follows it is dropped.  A line over the maximum first delivers the
+    complete lines before it (they are valid), then tells the session, logs,
+    and calls ``end(why)``, which ends the link (a connection closed, a
+    radio link dropped).
     """
 
     log = Logger()
 
-    def __init__(self, max_line: int, peer: str, session_of: Callable[[], LineReceiver | None],
-                 end: Callable[[str], None]):
+    def __init__(self, max_line: int, peer: str, end: Callable[[str], None]):
         self.peer = peer
+        self.session: LineReceiver | None = None
         self._framer = LineFramer(max_line)
-        self._session_of = session_of
         self._end = end
 
     def feed(self, data: bytes) -> None:
@@ -104,7 +104,7 @@ class LineFeeder:
             lines = self._framer.feed(data)
         except LineTooLong as error:
             self._deliver(error.lines)
-            session = self._session_of()
+            session = self.session
             if session is None:
                 return
             self.log.warn("{peer}: {error}; closing this link", peer=self.peer, error=error)
@@ -115,7 +115,7 @@ class LineFeeder:
 
     def _deliver(self, lines: list[bytes]) -> None:
         for line in lines:
-            session = self._session_of()
+            session = self.session
             if session is None:
                 return
             session.line_received(line)

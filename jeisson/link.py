@@ -148,11 +148,20 @@ class LinkSession:
         self.link = link
         self.peer = link.peer
         self.clock = clock
+        self._handlers = self.handlers()
         self.state = state
         self.heartbeat: Heartbeat | None = None
         self._hello_timer: IDelayedCall | None = None
         self._loops: list[LoopingCall] = []
-        self._handlers = self.handlers()
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._state = state
+        self._row: Row = self._handlers.get(state, {})  # what this state accepts, looked up once
 
     # ------------------------------------------------- what a session declares
 
@@ -183,13 +192,13 @@ class LinkSession:
     # ------------------------------------------------------- Session interface
 
     def line_received(self, line: bytes) -> None:
-        if self.state == CLOSED:
+        if self._state == CLOSED:
             self.late_line(line)
             return
         self.heard()
         try:
             message = self.DIALECT.parse(line, self.version)
-            handler = self._handlers.get(self.state, {}).get(type(message))
+            handler = self._row.get(type(message))
             if handler is None:
                 raise self.unexpected(message)
             handler(message)

@@ -67,20 +67,24 @@ class LineLink(Protocol):
                 set_no_delay(True)
             except OSError:
                 pass  # not a TCP socket after all (a UNIX socket, a pty)
-        self._feeder = LineFeeder(self._max_line, self.peer, self._receiving, lambda why: self.close())
+        self._feeder = LineFeeder(self._max_line, self.peer, lambda why: self.close())
         if self._prompt is not None:
             self._out.write(self._prompt)
         self.session = self._make_session(self)
+        if not self._closing:
+            self._feeder.session = self.session
 
-    def _receiving(self) -> Session | None:
-        return None if self._closing else self.session
+    def _stop_delivery(self) -> None:
+        self._closing = True
+        if self._feeder is not None:
+            self._feeder.session = None
 
     def dataReceived(self, data: bytes):
         if self._feeder is not None:
             self._feeder.feed(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._closing = True
+        self._stop_delivery()
         if self.session is not None:
             session, self.session = self.session, None
             session.connection_lost(reason)
@@ -94,12 +98,12 @@ class LineLink(Protocol):
     def close(self) -> None:
         """Close after what was sent is written."""
         if not self._closing:
-            self._closing = True
+            self._stop_delivery()
             self._out.loseConnection()
 
     def abort(self) -> None:
         """Drop the link now: the peer is dead or hostile."""
-        self._closing = True
+        self._stop_delivery()
         abort = getattr(self.transport, "abortConnection", None)
         (abort or self._out.loseConnection)()
 

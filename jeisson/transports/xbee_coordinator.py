@@ -80,11 +80,7 @@ class RadioLink:
         self.expected_id: str | None = actuator
         self.session: Session | None = None
         self.closed = False
-        self.feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, self._receiving,
-                                 lambda why: coordinator.drop(self, why))
-
-    def _receiving(self):
-        return None if self.closed else self.session
+        self.feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, lambda why: coordinator.drop(self, why))
 
     def send_line(self, data: bytes) -> None:
         if not self.closed:
@@ -173,6 +169,8 @@ class CoordinatorProtocol(Protocol):
                 return
             link = self.links[address] = RadioLink(self, address, actuator)
             link.session = self.make_session(link, actuator)
+            if not link.closed:
+                link.feeder.session = link.session
         link.feeder.feed(packet.data)
 
     def _status(self, status) -> None:
@@ -251,6 +249,7 @@ class CoordinatorProtocol(Protocol):
         if link.closed:
             return
         link.closed = True
+        link.feeder.session = None
         if self.links.get(link.address) is link:
             del self.links[link.address]
         # Its frames still out keep their ids until their statuses (or

@@ -79,6 +79,8 @@ class EndDeviceProtocol(Protocol):
         cancel(self._restart)
         self._restart = None
         session, self.session = self.session, None
+        if self._feeder is not None:
+            self._feeder.session = None
         if session is not None:
             session.connection_lost(reason or Failure(SessionEnded("serial device closed")))
 
@@ -86,8 +88,9 @@ class EndDeviceProtocol(Protocol):
 
     def _begin(self) -> None:
         self._restart = None
-        self._feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, lambda: self.session, self._end)
+        self._feeder = LineFeeder(home_actuator.MAX_LINE, self.peer, self._end)
         self.session = self.make_session(self)
+        self._feeder.session = self.session
 
     def _received(self, data: bytes) -> None:
         # Over a radio a session that ends for a line too long is followed
@@ -97,6 +100,8 @@ class EndDeviceProtocol(Protocol):
 
     def _end(self, why: str) -> None:
         session, self.session = self.session, None
+        if self._feeder is not None:
+            self._feeder.session = None
         if session is None:
             return
         session.connection_lost(Failure(SessionEnded(why)))
