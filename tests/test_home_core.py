@@ -81,8 +81,7 @@ desired = off
 pytestmark = pytest.mark.usefixtures("logs")
 
 
-@pytest.fixture
-def rig():
+def settled_rig() -> Rig:
     """Everything the owner wants on is on; the heater is off; the aggregator has our bid."""
     rig = Rig(CONFIG)
     rig.board("a", "111")
@@ -91,6 +90,11 @@ def rig():
     rig.settle()
     assert rig.switches() == []
     return rig
+
+
+@pytest.fixture
+def rig():
+    return settled_rig()
 
 
 # -- outside events: the owner's settings, within minimum times

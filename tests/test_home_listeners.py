@@ -9,7 +9,7 @@ from jeisson.home import listeners
 from jeisson.home.listeners import HomeListener
 from jeisson.wire import aggregator_home
 from tests.peers import EVENT_END, Rig
-from tests.test_home_core import CONFIG
+from tests.test_home_core import CONFIG, settled_rig
 
 
 class Recorder(HomeListener):
@@ -68,13 +68,7 @@ class Recorder(HomeListener):
 
 @pytest.fixture
 def rig():
-    """Everything the owner wants on is on; the heater is off; the aggregator has our bid."""
-    rig = Rig(CONFIG)
-    rig.board("a", "111")
-    rig.board("b", "10")
-    rig.connect_aggregator()
-    rig.settle()
-    return rig
+    return settled_rig()
 
 
 @pytest.fixture
