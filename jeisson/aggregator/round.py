@@ -148,16 +148,12 @@ class Round:
                 home=home_id, c=commit.committed_w, b=self.granted[home_id])
         return True
 
-    def advance(self) -> None:
-        """To the next phase, if no home is awaited any more."""
-        self._maybe_advance()
-
     def home_gone(self, home_id: str) -> None:
         """A home's link closed: the round does not wait for it."""
         if home_id in self.waiting:
             self.waiting.discard(home_id)
             self.late.add(home_id)
-            self._maybe_advance()
+            self.advance()
         elif self.phase == PLAN:
             self.late.add(home_id)
 
@@ -190,7 +186,7 @@ class Round:
         if self.waiting:
             self._send_batch(self.phase, due, 0, last)
         else:
-            self._maybe_advance()
+            self.advance()
 
     def _send_batch(self, phase: str, due: list[tuple[str, float]], start: int, last: float) -> None:
         """Budgets ``due[start:]``, a batch per reactor turn; after the last
@@ -240,9 +236,10 @@ class Round:
         self.had_late = True
         for home_id, counted_w in silent.items():
             homes.went_silent(homes[home_id], self.number, counted_w)
-        self._maybe_advance()
+        self.advance()
 
-    def _maybe_advance(self) -> None:
+    def advance(self) -> None:
+        """To the next phase, if no home is awaited any more."""
         if self.waiting or self.phase in (PLAN, DONE):
             return
         cancel(self._timeout)
