@@ -6,6 +6,7 @@ import pytest
 
 from jeisson.home.config import LoadConfig
 from jeisson.home.loads import Load
+from jeisson.home.targets import ons_that_fit, targets
 
 
 def load(on, *, last_switch=0.0, desired=True, critical=False, min_on_s=10.0, min_off_s=20.0, rated_w=1000.0,
@@ -160,3 +161,66 @@ def test_a_load_its_owner_wants_off_is_never_due_back_on():
 
 def test_no_maximum_off_time_means_never_due():
     assert load(False, last_switch=0.0).mode(1e9) == "may"
+
+
+# -- targets and ons_that_fit (jeisson.home.targets): appliance protection first
+
+
+def named(load_id, on, *, rated_w, priority=5, critical=False, desired=True, last_switch=0.0, min_on_s=0.0,
+          min_off_s=0.0, max_off_s=None):
+    config = LoadConfig(id=load_id, actuator="a", relay=1, rated_w=rated_w, priority=priority, critical=critical,
+                        min_on_s=min_on_s, min_off_s=min_off_s, desired=True, max_off_s=max_off_s)
+    return Load(config, on=on, last_switch=last_switch, desired=desired)
+
+
+def freezer_due(now=100.0):
+    """A freezer shed at 0 s, past its 60 s maximum off time at ``now``."""
+    freezer = named("freezer", False, rated_w=800.0, priority=1, max_off_s=60.0)
+    assert freezer.mode(now) == "must"
+    return freezer
+
+
+def test_targets_turn_a_load_past_its_maximum_off_time_on_even_when_the_must_run_loads_exceed_the_budget():
+    fridge = named("fridge", True, rated_w=150.0, critical=True)
+    lamp = named("lamp", True, rated_w=100.0, priority=50)
+    chosen = targets([fridge, freezer_due(), lamp], 500.0, now=100.0)
+    assert chosen.on == {"fridge": True, "freezer": True, "lamp": False}, "the flexible lamp is shed first"
+    assert chosen.feasible is False
+    assert chosen.must_w == 950.0
+
+
+def test_targets_count_loads_on_unreachable_boards_in_the_must_run_power():
+    unknown = named("heater", None, rated_w=2000.0)
+    chosen = targets([unknown, freezer_due()], 5000.0, now=100.0)
+    assert chosen.on == {"freezer": True} and chosen.feasible and chosen.must_w == 2800.0
+
+
+def test_ons_that_fit_never_skips_a_must_run_load_for_lack_of_room():
+    fridge = named("fridge", True, rated_w=150.0, critical=True)
+    freezer = freezer_due()
+    on = {"fridge": True, "freezer": True}
+    assert ons_that_fit([fridge, freezer], on, room_w=0.0, now=100.0) == [freezer]
+    assert ons_that_fit([fridge, freezer], on, room_w=-500.0, now=100.0) == [freezer]
+
+
+def test_ons_that_fit_counts_the_must_run_loads_before_the_flexible_ones():
+    # In the home's order the fan comes first, but the freezer must run: the
+    # 1000 W of room holds the freezer and the lamp, not the fan.
+    fan = named("fan", False, rated_w=500.0)
+    freezer = freezer_due()
+    lamp = named("lamp", False, rated_w=200.0)
+    on = {"fan": True, "freezer": True, "lamp": True}
+    assert ons_that_fit([fan, freezer, lamp], on, room_w=1000.0, now=100.0) == [freezer, lamp]
+    # Without a budget, everything wanted goes on.
+    assert ons_that_fit([fan, freezer, lamp], on, room_w=None, now=100.0) == [fan, freezer, lamp]
+
+
+def test_ons_that_fit_still_respects_minimum_times_and_the_targets():
+    # Critical and wanted, but within its minimum off time: not yet, whatever the room.
+    held = named("heater", False, rated_w=100.0, critical=True, last_switch=90.0, min_off_s=20.0)
+    assert held.mode(100.0) == "off"
+    assert ons_that_fit([held], {"heater": True}, room_w=1e6, now=100.0) == []
+    assert ons_that_fit([held], {"heater": True}, room_w=1e6, now=110.0) == [held]
+    # Only what the targets turn on: a must-run load they leave off (its
+    # owner just set it off) stays off.
+    assert ons_that_fit([freezer_due()], {"freezer": False}, room_w=1e6, now=100.0) == []

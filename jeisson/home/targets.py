@@ -5,8 +5,12 @@ functions of its loads, its budget and the time.
 set it; under a budget the most valuable whole set of known loads within it
 (``allocation.choose``, a MILP), counting loads on unreachable boards at
 their rated power, and always within each load's minimum on and off times
-(its ``mode``).  ``ons_that_fit`` picks, in the home's load order, the
-switch-ons that keep the draw within the budget.
+(its ``mode``).  ``ons_that_fit`` picks the switch-ons: every must-run
+load whatever the budget (appliance protection comes first: a freezer past
+its ``max_off_s`` goes back on even when the must-run loads alone exceed the
+budget, and ``targets`` has shed every flexible load to make what room it
+can), then, in the home's load order, the others that keep the draw within
+what is left.  So a home draws more than its budget only by must-run loads.
 """
 
 from collections.abc import Iterable
@@ -22,6 +26,7 @@ from jeisson.home.loads import Load
 class Targets:
     on: dict[str, bool]  # known load id -> whether it should be on
     feasible: bool  # False: the loads that must run exceed the budget (only they run)
+    must_w: float = 0.0  # what the loads that must run draw, those on unreachable boards at rated power
 
 
 def targets(loads: Iterable[Load], budget_w: float | None, now: float) -> Targets:
@@ -39,18 +44,27 @@ def targets(loads: Iterable[Load], budget_w: float | None, now: float) -> Target
     high = np.array([m != "off" for m in modes], dtype=float)
     result = choose(rated, value, low, high, budget_w - unknown_w)
     return Targets({load.id: bool(share) for load, share in zip(known, result.share, strict=True)},
-                   bool(result.feasible))
+                   bool(result.feasible), float(rated @ low) + unknown_w)
 
 
 def ons_that_fit(loads: Iterable[Load], on: dict[str, bool], room_w: float | None, now: float) -> list[Load]:
-    """The known loads that are off, should be on and may switch now, as
-    many as fit in ``room_w`` (None: no budget), in order."""
+    """The known loads that are off, should be on and may switch now, in
+    order: every one that must run (``Load.mode``: critical and wanted, or
+    past its ``max_off_s``) whatever ``room_w``, and of the others as many
+    as fit in what is left of ``room_w`` (None: no budget) once the must-run
+    ones are counted."""
+    candidates = [load for load in loads
+                  if load.known and not load.on and on.get(load.id) and load.can_switch(True, now)]
+    if room_w is None:
+        return candidates
+    must = {load.id for load in candidates if load.mode(now) == "must"}
+    # Must-run loads are counted first: what they take is not there for the others.
+    room_w -= sum(load.config.rated_w for load in candidates if load.id in must)
     ons = []
-    for load in loads:
-        if load.known and not load.on and on.get(load.id) and load.can_switch(True, now):
-            if room_w is not None:
-                if load.config.rated_w > room_w + 1e-6:
-                    continue
-                room_w -= load.config.rated_w
-            ons.append(load)
+    for load in candidates:
+        if load.id not in must:
+            if load.config.rated_w > room_w + 1e-6:
+                continue
+            room_w -= load.config.rated_w
+        ons.append(load)
     return ons
