@@ -132,6 +132,52 @@ def test_grant_increases_without_headroom_grants_levels():
     assert grant_increases({"a": 3000}, {"a": 1000}, -500) == {"a": 1000}
 
 
+must_st = st.dictionaries(st.sampled_from([f"h{i}" for i in range(6)]), st.floats(min_value=0, max_value=10000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(wanted_levels_st, st.floats(min_value=-20000, max_value=20000), must_st)
+def test_grant_increases_cover_every_must_run_load_whatever_the_headroom(wanted_levels, headroom, musts):
+    wanted, levels = wanted_levels
+    # A plan's targets always cover its must-run loads.
+    must = {h: min(w, wanted[h]) for h, w in musts.items() if h in wanted}
+    granted = grant_increases(wanted, levels, headroom, must=must)
+    raised = sum(max(must.get(h, 0.0) - levels[h], 0.0) for h in wanted)
+    for home, target in wanted.items():
+        assert granted[home] >= max(levels[home], must.get(home, 0.0)) - SLACK_W
+        assert granted[home] <= max(target, levels[home]) + SLACK_W
+    # Only must-run power goes beyond the headroom; it is counted first.
+    assert sum(granted.values()) <= sum(levels.values()) + max(headroom, raised) + SLACK_W
+
+
+def test_grant_increases_serve_the_must_run_raise_before_anything_flexible():
+    # b's freezer (800 W above its level) must run: the 500 W of headroom go
+    # to it, and a, first in order, gets nothing above its level.
+    granted = grant_increases({"a": 3000, "b": 1000}, {"a": 1000, "b": 200}, 500, must={"b": 1000})
+    assert granted == {"a": 1000, "b": 1000}
+    # With room to spare, the flexible raise comes after it.
+    granted = grant_increases({"a": 3000, "b": 1000}, {"a": 1000, "b": 200}, 1300, must={"b": 1000})
+    assert granted == {"a": 1500, "b": 1000}
+
+
+def test_grant_increases_count_a_must_run_raise_against_its_feeder():
+    grid = Grid(("f0",), (0.0,), {"a": 0, "b": 0})
+    granted = grant_increases({"a": 3000, "b": 1000, "c": 700}, {"a": 1000, "b": 0, "c": 0}, 10000, grid,
+                              [900.0, np.inf], must={"b": 1000})
+    # b's 1000 W exceed the feeder's 900 W: a gets nothing more there; c, on no feeder, all it wants.
+    assert granted == {"a": 1000, "b": 1000, "c": 700}
+
+
+@settings(max_examples=100, deadline=None)
+@given(flexes_st, rooms_st)
+def test_plan_says_each_homes_must_run_power_and_budgets_cover_it(flexes, room):
+    result = plan(flexes, room, GRID)
+    assert result.must == {h: pytest.approx(must_w(f)) for h, f in flexes.items() if must_w(f) > 0}
+    assert result.must_w == pytest.approx(sum(must_w(f) for f in flexes.values()))
+    for home, watts in result.must.items():
+        assert result.budgets[home] >= watts - SLACK_W
+
+
 # --------------------------------------------------------------- home powers
 
 

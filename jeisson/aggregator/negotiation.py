@@ -114,6 +114,14 @@ class Plan:
     feasible: bool  # False: must-run loads alone exceed the room, in total or on a feeder
     value: float = 0.0  # priority-weighted power of the whole-load plan
     bound: float = 0.0  # the same for the LP relaxation: no plan can do better
+    # Each home's must-run power (homes with none left out): every budget
+    # covers it, feasible or not.
+    must: dict[str, float] = attrs.Factory(dict)
+
+    @property
+    def must_w(self) -> float:
+        """The must-run power planned, in total."""
+        return float(sum(self.must.values()))
 
 
 def plan(flexes: Mapping[str, Offers | Flex], room_w: float, grid: Grid = NO_FEEDERS,
@@ -122,7 +130,9 @@ def plan(flexes: Mapping[str, Offers | Flex], room_w: float, grid: Grid = NO_FEE
     in total and ``feeder_room_w[i]`` on each feeder of ``grid``.
 
     Loads are weighted by priority x rated power; ``must`` loads are always
-    served, ``off`` loads never.  The LP relaxation is solved over every
+    served, ``off`` loads never: when the must-run loads exceed a limit
+    (``feasible`` False), their homes' budgets still cover them, and the
+    loads under that limit get nothing more.  The LP relaxation is solved over every
     limit at once, then turned into whole loads (``whole_loads``), so each
     budget is the power of a set of whole loads its home can switch.
     """
@@ -142,26 +152,43 @@ def plan(flexes: Mapping[str, Offers | Flex], room_w: float, grid: Grid = NO_FEE
     relaxed = allocate(rated, value, low, high, room_w, group, rooms)
     result = whole_loads(rated, value, low, high, relaxed.share, room_w, group, rooms)
     per_home = np.bincount(owner, weights=rated * result.share, minlength=len(homes))
+    must_per_home = np.bincount(owner, weights=rated * low, minlength=len(homes))
     return Plan({h: float(per_home[i]) for i, h in enumerate(homes)}, result.feasible,
-                float(value @ result.share), float(value @ relaxed.share))
+                float(value @ result.share), float(value @ relaxed.share),
+                {homes[i]: float(must_per_home[i]) for i in np.flatnonzero(must_per_home > 0)})
 
 
 def grant_increases(wanted: dict[str, float], levels: dict[str, float], headroom_w: float,
-                    grid: Grid = NO_FEEDERS, feeder_headroom_w: ArrayLike | None = None) -> dict[str, float]:
+                    grid: Grid = NO_FEEDERS, feeder_headroom_w: ArrayLike | None = None,
+                    must: Mapping[str, float] | None = None) -> dict[str, float]:
     """Budgets for homes whose target is at or above their level.
 
     Each keeps its level and gets what it wants above it while the headroom
     lasts, in total and on its feeder, in the order given (the caller orders
     by value).  Never more than ``levels + max(headroom, 0)`` in total, nor
-    on any feeder.
+    on any feeder, except by must-run power: a home whose ``must`` (its
+    must-run power, from ``Plan.must``) is above its level is granted it
+    whatever the headroom, and that is counted first, before anything
+    flexible is granted (a freezer past its ``max_off_s`` comes back on even
+    when the must-run loads exceed the limit).
     """
     granted: dict[str, float] = {}
-    left = max(headroom_w, 0.0)
-    feeder_left = np.maximum(grid.rooms() if feeder_headroom_w is None else np.array(feeder_headroom_w, float), 0.0)
+    left = headroom_w
+    feeder_left = np.array(grid.rooms() if feeder_headroom_w is None else feeder_headroom_w, dtype=float)
+    floors = dict(levels)
+    if must:
+        for home in wanted:
+            raise_w = max(min(must.get(home, 0.0), wanted[home]) - levels[home], 0.0)
+            if raise_w > 0:
+                floors[home] = levels[home] + raise_w
+                left -= raise_w
+                feeder_left[grid.index(home)] -= raise_w
+    left = max(left, 0.0)
+    feeder_left = np.maximum(feeder_left, 0.0)
     for home, target in wanted.items():
         feeder = grid.index(home)
-        extra = min(max(target - levels[home], 0.0), left, feeder_left[feeder])
+        extra = min(max(target - floors[home], 0.0), left, feeder_left[feeder])
         left -= extra
         feeder_left[feeder] -= extra
-        granted[home] = levels[home] + extra
+        granted[home] = floors[home] + extra
     return granted
