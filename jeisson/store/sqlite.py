@@ -1,0 +1,617 @@
+"""The store in one SQLite file: WAL, ``synchronous=FULL``, one writer, batched.
+
+Writes (``put``, ``delete``, ``record``, ``measure``) only append to the
+*pending batch* in memory and return.  A timer on ``clock`` commits the
+batch at most ``batch_s`` after its first write, in one transaction;
+``durable()`` commits it now and fires once it is on disk.  Repeated
+``put``\\ s of one ``(scope, key)`` within a batch are written once, with
+the last value.  At most one commit is in flight: writes made meanwhile go
+to the next batch.
+
+With ``threaded=True`` (in service) commits and ``prune`` run on a writer
+thread of their own (``ThreadPool(1, 1)``) and queries on a reader thread
+with its own connection, which WAL lets read while the writer writes; the
+reactor thread never waits for the disk.  With ``threaded=False`` (tests,
+baselines in ``bench/``) the same jobs run at once on the calling thread
+and their Deferreds are already fired; the batch timer still runs on
+``clock``.  The pools start in ``open()`` and stop in ``close()``.
+
+A commit that fails (disk full, I/O error, the file locked by someone else
+beyond ``busy_timeout_s``) is logged with the path, every ``durable()``
+waiting for it errbacks with ``StoreError`` (nothing may be acknowledged),
+and its rows go back in front of the pending batch, to be retried at the
+next batch: nothing is dropped, and the process goes on.  The first
+failure of a run of failures is logged as an error, the return to success
+with the count.
+"""
+
+import csv
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from jeisson.store import JournalEntry, Sample, StoreError, schema
+from jeisson.timers import cancel
+from jeisson.wire.utc import format_utc
+
+_T = TypeVar("_T")
+
+MEMORY = ":memory:"
+CSV_HEADER = ("subject", "at_utc", "at", "watts", "span_s")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@attrs.define
+class StoreStats:
+    """What the store has done, for benchmarks and status."""
+
+    path: str
+    commits: int = 0
+    rows_written: int = 0
+    last_commit_s: float = 0.0  # the last commit's duration
+    failures: int = 0  # failed commits
+
+    def size_bytes(self) -> int:
+        """The database file and its write-ahead log, in bytes (0 in memory)."""
+        if self.path == MEMORY:
+            return 0
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+
+@attrs.define
+class _Batch:
+    """Writes committed together.  ``state`` maps ``(scope, key)`` to
+    ``(json, updated)``, or to None for a delete."""
+
+    state: dict[tuple[str, str], tuple[str, float] | None] = attrs.Factory(dict)
+    journal: list[tuple[float, str, str, int | None, str]] = attrs.Factory(list)
+    measurements: list[tuple[str, float, float, float]] = attrs.Factory(list)
+    waiters: list["Deferred[None]"] = attrs.Factory(list)
+
+    def rows(self) -> int:
+        return len(self.state) + len(self.journal) + len(self.measurements)
+
+    def then(self, newer: "_Batch") -> "_Batch":
+        """This batch followed by ``newer``: its rows after these, its
+        values over these, its waiters (these have been answered)."""
+        state = dict(self.state)
+        state.update(newer.state)
+        return _Batch(state, self.journal + newer.journal, self.measurements + newer.measurements,
+                      newer.waiters)
+
+
+class _Connection:
+    """A sqlite3 connection and the lock that makes each use of it whole
+    (the reactor thread reads ``state`` at start-up; the pool's thread does
+    the rest)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.lock = threading.Lock()
+
+    def run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self.lock:
+            return job(self.db)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+class SqliteStore:
+    """``jeisson.store.Store`` in one SQLite file (or ``":memory:"``).
+
+    ``busy_timeout_s``: how long a commit waits for a lock held by another
+    process (a backup, the ``sqlite3`` shell) before it fails and is retried
+    at the next batch.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, clock: IReactorTime, batch_s: float = 0.5, retention_days: float = 90,
+                 raw_hours: float = 48, downsample_s: float = 60, threaded: bool = False,
+                 reactor: Any = None, busy_timeout_s: float = 5.0):
+        self.path = path
+        self.clock = clock
+        self.batch_s = batch_s
+        self.retention_days = retention_days
+        self.raw_hours = raw_hours
+        self.downsample_s = downsample_s
+        self.threaded = threaded
+        self.busy_timeout_s = busy_timeout_s
+        self._reactor = reactor
+        self.stats = StoreStats(path)
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None  # the writer's in memory
+        self._writer_pool: ThreadPool | None = None
+        self._reader_pool: ThreadPool | None = None
+        self._shutdown_trigger: Any = None
+        self._pending = _Batch()
+        self._in_flight: _Batch | None = None
+        self._timer: IDelayedCall | None = None
+        self._due = False  # commit as soon as the one in flight is done
+        self._failing = 0  # failed commits in a row
+        self._closed = False
+        self._close_waiters: list[Deferred[None]] | None = None
+        self._close_result: None | Failure = _OPEN
+
+    # ------------------------------------------------------------ start-up
+
+    def open(self) -> None:
+        """Create or migrate the schema, open the reader, start the pools
+        (``threaded``).  Raises ``StoreError`` naming the file and what to do."""
+        if self._writer is not None:
+            return
+        writer = self._connect()
+        try:
+            self._migrate(writer)
+        except BaseException:
+            writer.close()
+            raise
+        self._writer = _Connection(writer)
+        if self.path != MEMORY:
+            reader = self._connect()
+            reader.execute("PRAGMA query_only = ON")
+            self._reader = _Connection(reader)
+        else:
+            self._reader = self._writer
+        if self.threaded:
+            self._start_pools()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != MEMORY:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                raise StoreError(f"store {self.path}: the folder {folder} does not exist; create it (writable by "
+                                 f"jeisson) or set [store] path")
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise self._open_error(e) from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() not in ("wal", "memory"):
+                raise StoreError(f"store {self.path}: cannot use write-ahead logging (journal mode {mode}); "
+                                 f"put the store on a local file system")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as e:
+            db.close()
+            raise self._open_error(e) from None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_error(self, e: sqlite3.Error) -> StoreError:
+        text = str(e)
+        if isinstance(e, sqlite3.DatabaseError) and "not a database" in text:
+            return StoreError(f"store {self.path}: not a SQLite database ({text}); move it away or set [store] "
+                              f"path to another file")
+        if "unable to open" in text or "readonly" in text or "read-only" in text:
+            return StoreError(f"store {self.path}: cannot open for writing ({text}); jeisson needs to write the "
+                              f"file and its folder (for the -wal and -shm files beside it), or set [store] path")
+        return StoreError(f"store {self.path}: {text}")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > schema.VERSION:
+                raise StoreError(f"store {self.path}: written by a newer jeisson (schema version {version}, this "
+                                 f"one knows up to {schema.VERSION}); run the newer jeisson, or move the file away "
+                                 f"to start a new store")
+            if version == 0:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables:
+                    raise StoreError(f"store {self.path}: a SQLite database that is not a jeisson store (tables "
+                                     f"{', '.join(sorted(tables))}); set [store] path to another file")
+            for step in range(version, schema.VERSION):
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in schema.MIGRATIONS[step]:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {step + 1}")
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            if version == 0:
+                self.log.info("store {path}: created (schema version {version})", path=self.path,
+                              version=schema.VERSION)
+            elif version < schema.VERSION:
+                self.log.info("store {path}: migrated from schema version {old} to {version}", path=self.path,
+                              old=version, version=schema.VERSION)
+        except sqlite3.Error as e:
+            raise self._open_error(e) from None
+
+    def _start_pools(self) -> None:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        self._writer_pool = ThreadPool(1, 1, name=f"store writer {self.path}")
+        self._writer_pool.start()
+        if self._reader is not self._writer:
+            self._reader_pool = ThreadPool(1, 1, name=f"store reader {self.path}")
+            self._reader_pool.start()
+        # Threads left running would keep the process alive after the reactor stops.
+        self._shutdown_trigger = self._reactor.addSystemEventTrigger("after", "shutdown", self._stop_pools)
+
+    def _stop_pools(self) -> None:
+        for pool in (self._writer_pool, self._reader_pool):
+            if pool is not None and pool.started:
+                pool.stop()
+        self._writer_pool = self._reader_pool = None
+
+    def state(self, scope: str) -> dict[str, Any]:
+        """Every ``key -> value`` of ``scope``: what is committed, then what
+        is queued (a store's own writes are read back)."""
+        writer = self._open_writer()
+        rows = writer.run(lambda db: db.execute("SELECT key, value FROM state WHERE scope = ?", (scope,)).fetchall())
+        found = {key: json.loads(value) for key, value in rows}
+        for batch in (self._in_flight, self._pending):
+            if batch is None:
+                continue
+            for (s, key), entry in batch.state.items():
+                if s != scope:
+                    continue
+                if entry is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = json.loads(entry[0])
+        return found
+
+    def _open_writer(self) -> _Connection:
+        if self._writer is None:
+            raise StoreError(f"store {self.path}: not open")
+        return self._writer
+
+    # ------------------------------------------------------------ writes
+
+    def put(self, scope: str, key: str, value: Any) -> None:
+        """Set ``(scope, key)`` to ``value`` (anything ``json.dumps`` takes;
+        encoded now, so later changes to ``value`` are not seen).  Raises
+        ``TypeError`` for a value JSON cannot hold, ``StoreError`` once closed."""
+        text = _json(value)
+        self._queue()
+        self._pending.state[(scope, key)] = (text, self.clock.seconds())
+        self._queued()
+
+    def delete(self, scope: str, key: str) -> None:
+        self._queue()
+        self._pending.state[(scope, key)] = None
+        self._queued()
+
+    def record(self, kind: str, subject: str, at: float, detail: Mapping[str, Any] | None = None,
+               round: int | None = None) -> None:
+        text = _json(dict(detail) if detail is not None else {})
+        self._queue()
+        self._pending.journal.append((at, kind, subject, round, text))
+        self._queued()
+
+    def measure(self, subject: str, at: float, watts: float) -> None:
+        self._queue()
+        self._pending.measurements.append((subject, at, watts, 0.0))
+        self._queued()
+
+    def _queue(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path}: closed; nothing more can be stored")
+
+    def _queued(self) -> None:
+        if self._timer is None and not self._due:
+            self._timer = self.clock.callLater(self.batch_s, self._batch_due)
+
+    def durable(self) -> "Deferred[None]":
+        if self._closed:
+            return defer.fail(StoreError(f"store {self.path}: closed"))
+        return self._durable()
+
+    def _durable(self) -> "Deferred[None]":
+        if self._pending.rows() == 0:
+            if self._in_flight is None:
+                return defer.succeed(None)
+            d: Deferred[None] = Deferred()
+            self._in_flight.waiters.append(d)
+            return d
+        d = Deferred()
+        self._pending.waiters.append(d)
+        self._commit_soon()
+        return d
+
+    def _batch_due(self) -> None:
+        self._timer = None
+        self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        if self._in_flight is not None:
+            self._due = True
+        elif self._failing and self._timer is not None:
+            pass  # failing: retried when the batch is due, not at every durable()
+        else:
+            self._start_commit()
+
+    def _start_commit(self) -> None:
+        self._due = False
+        cancel(self._timer)
+        self._timer = None
+        if self._pending.rows() == 0:
+            return
+        batch, self._pending = self._pending, _Batch()
+        self._in_flight = batch
+        writer = self._open_writer()
+        self._write(lambda: writer.run(lambda db: self._commit(db, batch))).addBoth(self._committed, batch)
+
+    def _commit(self, db: sqlite3.Connection, batch: _Batch) -> float:
+        """On the writer: ``batch`` in one transaction; its duration."""
+        started = time.perf_counter()
+        puts = [(scope, key, entry[0], entry[1]) for (scope, key), entry in batch.state.items() if entry is not None]
+        deletes = [scope_key for scope_key, entry in batch.state.items() if entry is None]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if puts:
+                db.executemany("INSERT INTO state (scope, key, value, updated) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, "
+                               "updated = excluded.updated", puts)
+            if deletes:
+                db.executemany("DELETE FROM state WHERE scope = ? AND key = ?", deletes)
+            if batch.journal:
+                db.executemany("INSERT INTO journal (at, kind, subject, round, detail) VALUES (?, ?, ?, ?, ?)",
+                               batch.journal)
+            if batch.measurements:
+                db.executemany("INSERT INTO measurements (subject, at, watts, span_s) VALUES (?, ?, ?, ?)",
+                               batch.measurements)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the commit's own error is the one to report
+            raise
+        return time.perf_counter() - started
+
+    def _committed(self, result: float | Failure, batch: _Batch) -> None:
+        self._in_flight = None
+        waiters, batch.waiters = batch.waiters, []
+        if isinstance(result, Failure):
+            self.stats.failures += 1
+            self._failing += 1
+            if self._failing == 1:
+                self.log.failure("store {path}: commit of {rows} rows failed; they are kept and retried every "
+                                 "{batch_s} s, and nothing waiting for them is acknowledged", result,
+                                 path=self.path, rows=batch.rows(), batch_s=self.batch_s)
+            self._pending = batch.then(self._pending)
+            self._due = False
+            cancel(self._timer)
+            self._timer = self.clock.callLater(self.batch_s, self._batch_due)
+            error = StoreError(f"store {self.path}: commit failed: {result.getErrorMessage()}")
+            for waiter in waiters:
+                waiter.errback(error)
+            return
+        if self._failing:
+            self.log.info("store {path}: commits succeed again after {failures} failed", path=self.path,
+                          failures=self._failing)
+            self._failing = 0
+        self.stats.commits += 1
+        self.stats.rows_written += batch.rows()
+        self.stats.last_commit_s = result
+        if self._due:
+            self._start_commit()
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _write(self, job: Callable[[], _T]) -> "Deferred[_T]":
+        return self._run(self._writer_pool, job)
+
+    def _read(self, job: Callable[[sqlite3.Connection], _T]) -> "Deferred[_T]":
+        if self._closed or self._reader is None:
+            return defer.fail(StoreError(f"store {self.path}: {'closed' if self._closed else 'not open'}"))
+        reader = self._reader
+        pool = self._writer_pool if reader is self._writer else self._reader_pool
+        return self._run(pool, lambda: reader.run(job))
+
+    def _run(self, pool: ThreadPool | None, job: Callable[[], _T]) -> "Deferred[_T]":
+        if not self.threaded:
+            return defer.maybeDeferred(job)
+        from twisted.internet import threads
+
+        if pool is None:
+            return defer.fail(StoreError(f"store {self.path}: not open"))
+        return threads.deferToThreadPool(self._reactor, pool, job)
+
+    # ------------------------------------------------------------ queries
+
+    def journal(self, subjects: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                since: float | None = None, until: float | None = None, limit: int | None = None,
+                newest_first: bool = False) -> "Deferred[list[JournalEntry]]":
+        """Committed journal entries with ``since <= at <= until``, oldest
+        first (or newest), at most ``limit``; any of ``subjects`` and
+        ``kinds`` when given."""
+        where, params = _where(subjects, since, until)
+        if kinds is not None:
+            where.append("kind IN (SELECT value FROM json_each(?))")
+            params.append(_json(list(kinds)))
+        order = "DESC" if newest_first else "ASC"
+        sql = ("SELECT id, at, kind, subject, round, detail FROM journal" + _clause(where)
+               + f" ORDER BY at {order}, id {order}")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+
+        def query(db: sqlite3.Connection) -> list[JournalEntry]:
+            return [JournalEntry(id=row[0], at=row[1], kind=row[2], subject=row[3], round=row[4],
+                                 detail=json.loads(row[5])) for row in db.execute(sql, params)]
+
+        return self._read(query)
+
+    def measurements(self, subjects: Iterable[str] | None = None, since: float | None = None,
+                     until: float | None = None) -> "Deferred[list[Sample]]":
+        """Committed samples with ``since <= at <= until``, by subject then time."""
+        sql, params = _measurements_sql(subjects, since, until)
+
+        def query(db: sqlite3.Connection) -> list[Sample]:
+            return [Sample(*row) for row in db.execute(sql, params)]
+
+        return self._read(query)
+
+    def export_csv(self, path: str, subjects: Iterable[str] | None = None, since: float | None = None,
+                   until: float | None = None) -> "Deferred[int]":
+        """Samples as CSV (``subject,at_utc,at,watts,span_s``, by subject
+        then time) written to ``path`` through a temporary file beside it,
+        renamed when complete; fires with the number of rows."""
+        sql, params = _measurements_sql(subjects, since, until)
+
+        def export(db: sqlite3.Connection) -> int:
+            count = 0
+            temporary = f"{path}.{os.getpid()}.tmp"
+            try:
+                with open(temporary, "w", newline="", encoding="utf-8") as f:
+                    out = csv.writer(f, lineterminator="\n")
+                    out.writerow(CSV_HEADER)
+                    for subject, at, watts, span_s in db.execute(sql, params):
+                        out.writerow((subject, format_utc(at), repr(at), repr(watts), repr(span_s)))
+                        count += 1
+                os.replace(temporary, path)
+            except BaseException:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+                raise
+            return count
+
+        return self._read(export)
+
+    # ------------------------------------------------------------ upkeep
+
+    def prune(self, now: float) -> "Deferred[None]":
+        """Raw readings older than ``raw_hours`` (whole ``downsample_s``
+        buckets only) become one mean per subject and bucket; measurements
+        and journal entries older than ``retention_days`` are dropped.
+        ``state`` is never pruned.  Runs on the writer, between commits."""
+        if self._closed:
+            return defer.fail(StoreError(f"store {self.path}: closed"))
+        writer = self._open_writer()
+        step = self.downsample_s
+        raw_before = math.floor((now - self.raw_hours * 3600) / step) * step
+        keep_after = now - self.retention_days * 86400
+
+        def job(db: sqlite3.Connection) -> tuple[int, int, int, int]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                dropped_m = db.execute("DELETE FROM measurements WHERE at < ?", (keep_after,)).rowcount
+                dropped_j = db.execute("DELETE FROM journal WHERE at < ?", (keep_after,)).rowcount
+                averaged = db.execute(
+                    "INSERT INTO measurements (subject, at, watts, span_s) "
+                    "SELECT subject, CAST(at / ? AS INTEGER) * ?, AVG(watts), ? FROM measurements "
+                    "WHERE span_s = 0 AND at < ? GROUP BY subject, CAST(at / ? AS INTEGER)",
+                    (step, step, step, raw_before, step)).rowcount
+                raw = db.execute("DELETE FROM measurements WHERE span_s = 0 AND at < ?", (raw_before,)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return raw, averaged, dropped_m, dropped_j
+
+        def done(counts: tuple[int, int, int, int]) -> None:
+            raw, averaged, dropped_m, dropped_j = counts
+            if any(counts):
+                self.log.info("store {path}: {raw} raw readings averaged into {averaged} of {downsample_s} s; "
+                              "{measurements} measurements and {entries} journal entries older than "
+                              "{retention_days} days dropped", path=self.path, raw=raw, averaged=averaged,
+                              downsample_s=step, measurements=dropped_m, entries=dropped_j,
+                              retention_days=self.retention_days)
+
+        return self._write(lambda: writer.run(job)).addCallback(done)
+
+    def close(self) -> "Deferred[None]":
+        """Commit what is queued, close the connections, stop the pools.
+        Errbacks with ``StoreError`` if the last commit failed (its rows are
+        lost, and logged).  Later writes raise ``StoreError``."""
+        d: Deferred[None] = Deferred()
+        if self._close_waiters is not None:
+            if self._close_result is _OPEN:
+                self._close_waiters.append(d)
+            else:
+                _fire(d, self._close_result)
+            return d
+        self._closed = True
+        self._close_waiters = [d]
+        self._durable().addBoth(self._shut)
+        return d
+
+    def _shut(self, result: None | Failure) -> None:
+        cancel(self._timer)
+        self._timer = None
+        if isinstance(result, Failure):
+            self.log.error("store {path}: closed with {rows} rows not stored: {error}", path=self.path,
+                           rows=self._pending.rows(), error=result.getErrorMessage())
+        self._pending = _Batch()
+        closing = [self._run(self._writer_pool, self._writer.close)] if self._writer is not None else []
+        if self._reader is not None and self._reader is not self._writer:
+            closing.append(self._run(self._reader_pool, self._reader.close))
+
+        def stopped(_: object) -> None:
+            if self._shutdown_trigger is not None:
+                self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+                self._shutdown_trigger = None
+            self._stop_pools()
+            self._close_result = result
+            waiters, self._close_waiters = self._close_waiters or [], []
+            for waiter in waiters:
+                _fire(waiter, result)
+
+        defer.gatherResults(closing, consumeErrors=True).addBoth(stopped)
+
+
+_OPEN: Any = object()  # close() not done yet
+
+
+def _fire(d: "Deferred[None]", result: None | Failure) -> None:
+    if isinstance(result, Failure):
+        d.errback(result)
+    else:
+        d.callback(None)
+
+
+def _where(subjects: Iterable[str] | None, since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if subjects is not None:
+        # One parameter however many subjects (SQLite limits the parameters).
+        where.append("subject IN (SELECT value FROM json_each(?))")
+        params.append(_json(list(subjects)))
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("at <= ?")
+        params.append(until)
+    return where, params
+
+
+def _clause(where: list[str]) -> str:
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def _measurements_sql(subjects: Iterable[str] | None, since: float | None,
+                      until: float | None) -> tuple[str, list[Any]]:
+    where, params = _where(subjects, since, until)
+    return "SELECT subject, at, watts, span_s FROM measurements" + _clause(where) + " ORDER BY subject, at", params
