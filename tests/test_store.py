@@ -12,11 +12,13 @@ import textwrap
 
 import pytest
 from twisted.application.service import IService
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent
 
 from jeisson.config import IniFile
 from jeisson.store import JournalEntry, Sample, StoreError, schema
+from jeisson.store import sqlite as sqlite_module
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.store.service import StoreService, open_store
 from jeisson.store.sqlite import SqliteStore
@@ -83,7 +85,8 @@ def test_a_new_file_gets_the_schema_wal_and_full_sync(db_path, clock):
     assert tables == schema.TABLES
     indexes = {name for (name,) in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'index' "
                                                   "AND name NOT LIKE 'sqlite_%'")}
-    assert indexes == {"journal_subject_at", "journal_kind_at", "measurements_subject_at"}
+    assert indexes == {"journal_subject_at", "journal_kind_at", "journal_at", "measurements_subject_at",
+                       "measurements_span_at"}
     assert s._writer.run(lambda db: db.execute("PRAGMA synchronous").fetchone()) == (2,)  # FULL
     fired(s.close())
 
@@ -142,6 +145,12 @@ def test_an_unwritable_folder_is_refused_naming_the_file(tmp_path, clock):
             SqliteStore(str(folder / "x.sqlite"), clock).open()
     finally:
         folder.chmod(0o755)
+
+
+def test_a_folder_jeisson_cannot_write_is_refused_naming_the_file(clock):
+    # /proc refuses new files even to root.
+    with pytest.raises(StoreError, match="/proc/jeisson-test.sqlite: cannot open for writing"):
+        SqliteStore("/proc/jeisson-test.sqlite", clock).open()
 
 
 def test_memory_store_works(clock):
@@ -251,6 +260,77 @@ def test_reopen_after_close_sees_everything(db_path, clock):
     assert [(e.kind, e.subject, e.detail) for e in fired(again.journal())] == [("event", "e1", {"source": "manhole"})]
     assert fired(again.measurements()) == [Sample("h1", 5.0, 1234.5, 0.0)]
     fired(again.close())
+
+
+class HeldJobs:
+    """An executor that runs each job only when the test says: a commit
+    held in flight, as on the writer thread of a slow disk."""
+
+    def __init__(self):
+        self.waiting = []  # (role, job, deferred)
+
+    def __call__(self, role, job):
+        d = Deferred()
+        self.waiting.append((role, job, d))
+        return d
+
+    def run_one(self):
+        role, job, d = self.waiting.pop(0)
+        try:
+            result = job()
+        except Exception:
+            d.errback()
+        else:
+            d.callback(result)
+        return role
+
+
+def test_writes_during_a_commit_go_to_the_next_one_and_one_commit_at_a_time(db_path, clock):
+    held = HeldJobs()
+    s = SqliteStore(db_path, clock, batch_s=0.5, executor=held)
+    s.open()
+    s.put("s", "a", 1)
+    clock.advance(0.5)
+    assert [role for role, _, _ in held.waiting] == ["writer"]  # the first batch in flight
+    first = s.durable()  # waits for the batch in flight
+    s.put("s", "a", 2)  # next batch
+    s.record("round", "e1", 1.0)
+    second = s.durable()  # wants the next batch now: after the one in flight
+    clock.advance(5)
+    assert len(held.waiting) == 1 and not first.called and not second.called
+    assert s.state("s") == {"a": 2}
+    assert held.run_one() == "writer"
+    assert fired(first) is None and not second.called
+    assert rows(db_path, "SELECT value FROM state") == [("1",)]
+    assert len(held.waiting) == 1  # the second batch started at once, durable() asked for it
+    held.run_one()
+    assert fired(second) is None
+    assert rows(db_path, "SELECT value FROM state") == [("2",)]
+    assert s.stats.commits == 2 and s.stats.rows_written == 3
+    d = s.close()
+    while held.waiting:
+        held.run_one()
+    assert fired(d) is None
+
+
+def test_a_batch_due_during_a_commit_follows_it(db_path, clock):
+    held = HeldJobs()
+    s = SqliteStore(db_path, clock, batch_s=0.5, executor=held)
+    s.open()
+    s.put("s", "a", 1)
+    clock.advance(0.5)
+    s.put("s", "b", 1)
+    clock.advance(0.5)  # the second batch is due, the first still in flight
+    assert len(held.waiting) == 1
+    held.run_one()
+    assert len(held.waiting) == 1  # the second, at once
+    held.run_one()
+    assert s.stats.commits == 2
+    assert not clock.getDelayedCalls()
+    d = s.close()
+    while held.waiting:
+        held.run_one()
+    fired(d)
 
 
 # ------------------------------------------------------------ a failing commit
@@ -429,6 +509,40 @@ def test_prune_averages_whole_buckets_only(db_path, clock):
     fired(s.close())
 
 
+def test_prune_works_in_short_transactions(db_path, clock, monkeypatch):
+    monkeypatch.setattr(sqlite_module, "PRUNE_ROWS", 10)
+    held = HeldJobs()
+    s = SqliteStore(db_path, clock, raw_hours=1, downsample_s=60, retention_days=1, executor=held)
+    s.open()
+    now = 10 * 86400.0
+    for i in range(25):
+        s.record("budget", f"h{i}", now - 3 * 86400 + i)
+        s.measure("h1", now - 2 * 86400 + i, 1.0)  # past retention
+    for i in range(180):
+        s.measure("h1", now - 7200 + i, float(i))  # three buckets to average
+    d = s.durable()
+    held.run_one()
+    fired(d)
+    pruned = s.prune(now)
+    s.put("s", "k", 1)
+    committed = s.durable()  # a commit goes between the prune's transactions
+    steps = 0
+    while held.waiting:
+        held.run_one()
+        steps += 1
+    # journal 10+10+5, measurements 10+10+5 (and a look past), 3 buckets and a look: the commit among them
+    assert steps == 3 + 3 + 4 + 1
+    assert fired(committed) is None
+    assert fired(pruned) is None
+    d = s.measurements()
+    held.run_one()
+    assert fired(d) == [Sample("h1", now - 7200 + 60 * b, 29.5 + 60 * b, 60.0) for b in range(3)]
+    d = s.close()
+    while held.waiting:
+        held.run_one()
+    fired(d)
+
+
 # ------------------------------------------------------------ config
 
 
@@ -519,6 +633,7 @@ def test_open_store_refuses_what_cannot_be_opened(db_path, clock):
 THREADED = """
 import sys
 from twisted.internet import reactor, defer
+from jeisson.store import sqlite as sqlite_module
 from jeisson.store.sqlite import SqliteStore
 
 path, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -16,10 +16,13 @@ Version 1:
 ``journal(id, at, kind, subject, round, detail)``
     Append-only; ``detail`` is compact JSON text (``{}`` when empty),
     ``round`` NULL when the entry is not about a round.  Indexed by
-    ``(subject, at)`` and ``(kind, at)``.
+    ``(subject, at)`` and ``(kind, at)`` for queries, ``(at)`` for
+    retention.
 ``measurements(subject, at, watts, span_s)``
     ``span_s`` 0 for a raw reading, else the width of the average that
-    starts at ``at``.  Indexed by ``(subject, at)``.
+    starts at ``at``.  Indexed by ``(subject, at)`` for queries,
+    ``(span_s, at)`` for downsampling and retention (an hourly prune
+    reaches the old rows without reading the whole table).
 """
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -42,6 +45,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX journal_subject_at ON journal (subject, at)",
         "CREATE INDEX journal_kind_at ON journal (kind, at)",
+        "CREATE INDEX journal_at ON journal (at)",
         """CREATE TABLE measurements (
             subject TEXT NOT NULL,
             at REAL NOT NULL,
@@ -49,6 +53,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             span_s REAL NOT NULL
         )""",
         "CREATE INDEX measurements_subject_at ON measurements (subject, at)",
+        "CREATE INDEX measurements_span_at ON measurements (span_s, at)",
     ),
 )
 

@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -51,6 +52,15 @@ _T = TypeVar("_T")
 
 MEMORY = ":memory:"
 CSV_HEADER = ("subject", "at_utc", "at", "watts", "span_s")
+PRUNE_ROWS = 20_000  # rows dropped per transaction of a prune
+WRITER = "writer"
+READER = "reader"
+
+Executor = Callable[[str, Callable[[], Any]], "Deferred[Any]"]
+"""Runs a job (``WRITER`` or ``READER``) somewhere and fires with its
+result; each role's jobs one at a time, in order.  The default is the
+pools (``threaded``) or at once; tests pass their own to hold a commit in
+flight."""
 
 
 def _json(value: Any) -> str:
@@ -119,14 +129,15 @@ class SqliteStore:
 
     ``busy_timeout_s``: how long a commit waits for a lock held by another
     process (a backup, the ``sqlite3`` shell) before it fails and is retried
-    at the next batch.
+    at the next batch.  ``executor``: where jobs run instead of the pools or
+    at once (see ``Executor``).
     """
 
     log = Logger()
 
     def __init__(self, path: str, clock: IReactorTime, batch_s: float = 0.5, retention_days: float = 90,
                  raw_hours: float = 48, downsample_s: float = 60, threaded: bool = False,
-                 reactor: Any = None, busy_timeout_s: float = 5.0):
+                 reactor: Any = None, busy_timeout_s: float = 5.0, executor: Executor | None = None):
         self.path = path
         self.clock = clock
         self.batch_s = batch_s
@@ -135,6 +146,7 @@ class SqliteStore:
         self.downsample_s = downsample_s
         self.threaded = threaded
         self.busy_timeout_s = busy_timeout_s
+        self._executor = executor
         self._reactor = reactor
         self.stats = StoreStats(path)
         self._writer: _Connection | None = None
@@ -171,7 +183,7 @@ class SqliteStore:
             self._reader = _Connection(reader)
         else:
             self._reader = self._writer
-        if self.threaded:
+        if self.threaded and self._executor is None:
             self._start_pools()
 
     def _connect(self) -> sqlite3.Connection:
@@ -364,8 +376,8 @@ class SqliteStore:
         started = time.perf_counter()
         puts = [(scope, key, entry[0], entry[1]) for (scope, key), entry in batch.state.items() if entry is not None]
         deletes = [scope_key for scope_key, entry in batch.state.items() if entry is None]
-        db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def write(db: sqlite3.Connection) -> None:
             if puts:
                 db.executemany("INSERT INTO state (scope, key, value, updated) VALUES (?, ?, ?, ?) "
                                "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, "
@@ -378,14 +390,8 @@ class SqliteStore:
             if batch.measurements:
                 db.executemany("INSERT INTO measurements (subject, at, watts, span_s) VALUES (?, ?, ?, ?)",
                                batch.measurements)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the commit's own error is the one to report
-            raise
+
+        _transaction(db, write)
         return time.perf_counter() - started
 
     def _committed(self, result: float | Failure, batch: _Batch) -> None:
@@ -419,14 +425,19 @@ class SqliteStore:
             waiter.callback(None)
 
     def _write(self, job: Callable[[], _T]) -> "Deferred[_T]":
+        if self._executor is not None:
+            return self._executor(WRITER, job)
         return self._run(self._writer_pool, job)
 
     def _read(self, job: Callable[[sqlite3.Connection], _T]) -> "Deferred[_T]":
         if self._closed or self._reader is None:
             return defer.fail(StoreError(f"store {self.path}: {'closed' if self._closed else 'not open'}"))
         reader = self._reader
-        pool = self._writer_pool if reader is self._writer else self._reader_pool
-        return self._run(pool, lambda: reader.run(job))
+        if reader is self._writer:
+            return self._write(lambda: reader.run(job))
+        if self._executor is not None:
+            return self._executor(READER, lambda: reader.run(job))
+        return self._run(self._reader_pool, lambda: reader.run(job))
 
     def _run(self, pool: ThreadPool | None, job: Callable[[], _T]) -> "Deferred[_T]":
         if not self.threaded:
@@ -502,44 +513,100 @@ class SqliteStore:
 
     def prune(self, now: float) -> "Deferred[None]":
         """Raw readings older than ``raw_hours`` (whole ``downsample_s``
-        buckets only) become one mean per subject and bucket; measurements
-        and journal entries older than ``retention_days`` are dropped.
-        ``state`` is never pruned.  Runs on the writer, between commits."""
+        buckets only) become one mean per subject and bucket, at the
+        bucket's start; measurements and journal entries older than
+        ``retention_days`` are dropped.  ``state`` is never pruned.
+        Idempotent.
+
+        Runs on the writer as a chain of short transactions (at most
+        ``PRUNE_ROWS`` rows dropped, or one bucket averaged, each) so that
+        the batches' commits go between them: a first prune over weeks of
+        readings does not hold the acknowledgements back."""
         if self._closed:
             return defer.fail(StoreError(f"store {self.path}: closed"))
         writer = self._open_writer()
         step = self.downsample_s
         raw_before = math.floor((now - self.raw_hours * 3600) / step) * step
         keep_after = now - self.retention_days * 86400
+        counts = {"raw": 0, "averaged": 0, "measurements": 0, "entries": 0}
+        jobs: list[Callable[[sqlite3.Connection], bool]] = [
+            lambda db: self._drop_old_journal(db, keep_after, counts),
+            lambda db: self._drop_old_measurements(db, keep_after, counts),
+            lambda db: self._downsample(db, raw_before, step, counts),
+        ]
+        done: Deferred[None] = Deferred()
 
-        def job(db: sqlite3.Connection) -> tuple[int, int, int, int]:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                dropped_m = db.execute("DELETE FROM measurements WHERE at < ?", (keep_after,)).rowcount
-                dropped_j = db.execute("DELETE FROM journal WHERE at < ?", (keep_after,)).rowcount
-                averaged = db.execute(
-                    "INSERT INTO measurements (subject, at, watts, span_s) "
-                    "SELECT subject, CAST(at / ? AS INTEGER) * ?, AVG(watts), ? FROM measurements "
-                    "WHERE span_s = 0 AND at < ? GROUP BY subject, CAST(at / ? AS INTEGER)",
-                    (step, step, step, raw_before, step)).rowcount
-                raw = db.execute("DELETE FROM measurements WHERE span_s = 0 AND at < ?", (raw_before,)).rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return raw, averaged, dropped_m, dropped_j
+        def run_next() -> None:
+            # A loop, not recursion: with threaded=False each step has fired
+            # by the time it returns.
+            while jobs and not self._closed:
+                d = self._write(partial(writer.run, partial(_transaction, job=jobs[0])))
+                if not d.called:
+                    d.addCallbacks(step_done, done.errback)
+                    return
+                outcome: list[object] = []
+                d.addBoth(outcome.append)
+                if isinstance(outcome[0], Failure):
+                    done.errback(outcome[0])
+                    return
+                if not outcome[0]:
+                    del jobs[0]
+            finished()
 
-        def done(counts: tuple[int, int, int, int]) -> None:
-            raw, averaged, dropped_m, dropped_j = counts
-            if any(counts):
-                self.log.info("store {path}: {raw} raw readings averaged into {averaged} of {downsample_s} s; "
+        def step_done(more: bool) -> None:
+            if not more:
+                del jobs[0]
+            run_next()
+
+        def finished() -> None:
+            if any(counts.values()):
+                self.log.info("store {path}: {raw} raw readings averaged into {averaged} of {downsample_s:g} s; "
                               "{measurements} measurements and {entries} journal entries older than "
-                              "{retention_days} days dropped", path=self.path, raw=raw, averaged=averaged,
-                              downsample_s=step, measurements=dropped_m, entries=dropped_j,
-                              retention_days=self.retention_days)
+                              "{retention_days:g} days dropped", path=self.path, downsample_s=step,
+                              retention_days=self.retention_days, **counts)
+            done.callback(None)
 
-        return self._write(lambda: writer.run(job)).addCallback(done)
+        run_next()
+        return done
+
+    @staticmethod
+    def _drop_old_journal(db: sqlite3.Connection, keep_after: float, counts: dict[str, int]) -> bool:
+        dropped = db.execute("DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE at < ? LIMIT ?)",
+                             (keep_after, PRUNE_ROWS)).rowcount
+        counts["entries"] += dropped
+        return dropped == PRUNE_ROWS
+
+    @staticmethod
+    def _drop_old_measurements(db: sqlite3.Connection, keep_after: float, counts: dict[str, int]) -> bool:
+        # One range of the (span_s, at) index per width of sample there is.
+        span = -1.0
+        while True:
+            (span,) = db.execute("SELECT MIN(span_s) FROM measurements WHERE span_s > ?", (span,)).fetchone()
+            if span is None:
+                return False
+            dropped = db.execute(
+                "DELETE FROM measurements WHERE rowid IN "
+                "(SELECT rowid FROM measurements WHERE span_s = ? AND at < ? LIMIT ?)",
+                (span, keep_after, PRUNE_ROWS)).rowcount
+            counts["measurements"] += dropped
+            if dropped == PRUNE_ROWS:
+                return True
+
+    @staticmethod
+    def _downsample(db: sqlite3.Connection, raw_before: float, step: float, counts: dict[str, int]) -> bool:
+        """The oldest bucket of raw readings before ``raw_before``, averaged."""
+        (oldest,) = db.execute("SELECT MIN(at) FROM measurements WHERE span_s = 0").fetchone()
+        if oldest is None or oldest >= raw_before:
+            return False
+        start = math.floor(oldest / step) * step
+        end = min(start + step, raw_before)
+        counts["averaged"] += db.execute(
+            "INSERT INTO measurements (subject, at, watts, span_s) SELECT subject, ?, AVG(watts), ? "
+            "FROM measurements WHERE span_s = 0 AND at >= ? AND at < ? GROUP BY subject",
+            (start, step, start, end)).rowcount
+        counts["raw"] += db.execute("DELETE FROM measurements WHERE span_s = 0 AND at >= ? AND at < ?",
+                                    (start, end)).rowcount
+        return True
 
     def close(self) -> "Deferred[None]":
         """Commit what is queued, close the connections, stop the pools.
@@ -564,9 +631,11 @@ class SqliteStore:
             self.log.error("store {path}: closed with {rows} rows not stored: {error}", path=self.path,
                            rows=self._pending.rows(), error=result.getErrorMessage())
         self._pending = _Batch()
-        closing = [self._run(self._writer_pool, self._writer.close)] if self._writer is not None else []
+        closing = [self._write(self._writer.close)] if self._writer is not None else []
         if self._reader is not None and self._reader is not self._writer:
-            closing.append(self._run(self._reader_pool, self._reader.close))
+            reader = self._reader
+            closing.append(self._executor(READER, reader.close) if self._executor is not None
+                           else self._run(self._reader_pool, reader.close))
 
         def stopped(_: object) -> None:
             if self._shutdown_trigger is not None:
@@ -589,6 +658,21 @@ def _fire(d: "Deferred[None]", result: None | Failure) -> None:
         d.errback(result)
     else:
         d.callback(None)
+
+
+def _transaction(db: sqlite3.Connection, job: Callable[[sqlite3.Connection], _T]) -> _T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = job(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the job's own error is the one to report
+        raise
+    return result
 
 
 def _where(subjects: Iterable[str] | None, since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
