@@ -108,14 +108,24 @@ def test_loads_go_to_their_owners_setting_when_their_board_connects():
     assert rig.boards["a"].states == [True, True, True]
 
 
-def test_a_load_switches_off_exactly_when_its_minimum_on_time_is_over():
+def test_a_load_on_that_the_home_did_not_command_may_switch_off_at_once(logs):
     rig = Rig(CONFIG)
-    rig.board("b", "11")  # the heater is on, its owner wants it off, min_on_s = 10
+    rig.board("b", "11")  # the heater is on, its owner wants it off, min_on_s = 10: not the home's switch
+    rig.settle()
+    assert rig.switches() == [(0.0, "heater", False)]
+    assert rig.boards["b"].states == [True, False]
+    assert "load heater found on, which the home did not command (nothing on record): it may be switched off " \
+           "at once" in messages(logs, "warn")
+
+
+def test_a_load_off_with_nothing_on_record_counts_as_just_switched_off():
+    rig = Rig(CONFIG)
+    rig.board("b", "10")
+    rig.home.set_desired("heater", True)  # off since the board said so at 0; min_off_s = 10
     rig.run_until(9.999)
     assert rig.switches() == []
     rig.run_until(10.0)
-    assert rig.switches() == [(10.0, "heater", False)]
-    assert rig.boards["b"].states == [True, False]
+    assert rig.switches() == [(10.0, "heater", True)]
 
 
 def test_a_load_switches_on_exactly_when_its_minimum_off_time_is_over():
@@ -466,19 +476,47 @@ def test_a_lost_boards_loads_are_counted_at_rated_power(rig, lose, logs):
     assert rig.boards["a"].states == [True, False, True]
 
 
-def test_a_board_back_with_its_real_states_holds_them_as_just_switched(rig):
+def test_a_board_back_with_a_load_on_that_the_home_did_not_command_may_switch_it_at_once(rig):
     rig.run_until(20.0)
     rig.boards["b"].lose()
     rig.run_until(30.0)
     back = rig.board("b", "11")  # someone switched the heater on by hand meanwhile
-    offers = rig.aggregator.offers()
-    assert (offers["heater"].mode, offers["heater"].on) == ("must", True)
-    assert (offers["z"].mode, offers["z"].on) == ("may", True)
-    rig.run_until(39.999)
-    assert rig.switches() == []
-    rig.run_until(40.0)
-    assert rig.switches() == [(40.0, "heater", False)]
+    rig.settle()
+    assert rig.switches() == [(30.0, "heater", False)]  # its min_on_s does not hold: not the home's switch
     assert back.states == [True, False]
+
+
+def test_a_board_back_with_the_states_the_home_commanded_keeps_their_minimum_times(rig):
+    rig.run_until(12.0)
+    rig.home.set_desired("heater", True)
+    rig.settle()  # switched on at 12: held on until 22
+    rig.run_until(15.0)
+    rig.boards["b"].lose()
+    rig.run_until(16.0)
+    rig.board("b", "11")  # as the home left it
+    rig.settle()
+    rig.home.set_desired("heater", False)
+    rig.run_until(21.999)
+    assert rig.switches() == [(12.0, "heater", True)]
+    rig.run_until(22.0)
+    assert rig.switches() == [(12.0, "heater", True), (22.0, "heater", False)]
+
+
+def test_a_load_a_failsafe_opened_counts_as_just_switched_off(rig, logs):
+    rig.run_until(12.0)
+    rig.home.set_desired("heater", True)
+    rig.settle()
+    rig.run_until(30.0)
+    rig.boards["b"].lose()
+    rig.run_until(35.0)
+    rig.board("b", "00")  # its failsafe opened every relay
+    rig.settle()
+    rig.run_until(44.999)
+    assert rig.switches() == [(12.0, "heater", True), (35.0, "z", True)]  # z has no minimum off time
+    rig.run_until(45.001)  # the heater's min_off_s holds from 35: a compressor is not restarted at once
+    assert rig.switches()[-1] == (45.0, "heater", True)
+    assert "load heater found off though the home had it on (a failsafe or a power blip): counted as just " \
+           "switched off" in messages(logs, "warn")
 
 
 def test_a_board_lost_while_an_event_runs_does_not_turn_on_more(rig):

@@ -476,18 +476,35 @@ def test_flex_is_sent_again_only_when_the_offers_change(active, home, board):
     session, wire = active
     flexes = [m for m in parsed(wire.take()) if isinstance(m, dr.Flex)]
     assert [f.bid for f in flexes] == [2]  # board a connected: its loads are known now
-    assert {o.id: o.mode for o in flexes[0].loads} == {"heater": "must", "washer": "may", "fridge": "must",
+    # The heater was on when its board said HELLO, not by the home's switch:
+    # its minimum on time does not hold.
+    assert {o.id: o.mode for o in flexes[0].loads} == {"heater": "may", "washer": "may", "fridge": "must",
                                                        "ev": "must"}
+
+    def answer(until):
+        while True:
+            for line in board[1].take():
+                board[0].line_received(line.replace(b"PING", b"PONG").replace(b"SET", b"ACK"))
+            if home.clock.seconds() >= until - 1e-9:
+                return
+            home.clock.advance(min(0.5, until - home.clock.seconds()))
+
+    # The home switches it off, and on once its minimum off time allows:
+    # from then on, its minimum on time holds.
+    home.set_desired("heater", False)
+    answer(5.0)
+    home.set_desired("heater", True)
+    answer(10.0)
+    assert home.loads["heater"].on and home.loads["heater"].last_switch == 10.0
+    flexes = [m for m in parsed(wire.take()) if isinstance(m, dr.Flex)]
+    assert flexes[-1].loads[0].mode == "must"
     home.set_desired("washer", True)  # as it was
     session.line_received(b'PING {"n":1}')
-    for step in [1] * 9 + [0.999]:
-        home.clock.advance(step)
-        for ping in board[1].take():
-            board[0].line_received(ping.replace(b"PING", b"PONG"))
+    answer(19.999)
     assert [m for m in parsed(wire.take()) if isinstance(m, dr.Flex)] == []
-    home.clock.advance(0.001)  # the heater's minimum on time is over: it may be shed now
+    answer(20.0)  # the heater's minimum on time is over: it may be shed now
     [flex] = [m for m in parsed(wire.take()) if isinstance(m, dr.Flex)]
-    assert flex.bid == 3 and flex.loads[0].mode == "may"
+    assert flex.bid == flexes[-1].bid + 1 and flex.loads[0].mode == "may"
 
 
 def test_a_commit_is_not_sent_on_a_link_that_closed_meanwhile(active, home, board):

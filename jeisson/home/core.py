@@ -12,10 +12,18 @@ so the home never draws more than its budget while switching.
 The home reaches its links only through ``links.BoardLink`` and
 ``links.AggregatorLink``; the links reach it through its methods.  What
 happens to it is announced to its listeners (``jeisson.home.listeners``).
+
+With a store (``jeisson.store``), the home remembers (``memory.HomeMemory``,
+one of its listeners): a restarted home resumes its budget until the event's
+end, its owner's settings and its loads' minimum-time clocks, and
+``why(load, at)`` tells what put a load in its state at an instant.  The home
+never takes a state it did not command as its own switch (``board_connected``).
 """
 
+from typing import TYPE_CHECKING
+
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -24,9 +32,13 @@ from jeisson.home.config import HomeConfig
 from jeisson.home.links import AggregatorLink, BoardLink, CommandFailed
 from jeisson.home.listeners import Announcer, HomeListener
 from jeisson.home.loads import Load
+from jeisson.home.memory import HomeMemory
 from jeisson.home.targets import ons_that_fit, targets
 from jeisson.timers import cancel
 from jeisson.wire import aggregator_home as wire
+
+if TYPE_CHECKING:
+    from jeisson.store import Store
 
 # After a board refused a switch as too soon, try again this much later.
 RETRY_BUSY_S = 2.0
@@ -40,13 +52,37 @@ class ActiveBudget:
     round: int
 
 
+@attrs.frozen
+class Resumed:
+    """What a store remembered of the home before it stopped (read by
+    ``memory.HomeMemory.resume``, applied by ``Home``)."""
+
+    budget: ActiveBudget | None = None  # still in force (its end ahead)
+    desired: dict[str, bool] = attrs.Factory(dict)  # the owner's settings per load, where remembered
+    opt_out: tuple[bool, frozenset[str]] | None = None  # (every event, these events), if remembered
+    loads: dict[str, tuple[bool | None, float]] = attrs.Factory(dict)  # load -> (last commanded, last switch)
+
+
 class Home:
+    """The home's state and decisions.
+
+    ``store`` (optional, ``jeisson.store.Store``, opened): what the home
+    remembers.  Its state is read here, before any link exists: a budget
+    whose event has not ended, the owner's settings, each load's last
+    commanded state and last switch (the loads stay unknown, counted at
+    their rated power, until their board says HELLO).
+    """
+
     log = Logger()
 
-    def __init__(self, config: HomeConfig, clock: IReactorTime):
+    def __init__(self, config: HomeConfig, clock: IReactorTime, store: "Store | None" = None):
         self.config = config
         self.clock = clock
+        self.store = store
         self.loads = {load_id: Load(c) for load_id, c in config.loads.items()}
+        # What the home last commanded each relay to be (None: nothing on
+        # record), or accepted as its state (a failsafe that opened it).
+        self.commanded: dict[str, bool | None] = {load_id: None for load_id in config.loads}
         self.boards: dict[str, BoardLink] = {}  # actuator id -> live link
         self.budget: ActiveBudget | None = None
         self.bid = 0
@@ -65,6 +101,38 @@ class Home:
         self._retry_due = False
         self._wakeup: IDelayedCall | None = None
         self._budget_end: IDelayedCall | None = None
+        self.memory: HomeMemory | None = None
+        if store is not None:
+            self.memory = HomeMemory(self, store)
+            self._resume(self.memory.resume())
+            self.memory.started()
+            self.add_listener(self.memory)
+
+    def _resume(self, resumed: Resumed) -> None:
+        now = self.clock.seconds()
+        for load_id, on in resumed.desired.items():
+            self.loads[load_id].desired = on
+        if resumed.opt_out is not None:
+            self.opt_out_all, events = resumed.opt_out
+            self.opt_out_events = set(events)
+        for load_id, (commanded, last_switch) in resumed.loads.items():
+            self.commanded[load_id] = commanded
+            self.loads[load_id].last_switch = last_switch
+        budget = resumed.budget
+        if budget is not None and budget.end > now:
+            self.budget = budget
+            self._schedule_budget_end(budget.end - now)
+            self.log.info("resumed the budget of round {n} event {event}: {w:.0f} W until {end}, obeyed with or "
+                          "without the aggregator", n=budget.round, event=budget.event, w=budget.budget_w,
+                          end=wire.format_utc(budget.end))
+
+    def durable(self) -> Deferred:
+        """Fires once everything the home has told its store so far is
+        committed (at once without a store); fails with ``StoreError`` if
+        it cannot be: then nothing that depends on it may be acknowledged."""
+        if self.store is None:
+            return succeed(None)
+        return self.store.durable()
 
     def add_listener(self, listener: HomeListener) -> None:
         self._announce.add(listener)
@@ -199,10 +267,11 @@ class Home:
 
     # ------------------------------------------------------------- owner
 
-    def opt_out(self, event: str | None = None) -> None:
+    def opt_out(self, event: str | None = None) -> Deferred:
         """The owner opts out of ``event``, or of every event (manhole:
         ``home.opt_out()``).  Loads go back to the owner's settings and the
-        next bid tells the aggregator."""
+        next bid tells the aggregator.  The setting holds at once; the
+        Deferred returned fires once the store has it (``durable``)."""
         if event is None:
             self.opt_out_all = True
         else:
@@ -210,9 +279,11 @@ class Home:
         self.log.info("owner opted out of {which}: loads run as set during it", which=_events_named(event))
         self._announce.owner_opted_out(event)
         self.changed(listeners.OWNER)
+        return self._owner_durable()
 
-    def opt_in(self, event: str | None = None) -> None:
-        """Undo ``opt_out`` for ``event``, or for every event."""
+    def opt_in(self, event: str | None = None) -> Deferred:
+        """Undo ``opt_out`` for ``event``, or for every event; fires once
+        durable, as ``opt_out``."""
         if event is None:
             self.opt_out_all = False
             self.opt_out_events.clear()
@@ -221,13 +292,45 @@ class Home:
         self.log.info("owner opted back in to {which}", which=_events_named(event))
         self._announce.owner_opted_in(event)
         self.changed(listeners.OWNER)
+        return self._owner_durable()
 
-    def set_desired(self, load_id: str, on: bool) -> None:
-        """The owner switches a load (outside events it runs as set)."""
+    def set_desired(self, load_id: str, on: bool) -> Deferred:
+        """The owner switches a load (outside events it runs as set).  The
+        setting holds at once; the Deferred returned fires once the store
+        has it (``durable``)."""
         self.loads[load_id].desired = on
         self.log.info("owner set load {load} {state}", load=load_id, state="on" if on else "off")
         self._announce.owner_set(load_id, on)
         self.changed(listeners.OWNER)
+        return self._owner_durable()
+
+    def _owner_durable(self) -> Deferred:
+        # A store that cannot commit fails it (StoreError): the manhole
+        # shows it, and a caller that drops it still has it logged.
+        return self.durable()
+
+    # ------------------------------------------------------------- memory
+
+    def why(self, load_id: str, at: float | str | None = None) -> Deferred:
+        """Why ``load_id`` was in its state at ``at`` (now if None): epoch
+        seconds, UTC text (``2024-05-01T18:05:00Z``) or ``HH:MM`` (today,
+        UTC).  Fires with the story as text (manhole: ``home.why("heater",
+        "18:05")``): its state then, the switch that put it there and what
+        commanded it, the budget in force and the owner's settings."""
+        if load_id not in self.loads:
+            raise KeyError(f"home {self.config.id} has no load {load_id!r}; its loads: {', '.join(self.loads)}")
+        if self.memory is None:
+            return succeed(f"{load_id}: no record: this home keeps no store ([store] path = none)")
+        return self.memory.why(load_id, at)
+
+    def export_csv(self, path: str, since: float | str | None = None, until: float | str | None = None) -> Deferred:
+        """Write the measurements kept (the home, each board, each load) to
+        ``path`` as CSV; fires with the number of rows."""
+        if self.memory is None:
+            from jeisson.store import StoreError
+
+            return fail(StoreError(f"home {self.config.id} keeps no store ([store] path = none): nothing to export"))
+        return self.memory.export_csv(path, since, until)
 
     # ------------------------------------------------------------- boards
 
@@ -239,16 +342,37 @@ class Home:
         if old is not None and old is not session:
             old.supersede()
         now = self.clock.seconds()
+        found: list[tuple[Load, bool, bool | None]] = []
         for load in self.loads_of(actuator):
             state = states[load.config.relay - 1]
-            if load.on != state:
-                # We did not see this switch happen: count it as just made,
-                # so the minimum times hold from now (the cautious choice).
-                load.on = state
+            commanded = self.commanded[load.id]
+            load.on = state
+            if state == commanded:
+                continue  # as the home left it: its last switch stands
+            found.append((load, state, commanded))
+            if state:
+                # Closed, but not by the home (a board powered up into its
+                # initial states, a relay closed by hand): its min_on_s does
+                # not hold, it may be switched off at once (the board's own
+                # min_interval_s still applies).
+                load.last_switch = float("-inf")
+            else:
+                # Opened though the home had it on (a failsafe, a power
+                # blip), or nothing on record: count it as just switched
+                # off, so min_off_s holds from now (protects a compressor).
                 load.last_switch = now
+                self.commanded[load.id] = False
         self.log.info("actuator {actuator} connected from {peer}; relays {states}", actuator=actuator,
                       peer=session.peer, states="".join("1" if s else "0" for s in states))
         self._announce.board_joined(actuator, session.peer, states)
+        for load, state, commanded in found:
+            if state:
+                self.log.warn("load {load} found on, which the home did not command ({was}): it may be switched "
+                              "off at once", load=load.id, was=_commanded_text(commanded))
+            elif commanded:
+                self.log.warn("load {load} found off though the home had it on (a failsafe or a power blip): "
+                              "counted as just switched off", load=load.id)
+            self._announce.load_found(load.id, state, commanded)
         self.changed(listeners.BOARD_JOINED)
 
     def board_lost(self, actuator: str, session: BoardLink) -> None:
@@ -388,11 +512,17 @@ class Home:
         session = self.boards.get(load.config.actuator)
         if session is None:
             return fail(CommandFailed(f"actuator {load.config.actuator} is unreachable"))
+        if on and self._past_max_off(load):
+            why = why + (listeners.MAX_OFF,)
         d = session.command(load.config.relay, on)
 
         def switched(_):
             load.on = on
             load.last_switch = self.clock.seconds()
+            self.commanded[load.id] = on
+            # Open draws nothing; closed draws what the next reading says,
+            # and until it comes, its rated power (``measured_w``).
+            load.measured_w = None if on else 0.0
             self._announce.load_switched(load.id, on, why)
 
         def refused(failure):
@@ -402,6 +532,14 @@ class Home:
             return failure
 
         return d.addCallbacks(switched, refused)
+
+    def _past_max_off(self, load: Load) -> bool:
+        """Whether switching ``load`` on now is the ``max_off_s`` rule's
+        doing rather than the budget's: a budget holds, and it was off its
+        longest."""
+        if self.budget is None or self.opted_out() or load.config.critical:
+            return False
+        return bool(self.clock.seconds() >= load.due_on_at())
 
     def _schedule_wakeup(self, delay: float | None = None) -> None:
         """Wake when the next load's minimum time runs out (its mode changes)."""
@@ -452,3 +590,7 @@ class Home:
 
 def _events_named(event: str | None) -> str:
     return "every event" if event is None else f"event {event}"
+
+
+def _commanded_text(commanded: bool | None) -> str:
+    return "nothing on record" if commanded is None else "last commanded off"

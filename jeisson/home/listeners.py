@@ -14,7 +14,13 @@ thread or a queue of their own.
 
 Why a load switched (``why`` of ``load_switched`` and ``switch_failed``):
 the reasons the home chose its relays again, in the order they arose, each
-one of the names below.
+one of the names below; a load switched on under a budget because it was off
+its ``max_off_s`` also has ``MAX_OFF`` (the safety rule, not the budget,
+brought it back).
+
+A state the home did not command (a board's HELLO reporting a relay closed
+that the home last commanded open, or never commanded; or open though the
+home had it closed) is ``load_found``, not ``load_switched``.
 """
 
 from jeisson.fanout import Fanout
@@ -28,6 +34,7 @@ BOARD_JOINED = "board joined"  # a board said HELLO: its relays are known again
 BOARD_LEFT = "board left"  # a board was lost: its loads count at rated power
 MINIMUM_TIME = "minimum time"  # a load's minimum on or off time ran out
 RETRY = "retry"  # a switch a board refused as busy is tried again
+MAX_OFF = "max_off_s"  # (for one load) it was off its max_off_s: back on whatever the budget
 
 
 class HomeListener:
@@ -67,6 +74,16 @@ class HomeListener:
     def switch_failed(self, load: str, on: bool, why: tuple[str, ...], error: str, code: str | None) -> None:
         """Switching ``load`` failed: ``code`` is the board's NAK code
         (``busy``, ``relay``), None for a timeout or a board gone."""
+
+    def load_found(self, load: str, on: bool, commanded: bool | None) -> None:
+        """A board's HELLO reported ``load`` in a state the home did not
+        command; ``commanded`` is what the home last commanded (None:
+        nothing on record).  Found on: it is on, but not by the home's
+        switch, so its ``min_on_s`` does not hold and it may be switched off
+        at once (a board powered up into its ``initial`` states, a relay
+        closed by hand).  Found off though the home had it on (a failsafe
+        or a power blip opened it), or off with nothing on record: it
+        counts as just switched off, so its ``min_off_s`` holds from now."""
 
     # -- the owner
 
@@ -130,6 +147,9 @@ class Announcer(HomeListener):
 
     def switch_failed(self, load: str, on: bool, why: tuple[str, ...], error: str, code: str | None) -> None:
         self._fanout.each(self._fanout.calls("switch_failed"), load, on, why, error, code)
+
+    def load_found(self, load: str, on: bool, commanded: bool | None) -> None:
+        self._fanout.each(self._fanout.calls("load_found"), load, on, commanded)
 
     def owner_set(self, load: str, on: bool) -> None:
         self._fanout.each(self._fanout.calls("owner_set"), load, on)
