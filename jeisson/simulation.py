@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from jeisson.actuator import config as actuator_config
-from jeisson.actuator.board import Board
+from jeisson.actuator.board import HOME, Board
 from jeisson.actuator.home_link import ActuatorSession
 from jeisson.aggregator import config as aggregator_config
 from jeisson.aggregator.core import Aggregator
@@ -200,13 +200,18 @@ class Network:
 @attrs.define
 class RecordingBoard(Board):
     """A board that keeps every relay switch it makes, for whoever studies
-    the run: ``(time, relay number, on, by its failsafe)``."""
+    the run: ``(time, relay number, on, on its own)``, where *on its own*
+    is a switch the home did not command (failsafe, cold-load pickup,
+    power-up or power-down); ``causes`` has the same entries' causes
+    (``jeisson.actuator.board.HOME``, ``FAILSAFE``, ...)."""
 
     switch_log: list = attrs.Factory(list)
+    causes: list = attrs.Factory(list)
 
-    def _apply(self, relay, on: bool) -> None:
-        super()._apply(relay, on)
-        self.switch_log.append((self.clock.seconds(), relay.config.number, on, self.in_failsafe))
+    def _apply(self, relay, on: bool, cause: str) -> None:
+        super()._apply(relay, on, cause)
+        self.switch_log.append((self.clock.seconds(), relay.config.number, on, cause != HOME))
+        self.causes.append(cause)
 
 
 @attrs.define
@@ -340,11 +345,18 @@ class SimLoad:
 
 def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, measure_period_s: float = 600,
               command_timeout_s: float = 3, failsafe_after_s: float = 120, board_measure_period_s: float = 2,
-              aggregator: str = "tcp:127.0.0.1:7700", seed: int = 1) -> tuple[str, list[str]]:
+              aggregator: str = "tcp:127.0.0.1:7700", seed: int = 1, cold_load_s: tuple[float, float] = (0, 0),
+              ) -> tuple[str, list[str]]:
     """Ini files for one home and its boards, eight relays to a board:
     ``(home_ini, [board_ini, ...])``.  The home's secret is ``s-<id>``; load
-    ``n`` (from 1) is ``<id>-l<n>``; a load's relay starts as its owner
-    wants it, and a critical one's safe state is on."""
+    ``n`` (from 1) is ``<id>-l<n>``; a critical load's safe state is on.
+
+    Boards power up with their relays open, as real ones do; the home
+    switches on what its owner wants.  Their cold-load pickup window is
+    ``cold_load_s``: 0 to 0 by default, so a critical load's relay closes at
+    power-up and the home's first ``HELLO`` already says so (a simulated
+    board powers up with its home, which is there to take charge at once);
+    give a window to study boards that come back without their home."""
     home = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = {aggregator}\nactuators = tcp:0\n"
             f"heartbeat_s = {heartbeat_s}\ncommand_timeout_s = {command_timeout_s:g}\n"
             f"measure_period_s = {measure_period_s:g}\n"]
@@ -354,29 +366,33 @@ def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, meas
         group = loads[b:b + 8]
         home.append(f"[actuator:{board_id}]\nrelays = {len(group)}\n")
         board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = {failsafe_after_s:g}\n"
-                 f"measure_period_s = {board_measure_period_s:g}\nnoise = 0\nseed = {seed}\n"]
+                 f"measure_period_s = {board_measure_period_s:g}\nnoise = 0\nseed = {seed}\n"
+                 f"cold_load_min_s = {cold_load_s[0]:g}\ncold_load_max_s = {cold_load_s[1]:g}\n"]
         for r, load in enumerate(group, 1):
             home.append(f"[load:{home_id}-l{b + r}]\nactuator = {board_id}\nrelay = {r}\nrated_w = {load.rated_w}\n"
                         f"priority = {load.priority}\ncritical = {'yes' if load.critical else 'no'}\n"
                         f"min_on_s = {load.min_on_s:g}\nmin_off_s = {load.min_off_s:g}\n"
                         f"desired = {'on' if load.desired else 'off'}\n"
                         + (f"max_off_s = {load.max_off_s:g}\n" if load.max_off_s is not None else ""))
-            board.append(f"[relay:{r}]\nload_w = {load.rated_w}\ninitial = {'on' if load.desired else 'off'}\n"
-                         f"safe_state = {'on' if load.critical else 'off'}\nmin_interval_s = 0\n")
+            board.append(f"[relay:{r}]\nload_w = {load.rated_w}\nsafe_state = {'on' if load.critical else 'off'}\n"
+                         "min_interval_s = 0\n")
         boards.append("".join(board))
     return "".join(home), boards
 
 
 def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction: float = 0.6,
-                 event_start_s: float = 60.0, event_end_s: float = 3600.0, feeders: int = 0,
+                 event_start_s: float = 90.0, event_end_s: float = 3600.0, feeders: int = 0,
                  feeder_fraction: float = 0.55, heartbeat_s: int = 30) -> tuple[str, dict]:
     """Ini files for a random, realistic fleet: ``(aggregator_ini, homes)``.
 
     Each home has one board per eight loads of 0.1 to 5 kW, with priorities
     1 to 10; about one load in ten is critical, one in five is held on by a
     long minimum on time when the event starts, one in ten is off because
-    its owner wants it so.  The event's limit is ``limit_fraction`` of what
-    the owners want on; with ``feeders``, homes are spread over that many
+    its owner wants it so.  The boards power up open at 0 and the homes
+    switch their owners' loads on as each load's ``min_off_s`` (at most
+    60 s, counted from power-up) allows: an event should start after that,
+    as by default.  The event's limit is ``limit_fraction`` of what the
+    owners want on; with ``feeders``, homes are spread over that many
     feeders, each limited to ``feeder_fraction`` of its homes' demand.
     """
     rng = random.Random(seed)

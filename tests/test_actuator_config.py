@@ -47,7 +47,9 @@ def test_defaults():
         measure_period_s=2,
         noise=0.02,
         seed=None,
-        relays=(RelayConfig(number=1, load_w=2000, initial=False, safe_state="off", min_interval_s=2),),
+        relays=(RelayConfig(number=1, load_w=2000, safe_state="off", min_interval_s=2),),
+        cold_load_min_s=5,
+        cold_load_max_s=30,
     )
 
 
@@ -61,9 +63,10 @@ def test_every_key_is_read():
         measure_period_s = 0.5
         noise = 0
         seed = 42
+        cold_load_min_s = 0
+        cold_load_max_s = 600
         [relay:2]
         load_w = 0
-        initial = on
         safe_state = hold
         min_interval_s = 0
         [relay:1]
@@ -73,9 +76,10 @@ def test_every_key_is_read():
         """.replace("\n        ", "\n")
     )
     assert (config.failsafe_after_s, config.measure_period_s, config.noise, config.seed) == (30, 0.5, 0, 42)
+    assert (config.cold_load_min_s, config.cold_load_max_s) == (0, 600)
     assert config.relays == (
-        RelayConfig(1, 65535, False, "on", 120),
-        RelayConfig(2, 0, True, "hold", 0),
+        RelayConfig(1, 65535, "on", 120),
+        RelayConfig(2, 0, "hold", 0),
     )
 
 
@@ -102,6 +106,9 @@ def test_missing_actuator_section():
         ("measure_period_s", "0.01"),
         ("noise", "0.6"),
         ("seed", "x"),
+        ("cold_load_min_s", "-1"),
+        ("cold_load_max_s", "3601"),
+        ("cold_load_max_s", "later"),
     ],
 )
 def test_bad_actuator_values(key, value):
@@ -121,15 +128,56 @@ def test_bad_home_endpoint():
         ("load_w = lots", "[relay:1] load_w"),
         ("load_w = 2000.5", "[relay:1] load_w"),
         ("load_w = 70000", "[relay:1] load_w"),
-        ("load_w = 100\ninitial = maybe", "[relay:1] initial"),
         ("load_w = 100\nsafe_state = open", "[relay:1] safe_state"),
         ("load_w = 100\nmin_interval_s = -1", "[relay:1] min_interval_s"),
-        ("initial = on", "[relay:1] load_w"),
+        ("safe_state = on", "[relay:1] load_w"),
     ],
 )
 def test_bad_relay_values(line, where):
     message = error_for(MINIMAL.replace("load_w = 2000", line))
     assert message.startswith(f"board.ini: {where}:")
+
+
+def test_a_cold_load_window_upside_down_names_file_section_and_key():
+    message = error_for(MINIMAL.replace("[relay:1]", "cold_load_min_s = 40\n[relay:1]"))
+    assert message == ("board.ini: [actuator] cold_load_min_s: 40 s is above cold_load_max_s (30 s): the cold-load "
+                       "pickup delay is drawn between the two")
+    assert error_for(MINIMAL.replace("[relay:1]", "cold_load_min_s = 3\ncold_load_max_s = 2\n[relay:1]")).startswith(
+        "board.ini: [actuator] cold_load_min_s:")
+
+
+def test_a_cold_load_window_of_zero_is_allowed_for_labs():
+    config = config_from_string(MINIMAL.replace("[relay:1]", "cold_load_min_s = 0\ncold_load_max_s = 0\n[relay:1]"))
+    assert (config.cold_load_min_s, config.cold_load_max_s) == (0, 0)
+
+
+def test_initial_is_still_accepted_ignored_and_warned_of_naming_the_file():
+    from twisted.logger import capturedLogs, formatEvent
+
+    text = MINIMAL.replace("load_w = 2000", "load_w = 2000\ninitial = on") + "[relay:2]\nload_w = 5\ninitial = off\n"
+    with capturedLogs() as events:
+        config = config_from_string(text, "board.ini")
+    assert config.relays == config_from_string(MINIMAL + "[relay:2]\nload_w = 5\n").relays
+    (warning,) = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+    assert warning.startswith("board.ini: [relay:1] initial, [relay:2] initial: ignored, accepted for one more "
+                              "release; remove it: a board powers up with every relay open")
+    assert "cold_load_min_s" in warning
+
+
+def test_no_warning_without_initial():
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        config_from_string(MINIMAL)
+    assert events == []
+
+
+def test_initial_in_a_bad_file_gives_the_error_not_the_warning():
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        error_for(MINIMAL.replace("load_w = 2000", "load_w = 2000\ninitial = on\nlod_w = 3"))
+    assert events == []
 
 
 def test_bad_safe_state_lists_the_choices():
@@ -215,7 +263,8 @@ def test_a_bad_config_is_a_usage_error_while_parsing_options(tmp_path):
 
 def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):
     path = tmp_path / "board.ini"
-    path.write_text(MINIMAL.replace("load_w = 2000", "load_w = 2000\ninitial = on"))
+    path.write_text(MINIMAL.replace("load_w = 2000", "load_w = 2000\nsafe_state = on").replace(
+        "[relay:1]", "cold_load_min_s = 20\ncold_load_max_s = 20\n[relay:1]"))
     options = tap.Options()
     options.parseOptions(["--config", str(path)])
     reactor = MemoryReactorClock()
@@ -227,15 +276,18 @@ def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):
     link = factory.buildProtocol(None)
     transport = StringTransport()
     link.makeConnection(transport)
-    assert transport.value() == b"HELLO home-1-a 1 1 1\n"
+    assert transport.value() == b"HELLO home-1-a 1 1 0\n", "powered up open"
     # The home accepted the connection but never answers.
     reactor.advance(14.9)
-    assert board.states == (True,) and not transport.disconnecting
+    assert board.states == (False,) and not transport.disconnecting
     reactor.advance(0.1)
-    assert board.states == (False,), "failsafe"
+    assert board.in_failsafe and board.states == (False,), "safe state on, but not before the cold-load delay"
     assert transport.disconnecting, "no WELCOME within failsafe_after_s: dropped, to connect again"
     link.connectionLost(Failure(ConnectionDone()))
+    reactor.advance(5)
+    assert board.states == (True,), "the cold-load pickup at 20 s"
     service.stopService()
+    assert board.states == (False,), "stopped: powered down"
     assert [call for call in reactor.getDelayedCalls() if call.active()] == []
 
 

@@ -22,29 +22,34 @@ failsafe_after_s = 15
 measure_period_s = 2
 noise = 0.02
 seed = 42
+cold_load_min_s = 0
+cold_load_max_s = 0
 [relay:1]
 load_w = 2000
-initial = on
 min_interval_s = 2
 [relay:2]
 load_w = 1500
-initial = off
 min_interval_s = 2
 [relay:3]
 load_w = 800
-initial = on
 safe_state = on
 min_interval_s = 2
 """
 
 
-
-
 class Connection:
+    """A board powered up at 0 whose home switched relays 1 and 3 on at 2 s
+    (their min_interval_s after power-up), as it would after WELCOME; then
+    a new connection to the home, its session started at 2 s."""
+
     def __init__(self, config=CONFIG):
         self.clock = Clock()
         self.board = Board.from_config(config_from_string(config), self.clock)
         self.board.start()
+        self.board.home_in_charge()
+        self.clock.advance(2)
+        self.board.heard_from_home()
+        assert self.board.switch(1, True) == "ok" and self.board.switch(3, True) == "ok"
         self.wire = FakeWire("127.0.0.1:7711")
         self.session = session_factory(self.board)(self.wire)
 
@@ -79,13 +84,14 @@ def verbs(lines):
 # -- hello-sent
 
 
-def test_hello_on_connection_with_the_initial_states(conn):
+def test_hello_on_connection_with_the_present_states(conn):
     assert conn.wire.sent == [b"HELLO home-1-a 3 1 101"]
     assert conn.session.state == HELLO_SENT
 
 
-def test_hello_reports_the_current_states_not_only_the_initial_ones():
+def test_hello_reports_the_current_states():
     first = Connection()
+    first.clock.advance(2)
     first.board.switch(2, True)
     wire = FakeWire()
     session_factory(first.board)(wire)
@@ -247,7 +253,9 @@ def test_meas_is_deterministic_for_a_seed():
 
 
 def test_meas_follows_the_relays(active):
-    active.say(b"SET 1 1 0")
+    active.clock.advance(2)  # relay 1's min_interval_s after the home switched it on
+    active.wire.take()
+    assert active.say(b"SET 1 1 0") == [b"ACK 1 1 0"]
     active.clock.advance(2)
     assert meas_lines(active.wire.take())[0][0] == 0
 
@@ -330,13 +338,11 @@ def test_connection_lost_before_welcome_cancels_the_hello_timeout(conn):
 
 
 def linked():
-    clock = Clock()
-    board = Board.from_config(config_from_string(CONFIG), clock)
-    board.start()
-    link = LineLinkFactory(home_actuator.MAX_LINE, session_factory(board)).buildProtocol(None)
+    conn = Connection()
+    link = LineLinkFactory(home_actuator.MAX_LINE, session_factory(conn.board)).buildProtocol(None)
     transport = StringTransport()
     link.makeConnection(transport)
-    return link, transport, board, clock
+    return link, transport, conn.board, conn.clock
 
 
 def test_line_link_sends_hello_and_handles_bytes_split_anywhere():
@@ -402,3 +408,90 @@ def test_a_heartbeat_that_would_trip_the_failsafe_is_reported(conn):
     with capturedLogs() as events:
         conn.say(b"WELCOME 1 8")
     assert any("would trip it" in formatEvent(e) for e in events if e["log_level"].name == "error")
+
+
+# -- power-up and the cold-load pickup
+
+COLD_10 = CONFIG.replace("cold_load_min_s = 0\ncold_load_max_s = 0", "cold_load_min_s = 10\ncold_load_max_s = 10")
+
+
+def powered_up(config=COLD_10):
+    """A board that has just powered up and connected to its home."""
+    clock = Clock()
+    board = Board.from_config(config_from_string(config), clock)
+    board.start()
+    wire = FakeWire("127.0.0.1:7711")
+    return board, clock, wire, session_factory(board)(wire)
+
+
+def test_a_board_powers_up_open_and_says_so():
+    board, clock, wire, session = powered_up()
+    assert wire.sent == [b"HELLO home-1-a 3 1 000"]
+
+
+def test_a_zero_cold_load_window_closes_safe_on_relays_before_the_first_hello():
+    board, clock, wire, session = powered_up(CONFIG.replace("min_interval_s = 2", "min_interval_s = 0"))
+    assert wire.sent == [b"HELLO home-1-a 3 1 001"]
+    assert not board.unreported_switch, "that HELLO told the home"
+
+
+def test_a_welcome_before_the_delay_puts_the_home_in_charge_and_nothing_closes_on_its_own():
+    board, clock, wire, session = powered_up()
+    clock.advance(1)
+    answer = say(session, wire, b"WELCOME 1 600")
+    assert session.state == ACTIVE and verbs(answer) == [b"MEAS"]
+    for _ in range(10):
+        clock.advance(2)
+        say(session, wire, b"PONG 1")
+    assert board.states == (False, False, False)
+    assert b"HELLO" not in b"".join(wire.sent)
+
+
+def test_a_cold_load_switch_before_the_welcome_makes_the_board_say_hello_again():
+    board, clock, wire, session = powered_up()
+    # The home is slow to answer: the cold-load pickup closes relay 3 at 10 s.
+    clock.advance(10)
+    assert board.states == (False, False, True) and session.state == HELLO_SENT
+    with capturedLogs() as events:
+        answer = say(session, wire, b"WELCOME 1 5")
+    # That WELCOME took 000: the board tells the true states before anything else.
+    assert answer == [b"HELLO home-1-a 3 1 001"]
+    assert session.state == HELLO_SENT
+    assert any("saying HELLO again" in formatEvent(e) for e in events)
+    answer = say(session, wire, b"WELCOME 1 5")
+    assert session.state == ACTIVE and verbs(answer) == [b"MEAS"]
+    assert say(session, wire, b"SET 1 3 0") == [b"NAK 1 busy"], "it closed less than min_interval_s ago"
+    clock.advance(2)
+    assert say(session, wire, b"SET 2 3 0") == [b"ACK 2 3 0"]
+
+
+def test_a_set_that_arrives_after_a_cold_load_switch_on_a_live_link_is_not_obeyed_before_hello():
+    # The home's WELCOME and its first SET were already on their way.
+    board, clock, wire, session = powered_up()
+    clock.advance(10)
+    with capturedLogs():
+        say(session, wire, b"WELCOME 1 5")
+    assert say(session, wire, b"SET 1 1 1") == [b"ERR state"]
+    assert board.states == (False, False, True)
+
+
+def test_a_restarted_board_says_hello_open_whatever_it_had_before():
+    conn = Connection()
+    conn.welcome()
+    assert conn.board.states == (True, False, True)
+    conn.board.stop()
+    conn.lost()
+    # Power back: a new board on the same clock, a new connection.
+    board = Board.from_config(config_from_string(COLD_10), conn.clock)
+    board.start()
+    wire = FakeWire()
+    session = session_factory(board)(wire)
+    assert wire.sent == [b"HELLO home-1-a 3 1 000"]
+    say(session, wire, b"WELCOME 1 600")
+    assert say(session, wire, b"SET 2 1 1") == [b"NAK 2 busy"], "power-up counts as a switch"
+    conn.clock.advance(2)
+    assert say(session, wire, b"SET 3 1 1") == [b"ACK 3 1 1"]
+    for _ in range(30):
+        conn.clock.advance(2)
+        say(session, wire, b"PONG 1")
+    assert board.states == (True, False, False), "the home is in charge: relay 3 stays open"

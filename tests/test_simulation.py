@@ -55,11 +55,13 @@ def test_the_network_keeps_each_links_order_and_holds_ends_that_do_not_answer():
 
 
 def test_a_small_fleet_negotiates_within_its_limit_in_a_few_rounds():
-    aggregator_ini, fleet = random_fleet(20, seed=3, event_start_s=30)
+    # The event starts once the homes have switched on what their owners
+    # want (the boards power up open; min_off_s is at most 60 s).
+    aggregator_ini, fleet = random_fleet(20, seed=3, event_start_s=90)
     sim = Simulation(aggregator_ini, fleet)
-    sim.run_until(29)
+    sim.run_until(89)
     before = sum(sim.relays_w(h) for h in sim.homes)
-    sim.run_until(60)
+    sim.run_until(120)
     limit = sim.aggregator.current_event.limit_w
     assert before > limit
     assert sim.aggregator.converged_rounds is not None and sim.aggregator.converged_rounds <= 3

@@ -1,14 +1,30 @@
-"""The relay board itself, without any I/O: relays, meter and failsafe.
+"""The relay board itself, without any I/O: relays, meter, failsafe and power-up.
 
 Time comes from an injected ``IReactorTime`` (the reactor in service, a
-``task.Clock`` in tests), so every rule here runs the same in both.
+``task.Clock`` in tests), so every rule here runs the same in both.  These
+are the rules a board's firmware must follow (``docs/protocol.rst``,
+"Writing firmware"); the software actuator is their reference.
 
-Two rules protect the loads, whoever asks:
+Three rules protect the loads and the feeder, whoever asks:
 
 - a relay never switches twice within its ``min_interval_s`` (compressors
-  and heat pumps are damaged by short cycling);
-- when the home has been silent for ``failsafe_after_s``, each relay goes to
-  its ``safe_state``, at the earliest moment the first rule allows.
+  and heat pumps are damaged by short cycling), and power-up counts as a
+  switch: a board keeps no clock across a power loss, and the relay that
+  was closed opened when the power went;
+- at power-up every relay is open; the relays whose ``safe_state`` is
+  ``on`` close only after a *cold-load pickup* delay drawn uniformly in
+  ``[cold_load_min_s, cold_load_max_s]``, so that a feeder's boards do not
+  all switch their loads back at once when power returns.  A home that
+  welcomes the board before then is in charge: nothing closes behind its
+  back;
+- when the home has been silent for ``failsafe_after_s`` (counted from
+  power-up, connected or not), each relay goes to its ``safe_state``, at
+  the earliest moment the first rule (and, for a closing, the cold-load
+  delay) allows.
+
+A switch the home did not command (power-up, cold-load pickup, failsafe)
+sets ``unreported_switch``; the session tells the home the true states with
+``HELLO`` before it obeys it again.
 """
 
 import random
@@ -24,6 +40,13 @@ from jeisson.wire import home_actuator
 
 OK = "ok"
 
+# Why a relay switched: the home's SET, or the board on its own.
+HOME = "home"
+FAILSAFE = "failsafe"
+COLD_LOAD = "cold-load pickup"
+POWER_UP = "power-up"
+POWER_DOWN = "power-down"
+
 
 def _word(on: bool) -> str:
     return "on" if on else "off"
@@ -31,14 +54,17 @@ def _word(on: bool) -> str:
 
 @attrs.define
 class Relay:
-    """One relay's state; ``last_switch`` is None until it first switches."""
+    """One relay's state; ``last_switch`` is None until it first switches
+    (a board not yet powered up)."""
 
     config: RelayConfig
-    on: bool
+    on: bool = False
     last_switch: float | None = None
     switches: int = 0
-    # A failsafe switch waiting for min_interval_s to pass.
+    # A switch to the safe state waiting for its moment (the cold-load
+    # delay, or min_interval_s), and why it was scheduled.
     pending: IDelayedCall | None = None
+    pending_cause: str | None = None
 
     def allowed_at(self) -> float:
         """The earliest time this relay may switch again."""
@@ -49,30 +75,36 @@ class Relay:
     def cancel_pending(self) -> None:
         cancel(self.pending)
         self.pending = None
+        self.pending_cause = None
 
 
 @attrs.define
 class Board:
-    """Relays with state, a power meter, and the failsafe timer."""
+    """Relays with state, a power meter, the failsafe timer and the
+    cold-load pickup after power-up."""
 
     log = Logger()
 
     config: ActuatorConfig
     clock: IReactorTime
-    # Meter noise; seeded from the config so a run can be replayed.
+    # Meter noise and the cold-load delay; seeded from the config so that a
+    # run can be replayed (and boards with different seeds draw apart).
     rng: random.Random
     relays: list[Relay]
     in_failsafe: bool = False
-    # Relays the failsafe switched that the home has not been told of (the
-    # home learns relay states from HELLO): the session says HELLO again.
-    failsafe_switched: bool = False
+    # A relay switched by the board on its own (power-up, cold-load pickup,
+    # failsafe) that the home has not been told of: the home learns relay
+    # states only from HELLO, so the session says HELLO again.
+    unreported_switch: bool = False
     last_heard: float | None = None
+    # When the relays whose safe state is on may first close after power-up.
+    cold_load_at: float | None = None
     _running: bool = False
     _failsafe_call: IDelayedCall | None = None
 
     @classmethod
     def from_config(cls, config: ActuatorConfig, clock: IReactorTime) -> Self:
-        relays = [Relay(relay, relay.initial) for relay in config.relays]
+        relays = [Relay(relay) for relay in config.relays]
         return cls(config, clock, random.Random(config.seed), relays)
 
     @property
@@ -86,18 +118,33 @@ class Board:
         if not 1 <= number <= len(self.relays):
             return home_actuator.RELAY
         relay = self.relays[number - 1]
-        # The home is in charge again: its command replaces any failsafe
-        # switch still waiting for this relay.
+        # The home is in charge again: its command replaces any switch to
+        # the safe state still waiting for this relay (failsafe, cold-load).
         self.in_failsafe = False
         relay.cancel_pending()
         if relay.on == on:
             return OK
         if self.clock.seconds() < relay.allowed_at():
             return home_actuator.BUSY
-        self._apply(relay, on)
+        self._apply(relay, on, HOME)
         self.log.info("actuator {actuator}: relay {relay} switched {state} by the home", actuator=self.config.id,
                       relay=number, state=_word(on))
         return OK
+
+    def home_in_charge(self) -> None:
+        """The home welcomed the board: it knows the true states (from
+        ``HELLO``) and decides every switch from now on, so no switch to a
+        safe state still waiting (the cold-load pickup) may happen behind
+        its back."""
+        waiting = [relay for relay in self.relays if relay.pending is not None]
+        if not waiting:
+            return
+        self.log.info("actuator {actuator}: the home is in charge; relays {relays} stay as they are ({cause} "
+                      "cancelled)", actuator=self.config.id,
+                      relays=", ".join(str(relay.config.number) for relay in waiting),
+                      cause=" and ".join(sorted({relay.pending_cause or "" for relay in waiting})))
+        for relay in waiting:
+            relay.cancel_pending()
 
     def readings(self, rng: random.Random) -> tuple[int, ...]:
         """Watts per relay as the meter reads them: the load with noise, 0 when off."""
@@ -109,19 +156,50 @@ class Board:
         watts = round(relay.config.load_w * (1 + rng.gauss(0, self.config.noise)))
         return min(max(watts, 0), home_actuator.MAX_WATTS)
 
-    # -- failsafe
+    # -- power
 
     def start(self) -> None:
-        """Power-up: the failsafe counts from now, connected or not."""
+        """Power-up: every relay open, whatever it was before the power
+        went, and each counted as switched now; the relays whose safe state
+        is on close after the cold-load pickup delay (and their
+        ``min_interval_s``); the failsafe counts from now, connected or not."""
+        now = self.clock.seconds()
         self._running = True
+        self.in_failsafe = False
+        for relay in self.relays:
+            relay.cancel_pending()
+            if relay.on:  # started again without a new board: the power went
+                self._apply(relay, False, POWER_UP)
+            relay.last_switch = now
+        delay = self.rng.uniform(self.config.cold_load_min_s, self.config.cold_load_max_s)
+        self.cold_load_at = now + delay
+        safe_on = [relay for relay in self.relays if relay.config.safe_state == "on"]
+        if safe_on:
+            self.log.info("actuator {actuator}: powered up: relays open; safe states in {delay:.1f} s (cold-load "
+                          "pickup): relays {relays} on", actuator=self.config.id, delay=delay,
+                          relays=", ".join(str(relay.config.number) for relay in safe_on))
+        else:
+            self.log.info("actuator {actuator}: powered up: relays open (no relay's safe state is on); they stay "
+                          "open until the home commands them", actuator=self.config.id)
         self.heard_from_home()
+        for relay in safe_on:
+            self._to_safe_state(relay, COLD_LOAD)
 
     def stop(self) -> None:
+        """Power-down: timers stopped, every relay open (a relay coil
+        without power releases)."""
         self._running = False
         cancel(self._failsafe_call)
         self._failsafe_call = None
         for relay in self.relays:
             relay.cancel_pending()
+        closed = [relay for relay in self.relays if relay.on]
+        for relay in closed:
+            self._apply(relay, False, POWER_DOWN)
+        if closed:
+            self.log.info("actuator {actuator}: powered down: relays open", actuator=self.config.id)
+
+    # -- failsafe
 
     def heard_from_home(self) -> None:
         """Any line from the home, valid or not: the home is alive."""
@@ -151,48 +229,61 @@ class Board:
             seconds=self.config.failsafe_after_s,
         )
         for relay in self.relays:
-            self._make_safe(relay)
+            safe_state = relay.config.safe_state
+            if safe_state == "hold" or relay.on == (safe_state == "on"):
+                relay.cancel_pending()
+                self.log.info(
+                    "actuator {actuator}: relay {relay} stays {state} (safe state {safe_state})",
+                    actuator=self.config.id,
+                    relay=relay.config.number,
+                    state=_word(relay.on),
+                    safe_state=safe_state,
+                )
+            else:
+                self._to_safe_state(relay, FAILSAFE)
 
-    def _make_safe(self, relay: Relay) -> None:
-        safe_state = relay.config.safe_state
-        if safe_state == "hold" or relay.on == (safe_state == "on"):
+    def _to_safe_state(self, relay: Relay, cause: str) -> None:
+        """Switch ``relay`` to its safe state (on or off) now, or when its
+        ``min_interval_s`` and, to close, the cold-load delay allow."""
+        on = relay.config.safe_state == "on"
+        at, why = relay.allowed_at(), "its minimum switching interval"
+        if on and self.cold_load_at is not None and self.cold_load_at > at:
+            at, why = self.cold_load_at, "the cold-load pickup delay"
+        relay.cancel_pending()
+        wait = at - self.clock.seconds()
+        if wait <= 0:
+            self._own_switch(relay, cause)
+            return
+        if cause != COLD_LOAD or why != "the cold-load pickup delay":  # power-up said when
             self.log.info(
-                "actuator {actuator}: relay {relay} stays {state} (safe state {safe_state})",
+                "actuator {actuator}: relay {relay} goes {state} in {wait:.1f} s, {why}",
                 actuator=self.config.id,
                 relay=relay.config.number,
-                state=_word(relay.on),
-                safe_state=safe_state,
+                state=_word(on),
+                wait=wait,
+                why=why,
             )
-            return
-        wait = relay.allowed_at() - self.clock.seconds()
-        if wait <= 0:
-            self._safe_switch(relay)
-            return
-        self.log.info(
-            "actuator {actuator}: relay {relay} goes {state} in {wait:.1f} s, its minimum switching interval",
-            actuator=self.config.id,
-            relay=relay.config.number,
-            state=safe_state,
-            wait=wait,
-        )
-        relay.cancel_pending()
-        relay.pending = self.clock.callLater(wait, self._safe_switch, relay)
+        relay.pending = self.clock.callLater(wait, self._own_switch, relay, cause)
+        relay.pending_cause = cause
 
-    def _safe_switch(self, relay: Relay) -> None:
-        # Scheduled for allowed_at(); clock arithmetic may land it a rounding
+    def _own_switch(self, relay: Relay, cause: str) -> None:
+        # Scheduled for its moment; clock arithmetic may land it a rounding
         # error early, so the interval is not checked again here.
         relay.pending = None
+        relay.pending_cause = None
         on = relay.config.safe_state == "on"
-        self._apply(relay, on)
-        self.failsafe_switched = True
+        self._apply(relay, on, cause)
         self.log.warn(
-            "actuator {actuator}: failsafe switched relay {relay} {state}",
+            "actuator {actuator}: {cause} switched relay {relay} {state} (its safe state)",
             actuator=self.config.id,
+            cause=cause,
             relay=relay.config.number,
             state=_word(on),
         )
 
-    def _apply(self, relay: Relay, on: bool) -> None:
+    def _apply(self, relay: Relay, on: bool, cause: str) -> None:
         relay.on = on
         relay.last_switch = self.clock.seconds()
         relay.switches += 1
+        if cause != HOME:
+            self.unreported_switch = True

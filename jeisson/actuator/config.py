@@ -10,6 +10,8 @@
     measure_period_s = 2
     noise = 0.02
     seed =
+    cold_load_min_s = 5        ; the cold-load pickup delay after power-up is
+    cold_load_max_s = 30       ; drawn uniformly between these (0 and 0: none)
 
     [serial]                   ; the board's serial port to its XBee (instead of home)
     device = /dev/ttyS1
@@ -20,9 +22,13 @@
 
     [relay:1]                  ; relays 1..N, contiguous, N <= 8
     load_w = 2000
-    initial = off
     safe_state = off           ; off | on | hold
     min_interval_s = 2
+
+A board powers up with every relay open and applies its safe states only
+after the cold-load pickup delay (``jeisson.actuator.board``).  ``[relay:N]
+initial``, which once chose a relay's state at power-up, is still accepted
+until the next release, ignored, with a warning.
 
 The ``[serial]`` keys are those of the home's ``[serial:NAME]`` sections
 (``jeisson.transports.serial.read_serial_port``).  Until the next release
@@ -40,6 +46,12 @@ from jeisson.wire import home_actuator
 
 SAFE_STATES = ("off", "on", "hold")
 
+# A feeder's boards back from an outage switch their loads back over half a
+# minute instead of all at once; a board whose home answers never waits
+# (the home's WELCOME puts it in charge, see jeisson.actuator.board).
+COLD_LOAD_MIN_S = 5.0
+COLD_LOAD_MAX_S = 30.0
+
 log = Logger()
 
 # The older form's keys in [actuator] -> the same in [serial].
@@ -51,7 +63,6 @@ _OLD_SERIAL_KEYS = {"serial": "device", "baud": "baud", "xbee_mode": "mode", "co
 class RelayConfig:
     number: int
     load_w: int
-    initial: bool
     safe_state: str
     min_interval_s: float
 
@@ -67,6 +78,9 @@ class ActuatorConfig:
     seed: int | None
     relays: tuple[RelayConfig, ...]
     serial: BoardSerialConfig | None = None
+    # The cold-load pickup delay after power-up, drawn uniformly in this window.
+    cold_load_min_s: float = COLD_LOAD_MIN_S
+    cold_load_max_s: float = COLD_LOAD_MAX_S
 
 
 def read_config(path: str) -> ActuatorConfig:
@@ -85,6 +99,7 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
     # HELLO carries at most 16, and a longer id would only fail at connection.
     if not home_actuator.ID_PATTERN.match(actuator_id):
         raise ini.error(section, "id", f"an actuator id has at most 16 characters, got {actuator_id!r}")
+    relay_sections = _relay_sections(ini)
     config = ActuatorConfig(
         source=ini.source,
         id=actuator_id,
@@ -93,13 +108,23 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
         measure_period_s=ini.number(section, "measure_period_s", 2.0, low=0.1, high=3600),
         noise=ini.number(section, "noise", 0.02, low=0, high=0.5),
         seed=_seed(ini, section),
-        relays=tuple(_relay(ini, section, number) for section, number in _relay_sections(ini)),
+        relays=tuple(_relay(ini, section, number) for section, number in relay_sections),
         serial=_serial(ini, section),
+        cold_load_min_s=ini.number(section, "cold_load_min_s", COLD_LOAD_MIN_S, low=0, high=3600),
+        cold_load_max_s=ini.number(section, "cold_load_max_s", COLD_LOAD_MAX_S, low=0, high=3600),
     )
+    if config.cold_load_min_s > config.cold_load_max_s:
+        raise ini.error(section, "cold_load_min_s",
+                        f"{config.cold_load_min_s:g} s is above cold_load_max_s ({config.cold_load_max_s:g} s): the "
+                        "cold-load pickup delay is drawn between the two")
+    # Read before check_unknown (it is no unknown key), warned of once the file is good.
+    initial = [name for name, _ in relay_sections if ini.raw(name, "initial", None) is not None]
     if (config.home is None) == (config.serial is None):
         raise ini.error(section, "home", "give either home (a TCP endpoint) or a [serial] section, not both or "
                                          "none")
     ini.check_unknown()
+    if initial:
+        _warn_initial(ini.source, initial)
     return config
 
 
@@ -153,11 +178,19 @@ def _relay_sections(ini: IniFile) -> list[tuple[str, int]]:
     return [(section, number) for number, section in numbered]
 
 
+def _warn_initial(source: str, sections: list[str]) -> None:
+    # Ignored: a board that powered up into 'initial = on' drew a load its
+    # home had not counted, after a power blip in the middle of an event.
+    log.warn("{source}: {keys}: ignored, accepted for one more release; remove it: a board powers up with every "
+             "relay open, and puts the relays whose safe_state is on back on after the cold-load pickup delay "
+             "([actuator] cold_load_min_s to cold_load_max_s) unless its home takes charge first",
+             source=source, keys=", ".join(f"[{section}] initial" for section in sections))
+
+
 def _relay(ini: IniFile, section: str, number: int) -> RelayConfig:
     return RelayConfig(
         number=number,
         load_w=ini.number(section, "load_w", low=0, high=home_actuator.MAX_WATTS, integer=True),
-        initial=ini.choice(section, "initial", ("on", "off"), "off") == "on",
         safe_state=ini.choice(section, "safe_state", SAFE_STATES, "off"),
         min_interval_s=ini.number(section, "min_interval_s", 2.0, low=0, high=3600),
     )

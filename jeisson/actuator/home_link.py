@@ -39,7 +39,10 @@ class ActuatorSession(LinkSession):
 
     ``hello-sent``
         Entered on connection, after sending ``HELLO <id> <relays> 1 <states>``.
-        ``WELCOME`` -> ``active``; ``REFUSED`` -> ``closed`` (logged as an
+        ``WELCOME`` -> ``active``, and the home is in charge: a cold-load
+        pickup still waiting is cancelled; but if the board switched a relay
+        on its own since the ``HELLO``, it says ``HELLO`` again instead and
+        stays in ``hello-sent``.  ``REFUSED`` -> ``closed`` (logged as an
         error, connection closed); ``PING`` is answered, ``ERR`` logged;
         anything else is answered ``ERR state``.  A home that has not
         welcomed us within ``failsafe_after_s`` is dropped, so that the
@@ -53,7 +56,9 @@ class ActuatorSession(LinkSession):
         ``ACK``, ``NAK``, ``MEAS``) and a second ``WELCOME``/``REFUSED`` are
         answered ``ERR state``.  ``ERR hello`` (the home has no session for
         us), here or in ``hello-sent``, sends a new ``HELLO`` and goes (back)
-        to ``hello-sent``.
+        to ``hello-sent``; so does any line from the home once the board
+        switched a relay on its own (its failsafe) while the session stayed
+        up: the ``HELLO`` first, then the line is handled in ``hello-sent``.
     ``closed``
         Refused, the home silent, or the connection is lost: timers stopped.
         A line still arriving (a late ``PONG``) is not answered, but counts
@@ -85,8 +90,9 @@ class ActuatorSession(LinkSession):
     def start(self) -> None:
         """The connection is up (or the home asked): introduce ourselves."""
         hello = Hello(self._config.id, len(self._board.relays), home_actuator.PROTOCOL_VERSION, self._board.states)
-        # This HELLO carries every relay's true state, failsafe switches too.
-        self._board.failsafe_switched = False
+        # This HELLO carries every relay's true state, the board's own
+        # switches (cold-load pickup, failsafe) too.
+        self._board.unreported_switch = False
         self.send(hello)
         self.expect_hello(self._config.failsafe_after_s)
 
@@ -95,11 +101,12 @@ class ActuatorSession(LinkSession):
     def heard(self) -> None:
         self._board.heard_from_home()
         super().heard()
-        if self.state == ACTIVE and self._board.failsafe_switched:
-            # The failsafe switched relays while this session stayed up (the
-            # home fell silent for less than the heartbeat's patience): the
-            # home must learn the true states before it commands anything.
-            self.log.warn("home {peer} is back after the failsafe switched relays; saying HELLO again",
+        if self.state == ACTIVE and self._board.unreported_switch:
+            # The board switched relays on its own while this session stayed
+            # up (the failsafe, the home silent for less than the heartbeat's
+            # patience): the home must learn the true states before it
+            # commands anything.
+            self.log.warn("home {peer} is back after the board switched relays on its own; saying HELLO again",
                           peer=self.peer)
             self._hello_again()
 
@@ -120,6 +127,14 @@ class ActuatorSession(LinkSession):
             self.close()
             return
         self.introduced()
+        if self._board.unreported_switch:
+            # A relay switched since our HELLO (the cold-load pickup, the
+            # failsafe): this WELCOME took states that are no longer true.
+            self.log.warn("home {peer} welcomed states the board has since changed on its own; saying HELLO again",
+                          peer=self.peer)
+            self._hello_again()
+            return
+        self._board.home_in_charge()
         self.state = ACTIVE
         self.log.info(
             "actuator {actuator} welcomed by home {peer}, heartbeat {heartbeat_s} s",
