@@ -130,14 +130,20 @@ class SqliteStore:
     ``busy_timeout_s``: how long a commit waits for a lock held by another
     process (a backup, the ``sqlite3`` shell) before it fails and is retried
     at the next batch.  ``executor``: where jobs run instead of the pools or
-    at once (see ``Executor``).
+    at once (see ``Executor``).  ``synchronous``: ``FULL`` (what jeisson
+    runs: a commit is on disk before ``durable()`` fires, through a power
+    cut); ``NORMAL`` and ``OFF`` are for ``bench/`` baselines only.
     """
 
     log = Logger()
 
     def __init__(self, path: str, clock: IReactorTime, batch_s: float = 0.5, retention_days: float = 90,
                  raw_hours: float = 48, downsample_s: float = 60, threaded: bool = False,
-                 reactor: Any = None, busy_timeout_s: float = 5.0, executor: Executor | None = None):
+                 reactor: Any = None, busy_timeout_s: float = 5.0, executor: Executor | None = None,
+                 synchronous: str = "FULL"):
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or OFF, got {synchronous!r}")
+        self.synchronous = synchronous
         self.path = path
         self.clock = clock
         self.batch_s = batch_s
@@ -202,7 +208,7 @@ class SqliteStore:
             if mode.lower() not in ("wal", "memory"):
                 raise StoreError(f"store {self.path}: cannot use write-ahead logging (journal mode {mode}); "
                                  f"put the store on a local file system")
-            db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
             db.execute("PRAGMA foreign_keys = OFF")
         except sqlite3.Error as e:
             db.close()
@@ -303,24 +309,28 @@ class SqliteStore:
         ``TypeError`` for a value JSON cannot hold, ``StoreError`` once closed."""
         text = _json(value)
         self._queue()
-        self._pending.state[(scope, key)] = (text, self.clock.seconds())
+        self._pending.state[(str(scope), str(key))] = (text, self.clock.seconds())
         self._queued()
 
     def delete(self, scope: str, key: str) -> None:
         self._queue()
-        self._pending.state[(scope, key)] = None
+        self._pending.state[(str(scope), str(key))] = None
         self._queued()
 
     def record(self, kind: str, subject: str, at: float, detail: Mapping[str, Any] | None = None,
                round: int | None = None) -> None:
-        text = _json(dict(detail) if detail is not None else {})
+        # Converted now, so that a value SQLite cannot bind (a numpy integer)
+        # fails here, at the caller, and not in a batch retried forever.
+        row = (float(at), str(kind), str(subject), None if round is None else int(round),
+               _json(dict(detail) if detail is not None else {}))
         self._queue()
-        self._pending.journal.append((at, kind, subject, round, text))
+        self._pending.journal.append(row)
         self._queued()
 
     def measure(self, subject: str, at: float, watts: float) -> None:
+        row = (str(subject), float(at), float(watts), 0.0)
         self._queue()
-        self._pending.measurements.append((subject, at, watts, 0.0))
+        self._pending.measurements.append(row)
         self._queued()
 
     def _queue(self) -> None:
