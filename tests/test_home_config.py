@@ -260,3 +260,31 @@ def test_max_off_time_and_opt_out_errors(change, where, what):
     with pytest.raises(ConfigError) as info:
         config_from_string((HOME + BOARD + HEATER).replace(*change, 1), "home.ini")
     assert where in str(info.value) and what in str(info.value)
+
+
+# -- the store
+
+
+def test_the_store_is_on_by_default_beside_the_config_and_commits_every_30_s(tmp_path):
+    path = tmp_path / "home-7.ini"
+    path.write_text(HOME + BOARD + HEATER)
+    store = read_config(str(path)).store
+    assert store is not None
+    assert (store.path, store.batch_s) == (str(tmp_path / "home-7.sqlite"), 30.0)
+
+
+def test_the_store_section_sets_its_path_relative_to_the_config_and_its_batch(tmp_path):
+    path = tmp_path / "home-7.ini"
+    path.write_text(HOME + BOARD + HEATER + "[store]\npath = data/h7.sqlite\nbatch_s = 60\n")
+    store = read_config(str(path)).store
+    assert store is not None
+    assert (store.path, store.batch_s) == (str(tmp_path / "data" / "h7.sqlite"), 60.0)
+
+
+def test_path_none_turns_the_store_off():
+    assert config_from_string(HOME + BOARD + HEATER + "[store]\npath = none\n", SOURCE).store is None
+
+
+def test_a_bad_store_key_is_named():
+    assert "[store] batch_s" in refused(HOME + BOARD + HEATER + "[store]\nbatch_s = 0\n")
+    assert "[store] bacth_s: unknown key" in refused(HOME + BOARD + HEATER + "[store]\nbacth_s = 5\n")

@@ -551,11 +551,27 @@ def test_a_superseded_board_link_is_not_a_lost_board(rig, logs):
 # -- a new bid goes before the commitment it follows from
 
 
-def test_the_new_bid_precedes_the_commitment(rig):
+def test_the_new_bid_and_a_fresh_measurement_precede_the_commitment(rig):
     rig.aggregator.budget(1050.0)
     rig.settle()
     verbs = [line.split()[0] for _, sender, receiver, line in rig.trace if receiver == "aggregator"]
-    assert verbs[-2:] == [b"FLEX", b"COMMIT"]
+    assert verbs[-3:] == [b"FLEX", b"MEASURE", b"COMMIT"]
+    # z was shed: its relay is open, it draws nothing; the others have no
+    # reading yet and count at their rated power.
+    measure = rig.aggregator.received(aggregator_home.Measure)[-1]
+    assert (measure.power_w, measure.loads) == (1050.0, (("z", 0.0),))
+
+
+def test_a_load_switched_on_counts_at_rated_power_until_its_next_reading(rig):
+    rig.boards["a"].say(b"MEAS 480 390 140")
+    assert rig.home.measured_w() == 480 + 390 + 140 + 800
+    rig.home.set_desired("x", False)
+    rig.settle()
+    assert rig.home.loads["x"].measured_w == 0.0
+    rig.home.set_desired("x", True)
+    rig.settle()
+    assert rig.home.loads["x"].measured_w is None
+    assert rig.home.measured_w() == 500 + 390 + 140 + 800
 
 
 # -- opting out

@@ -10,9 +10,13 @@ States:
 ``active``
     ``WELCOME`` received: the home sends ``FLEX`` whenever its offers change,
     ``MEASURE`` every ``measure_period_s``, answers ``BUDGET`` and
-    ``RELEASE`` with ``COMMIT`` once its relays have switched (preceded by a
-    new ``FLEX`` if switching changed its offers), and runs heartbeats at
-    the period the aggregator gave.
+    ``RELEASE`` with ``COMMIT`` once its relays have switched and what the
+    commitment rests on (the budget, the switches it caused) is durable in
+    the home's store (preceded by a new ``FLEX`` if switching changed its
+    offers, and by a fresh ``MEASURE``, so that the aggregator's measured
+    figure at the round's end reflects the switches), and runs heartbeats
+    at the period the aggregator gave.  A store that cannot commit leaves
+    the round unanswered: the aggregator counts the home cautiously.
 ``closed``
     Refused, dead (no line for three heartbeat periods) or disconnected;
     ``ClientService`` connects again with backoff (slower once after a
@@ -25,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Row, Wire
+from jeisson.store import StoreError
 from jeisson.wire import aggregator_home as wire
 
 # An aggregator that accepts the connection but never answers HELLO is as
@@ -111,19 +116,29 @@ class UplinkSession(LinkSession):
     def _answer(self, commitment: Deferred) -> None:
         self._answering += 1
 
+        def durable(message):
+            # Durable before acknowledged: a home killed after its COMMIT
+            # resumes the budget and the switches the COMMIT speaks of.
+            return self.home.durable().addCallback(lambda _: message)
+
         def commit(message):
             self._answering -= 1
             if self.state == ACTIVE:
                 # The new bid first: the aggregator then knows, when this
                 # commitment completes its round, that another should follow.
                 self.loads_changed()
+                self.send(self.home.measurement())
                 self.send(message)
 
         def failed(failure):
             self._answering -= 1
-            self.log.failure("could not answer the aggregator", failure)
+            if failure.check(StoreError):
+                self.log.error("not answering the aggregator: what the commitment rests on could not be stored: "
+                               "{error}", error=failure.getErrorMessage())
+            else:
+                self.log.failure("could not answer the aggregator", failure)
 
-        commitment.addCallbacks(commit, failed)
+        commitment.addCallback(durable).addCallbacks(commit, failed)
 
     def loads_changed(self) -> None:
         """Send a new bid if the offers changed (not while a commit is due)."""

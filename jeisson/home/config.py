@@ -34,15 +34,25 @@
     min_off_s = 60
     max_off_s = 1800    ; optional: a load shed this long comes back on (for min_on_s)
     desired = on        ; the owner's setting outside events
+
+    [store]                             ; optional: on by default (jeisson.store.config)
+    path = home-1.sqlite                ; default: this file's name with .sqlite, beside it; none: off
+    batch_s = 30                        ; a home's default: commits at most this often (an SD card)
 """
 
 import attrs
 
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
+from jeisson.store.config import StoreConfig, read_store
 from jeisson.transports.boards import HomeSerialConfig
 from jeisson.transports.serial import read_serial_port
 from jeisson.wire import aggregator_home, home_actuator
+
+# A home's store commits at most this often by default: a BeagleBone's SD
+# card wears with every commit.  What is acknowledged (a COMMIT, an owner's
+# setting) is committed at once regardless (``Home.durable``).
+STORE_BATCH_S = 30.0
 
 
 @attrs.frozen
@@ -74,6 +84,7 @@ class HomeConfig:
     serials: dict[str, HomeSerialConfig] = attrs.Factory(dict)
     opt_out_all: bool = False  # the owner opts out of every event
     opt_out_events: frozenset[str] = frozenset()  # ... or of these
+    store: StoreConfig | None = None  # None: the home remembers nothing across restarts
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -127,9 +138,10 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     if len(loads) > aggregator_home.MAX_LOADS:
         raise ini.error("load:<id>", None, f"{len(loads)} loads: a home reports at most {aggregator_home.MAX_LOADS}")
     manhole = read_manhole(ini)
+    store = read_store(ini, default_batch_s=STORE_BATCH_S)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
-                      actuators, loads, manhole, serials, opt_out_all, opt_out_events)
+                      actuators, loads, manhole, serials, opt_out_all, opt_out_events, store)
 
 
 def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:

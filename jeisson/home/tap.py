@@ -1,4 +1,12 @@
-"""``twistd jeisson-home --config FILE``."""
+"""``twistd jeisson-home --config FILE``.
+
+The home's store (``[store]``, on by default) is opened before anything
+starts: one that cannot be opened stops the start with one line naming the
+file.  The home reads what it remembers from it at once (its budget, its
+owner's settings, its loads' clocks), before any board or the aggregator can
+speak; ``StoreService`` prunes it and, started first, is stopped last, so
+that what the home writes while stopping is committed.
+"""
 
 from twisted.application import strports
 from twisted.application.internet import ClientService, backoffPolicy
@@ -12,6 +20,8 @@ from jeisson.home.config import read_config
 from jeisson.home.core import Home
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
+from jeisson.store import StoreError
+from jeisson.store.service import StoreService, open_store
 from jeisson.transports.boards import HomeSerialConfig, home_serial_service
 from jeisson.transports.serial import SerialPortService
 from jeisson.transports.stream import LineLinkFactory
@@ -35,6 +45,12 @@ class HomeService(Service):
         where += [f"{s.port.mode} XBee on {s.port.device}" for s in config.serials.values()]
         self.log.info("home {home}: boards on {where}; aggregator at {aggregator}", home=config.id,
                       where=", ".join(where), aggregator=config.aggregator)
+        if self.home.store is None:
+            self.log.warn("home {home}: no store ([store] path = none): a restart forgets the budget in force, "
+                          "the owner's settings and the loads' minimum-time clocks, and nothing is journaled",
+                          home=config.id)
+        else:
+            self.log.info("home {home}: remembering in {path}", home=config.id, path=self.home.store.path)
 
     def stopService(self):
         super().stopService()
@@ -87,8 +103,16 @@ def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
     config = config_of(options, read_config)
-    home = Home(config, reactor)
     top = MultiService()
+    store = None
+    if config.store is not None:
+        try:
+            store = open_store(config.store, reactor, reactor=reactor)
+        except StoreError as e:
+            # One line, as a config error is, rather than a traceback.
+            raise SystemExit(f"jeisson-home: cannot start home {config.id}: {e}") from None
+        StoreService(store, reactor).setServiceParent(top)
+    home = Home(config, reactor, store=store)
     HomeService(home).setServiceParent(top)
     if config.actuators_listen is not None:
         strports.service(config.actuators_listen, board_factory(home)).setServiceParent(top)
