@@ -130,6 +130,8 @@ failsafe_after_s = 5
 measure_period_s = 0.5
 noise = 0.01
 seed = 7
+cold_load_min_s = 0
+cold_load_max_s = 1
 """
         for relay, (load, watts, priority, critical) in enumerate(loads, 1):
             text += f"""
@@ -143,7 +145,6 @@ critical = {critical}
             board_text += f"""
 [relay:{relay}]
 load_w = {watts}
-initial = on
 safe_state = off
 min_interval_s = 0.5
 """
@@ -215,8 +216,9 @@ def settled_event(system, connected):
 
 
 def relay_states(system, board, count):
-    """Each relay's state as the board's own log tells it."""
-    states = {relay: True for relay in range(1, count + 1)}  # initial = on
+    """Each relay's state as the board's own log tells it: open at power-up,
+    then as the home switched it."""
+    states = dict.fromkeys(range(1, count + 1), False)
     for match in re.finditer(r"relay (\d+) switched (on|off)", read_log(system, board)):
         states[int(match.group(1))] = match.group(2) == "on"
     return states
@@ -315,6 +317,15 @@ def test_event_end_restores_loads(system, connected):
     wait_for(lambda: all(all(relay_states(system, f"{home}-board", len(loads)).values())
                          for home, loads in system["homes"].items()), 10, "every relay to be on again")
     assert f"event {event_id} ended; released homes: home-a, home-b" in read_log(system, "aggregator")
+
+
+def test_boards_power_up_open_and_their_homes_switch_on_what_owners_want(system, connected):
+    for home in system["homes"]:
+        log = read_log(system, f"{home}-board")
+        assert "powered up: relays open (no relay's safe state is on)" in log
+        assert "pickup switched" not in log, "safe states off: nothing closes on its own"
+    wait_for(lambda: all(all(relay_states(system, f"{home}-board", len(loads)).values())
+                         for home, loads in system["homes"].items()), 10, "every relay to be switched on")
 
 
 def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system, connected):

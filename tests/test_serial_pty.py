@@ -382,6 +382,8 @@ BOARD = """
 id = board-z
 failsafe_after_s = 5
 measure_period_s = 0.2
+cold_load_min_s = 0
+cold_load_max_s = 0
 
 [serial]
 device = {device}
@@ -394,7 +396,7 @@ min_interval_s = 0
 
 [relay:2]
 load_w = 40
-initial = on
+safe_state = on
 min_interval_s = 0
 """
 
@@ -431,7 +433,10 @@ class TransparentBoardTests(unittest.TestCase):
             os.close(board_slave)
 
         self.addCleanup(cleanup)
-        # The board says HELLO; the home switches lamp on and fan off, as wanted.
+        # The board powers up open, and at once (a 0 s cold-load window)
+        # closes the fan, whose safe state is on; it says HELLO; the home
+        # switches the lamp on and the fan off, as wanted.
+        self.assertEqual(board.states, (False, True))
         yield eventually(lambda: board.states == (True, False))
         self.assertEqual({load.id: load.on for load in home.loads.values()}, {"lamp": True, "fan": False})
         yield eventually(lambda: home.loads["lamp"].measured_w is not None)

@@ -1,6 +1,7 @@
 """jeisson.simulation: the heap clock, the in-memory network, a whole fleet negotiating."""
 
-from jeisson.simulation import Network, SimClock, Simulation, random_fleet
+from jeisson.actuator.board import COLD_LOAD, HOME
+from jeisson.simulation import Network, SimClock, SimLoad, Simulation, home_inis, random_fleet
 
 
 def test_the_heap_clock_runs_calls_at_their_time_in_order_with_resets_and_cancels():
@@ -67,3 +68,28 @@ def test_a_small_fleet_negotiates_within_its_limit_in_a_few_rounds():
     assert sim.aggregator.converged_rounds is not None and sim.aggregator.converged_rounds <= 3
     assert sim.aggregator.last_round.within_limit
     assert sum(sim.relays_w(h) for h in sim.homes) <= limit
+
+
+def test_simulated_boards_power_up_open_and_the_home_switches_on_what_its_owner_wants():
+    loads = [SimLoad(1000, critical=True), SimLoad(2000), SimLoad(500, min_off_s=30), SimLoad(700, desired=False)]
+    sim = Simulation("[aggregator]\nlisten = tcp:0\n[home:h]\nsecret = s-h\n",
+                     {"h": home_inis("h", loads)})
+    board = sim.homes["h"].boards["h-b0"]
+    # The critical load's relay (safe state on) closed at power-up on its
+    # own (a 0 s cold-load window), before the home's first HELLO.
+    assert board.switch_log[0] == (0.0, 1, True, True) and board.causes[0] == COLD_LOAD
+    sim.run_until(1)
+    assert board.states == (True, True, False, False)
+    assert board.switch_log[1:] == [(0.0, 2, True, False)]
+    sim.run_until(30)
+    assert board.states == (True, True, True, False), "min_off_s counted from power-up"
+
+
+def test_a_cold_load_window_keeps_critical_relays_open_until_the_home_takes_charge():
+    sim = Simulation("[aggregator]\nlisten = tcp:0\n[home:h]\nsecret = s-h\n",
+                     {"h": home_inis("h", [SimLoad(1000, critical=True)], cold_load_s=(5, 10))})
+    board = sim.homes["h"].boards["h-b0"]
+    assert board.states == (False,)
+    sim.run_until(1)
+    # Welcomed at once: the home, not the board, switched it on.
+    assert board.states == (True,) and board.causes == [HOME]

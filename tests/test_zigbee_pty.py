@@ -103,7 +103,7 @@ retry_s = 0.2
 
 
 def relays(*watts):
-    return "\n".join(f"[relay:{n}]\nload_w = {w}\ninitial = on\nmin_interval_s = 0\n" for n, w in enumerate(watts, 1))
+    return "\n".join(f"[relay:{n}]\nload_w = {w}\nmin_interval_s = 0\n" for n, w in enumerate(watts, 1))
 
 
 
