@@ -63,8 +63,9 @@ pools (``threaded``) or at once; tests pass their own to hold a commit in
 flight."""
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# One encoder for every row: json.dumps with arguments builds a new one per
+# call, half the reactor thread's cost of a journal entry.
+_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @attrs.define
@@ -322,7 +323,7 @@ class SqliteStore:
         # Converted now, so that a value SQLite cannot bind (a numpy integer)
         # fails here, at the caller, and not in a batch retried forever.
         row = (float(at), str(kind), str(subject), None if round is None else int(round),
-               _json(dict(detail) if detail is not None else {}))
+               "{}" if not detail else _json(detail if isinstance(detail, dict) else dict(detail)))
         self._queue()
         self._pending.journal.append(row)
         self._queued()
