@@ -5,9 +5,18 @@ from pathlib import Path
 import pytest
 from twisted.python.usage import UsageError
 
-from jeisson.aggregator.config import AggregatorConfig, Event, Feeder, HomeEntry, config_from_string, read_config
+from jeisson.aggregator.config import (
+    AggregatorConfig,
+    EventSpec,
+    Feeder,
+    HomeEntry,
+    config_from_string,
+    read_config,
+)
+from jeisson.aggregator.events import Time
 from jeisson.config import ConfigError
 from jeisson.manhole import ManholeConfig
+from jeisson.store.config import StoreConfig
 from jeisson.wire.aggregator_home import parse_utc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jeisson" / "aggregator.ini"
@@ -34,11 +43,14 @@ def error_for(text, source="agg.ini") -> str:
 
 
 def test_the_example_config_reads():
-    config = read_config(str(EXAMPLE), now=1000)
+    config = read_config(str(EXAMPLE))
     assert config.listen == "tcp:7700:interface=127.0.0.1"
     assert set(config.homes) == {"home-1", "home-2", "home-3"}
-    assert config.events == (Event("evening-peak", 12000.0, 1020.0, 1140.0),)
+    assert config.events == (EventSpec("evening-peak", 1, 12000.0, Time(20.0, True), Time(140.0, True)),)
     assert config.manhole is None
+    # The events file and the store are next to the config, wherever jeisson runs from.
+    assert config.events_file == str(EXAMPLE.parent / "events.ini")
+    assert config.store == StoreConfig(str(EXAMPLE.parent / "aggregator.sqlite"), 0.5)
 
 
 def test_defaults():
@@ -47,10 +59,12 @@ def test_defaults():
         heartbeat_s=10.0,
         round_period_s=30.0,
         round_timeout_s=10.0,
-        homes={"home-1": HomeEntry("home-1", "s1")},
+        homes={"home-1": HomeEntry("home-1", "s1", max_w=10_000.0)},
         events=(),
         status_file=None,
         manhole=None,
+        # A config read from text has no folder: its store is in memory.
+        store=StoreConfig(":memory:", 0.5),
     )
 
 
@@ -68,6 +82,7 @@ def test_every_key_is_read():
         secret = one
         [home:b.2]
         secret = two words
+        max_kw = 7.5
         [feeder:street-a]
         limit_kw = 4.5
         homes = a ,b.2
@@ -86,19 +101,43 @@ def test_every_key_is_read():
     assert config.status_file == "/tmp/status.json"
     assert config.converge_s == 4
     assert config.feeders == (Feeder("street-a", 4500.0, ("a", "b.2")),)
-    assert config.homes == {"a": HomeEntry("a", "one"), "b.2": HomeEntry("b.2", "two words")}
-    # Sorted by start.
+    assert config.homes == {"a": HomeEntry("a", "one", 10_000.0), "b.2": HomeEntry("b.2", "two words", 7500.0)}
+    # As written, in the file's order.
     assert config.events == (
-        Event("early", 0.0, 100.0, 101.5),
-        Event("late", 3000.0, parse_utc("2026-11-23T20:00:00Z"), parse_utc("2026-11-23T21:00:00.5Z")),
+        EventSpec("late", 1, 3000.0, Time(parse_utc("2026-11-23T20:00:00Z")),
+                  Time(parse_utc("2026-11-23T21:00:00.5Z"))),
+        EventSpec("early", 1, 0.0, Time(0.0, True), Time(1.5, True)),
     )
 
 
-def test_plus_seconds_count_from_now():
-    config = config_from_string(MINIMAL + EVENT.format(start="+20", end="+140"), now=1_800_000_000)
-    assert config.events[0].start == 1_800_000_020
-    assert config.events[0].end == 1_800_000_140
-    assert config.events[0].limit_w == 9500
+def test_plus_seconds_are_kept_as_written_for_the_aggregator_to_anchor():
+    config = config_from_string(MINIMAL + EVENT.format(start="+20", end="+140"))
+    [spec] = config.events
+    assert (spec.start, spec.end, spec.limit_w, spec.relative) == (Time(20.0, True), Time(140.0, True), 9500, True)
+    # Resolved against the anchor the aggregator keeps for the id, not the time of reading.
+    assert (spec.offer(1_800_000_000).event.start, spec.offer(1_800_000_000).event.end) == (1_800_000_020,
+                                                                                          1_800_000_140)
+
+
+def test_a_mixed_event_is_checked_once_resolved_not_in_the_config():
+    config = config_from_string(MINIMAL + EVENT.format(start="+20", end="2026-11-23T21:00:00Z"))
+    assert config.events[0].end == Time(parse_utc("2026-11-23T21:00:00Z"))
+
+
+def test_the_store_is_on_by_default_next_to_the_config_and_can_be_turned_off(tmp_path):
+    path = write(tmp_path / "feeder-7.ini", MINIMAL)
+    assert read_config(path).store == StoreConfig(str(tmp_path / "feeder-7.sqlite"), 0.5)
+    path = write(tmp_path / "agg.ini", MINIMAL + "[store]\npath = state/agg.db\nbatch_s = 2\n")
+    assert read_config(path).store == StoreConfig(str(tmp_path / "state" / "agg.db"), 2.0)
+    path = write(tmp_path / "agg.ini", MINIMAL + "[store]\npath = none\n")
+    assert read_config(path).store is None
+
+
+def test_the_events_file_is_relative_to_the_config_file_even_when_named_relatively(tmp_path, monkeypatch):
+    write(tmp_path / "agg.ini", MINIMAL.replace("listen", "events_file = events.ini\nlisten"))
+    monkeypatch.chdir(tmp_path.parent)
+    config = read_config(f"{tmp_path.name}/agg.ini")
+    assert config.events_file == str(tmp_path / "events.ini")
 
 
 def test_config_errors_are_usage_errors_for_twistd():
@@ -117,7 +156,7 @@ def test_config_errors_are_usage_errors_for_twistd():
         (MINIMAL.replace("secret = s1", "secret ="), "[home:home-1] secret", "must not be empty"),
         (MINIMAL.replace("[home:home-1]\nsecret = s1\n", ""), "[home:<id>]", "no homes configured"),
         (MINIMAL + "[home:bad id]\nsecret = x\n", "[home:bad id]", "must be an id"),
-        (MINIMAL + "colour = blue\n", "[home:home-1] colour", "unknown key (known keys here: secret)"),
+        (MINIMAL + "colour = blue\n", "[home:home-1] colour", "unknown key (known keys here: max_kw, secret)"),
         (MINIMAL.replace("listen", "lissen = tcp:1\nlisten"), "[aggregator] lissen", "unknown key"),
         (MINIMAL + "[events:peak]\nlimit_kw = 1\n", "[events:peak]", "unknown section"),
         (MINIMAL + "[extra]\n", "[extra]", "unknown section"),
@@ -147,6 +186,9 @@ def test_config_errors_are_usage_errors_for_twistd():
         (MINIMAL + "[feeder:f]\nlimit_kw = 5\nhomes = home-1\n[feeder:g]\nlimit_kw = 5\nhomes = home-1\n",
          "[feeder:g] homes", "already on feeder 'f'"),
         (MINIMAL.replace("listen", "converge_s = -1\nlisten"), "[aggregator] converge_s", "from 0"),
+        (MINIMAL + "max_kw = lots\n", "[home:home-1] max_kw", "expected a number"),
+        (MINIMAL + "max_kw = -1\n", "[home:home-1] max_kw", "expected a number from 0"),
+        (MINIMAL + "[store]\npath =\n", "[store] path", "must not be empty"),
     ],
 )
 def test_errors_name_file_section_and_key(text, where, what):
@@ -175,7 +217,7 @@ def write(path: Path, text: str) -> str:
 def test_manhole_bare_port_binds_loopback_and_passwd_is_next_to_the_config(tmp_path):
     write(tmp_path / "manhole.passwd", "admin:secret\n")
     path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
-    config = read_config(path, now=0)
+    config = read_config(path)
     assert config.manhole == ManholeConfig("tcp:7790:interface=127.0.0.1", str(tmp_path / "manhole.passwd"))
 
 
@@ -192,7 +234,7 @@ def test_manhole_tcp_without_interface_binds_loopback_and_an_explicit_one_is_kep
 def test_manhole_missing_passwd_file_is_an_error(tmp_path):
     path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
     with pytest.raises(ConfigError) as info:
-        read_config(path, now=0)
+        read_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: [manhole] passwd: ")
     assert str(tmp_path / "manhole.passwd") in message and "does not exist" in message

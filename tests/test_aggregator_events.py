@@ -10,14 +10,26 @@ import os
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 
 from jeisson.aggregator import events as ev
-from jeisson.aggregator.events import Event, EventBook, Offer, events_from_text
+from jeisson.aggregator.events import Event, EventBook, EventSpec, Offer, Time, events_from_text
 from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.config import ConfigError
 from jeisson.wire import aggregator_home as wire
 from tests.peers import Net, load
 from tests.test_aggregator_core import CONFIG, ROUND_DEBOUNCE_S
+
+
+def fired(d):
+    """What a Deferred that has already fired holds (raises its failure)."""
+    results = []
+    d.addBoth(results.append)
+    assert results, f"{d!r} has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
 
 # ------------------------------------------------------------------ the book
 
@@ -62,11 +74,20 @@ def test_next_boundary_and_chains_count_the_start_window():
 
 
 def test_an_events_file_reads_versions_windows_and_cancellations():
-    offers = events_from_text(
-        "[event:a]\nlimit_kw = 4\nstart = +10\nend = +70\nversion = 3\nstart_window_s = 5\nend_window_s = 20\n"
-        "[event:b]\nversion = 2\ncancelled = yes\n", "events.ini", now=1000.0)
-    assert offers == [Offer(Event("a", 4000.0, 1010.0, 1070.0, 3, 5.0, 20.0)),
-                      Offer(Event("b", 0.0, 1000.0, 1000.0, 2), cancelled=True)]
+    specs = events_from_text(
+        "[event:a]\nlimit_kw = 4\nstart = +10\nend = 2001-01-01T00:00:00Z\nversion = 3\nstart_window_s = 5\n"
+        "end_window_s = 20\n[event:b]\nversion = 2\ncancelled = yes\n", "events.ini")
+    assert specs == [EventSpec("a", 3, 4000.0, Time(10.0, relative=True), Time(978307200.0), 5.0, 20.0),
+                     EventSpec("b", 2, cancelled=True)]
+    # Resolved against an anchor: +SECONDS count from it, UTC times stay.
+    assert specs[0].offer(978307000.0) == Offer(Event("a", 4000.0, 978307010.0, 978307200.0, 3, 5.0, 20.0))
+    assert specs[1].offer(5.0) == Offer(Event("b", 0.0, 5.0, 5.0, 2), cancelled=True)
+
+
+def test_an_event_that_ends_before_it_starts_once_resolved_is_refused():
+    [spec] = events_from_text("[event:a]\nlimit_kw = 4\nstart = +100\nend = 1970-01-01T00:01:40Z\n", "x.ini")
+    outcome = EventBook().offer(spec.offer(50.0), 0.0)
+    assert outcome.verdict == ev.REFUSED and "must end after it starts" in outcome.detail
 
 
 @pytest.mark.parametrize("text, what", [
@@ -77,7 +98,7 @@ def test_an_events_file_reads_versions_windows_and_cancellations():
 ])
 def test_events_file_errors_name_the_file_section_and_key(text, what):
     with pytest.raises(ConfigError) as info:
-        events_from_text(text, "events.ini", now=0)
+        events_from_text(text, "events.ini")
     assert str(info.value).startswith("events.ini: ") and what in str(info.value)
 
 
@@ -99,13 +120,13 @@ def test_an_event_added_from_the_manhole_runs_and_one_cancelled_releases():
     h1, h2 = homes(net)
     net.run_until(10)
     assert net.aggregator.current_event is None
-    assert net.aggregator.add_event("gala", 4.5, "+20", "+600") == "added"
+    assert fired(net.aggregator.add_event("gala", 4.5, "+20", "+600")) == "added"
     net.run_until(30 + ROUND_DEBOUNCE_S + 1)
     assert net.summary.event == "gala" and net.summary.limit_w == 4500
     assert net.summary.within_limit
     # Cancelled mid-event: every home is released at once (no end window).
     with capturedLogs() as events:
-        assert net.aggregator.cancel_event("gala").startswith("cancelled")
+        assert fired(net.aggregator.cancel_event("gala")).startswith("cancelled")
     assert net.aggregator.current_event is None
     assert isinstance(h1.received[-1][1], wire.Release) and isinstance(h2.received[-1][1], wire.Release)
     assert any("cancelled by" in e["log_format"] and e["source"] == "the manhole" for e in events)
@@ -117,14 +138,14 @@ def test_a_modified_limit_abandons_the_round_and_negotiates_under_the_new_one():
     net.aggregator.add_event("gala", 6, 5, 600)
     net.run_until(5 + ROUND_DEBOUNCE_S + 1)
     assert net.summary.limit_w == 6000
-    assert net.aggregator.add_event("gala", 3.5, 5, 600, version=2).startswith("modified")
+    assert fired(net.aggregator.add_event("gala", 3.5, 5, 600, version=2)).startswith("modified")
     net.run_until(net.clock.seconds() + ROUND_DEBOUNCE_S + 1)
     assert net.summary.limit_w == 3500 and net.summary.within_limit
     # A duplicate changes nothing; an older version is refused with a reason.
     rounds = net.aggregator.rounds_run
-    assert net.aggregator.add_event("gala", 3.5, 5, 600, version=2).startswith("duplicate")
+    assert fired(net.aggregator.add_event("gala", 3.5, 5, 600, version=2)).startswith("duplicate")
     with capturedLogs() as events:
-        assert net.aggregator.add_event("gala", 9, 5, 600, version=1).startswith("refused")
+        assert fired(net.aggregator.add_event("gala", 9, 5, 600, version=1)).startswith("refused")
     assert any(e["log_level"].name == "warn" and "older" in e["why"] for e in events)
     net.run_until(net.clock.seconds() + 1)
     assert net.aggregator.rounds_run == rounds
@@ -134,10 +155,10 @@ def test_expired_and_late_events_from_the_manhole():
     net = Net(NO_EVENT)
     homes(net)
     net.run_until(100)
-    assert net.aggregator.add_event("past", 4, 10, 50).startswith("refused: it has already ended")
-    assert net.aggregator.add_event("now", 4, 50, "+100").startswith("added late")
+    assert fired(net.aggregator.add_event("past", 4, 10, 50)).startswith("refused: it has already ended")
+    assert fired(net.aggregator.add_event("now", 4, 50, "+100")).startswith("added late")
     assert net.aggregator.current_event.id == "now"
-    assert net.aggregator.add_event("bad id!", 4, "+1", "+2").startswith("refused")
+    assert fired(net.aggregator.add_event("bad id!", 4, "+1", "+2")).startswith("refused")
 
 
 def test_homes_shed_at_their_own_moments_in_the_start_window_and_restore_in_the_end_window():
@@ -202,7 +223,7 @@ def test_the_aggregator_config_names_its_events_file_next_to_it(tmp_path):
     config_path = tmp_path / "aggregator.ini"
     config_path.write_text(NO_EVENT.replace("[home:h1]", "events_file = events.ini\nevents_poll_s = 1\nseed = 3\n"
                                                           "[home:h1]"))
-    config = read_config(str(config_path), now=0)
+    config = read_config(str(config_path))
     assert config.events_file == str(tmp_path / "events.ini")
     assert (config.events_poll_s, config.seed) == (1.0, 3)
 

@@ -14,6 +14,7 @@ from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
 from tests.peers import Net
 from tests.test_aggregator_core import CONFIG, END, FIRST_ROUND, H1_LOADS, H2_LOADS, TIMEOUT
+from tests.test_aggregator_events import fired
 
 
 class Recorder(AggregatorListener):
@@ -87,12 +88,12 @@ def test_a_listener_hears_a_round_from_the_homes_joining_to_the_release(recorded
     net, recorder = recorded
     h1 = net.home("h1", *H1_LOADS)
     h2 = net.home("h2", *H2_LOADS)
-    h1.say(wire.Measure(1.0, 4100.0, ()))
+    h1.say(wire.Measure(1.0, 3000.0, ()))
     net.run_until(FIRST_ROUND)
     h1.commit(1, 3000, on=("oven",))
     h2.commit(1, 2000, on=("ev",))
     assert recorder.moments == [
-        ("joined", "h1"), ("bid", "h1", 1), ("joined", "h2"), ("bid", "h2", 1), ("measure", "h1", 4100.0),
+        ("joined", "h1"), ("bid", "h1", 1), ("joined", "h2"), ("bid", "h2", 1), ("measure", "h1", 3000.0),
         ("binding", "peak", None),
         ("round_started", 1, "peak", 2),
         # h1 sheds first; h2's grant waits for its commitment.
@@ -120,14 +121,15 @@ def test_a_listener_hears_homes_leave_go_silent_and_answer_again(recorded):
     h1.flex(*H1_LOADS)
     assert recorder.moments[-2:] == [("again", "h1"), ("bid", "h1", 2)]
     h2.leave()
-    # The round waited for h2's commitment: it is over without it.
-    # (h1's new bid came during it: the negotiation goes on.)
-    assert recorder.moments[-2:] == [("left", "h2", 0.0), ("round_finished", 1, 0, True)]
+    # The round waited for h2's commitment: it is over without it, h2
+    # counted at the 1000 W budget it holds (the headroom beside silent
+    # h1's 4000 W).  (h1's new bid came during it: the negotiation goes on.)
+    assert recorder.moments[-2:] == [("left", "h2", 1000.0), ("round_finished", 1, 0, True)]
 
 
 def test_events_offered_are_heard_with_their_verdict_and_source(recorded):
     net, recorder = recorded
-    assert net.aggregator.add_event("gala", 3, "+100", "+150") == "added"
+    assert fired(net.aggregator.add_event("gala", 3, "+100", "+150")) == "added"
     net.aggregator.add_event("gala", 3, "+100", "+150")
     net.aggregator.cancel_event("nothing")
     assert recorder.named("event_offered") == [

@@ -9,9 +9,11 @@
     round_timeout_s = 10      ; how long each round phase waits for commitments
     converge_s = 20           ; follow-up rounds until commitments settle, at most this long
     status_file = /var/lib/jeisson/status.json   ; optional JSON snapshot
+    events_file = events.ini  ; optional, relative to this file's folder
 
     [home:home-1]
     secret = ...
+    max_kw = 10               ; counted at this until it reports its loads
 
     [feeder:street-a]                 ; optional: a transformer's own limit
     limit_kw = 7
@@ -19,27 +21,48 @@
 
     [event:evening-peak]
     limit_kw = 9.5
-    start = 2026-11-23T18:00:00Z      ; or +SECONDS after start-up
+    start = 2026-11-23T18:00:00Z      ; or +SECONDS after the first start
     end = 2026-11-23T20:00:00Z
 
     [manhole]
     listen = 7790                      ; a bare port binds 127.0.0.1
     passwd = manhole.passwd
+
+    [store]                            ; optional: see jeisson.store.config
+    path = aggregator.sqlite           ; the default: this file's name, .sqlite
+
+Events are kept as written (``events.EventSpec``): a ``+SECONDS`` time is
+resolved by the aggregator against the event id's anchor, the first time it
+read that id (kept in its store), so it never moves across restarts.
 """
 
 import os
 
 import attrs
 
-from jeisson.aggregator.events import Event, event_from_section
-from jeisson.config import IniFile, wall_clock
+from jeisson.aggregator.events import Event, EventSpec, event_from_section
+from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
+from jeisson.store.config import StoreConfig, read_store
+
+__all__ = ["AggregatorConfig", "Event", "EventSpec", "Feeder", "HomeEntry", "config_from_ini", "config_from_string",
+           "read_config"]
+
+# A home that has never reported its loads is counted at this much while it
+# cannot answer: a typical service size.  Set it per home (``max_kw``).
+DEFAULT_MAX_W = 10_000.0
+# The aggregator's store commits within this long of a write (homes' records,
+# journal) unless something waits for it (``durable()``).
+STORE_BATCH_S = 0.5
 
 
 @attrs.frozen
 class HomeEntry:
     id: str
     secret: str
+    # What the home may draw at most: what it is counted at while it cannot
+    # answer and has never reported its loads.
+    max_w: float = DEFAULT_MAX_W
 
 
 @attrs.frozen
@@ -58,7 +81,7 @@ class AggregatorConfig:
     round_period_s: float
     round_timeout_s: float
     homes: dict[str, HomeEntry]
-    events: tuple[Event, ...]
+    events: tuple[EventSpec, ...]  # as written: their +SECONDS resolved by the aggregator
     status_file: str | None = None
     manhole: ManholeConfig | None = None
     feeders: tuple[Feeder, ...] = ()
@@ -66,9 +89,10 @@ class AggregatorConfig:
     events_file: str | None = None
     events_poll_s: float = 2.0
     seed: int | None = None  # for the homes' randomised start and restore times
+    store: StoreConfig | None = None  # None: nothing survives a restart
 
 
-def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
+def config_from_ini(ini: IniFile) -> AggregatorConfig:
     section = "aggregator"
     listen = ini.server_endpoint(section, "listen")
     heartbeat_s = ini.number(section, "heartbeat_s", 10.0, low=0.5, high=3600)
@@ -81,13 +105,15 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
     converge_s = ini.number(section, "converge_s", 20.0, low=0, high=86400)
     status_file = ini.raw(section, "status_file", None) or None
     events_file = ini.raw(section, "events_file", None) or None
-    if events_file is not None and not os.path.isabs(events_file) and os.path.isabs(ini.source):
-        events_file = os.path.join(os.path.dirname(ini.source), events_file)
+    if events_file is not None:
+        # Next to the config file, wherever jeisson was started from.
+        events_file = os.path.join(os.path.dirname(os.path.abspath(ini.source)), os.path.expanduser(events_file))
     events_poll_s = ini.number(section, "events_poll_s", 2.0, low=0.1, high=3600)
     seed = ini.number(section, "seed", None, integer=True) if ini.raw(section, "seed", "") != "" else None
     homes: dict[str, HomeEntry] = {}
     for name, home_id in ini.sections("home"):
-        homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"))
+        homes[home_id] = HomeEntry(home_id, ini.text(name, "secret"),
+                                   ini.number(name, "max_kw", DEFAULT_MAX_W / 1000.0, low=0, high=1e4) * 1000.0)
     if not homes:
         raise ini.error("home:<id>", None, "no homes configured: add a [home:<id>] section with a secret")
     feeders: list[Feeder] = []
@@ -104,14 +130,15 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
                 raise ini.error(name, "homes", f"home {member!r} is already on feeder {feeder_of[member]!r}")
             feeder_of[member] = feeder_id
         feeders.append(Feeder(feeder_id, limit_kw * 1000.0, tuple(members)))
-    events: list[Event] = []
+    events: list[EventSpec] = []
     for name, event_id in ini.sections("event"):
-        offer = event_from_section(ini, name, event_id, now)
-        if offer.cancelled:
+        spec = event_from_section(ini, name, event_id)
+        if spec.cancelled:
             raise ini.error(name, "cancelled", "an event in the config cannot be cancelled: remove it, or cancel "
                                                "it in the events file")
-        events.append(offer.event)
+        events.append(spec)
     manhole = read_manhole(ini)
+    store = read_store(ini, STORE_BATCH_S)
     ini.check_unknown()
     return AggregatorConfig(
         listen=listen,
@@ -119,7 +146,7 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         round_period_s=round_period_s,
         round_timeout_s=round_timeout_s,
         homes=homes,
-        events=tuple(sorted(events, key=lambda e: e.start)),
+        events=tuple(events),
         status_file=status_file,
         manhole=manhole,
         feeders=tuple(feeders),
@@ -127,12 +154,15 @@ def config_from_ini(ini: IniFile, now: float) -> AggregatorConfig:
         events_file=events_file,
         events_poll_s=events_poll_s,
         seed=seed,
+        store=store,
     )
 
 
 def config_from_string(text: str, source: str = "<string>", now: float | None = None) -> AggregatorConfig:
-    return config_from_ini(IniFile(text, source), wall_clock() if now is None else now)
+    """``now`` is not used any more (the aggregator resolves ``+SECONDS``
+    against each event's anchor); kept so that older callers still work."""
+    return config_from_ini(IniFile(text, source))
 
 
-def read_config(path: str, now: float | None = None) -> AggregatorConfig:
-    return config_from_ini(IniFile.read(path), wall_clock() if now is None else now)
+def read_config(path: str) -> AggregatorConfig:
+    return config_from_ini(IniFile.read(path))

@@ -11,8 +11,12 @@ watches (``events_file``), and from the manhole (``aggregator.add_event``,
 - the same id, version and values: a **duplicate**, which changes nothing;
 - an older version, or the same version with other values: **refused**.
 
-The book is pure: the aggregator acts on what it returns.  Events files are
-read by ``events_from_text`` into the same ``Offer`` objects.
+The book is pure: the aggregator acts on what it returns.  The config's
+events and the events file are read as written (``EventSpec``, by
+``event_from_section`` and ``events_from_text``): a ``+SECONDS`` time counts
+from the event id's *anchor*, the first time the aggregator read that id
+(kept in its store), so it is resolved once and never moves, whatever
+restarts and edits follow; the aggregator resolves it into an ``Offer``.
 """
 
 from collections.abc import Iterator
@@ -106,6 +110,8 @@ class EventBook:
             del self.events[event.id]
             self.cancelled[event.id] = event.version
             return Outcome(CANCELLED, f"version {event.version} cancels it")
+        if event.end <= event.start:
+            return Outcome(REFUSED, "it must end after it starts")
         if event.end <= now:
             return Outcome(REFUSED, "it has already ended (expired)")
         self.cancelled.pop(event.id, None)
@@ -115,6 +121,12 @@ class EventBook:
         if event.start < now:
             return Outcome(LATE, "it arrived after its start: it starts now and ends on time")
         return Outcome(ADDED, "")
+
+    def restore(self, events: list[Event], cancelled: dict[str, int]) -> None:
+        """What a store remembered: the events known and the ids cancelled,
+        as they were (no verdict: they were judged when offered)."""
+        self.events.update({e.id: e for e in events})
+        self.cancelled.update(cancelled)
 
     def active(self, now: float) -> list[Event]:
         return [e for e in self.events.values() if e.active(now)]
@@ -138,7 +150,55 @@ class EventBook:
         return until
 
 
-def event_from_section(ini: IniFile, name: str, event_id: str, now: float) -> Offer:
+@attrs.frozen
+class Time:
+    """A time as written: UTC epoch seconds, or ``+SECONDS`` (``relative``)
+    from an anchor the aggregator keeps per event id."""
+
+    seconds: float
+    relative: bool = False
+
+    def resolve(self, anchor: float) -> float:
+        return anchor + self.seconds if self.relative else self.seconds
+
+
+@attrs.frozen
+class EventSpec:
+    """An ``[event:ID]`` section as written (config or events file), its
+    ``+SECONDS`` times not yet resolved.
+
+    ``offer(anchor)`` resolves them against ``anchor``: the first time this
+    id was read, which the aggregator keeps (in its store) so that a
+    restart or an edit of another key never moves the event.
+    """
+
+    id: str
+    version: int = 1
+    limit_w: float = 0.0
+    start: Time = Time(0.0)
+    end: Time = Time(0.0)
+    start_window_s: float = 0.0
+    end_window_s: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def relative(self) -> bool:
+        return self.start.relative or self.end.relative
+
+    def offer(self, anchor: float) -> Offer:
+        if self.cancelled:
+            return Offer(Event(self.id, 0.0, anchor, anchor, self.version), cancelled=True)
+        return Offer(Event(self.id, self.limit_w, self.start.resolve(anchor), self.end.resolve(anchor), self.version,
+                           self.start_window_s, self.end_window_s))
+
+
+def _time(ini: IniFile, name: str, key: str) -> Time:
+    text = ini.raw(name, key)
+    # ``IniFile.time`` checks the text; against 0, a ``+SECONDS`` is its offset.
+    return Time(ini.time(name, key, 0.0), text.startswith("+"))
+
+
+def event_from_section(ini: IniFile, name: str, event_id: str) -> EventSpec:
     """One ``[event:ID]`` section: limit, window, version, randomisation."""
     cancelled = ini.boolean(name, "cancelled", False)
     version = ini.number(name, "version", 1, low=1, high=2**31, integer=True)
@@ -146,22 +206,21 @@ def event_from_section(ini: IniFile, name: str, event_id: str, now: float) -> Of
         # A cancellation needs only the id and its version.
         for key in ("limit_kw", "start", "end", "start_window_s", "end_window_s"):
             ini.raw(name, key, None)
-        return Offer(Event(event_id, 0.0, now, now, version), cancelled=True)
+        return EventSpec(event_id, version, cancelled=True)
     limit_kw = ini.number(name, "limit_kw", low=0, high=1e6)
-    start = ini.time(name, "start", now)
-    end = ini.time(name, "end", now)
-    if end <= start:
+    start = _time(ini, name, "start")
+    end = _time(ini, name, "end")
+    if start.relative == end.relative and end.seconds <= start.seconds:
         raise ini.error(name, "end", "the event must end after it starts")
     start_window = ini.number(name, "start_window_s", 0.0, low=0, high=86400)
     end_window = ini.number(name, "end_window_s", 0.0, low=0, high=86400)
-    return Offer(Event(event_id, limit_kw * 1000.0, start, end, version, start_window, end_window))
+    return EventSpec(event_id, version, limit_kw * 1000.0, start, end, start_window, end_window)
 
 
-def events_from_text(text: str, source: str, now: float) -> list[Offer]:
-    """An events file: ``[event:ID]`` sections only.  ``+SECONDS`` count from
-    ``now`` (the watcher passes the file's modification time, so reading an
-    unchanged file again gives the same events)."""
+def events_from_text(text: str, source: str) -> list[EventSpec]:
+    """An events file: ``[event:ID]`` sections only, as written: each
+    ``+SECONDS`` counts from its id's anchor, which the aggregator keeps."""
     ini = IniFile(text, source)
-    offers = [event_from_section(ini, name, event_id, now) for name, event_id in ini.sections("event")]
+    specs = [event_from_section(ini, name, event_id) for name, event_id in ini.sections("event")]
     ini.check_unknown()
-    return offers
+    return specs

@@ -4,20 +4,25 @@ Every ``events_poll_s`` the file's modification time and size are compared
 with the last read; when they change, its ``[event:ID]`` sections are read
 (``events.events_from_text``) and each is offered to the aggregator, whose
 ``EventBook`` adds, modifies, cancels or refuses it (unchanged sections are
-duplicates and change nothing).  A file that cannot be read or has an error
-is logged with the file, section and key, and the events already known stay
-as they are.  Removing a section does not cancel its event: say
-``cancelled = yes`` with a higher ``version``, so that a truncated or
-half-written file can never end an event by accident.
+duplicates and change nothing).  A ``+SECONDS`` time counts from the
+event id's anchor: the file's modification time when the aggregator first
+read that id, kept in its store, so that neither a restart nor an edit of
+the event (a new limit, a higher version) moves it; only an edit of the
+time text itself does.  A file that cannot be read or has an error is logged
+with the file, section and key, and the events already known stay as they
+are (none of the file is taken).  Removing a section does not cancel its
+event: say ``cancelled = yes`` with a higher ``version``, so that a
+truncated or half-written file can never end an event by accident.
 """
 
 import os
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from jeisson.aggregator.events import Offer, Outcome, events_from_text
+from jeisson.aggregator.events import EventSpec, Outcome, events_from_text
 from jeisson.config import ConfigError
 from jeisson.timers import GuardedTimerService
 
@@ -25,7 +30,7 @@ from jeisson.timers import GuardedTimerService
 class EventTaker(Protocol):
     """What the watcher offers each event to: the aggregator."""
 
-    def offer_event(self, offer: Offer, source: str) -> Outcome: ...
+    def offer_spec(self, spec: EventSpec, source: str, read_at: float) -> "Deferred[Outcome]": ...
 
 
 class EventsFileWatcher(GuardedTimerService):
@@ -56,7 +61,7 @@ class EventsFileWatcher(GuardedTimerService):
         try:
             with open(self.path, encoding="utf-8") as f:
                 text = f.read()
-            offers = events_from_text(text, self.path, stat.st_mtime)
+            specs = events_from_text(text, self.path)
         except (OSError, UnicodeDecodeError) as e:
             self.log.error("cannot read the events file {path}: {why}; the events stay as they were",
                            path=self.path, why=e)
@@ -64,6 +69,7 @@ class EventsFileWatcher(GuardedTimerService):
         except ConfigError as e:
             self.log.error("{error}; the events stay as they were", error=str(e))
             return
-        self.log.info("events file {path} read: {n} event(s)", path=self.path, n=len(offers))
-        for offer in offers:
-            self.aggregator.offer_event(offer, f"events file {self.path}")
+        self.log.info("events file {path} read: {n} event(s)", path=self.path, n=len(specs))
+        for spec in specs:
+            # A store failure is logged by the aggregator; the event holds.
+            self.aggregator.offer_spec(spec, f"events file {self.path}", stat.st_mtime).addErrback(lambda _: None)

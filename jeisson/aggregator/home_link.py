@@ -5,6 +5,13 @@ States:
 ``hello``
     Connected; the only message accepted is ``HELLO``.  No ``HELLO`` within
     ``HELLO_TIMEOUT_S`` closes the link.
+``registering``
+    Admitted, waiting for its registration to be durable
+    (``Aggregator.durable()``) before ``WELCOME``: what the aggregator
+    would send meanwhile is held and follows the ``WELCOME``; lines are
+    handled as in ``active``.  If the registration cannot be stored, the
+    home is refused (``REFUSED unavailable``) and tries again later.
+    Without a store this state is left within the ``HELLO``'s call.
 ``active``
     Registered: ``FLEX``, ``COMMIT``, ``MEASURE``, ``PING``/``PONG`` and
     ``ERROR`` are handled, in the protocol version agreed in ``WELCOME``;
@@ -23,14 +30,18 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Wire
+from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Row, Wire
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
 
 HELLO_TIMEOUT_S = 10.0
 
 HELLO = "hello"
+REGISTERING = "registering"
 ACTIVE = "active"
+
+# The REFUSED code when the aggregator cannot store a registration.
+UNAVAILABLE = "unavailable"
 
 
 class HomeSession(LinkSession):
@@ -46,17 +57,30 @@ class HomeSession(LinkSession):
     def __init__(self, aggregator, link: Wire):
         self.aggregator = aggregator
         self.home_id: str | None = None
+        self._held: list[Any] | None = None  # what waits for WELCOME, while registering
         super().__init__(link, aggregator.clock, HELLO)
         self.expect_hello(HELLO_TIMEOUT_S)
 
     def handlers(self) -> Handlers:
+        active: Row = {wire.Hello: self._hello_again, wire.Flex: self._flex, wire.Commit: self._commit,
+                  wire.Measure: self._measure, wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life,
+                  wire.Error: self._error}
         return {
             HELLO: {wire.Hello: self._hello, wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life,
                     wire.Error: self._error},
-            ACTIVE: {wire.Hello: self._hello_again, wire.Flex: self._flex, wire.Commit: self._commit,
-                     wire.Measure: self._measure, wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life,
-                     wire.Error: self._error},
+            REGISTERING: active,
+            ACTIVE: active,
         }
+
+    def send(self, message: Any) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
+        super().send(message)
+
+    def supersede(self) -> None:
+        self._held = None  # the home is told, WELCOME or not
+        super().supersede()
 
     # ----------------------------------------------------------- the hello
 
@@ -80,10 +104,31 @@ class HomeSession(LinkSession):
             return
         self.introduced()
         self.home_id = hello.home
+        self.state = REGISTERING
+        self._held = []
+        version = max(common)
+        self.aggregator.durable().addCallbacks(self._registered, self._not_stored, callbackArgs=(version,))
+
+    def _registered(self, _: None, version: int) -> None:
+        """The registration is durable: WELCOME, then what was held."""
+        if self.state != REGISTERING:
+            return  # closed meanwhile
+        held, self._held = self._held or [], None
         self.state = ACTIVE
-        self.send(wire.Welcome(max(common), hello.home, self.aggregator.config.heartbeat_s))
-        self.version = max(common)
+        assert self.home_id is not None  # set as it was admitted
+        self.send(wire.Welcome(version, self.home_id, self.aggregator.config.heartbeat_s))
+        self.version = version
         self.start_heartbeat(self.aggregator.config.heartbeat_s)
+        for message in held:
+            self.send(message)
+
+    def _not_stored(self, failure: Failure) -> None:
+        if self.state != REGISTERING:
+            return
+        self._held = None
+        self.log.error("home {home} at {peer}: its registration could not be stored ({why}); refusing it until "
+                       "the store works again", why=failure.getErrorMessage(), **self.log_fields())
+        self.refuse(UNAVAILABLE, "the aggregator cannot store its records now; try again later")
 
     def _hello_again(self, hello: wire.Hello) -> None:
         raise ProtocolError(wire.STATE, f"already registered as {self.home_id}")
@@ -113,5 +158,6 @@ class HomeSession(LinkSession):
                           reason=reason.getErrorMessage())
 
     def ended(self, was: str) -> None:
+        self._held = None
         if self.home_id is not None:
             self.aggregator.session_closed(self.home_id, self)

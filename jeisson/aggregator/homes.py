@@ -2,14 +2,19 @@
 
 ``Homes`` admits each home's link (``register``), follows it until it
 closes, and keeps per home its latest bid, commitment and measurement.  A
-home that cannot answer now (away, or silent in a round until heard from
-again) is counted cautiously: the most of its last commitment or report,
-its last measurement and what it was last granted, never zero when anything
-is known.
+home that cannot answer now (away, not heard from since the aggregator
+started, or silent in a round until heard from again) is counted
+cautiously, at its last record (``HomeRecord.cautious_w``): the most of its
+last commitment or report, its last measurement and the budget it holds;
+once that budget has ended (it restores its loads as set), at least its
+last demand; with no record at all, at the sum of its loads' rated power
+if it ever reported them, else at its ``max_kw``.  Never zero unless it is
+known to be zero.  A store gives the records back after a restart
+(``restore``).
 """
 
 import hmac
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 from twisted.logger import Logger
@@ -31,12 +36,18 @@ class HomeLink(Protocol):
     def supersede(self) -> None: ...
 
 
+# What a store keeps of each home (``HomeRecord.remembered``, ``restore``).
+REMEMBERED = ("level_w", "measured_w", "measured_at", "budget_w", "budget_end", "in_event", "on", "demand_w",
+              "max_w")
+
+
 @attrs.define(eq=False)
 class HomeRecord:
     """What the aggregator knows of one configured home."""
 
     id: str
     secret: str
+    registered_max_w: float = 10_000.0  # ``[home:ID] max_kw``: counted at this with no record at all
     session: HomeLink | None = None
     flex: wire.Flex | None = None
     offers: Offers | None = None
@@ -44,8 +55,11 @@ class HomeRecord:
     measured_w: float | None = None
     measured_at: float | None = None
     budget_w: float | None = None
+    budget_end: float | None = None  # the BUDGET's end: when the home restores its loads as set
     on: tuple[str, ...] = ()
     in_event: str | None = None
+    demand_w: float | None = None  # what its last FLEX would draw without an event (kept while away)
+    max_w: float | None = None  # the sum of its loads' rated power, from its last FLEX
     # Did not commit in time in a round: planned as fixed demand (at its
     # cautious power) until it is heard from again with a FLEX or COMMIT.
     unresponsive: bool = False
@@ -59,12 +73,43 @@ class HomeRecord:
         """Its last known draw, 0 if nothing is known."""
         return self.level_w if self.level_w is not None else 0.0
 
-    def cautious_w(self, granted_w: float | None = None) -> float:
+    def cautious_w(self, granted_w: float | None = None, now: float | None = None) -> float:
         """The power to assume for a home that cannot answer now: the most
-        of its last commitment or report, its last measurement, and what it
-        was last granted."""
+        of its last commitment or report, its last measurement and its
+        budget (``granted_w``, what a round granted it; else the budget it
+        holds, unless its end is past ``now``).  Without a budget in force
+        (it runs its loads as set), at least its last demand.  With no
+        record at all, the sum of its loads' rated power if it ever
+        reported them, else its registered maximum."""
+        if granted_w is None and self.in_event is not None and not self.budget_over(now):
+            granted_w = self.budget_w
         known = [w for w in (self.level_w, self.measured_w, granted_w) if w is not None]
-        return max(known) if known else 0.0
+        if granted_w is None and self.demand_w is not None:
+            known.append(self.demand_w)
+        if known:
+            return max(known)
+        return self.max_w if self.max_w is not None else self.registered_max_w
+
+    def budget_over(self, now: float | None) -> bool:
+        """Whether its budget's end has passed (unknown without ``now``: not)."""
+        return now is not None and self.budget_end is not None and self.budget_end <= now
+
+    def remembered(self) -> dict[str, Any]:
+        """Its record, as a store keeps it (``REMEMBERED``)."""
+        return {"level_w": self.level_w, "measured_w": self.measured_w, "measured_at": self.measured_at,
+                "budget_w": self.budget_w, "budget_end": self.budget_end, "in_event": self.in_event,
+                "on": list(self.on), "demand_w": self.demand_w, "max_w": self.max_w}
+
+    def restore(self, kept: dict[str, Any], now: float) -> None:
+        """Its record as a store kept it; a budget whose end has passed is
+        over (the home restored its loads: ``budget_end`` says so)."""
+        for name in REMEMBERED:
+            if name in kept:
+                value = kept[name]
+                setattr(self, name, tuple(value) if name == "on" else value)
+        if self.budget_over(now):
+            self.in_event = None
+            self.budget_w = None
 
     def committed(self, commit: wire.Commit) -> None:
         self.level_w = commit.committed_w
@@ -77,7 +122,7 @@ class Homes:
     log = Logger()
 
     def __init__(self, config: AggregatorConfig, announce: AggregatorListener):
-        self.records = {h.id: HomeRecord(h.id, h.secret) for h in config.homes.values()}
+        self.records = {h.id: HomeRecord(h.id, h.secret, h.max_w) for h in config.homes.values()}
         self._announce = announce
 
     def __getitem__(self, home_id: str) -> HomeRecord:
@@ -105,7 +150,17 @@ class Homes:
         self._announce.home_joined(record.id, session.peer)
         return None
 
-    def session_closed(self, home_id: str, session: HomeLink) -> bool:
+    def restore(self, kept: dict[str, Any], now: float) -> list[str]:
+        """The homes' records as a store kept them (``home id -> record``);
+        the ids restored (homes no longer configured are left out)."""
+        restored = []
+        for home_id, record in self.records.items():
+            if isinstance(kept.get(home_id), dict):
+                record.restore(kept[home_id], now)
+                restored.append(home_id)
+        return restored
+
+    def session_closed(self, home_id: str, session: HomeLink, now: float | None = None) -> bool:
         """Whether ``session`` was the home's live link (and the home left)."""
         record = self.records[home_id]
         if record.session is not session:
@@ -113,9 +168,9 @@ class Homes:
         record.session = None
         record.flex = None
         record.offers = None
-        self.log.info("home {home} left; counted at {w:.0f} W while it is away", home=home_id,
-                      w=record.cautious_w())
-        self._announce.home_left(home_id, record.cautious_w())
+        counted_w = record.cautious_w(now=now)
+        self.log.info("home {home} left; counted at {w:.0f} W while it is away", home=home_id, w=counted_w)
+        self._announce.home_left(home_id, counted_w)
         return True
 
     def bid_received(self, home_id: str, flex: wire.Flex) -> bool:
@@ -131,6 +186,8 @@ class Homes:
         record.flex = flex
         record.offers = offers
         record.level_w = offers.on_w
+        record.demand_w = offers.demand_w
+        record.max_w = sum(o.rated_w for o in flex.loads)
         again = self.heard_again(record)
         self._announce.bid_received(home_id, flex)
         return again

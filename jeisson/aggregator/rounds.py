@@ -20,12 +20,20 @@ so no commitment can change (converged), or ``converge_s`` has passed
 (``negotiation.plan``, pure; in a thread above ``SOLVE_IN_THREAD_ABOVE``
 homes, so that a large solve does not stall every link), routes the homes'
 commitments to it, and numbers rounds and releases from one counter.
+
+With a store, a number is durable before anything carrying it goes out
+(``reserve(n)``, a Deferred: the round's plan and that wait run side by
+side), so that a restarted aggregator, which continues above the last
+number kept (``resume_numbering``), never sends a number a home has already
+seen.  Without one, a round is planned and sent within the call that
+starts it.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,6 +55,8 @@ SOLVE_IN_THREAD_ABOVE = 3500
 CONVERGING, PERIODIC, HELD = "converging", "periodic", "held"
 
 Solver = Callable[[Callable[[], negotiation.Plan]], "Deferred[negotiation.Plan]"]
+# ``reserve(n)``: keep ``n`` as the last number used; fires once it is durable.
+Reserve = Callable[[int], "Deferred[None]"]
 
 
 @attrs.define
@@ -76,15 +86,18 @@ class Rounds:
     log = Logger()
 
     def __init__(self, context: RoundContext, round_period_s: float, converge_s: float,
-                 solve_in_thread: Solver | None = None, solve_in_thread_above: int = SOLVE_IN_THREAD_ABOVE):
+                 solve_in_thread: Solver | None = None, solve_in_thread_above: int = SOLVE_IN_THREAD_ABOVE,
+                 reserve: Reserve | None = None):
         """``solve_in_thread(plan)``: runs ``plan()`` off the reactor thread
         (``threads.deferToThread``) for rounds of more than
-        ``solve_in_thread_above`` homes; None solves every round in line."""
+        ``solve_in_thread_above`` homes; None solves every round in line.
+        ``reserve(n)``: see the module; None without a store."""
         self.context = context
         self.solve_in_thread_above = solve_in_thread_above
         self.round_period_s = round_period_s
         self.converge_s = converge_s
         self._solve_in_thread = solve_in_thread
+        self._reserve = reserve
         self.negotiation = Negotiation()
         self.current: Round | None = None
         self.event: Event | None = None  # the binding event rounds run under
@@ -98,6 +111,26 @@ class Rounds:
     def number(self) -> int:
         """The latest round or release number given."""
         return self._number
+
+    def resume_numbering(self, last: int) -> None:
+        """Continue above ``last``, the last number a store kept."""
+        self._number = max(self._number, last)
+
+    def _take_number(self) -> tuple[int, "Deferred[None] | None"]:
+        """The next round or release number, and what to wait for before it
+        goes out (None: nothing)."""
+        self._number += 1
+        number = self._number
+        if self._reserve is None:
+            return number, None
+        waiting = self._reserve(number)
+
+        def failed(failure: Failure) -> None:
+            # The limit comes first: the round goes on, and says what it risks.
+            self.log.error("number {n} could not be stored ({why}): what carries it goes out anyway; a restart "
+                           "before the store recovers could use it again", n=number, why=failure.getErrorMessage())
+
+        return number, waiting.addErrback(failed)
 
     def stop(self) -> None:
         cancel(self._next)
@@ -114,8 +147,13 @@ class Rounds:
         if event is None and previous is not None:
             if self.current is not None:
                 self.abandon(f"event {previous.id} ended")
-            self._number += 1
-            self.context.schedule.release(previous, self._number)
+            number, waiting = self._take_number()
+            if waiting is None:
+                self.context.schedule.release(previous, number)
+            else:
+                waiting.addCallback(lambda _: self.context.schedule.release(previous, number))
+                waiting.addErrback(lambda failure: self.log.failure("releasing the homes of event {event} failed",
+                                                                    failure, event=previous.id))
             return
         if self.current is not None and (event is None or self.current.event.id != event.id):
             # A round under another limit must not go on granting under it.
@@ -165,12 +203,14 @@ class Rounds:
         context = self.context
         self.negotiation.round_starting(context.clock.seconds())
         participants = context.homes.participants()
-        away = {r.id: r.cautious_w(r.budget_w if r.in_event else None)
-                for r in context.homes if r.id not in participants}
+        # The homes that cannot answer, each at its last record (never 0 W
+        # unless known to be): see ``HomeRecord.cautious_w``.
+        now = context.clock.seconds()
+        away = {r.id: r.cautious_w(now=now) for r in context.homes if r.id not in participants}
         unknown_w = sum(away.values())
         feeder_unknown_w = context.grid.sums(away)
-        self._number += 1
-        current = self.current = Round(context, self._number, event, unknown_w, feeder_unknown_w, self._done)
+        number, waiting = self._take_number()
+        current = self.current = Round(context, number, event, unknown_w, feeder_unknown_w, self._done)
         offers = {h: r.offers for h, r in participants.items() if r.offers is not None}  # all of them
         bids = {h: r.flex.bid for h, r in participants.items() if r.flex is not None}
         grid = context.grid
@@ -178,15 +218,24 @@ class Rounds:
         def plan() -> negotiation.Plan:
             return negotiation.plan(offers, event.limit_w - unknown_w, grid, grid.rooms(feeder_unknown_w))
 
+        solving: Deferred[negotiation.Plan]
         if self._solve_in_thread is None or len(offers) <= self.solve_in_thread_above:
             try:
                 result = plan()
             except Exception:
                 self._plan_failed(Failure(), current)
                 return
-            current.planned(result, bids)
-            return
-        solving = self._solve_in_thread(plan)
+            if waiting is None:
+                current.planned(result, bids)
+                return
+            solving = waiting.addCallback(lambda _: result)
+        else:
+            solving = self._solve_in_thread(plan)
+            if waiting is not None:
+                # Both the plan and the number: no budget before the number is durable.
+                both: list[Deferred[Any]] = [solving, waiting]
+                solving = gatherResults(both, consumeErrors=True).addCallbacks(
+                    lambda results: results[0], lambda failure: failure.value.subFailure)
         solving.addCallbacks(current.planned, self._plan_failed, callbackArgs=(bids,), errbackArgs=(current,))
         solving.addErrback(lambda failure: self.log.failure("round {n}: sending its budgets failed", failure,
                                                             n=current.number))

@@ -69,12 +69,23 @@ class Schedule:
         return min(active, key=lambda e: e.limit_w) if active else None
 
     def offer(self, offer: Offer, source: str) -> event_rules.Outcome:
-        """Add, change or cancel an event (config, events file, manhole)."""
-        event = offer.event
+        """Add, change or cancel an event (config, events file, manhole):
+        the book takes it at once and the listeners hear it; the verdict is
+        logged by ``log_offer``, once what was taken is durable."""
         outcome = self.book.offer(offer, self.clock.seconds())
+        self._announce.event_offered(offer, outcome, source)
+        if outcome.changed and self.running:
+            # The binding event may have changed now.
+            self.boundary()
+        return outcome
+
+    def log_offer(self, offer: Offer, outcome: event_rules.Outcome, source: str, note: str = "") -> None:
+        """The verdict on an offer, in the log; ``note`` follows a refusal
+        (where its relative times counted from)."""
+        event = offer.event
         if outcome.verdict == event_rules.REFUSED:
-            self.log.warn("event {event} version {version} from {source} refused: {why}", event=event.id,
-                          version=event.version, source=source, why=outcome.detail)
+            self.log.warn("event {event} version {version} from {source} refused: {why}{note}", event=event.id,
+                          version=event.version, source=source, why=outcome.detail, note=note)
         elif outcome.verdict == event_rules.DUPLICATE:
             self.log.debug("event {event} version {version} from {source}: a duplicate, no change",
                            event=event.id, version=event.version, source=source)
@@ -88,11 +99,17 @@ class Schedule:
                           windows=f" (homes start within {event.start_window_s:g} s before it, restore within "
                                   f"{event.end_window_s:g} s after)" if event.start_window_s or event.end_window_s
                           else "", why=f"; {outcome.detail}" if outcome.detail else "")
-        self._announce.event_offered(offer, outcome, source)
-        if outcome.changed and self.running:
-            # The binding event may have changed now.
-            self.boundary()
-        return outcome
+
+    def restore(self, events: list[Event], cancelled: dict[str, int]) -> None:
+        """The events a store remembered, before ``start``; ended ones are
+        left out."""
+        now = self.clock.seconds()
+        live = [e for e in events if e.end > now]
+        self.book.restore(live, cancelled)
+        for event in sorted(live, key=lambda e: e.start):
+            self.log.info("event {event} version {version} resumed: limit {limit:.0f} W from {start} to {end}",
+                          event=event.id, version=event.version, limit=event.limit_w,
+                          start=wire.format_utc(event.start), end=wire.format_utc(event.end))
 
     def boundary(self) -> None:
         """An event started or ended, or the book changed: which binds now."""

@@ -1,4 +1,12 @@
-"""``twistd jeisson-aggregator --config FILE``."""
+"""``twistd jeisson-aggregator --config FILE``.
+
+The aggregator's store (``[store]``, on by default) is opened before
+anything starts: one that cannot be opened stops the start with one line
+naming the file.  The aggregator reads what it remembers from it at once
+(events, anchors, round numbering, the homes' last records) and writes to it
+from then on; ``StoreService`` prunes it and, started first, is stopped
+last, so that what the aggregator writes while stopping is committed.
+"""
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
@@ -13,6 +21,8 @@ from jeisson.aggregator.report import StatusFileListener
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
 from jeisson.status_file import StatusFileService
+from jeisson.store import StoreError
+from jeisson.store.service import StoreService, open_store
 from jeisson.transports.stream import LineLinkFactory
 from jeisson.wire import aggregator_home
 
@@ -32,6 +42,12 @@ class AggregatorService(Service):
         config = self.aggregator.config
         self.log.info("aggregator listening on {listen} for homes {homes}", listen=config.listen,
                       homes=", ".join(config.homes))
+        store = self.aggregator.store
+        if store is None:
+            self.log.warn("no store ([store] path = none): events added while running, the round numbering and "
+                          "the homes' last power do not survive a restart")
+        else:
+            self.log.info("aggregator remembering in {path}", path=store.path)
         self.aggregator.start()
 
     def stopService(self):
@@ -47,8 +63,19 @@ def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
     config = config_of(options, read_config)
-    aggregator = Aggregator(config, reactor, solve_in_thread=threads.deferToThread)
     top = MultiService()
+    store = None
+    if config.store is not None:
+        try:
+            store = open_store(config.store, reactor, reactor=reactor)
+        except StoreError as e:
+            # One line, as a config error is, rather than a traceback.
+            raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
+        StoreService(store, reactor).setServiceParent(top)
+    try:
+        aggregator = Aggregator(config, reactor, solve_in_thread=threads.deferToThread, store=store)
+    except StoreError as e:
+        raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
     AggregatorService(aggregator).setServiceParent(top)
     if config.events_file:
         EventsFileWatcher(aggregator, config.events_file, config.events_poll_s, reactor).setServiceParent(top)

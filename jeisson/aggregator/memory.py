@@ -1,0 +1,244 @@
+"""What the aggregator remembers: its journal, and the state a restart resumes.
+
+``Memory`` is a listener (``listeners.AggregatorListener``) that writes to a
+store (``jeisson.store.Store``):
+
+the journal (the audit trail, ``Aggregator.why``)
+    each event offered, with its verdict and source (``event``, subject the
+    event id); each registration with its peer (``registered``); each
+    budget sent (``budget``) and commitment (``commit``), subject the home,
+    with the round's number; each release (``release``); each round's
+    summary (``round``, subject the event id: its figures, not the
+    per-home table, which the budgets and commitments already hold); each
+    round abandoned, and each home silent in a round (``silent``).
+state
+    scope ``event``: every event known, with its absolute times, version
+    and source, and every id cancelled with its cancelling version
+    (``{"cancelled": version}``); scope ``anchor``: when each event id from
+    the config or the events file was first read (what its ``+SECONDS``
+    count from); scope ``home``: each home's record
+    (``homes.REMEMBERED``); scope ``meta``: ``round``, the last round or
+    release number used.
+measurements
+    each home's reported power (``store.measure``, subject the home id).
+
+``resume(store)`` reads that state back, for ``Aggregator`` to restore
+before it starts.
+
+The cost per round stays small (a round at 1,000 homes): a budget and a
+commitment in the journal per home, and at most one write of its record,
+when its budget goes out (with its new budget: the most the home may draw
+from then on, so a record caught between a budget and the commitment that
+answers it is on the cautious side).  Other changes to a record (a
+commitment, a bid, a measurement, a release) are written within
+``FLUSH_S``, except while an event is in force: then they wait for the
+home's next budget, or the event's end.  A joining or leaving home is
+written at once.
+"""
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from jeisson import store as kinds
+from jeisson.aggregator.events import Event, Offer, Outcome
+from jeisson.aggregator.homes import Homes
+from jeisson.aggregator.listeners import AggregatorListener
+from jeisson.aggregator.round import RoundSummary
+from jeisson.store import Store
+from jeisson.timers import cancel
+from jeisson.wire import aggregator_home as wire
+
+EVENT, ANCHOR, HOME, META = "event", "anchor", "home", "meta"
+SILENT = "silent"  # a journal kind: a home did not commit in time in a round
+ROUND_KEY = "round"  # in scope meta: the last round or release number used
+# Changes to a home's record outside its budgets are written within this long.
+FLUSH_S = 2.0
+
+
+def event_state(event: Event, source: str) -> dict[str, Any]:
+    return {"limit_w": event.limit_w, "start": event.start, "end": event.end, "version": event.version,
+            "start_window_s": event.start_window_s, "end_window_s": event.end_window_s, "source": source}
+
+
+def event_from_state(event_id: str, kept: dict[str, Any]) -> Event:
+    return Event(event_id, float(kept["limit_w"]), float(kept["start"]), float(kept["end"]), int(kept["version"]),
+                 float(kept.get("start_window_s", 0.0)), float(kept.get("end_window_s", 0.0)))
+
+
+def summary_detail(summary: RoundSummary) -> dict[str, Any]:
+    """A round's summary for the journal: every field (those added later
+    too) but the per-home table, with its verdict and who was late."""
+    detail = attrs.asdict(summary, filter=lambda field, value: field.name != "homes")
+    detail["within_limit"] = summary.within_limit
+    detail["homes"] = len(summary.homes)
+    detail["late"] = sorted(h for h, figures in summary.homes.items() if figures.get("committed_w") is None)
+    return detail
+
+
+@attrs.frozen
+class Resumed:
+    """What a store gives back to a restarting aggregator."""
+
+    events: list[Event]
+    cancelled: dict[str, int]  # event id -> the version that cancelled it
+    sources: dict[str, str]  # event id -> who offered it
+    anchors: dict[str, float]  # event id -> when it was first read
+    homes: dict[str, dict[str, Any]]
+    last_number: int
+
+
+def resume(store: Store) -> Resumed:
+    """Read the state back (at start-up: ``state`` may block)."""
+    events, cancelled, sources = [], {}, {}
+    for event_id, kept in store.state(EVENT).items():
+        if "cancelled" in kept:
+            cancelled[event_id] = int(kept["cancelled"])
+        else:
+            events.append(event_from_state(event_id, kept))
+            sources[event_id] = str(kept.get("source", "?"))
+    anchors = {key: float(value) for key, value in store.state(ANCHOR).items()}
+    meta = store.state(META)
+    return Resumed(events, cancelled, sources, anchors, store.state(HOME), int(meta.get(ROUND_KEY, 0)))
+
+
+class Memory(AggregatorListener):
+    """Writes the journal, the state and the measurements (see the module)."""
+
+    log = Logger()
+
+    def __init__(self, store: Store, clock: IReactorTime, homes: Homes):
+        self.store = store
+        self.clock = clock
+        self.homes = homes
+        self._dirty: set[str] = set()
+        self._written: dict[str, dict[str, Any]] = {}  # home -> its record as last written
+        self._budget_end: dict[str, float] = {}  # home -> its last BUDGET's end
+        self._flush: IDelayedCall | None = None
+        self._in_event = False
+
+    # -------------------------------------------------- called by the aggregator
+
+    def resumed(self, homes: dict[str, dict[str, Any]]) -> None:
+        """The records a restart gave back: what is already written."""
+        self._written.update(homes)
+
+    def number_taken(self, number: int) -> "Deferred[None]":
+        """``Rounds``' reserve: the number kept; fires once durable."""
+        self.store.put(META, ROUND_KEY, number)
+        return self.store.durable()
+
+    def anchor(self, event_id: str, at: float) -> None:
+        self.store.put(ANCHOR, event_id, at)
+
+    def stop(self) -> None:
+        """Write what is waiting (the store commits it as it closes)."""
+        cancel(self._flush)
+        self._flush = None
+        self._write_dirty()
+
+    # ------------------------------------------------------------- events
+
+    def event_offered(self, offer: Offer, outcome: Outcome, source: str) -> None:
+        event = offer.event
+        detail: dict[str, Any] = {"verdict": outcome.verdict, "why": outcome.detail, "source": source,
+                                  "version": event.version}
+        if offer.cancelled:
+            detail["cancelled"] = True
+        else:
+            detail.update(limit_w=event.limit_w, start=event.start, end=event.end)
+        self.store.record(kinds.EVENT, event.id, self.clock.seconds(), detail)
+        if outcome.changed:
+            value = {"cancelled": event.version} if offer.cancelled else event_state(event, source)
+            self.store.put(EVENT, event.id, value)
+
+    def binding_event_changed(self, event: Event | None, previous: Event | None) -> None:
+        self._in_event = event is not None
+        if event is None and self._dirty:
+            self._schedule_flush()
+
+    # -------------------------------------------------------------- homes
+
+    def home_joined(self, home_id: str, peer: str) -> None:
+        self.store.record(kinds.REGISTERED, home_id, self.clock.seconds(), {"peer": peer})
+        self._write(home_id)
+
+    def home_left(self, home_id: str, counted_w: float) -> None:
+        self.store.record(kinds.REGISTERED, home_id, self.clock.seconds(), {"left": True, "counted_w": counted_w})
+        self._write(home_id)
+
+    def home_silent(self, home_id: str, round_number: int, counted_w: float) -> None:
+        self.store.record(SILENT, home_id, self.clock.seconds(), {"counted_w": counted_w}, round=round_number)
+
+    def bid_received(self, home_id: str, flex: wire.Flex) -> None:
+        self._changed(home_id)
+
+    def commitment_received(self, home_id: str, commit: wire.Commit) -> None:
+        self.store.record(kinds.COMMIT, home_id, self.clock.seconds(),
+                          {"w": commit.committed_w, "on": list(commit.on), "bid": commit.bid}, round=commit.round)
+        self._changed(home_id)
+
+    def measurement(self, home_id: str, measure: wire.Measure) -> None:
+        self.store.measure(home_id, measure.at, measure.power_w)
+        self._changed(home_id)
+
+    # -------------------------------------------------------------- rounds
+
+    def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
+        self.store.record(kinds.BUDGET, home_id, self.clock.seconds(),
+                          {"w": budget.budget_w, "end": budget.end, "event": budget.event, "bid": budget.bid},
+                          round=budget.round)
+        self._budget_end[home_id] = budget.end
+        self._write(home_id)
+
+    def home_released(self, home_id: str, release: wire.Release) -> None:
+        self.store.record(kinds.RELEASE, home_id, self.clock.seconds(), {"event": release.event},
+                          round=release.round)
+        self._changed(home_id)
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        self.store.record(kinds.ROUND, summary.event, self.clock.seconds(), summary_detail(summary),
+                          round=summary.number)
+
+    def round_abandoned(self, round_number: int, why: str) -> None:
+        self.store.record(kinds.ROUND, "", self.clock.seconds(), {"abandoned": why}, round=round_number)
+
+    # ------------------------------------------------------- home records
+
+    def _changed(self, home_id: str) -> None:
+        self._dirty.add(home_id)
+        if not self._in_event:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush is None or not self._flush.active():
+            self._flush = self.clock.callLater(FLUSH_S, self._flushing)
+
+    def _flushing(self) -> None:
+        self._flush = None
+        if self._in_event:
+            return  # each waits for its next budget, or the event's end
+        try:
+            self._write_dirty()
+        except Exception:
+            self.log.failure("writing the homes' records failed")
+
+    def _write_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for home_id in sorted(dirty):
+            self._write(home_id)
+
+    def _write(self, home_id: str) -> None:
+        """The home's record, if it changed since it was last written."""
+        self._dirty.discard(home_id)
+        record = self.homes.records[home_id]
+        row = record.remembered()
+        if row["budget_end"] is None and record.in_event is not None:
+            row["budget_end"] = self._budget_end.get(home_id)
+        if self._written.get(home_id) == row:
+            return
+        self._written[home_id] = row
+        self.store.put(HOME, home_id, row)
