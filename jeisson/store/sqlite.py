@@ -298,8 +298,8 @@ class SqliteStore:
         return found
 
     def _open_writer(self) -> _Connection:
-        if self._writer is None:
-            raise StoreError(f"store {self.path}: not open")
+        if self._writer is None or self._close_result is not _OPEN:
+            raise StoreError(f"store {self.path}: {'not open' if self._writer is None else 'closed'}")
         return self._writer
 
     # ------------------------------------------------------------ writes
