@@ -20,8 +20,10 @@ class Options(ConfigOptions):
 
 
 class BoardService(Service):
-    """Powers the board up and down: its failsafe runs from start-up on,
-    whether or not the home is ever reached."""
+    """Powers the board up and down (``Board.start`` and ``stop``): at
+    start-up every relay opens, the cold-load pickup is drawn and the
+    failsafe starts counting, whether or not the home is ever reached; at
+    shutdown the relays open."""
 
     log = Logger()
 
