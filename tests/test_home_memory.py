@@ -64,6 +64,7 @@ actuator = a
 relay = 3
 rated_w = 300
 priority = 5
+min_on_s = 60
 min_off_s = 30
 max_off_s = 120
 

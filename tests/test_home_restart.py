@@ -1,0 +1,362 @@
+"""A home that stops (as with kill -9) and starts again on the same store.
+
+Each test runs a real ``Home`` on a ``task.Clock`` with fake boards and a fake
+aggregator (tests/peers.py), keeping a real ``SqliteStore`` file under
+``tmp_path`` (tests/test_home_memory.py's ``StoredRig``).  Killing it is
+dropping it: nothing of the old home runs again (its clock is never advanced
+again, its store never closed, so what was not yet committed is lost, as in
+a real kill -9).  The new home is another ``StoredRig`` on the same file, its
+clock starting where the old one stopped; its boards say HELLO again with
+their relays as they are; the aggregator is unreachable unless a test says
+otherwise.  ``Rig.draws`` is what the closed relays draw after every switch.
+"""
+
+import pytest
+
+from jeisson.home.core import RETRY_BUSY_S
+from tests.peers import messages
+from tests.test_home_memory import BUDGET_W, T0, StoredRig, fired, settled
+
+pytestmark = pytest.mark.usefixtures("logs")
+
+EVENT_END = T0 + 300
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "home-9.sqlite"
+
+
+def under_budget(path) -> StoredRig:
+    """Settled at T0, then a budget of BUDGET_W until EVENT_END from T0 + 10:
+    the heater, the ev and the freezer shed; the fridge and the washer on."""
+    rig = settled(path)
+    rig.run_until(T0 + 10)
+    rig.aggregator.budget(BUDGET_W, end=EVENT_END)
+    rig.settle()
+    assert sorted(load for _, load, on in rig.switches() if not on) == ["ev", "freezer", "heater"]
+    assert rig.drawn_w() == 950.0
+    return rig
+
+
+def restarted(path, at, a="010", b="01", settle=True) -> StoredRig:
+    """A new home on the same store at ``at``; its boards say HELLO with
+    relays ``a`` and ``b`` (by default, as the home under budget left them)."""
+    rig = StoredRig(path, at=at)
+    rig.board("a", a)
+    rig.board("b", b)
+    if settle:
+        rig.settle()
+    return rig
+
+
+def draws_between(rig, start, end) -> list[float]:
+    return [w for t, w in rig.draws if start <= t < end]
+
+
+# -- the budget
+
+
+def test_a_home_restarted_without_its_aggregator_obeys_its_budget_until_the_event_ends(path, logs):
+    old = under_budget(path)
+    old.run_until(T0 + 60)  # killed: nothing of it runs again
+    new = StoredRig(path, at=T0 + 60)
+    # Its state is read before any board or the aggregator speaks.
+    assert new.home.budget is not None and (new.home.budget.budget_w, new.home.budget.end) == (BUDGET_W, EVENT_END)
+    assert "resumed the budget of round 1 event ev-1: 1200 W until 2027-01-15T08:05:00.000Z, obeyed with or without " \
+           "the aggregator" in messages(logs, "info")
+    new.board("a", "010")
+    new.board("b", "01")
+    new.settle()
+    new.run_until(EVENT_END - 0.001)
+    # Nothing restored mid-event: the heater and the ev stay shed.  The
+    # freezer, shed at T0 + 10 before the restart, is off its max_off_s at
+    # T0 + 130 (its clock survived): it comes back for its min_on_s, the
+    # washer making room, then they swap back.
+    assert [(t - T0, load, on) for t, load, on in new.switches()] == [
+        (130, "washer", False), (130, "freezer", True), (190, "freezer", False), (190, "washer", True)]
+    assert max(w for _, w in new.draws) <= BUDGET_W
+    before = len(new.trace)
+    new.run_until(EVENT_END + 0.001)
+    restored = new.switches(before)
+    assert sorted((load, on) for _, load, on in restored) == [("ev", True), ("freezer", True), ("heater", True)]
+    assert {t for t, _, _ in restored} == {EVENT_END}
+    assert new.home.budget is None
+    fired(new.store.durable())
+    assert new.state("budget") == {}
+    assert new.journal("release")[-1][2:] == ("ev-1", None, {"why": "event over"})
+
+
+def test_a_home_restarted_after_its_event_ended_restores_at_once(path):
+    under_budget(path)
+    new = restarted(path, EVENT_END + 5)
+    assert new.home.budget is None
+    assert sorted(load for _, load, on in new.switches() if on) == ["ev", "freezer", "heater"]
+    fired(new.store.durable())
+    assert new.state("budget") == {}
+    [release] = new.journal("release")
+    assert release[:3] == (EVENT_END, "release", "ev-1") and release[4]["stopped"] is True
+
+
+def test_a_budget_the_aggregator_sends_after_the_restart_takes_over(path):
+    under_budget(path)
+    new = restarted(path, T0 + 80)  # the heater, off since T0 + 10, may go on again (min_off_s 60)
+    new.connect_aggregator()
+    new.settle()
+    new.aggregator.round = 7
+    new.aggregator.budget(BUDGET_W + 2000, end=EVENT_END)
+    new.settle()
+    assert [(load, on) for _, load, on in new.switches()] == [("heater", True)]
+    assert new.aggregator.commits()[-1].round == 8
+    assert new.state("budget")["active"]["round"] == 8
+
+
+# -- the owner's settings
+
+
+def test_the_owners_settings_survive_a_restart(path):
+    rig = settled(path)
+    fired(rig.home.set_desired("washer", False))
+    fired(rig.home.opt_out("ev-9"))
+    rig.settle()
+    new = restarted(path, T0 + 30, a="111", b="00")
+    assert new.home.loads["washer"].desired is False
+    assert new.home.opt_out_events == {"ev-9"} and not new.home.opt_out_all
+    new.run_until(T0 + 100)
+    assert [load for _, load, on in new.switches() if on] == ["ev"]  # the washer stays off, as its owner set it
+    new.connect_aggregator()
+    new.settle()
+    new.aggregator.budget(100.0, end=EVENT_END, event="ev-9")
+    new.settle()
+    assert [load for _, load, on in new.switches() if not on] == []  # opted out of ev-9: loads run as set
+
+
+# -- minimum times
+
+
+def test_a_load_switched_on_just_before_the_restart_stays_on_its_minimum_time(path):
+    rig = settled(path)
+    rig.run_until(T0 + 40)
+    rig.home.set_desired("ev", False)
+    rig.settle()
+    rig.run_until(T0 + 100)
+    rig.home.set_desired("ev", True)  # on at T0 + 100 by the home: min_on_s 60 holds it until T0 + 160
+    rig.settle()
+    assert rig.switches()[-1] == (T0 + 100, "ev", True)
+    fired(rig.store.durable())
+    rig.run_until(T0 + 105)
+    new = restarted(path, T0 + 105, a="111", b="11")
+    fired(new.home.set_desired("ev", False))
+    new.run_until(T0 + 159.999)
+    assert new.switches() == []
+    new.run_until(T0 + 160.001)
+    assert new.switches() == [(T0 + 160, "ev", False)]
+
+
+def test_a_load_switched_off_just_before_the_restart_stays_off_its_minimum_time(path):
+    rig = settled(path)
+    rig.run_until(T0 + 100)
+    fired(rig.home.set_desired("ev", False))  # off at T0 + 100 by the home: min_off_s 60 until T0 + 160
+    rig.settle()
+    fired(rig.store.durable())
+    rig.run_until(T0 + 105)
+    new = restarted(path, T0 + 105, a="111", b="01")
+    fired(new.home.set_desired("ev", True))
+    new.run_until(T0 + 159.999)
+    assert new.switches() == []
+    new.run_until(T0 + 160.001)
+    assert new.switches() == [(T0 + 160, "ev", True)]  # from the switch before the restart, not from the HELLO
+
+
+# -- states the home did not command
+
+
+def test_a_board_that_powered_up_into_its_initial_states_is_switched_off_at_once_under_the_budget(path, logs):
+    under_budget(path)
+    # Home and board b both lost power: the board came back with its
+    # initial states (every relay closed), the ev that the budget excludes too.
+    new = restarted(path, T0 + 30, b="11", settle=False)
+    assert new.switches() == [(T0 + 30, "ev", False)]  # at once: its min_on_s does not hold, not our switch
+    new.settle()
+    assert new.drawn_w() <= BUDGET_W
+    assert "load ev found on, which the home did not command (last commanded off): it may be switched off at " \
+           "once" in messages(logs, "warn")
+    fired(new.store.durable())
+    found = [(e[2], e[4]["cause"]) for e in new.journal("switch", T0 + 30) if not e[4]["commanded"]]
+    assert ("ev", "uncommanded") in found
+
+
+def test_a_busy_board_refusing_that_switch_off_is_asked_again(path):
+    under_budget(path)
+    new = restarted(path, T0 + 30, b="11", settle=False)
+    new.boards["b"].nak("ev", "busy")  # its own min_interval_s: power-up counts as a switch
+    new.settle()
+    assert new.boards["b"].states == [True, True]
+    new.run_until(T0 + 30 + RETRY_BUSY_S)
+    assert new.switches()[-1] == (T0 + 30 + RETRY_BUSY_S, "ev", False)
+    assert new.boards["b"].states == [False, True]
+
+
+# -- durable before acknowledged
+
+
+class HeldJobs:
+    """The store's executor, holding each job (a commit) until the test runs
+    it: a commit in flight on a slow SD card."""
+
+    def __init__(self):
+        self.waiting = []
+
+    def __call__(self, role, job):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.waiting.append((job, d))
+        return d
+
+    def run_all(self):
+        while self.waiting:
+            job, d = self.waiting.pop(0)
+            try:
+                result = job()
+            except Exception:
+                d.errback()
+            else:
+                d.callback(result)
+
+
+def test_the_commit_waits_until_the_budget_and_its_switches_are_durable(path):
+    held = HeldJobs()
+    rig = StoredRig(path, executor=held)
+    rig.board("a", "111")
+    rig.board("b", "11")
+    rig.connect_aggregator()
+    rig.settle()
+    held.run_all()
+    seen_at_commit = []
+    aggregator_heard = rig.aggregator.wire.heard
+
+    def heard(line):
+        if line.startswith(b"COMMIT"):
+            seen_at_commit.append((rig.state("budget"), {e[2] for e in rig.journal("switch", T0 + 10)}))
+        aggregator_heard(line)
+
+    rig.aggregator.wire.heard = heard
+    rig.clock.advance(10)
+    rig.aggregator.budget(BUDGET_W, end=EVENT_END)
+    rig.settle()
+    assert len(rig.switches()) == 3 and rig.aggregator.commits() == []  # switched, not yet durable
+    held.run_all()
+    [commit] = rig.aggregator.commits()
+    assert commit.round == 1
+    [(budget, switched)] = seen_at_commit
+    assert budget["active"]["budget_w"] == BUDGET_W and switched == {"heater", "ev", "freezer"}
+
+
+def test_no_commit_while_the_store_cannot_commit(path, logs):
+    import sqlite3
+
+    class Failing(HeldJobs):
+        def run_all(self):
+            while self.waiting:
+                _, d = self.waiting.pop(0)
+                d.errback(sqlite3.OperationalError("disk I/O error"))
+
+    failing = Failing()
+    rig = StoredRig(path, executor=failing)
+    rig.board("a", "111")
+    rig.board("b", "11")
+    rig.connect_aggregator()
+    rig.settle()
+    rig.clock.advance(10)
+    rig.aggregator.budget(BUDGET_W, end=EVENT_END)
+    rig.settle()
+    failing.run_all()
+    assert rig.aggregator.commits() == []
+    assert any("not answering the aggregator: what the commitment rests on could not be stored" in m
+               for m in messages(logs, "error"))
+    assert [e["log_failure"].check(sqlite3.OperationalError) for e in logs if "log_failure" in e] \
+        == [sqlite3.OperationalError]
+    logs[:] = [e for e in logs if "log_failure" not in e]  # the store's own report: expected here
+
+
+# -- the audit trail
+
+
+@pytest.fixture
+def story(path):
+    """08:00:00 first start; 08:00:10 the owner sets the heater off; 08:00:20
+    a budget of 1200 W sheds the ev and the freezer; 08:02:20 the freezer,
+    off its max_off_s (120 s), comes back on whatever the budget (the washer
+    goes); 08:03:00 the home is killed and started again; 08:03:05 its
+    boards say HELLO, the relays as it left them."""
+    rig = settled(path)
+    rig.run_until(T0 + 10)
+    fired(rig.home.set_desired("heater", False))
+    rig.settle()
+    rig.run_until(T0 + 20)
+    rig.aggregator.budget(BUDGET_W, end=T0 + 600)
+    rig.settle()
+    rig.run_until(T0 + 140.001)
+    assert (T0 + 140, "freezer", True) in rig.switches()
+    rig.run_until(T0 + 180)
+    new = StoredRig(path, at=T0 + 180)
+    new.run_until(T0 + 185)
+    new.board("a", "011")
+    new.board("b", "00")
+    new.settle()
+    return new
+
+
+def test_why_a_load_was_shed_by_a_budget(story):
+    answer = fired(story.home.why("ev", "08:01"))
+    assert answer.splitlines() == [
+        "ev at 2027-01-15 08:01:00 UTC: off since 2027-01-15 08:00:20 UTC",
+        "  last switch: switched off at 2027-01-15 08:00:20 UTC by the budget of round 1 of event ev-1 at 1200 W "
+        "(until 2027-01-15 08:10:00 UTC); the home chose again because a budget came from the aggregator",
+        "  budget in force then: round 1 of event ev-1: 1200 W until 2027-01-15 08:10:00 UTC, applied at "
+        "2027-01-15 08:00:20 UTC",
+        "  owner's settings then: ev wanted on; opted out of no event",
+    ]
+
+
+def test_why_a_load_was_off_by_its_owners_setting(story):
+    answer = fired(story.home.why("heater", T0 + 15))
+    assert answer.splitlines()[:2] == [
+        "heater at 2027-01-15 08:00:15 UTC: off since 2027-01-15 08:00:10 UTC",
+        "  last switch: switched off at 2027-01-15 08:00:10 UTC by the owner's setting (heater wanted off); the "
+        "home chose again because the owner changed a setting",
+    ]
+    assert answer.splitlines()[-2:] == ["  budget in force then: none on record",
+                                        "  owner's settings then: heater wanted off; opted out of no event"]
+
+
+def test_why_a_load_came_back_on_by_the_max_off_rule_and_was_shed_before(story):
+    back = fired(story.home.why("freezer", "2027-01-15T08:02:30Z")).splitlines()
+    assert back[0] == "freezer at 2027-01-15 08:02:30 UTC: on since 2027-01-15 08:02:20 UTC"
+    assert back[1] == ("  last switch: switched on at 2027-01-15 08:02:20 UTC by the max_off_s safety rule: off "
+                       "since 2027-01-15 08:00:20 UTC, longer than its max_off_s of 120 s, it comes back on whatever "
+                       "the budget; the home chose again because a minimum on or off time ran out")
+    before = fired(story.home.why("freezer", "08:01:00")).splitlines()
+    assert before[0] == "freezer at 2027-01-15 08:01:00 UTC: off since 2027-01-15 08:00:20 UTC"
+    assert "by the budget of round 1 of event ev-1 at 1200 W" in before[1]
+
+
+def test_why_after_the_restart_tells_the_unknown_then_the_known(story):
+    # Between the restart and the boards' HELLO nothing is known of the relays.
+    assert fired(story.home.why("washer", T0 + 182)).splitlines()[:2] == [
+        "washer at 2027-01-15 08:03:02 UTC: unknown since 2027-01-15 08:03:00 UTC: the home started and board b "
+        "had not said HELLO yet (counted at its rated 800 W)",
+        "  last switch: switched off at 2027-01-15 08:02:20 UTC by the budget of round 1 of event ev-1 at 1200 W "
+        "(until 2027-01-15 08:10:00 UTC); the home chose again because a minimum on or off time ran out",
+    ]
+    assert fired(story.home.why("washer", T0 + 190)).splitlines()[0] == (
+        "washer at 2027-01-15 08:03:10 UTC: off, as the home had left it, when board b said HELLO again at "
+        "2027-01-15 08:03:05 UTC")
+    # The fridge was on from the first start, never switched by the home.
+    assert fired(story.home.why("fridge", T0 + 190)).splitlines()[:2] == [
+        "fridge at 2027-01-15 08:03:10 UTC: on since 2027-01-15 08:03:05 UTC",
+        "  last switch: found on at 2027-01-15 08:03:05 UTC, not commanded by the home: board a reported it on "
+        "when it said HELLO (no command on record; it powered up so, or was switched by hand), so its min_on_s "
+        "did not hold",
+    ]
