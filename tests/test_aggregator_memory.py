@@ -61,9 +61,10 @@ class StoredNet(Net):
     """``Net`` with a store: a real SQLite file on the same clock (or on
     ``clock``, already at the time a restart happens)."""
 
-    def __init__(self, config_text, path, clock=None, start=True, **options):
+    def __init__(self, config_text, path, clock=None, start=True, executor=None, busy_timeout_s=5.0, **options):
         self.clock = clock if clock is not None else Clock()
-        self.store = CountingStore(str(path), self.clock, batch_s=0.5, threaded=False)
+        self.store = CountingStore(str(path), self.clock, batch_s=0.5, threaded=False, executor=executor,
+                                   busy_timeout_s=busy_timeout_s)
         self.store.open()
         self.config = config_from_string(config_text)
         self.aggregator = Aggregator(self.config, self.clock, store=self.store, **options)
@@ -147,21 +148,28 @@ def test_a_registration_is_journaled_with_its_peer_and_the_home_record_written(n
     assert kept["budget_w"] is None and kept["in_event"] is None
 
 
-def test_a_budget_is_journaled_and_the_record_written_with_it_the_commit_with_the_next(net, path):
+def test_budgets_and_commitments_are_journaled_and_each_record_written_once_a_round(net, path):
     h1 = net.home("h1", *H1_LOADS)
     h2 = net.home("h2", *H2_LOADS)
-    run_round(net, h1, h2)
+    net.run_until(START)
+    net.store.puts.clear()
+    h1.commit(1, 3000, on=("oven",))
+    h2.commit(1, 2000, on=("ev",))
     budgets = fired_journal(net.store, kinds=[kinds.BUDGET])
     assert [(b.subject, b.round, b.detail["w"], b.detail["event"], b.detail["end"]) for b in budgets] == [
         ("h1", 1, 3000.0, "peak", END), ("h2", 1, 2000.0, "peak", END)]
     commits = fired_journal(net.store, kinds=[kinds.COMMIT])
     assert [(c.subject, c.round, c.detail["w"], c.detail["on"]) for c in commits] == [
         ("h1", 1, 3000.0, ["oven"]), ("h2", 1, 2000.0, ["ev"])]
-    # Written with its budget: the budget it holds, and the level it had
-    # (its commitment follows with its next budget: cautious meanwhile).
-    net.run_until(START + 1)
-    kept = net.store.state(memory.HOME)["h1"]
-    assert (kept["budget_w"], kept["budget_end"], kept["in_event"], kept["level_w"]) == (3000.0, END, "peak", 4000.0)
+    kept = net.store.state(memory.HOME)
+    # h1 shed: written when it committed its lower draw (until then its
+    # record held its old, higher one).
+    assert (kept["h1"]["budget_w"], kept["h1"]["budget_end"], kept["h1"]["in_event"], kept["h1"]["level_w"]) == \
+        (3000.0, END, "peak", 3000.0)
+    # h2 was granted more than it drew: written as its budget went out,
+    # before it could rise; its commitment follows with its next write.
+    assert (kept["h2"]["budget_w"], kept["h2"]["in_event"], kept["h2"]["level_w"]) == (2000.0, "peak", 0.0)
+    assert sorted(key for scope, key in net.store.puts if scope == memory.HOME) == ["h1", "h2"]
     # After the event, the release and the commitments that answer it are written.
     net.run_until(END)
     h1.commit(net.aggregator.rounds.number, 4000, on=("oven", "dryer"))

@@ -26,14 +26,15 @@ measurements
 before it starts.
 
 The cost per round stays small (a round at 1,000 homes): a budget and a
-commitment in the journal per home, and at most one write of its record,
-when its budget goes out (with its new budget: the most the home may draw
-from then on, so a record caught between a budget and the commitment that
-answers it is on the cautious side).  Other changes to a record (a
-commitment, a bid, a measurement, a release) are written within
-``FLUSH_S``, except while an event is in force: then they wait for the
-home's next budget, or the event's end.  A joining or leaving home is
-written at once.
+commitment in the journal per home, and at most one write of its record:
+when its budget goes out if the budget lets it draw more than it does (the
+record then says so before it can rise), else when it commits (its lower
+draw; until then the record holds its old, higher one).  Either way a
+record is never below what the home may draw.  Other changes to a record
+(a bid, a measurement, a release, a commitment after its record was
+written with its budget) are written within ``FLUSH_S``, except while an
+event is in force: then they wait for the home's next write, or the event's
+end.  A joining or leaving home is written at once.
 """
 
 from typing import Any
@@ -117,6 +118,7 @@ class Memory(AggregatorListener):
         self._dirty: set[str] = set()
         self._written: dict[str, dict[str, Any]] = {}  # home -> its record as last written
         self._budget_end: dict[str, float] = {}  # home -> its last BUDGET's end
+        self._awaiting: dict[str, int] = {}  # home -> the round whose commitment writes its record
         self._flush: IDelayedCall | None = None
         self._in_event = False
 
@@ -179,7 +181,11 @@ class Memory(AggregatorListener):
     def commitment_received(self, home_id: str, commit: wire.Commit) -> None:
         self.store.record(kinds.COMMIT, home_id, self.clock.seconds(),
                           {"w": commit.committed_w, "on": list(commit.on), "bid": commit.bid}, round=commit.round)
-        self._changed(home_id)
+        if self._awaiting.get(home_id) == commit.round:
+            del self._awaiting[home_id]
+            self._write(home_id)
+        else:
+            self._changed(home_id)
 
     def measurement(self, home_id: str, measure: wire.Measure) -> None:
         self.store.measure(home_id, measure.at, measure.power_w)
@@ -192,7 +198,12 @@ class Memory(AggregatorListener):
                           {"w": budget.budget_w, "end": budget.end, "event": budget.event, "bid": budget.bid},
                           round=budget.round)
         self._budget_end[home_id] = budget.end
-        self._write(home_id)
+        if budget.budget_w > self.homes.records[home_id].level + 1e-6:
+            # It may rise: the record says so before it can.
+            self._awaiting.pop(home_id, None)
+            self._write(home_id)
+        else:
+            self._awaiting[home_id] = budget.round
 
     def home_released(self, home_id: str, release: wire.Release) -> None:
         self.store.record(kinds.RELEASE, home_id, self.clock.seconds(), {"event": release.event},

@@ -104,9 +104,9 @@ class Schedule:
         """The events a store remembered, before ``start``; ended ones are
         left out."""
         now = self.clock.seconds()
-        live = [e for e in events if e.end > now]
+        live = sorted((e for e in events if e.end > now), key=lambda e: (e.start, e.id))
         self.book.restore(live, cancelled)
-        for event in sorted(live, key=lambda e: e.start):
+        for event in live:
             self.log.info("event {event} version {version} resumed: limit {limit:.0f} W from {start} to {end}",
                           event=event.id, version=event.version, limit=event.limit_w,
                           start=wire.format_utc(event.start), end=wire.format_utc(event.end))
