@@ -250,3 +250,63 @@ def test_each_home_is_written_at_most_once_a_round(path):
         written = sorted(key for scope, key in net.store.puts if scope == memory.HOME)
         assert written == sorted(f"h{i}" for i in range(1, homes + 1)), "each home once a round: with its budget"
     assert net.aggregator.rounds_run - rounds == 5
+
+
+# ------------------------------------------------------------ the audit trail
+
+
+def test_why_a_load_was_on_or_off_tells_the_chain(net, path):
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    run_round(net, h1, h2)
+    net.run_until(START + 5)
+    why = fired(net.aggregator.why("h1", "dryer"))
+    lines = why.splitlines()
+    assert lines[0] == f"home h1, load dryer at {wire.format_utc(START + 5)}: off"
+    assert lines[1] == f"- committed at {wire.format_utc(START)} in round 1: 3000 W, on: oven (dryer is not among them)"
+    assert lines[2] == (f"- answering the BUDGET of round 1 sent at {wire.format_utc(START)}: 3000 W in event peak, "
+                        f"until {wire.format_utc(END)}")
+    assert lines[3].startswith("- round 1 in event peak: limit 5000 W, committed 5000 W + unknown 0 W")
+    assert lines[3].endswith("within limit")
+    assert lines[4] == (f"- event peak version 1 (added) from the config: limit 5000 W from {wire.format_utc(START)} "
+                        f"to {wire.format_utc(END)}")
+    assert fired(net.aggregator.why("h1", "oven")).splitlines()[0].endswith(": on")
+    # At an instant before the round, the chain is the one in force then.
+    assert "no record: home h1 made no commitment on record by then; it last registered or left at" in \
+        fired(net.aggregator.why("h1", "oven", START - 1))
+
+
+def test_why_after_the_event_names_the_release_and_a_home_never_seen_has_no_record(net, path):
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    run_round(net, h1, h2)
+    net.run_until(END)
+    number = net.aggregator.rounds.number
+    h1.commit(number, 4000, on=("oven", "dryer"))
+    why = fired(net.aggregator.why("h1", "dryer", "+1")).splitlines()
+    assert why[0].endswith(": on")
+    assert why[2] == (f"- answering the RELEASE of round {number} sent at {wire.format_utc(END)}: event peak over, "
+                      "its loads as its owner set them")
+    assert why[3].startswith("- event peak version 1 (added) from the config")
+    text = fired(net.aggregator.why("h9", "x"))
+    assert "no record: home h9 made no commitment on record by then; nor did it ever register by then" in text
+
+
+def test_why_without_a_store_says_there_is_no_journal():
+    net = Net(CONFIG)
+    assert fired(net.aggregator.why("h1", "oven")).startswith("no record: this aggregator has no store")
+
+
+def test_the_homes_measurements_export_to_csv(net, path, tmp_path):
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    for at in (1.0, 2.0, 3.0):
+        h1.say(wire.Measure(at, 4000.0 + at, ()))
+        h2.say(wire.Measure(at, 10.0 * at, ()))
+    fired(net.store.durable())
+    out = tmp_path / "h1.csv"
+    assert fired(net.aggregator.export_csv(str(out), since=2.0, home="h1")) == 2
+    rows = out.read_text().splitlines()
+    assert rows[0] == "subject,at_utc,at,watts,span_s"
+    assert [row.split(",")[0] + "," + row.split(",")[3] for row in rows[1:]] == ["h1,4002.0", "h1,4003.0"]
+    assert fired(net.aggregator.export_csv(str(tmp_path / "all.csv"))) == 6

@@ -280,7 +280,9 @@ class Aggregator:
                            "journal")
         now = self.clock.seconds()
         moment = now if at is None else _moment(at, now)
-        return audit.why(self.store, home_id, load_id, moment)
+        store = self.store
+        # What is queued is committed first: the journal up to now.
+        return self.durable().addCallback(lambda _: audit.why(store, home_id, load_id, moment))
 
     def export_csv(self, path: str, since: Any = None, until: Any = None, home: str | None = None) -> "Deferred[int]":
         """For the manhole: the homes' measured power (or one home's) to a
@@ -288,9 +290,11 @@ class Aggregator:
         if self.store is None:
             return fail(StoreError("no store ([store] path = none): no measurements are kept"))
         now = self.clock.seconds()
-        return self.store.export_csv(path, subjects=[home] if home is not None else None,
-                                     since=None if since is None else _moment(since, now),
-                                     until=None if until is None else _moment(until, now))
+        store = self.store
+        return self.durable().addCallback(
+            lambda _: store.export_csv(path, subjects=[home] if home is not None else None,
+                                       since=None if since is None else _moment(since, now),
+                                       until=None if until is None else _moment(until, now)))
 
 
 def _verdict(outcome: event_rules.Outcome) -> str:
