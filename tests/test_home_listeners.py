@@ -43,6 +43,9 @@ class Recorder(HomeListener):
     def switch_failed(self, load, on, why, error, code):
         self.moments.append(("failed", load, on, why, code))
 
+    def load_found(self, load, on, commanded):
+        self.moments.append(("found", load, on, commanded))
+
     def owner_set(self, load, on):
         self.moments.append(("owner_set", load, on))
 
@@ -114,7 +117,48 @@ def test_boards_joining_measuring_and_leaving(rig, heard, logs):
     assert heard.take() == [("measured", "a", (480, 390, 140)), ("left", "b", ("z", "heater"))]
     rig.board("b", "00")
     rig.settle()
-    assert heard.take() == [("joined", "b", (False, False)), ("switched", "z", True, (listeners.BOARD_JOINED,))]
+    # z was on but never commanded (nothing on record): found off, it counts
+    # as just switched off.  The heater is off as the home took it at the
+    # first HELLO.
+    assert heard.take() == [("joined", "b", (False, False)), ("found", "z", False, None),
+                            ("switched", "z", True, (listeners.BOARD_JOINED,))]
+
+
+def test_states_the_home_did_not_command_are_found_not_switched(rig, heard, logs):
+    rig.aggregator.budget(1050.0)
+    rig.settle()  # z shed: commanded off
+    rig.home.set_desired("x", False)
+    rig.home.set_desired("x", True)
+    rig.settle()  # x commanded on
+    heard.take()
+    rig.boards["a"].lose()
+    rig.boards["b"].lose()
+    rig.board("a", "011")  # x opened by a failsafe; y as commanded, the fridge on as ever (never commanded)
+    rig.board("b", "10")  # z closed behind the home's back: the budget has no room for it
+    rig.settle()
+    moments = heard.take()
+    assert [m for m in moments if m[0] == "found"] == [("found", "x", False, True), ("found", "fridge", True, None),
+                                                       ("found", "z", True, False)]
+    assert ("switched", "z", False, (listeners.BOARD_JOINED,)) in moments
+
+
+def test_a_load_back_on_by_its_max_off_time_says_so(logs):
+    from tests.test_home_memory import BUDGET_W
+    from tests.test_home_memory import CONFIG as WITH_FREEZER
+
+    rig = Rig(WITH_FREEZER)
+    rig.board("a", "111")
+    rig.board("b", "11")
+    rig.connect_aggregator()
+    rig.settle()
+    heard = Recorder()
+    rig.home.add_listener(heard)
+    rig.aggregator.budget(BUDGET_W, end=1000.0)
+    rig.settle()
+    assert ("switched", "freezer", False, BUDGET) in heard.take()
+    rig.run_until(120.001)  # the freezer's max_off_s
+    assert heard.take() == [("switched", "washer", False, (listeners.MINIMUM_TIME,)),
+                            ("switched", "freezer", True, (listeners.MINIMUM_TIME, listeners.MAX_OFF))]
 
 
 def test_the_owner_and_why_loads_follow(rig, heard, logs):

@@ -198,3 +198,35 @@ min_interval_s = 0.5
         assert os.path.exists(work / "home-k.sqlite")
     finally:
         fleet.stop()
+
+
+def test_a_store_that_cannot_be_opened_stops_the_home_with_one_line_naming_the_file(work):
+    import subprocess
+
+    from jeisson.demo import twistd_command
+
+    config = work / "home-s.ini"
+    config.write_text("""
+[home]
+id = home-s
+secret = s
+aggregator = tcp:127.0.0.1:9
+actuators = tcp:0:interface=127.0.0.1
+
+[actuator:b]
+relays = 1
+
+[load:lamp]
+actuator = b
+relay = 1
+rated_w = 60
+
+[store]
+path = missing/home-s.sqlite
+""")
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-home", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, cwd=str(work))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"jeisson-home: cannot start home home-s: store {work / 'missing' / 'home-s.sqlite'}: " in output, output
+    assert "Traceback" not in output

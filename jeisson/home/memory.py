@@ -169,11 +169,11 @@ class HomeMemory(HomeListener):
             on = entry.get("on")
             loads[load_id] = (None if on is None else bool(on), float(entry["last_switch"]))
             self._since[load_id] = float(entry["last_switch"])
-        self.log.info("store {path}: {budget}; the owner's settings of {n} loads{opt}; the clocks of {clocks} loads",
-                      path=store.path, n=len(desired), opt=" and opt-outs" if opt_out is not None else "",
-                      clocks=len(loads),
+        self.log.info("home {home} remembers from {path}: {budget}; the owner's settings of {n} loads{opt}; "
+                      "the last switch of {clocks} loads", home=config.id, path=store.path, n=len(desired),
+                      opt=" and opt-outs" if opt_out is not None else "", clocks=len(loads),
                       budget="no budget in force" if budget is None else
-                      f"the budget of round {budget.round} event {budget.event} in force")
+                      f"the budget of round {budget.round} event {budget.event}")
         return Resumed(budget, desired, opt_out, loads)
 
     def started(self) -> None:
