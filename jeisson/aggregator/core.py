@@ -103,6 +103,9 @@ class Aggregator:
         self.rounds.resume_numbering(kept.last_number)
         restored = self.registry.restore(kept.homes, now)
         memory_.resumed(kept.homes)
+        if not (kept.events or kept.cancelled or kept.anchors or kept.homes or kept.last_number):
+            self.log.info("store {path} is new: nothing to resume", path=store.path)
+            return
         self.log.info("resumed from store {path}: {events} event(s), {homes} home record(s), rounds continue "
                       "after {n}", path=store.path, events=len(self.schedule.book.events), homes=len(restored),
                       n=kept.last_number)
