@@ -39,6 +39,7 @@ from jeisson.home.aggregator_link import UplinkSession
 from jeisson.home.board_link import BoardSession
 from jeisson.home.core import Home
 from jeisson.link import Session
+from jeisson.store.sqlite import MEMORY, SqliteStore
 
 
 @implementer(IReactorTime)
@@ -221,6 +222,7 @@ class SimHome:
     core: Home | None = None
     boards: dict[str, RecordingBoard] = attrs.Factory(dict)
     uplink: LinkEnd | None = None
+    store: SqliteStore | None = None
     board_links: dict[str, LinkEnd] = attrs.Factory(dict)
 
 
@@ -246,7 +248,12 @@ class Simulation:
     def start_home(self, home_id: str) -> None:
         """Power the home up: its core, its boards' links, and its uplink."""
         sim = self.homes[home_id]
-        sim.core = Home(sim.config, self.clock)
+        if sim.store is None and sim.config.store is not None:
+            # Its store, in memory whatever the path (a simulation leaves no
+            # files), kept across restart_home as a file would be.
+            sim.store = SqliteStore(MEMORY, self.clock, batch_s=sim.config.store.batch_s)
+            sim.store.open()
+        sim.core = Home(sim.config, self.clock, store=sim.store)
         for board_id, config in sim.board_configs.items():
             if board_id not in sim.boards:
                 board = sim.boards[board_id] = RecordingBoard.from_config(config, self.clock)
@@ -346,7 +353,7 @@ class SimLoad:
 def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, measure_period_s: float = 600,
               command_timeout_s: float = 3, failsafe_after_s: float = 120, board_measure_period_s: float = 2,
               aggregator: str = "tcp:127.0.0.1:7700", seed: int = 1, cold_load_s: tuple[float, float] = (0, 0),
-              ) -> tuple[str, list[str]]:
+              store: bool = True) -> tuple[str, list[str]]:
     """Ini files for one home and its boards, eight relays to a board:
     ``(home_ini, [board_ini, ...])``.  The home's secret is ``s-<id>``; load
     ``n`` (from 1) is ``<id>-l<n>``; a critical load's safe state is on.
@@ -356,10 +363,15 @@ def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, meas
     ``cold_load_s``: 0 to 0 by default, so a critical load's relay closes at
     power-up and the home's first ``HELLO`` already says so (a simulated
     board powers up with its home, which is there to take charge at once);
-    give a window to study boards that come back without their home."""
+    give a window to study boards that come back without their home.
+
+    With ``store`` the home remembers as a real one does (``Simulation``
+    keeps its store in memory across ``restart_home``); without it its ini
+    says ``[store] path = none``, for fleets that never restart and would
+    only pay for it."""
     home = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = {aggregator}\nactuators = tcp:0\n"
             f"heartbeat_s = {heartbeat_s}\ncommand_timeout_s = {command_timeout_s:g}\n"
-            f"measure_period_s = {measure_period_s:g}\n"]
+            f"measure_period_s = {measure_period_s:g}\n" + ("" if store else "[store]\npath = none\n")]
     boards = []
     for b in range(0, len(loads), 8):
         board_id = f"{home_id}-b{b // 8}"
@@ -410,7 +422,7 @@ def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction:
             loads.append(SimLoad(rated, rng.randint(1, 10), critical=kind < 0.1, min_on_s=min_on, min_off_s=min_off,
                                  desired=not (0.1 <= kind < 0.2)))
         fleet[home_id] = home_inis(home_id, loads, heartbeat_s=heartbeat_s, failsafe_after_s=4 * heartbeat_s,
-                                   seed=seed)
+                                   seed=seed, store=False)
         demand[home_id] = float(sum(load.rated_w for load in loads if load.desired))
     limit_kw = limit_fraction * sum(demand.values()) / 1000
     aggregator_ini = [f"[aggregator]\nlisten = tcp:0\nheartbeat_s = {heartbeat_s}\nround_period_s = 300\n"

@@ -93,3 +93,18 @@ def test_a_cold_load_window_keeps_critical_relays_open_until_the_home_takes_char
     sim.run_until(1)
     # Welcomed at once: the home, not the board, switched it on.
     assert board.states == (True,) and board.causes == [HOME]
+
+
+def test_a_restarted_home_resumes_from_its_store_and_keeps_its_loads_minimum_times():
+    sim = Simulation("[aggregator]\nlisten = tcp:0\n[home:h]\nsecret = s-h\n",
+                     {"h": home_inis("h", [SimLoad(1000, min_on_s=60)])})
+    board = sim.homes["h"].boards["h-b0"]
+    sim.run_until(1)
+    assert board.switch_log == [(0.0, 1, True, False)]
+    sim.run_until(10)
+    sim.restart_home("h")
+    sim.homes["h"].core.set_desired("h-l1", False)
+    sim.run_until(59.9)
+    assert board.states == (True,), "the restarted home forgot the load's min_on_s"
+    sim.run_until(61)
+    assert board.switch_log[1:] == [(60.0, 1, False, False)]
