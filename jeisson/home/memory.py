@@ -41,7 +41,8 @@ and at once when something is about to be acknowledged (``Home.durable``).
 
 *Measurements*: each board's readings as ``board:<id>`` (the sum of its
 relays) and ``load:<id>`` for each load it drives, and the home's measured
-power as ``home`` (at most once per ``measure_period_s``).
+power as ``home``; each at most once per ``measure_period_s`` (the boards
+may read more often).
 """
 
 import re
@@ -113,7 +114,7 @@ class HomeMemory(HomeListener):
         self.home = home
         self.store = store
         self._since: dict[str, float] = {}  # load -> its last switch, as last recorded
-        self._next_home_sample = float("-inf")
+        self._due: dict[str, float] = {}  # measurement subject -> when its next reading is kept
 
     # ------------------------------------------------------------ start-up
 
@@ -287,14 +288,26 @@ class HomeMemory(HomeListener):
         self.store.record(BOARD, actuator, self._now(), {"left": True, "loads": list(loads)})
 
     def measurement(self, actuator: str, watts: tuple[int, ...]) -> None:
+        # Kept at most once per measure_period_s (the period of the home's
+        # MEASURE to the aggregator), whatever the boards' own period: the
+        # rows, and the pages each commit writes to an SD card, stay few.
         now = self._now()
         store = self.store
-        store.measure(board_subject(actuator), now, float(sum(watts)))
-        for load in self.home.loads_of(actuator):
-            store.measure(load_subject(load.id), now, float(watts[load.config.relay - 1]))
-        if now >= self._next_home_sample:
-            self._next_home_sample = now + self.home.config.measure_period_s
+        board = board_subject(actuator)
+        if self._keep(board, now):
+            store.measure(board, now, float(sum(watts)))
+            for load in self.home.loads_of(actuator):
+                store.measure(load_subject(load.id), now, float(watts[load.config.relay - 1]))
+        if self._keep(HOME, now):
             store.measure(HOME, now, self.home.measured_w())
+
+    def _keep(self, subject: str, now: float) -> bool:
+        period = self.home.config.measure_period_s
+        # A tenth of a period early still counts: readings arrive with jitter.
+        if now < self._due.get(subject, float("-inf")) - period / 10:
+            return False
+        self._due[subject] = now + period
+        return True
 
     def _now(self) -> float:
         return self.home.clock.seconds()
