@@ -335,6 +335,14 @@ class Home:
     # ------------------------------------------------------------- boards
 
     def board_connected(self, actuator: str, session: BoardLink, states: tuple[bool, ...]) -> None:
+        """Board ``actuator`` said HELLO on ``session`` with its relays'
+        true ``states``.  Each is compared with what the home last
+        commanded (``commanded``, kept across restarts by the store): the
+        same, the load keeps its last switch and its minimum times run on;
+        on though not commanded on, it is on but not by the home's switch,
+        so it may be switched off at once; off though the home had it on
+        (or with nothing on record), it counts as just switched off.  Then
+        the relays are reconciled at once."""
         old = self.boards.get(actuator)
         # Take the new link first: the old one closing is then no lost board
         # (its loads unknown for a moment would shed others in an event).
