@@ -27,7 +27,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from jeisson.simulation import Simulation, random_fleet
 
-EVENT_START_S = 60.0
+EVENT_START_S = 90.0  # after the homes switched on what their owners want (min_off_s from power-up)
 
 
 def optimum(sim: Simulation) -> tuple[float, float]:

@@ -295,7 +295,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
                 board.start()
                 board_end.session = ActuatorSession(board_end, board)
             else:
-                board_end.session = FakeBoard(config.id, [relay.initial for relay in config.relays], out=board_end,
+                board_end.session = FakeBoard(config.id, [False] * len(config.relays), out=board_end,
                                               auto=True)
             board_end.session.start()
             self.hello(self.id, f"s-{self.id}", wire.PROTOCOL_VERSIONS)
