@@ -367,3 +367,27 @@ def test_heartbeat_death_aborts_the_transport(net):
     assert transport.disconnecting
     link.connectionLost(Failure(ConnectionDone()))
     assert net.home_status("h1")["connected"] is False
+
+
+# ------------------------------------------------- registering, with a store
+
+
+def test_a_link_superseded_or_lost_while_registering_is_never_welcomed(tmp_path):
+    from tests.test_aggregator_memory import StoredNet
+    from tests.test_aggregator_restart import HeldJobs
+
+    held = HeldJobs()
+    net = StoredNet(CONFIG, tmp_path / "aggregator.sqlite", executor=held)
+    first = net.connect()
+    assert first.hello("h1", "one") == []
+    second = net.connect()
+    # The home came back before its first link's registration was on disk.
+    assert codes(second.hello("h1", "one")) == []
+    assert codes(first.take()) == [("ERROR", wire.SUPERSEDED)] and first.closed
+    lost = net.connect()
+    assert lost.hello("h2", "two") == []
+    lost.leave()
+    held.run_all()
+    assert first.take() == [] and lost.take() == []
+    assert second.take() == [wire.Welcome(1, "h1", 5.0)]
+    assert net.home_status("h1")["connected"] and not net.home_status("h2")["connected"]
