@@ -667,3 +667,30 @@ def test_a_radio_link_has_no_hello_timeout(home):
     home.clock.advance(3600)
     assert not wire.closed and session.state == "hello"
     assert say(session, wire, b"HELLO a 3 1 000")[0] == b"WELCOME 1 2"
+
+
+# -- the home's service
+
+
+def test_the_home_service_warns_when_the_home_keeps_no_store(home, logs):
+    from jeisson.home.tap import HomeService
+
+    service = HomeService(home)
+    service.startService()
+    service.stopService()
+    assert "home home-1: no store ([store] path = none): a restart forgets the budget in force, the owner's " \
+           "settings and the loads' minimum-time clocks, and nothing is journaled" in messages(logs, "warn")
+
+
+def test_the_home_service_says_where_the_home_remembers(tmp_path, logs):
+    from jeisson.home.tap import HomeService
+    from jeisson.store.sqlite import SqliteStore
+
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "home-1.sqlite"), clock)
+    store.open()
+    service = HomeService(Home(config_from_string(CONFIG), clock, store=store))
+    service.startService()
+    service.stopService()
+    assert f"home home-1: remembering in {tmp_path / 'home-1.sqlite'}" in messages(logs, "info")
+    assert not messages(logs, "warn")
