@@ -377,6 +377,18 @@ def test_the_events_file_is_found_next_to_the_config_wherever_the_aggregator_run
 # -------------------------------------------------------- the store's upkeep
 
 
+def test_without_a_store_the_aggregator_says_what_a_restart_forgets():
+    from jeisson.aggregator.tap import AggregatorService
+
+    service = AggregatorService(Net(CONFIG).aggregator)  # no store given
+    with capturedLogs() as events:
+        service.startService()
+    service.stopService()
+    assert any(e["log_level"].name == "warn" and formatEvent(e) == (
+        "no store ([store] path = none): events added while running, the round numbering and the homes' last "
+        "power do not survive a restart") for e in events)
+
+
 def test_a_clean_stop_writes_what_waits_and_a_restart_resumes_the_homes_records(path):
     net = StoredNet(CONFIG, path)
     h1 = net.home("h1", *LOADS["h1"])

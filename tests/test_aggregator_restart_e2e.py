@@ -137,3 +137,17 @@ def test_a_killed_aggregator_resumes_its_events_and_its_round_numbering(work):
     assert "Traceback" not in log
     second.kill(signal.SIGTERM)  # twistd ends by its signal again, once shut down
     assert read(work["log"]).endswith("Server Shut Down.\n")
+
+
+def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line_naming_it(tmp_path):
+    [port] = free_ports(1)
+    config = tmp_path / "aggregator.ini"
+    write(config, f"[aggregator]\nlisten = tcp:{port}:interface=127.0.0.1\n[home:h1]\nsecret = s1\n"
+                  f"[store]\npath = {tmp_path}/missing/aggregator.sqlite\n")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-aggregator", "--config", str(config)],
+                            capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"jeisson-aggregator: cannot start: store {tmp_path}/missing/aggregator.sqlite: the folder" in output
+    assert "Traceback" not in output
