@@ -173,9 +173,10 @@ def named(load_id, on, *, rated_w, priority=5, critical=False, desired=True, las
     return Load(config, on=on, last_switch=last_switch, desired=desired)
 
 
-def freezer_due(now=100.0):
-    """A freezer shed at 0 s, past its 60 s maximum off time at ``now``."""
-    freezer = named("freezer", False, rated_w=800.0, priority=1, max_off_s=60.0)
+def freezer_due(now=100.0, min_on_s=30.0):
+    """A freezer shed at 0 s, past its 60 s maximum off time at ``now``;
+    once on, its minimum on time holds it."""
+    freezer = named("freezer", False, rated_w=800.0, priority=1, max_off_s=60.0, min_on_s=min_on_s)
     assert freezer.mode(now) == "must"
     return freezer
 
@@ -213,6 +214,23 @@ def test_ons_that_fit_counts_the_must_run_loads_before_the_flexible_ones():
     assert ons_that_fit([fan, freezer, lamp], on, room_w=1000.0, now=100.0) == [freezer, lamp]
     # Without a budget, everything wanted goes on.
     assert ons_that_fit([fan, freezer, lamp], on, room_w=None, now=100.0) == [fan, freezer, lamp]
+
+
+def test_a_must_run_load_nothing_would_hold_on_goes_on_only_where_it_fits():
+    # No minimum on time: over the budget it would be flexible, and shed,
+    # the moment it went on.  It still comes before anything flexible.
+    fridge = named("fridge", True, rated_w=150.0, critical=True)
+    freezer = freezer_due(min_on_s=0.0)
+    lamp = named("lamp", True, rated_w=100.0, priority=50)
+    assert not freezer.held_once_on() and fridge.held_once_on() and freezer_due().held_once_on()
+    chosen = targets([fridge, freezer, lamp], 500.0, now=100.0)
+    assert chosen.on == {"fridge": True, "freezer": False, "lamp": True}
+    assert chosen.feasible is False and chosen.must_w == 950.0
+    assert ons_that_fit([freezer], {"freezer": True}, room_w=799.0, now=100.0) == []
+    # Where it fits, it goes on before the flexible loads, which make room for it.
+    chosen = targets([fridge, freezer, lamp], 1000.0, now=100.0)
+    assert chosen.on == {"fridge": True, "freezer": True, "lamp": False} and chosen.feasible
+    assert ons_that_fit([freezer], {"freezer": True}, room_w=800.0, now=100.0) == [freezer]
 
 
 def test_ons_that_fit_still_respects_minimum_times_and_the_targets():

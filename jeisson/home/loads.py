@@ -5,7 +5,10 @@ assume it draws its rated power).  Minimum on and off times bind every
 switch the home makes, whatever the budget; critical loads the owner wants
 on are never shed; a load its owner wants on that has been off for its
 maximum off time must come back on (a freezer, a heat pump in winter), and
-its minimum on time then holds it there.
+its minimum on time then holds it there.  A must-run load goes on whatever
+the budget only if it stays must-run once on (``held_once_on``): one with no
+minimum on time would be free to shed the moment it went on, so it goes on
+when it fits (the aggregator's budgets cover every must-run load).
 """
 
 import attrs
@@ -61,6 +64,11 @@ class Load:
         if not self.desired or not self.can_switch(True, now):
             return "off"
         return "must" if self.config.critical or now >= self.due_on_at() else "may"
+
+    def held_once_on(self) -> bool:
+        """Whether, switched on now, it would stay must-run for a while:
+        critical and wanted, or held by its minimum on time."""
+        return bool(self.desired and self.config.critical) or self.config.min_on_s > 0
 
     def next_change(self, now: float) -> float | None:
         """When this load's mode changes by time alone, if it will."""

@@ -11,6 +11,9 @@ its ``max_off_s`` goes back on even when the must-run loads alone exceed the
 budget, and ``targets`` has shed every flexible load to make what room it
 can), then, in the home's load order, the others that keep the draw within
 what is left.  So a home draws more than its budget only by must-run loads.
+A must-run load that nothing would hold on once switched (no minimum on
+time, not critical) is the exception: over the budget it would be
+flexible, and shed, the moment it went on, so it goes on only where it fits.
 """
 
 from collections.abc import Iterable
@@ -30,7 +33,12 @@ class Targets:
 
 
 def targets(loads: Iterable[Load], budget_w: float | None, now: float) -> Targets:
-    """What should be on now; ``budget_w`` None: no budget holds."""
+    """What should be on now; ``budget_w`` None: no budget holds.
+
+    Must-run loads are chosen first, whatever the budget, and the flexible
+    ones only within what is left.  A must-run load off that nothing would
+    hold on once switched (``Load.held_once_on``) is taken only as far as
+    it fits, though before anything flexible."""
     loads = list(loads)
     known = [load for load in loads if load.known]
     if budget_w is None:
@@ -42,22 +50,34 @@ def targets(loads: Iterable[Load], budget_w: float | None, now: float) -> Target
     value = rated * np.array([load.config.priority + (1e-6 if load.on else 0.0) for load in known])
     low = np.array([m == "must" for m in modes], dtype=float)
     high = np.array([m != "off" for m in modes], dtype=float)
-    result = choose(rated, value, low, high, budget_w - unknown_w)
+    room_w = budget_w - unknown_w
+    must_w = float(rated @ low)
+    result = choose(rated, value, low, high, room_w)
+    soft = np.array([m == "must" and not load.on and not load.held_once_on() for load, m in zip(known, modes,
+                                                                                                    strict=True)],
+                    dtype=bool)
+    if not result.feasible and soft.any():
+        # Only the loads that stay must-run once on are served whatever the
+        # budget; the others before anything flexible, as far as they fit:
+        # each is worth more than every flexible load together.
+        value = np.where(soft, float(value.sum()) + 1.0, value)
+        result = choose(rated, value, np.where(soft, 0.0, low), high, room_w)
     return Targets({load.id: bool(share) for load, share in zip(known, result.share, strict=True)},
-                   bool(result.feasible), float(rated @ low) + unknown_w)
+                   must_w <= room_w + 1e-6, must_w + unknown_w)
 
 
 def ons_that_fit(loads: Iterable[Load], on: dict[str, bool], room_w: float | None, now: float) -> list[Load]:
     """The known loads that are off, should be on and may switch now, in
     order: every one that must run (``Load.mode``: critical and wanted, or
-    past its ``max_off_s``) whatever ``room_w``, and of the others as many
-    as fit in what is left of ``room_w`` (None: no budget) once the must-run
-    ones are counted."""
+    past its ``max_off_s``) and stays must-run once on
+    (``Load.held_once_on``) whatever ``room_w``, and of the others as many
+    as fit in what is left of ``room_w`` (None: no budget) once those are
+    counted."""
     candidates = [load for load in loads
                   if load.known and not load.on and on.get(load.id) and load.can_switch(True, now)]
     if room_w is None:
         return candidates
-    must = {load.id for load in candidates if load.mode(now) == "must"}
+    must = {load.id for load in candidates if load.mode(now) == "must" and load.held_once_on()}
     # Must-run loads are counted first: what they take is not there for the others.
     room_w -= sum(load.config.rated_w for load in candidates if load.id in must)
     ons = []
