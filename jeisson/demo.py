@@ -24,8 +24,11 @@ import tempfile
 import time
 from datetime import datetime
 
+# A round's total line (report.RoundLog); "measured" is absent from logs
+# written before the rounds counted it.
 ROUND_LINE = re.compile(
-    r"round (\d+) event (\S+): committed (\d+) W \+ unknown (\d+) W of limit (\d+) W: (within limit|OVER LIMIT)"
+    r"round (?P<number>\d+) event (?P<event>\S+): committed (?P<committed>\d+) W \+ unknown (?P<unknown>\d+) W"
+    r"(?:, measured (?P<measured>\d+) W)? of limit (?P<limit>\d+) W: (?P<verdict>within limit|OVER LIMIT)"
 )
 
 
@@ -167,6 +170,36 @@ def _kw(watts) -> str:
     return "    -   " if watts is None else f"{watts / 1000:6.2f} kW"
 
 
+def round_line(last: dict, measured_now: float | None = None) -> str:
+    """The last round, as the status file has it: "within limit" only when
+    both what is committed and what is measured are within it, at the
+    round's end and, when given, now (``measured_now``, during its event)."""
+    limit = last["limit_w"]
+    counted = last["committed_w"] + last["unknown_w"]
+    measured = last.get("measured_w")
+    over_now = measured_now is not None and measured_now > limit + 1e-6
+    within = (last["within_limit"] and counted <= limit + 1e-6 and (measured is None or measured <= limit + 1e-6)
+              and not over_now)
+    verdict = "within limit" if within else "OVER LIMIT"
+    if not within:
+        above = []
+        if counted > limit + 1e-6:
+            above.append(f"committed + unknown {(counted - limit) / 1000:.2f} kW above")
+        if measured is not None and measured > limit + 1e-6:
+            above.append(f"measured {(measured - limit) / 1000:.2f} kW above")
+        must_over = last.get("must_w", 0.0) + last.get("away_w", 0.0) - limit
+        if must_over > 1e-6:
+            above.insert(0, f"must-run {last['must_w'] / 1000:.2f} kW + away {last['away_w'] / 1000:.2f} kW,"
+                            f" {must_over / 1000:.2f} kW above the limit")
+        if over_now:
+            above.append(f"measured now {(measured_now - limit) / 1000:.2f} kW above")
+        if above:
+            verdict += " (" + "; ".join(above) + ")"
+    shown_measured = f", measured {measured / 1000:.2f} kW" if measured is not None else ""
+    return (f"round {last['number']} ({last['finished'][11:19]} UTC): committed {last['committed_w'] / 1000:.2f} kW"
+            f" + unknown {last['unknown_w'] / 1000:.2f} kW{shown_measured} of limit {limit / 1000:.2f} kW: {verdict}")
+
+
 def render(status: dict | None, started: float, duration: float) -> str:
     elapsed = time.monotonic() - started
     lines = [f"jeisson demo   t = {elapsed:5.0f} s of {duration:.0f} s   (Ctrl-C stops everything)", ""]
@@ -179,11 +212,11 @@ def render(status: dict | None, started: float, duration: float) -> str:
         lines.append("no DR event active: every load runs as its owner set it")
     last = status.get("last_round")
     if last:
-        verdict = "within limit" if last["within_limit"] else "OVER LIMIT"
-        lines.append(
-            f"round {last['number']} ({last['finished'][11:19]} UTC): committed {last['committed_w'] / 1000:.2f} kW"
-            f" + unknown {last['unknown_w'] / 1000:.2f} kW of limit {last['limit_w'] / 1000:.2f} kW: {verdict}"
-        )
+        # What the homes measure now (their level where they have no
+        # measurement) also decides the verdict during the round's event.
+        now = sum(home["measured_w"] if home["measured_w"] is not None else home["level_w"] or 0.0
+                  for home in status["homes"].values())
+        lines.append(round_line(last, now if event and event["id"] == last["event"] else None))
     lines += ["", f"{'home':8} {'link':5} {'demand':>9} {'budget':>9} {'drawing':>9} {'measured':>9}  loads on | off"]
     in_round = last["homes"] if last and event else {}
     total = {"demand": 0.0, "level": 0.0, "measured": 0.0}
@@ -214,11 +247,13 @@ def summary(log_path: str) -> str:
         return "no aggregator log"
     if not rounds:
         return "no negotiation round ran"
-    over = [m for m in rounds if m.group(6) != "within limit"]
-    peak = max(int(m.group(3)) + int(m.group(4)) for m in rounds)
-    limit = min(int(m.group(5)) for m in rounds)
-    return (f"{len(rounds)} rounds; highest committed + unknown {peak / 1000:.2f} kW against a limit of "
-            f"{limit / 1000:.2f} kW; rounds over the limit: {len(over)}")
+    over = [m for m in rounds if m["verdict"] != "within limit"]
+    peak = max(int(m["committed"]) + int(m["unknown"]) for m in rounds)
+    measured = [int(m["measured"]) for m in rounds if m["measured"] is not None]
+    limit = min(int(m["limit"]) for m in rounds)
+    peak_measured = f", highest measured {max(measured) / 1000:.2f} kW" if measured else ""
+    return (f"{len(rounds)} rounds; highest committed + unknown {peak / 1000:.2f} kW{peak_measured} against a limit"
+            f" of {limit / 1000:.2f} kW; rounds over the limit: {len(over)}")
 
 
 def _interrupt(signum, frame):

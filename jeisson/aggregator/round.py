@@ -48,8 +48,29 @@ DISPATCH_BATCH = 100
 PLAN, SHED, GRANT, DONE = "plan", "shed", "grant", "done"
 
 
+# Watts compared against a limit: a micro-watt absorbs float sums.
+_SLACK_W = 1e-6
+
+
 @attrs.frozen
 class RoundSummary:
+    """A finished round, as its log lines, the status file and every listener see it.
+
+    ``committed_w``: the commitments received.  ``unknown_w``: the homes not
+    in the round (``away_w``, counted cautiously as the round was planned)
+    and those in it that did not commit (counted as ``Round.counted_w``).
+    ``measured_w``: every configured home at its latest measured power, or,
+    without one, at what the round counts it.  ``must_w``: the must-run power
+    planned (``negotiation.Plan.must``); ``feasible`` False when it and
+    ``away_w`` exceed the limit or a feeder's.  ``feeders``: per feeder id,
+    the same figures on that feeder (``limit_w``, ``committed_w``,
+    ``unknown_w``, ``measured_w``, ``must_w``, ``away_w``).
+
+    "Within limit" holds only when it is true of both what is committed
+    (with what is unknown) and what is measured, in total and on every
+    feeder.
+    """
+
     number: int
     event: str
     limit_w: float
@@ -59,18 +80,36 @@ class RoundSummary:
     homes: dict[str, dict[str, Any]]
     started: float
     finished: float
-    feeders: dict[str, dict[str, float]] = attrs.Factory(dict)  # id -> limit_w, committed_w, unknown_w
+    feeders: dict[str, dict[str, float]] = attrs.Factory(dict)
+    # None: not measured (a summary built without the homes' measurements).
+    measured_w: float | None = attrs.field(default=None, kw_only=True)
+    must_w: float = attrs.field(default=0.0, kw_only=True)
+    away_w: float = attrs.field(default=0.0, kw_only=True)
 
     @property
     def within_limit(self) -> bool:
-        """Commitments plus what is unknown within the total and every feeder."""
-        if self.committed_w + self.unknown_w > self.limit_w + 1e-6:
-            return False
-        return all(self.feeder_within_limit(name) for name in self.feeders)
+        """Committed plus unknown, and measured, within the total and every feeder's limit."""
+        return self.total_within_limit and all(self.feeder_within_limit(name) for name in self.feeders)
+
+    @property
+    def total_within_limit(self) -> bool:
+        return not overs(self.limit_w, self.committed_w + self.unknown_w, self.measured_w)
 
     def feeder_within_limit(self, name: str) -> bool:
         f = self.feeders[name]
-        return f["committed_w"] + f["unknown_w"] <= f["limit_w"] + 1e-6
+        return not overs(f["limit_w"], f["committed_w"] + f["unknown_w"], f.get("measured_w"))
+
+
+def overs(limit_w: float, committed_w: float, measured_w: float | None) -> dict[str, float]:
+    """How far above ``limit_w`` the committed (with unknown) and the
+    measured figures are: ``{"committed": W, "measured": W}``, only those
+    above; empty when within the limit."""
+    found = {}
+    if committed_w > limit_w + _SLACK_W:
+        found["committed"] = committed_w - limit_w
+    if measured_w is not None and measured_w > limit_w + _SLACK_W:
+        found["measured"] = measured_w - limit_w
+    return found
 
 
 @attrs.define(eq=False)
@@ -101,6 +140,7 @@ class Round:
         self.targets: dict[str, float] = {}
         self.bids: dict[str, int] = {}
         self.feasible = True
+        self.must: dict[str, float] = {}  # each home's must-run power, as planned
         self.granted: dict[str, float] = {}
         self.waiting: set[str] = set()
         self.committed: dict[str, wire.Commit] = {}
@@ -119,11 +159,13 @@ class Round:
         if self.phase != PLAN:
             return
         self.targets, self.bids, self.feasible = result.budgets, bids, result.feasible
+        self.must = result.must
         if not result.feasible:
             self.log.warn(
-                "round {n} event {event}: must-run loads and homes that cannot answer ({unknown:.0f} W) exceed"
-                " the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
-                n=self.number, event=self.event.id, unknown=self.unknown_w, limit=self.event.limit_w)
+                "round {n} event {event}: must-run loads ({must:.0f} W) and homes that cannot answer ({unknown:.0f} W)"
+                " exceed the limit of {limit:.0f} W or a feeder's; only the must-run loads are served there",
+                n=self.number, event=self.event.id, must=result.must_w, unknown=self.unknown_w,
+                limit=self.event.limit_w)
         self.phase = SHED
         self.context.announce.round_started(self.number, self.event, len(self.targets))
         # A home kept at what it draws takes nothing from the others and goes
@@ -265,10 +307,12 @@ class Round:
         levels = {h: self.counted_w(h) for h in self.targets}
         headroom = self.event.limit_w - self.unknown_w - sum(levels.values())
         feeder_headroom = grid.rooms(self.feeder_unknown_w + grid.sums(levels))
-        # Headroom falls short only when a home could not shed; then the
-        # largest targets are served first, in a stable order.
+        # Headroom falls short only when a home could not shed or the
+        # must-run loads exceed the limit; then each home's must-run power
+        # first, whatever the headroom, then the largest targets, in a
+        # stable order.
         wanted = {h: self.targets[h] for h in sorted(rest, key=lambda h: (-self.targets[h], h))}
-        self._dispatch(negotiation.grant_increases(wanted, levels, headroom, grid, feeder_headroom))
+        self._dispatch(negotiation.grant_increases(wanted, levels, headroom, grid, feeder_headroom, self.must))
 
     def counted_w(self, home_id: str) -> float:
         """What a round counts a home at: its commitment if it made one,
@@ -299,15 +343,17 @@ class Round:
         homes = {}
         committed = {}
         unknown_homes = {}
+        measured = {}
         records = self.context.homes.records
         for home_id in self.targets:
             record = records[home_id]
             commit = self.committed.get(home_id)
             offers = record.flex.loads if record.flex is not None else ()
             if commit is not None:
-                committed[home_id] = commit.committed_w
+                committed[home_id] = counted = commit.committed_w
             else:
-                unknown_homes[home_id] = self.counted_w(home_id)
+                unknown_homes[home_id] = counted = self.counted_w(home_id)
+            measured[home_id] = record.measured_w if record.measured_w is not None else counted
             on = commit.on if commit is not None else record.on
             on_ids = set(on)
             homes[home_id] = {
@@ -317,14 +363,23 @@ class Round:
                 "on": list(on),
                 "off": [o.id for o in offers if o.id not in on_ids],
             }
+        for home_id, record in records.items():
+            if home_id not in measured:
+                # Not in the round: as ``Rounds.run`` counts the homes away.
+                measured[home_id] = (record.measured_w if record.measured_w is not None
+                                     else record.cautious_w(now=finished))
         grid = self.context.grid
         feeder_committed = grid.sums(committed)
         feeder_unknown = self.feeder_unknown_w + grid.sums(unknown_homes)
+        feeder_measured = grid.sums(measured)
+        feeder_must = grid.sums(self.must)
         feeders = {
             name: {"limit_w": grid.limit_w[i], "committed_w": float(feeder_committed[i]),
-                   "unknown_w": float(feeder_unknown[i])}
+                   "unknown_w": float(feeder_unknown[i]), "measured_w": float(feeder_measured[i]),
+                   "must_w": float(feeder_must[i]), "away_w": float(self.feeder_unknown_w[i])}
             for i, name in enumerate(grid.names)
         }
         return RoundSummary(self.number, self.event.id, self.event.limit_w, sum(committed.values()),
                             self.unknown_w + sum(unknown_homes.values()), self.feasible, homes, self.started,
-                            finished, feeders)
+                            finished, feeders, measured_w=float(sum(measured.values())),
+                            must_w=float(sum(self.must.values())), away_w=self.unknown_w)
