@@ -278,6 +278,25 @@ def test_a_round_waits_for_its_number_to_be_durable_before_its_budgets(path):
     assert committed(path, "SELECT value FROM state WHERE scope = 'meta'") == [("1",)]
 
 
+def test_with_the_store_failing_rounds_go_on_the_limit_first_and_say_what_they_risk(path):
+    net = StoredNet(CONFIG, path, busy_timeout_s=0)
+    h1 = net.home("h1", *LOADS["h1"])
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with capturedLogs() as events:
+            net.run_until(START)
+            assert h1.budgets() == [], "until the store's next attempt fails"
+            net.run_until(START + net.store.batch_s)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert [b.round for b in h1.budgets()] == [1]
+    assert any(e["log_level"].name == "error" and formatEvent(e).startswith(
+        "number 1 could not be stored (") and "a restart before the store recovers could use it again"
+        in formatEvent(e) for e in events)
+
+
 # ------------------------------------------------------ +SECONDS never move
 
 
