@@ -363,22 +363,26 @@ class Round:
                 "on": list(on),
                 "off": [o.id for o in offers if o.id not in on_ids],
             }
-        for home_id, record in records.items():
-            if home_id not in measured:
-                # Not in the round: as ``Rounds.run`` counts the homes away.
-                measured[home_id] = (record.measured_w if record.measured_w is not None
-                                     else record.cautious_w(now=finished))
+        if len(measured) < len(records):
+            for home_id, record in records.items():
+                if home_id not in measured:
+                    # Not in the round: as ``Rounds.run`` counts the homes away.
+                    measured[home_id] = (record.measured_w if record.measured_w is not None
+                                         else record.cautious_w(now=finished))
         grid = self.context.grid
-        feeder_committed = grid.sums(committed)
-        feeder_unknown = self.feeder_unknown_w + grid.sums(unknown_homes)
-        feeder_measured = grid.sums(measured)
-        feeder_must = grid.sums(self.must)
-        feeders = {
-            name: {"limit_w": grid.limit_w[i], "committed_w": float(feeder_committed[i]),
-                   "unknown_w": float(feeder_unknown[i]), "measured_w": float(feeder_measured[i]),
-                   "must_w": float(feeder_must[i]), "away_w": float(self.feeder_unknown_w[i])}
-            for i, name in enumerate(grid.names)
-        }
+        feeders = {}
+        if grid.names:
+            # Each sum per feeder loops over its homes: only where there are feeders.
+            feeder_committed = grid.sums(committed)
+            feeder_unknown = self.feeder_unknown_w + grid.sums(unknown_homes)
+            feeder_measured = grid.sums(measured)
+            feeder_must = grid.sums(self.must)
+            feeders = {
+                name: {"limit_w": grid.limit_w[i], "committed_w": float(feeder_committed[i]),
+                       "unknown_w": float(feeder_unknown[i]), "measured_w": float(feeder_measured[i]),
+                       "must_w": float(feeder_must[i]), "away_w": float(self.feeder_unknown_w[i])}
+                for i, name in enumerate(grid.names)
+            }
         return RoundSummary(self.number, self.event.id, self.event.limit_w, sum(committed.values()),
                             self.unknown_w + sum(unknown_homes.values()), self.feasible, homes, self.started,
                             finished, feeders, measured_w=float(sum(measured.values())),
