@@ -17,6 +17,9 @@ The rooms, each its own module:
     added with ``add_listener`` (the status file, the round log, and next a
     store, a web API, metrics).
 
+``watch``
+    ``MeasuredWatch``, a listener: the measured total against the binding
+    limit between rounds (a round at once when it goes above).
 ``memory``
     With a store: the journal and the state a restart resumes (a
     listener), read back here before ``start`` (events with their absolute
@@ -56,6 +59,7 @@ from jeisson.aggregator.negotiation import Grid
 from jeisson.aggregator.round import Round, RoundContext, RoundSummary
 from jeisson.aggregator.rounds import SOLVE_IN_THREAD_ABOVE, Rounds, Solver
 from jeisson.aggregator.schedule import Schedule
+from jeisson.aggregator.watch import MeasuredWatch
 from jeisson.store import Store, StoreError
 from jeisson.wire import aggregator_home as wire
 
@@ -69,7 +73,8 @@ class Aggregator:
         """``solve_in_thread``, ``solve_in_thread_above``: see ``Rounds``;
         ``listeners`` are added after the round log, in order.  ``store``
         (open): what is remembered is read back now, and written from now
-        on (``memory.Memory``, added after ``listeners``)."""
+        on (``memory.Memory``, added after ``listeners``); then the
+        ``MeasuredWatch``."""
         self.config = config
         self.clock = clock
         self.store = store
@@ -92,6 +97,9 @@ class Aggregator:
         if store is not None and self.memory is not None:
             self._resume(store, self.memory)
             self.announce.add(self.memory)
+        # Built once the records are restored: it sums them as it starts.
+        self.watch = MeasuredWatch(self.registry, self.grid, self.schedule.active_event, self.rounds.request, clock)
+        self.announce.add(self.watch)
 
     def _resume(self, store: Store, memory_: memory.Memory) -> None:
         """What the store remembers, back in the rooms (before ``start``)."""
