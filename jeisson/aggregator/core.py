@@ -117,6 +117,7 @@ class Aggregator:
         self.log.info("resumed from store {path}: {events} event(s), {homes} home record(s), rounds continue "
                       "after {n}", path=store.path, events=len(self.schedule.book.events), homes=len(restored),
                       n=kept.last_number)
+
     def add_listener(self, listener: AggregatorListener) -> None:
         self.announce.add(listener)
 
