@@ -88,7 +88,8 @@ RESULT = re.compile(r"(?:called back|current result): '([^']*)'")
 class Ledger:
     """What was acknowledged, and what of it was lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
         self.events: dict[str, tuple[int, bool]] = {}  # id -> (version, cancelled) as last acknowledged
         self.acked: Counter[str] = Counter()
         self.lost: list[str] = []
@@ -99,7 +100,8 @@ class Ledger:
 
     def lose(self, what: str) -> None:
         self.lost.append(what)
-        print(f"LOST: {what}", flush=True)
+        if not self.quiet:
+            print(f"LOST: {what}", flush=True)
 
 
 class Operator:
@@ -228,6 +230,8 @@ class Bench:
         self.recovery_ms: dict[str, list[float]] = {"aggregator": [], "home": []}
         self.snapshots = os.path.join(layout.workdir, "snapshots")
         os.makedirs(self.snapshots, exist_ok=True)
+        self.initial: dict[str, str] = {}  # process -> its store copied when the run began
+        self.self_checked: set[str] = set()
 
     # -- running
 
@@ -255,10 +259,13 @@ class Bench:
         acked = dict(self.ledger.events)  # the events acknowledged before the kill
         if victim == "aggregator":
             self.operator.drop()
-        snapshot = self.snapshot(victim, number)
+        snapshot = self.snapshot(victim, f"{number:04d}")
         fleet.start(victim)
         if victim == "aggregator":
-            self.check_aggregator(life, killed, snapshot, acked)
+            self.check_aggregator(life, killed, snapshot, acked, self.ledger)
+            if "aggregator" not in self.self_checked:
+                self.self_check("aggregator", lambda initial, scratch: self.check_aggregator(
+                    life, killed, initial, acked, scratch))
             recovered = self.run_until(lambda: self.aggregator_recovered(), RECOVERY_TIMEOUT_S,
                                        "the aggregator to resume and every home to be WELCOMEd")
             self.check_resumed(snapshot, killed, acked)
@@ -267,14 +274,29 @@ class Bench:
             recovered = self.run_until(lambda: self.home_recovered(victim), RECOVERY_TIMEOUT_S,
                                        f"{victim} to be WELCOMEd and its boards to join")
             self.recovery_ms["home"].append((recovered - killed) * 1e3)
-            self.check_home(victim, life, killed, snapshot)
+            self.check_home(victim, life, killed, snapshot, self.ledger)
+            if "home" not in self.self_checked:
+                self.self_check(victim, lambda initial, scratch: self.check_home(
+                    victim, life, killed, initial, scratch))
         if not self.keep and not any(snapshot in lost for lost in self.ledger.lost):
             shutil.rmtree(snapshot, ignore_errors=True)
 
-    def snapshot(self, victim: str, number: int) -> str:
-        """The victim's store files as the kill left them."""
+    def self_check(self, victim: str, check: Callable[[str, Ledger], None]) -> None:
+        """The checks just made, once per kind of victim, against the
+        victim's store as it was when the run began: a check that finds
+        nothing missing there is blind."""
+        kind = "aggregator" if victim == "aggregator" else "home"
+        self.self_checked.add(kind)
+        scratch = Ledger(quiet=True)
+        check(self.initial[victim], scratch)
+        print(f"self-check ({kind}): the same checks against {victim}'s store as it was when the run began find "
+              f"{len(scratch.lost)} acknowledgement(s) missing{' (BLIND: none)' if not scratch.lost else ''}",
+              flush=True)
+
+    def snapshot(self, victim: str, label: str) -> str:
+        """The victim's store files as they are (as the kill left them)."""
         store = self.layout.store_of(victim)
-        folder = os.path.join(self.snapshots, f"{number:04d}-{victim}")
+        folder = os.path.join(self.snapshots, f"{label}-{victim}")
         os.makedirs(folder, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(store + suffix):
@@ -309,33 +331,34 @@ class Bench:
 
     # -- what must be in the store
 
-    def check_aggregator(self, life: Life, killed: float, snapshot: str, acked: dict[str, tuple[int, bool]]) -> None:
+    def check_aggregator(self, life: Life, killed: float, snapshot: str, acked: dict[str, tuple[int, bool]],
+                         ledger: Ledger) -> None:
         store = self._store(snapshot, "aggregator")
         kept = read_state(store, "event")
         for event_id, (version, cancelled) in sorted(acked.items()):
             value = kept.get(event_id)
             if value is None:
-                self.ledger.lose(f"event {event_id} (acknowledged as {'cancelled' if cancelled else 'added'}) "
+                ledger.lose(f"event {event_id} (acknowledged as {'cancelled' if cancelled else 'added'}) "
                                  f"is not in the store the kill left ({snapshot})")
             elif cancelled and int(value.get("cancelled", 0)) < version:
-                self.ledger.lose(f"event {event_id}: cancelled (version {version}) acknowledged, the store has "
+                ledger.lose(f"event {event_id}: cancelled (version {version}) acknowledged, the store has "
                                  f"{value} ({snapshot})")
         registered = read_journal(store, "registered")
         for home in self.layout.homes:
             welcomes = [e for e in self.fleet.events(home, life.started) if said(e, "registered with the aggregator")]
             entries = [at for at, subject, _, detail in registered
                        if subject == home and not detail.get("left") and life.started <= at <= killed]
-            self.ledger.acked["welcome"] += len(welcomes)
+            ledger.acked["welcome"] += len(welcomes)
             if len(entries) < len(welcomes):
-                self.ledger.lose(f"{home} was WELCOMEd {len(welcomes)} time(s) by the aggregator killed at "
+                ledger.lose(f"{home} was WELCOMEd {len(welcomes)} time(s) by the aggregator killed at "
                                  f"{utc(killed)}, its store holds {len(entries)} registration(s) ({snapshot})")
         numbers = [int(e["n"]) for home in self.layout.homes for e in self.fleet.events(home, life.started)
                    if said(e, "event {event}: budget") and "n" in e]
         if numbers:
-            self.ledger.acked["round"] += 1
+            ledger.acked["round"] += 1
             kept_number = int(read_state(store, "meta").get("round", 0))
             if kept_number < max(numbers):
-                self.ledger.lose(f"round {max(numbers)} was sent to the homes; the store numbers rounds from "
+                ledger.lose(f"round {max(numbers)} was sent to the homes; the store numbers rounds from "
                                  f"{kept_number} ({snapshot})")
 
     def check_resumed(self, snapshot: str, killed: float, acked: dict[str, tuple[int, bool]]) -> None:
@@ -351,7 +374,7 @@ class Bench:
             self.ledger.lose(f"the aggregator restarted after the kill at {utc(killed)} resumed {count} event(s); "
                              f"{len(live)} acknowledged and live, and {self.layout.event_id}")
 
-    def check_home(self, home: str, life: Life, killed: float, snapshot: str) -> None:
+    def check_home(self, home: str, life: Life, killed: float, snapshot: str, ledger: Ledger) -> None:
         fleet = self.fleet
         received: dict[int, float] = {}
         applied: set[int] = set()
@@ -382,17 +405,17 @@ class Bench:
         store = self._store(snapshot, home)
         budgets = {int(rnd) for _, _, rnd, _ in read_journal(store, "budget") if rnd is not None}
         for commit in commits:
-            self.ledger.acked["commit"] += 1
+            ledger.acked["commit"] += 1
             n = int(commit["n"])
             if n in applied and n not in budgets:
-                self.ledger.lose(f"{home} COMMITted round {n} after applying its budget; its store (killed at "
+                ledger.lose(f"{home} COMMITted round {n} after applying its budget; its store (killed at "
                                  f"{utc(killed)}) has no budget of round {n} ({snapshot})")
         commit = max(commits, key=lambda e: int(e["n"]))
         n = int(commit["n"])
         on = {load for load in str(commit.get("on", "")).split(", ") if load}
         for load, entry in read_state(store, "load").items():
             if bool(entry.get("on")) != (load in on) and float(entry.get("last_switch") or 0) <= received[n]:
-                self.ledger.lose(f"{home} COMMITted round {n} with {load} {'on' if load in on else 'off'}; its "
+                ledger.lose(f"{home} COMMITted round {n} with {load} {'on' if load in on else 'off'}; its "
                                  f"store (killed at {utc(killed)}) says {entry} ({snapshot})")
 
 
@@ -420,9 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(layout, fleet, rng, args.keep_snapshots)
         for name in layout.specs:
             fleet.start(name)
-        t0 = fleet.life("aggregator").started
-        fleet.wait(lambda: fleet.all_up(t0), 60, "every home WELCOMEd and every board joined")
+        fleet.wait(fleet.all_up, 60, "every home WELCOMEd and every board joined")
         bench.run_until(lambda: fleet.rounds(layout.event_start), 60, "the event's first round")
+        for name in ("aggregator", *layout.homes):
+            bench.initial[name] = bench.snapshot(name, "initial")
         for number in range(1, args.kills + 1):
             victim = "aggregator" if rng.random() < args.aggregator_share else rng.choice(layout.homes)
             kinds["aggregator" if victim == "aggregator" else "home"] += 1

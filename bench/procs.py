@@ -144,11 +144,13 @@ class Layout:
 
 
 def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: float,
-            gated: Iterable[str] = (), manhole: bool = False, etc: str = ETC) -> Layout:
+            gated: Iterable[str] = (), manhole: bool = False, stores: bool = True, etc: str = ETC) -> Layout:
     """Copy the example configs into ``workdir`` with free ports, short
     timings and one event (``bench-peak``) at absolute times from
     ``event_start`` (epoch seconds) for ``event_length`` s; the homes in
-    ``gated`` reach the aggregator through a ``Gate``."""
+    ``gated`` reach the aggregator through a ``Gate``.  ``stores=False``
+    turns every store off (``[store] path = none``): what jeisson did
+    before it remembered."""
     os.makedirs(workdir, exist_ok=True)
     homes = sorted(f[:-4] for f in os.listdir(etc) if re.fullmatch(r"home-.*\.ini", f))
     gated = set(gated)
@@ -175,6 +177,8 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
             f.write(f"operator:{password}\n")
         aggregator["manhole"] = {"listen": f"tcp:{port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
         manhole_access = (port, "operator", password)
+    if not stores:
+        aggregator["store"] = {"path": "none"}
     write_ini(aggregator, os.path.join(workdir, "aggregator.ini"))
     events_file = os.path.join(workdir, "events.ini")
     with open(events_file, "w", encoding="utf-8") as f:
@@ -208,6 +212,8 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
                 relay_loads[(home[name]["actuator"], int(home[name]["relay"]))] = name[5:]
             elif name.startswith("actuator:"):
                 board_home[name[9:]] = home_id
+        if not stores:
+            home["store"] = {"path": "none"}
         write_ini(home, os.path.join(workdir, f"{home_name}.ini"))
         specs[home_id] = ProcessSpec(home_id, "jeisson-home", os.path.join(workdir, f"{home_name}.ini"), "home",
                                      home_id)
@@ -464,17 +470,41 @@ class Fleet:
         return [e for e in self.events("aggregator", since)
                 if said(e, "round {n} event {event}: committed") and "feeder" not in e]
 
-    def all_up(self, since: float) -> bool:
-        """Every home WELCOMEd and every board joined since ``since``, each
-        in its current life."""
-        for home in self.layout.homes:
-            if self.home_registered(home, max(since, self.life(home).started, self.life("aggregator").started)) is None:
-                return False
-        for board in self.layout.boards:
-            home = self.layout.board_home[board]
-            if self.board_joined(board, max(since, self.life(board).started, self.life(home).started)) is None:
-                return False
-        return True
+    def home_linked(self, home: str) -> float | None:
+        """When ``home``, in its current life, was WELCOMEd by the
+        aggregator in its current life, if it has not lost it since."""
+        since = max(self.life(home).started, self.life("aggregator").started)
+        linked = None
+        for event in self.events(home, since):
+            if said(event, "registered with the aggregator"):
+                linked = float(event["log_time"])
+            elif said(event, "lost the aggregator"):
+                linked = None
+        return linked
+
+    def board_linked(self, board: str) -> float | None:
+        """When ``board``, in its current life, joined its home in its
+        current life, if the home has not lost it since."""
+        home = self.layout.board_home[board]
+        since = max(self.life(board).started, self.life(home).started)
+        linked = None
+        for event in self.events(home, since):
+            if event.get("actuator") != board:
+                continue
+            if said(event, "actuator {actuator} connected from"):
+                linked = float(event["log_time"])
+            elif said(event, "actuator {actuator} unreachable"):
+                linked = None
+        return linked
+
+    def all_up(self) -> float | None:
+        """When the last of every home and every board was linked (each
+        in its current life, and still), or None."""
+        moments = [self.home_linked(home) for home in self.layout.homes]
+        moments += [self.board_linked(board) for board in self.layout.boards]
+        if any(m is None for m in moments):
+            return None
+        return max(m for m in moments if m is not None)
 
 
 # ------------------------------------------------------------------ a gate
@@ -674,7 +704,7 @@ def timeline(layout: Layout, fleet: Fleet, draw: PhysicalDraw, start: float, end
     lines: list[tuple[float, str]] = []
     for at, name, what in fleet.history:
         if start <= at <= end:
-            lines.append((at, f"bench: {name} {what}"))
+            lines.append((at, f"bench: {what}" if name == "bench" else f"bench: {name} {what}"))
     for at, after, change in draw.steps:
         if start <= at <= end:
             relay = "all relays" if change.relay is None else (
