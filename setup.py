@@ -15,6 +15,8 @@ setup(
         "jeisson.home",
         "jeisson.actuator",
         "jeisson.transports",
+        "jeisson.store",
+
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
         "twisted.plugins",

@@ -14,7 +14,8 @@ with its own connection, which WAL lets read while the writer writes; the
 reactor thread never waits for the disk.  With ``threaded=False`` (tests,
 baselines in ``bench/``) the same jobs run at once on the calling thread
 and their Deferreds are already fired; the batch timer still runs on
-``clock``.  The pools start in ``open()`` and stop in ``close()``.
+``clock``.  The pools start at the first job (after ``twistd`` forked into
+the background) and stop in ``close()``.
 
 A commit that fails (disk full, I/O error, the file locked by someone else
 beyond ``busy_timeout_s``) is logged with the path, every ``durable()``
@@ -169,12 +170,15 @@ class SqliteStore:
         self._closed = False
         self._close_waiters: list[Deferred[None]] | None = None
         self._close_result: None | Failure = _OPEN
+        self._pid = os.getpid()
+        self._inherited: list[tuple[_Connection | None, _Connection | None]] = []  # see _ready
 
     # ------------------------------------------------------------ start-up
 
     def open(self) -> None:
         """Create or migrate the schema, open the reader, start the pools
-        (``threaded``).  Raises ``StoreError`` naming the file and what to do."""
+        (``threaded``) at the first job (see ``_ready``).  Raises ``StoreError``
+        naming the file and what to do."""
         if self._writer is not None:
             return
         writer = self._connect()
@@ -185,12 +189,35 @@ class SqliteStore:
             raise
         self._writer = _Connection(writer)
         if self.path != MEMORY:
-            reader = self._connect()
-            reader.execute("PRAGMA query_only = ON")
-            self._reader = _Connection(reader)
+            self._reader = self._reader_connection()
         else:
             self._reader = self._writer
-        if self.threaded and self._executor is None:
+        self._pid = os.getpid()
+
+    def _reader_connection(self) -> _Connection:
+        reader = self._connect()
+        reader.execute("PRAGMA query_only = ON")
+        return _Connection(reader)
+
+    def _ready(self) -> None:
+        """Before a job runs: connections of this process, and the pools.
+
+        ``twistd`` opens the store while it builds its services, then forks
+        into the background (without ``-n``).  SQLite's locks belong to the
+        process that took them, and a connection must not be used across a
+        fork, nor threads started before it: the child opens its own
+        connections (the schema is already migrated) and starts its pools
+        at its first job.  The parent's connections are kept, unused and
+        never closed, as SQLite advises for a connection carried across a
+        fork."""
+        if self._writer is not None and self._pid != os.getpid() and self.path != MEMORY:
+            self._inherited.append((self._writer, self._reader))
+            self._writer = _Connection(self._connect())
+            self._reader = self._reader_connection()
+            self._writer_pool = self._reader_pool = None
+            self._shutdown_trigger = None
+            self._pid = os.getpid()
+        if self.threaded and self._executor is None and self._writer_pool is None:
             self._start_pools()
 
     def _connect(self) -> sqlite3.Connection:
@@ -436,6 +463,7 @@ class SqliteStore:
             waiter.callback(None)
 
     def _write(self, job: Callable[[], _T]) -> "Deferred[_T]":
+        self._ready()
         if self._executor is not None:
             return self._executor(WRITER, job)
         return self._run(self._writer_pool, job)
@@ -443,6 +471,7 @@ class SqliteStore:
     def _read(self, job: Callable[[sqlite3.Connection], _T]) -> "Deferred[_T]":
         if self._closed or self._reader is None:
             return defer.fail(StoreError(f"store {self.path}: {'closed' if self._closed else 'not open'}"))
+        self._ready()
         reader = self._reader
         if reader is self._writer:
             return self._write(lambda: reader.run(job))
@@ -642,6 +671,7 @@ class SqliteStore:
             self.log.error("store {path}: closed with {rows} rows not stored: {error}", path=self.path,
                            rows=self._pending.rows(), error=result.getErrorMessage())
         self._pending = _Batch()
+        self._ready()
         closing = [self._write(self._writer.close)] if self._writer is not None else []
         if self._reader is not None and self._reader is not self._writer:
             reader = self._reader
