@@ -89,7 +89,10 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     for section in aggregator.sections():
         if section.startswith("event:"):
             aggregator.remove_section(section)
-    event = "demo-peak"
+    # A new id per run: an event's +SECONDS count from when the aggregator
+    # first read its id (kept in its store), so a work directory used again
+    # would find "demo-peak" long over.
+    event = f"demo-peak-{datetime.now().strftime('%H%M%S')}"
     aggregator[f"event:{event}"] = {
         "limit_kw": str(limit_kw if limit_kw is not None else 12),
         "start": f"+{event_start:g}",

@@ -261,6 +261,7 @@ class Round:
         record.in_event = self.event.id
         message = wire.Budget(self.number, self.bids[home_id], self.event.id, budget,
                               self.context.schedule.home_restore(self.event, home_id, chain_end))
+        record.budget_end = message.end
         session.send(message)
         self.context.announce.budget_sent(home_id, message)
 
