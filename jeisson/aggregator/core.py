@@ -61,6 +61,7 @@ from jeisson.aggregator.rounds import SOLVE_IN_THREAD_ABOVE, Rounds, Solver
 from jeisson.aggregator.schedule import Schedule
 from jeisson.aggregator.watch import MeasuredWatch
 from jeisson.store import Store, StoreError
+from jeisson.text import Text
 from jeisson.wire import aggregator_home as wire
 
 
@@ -288,13 +289,13 @@ class Aggregator:
         ``at`` (UTC text, epoch seconds, ``-SECONDS`` ago; now if None): the
         chain commitment, budget, round, event, from the journal."""
         if self.store is None:
-            return succeed("no record: this aggregator has no store ([store] path = none), so it keeps no "
-                           "journal")
+            return succeed(Text("no record: this aggregator has no store ([store] path = none), so it keeps no "
+                                "journal"))
         now = self.clock.seconds()
         moment = now if at is None else _moment(at, now)
         store = self.store
         # What is queued is committed first: the journal up to now.
-        return self.durable().addCallback(lambda _: audit.why(store, home_id, load_id, moment))
+        return self.durable().addCallback(lambda _: audit.why(store, home_id, load_id, moment)).addCallback(Text)
 
     def export_csv(self, path: str, since: Any = None, until: Any = None, home: str | None = None) -> "Deferred[int]":
         """For the manhole: the homes' measured power (or one home's) to a

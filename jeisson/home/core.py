@@ -34,6 +34,7 @@ from jeisson.home.listeners import Announcer, HomeListener
 from jeisson.home.loads import Load
 from jeisson.home.memory import HomeMemory
 from jeisson.home.targets import ons_that_fit, targets
+from jeisson.text import Text
 from jeisson.timers import cancel
 from jeisson.wire import aggregator_home as wire
 
@@ -320,8 +321,8 @@ class Home:
         if load_id not in self.loads:
             raise KeyError(f"home {self.config.id} has no load {load_id!r}; its loads: {', '.join(self.loads)}")
         if self.memory is None:
-            return succeed(f"{load_id}: no record: this home keeps no store ([store] path = none)")
-        return self.memory.why(load_id, at)
+            return succeed(Text(f"{load_id}: no record: this home keeps no store ([store] path = none)"))
+        return self.memory.why(load_id, at).addCallback(Text)
 
     def export_csv(self, path: str, since: float | str | None = None, until: float | str | None = None) -> Deferred:
         """Write the measurements kept (the home, each board, each load) to
