@@ -268,7 +268,10 @@ def main(argv=None) -> int:
     parser.add_argument("--etc", default=os.path.join(os.getcwd(), "etc", "jeisson"),
                         help="directory of the example configs (default: ./etc/jeisson)")
     parser.add_argument("--duration", type=float, default=100.0, help="seconds to run (default 100)")
-    parser.add_argument("--event-start", type=float, default=15.0, help="event start, s after launch (default 15)")
+    # After the homes switched on what their owners want and those loads'
+    # minimum on times (10 s in etc/jeisson) ran out: an event starting while
+    # they hold would begin with must-run loads above the limit.
+    parser.add_argument("--event-start", type=float, default=30.0, help="event start, s after launch (default 30)")
     parser.add_argument("--event-length", type=float, default=60.0, help="event length in s (default 60)")
     parser.add_argument("--limit-kw", type=float, default=None, help="the event's limit (default 12 kW)")
     parser.add_argument("--workdir", default=None, help="where configs and logs go (default: a new temp dir)")
