@@ -8,11 +8,14 @@ waits for the registration to be durable).
 """
 
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 
 from jeisson.demo import twistd_command
+from jeisson.wire import aggregator_home as wire
 from tests.waiting import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,5 +61,38 @@ def test_a_daemonized_aggregator_commits_to_its_store(tmp_path):
         # its handlers, ends twistd without its clean stop: only wait for
         # the process to be gone.)
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 20, "the daemon to stop")
+        try:
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 20, "the daemon to stop")
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+            raise
     assert "Traceback" not in log.read_text()
+
+
+def test_what_the_links_write_as_twistd_stops_is_stored(tmp_path):
+    """SIGTERM: twistd stops its services, then the reactor drops the links;
+    the aggregator's journal still gets the home that left."""
+    (tmp_path / "aggregator.ini").write_text(CONFIG)
+    log = tmp_path / "aggregator.log"
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "wb") as out:
+        process = subprocess.Popen(twistd_command() + ["-n", "--pidfile=", "jeisson-aggregator", "--config",
+                                                       "aggregator.ini"], cwd=tmp_path, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        port = int(wait_for(lambda: (m := re.search(r"LineLinkFactory starting on (\d+)", log.read_text())) and
+                            m.group(1), 20, "the aggregator listening"))
+        home = socket.create_connection(("127.0.0.1", port), timeout=10)
+        home.sendall(wire.serialize(wire.Hello("h1", "s", (1,))) + b"\n")
+        assert home.recv(4096).startswith(b"WELCOME")
+        process.send_signal(signal.SIGTERM)
+        # twistd stops cleanly, then ends by the signal that stopped it.
+        assert process.wait(20) in (0, -signal.SIGTERM)
+        assert "Server Shut Down." in log.read_text()
+        home.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    rows = journal_subjects(str(tmp_path / "aggregator.sqlite"))
+    assert rows.count(("registered", "h1")) == 2, (rows, log.read_text())  # joined, then left
+    assert "StoreError" not in log.read_text()

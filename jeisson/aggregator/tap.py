@@ -71,7 +71,7 @@ def makeService(options) -> MultiService:
         except StoreError as e:
             # One line, as a config error is, rather than a traceback.
             raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
-        StoreService(store, reactor).setServiceParent(top)
+        StoreService(store, reactor, reactor=reactor).setServiceParent(top)
     try:
         aggregator = Aggregator(config, reactor, solve_in_thread=threads.deferToThread, store=store)
     except StoreError as e:

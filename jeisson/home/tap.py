@@ -111,7 +111,7 @@ def makeService(options) -> MultiService:
         except StoreError as e:
             # One line, as a config error is, rather than a traceback.
             raise SystemExit(f"jeisson-home: cannot start home {config.id}: {e}") from None
-        StoreService(store, reactor).setServiceParent(top)
+        StoreService(store, reactor, reactor=reactor).setServiceParent(top)
     home = Home(config, reactor, store=store)
     HomeService(home).setServiceParent(top)
     if config.actuators_listen is not None:

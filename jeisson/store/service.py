@@ -29,14 +29,22 @@ def open_store(config: StoreConfig, clock: IReactorTime, reactor: Any = None, th
 
 class StoreService(Service):
     """Keeps ``store`` (already open): prunes it at start and every
-    ``prune_period_s``; at stop, closes it (what is queued is committed,
-    its threads stopped) and ``twistd`` waits for that."""
+    ``prune_period_s``.
+
+    With ``reactor`` (in ``twistd``): at stop, commits what is queued
+    (``twistd`` waits for that), and closes the store only at the reactor's
+    very end ("after" "shutdown"), so that what the links write as the
+    reactor drops them (a home left, a board lost) is stored too.  Without
+    it, ``stopService`` closes the store."""
 
     log = Logger()
 
-    def __init__(self, store: SqliteStore, clock: IReactorTime, prune_period_s: float = PRUNE_PERIOD_S):
+    def __init__(self, store: SqliteStore, clock: IReactorTime, prune_period_s: float = PRUNE_PERIOD_S,
+                 reactor: Any = None):
         self.store = store
         self.clock = clock
+        self.reactor = reactor
+        self._trigger: Any = None
         self._pruning = GuardedTimerService(prune_period_s, self._prune, clock, self.log,
                                             "store {path}: prune failed", path=store.path)
 
@@ -47,8 +55,14 @@ class StoreService(Service):
     def startService(self) -> None:
         super().startService()
         self._pruning.startService()
+        if self.reactor is not None and self._trigger is None:
+            self._trigger = self.reactor.addSystemEventTrigger("after", "shutdown", self.store.close_now)
 
     def stopService(self) -> "Deferred[None]":
         super().stopService()
         self._pruning.stopService()
-        return self.store.close()
+        if self._trigger is None:
+            return self.store.close()
+        return self.store.durable().addErrback(
+            lambda failure: self.log.failure("store {path}: what was queued at stop could not be stored", failure,
+                                             path=self.store.path))

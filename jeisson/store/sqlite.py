@@ -664,6 +664,37 @@ class SqliteStore:
         self._durable().addBoth(self._shut)
         return d
 
+    def close_now(self) -> None:
+        """Close at the reactor's very end, on the calling thread: wait for
+        the commit in flight (the writer's lock orders them), commit what
+        is queued, close.  For the last moment of a program (a system event
+        trigger "after" "shutdown"): by then the links have been dropped,
+        and what their ending wrote (a home left, a board lost, a switch as
+        the program stopped) is in the queue.  A failure is logged."""
+        if self._closed or self._writer is None:
+            return
+        self._closed = True
+        cancel(self._timer)
+        self._timer = None
+        self._stop_pools()  # the commit in flight, if any, finishes first
+        batch, self._pending = self._pending, _Batch()
+        writer, reader = self._writer, self._reader
+        if self._pid == os.getpid() or self.path == MEMORY:
+            if batch.rows():
+                try:
+                    writer.run(lambda db: self._commit(db, batch))
+                    self.stats.commits += 1
+                    self.stats.rows_written += batch.rows()
+                except Exception:
+                    self.log.failure("store {path}: closing, {rows} rows could not be stored", path=self.path,
+                                     rows=batch.rows())
+            writer.close()
+            if reader is not None and reader is not writer:
+                reader.close()
+        self._close_result = None
+        for waiter in batch.waiters:
+            waiter.callback(None)
+
     def _shut(self, result: None | Failure) -> None:
         cancel(self._timer)
         self._timer = None
