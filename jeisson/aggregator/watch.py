@@ -2,8 +2,8 @@
 
 A round says "within limit" only when what is committed and what is
 measured both are; but rounds come every ``round_period_s``, and a home can
-draw more between them (a board powering up into its initial states, a
-load its home did not command).  ``MeasuredWatch`` is a listener that keeps
+draw more between them (a load its owner or a board switched that the home
+did not command, a meter reading above a rated power).  ``MeasuredWatch`` is a listener that keeps
 the measured total, in all and per feeder, as each home's ``MEASURE``
 arrives, and when it goes above the limit of the event that binds, logs it
 once per crossing and asks for a round at once::
