@@ -29,8 +29,13 @@ In one run, four figures, each beside its baseline:
     as the helpers of ``bench/round_latency.py`` do.
     The homes run on the aggregator's reactor thread here, where in the
     field each has its own computer: their time is measured and reported
-    (``homes``), and with no network between them the cycle is shorter than
-    over sockets, so the store's share of it is, if anything, overstated.
+    (``homes``, wall time in their code, so it includes any wait for the
+    interpreter's lock while the store's writer thread holds it), and with
+    no network between them the cycle is shorter than over sockets, so the
+    store's share of it is, if anything, overstated.  Also per round: when
+    it was planned (``planned after``: with the store, once its number is
+    durable too), the reactor thread's CPU time from the plan to the last
+    commitment, and the whole process's (every thread's).
 **peak write rate**
     Rows the store committed (``StoreStats.rows_written``) from the round's
     start until ``durable()`` after its last commitment, over that time:
@@ -42,7 +47,8 @@ In one run, four figures, each beside its baseline:
     The store file (and its ``-wal``) after the run, and bytes per journal
     entry, per measurement and per home record, from SQLite's ``dbstat``
     (pages of each table and its indexes, slack included), extrapolated to
-    a home's day under stated assumptions (printed with the figure).
+    a home's day under stated assumptions (printed with the figure), from
+    the 1,000-home file (its process stopped cleanly).
 **resume**
     The 10,000-home process with the store is killed with SIGKILL in the
     middle of a round after its last event.  Then, several times, each on a
@@ -56,8 +62,10 @@ In one run, four figures, each beside its baseline:
     the same steps at 10,000 homes with the store off, alternately.
 
 The last line holds the figures as ``key=value``.  ``--profile`` runs both
-arms' reactor threads under cProfile (no kill, no resume) and prints where
-their time goes, the store's part by function.
+arms' reactor threads under cProfile from each round's plan to its last
+commitment (no kill, no resume) and prints where their time goes, the
+store's listener by moment.  ``--batch-s`` sets the store's ``batch_s``;
+``JEISSON_TREE=/path`` measures the jeisson in another tree (a prototype).
 """
 
 import argparse
@@ -95,14 +103,17 @@ RAW_HOURS = 48.0  # [store] raw_hours default
 DOWNSAMPLE_S = 60.0  # [store] downsample_s default
 
 
-def config_text(homes: int, store: bool) -> str:
+def config_text(homes: int, store: bool, batch_s: float | None = None) -> str:
     """An aggregator's ini: rounds only when an event starts (converge_s 0,
-    a period of an hour), heartbeats out of the way (an hour)."""
+    a period of an hour), heartbeats out of the way (an hour).  With the
+    store: the default (a file beside the ini, named after it), or
+    ``batch_s`` if given."""
     lines = ["[aggregator]\nlisten = tcp:0:interface=127.0.0.1\nheartbeat_s = 3600\nround_period_s = 3600\n"
              "round_timeout_s = 60\nconverge_s = 0\nseed = 1\n"]
-    # On: the default, a file beside the ini named after it.
     if not store:
         lines.append("[store]\npath = none\n")
+    elif batch_s is not None:
+        lines.append(f"[store]\nbatch_s = {batch_s}\n")
     lines += [f"[home:{home_id(i)}]\nsecret = s-{home_id(i)}\n" for i in range(homes)]
     return "".join(lines)
 
@@ -498,11 +509,11 @@ def run_resume(ini: str) -> None:
 class Arm:
     """One arm's process."""
 
-    def __init__(self, work: pathlib.Path, homes: int, store: bool, profile: bool):
+    def __init__(self, work: pathlib.Path, homes: int, store: bool, profile: bool, batch_s: float | None = None):
         self.name = "on" if store else "off"
         self.homes = homes
         self.ini = work / f"aggregator-{homes}-{self.name}.ini"
-        self.ini.write_text(config_text(homes, store))
+        self.ini.write_text(config_text(homes, store, batch_s))
         self.store_path = self.ini.with_suffix(".sqlite")
         self.profile = str(self.ini.with_suffix(".prof")) if profile else None
         command = [sys.executable, str(HERE), "--arm", str(self.ini)]
@@ -630,12 +641,14 @@ def summary(rounds: list[dict[str, Any]], key: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12, help="events per arm at 1,000 homes")
-    parser.add_argument("--rounds-10000", type=int, default=6, help="events per arm at 10,000 homes")
+    parser.add_argument("--rounds", type=int, default=20, help="events per arm at 1,000 homes (and below)")
+    parser.add_argument("--rounds-10000", type=int, default=8, help="events per arm above 1,000 homes")
     parser.add_argument("--resumes", type=int, default=5, help="resumes after the kill, each arm")
     parser.add_argument("--sizes", default="1000,10000", help="fleet sizes, comma-separated")
     parser.add_argument("--profile", action="store_true", help="both arms' reactor threads under cProfile; "
                         "where the time goes (no kill, no resume)")
+    parser.add_argument("--batch-s", type=float, help="[store] batch_s for the arm with the store (default: the "
+                        "aggregator's default)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -652,7 +665,7 @@ def main() -> None:
             off = Arm(work, homes, False, args.profile)
             arms.append(off)
             ready_off = off.ready()
-            on = Arm(work, homes, True, args.profile)
+            on = Arm(work, homes, True, args.profile, args.batch_s)
             arms.append(on)
             ready_on = on.ready()
             print(f"{homes} homes: off ready in {ready_off['setup_s']:.1f} s (RSS {ready_off['rss_kib'] / 1024:.0f} "
