@@ -416,3 +416,12 @@ def test_the_watchs_running_totals_match_a_fresh_sum():
     running, feeders = w.watch.total_w, w.watch.feeder_w.copy()
     w.watch.resum()
     assert running == pytest.approx(w.watch.total_w) and feeders == pytest.approx(w.watch.feeder_w)
+
+
+def test_a_home_away_is_watched_at_its_cautious_figure_not_its_last_measurement():
+    from jeisson.aggregator.homes import HomeRecord
+
+    away = HomeRecord("h1", "s", level_w=1000.0, measured_w=1000.0, budget_w=5000.0, in_event="peak",
+                      budget_end=2000.0)
+    # Before it left it drew 1 kW; its budget lets it draw 5 kW now.
+    assert measured_or_counted_w(away, now=1000.0) == 5000.0

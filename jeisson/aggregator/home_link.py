@@ -107,7 +107,9 @@ class HomeSession(LinkSession):
         self.state = REGISTERING
         self._held = []
         version = max(common)
-        self.aggregator.durable().addCallbacks(self._registered, self._not_stored, callbackArgs=(version,))
+        registered = self.aggregator.durable().addCallbacks(self._registered, self._not_stored, callbackArgs=(version,))
+        registered.addErrback(lambda failure: self.log.failure("{peer} ({home}): welcoming the home failed", failure,
+                                                               **self.log_fields()))
 
     def _registered(self, _: None, version: int) -> None:
         """The registration is durable: WELCOME, then what was held."""

@@ -41,8 +41,13 @@ TOTAL = None  # the key of the total in the crossing states; feeders by name
 
 
 def measured_or_counted_w(record: HomeRecord, now: float | None = None) -> float:
-    """A home's latest measured power, or, without one, what rounds count it
-    at: its level while it takes part, else cautiously at ``now``."""
+    """A connected home's latest measured power, or, without one, what rounds
+    count it at: its level while it takes part, else cautiously at ``now``.
+    A home away is counted cautiously (its last measurement among the rest):
+    what it measured before it left, or before the aggregator restarted, is
+    no bound on what it may draw now."""
+    if not record.connected:
+        return record.cautious_w(now=now)
     if record.measured_w is not None:
         return record.measured_w
     if record.connected and record.offers is not None and not record.unresponsive:
