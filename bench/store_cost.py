@@ -765,7 +765,7 @@ def report(figures: dict[Any, Any], resumes: dict[str, list[dict[str, Any]]], si
               f"{d['journal_b']:.0f} B each; measurements {t['measurements']}, {d['measure_b']:.0f} B each; home "
               f"records {t['scopes'].get('home', 0)}, {d['record_b']:.0f} B each (state, not per day)")
         keys += [f"homes_{homes}_off_ms={off_p50:.1f}", f"homes_{homes}_on_ms={on_p50:.1f}",
-                 f"ratio_{homes}={ratio:.2f}"]
+                 f"ratio_{homes}={ratio:.2f}", f"reactor_cpu_ratio_{homes}={cpu_on / cpu_off:.2f}"]
         figures[homes]["day"] = d
     # From the run that was stopped cleanly (the largest is killed mid-round).
     d = figures[min(sizes)]["day"]
