@@ -57,6 +57,9 @@ class Recorder(AggregatorListener):
     def round_started(self, round_number, event, homes):
         self.moments.append(("round_started", round_number, event.id, homes))
 
+    def budgets_due(self, round_number, event, budgets):
+        self.moments.append(("due", round_number, event.id, budgets))
+
     def budget_sent(self, home_id, budget):
         self.moments.append(("budget", home_id, budget.round, budget.budget_w))
 
@@ -96,9 +99,10 @@ def test_a_listener_hears_a_round_from_the_homes_joining_to_the_release(recorded
         ("joined", "h1"), ("bid", "h1", 1), ("joined", "h2"), ("bid", "h2", 1), ("measure", "h1", 3000.0),
         ("binding", "peak", None),
         ("round_started", 1, "peak", 2),
-        # h1 sheds first; h2's grant waits for its commitment.
+        # h1 sheds first; h2's grant waits for its commitment, and, above
+        # what h2 draws, is announced as due before it goes out.
         ("budget", "h1", 1, 3000.0), ("commit", "h1", 1, 3000.0),
-        ("budget", "h2", 1, 2000.0), ("commit", "h2", 1, 2000.0),
+        ("due", 1, "peak", {"h2": (2000.0, END)}), ("budget", "h2", 1, 2000.0), ("commit", "h2", 1, 2000.0),
         ("round_finished", 1, 5000.0, True),
         ("settled", True, 1),
     ]

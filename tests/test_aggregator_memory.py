@@ -189,6 +189,37 @@ def test_a_home_leaving_is_written_at_once_with_what_it_is_counted_at(net, path)
     assert net.store.state(memory.HOME)["h1"]["measured_w"] == 4100.0
 
 
+def test_in_an_event_a_rise_is_written_at_once_and_noise_and_falls_wait(net, path):
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    run_round(net, h1, h2)
+    net.run_until(START + 1)
+    net.store.puts.clear()
+
+    def written():
+        return [key for scope, key in net.store.puts if scope == memory.HOME]
+
+    # Below what the records count (h1 committed 3000 W, h2 holds 2000 W): nothing.
+    h1.say(wire.Measure(START + 1, 2990.0, ()))
+    h2.say(wire.Measure(START + 1, 1950.0, ()))
+    assert written() == []
+    # h2 draws above its budget: written at once, on disk within a batch.
+    h2.say(wire.Measure(START + 2, 2600.0, ()))
+    assert written() == ["h2"]
+    net.run_until(START + 1 + net.store.batch_s)
+    [(value,)] = committed(path, "SELECT value FROM state WHERE scope = 'home' AND key = 'h2'")
+    assert json.loads(value)["measured_w"] == 2600.0
+    # Noise below that high mark, and a fall, wait (the record stays above).
+    for watts in (2550.0, 2590.0, 2000.0):
+        h2.say(wire.Measure(START + 3, watts, ()))
+    assert written() == ["h2"]
+    h2.say(wire.Measure(START + 4, 2700.0, ()))
+    assert written() == ["h2", "h2"]
+    # A bid above what is written rises too (h1 switched its dryer back on).
+    h1.flex(*H1_LOADS)
+    assert written()[-1] == "h1"
+
+
 def test_measurements_go_to_the_store(net, path):
     h1 = net.home("h1", *H1_LOADS)
     h1.say(wire.Measure(3.0, 4100.0, ()))
@@ -237,15 +268,17 @@ def test_each_home_is_written_at_most_once_a_round(path):
     # Every home measures a new power before each periodic round, and
     # commits to each budget: its record changes every round, and is
     # written once, with the budget (in an event, what changes between
-    # budgets waits for the next).
+    # budgets and does not raise what the record counts waits for the next).
     for k in range(5):
         net.store.puts.clear()
         next_round = min(c.getTime() for c in net.clock.getDelayedCalls() if c.func.__name__ == "run")
         assert next_round - net.clock.seconds() > memory.FLUSH_S + 1
         for i, home in enumerate(fleet):
-            # A new figure each time, the total within the limit (above
-            # it, the measured watch would ask for a round at once).
-            home.say(wire.Measure(net.clock.seconds(), 40.0 + (i + k) % 5, ()))
+            # A new figure each time, meter noise below what the home was
+            # granted (above it, a rise, written at once), the total within
+            # the limit (above it, the measured watch asks for a round).
+            budget_w = home.budgets()[-1].budget_w
+            home.say(wire.Measure(net.clock.seconds(), max(budget_w - 10.0 + (i + k) % 5, 0.0), ()))
         net.run_until(next_round - 0.01)
         assert [key for scope, key in net.store.puts if scope == memory.HOME] == []
         net.run_until(next_round + 1)

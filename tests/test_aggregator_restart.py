@@ -419,3 +419,189 @@ def test_a_clean_stop_writes_what_waits_and_a_restart_resumes_the_homes_records(
     assert (record.level_w, record.measured_w, record.demand_w, record.max_w) == (7000.0, 6900.0, 7000.0, 7000.0)
     assert not record.connected
     assert net.store.state(memory.HOME)["h1"]["measured_at"] == 1.0
+
+
+# ------------------------------------------------- durable before it can rise
+
+
+def kill_when(home, condition, path, snapshot):
+    """As ``condition(message)`` first holds of a message reaching ``home``,
+    copy what is on disk then to ``snapshot``: a kill -9 at that instant
+    (the store's queue, and any timer due at the same moment, lost).  The
+    list returned gets ``(time, message)``."""
+    taken = []
+    heard = home.line_received
+
+    def line_received(line):
+        heard(line)
+        if not taken and condition(home.received[-1][1]):
+            with sqlite3.connect(str(path)) as live, sqlite3.connect(str(snapshot)) as copy:
+                live.backup(copy)
+            taken.append(home.received[-1])
+
+    home.line_received = line_received
+    return taken
+
+
+def kept_home(path, home_id):
+    [(value,)] = committed(path, "SELECT value FROM state WHERE scope = 'home' AND key = ?", home_id)
+    return json.loads(value)
+
+
+def test_a_raised_budget_is_on_disk_before_it_goes_out_so_a_kill_right_after_counts_it(path, tmp_path):
+    old = StoredNet(CONFIG, path)
+    h1 = old.home("h1", *LOADS["h1"], comply=0.5)
+    h2 = old.home("h2", *LOADS["h2"], comply=0.5)
+    # h3, never heard from, counts at its max_kw (10 kW): h1 and h2 get 0 W.
+    old.run_until(START + 1)
+    assert [b.budget_w for b in h1.budgets() + h2.budgets()] == [0.0, 0.0]
+    old.run_until(25)
+    # The round h3 brings raises h1; the kill falls as its BUDGET arrives.
+    snapshot = tmp_path / "killed.sqlite"
+    killed = kill_when(h1, lambda m: isinstance(m, wire.Budget) and m.budget_w > 0, path, snapshot)
+    old.home("h3", *LOADS["h3"], comply=0.5)
+    old.run_until(40)
+    [(killed_at, raised)] = killed
+    assert raised.budget_w >= 3000
+    kept = kept_home(snapshot, "h1")
+    assert (kept["budget_w"], kept["in_event"], kept["budget_end"]) == (raised.budget_w, "peak", raised.end), \
+        "the raise was durable before it went out"
+    net = StoredNet(CONFIG, snapshot, clock=clock_at(killed_at))
+    assert net.aggregator.homes["h1"].cautious_w(now=net.clock.seconds()) >= raised.budget_w
+    # h2 and h3 come back; h1 is slow, and keeps drawing under its raise.
+    homes = [net.home(home_id, *LOADS[home_id], comply=0.5) for home_id in ("h2", "h3")]
+    net.run_until(net.clock.seconds() + 2)
+    drawn = raised.budget_w + sum(home.budgets()[-1].budget_w for home in homes)
+    assert drawn <= LIMIT_W + 1e-6
+    assert net.summary.within_limit and net.summary.unknown_w >= raised.budget_w
+
+
+def test_a_home_whose_draw_rises_in_an_event_is_written_at_once_not_at_its_next_budget(path):
+    # h2 and h3 away at 1.5 kW each: h1 (nothing on) is granted its 7000 W.
+    config = CONFIG.replace("secret = s2\n", "secret = s2\nmax_kw = 1.5\n").replace(
+        "secret = s3\n", "secret = s3\nmax_kw = 1.5\n")
+    old = StoredNet(config, path)
+    h1 = old.home("h1", load("heater", 4000, priority=10), load("ev", 3000, priority=5))
+    old.run_until(START + 1)
+    [budget] = h1.budgets()
+    assert budget.budget_w == 7000.0
+    # Its loads held on by their constraints: it commits 10 kW.
+    h1.commit(budget.round, 10_000, on=("heater", "ev"))
+    old.run_until(START + 21)
+    kept = kept_home(path, "h1")
+    assert kept["level_w"] == 10_000.0, "the rise is on disk within a batch, not at the event's end"
+    net = restarted(old, path)
+    assert net.aggregator.homes["h1"].cautious_w(now=net.clock.seconds()) == 10_000.0
+
+
+def connected(net, held, home_id, loads, comply=None):
+    """A home registered and its bid taken, on a store whose commits ``held`` holds."""
+    home = net.connect(comply)
+    home.hello(home_id)
+    held.run_all()
+    home.flex(*loads)
+    return home
+
+
+def counted_after_a_kill(path, home_id, now):
+    """What an aggregator restarted on ``path`` at ``now`` counts an away home at."""
+    record = HomeRecord(home_id, "")
+    record.restore(kept_home(path, home_id), now)
+    return record.cautious_w(now=now)
+
+
+def test_a_raise_waits_for_its_record_and_a_shed_does_not(path):
+    held = HeldJobs()
+    net = StoredNet(CONFIG, path, executor=held)
+    held.run_all()
+    h1 = connected(net, held, "h1", LOADS["h1"])
+    h2 = connected(net, held, "h2", LOADS["h2"])
+    net.run_until(START)
+    held.run_all()  # the round's number
+    # h3, never heard from, counts at 10 kW: both shed to 0 W.
+    for home in (h1, h2):
+        [budget] = home.budgets()
+        assert budget.budget_w == 0.0
+        home.commit(1, 0.0, on=())
+    h3 = connected(net, held, "h3", LOADS["h3"])
+    net.run_until(START + 1)
+    held.run_all()  # round 2's number
+    [shed] = h3.budgets()
+    assert shed.budget_w < 3050 and len(h1.budgets()) == len(h2.budgets()) == 1, "the shed goes at once"
+    h3.commit(2, shed.budget_w)
+    assert len(h1.budgets()) == len(h2.budgets()) == 1, "the raises wait for their records"
+    now = net.clock.seconds()
+    assert counted_after_a_kill(path, "h1", now) == 0.0
+    held.run_all()
+    raised = {home_id: home.budgets()[-1].budget_w for home_id, home in (("h1", h1), ("h2", h2))}
+    assert min(raised.values()) > 0 and sum(raised.values()) + shed.budget_w <= LIMIT_W + 1e-6
+    assert {home_id: counted_after_a_kill(path, home_id, now) for home_id in raised} == raised
+    # The phase's timeout counts from the raises, as from any budget.
+    [timeout] = [c for c in net.clock.getDelayedCalls() if c.func.__name__ == "_phase_timeout"]
+    assert timeout.getTime() == now + TIMEOUT
+    # Had the round been abandoned during the wait, nothing would have gone.
+
+
+def test_a_round_abandoned_while_its_raises_wait_for_the_store_sends_them_not(path):
+    held = HeldJobs()
+    net = StoredNet(CONFIG, path, executor=held)
+    held.run_all()
+    homes = [connected(net, held, home_id, LOADS[home_id], comply=0.5) for home_id in ("h1", "h2")]
+    net.run_until(START)
+    held.run_all()
+    net.run_until(START + 1)
+    h3 = connected(net, held, "h3", LOADS["h3"])
+    net.run_until(START + 2)
+    held.run_all()
+    h3.commit(2, h3.budgets()[0].budget_w)  # the grant: raises for h1 and h2, waiting
+    net.aggregator.cancel_event("peak")
+    held.run_all()
+    net.run_until(START + 4 * TIMEOUT)
+    assert [b.budget_w for home in homes for b in home.budgets()] == [0.0, 0.0], "no raise after the abandon"
+
+
+def test_a_raise_the_store_cannot_keep_goes_out_anyway_and_says_what_a_restart_risks(path):
+    net = StoredNet(CONFIG, path, busy_timeout_s=0)
+    h1 = net.home("h1", *LOADS["h1"], comply=0.5)
+    net.home("h2", *LOADS["h2"], comply=0.5)
+    net.run_until(START + 1)
+    h3 = net.home("h3", *LOADS["h3"])
+    net.run_until(START + 2)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with capturedLogs() as events:
+            h3.commit(2, h3.budgets()[0].budget_w)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert h1.budgets()[-1].budget_w > 0, "the limit first: the round goes on"
+    assert any(e["log_level"].name == "error" and formatEvent(e).startswith(
+        "round 2: the raised budgets of 2 home(s) could not be stored (") and
+        "a restart before the store recovers would count those homes below them" in formatEvent(e)
+        for e in events)
+
+
+def test_a_raise_in_the_start_window_goes_at_its_moment_once_durable_and_never_before(path):
+    config = CONFIG.replace(f"start = +{START:g}\n", f"start = +{START:g}\nstart_window_s = 10\n").replace(
+        "secret = s1\n", "secret = s1\nmax_kw = 1\n").replace("secret = s3\n", "secret = s3\nmax_kw = 1\n")
+    net = Net(config)  # no store: the durable wait is played by a gate
+    gate = Deferred()
+    net.aggregator.rounds.context.durable = lambda: gate
+    h2 = net.home("h2", load("oven", 3000, priority=8), load("dryer", 2000, priority=2))
+    net.run_until(START)
+    assert h2.budgets() == [], "its moment passed, its record not yet durable"
+    gate.callback(None)
+    [(at, raised)] = [(t, m) for t, m in h2.received if isinstance(m, wire.Budget)]
+    assert (at, raised.budget_w) == (START, 5000.0)
+    # Once durable before its moment, it waits for its moment.
+    net = Net(config)
+    gate = Deferred()
+    net.aggregator.rounds.context.durable = lambda: gate
+    h2 = net.home("h2", load("oven", 3000, priority=8), load("dryer", 2000, priority=2))
+    net.run_until(START - 10)
+    gate.callback(None)
+    assert h2.budgets() == []
+    net.run_until(START)
+    [(at, raised)] = [(t, m) for t, m in h2.received if isinstance(m, wire.Budget)]
+    assert START - 10 < at < START and raised.budget_w == 5000.0, "at h2's own moment in the window"

@@ -35,7 +35,8 @@ Home links (``home_link.HomeSession``) call the ``register``,
 
 What is acknowledged is durable first: a home's ``WELCOME`` waits for its
 registration, the manhole's verdict on an event for the event, a round's
-budgets for the round's number; an event from the config or the events
+budgets for the round's number, a budget above what its home draws for
+the home's record saying so; an event from the config or the events
 file is logged as taken once it (and its anchor) is durable, though it
 binds at once.  Without a store, ``durable()`` has already fired and all of
 it happens within the call.
@@ -88,8 +89,9 @@ class Aggregator:
                          {home: i for i, f in enumerate(config.feeders) for home in f.homes})
         self.schedule = Schedule(clock, self.registry, self.announce, config.seed, self._binding_event)
         self.memory = memory.Memory(store, clock, self.registry) if store is not None else None
-        self.rounds = Rounds(RoundContext(self.registry, self.grid, self.schedule, clock, config.round_timeout_s,
-                                   self.announce), config.round_period_s, config.converge_s, solve_in_thread,
+        context = RoundContext(self.registry, self.grid, self.schedule, clock, config.round_timeout_s, self.announce,
+                               self.durable)
+        self.rounds = Rounds(context, config.round_period_s, config.converge_s, solve_in_thread,
                              solve_in_thread_above, self.memory.number_taken if self.memory is not None else None)
         # When each event id from the config or the events file was first
         # read: what its +SECONDS count from (kept in the store).

@@ -71,6 +71,14 @@ class AggregatorListener:
     def round_started(self, round_number: int, event: "Event", homes: int) -> None:
         """A round was planned for ``homes`` homes under ``event``."""
 
+    def budgets_due(self, round_number: int, event: "Event", budgets: dict[str, tuple[float, float]]) -> None:
+        """Budgets above what their homes draw are about to go out in a
+        round's phase (``home id -> (budget W, end)``, in ``event``): they
+        go once ``Aggregator.durable()`` fires, so a store writes now what
+        a restart must count those homes at.  Announced once per phase with
+        such budgets; ``budget_sent`` follows for each as it goes out (none
+        if the round is abandoned meanwhile)."""
+
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
         """A home was sent its budget."""
 
@@ -136,6 +144,9 @@ class Announcer(AggregatorListener):
 
     def round_started(self, round_number: int, event: "Event", homes: int) -> None:
         self._fanout.each(self._fanout.calls("round_started"), round_number, event, homes)
+
+    def budgets_due(self, round_number: int, event: "Event", budgets: dict[str, tuple[float, float]]) -> None:
+        self._fanout.each(self._fanout.calls("budgets_due"), round_number, event, budgets)
 
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
         self._fanout.each(self._fanout.calls("budget_sent"), home_id, budget)

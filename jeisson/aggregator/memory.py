@@ -25,16 +25,26 @@ measurements
 ``resume(store)`` reads that state back, for ``Aggregator`` to restore
 before it starts.
 
+A record on disk is never below what its home may draw, as a restart
+counts it (``HomeRecord.cautious_w``):
+
+- a budget above what the home draws (a *raise*) is written before it goes
+  out: the round announces its raises (``budgets_due``), and sends them once
+  ``Aggregator.durable()`` fires (one wait per phase);
+- any other change that raises the home's cautious figure above that of
+  the record last written (a bid, a commitment above its budget, a
+  measurement above every other figure) is written at once;
+- what lowers it waits: a shedding home's record is written when it
+  commits (its lower draw; until then the record holds its old, higher
+  one); other changes (a release, a lower measurement) within ``FLUSH_S``,
+  or, while an event is in force, with the home's next write or at the
+  event's end.  A joining or leaving home is written at once.
+
 The cost per round stays small (a round at 1,000 homes): a budget and a
-commitment in the journal per home, and at most one write of its record:
-when its budget goes out if the budget lets it draw more than it does (the
-record then says so before it can rise), else when it commits (its lower
-draw; until then the record holds its old, higher one).  Either way a
-record is never below what the home may draw.  Other changes to a record
-(a bid, a measurement, a release, a commitment after its record was
-written with its budget) are written within ``FLUSH_S``, except while an
-event is in force: then they wait for the home's next write, or the event's
-end.  A joining or leaving home is written at once.
+commitment in the journal per home, and at most one write of its record
+(with its raise, or its commitment); a measurement writes only when it
+rises above all the record says (meter noise below the home's budget or
+level writes nothing), and writes of the same home coalesce in a batch.
 """
 
 from typing import Any
@@ -46,7 +56,7 @@ from twisted.logger import Logger
 
 from jeisson import store as kinds
 from jeisson.aggregator.events import Event, Offer, Outcome
-from jeisson.aggregator.homes import Homes
+from jeisson.aggregator.homes import HomeRecord, Homes
 from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary
 from jeisson.store import Store
@@ -58,6 +68,8 @@ SILENT = "silent"  # a journal kind: a home did not commit in time in a round
 ROUND_KEY = "round"  # in scope meta: the last round or release number used
 # Changes to a home's record outside its budgets are written within this long.
 FLUSH_S = 2.0
+# A home's cautious figure above the written one's by more than this is a rise.
+_RISE_SLACK_W = 1e-6
 
 
 def event_state(event: Event, source: str) -> dict[str, Any]:
@@ -117,6 +129,7 @@ class Memory(AggregatorListener):
         self.homes = homes
         self._dirty: set[str] = set()
         self._written: dict[str, dict[str, Any]] = {}  # home -> its record as last written
+        self._written_as: dict[str, HomeRecord] = {}  # home -> that row as a restart restores it (a cache)
         self._budget_end: dict[str, float] = {}  # home -> its last BUDGET's end
         self._awaiting: dict[str, int] = {}  # home -> the round whose commitment writes its record
         self._flush: IDelayedCall | None = None
@@ -127,6 +140,8 @@ class Memory(AggregatorListener):
     def resumed(self, homes: dict[str, dict[str, Any]]) -> None:
         """The records a restart gave back: what is already written."""
         self._written.update(homes)
+        for home_id in homes:
+            self._written_as.pop(home_id, None)
 
     def number_taken(self, number: int) -> "Deferred[None]":
         """``Rounds``' reserve: the number kept; fires once durable."""
@@ -193,6 +208,19 @@ class Memory(AggregatorListener):
 
     # -------------------------------------------------------------- rounds
 
+    def budgets_due(self, round_number: int, event: Event, budgets: dict[str, tuple[float, float]]) -> None:
+        """Each raise's record as it will be once sent, unless the record
+        written already counts the home at least as high."""
+        now = self.clock.seconds()
+        records = self.homes.records
+        for home_id, (budget_w, end) in budgets.items():
+            record = records[home_id]
+            row = record.remembered()
+            row.update(budget_w=budget_w, budget_end=end, in_event=event.id)
+            if (self._restored(home_id, row, now).cautious_w(now=now)
+                    > self._as_written(home_id, now).cautious_w(now=now) + _RISE_SLACK_W):
+                self._put(home_id, row)
+
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
         self.store.record(kinds.BUDGET, home_id, self.clock.seconds(),
                           {"w": budget.budget_w, "end": budget.end, "event": budget.event, "bid": budget.bid},
@@ -204,6 +232,8 @@ class Memory(AggregatorListener):
             self._write(home_id)
         else:
             self._awaiting[home_id] = budget.round
+            if self._rose(home_id):
+                self._write(home_id)
 
     def home_released(self, home_id: str, release: wire.Release) -> None:
         self.store.record(kinds.RELEASE, home_id, self.clock.seconds(), {"event": release.event},
@@ -220,9 +250,33 @@ class Memory(AggregatorListener):
     # ------------------------------------------------------- home records
 
     def _changed(self, home_id: str) -> None:
+        if self._rose(home_id):
+            self._write(home_id)  # a restart must not count it below what it may draw now
+            return
         self._dirty.add(home_id)
         if not self._in_event:
             self._schedule_flush()
+
+    def _rose(self, home_id: str) -> bool:
+        """Whether the home's cautious figure is above that of its record
+        as last written (what a restart would count it at)."""
+        now = self.clock.seconds()
+        return (self.homes.records[home_id].cautious_w(now=now)
+                > self._as_written(home_id, now).cautious_w(now=now) + _RISE_SLACK_W)
+
+    def _as_written(self, home_id: str, now: float) -> HomeRecord:
+        """The home's record as a restart would restore it from what was
+        last written (nothing written: its registered maximum)."""
+        written = self._written_as.get(home_id)
+        if written is None:
+            written = self._written_as[home_id] = self._restored(home_id, self._written.get(home_id, {}), now)
+        return written
+
+    def _restored(self, home_id: str, row: dict[str, Any], now: float) -> HomeRecord:
+        # A budget over at ``now`` stays over later: the record holds for any later ``now``.
+        restored = HomeRecord(home_id, "", self.homes.records[home_id].registered_max_w)
+        restored.restore(row, now)
+        return restored
 
     def _schedule_flush(self) -> None:
         if self._flush is None or not self._flush.active():
@@ -251,5 +305,9 @@ class Memory(AggregatorListener):
             row["budget_end"] = self._budget_end.get(home_id)
         if self._written.get(home_id) == row:
             return
+        self._put(home_id, row)
+
+    def _put(self, home_id: str, row: dict[str, Any]) -> None:
         self._written[home_id] = row
+        self._written_as.pop(home_id, None)
         self.store.put(HOME, home_id, row)

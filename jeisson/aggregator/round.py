@@ -19,17 +19,21 @@ Phases:
     aggregator stops) also ends ``done``, without a summary.
 
 Budgets go out ``DISPATCH_BATCH`` per reactor turn, or, before the event's
-start, at each home's own moment in the start window.  A phase's timeout
-starts once its last batch is out, so every home has all of
-``round_timeout_s``.
+start, at each home's own moment in the start window.  A budget above what
+its home draws goes out only once the records saying so are durable
+(``budgets_due``, then ``RoundContext.durable``: one wait per phase; at
+once without a store); the others go at once.  A phase's timeout starts
+once its last batch is out, so every home has all of ``round_timeout_s``.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jeisson.aggregator import negotiation
 from jeisson.aggregator.events import Event
@@ -48,8 +52,13 @@ DISPATCH_BATCH = 100
 PLAN, SHED, GRANT, DONE = "plan", "shed", "grant", "done"
 
 
-# Watts compared against a limit: a micro-watt absorbs float sums.
+# Watts compared against a limit (or a budget against a home's level, to
+# tell a raise, as ``memory.Memory`` does): a micro-watt absorbs float sums.
 _SLACK_W = 1e-6
+
+
+def _at_once() -> "Deferred[None]":
+    return succeed(None)
 
 
 @attrs.frozen
@@ -122,6 +131,9 @@ class RoundContext:
     clock: IReactorTime
     round_timeout_s: float
     announce: AggregatorListener
+    # Fires once what was announced is durable (``Aggregator.durable``);
+    # at once without a store, so a round sends within the call.
+    durable: Callable[[], "Deferred[None]"] = _at_once
 
 
 class Round:
@@ -151,6 +163,7 @@ class Round:
         self.had_late = False
         self._timeout: IDelayedCall | None = None
         self._scheduled: list[IDelayedCall] = []  # budgets waiting for their home's start, or their batch
+        self._latest = self.started  # the phase's latest moment a budget goes out (start window)
 
     # ----------------------------------------------------------- the machine
 
@@ -209,32 +222,70 @@ class Round:
     def _dispatch(self, budgets: dict[str, float]) -> None:
         """Send each home its budget: at once (``DISPATCH_BATCH`` per reactor
         turn), or, before the event's start, at the home's own moment in the
-        start window."""
+        start window.
+
+        A budget above what its home draws (a *raise*) waits until the
+        records saying so are durable: announced (``budgets_due``) once for
+        the phase, then sent when ``context.durable()`` fires, after the
+        phase's other budgets; a restart killed right after it then counts
+        that home at its raise.  Without a store that fires at once."""
         context = self.context
         budgets = {h: b for h, b in budgets.items() if h not in self.late}
         self.granted.update(budgets)
         self.waiting = set(budgets)
+        if not self.waiting:
+            self.advance()
+            return
+        self._latest = context.clock.seconds()
+        records = context.homes.records
+        raises = {h: b for h, b in budgets.items() if b > records[h].level + _SLACK_W}
+        if not raises:
+            self._send_part(budgets, self._start_timeout)
+            return
+        schedule = context.schedule
+        chain_end = schedule.chain_end(self.event)
+        context.announce.budgets_due(self.number, self.event, {
+            h: (b, schedule.home_restore(self.event, h, chain_end)) for h, b in raises.items()})
+        durable = context.durable()
+        phase = self.phase
+
+        def stored(result: object) -> None:
+            if isinstance(result, Failure):
+                # The limit comes first: the raises go out, and the log says what a restart risks.
+                self.log.error(
+                    "round {n}: the raised budgets of {count} home(s) could not be stored ({why}); they go out "
+                    "anyway: a restart before the store recovers would count those homes below them",
+                    n=self.number, count=len(raises), why=result.getErrorMessage())
+            if self.phase == phase:  # not abandoned, nor over, meanwhile
+                self._send_part(raises, self._start_timeout)
+
+        def raise_when_durable() -> None:
+            durable.addBoth(stored).addErrback(
+                lambda failure: self.log.failure("round {n}: sending its raised budgets failed", failure,
+                                                 n=self.number))
+
+        self._send_part({h: b for h, b in budgets.items() if h not in raises}, raise_when_durable)
+
+    def _send_part(self, budgets: dict[str, float], then: Callable[[], None]) -> None:
+        """``budgets`` now, a batch per reactor turn, or each at its home's
+        moment in the start window (``_latest`` the latest); ``then()``
+        after the last batch."""
+        context = self.context
         now = context.clock.seconds()
-        last = now
         due = []
         for home_id, budget in budgets.items():
             context.schedule.cancel_release(home_id)
             at = context.schedule.home_start(self.event, home_id)
             if at > now:
                 self._scheduled.append(context.clock.callLater(at - now, self._send_budget, home_id, budget))
-                last = max(last, at)
+                self._latest = max(self._latest, at)
             else:
                 due.append((home_id, budget))
-        if self.waiting:
-            self._send_batch(self.phase, due, 0, last)
-        else:
-            self.advance()
+        self._send_batch(self.phase, due, 0, then)
 
-    def _send_batch(self, phase: str, due: list[tuple[str, float]], start: int, last: float) -> None:
+    def _send_batch(self, phase: str, due: list[tuple[str, float]], start: int, then: Callable[[], None]) -> None:
         """Budgets ``due[start:]``, a batch per reactor turn; after the last
-        batch, the phase's timeout: ``round_timeout_s`` for every home from
-        its budget (or from its moment in the start window, ``last`` the
-        latest)."""
+        batch, ``then()``."""
         if self.phase != phase:
             return
         # Once per batch: the events may change between two reactor turns.
@@ -243,12 +294,20 @@ class Round:
             self._send_budget(home_id, budget, chain_end)
         if self.phase != phase:
             return  # what a send set off (a link closing, the round abandoned) ended the phase
-        clock = self.context.clock
         if start + DISPATCH_BATCH < len(due):
-            self._scheduled.append(clock.callLater(0, self._send_batch, phase, due, start + DISPATCH_BATCH, last))
+            self._scheduled.append(self.context.clock.callLater(0, self._send_batch, phase, due,
+                                                                start + DISPATCH_BATCH, then))
         else:
-            now = clock.seconds()
-            self._timeout = clock.callLater(max(last - now, 0.0) + self.context.round_timeout_s, self._phase_timeout)
+            then()
+
+    def _start_timeout(self) -> None:
+        """The phase's timeout, once its last budget is out: ``round_timeout_s``
+        for every home from its budget (or from its moment in the start
+        window, ``_latest`` the latest)."""
+        clock = self.context.clock
+        cancel(self._timeout)
+        self._timeout = clock.callLater(max(self._latest - clock.seconds(), 0.0) + self.context.round_timeout_s,
+                                        self._phase_timeout)
 
     def _send_budget(self, home_id: str, budget: float, chain_end: float | None = None) -> None:
         record = self.context.homes.records[home_id]
