@@ -153,6 +153,33 @@ def test_a_load_switched_on_just_before_the_restart_stays_on_its_minimum_time(pa
     assert new.switches() == [(T0 + 160, "ev", False)]
 
 
+def test_a_switch_on_is_durable_before_its_set_so_a_kill_right_after_keeps_its_minimum_time(path):
+    rig = settled(path)
+    rig.run_until(T0 + 40)
+    fired(rig.home.set_desired("ev", False))
+    rig.settle()
+    rig.run_until(T0 + 100)
+    fired(rig.home.set_desired("ev", True))  # on at T0 + 100; nothing asks the store for durability after it
+    commits = rig.store.stats.commits
+    assert rig.boards["b"].pending() == [("ev", True)]  # the SET went out only once the intent was committed
+    assert rig.state("load")["ev"] == {"on": True, "last_switch": T0 + 100, "actuator": "b", "relay": 1}
+    rig.settle()
+    assert rig.switches()[-1] == (T0 + 100, "ev", True)
+    rig.run_until(T0 + 105)  # killed: the ACK's own record waits for the batch (T0 + 130), never written
+    assert rig.store.stats.commits == commits
+    new = restarted(path, T0 + 105, a="111", b="11")
+    assert new.switches() == []  # as the home left it: its own switch, not one it did not command
+    assert fired(new.home.why("ev", T0 + 106)).splitlines()[0] == (
+        "ev at 2027-01-15 08:01:46 UTC: on, as the home had left it, switched on at 2027-01-15 08:01:40 UTC, when "
+        "board b said HELLO again at 2027-01-15 08:01:45 UTC: the home had commanded it on but recorded no "
+        "acknowledgement (the ACK was lost, or the home stopped first)")
+    fired(new.home.set_desired("ev", False))
+    new.run_until(T0 + 159.999)
+    assert new.switches() == []
+    new.run_until(T0 + 160.001)
+    assert new.switches() == [(T0 + 160, "ev", False)]
+
+
 def test_a_load_switched_off_just_before_the_restart_stays_off_its_minimum_time(path):
     rig = settled(path)
     rig.run_until(T0 + 100)
@@ -278,6 +305,139 @@ def test_no_commit_while_the_store_cannot_commit(path, logs):
     assert [e["log_failure"].check(sqlite3.OperationalError) for e in logs if "log_failure" in e] \
         == [sqlite3.OperationalError]
     logs[:] = [e for e in logs if "log_failure" not in e]  # the store's own report: expected here
+
+
+# -- a switch-on is durable before its SET
+
+
+def ev_off_at_40(path, executor=None) -> StoredRig:
+    """Settled at T0 (everything on), the ev switched off by its owner at
+    T0 + 40 and committed, the clock at T0 + 100 (its min_off_s over)."""
+    if executor is None:
+        rig = settled(path)
+    else:
+        rig = StoredRig(path, executor=executor)
+        rig.board("a", "111")
+        rig.board("b", "11")
+        rig.connect_aggregator()
+        rig.settle()
+    rig.run_until(T0 + 40)
+    rig.home.set_desired("ev", False)
+    rig.settle()
+    if executor is not None:
+        executor.run_all()
+    fired(rig.store.durable())
+    rig.run_until(T0 + 100)
+    assert rig.state("load")["ev"] == EV_OFF_AT_40
+    return rig
+
+
+EV_OFF_AT_40 = {"on": False, "last_switch": T0 + 40, "actuator": "b", "relay": 1}
+
+
+def test_a_switch_on_the_board_refuses_leaves_the_home_and_its_store_as_they_were(path):
+    rig = ev_off_at_40(path)
+    fired(rig.home.set_desired("ev", True))
+    assert rig.state("load")["ev"]["on"] is True  # stored before the SET
+    assert rig.home.commanded["ev"] is True
+    rig.boards["b"].nak("ev", "relay")
+    assert rig.home.commanded["ev"] is False and rig.home.intents == {}
+    assert (rig.home.loads["ev"].on, rig.home.loads["ev"].last_switch) == (False, T0 + 40)
+    fired(rig.store.durable())
+    assert rig.state("load")["ev"] == EV_OFF_AT_40  # the correction
+    [failed] = rig.journal("switch failed")
+    assert (failed[2], failed[4]["on"], failed[4]["code"]) == ("ev", True, "relay")
+
+
+def test_a_home_killed_after_a_refused_switch_on_before_its_correction_holds_the_load_off(path, logs):
+    rig = ev_off_at_40(path)
+    fired(rig.home.set_desired("ev", True))
+    rig.boards["b"].nak("ev", "relay")
+    rig.run_until(T0 + 105)  # killed: the correction waits for the batch (T0 + 130)
+    # The store still says commanded on at T0 + 100: the board's HELLO shows
+    # it off, so it counts as just switched off, the cautious direction (its
+    # min_off_s from the HELLO), never as on.
+    new = restarted(path, T0 + 105, a="111", b="01")
+    assert new.home.commanded["ev"] is False and new.home.loads["ev"].last_switch == T0 + 105
+    assert "load ev found off though the home had it on (a failsafe or a power blip): counted as just switched " \
+           "off" in messages(logs, "warn")
+    new.run_until(T0 + 164.999)
+    assert new.switches() == []
+    new.run_until(T0 + 165.001)
+    assert new.switches() == [(T0 + 165, "ev", True)]
+
+
+@pytest.mark.parametrize("lost", ["timeout", "hello again"])
+def test_a_switch_on_whose_ack_is_lost_is_still_the_homes_own_switch(path, lost, logs):
+    rig = ev_off_at_40(path)
+    logged = len(logs)
+    fired(rig.home.set_desired("ev", True))
+    board = rig.boards["b"]
+    board.silent = True
+    board.states[0] = True  # the relay closed; its ACK never arrives
+    if lost == "timeout":
+        rig.run_until(T0 + 103.001)  # command_timeout_s: the board is dropped, its loads unknown
+        assert rig.home.loads["ev"].on is None and rig.home.commanded["ev"] is True
+        assert "b" not in rig.home.boards
+        rig.board("b", "11")  # back, the ev on
+    else:
+        board.start()  # it restarted after switching: HELLO again on the same link, the SET fails
+        board.silent = False
+    rig.settle()
+    assert (rig.home.loads["ev"].on, rig.home.loads["ev"].last_switch) == (True, T0 + 100)
+    assert not [m for m in messages(logs[logged:], "warn") if m.startswith("load ev found")]
+    assert rig.state("load")["ev"]["on"] is True
+    before = len(rig.trace)
+    fired(rig.home.set_desired("ev", False))  # min_on_s 60 from T0 + 100
+    rig.run_until(T0 + 159.999)
+    assert rig.switches(before) == []
+    rig.run_until(T0 + 160.001)
+    assert rig.switches(before) == [(T0 + 160, "ev", False)]
+
+
+def test_switch_ons_waiting_for_a_slow_store_give_way_to_a_budget_whose_offs_go_at_once(path):
+    held = HeldJobs()
+    rig = ev_off_at_40(path, executor=held)
+    before = len(rig.trace)
+    rig.home.set_desired("ev", True)
+    rig.settle()
+    assert rig.switches(before) == [] and rig.home.commanded["ev"] is True  # its commit is in flight
+    rig.aggregator.budget(BUDGET_W, end=EVENT_END)
+    assert sorted(rig.boards["a"].pending()) == [("freezer", False), ("heater", False)]  # not waiting on the store
+    assert rig.home.commanded["ev"] is False and rig.home.intents == {}  # the ev gave way
+    rig.settle()
+    assert rig.aggregator.commits() == []
+    held.run_all()
+    rig.settle()
+    assert [load for _, load, on in rig.switches(before)] == ["heater", "freezer"]  # the ev does not fit
+    assert rig.aggregator.commits()[-1].round == 1
+    assert rig.state("load")["ev"] == EV_OFF_AT_40
+    assert rig.drawn_w() <= BUDGET_W
+
+
+def test_a_store_that_cannot_keep_a_switch_on_holds_it_back_unless_the_load_must_run(path, logs):
+    rig = ev_off_at_40(path)
+    fired(rig.home.set_desired("heater", False))
+    fired(rig.home.set_desired("fridge", False))
+    rig.settle()
+    fired(rig.store.close())
+    rig.run_until(T0 + 160)  # the heater's min_off_s is over
+    before = len(rig.trace)
+    rig.home.set_desired("fridge", True).addErrback(lambda _: None)  # critical: it must run
+    rig.home.set_desired("heater", True).addErrback(lambda _: None)
+    rig.settle()
+    assert rig.switches(before) == [(T0 + 160, "fridge", True)]
+    assert rig.home.commanded["heater"] is False and rig.home.intents == {}
+    errors = messages(logs, "error")
+    assert any(m.startswith("could not store the switch-on of fridge (store ") and m.endswith(
+        "switching them on anyway: they must run (critical, or off their max_off_s), though a restart before the "
+        "store recovers may not hold their min_on_s") for m in errors)
+    refused = "; not switching them on, trying again in 10 s"
+    assert [m.startswith("could not store the switch-on of heater") for m in errors if m.endswith(refused)] == [True]
+    rig.run_until(T0 + 170.001)  # tried again: still not stored
+    assert rig.switches(before) == [(T0 + 160, "fridge", True)]
+    assert len([m for m in messages(logs, "error") if m.endswith(refused)]) == 2
+    logs[:] = [e for e in logs if "log_failure" not in e]  # the listeners' writes to the closed store: expected
 
 
 # -- the audit trail

@@ -17,7 +17,10 @@ With a store (``jeisson.store``), the home remembers (``memory.HomeMemory``,
 one of its listeners): a restarted home resumes its budget until the event's
 end, its owner's settings and its loads' minimum-time clocks, and
 ``why(load, at)`` tells what put a load in its state at an instant.  The home
-never takes a state it did not command as its own switch (``board_connected``).
+never takes a state it did not command as its own switch (``board_connected``),
+and a switch-on it commands is in the store before its ``SET`` goes out
+(``_intend_on``): a home killed right after it still counts the load's
+``min_on_s`` from it.
 """
 
 from typing import TYPE_CHECKING
@@ -26,6 +29,7 @@ import attrs
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from jeisson.home import listeners
 from jeisson.home.config import HomeConfig
@@ -43,6 +47,9 @@ if TYPE_CHECKING:
 
 # After a board refused a switch as too soon, try again this much later.
 RETRY_BUSY_S = 2.0
+# After the store could not keep a switch-on (so it was not made), try again
+# this much later (a failing store retries its own commit every batch_s).
+RETRY_STORE_S = 10.0
 
 
 @attrs.frozen
@@ -51,6 +58,17 @@ class ActiveBudget:
     budget_w: float
     end: float
     round: int
+
+
+@attrs.frozen
+class Intent:
+    """A switch-on the home has decided and stored (``Home._intend_on``),
+    its board's answer not yet in: ``at`` is the switch's instant as the
+    store holds it (its ``last_switch``), ``was`` what the home had
+    commanded before."""
+
+    at: float
+    was: bool | None
 
 
 @attrs.frozen
@@ -82,8 +100,11 @@ class Home:
         self.store = store
         self.loads = {load_id: Load(c) for load_id, c in config.loads.items()}
         # What the home last commanded each relay to be (None: nothing on
-        # record), or accepted as its state (a failsafe that opened it).
+        # record), or accepted as its state (a failsafe that opened it).  A
+        # switch-on is commanded from the moment it is decided (``intents``).
         self.commanded: dict[str, bool | None] = {load_id: None for load_id in config.loads}
+        # Switch-ons decided, stored or being stored, their ACK not yet in.
+        self.intents: dict[str, Intent] = {}
         self.boards: dict[str, BoardLink] = {}  # actuator id -> live link
         self.budget: ActiveBudget | None = None
         self.bid = 0
@@ -100,6 +121,7 @@ class Home:
         self._reasons: list[str] = []  # why the next reconcile runs
         self._why: tuple[str, ...] = ()  # why the running one does
         self._retry_due = False
+        self._interrupt: Deferred[bool] | None = None  # fires False when a reconcile is asked for (_intend_on)
         self._wakeup: IDelayedCall | None = None
         self._budget_end: IDelayedCall | None = None
         self.memory: HomeMemory | None = None
@@ -342,8 +364,11 @@ class Home:
         same, the load keeps its last switch and its minimum times run on;
         on though not commanded on, it is on but not by the home's switch,
         so it may be switched off at once; off though the home had it on
-        (or with nothing on record), it counts as just switched off.  Then
-        the relays are reconciled at once."""
+        (or with nothing on record), it counts as just switched off.  A
+        switch-on the home had decided, its ACK not yet in (``intents``),
+        is the home's switch if the relay is on (from the instant stored),
+        and forgotten if it is off (the relay is compared with what was
+        commanded before it).  Then the relays are reconciled at once."""
         old = self.boards.get(actuator)
         # Take the new link first: the old one closing is then no lost board
         # (its loads unknown for a moment would shed others in an event).
@@ -354,8 +379,17 @@ class Home:
         found: list[tuple[Load, bool, bool | None]] = []
         for load in self.loads_of(actuator):
             state = states[load.config.relay - 1]
-            commanded = self.commanded[load.id]
             load.on = state
+            intent = self.intents.pop(load.id, None)
+            if intent is not None:
+                if state:
+                    # Our SET closed it, its ACK lost with the old link (or
+                    # still to come, never to be matched now): the switch
+                    # the store holds, so min_on_s runs from it.
+                    load.last_switch = intent.at
+                    continue
+                self._forget(load.id, intent)  # it did not happen: as before it
+            commanded = self.commanded[load.id]
             if state == commanded:
                 continue  # as the home left it: its last switch stands
             found.append((load, state, commanded))
@@ -446,6 +480,12 @@ class Home:
         self._waiters.append(waiter)
         if self._busy:
             self._again = True
+            # Switch-ons waiting for the store were chosen before this:
+            # they give way (``_intend_on``), so that the offs it calls
+            # for never wait on a slow or failing store.
+            interrupt, self._interrupt = self._interrupt, None
+            if interrupt is not None and not interrupt.called:
+                interrupt.callback(False)
         else:
             self._start()
         return waiter
@@ -498,11 +538,17 @@ class Home:
         self._schedule_wakeup()
 
     async def _switch_all(self, loads: list[Load], on: bool) -> bool:
-        """Switch ``loads`` at once; whether every one of them switched."""
+        """Switch ``loads`` at once; whether every one of them switched
+        (switch-ons that gave way before their SET count as not)."""
         if not loads:
             return True
         # What changed while the offs were outstanding is also why the ons go.
         why = self._why + tuple(reason for reason in self._reasons if reason not in self._why)
+        chosen = len(loads)
+        if on:
+            loads = await self._intend_on(loads)
+            if not loads:
+                return False
         results = await DeferredList([self._switch(load, on, why) for load in loads], consumeErrors=True)
         done = []
         for load, (ok, outcome) in zip(loads, results, strict=True):
@@ -515,17 +561,117 @@ class Home:
                 self._announce.switch_failed(load.id, on, why, outcome.getErrorMessage(), code)
         if done:
             self.log.info("switched {state}: {loads}", state="on" if on else "off", loads=", ".join(done))
-        return len(done) == len(loads)
+        return len(done) == chosen
+
+    async def _intend_on(self, loads: list[Load]) -> list[Load]:
+        """Store the switch-on of ``loads`` before their SETs: the loads
+        whose SET may go now.
+
+        Each is commanded on from now, and the store is told the switch is
+        now (``HomeMemory.switching_on``); its SET goes once ``durable``
+        fires, so that a home killed after the board switched resumes the
+        load as its own switch, its ``min_on_s`` held (without it, the
+        board's HELLO would show a relay on that the store says is off: an
+        uncommanded state, free to switch off at once).  The ACK's own
+        record (batched) replaces the instant with the ACK's.
+
+        Offs never wait like this: a stale "on" in the store for a load
+        found off counts it as just switched off, the cautious direction.
+
+        The same intent covers an ACK lost or timed out after the board
+        really switched (``_switch``): the home keeps the load commanded on
+        from the instant stored, so the board's next HELLO showing it on
+        is the home's switch, and showing it off counts as just switched
+        off.
+
+        Without a store, or with one that commits at once, this is
+        synchronous.  If a reconcile is asked for while the store commits
+        (a budget, a board, the owner), the switch-ons give way and the
+        next pass chooses again: offs never wait on the store.  If the
+        store fails, only loads that must run (critical and wanted, or off
+        their ``max_off_s``) are switched on anyway: appliance protection
+        comes before a restart's ``min_on_s``, and with a failing store a
+        restart loses far more than that; the others stay off and are
+        tried again in ``RETRY_STORE_S``."""
+        now = self.clock.seconds()
+        for load in loads:
+            self.intents[load.id] = Intent(now, self.commanded[load.id])
+            self.commanded[load.id] = True
+        try:
+            if self.memory is not None:
+                for load in loads:
+                    self.memory.switching_on(load.id, now)
+        except Exception:
+            kept: Deferred[None] = fail()  # a store closed, a row it cannot take: as a failed commit
+        else:
+            kept = self.durable()
+        waiting: Deferred[bool] = Deferred()
+
+        def stored(outcome: object) -> None:
+            if not waiting.called:
+                if isinstance(outcome, Failure):
+                    waiting.errback(outcome)
+                else:
+                    waiting.callback(True)
+            # Else it gave way already; a failure here the store has logged.
+
+        self._interrupt = waiting
+        kept.addBoth(stored)
+        try:
+            durable = await waiting
+        except Exception as e:
+            now = self.clock.seconds()
+            must = [load for load in loads if load.known and load.mode(now) == "must"]
+            others = [load for load in loads if load not in must]
+            if must:
+                self.log.error("could not store the switch-on of {loads} ({error}); switching them on anyway: "
+                               "they must run (critical, or off their max_off_s), though a restart before the "
+                               "store recovers may not hold their min_on_s", loads=_ids(must), error=str(e))
+            if others:
+                self.log.error("could not store the switch-on of {loads} ({error}); not switching them on, "
+                               "trying again in {t:.0f} s", loads=_ids(others), error=str(e), t=RETRY_STORE_S)
+                self._retry_due = True
+                self._schedule_wakeup(RETRY_STORE_S)
+            self._forget_all(others)
+            return must
+        finally:
+            if self._interrupt is waiting:
+                self._interrupt = None
+        if not durable:
+            self.log.info("switch-on of {loads} not sent: the home chooses again first", loads=_ids(loads))
+            self._forget_all(loads)
+            return []
+        # Intents a board's HELLO settled meanwhile are done with.
+        return [load for load in loads if load.id in self.intents]
+
+    def _forget_all(self, loads: list[Load]) -> None:
+        for load in loads:
+            intent = self.intents.pop(load.id, None)
+            if intent is not None:
+                self._forget(load.id, intent)
+
+    def _forget(self, load_id: str, intent: Intent) -> None:
+        """A switch-on that did not happen: as commanded before it, and the
+        store told so (not waited for: until it is committed, a restart
+        finds the load off though commanded on, and counts it as just
+        switched off, the cautious direction)."""
+        self.commanded[load_id] = intent.was
+        if self.memory is not None:
+            self.memory.switch_on_forgotten(load_id, intent.was)
 
     def _switch(self, load: Load, on: bool, why: tuple[str, ...]) -> Deferred:
         session = self.boards.get(load.config.actuator)
         if session is None:
+            if on:
+                self._forget_all([load])  # no SET went out
             return fail(CommandFailed(f"actuator {load.config.actuator} is unreachable"))
         if on and self._past_max_off(load):
             why = why + (listeners.MAX_OFF,)
         d = session.command(load.config.relay, on)
 
         def switched(_):
+            if on:
+                self.intents.pop(load.id, None)
             load.on = on
             load.last_switch = self.clock.seconds()
             self.commanded[load.id] = on
@@ -535,9 +681,20 @@ class Home:
             self._announce.load_switched(load.id, on, why)
 
         def refused(failure):
-            if failure.check(CommandFailed) and failure.value.code == "busy":
+            code = failure.value.code if failure.check(CommandFailed) else None
+            if code == "busy":
                 self._retry_due = True
                 self._schedule_wakeup(RETRY_BUSY_S)
+            intent = self.intents.pop(load.id, None) if on else None
+            if intent is not None:
+                if code is not None:
+                    self._forget(load.id, intent)  # refused (NAK): the relay did not move
+                elif self.commanded[load.id]:
+                    # Timed out or the link closed (the board was dropped,
+                    # its loads unknown): it may have switched, the ACK
+                    # lost.  Commanded on from the instant stored, as a
+                    # restart would resume it: its next HELLO decides.
+                    load.last_switch = intent.at
             return failure
 
         return d.addCallbacks(switched, refused)
@@ -595,6 +752,10 @@ class Home:
                 for load in self.loads.values()
             },
         }
+
+
+def _ids(loads: list[Load]) -> str:
+    return ", ".join(load.id for load in loads)
 
 
 def _events_named(event: str | None) -> str:

@@ -23,6 +23,11 @@ and at once when something is about to be acknowledged (``Home.durable``).
     ``{"on", "last_switch", "actuator", "relay"}``: what the home last
     commanded the load's relay to be (or accepted: a failsafe that opened
     it) and when it last switched, so its minimum times survive a restart.
+    A switch-on is written before its ``SET`` and committed before the
+    ``SET`` goes (``switching_on``): ``on`` true, ``last_switch`` the
+    instant it was decided; the ``ACK``'s own record (batched) puts the
+    ``ACK``'s instant; one that did not happen puts back the row as it was
+    (``switch_on_forgotten``).
 
 *The journal* (kind, subject, detail):
 
@@ -248,10 +253,29 @@ class HomeMemory(HomeListener):
         }, round=None if budget is None else budget.round)
 
     def _put_load(self, load: str, on: bool, now: float) -> None:
-        config = self.home.loads[load].config
-        self.store.put(LOAD_SCOPE, load, {"on": on, "last_switch": now, "actuator": config.actuator,
-                                          "relay": config.relay})
+        self._put_row(load, on, now)
         self._since[load] = now
+
+    def _put_row(self, load: str, on: bool | None, last_switch: float) -> None:
+        config = self.home.loads[load].config
+        self.store.put(LOAD_SCOPE, load, {"on": on, "last_switch": last_switch, "actuator": config.actuator,
+                                          "relay": config.relay})
+
+    def switching_on(self, load: str, at: float) -> None:
+        """The home decided to switch ``load`` on at ``at``; its ``SET``
+        waits until this is committed (``Home._intend_on``).  Not a
+        listener's moment: the core calls it, as ``resume``, because the
+        switch depends on it.  Nothing is journaled until the ``ACK``
+        (``load_switched``) or the failure (``switch_failed``)."""
+        self._put_row(load, True, at)
+
+    def switch_on_forgotten(self, load: str, was: bool | None) -> None:
+        """The switch-on of ``load`` did not happen (refused, given way,
+        not stored): its row as it was before ``switching_on``."""
+        if load in self._since:
+            self._put_row(load, was, self._since[load])
+        else:
+            self.store.delete(LOAD_SCOPE, load)
 
     # ------------------------------------------------------------ the owner
 
@@ -333,8 +357,8 @@ class HomeMemory(HomeListener):
         budget = await _last(store, kinds=[BUDGET, RELEASE], until=at)
         owner = await _last(store, kinds=[OWNER, START], until=at)
         measured = await store.measurements(subjects=[load_subject(load_id)], since=at - 300, until=at)
-        lines = [f"{load_id} at {_when(at)}: " + _state_then(load_id, actuator, load.config.rated_w, switch, board,
-                                                              start)]
+        lines = [f"{load_id} at {_when(at)}: " + _state_then(load_id, actuator, load.config.relay,
+                                                              load.config.rated_w, switch, board, start)]
         if switch is not None:
             lines.append("  last switch: " + _switch_story(load_id, switch))
         if measured:
@@ -418,7 +442,7 @@ def _configured_opt_out(config: Any) -> list[Any]:
     return [config.opt_out_all, sorted(config.opt_out_events)]
 
 
-def _state_then(load_id: str, actuator: str, rated_w: float, switch: JournalEntry | None,
+def _state_then(load_id: str, actuator: str, relay: int, rated_w: float, switch: JournalEntry | None,
                 board: JournalEntry | None, start: JournalEntry | None) -> str:
     newest = max((switch, board, start), key=_order)
     if newest is None:
@@ -432,11 +456,33 @@ def _state_then(load_id: str, actuator: str, rated_w: float, switch: JournalEntr
         if board.detail.get("left"):
             return (f"unknown since {_when(board.at)}: board {actuator} was lost (counted at its rated "
                     f"{rated_w:.0f} W)")
-        return (f"{_on_off(switch is not None and switch.detail.get('on'))}, as the home had left it, when board "
+        last_on = bool(switch is not None and switch.detail.get("on"))
+        states = str(board.detail.get("states", ""))
+        if len(states) >= relay and (states[relay - 1] == "1") != last_on:
+            # No ``load_found`` at the HELLO, so it was as the home had
+            # commanded: a switch-on whose ACK was lost, or that the home
+            # did not live to record (stored before its SET, and read back
+            # at the start).
+            resumed = _resumed_switch(start, switch, load_id)
+            since = "" if resumed is None else f", switched {_on_off(not last_on)} at {_when(resumed)}"
+            return (f"{_on_off(not last_on)}, as the home had left it{since}, when board {actuator} said HELLO "
+                    f"again at {_when(board.at)}: the home had commanded it {_on_off(not last_on)} but recorded "
+                    "no acknowledgement (the ACK was lost, or the home stopped first)")
+        return (f"{_on_off(last_on)}, as the home had left it, when board "
                 f"{actuator} said HELLO again at {_when(board.at)}")
     assert start is not None
     return (f"unknown since {_when(start.at)}: the home started and board {actuator} had not said HELLO yet "
             f"(counted at its rated {rated_w:.0f} W)")
+
+
+def _resumed_switch(start: JournalEntry | None, switch: JournalEntry | None, load_id: str) -> float | None:
+    """The last switch of ``load_id`` the home resumed at ``start``, if it
+    started after the last ``switch`` on record."""
+    if start is None or _order(start) < _order(switch):
+        return None
+    loads = start.detail.get("loads") or {}
+    at = (loads.get(load_id) or {}).get("last_switch")
+    return None if at is None else float(at)
 
 
 def _switch_story(load_id: str, entry: JournalEntry) -> str:
