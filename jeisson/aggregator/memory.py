@@ -42,9 +42,10 @@ counts it (``HomeRecord.cautious_w``):
 
 The cost per round stays small (a round at 1,000 homes): a budget and a
 commitment in the journal per home, and at most one write of its record
-(with its raise, or its commitment); a measurement writes only when it
-rises above all the record says (meter noise below the home's budget or
-level writes nothing), and writes of the same home coalesce in a batch.
+(with its raise, or its commitment); in an event, a measurement writes
+only when it rises above all the record says (meter noise below the home's
+budget or level writes nothing; outside events a changed record is written
+within ``FLUSH_S``), and writes of the same home coalesce in a batch.
 """
 
 from typing import Any
