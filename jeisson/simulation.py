@@ -384,10 +384,41 @@ class Finished:
     switches: int
 
 
+@attrs.frozen
+class Planned:
+    """A round planned (``Simulation.plans``), after ``switches`` relay
+    switches of the run: its limit, whether its must-run power and the
+    homes it counts as unknown (away) fit in it, in total and per feeder
+    (``feeders``: feeder id -> ``(must W, unknown W, limit W)``)."""
+
+    number: int
+    at: float
+    switches: int
+    limit_w: float
+    feasible: bool
+    must_w: float
+    unknown_w: float
+    feeders: dict[str, tuple[float, float, float]]
+
+
 class _RoundsListener(AggregatorListener):
-    def __init__(self, rounds: list[Finished], switches: list[Switch]):
+    def __init__(self, rounds: list[Finished], plans: list[Planned], switches: list[Switch]):
         self.rounds = rounds
+        self.plans = plans
         self.switches = switches
+        self.aggregator: Aggregator | None = None
+
+    def round_started(self, round_number: int, event: Any, homes: int) -> None:
+        current = self.aggregator.round if self.aggregator is not None else None
+        if current is None or current.number != round_number:
+            return
+        grid = current.context.grid
+        must = grid.sums(current.must)
+        feeders = {name: (float(must[i]), float(current.feeder_unknown_w[i]), float(grid.limit_w[i]))
+                   for i, name in enumerate(grid.names)}
+        self.plans.append(Planned(round_number, current.context.clock.seconds(), len(self.switches),
+                                  event.limit_w, current.feasible, float(sum(current.must.values())),
+                                  float(current.unknown_w), feeders))
 
     def round_finished(self, summary: RoundSummary) -> None:
         self.rounds.append(Finished(summary, len(self.switches)))
@@ -450,6 +481,7 @@ class Simulation:
         self.switches: list[Switch] = []  # every relay switch, in order
         self.found: list[Found] = []  # every state a home found and did not command
         self.rounds: list[Finished] = []  # every round finished, by every aggregator of the run
+        self.plans: list[Planned] = []  # every round planned, likewise
         self._home_listeners: list[Callable[[str, Home], HomeListener]] = []
         self._aggregator_listeners: list[Callable[[Aggregator], AggregatorListener]] = []
         self.aggregator_config = aggregator_config.config_from_string(aggregator_ini, "aggregator.ini")
@@ -507,8 +539,9 @@ class Simulation:
         if config.store is not None:
             self.aggregator_store = self._store("aggregator", self.aggregator_clock, config.store.batch_s)
         self.aggregator_starts += 1
-        aggregator = Aggregator(config, self.aggregator_clock, listeners=[_RoundsListener(self.rounds, self.switches)],
-                                store=self.aggregator_store)
+        rounds = _RoundsListener(self.rounds, self.plans, self.switches)
+        aggregator = Aggregator(config, self.aggregator_clock, listeners=[rounds], store=self.aggregator_store)
+        rounds.aggregator = aggregator
         for factory in self._aggregator_listeners:
             aggregator.add_listener(factory(aggregator))
         return aggregator
