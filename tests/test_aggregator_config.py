@@ -50,7 +50,7 @@ def test_the_example_config_reads():
     assert config.manhole is None
     # The events file and the store are next to the config, wherever jeisson runs from.
     assert config.events_file == str(EXAMPLE.parent / "events.ini")
-    assert config.store == StoreConfig(str(EXAMPLE.parent / "aggregator.sqlite"), 0.5)
+    assert config.store == StoreConfig(str(EXAMPLE.parent / "aggregator.sqlite"), 2.0)
 
 
 def test_defaults():
@@ -64,7 +64,7 @@ def test_defaults():
         status_file=None,
         manhole=None,
         # A config read from text has no folder: its store is in memory.
-        store=StoreConfig(":memory:", 0.5),
+        store=StoreConfig(":memory:", 2.0),
     )
 
 
@@ -126,7 +126,7 @@ def test_a_mixed_event_is_checked_once_resolved_not_in_the_config():
 
 def test_the_store_is_on_by_default_next_to_the_config_and_can_be_turned_off(tmp_path):
     path = write(tmp_path / "feeder-7.ini", MINIMAL)
-    assert read_config(path).store == StoreConfig(str(tmp_path / "feeder-7.sqlite"), 0.5)
+    assert read_config(path).store == StoreConfig(str(tmp_path / "feeder-7.sqlite"), 2.0)
     path = write(tmp_path / "agg.ini", MINIMAL + "[store]\npath = state/agg.db\nbatch_s = 2\n")
     assert read_config(path).store == StoreConfig(str(tmp_path / "state" / "agg.db"), 2.0)
     path = write(tmp_path / "agg.ini", MINIMAL + "[store]\npath = none\n")

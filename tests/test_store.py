@@ -14,7 +14,7 @@ import pytest
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent
+from twisted.logger import capturedLogs, formatEvent
 
 from jeisson.config import IniFile
 from jeisson.store import JournalEntry, Sample, StoreError, schema
@@ -220,17 +220,26 @@ def test_repeated_puts_in_a_batch_are_written_once_with_the_last_value(store, db
     assert store.state("power") == {"h1": {"w": 99}}
 
 
-def test_a_put_value_is_taken_as_it_was_at_the_put(store):
+def test_a_put_value_is_handed_over_and_encoded_by_the_writer(store):
     value = {"loads": [1, 2]}
     store.put("home", "settings", value)
-    value["loads"].append(3)
+    assert store.state("home") == {"settings": {"loads": [1, 2]}}
+    assert store.state("home")["settings"] is not value, "state() gives a copy, as it will be stored"
     fired(store.durable())
     assert store.state("home") == {"settings": {"loads": [1, 2]}}
 
 
-def test_a_value_json_cannot_hold_is_refused_at_the_put(store):
-    with pytest.raises(TypeError):
+def test_a_value_json_cannot_hold_is_logged_and_dropped_and_the_batch_goes_on(store, db_path):
+    with capturedLogs() as events:
         store.put("home", "x", object())
+        store.record("budget", "h1", 1.0, {"w": object()})
+        store.put("home", "y", 1)
+        store.record("budget", "h1", 2.0, {"w": 5})
+        fired(store.durable())
+    assert store.state("home") == {"y": 1}
+    assert [(e.at, e.detail) for e in fired(store.journal())] == [(2.0, {"w": 5})]
+    errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+    assert len(errors) == 2 and "home x" in errors[0] and "budget h1" in errors[1], errors
     assert store._pending.rows() == 0
 
 

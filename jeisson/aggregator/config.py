@@ -52,8 +52,10 @@ __all__ = ["AggregatorConfig", "Event", "EventSpec", "Feeder", "HomeEntry", "con
 # cannot answer: a typical service size.  Set it per home (``max_kw``).
 DEFAULT_MAX_W = 10_000.0
 # The aggregator's store commits within this long of a write (homes' records,
-# journal) unless something waits for it (``durable()``).
-STORE_BATCH_S = 0.5
+# journal) unless something waits for it (``durable()``).  2 s rather than
+# less: at 10,000 homes a shorter timer commits within the round, and the
+# writer then competes with the round for the interpreter (bench/store_cost.py).
+STORE_BATCH_S = 2.0
 
 
 @attrs.frozen
