@@ -266,8 +266,36 @@ def test_a_round_nobody_answers_still_finishes(two):
     net.run_until(FIRST_ROUND + 2 * TIMEOUT)
     assert net.summary.number == 1
     assert net.summary.committed_w == 0
-    assert net.summary.unknown_w == pytest.approx(4000 + 1000)
+    # h1 at the 4000 W it draws; h2 never acknowledged its 1000 W grant (nor
+    # any budget): it may run its ev as its owner set it, so at its demand.
+    [grant] = h2.budgets()
+    approx_budget(grant, 1, LIMIT_W - 4000)
+    assert net.summary.unknown_w == pytest.approx(4000 + 2000)
+    assert not net.summary.within_limit
+
+
+def test_a_home_that_does_not_commit_is_counted_at_the_budget_it_acknowledged_last(two):
+    net, h1, h2 = two
+    net.run_until(FIRST_ROUND)
+    h1.commit(1, 3000, on=("oven",))
+    h2.commit(1, 2000, on=("ev",))
     assert net.summary.within_limit
+    h1.take(), h2.take()
+    # h2's owner switches its ev off, and h1 wants its dryer more: round 2
+    # gives h1 the room, but h2 never commits to it.  It may never have got
+    # round 2's budget and still hold round 1's 2000 W (the ev could go on
+    # again): it is counted so, not at what it last reported (0 W).
+    h2.flex(load("ev", 2000, priority=5, on=False, wanted=False))
+    h1.flex(load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=9, on=False))
+    net.run_until(net.clock.seconds() + ROUND_DEBOUNCE_S)
+    [b2] = h2.budgets()
+    assert b2.round == 2 and b2.budget_w < 2000
+    h1.commit(2, h1.budgets()[-1].budget_w)
+    with capturedLogs() as events:
+        net.run_until(net.clock.seconds() + TIMEOUT)
+    assert ["round 2: home h2 did not commit within 5.0 s; counted at 2000 W"] == [
+        formatEvent(e) for e in events if e["log_level"].name == "warn"]
+    assert net.summary.number == 2 and net.summary.unknown_w == pytest.approx(2000)
 
 
 def test_a_disconnected_home_is_counted_at_its_last_known_power(net):

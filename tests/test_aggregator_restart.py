@@ -164,6 +164,51 @@ def test_a_released_home_away_counts_at_its_demand_and_the_release_number_is_kep
     assert record.cautious_w(now=net.clock.seconds()) == 5000.0
 
 
+def test_a_home_that_never_acknowledged_a_lower_budget_counts_at_the_one_it_did_across_a_kill(path):
+    old, homes, _ = negotiated(path)
+    h2 = homes["h2"]
+    [acknowledged] = h2.budgets()
+    # h2 switched its loads off a while, and h1's ev comes first now: the
+    # next round sends h2 less, but h2 goes deaf and its link is lost before
+    # it commits.  It may still hold round 1's budget (and switch its loads
+    # back on under it): it counts so, not at what it reported (0 W) nor at
+    # the budget it never got, now and after a kill (the record written as
+    # it left says so).
+    h2.comply = None
+    h2.flex(*(load(o.id, o.rated_w, o.priority, on=False) for o in LOADS["h2"]))
+    homes["h1"].flex(load("heater", 4000, priority=10, on=True), load("ev", 3000, priority=20, on=False))
+    old.run_until(old.clock.seconds() + 1)
+    sent = h2.budgets()[-1]
+    assert sent.round == 2 and sent.budget_w < acknowledged.budget_w
+    h2.leave()
+    old.run_until(old.clock.seconds() + old.store.batch_s)  # the record written as it left, committed
+    now = old.clock.seconds()
+    assert old.aggregator.homes["h2"].cautious_w(now=now) == acknowledged.budget_w
+    net = restarted(old, path)
+    record = net.aggregator.homes["h2"]
+    assert (record.budget_w, record.held_w, record.held_event) == (sent.budget_w, acknowledged.budget_w, "peak")
+    assert record.cautious_w(now=now) == acknowledged.budget_w
+
+
+def test_a_home_that_never_acknowledged_a_budget_counts_at_its_demand_across_a_kill(path):
+    old = StoredNet(CONFIG, path)
+    for home_id in ("h1", "h3"):
+        old.home(home_id, *LOADS[home_id], comply=0.5)
+    # h2 draws 3000 W and its owner wants 5000: it never commits to its
+    # first budget (deaf), so it runs its loads as set and may draw 5000 W.
+    h2 = old.home("h2", load("oven", 3000, priority=8, on=True), load("dryer", 2000, priority=2, on=False))
+    old.run_until(START + TIMEOUT + 1)
+    [sent] = h2.budgets()
+    assert sent.budget_w < 5000
+    assert old.aggregator.homes["h2"].cautious_w(now=old.clock.seconds()) == 5000.0
+    h2.leave()
+    old.run_until(old.clock.seconds() + old.store.batch_s)
+    net = restarted(old, path)
+    record = net.aggregator.homes["h2"]
+    assert record.budget_w == sent.budget_w and record.held_event is None
+    assert record.cautious_w(now=net.clock.seconds()) == 5000.0
+
+
 def test_a_budget_whose_end_passed_while_the_aggregator_was_down_counts_at_least_the_demand(path):
     old, homes, _ = negotiated(path)
     h1_budget = homes["h1"].budgets()[-1].budget_w
@@ -198,13 +243,30 @@ def test_what_a_home_that_cannot_answer_is_counted_at():
     assert record.cautious_w(now=0) == 6050.0, "it reported its loads: their sum"
     record.level_w, record.demand_w = 2000.0, 5000.0
     assert record.cautious_w(now=0) == 5000.0, "no budget: it runs as set, at its demand"
-    record.budget_w, record.budget_end, record.in_event = 3000.0, 100.0, "peak"
+    record.budget_w, record.budget_end, record.in_event, record.budget_round = 3000.0, 100.0, "peak", 1
+    assert record.cautious_w(now=50) == 5000.0, "a budget sent, never acknowledged: it may run as set"
+    record.committed(wire.Commit(1, 1, 2000.0, ()))
+    assert (record.held_w, record.held_end, record.held_event) == (3000.0, 100.0, "peak")
     assert record.cautious_w(now=50) == 3000.0, "under its budget: the most of level, measurement, budget"
     record.measured_w = 3500.0
     assert record.cautious_w(now=50) == 3500.0
     assert record.cautious_w(now=100) == 5000.0, "its budget ended: it restored its loads"
+    # A lower budget sent in round 2, never acknowledged: it may still hold the one of round 1.
+    record.measured_w = None
+    record.budget_w, record.budget_round = 1000.0, 2
+    assert record.cautious_w(now=50) == 3000.0, "the budget it acknowledged, not the one merely sent"
+    assert record.cautious_w(granted_w=500.0, now=50) == 3000.0
+    record.committed(wire.Commit(2, 1, 1000.0, ()))
+    assert record.cautious_w(now=50) == 1000.0, "it acknowledged the lower one"
+    # Released (``Schedule`` forgets the budget sent) and not yet answered: it may run as set.
+    record.in_event = record.budget_w = None
+    assert record.cautious_w(now=50) == 5000.0
+    record.committed(wire.Commit(3, 1, 4000.0, ()))
+    assert record.held_event is None, "the answer to its RELEASE: it holds no budget"
+    assert record.cautious_w(now=50) == 5000.0
     record.level_w = record.measured_w = record.demand_w = None
-    record.budget_w = 0.0
+    record.budget_w, record.in_event, record.budget_round = 0.0, "peak", 4
+    record.committed(wire.Commit(4, 1, 0.0, ()))
     assert record.cautious_w(now=50) == 0.0, "known to be zero"
 
 

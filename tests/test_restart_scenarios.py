@@ -25,7 +25,8 @@ The scenarios (each asserts 0 s over the limit):
 
 The last tests are the gaps the safety machine found, each a timeline that
 breaks a rule today (``xfail(strict=True)``: they fail, and the day they pass
-the marker must go).
+the marker must go), and one it found that is fixed: a home that never
+heard the event is counted at its demand, not at the budget it never got.
 """
 
 import attrs
@@ -353,19 +354,17 @@ def test_gap_an_away_homes_board_closes_its_safe_relay_the_aggregator_did_not_co
     watch.assert_never_over()
 
 
-@pytest.mark.xfail(strict=True, reason="a home that did not commit in a round is counted at the budget the round "
-                                       "granted it, though it never acknowledged it (jeisson/aggregator/round.py "
-                                       "Round.counted_w, homes.py HomeRecord.cautious_w)")
-def test_gap_a_home_that_never_heard_the_event_is_counted_at_the_budget_it_never_got(tmp_path):
-    """Found by the safety machine.  Timeline: h2 stops hearing the
-    aggregator (its lines still go out; the link is not yet found dead) at
-    1 s, while its 2500 W load waits for its ``min_off_s`` (10 s from
+def test_a_home_that_never_heard_the_event_is_counted_at_its_demand_not_at_the_budget_it_never_got(tmp_path):
+    """Found by the safety machine (a strict xfail until the aggregator
+    counted homes at what they acknowledged).  Timeline: h2 stops hearing
+    the aggregator (its lines still go out; the link is not yet found dead)
+    at 1 s, while its 2500 W load waits for its ``min_off_s`` (10 s from
     power-up).  The event starts at 5 s; h2 never gets a budget, so no
-    budget holds at h2: it runs its loads as set.  The round counts h2,
-    silent, at the budget it granted it (what it drew then, 800 W), gives
-    the rest to the others, and says within limit; at 10 s h2's load goes
-    on: the boards draw above the limit until a round counts h2 at what it
-    draws (and, while it stays deaf, can only say OVER LIMIT)."""
+    budget holds at h2: it runs its loads as set.  The round must not count
+    h2, silent, at the budget it granted it (what it drew then, 800 W): h2
+    acknowledged no budget, so it is counted at its demand (3,300 W), and
+    the others shed before h2's load goes on at 10 s (before, the boards
+    drew 7,100 W against 6,000 W for 4.4 s)."""
     aggregator = AGGREGATOR.replace(f"start = +{START:g}", "start = +5").replace("start_window_s = 10", "")
     loads = {"h1": [SimLoad(3000, priority=5), SimLoad(300, priority=9, critical=True)],
              "h2": [SimLoad(2500, priority=4, min_off_s=10), SimLoad(800, priority=6)],

@@ -5,12 +5,14 @@ closes, and keeps per home its latest bid, commitment and measurement.  A
 home that cannot answer now (away, not heard from since the aggregator
 started, or silent in a round until heard from again) is counted
 cautiously, at its last record (``HomeRecord.cautious_w``): the most of its
-last commitment or report, its last measurement and the budget it holds;
-once that budget has ended (it restores its loads as set), at least its
-last demand; with no record at all, at the sum of its loads' rated power
-if it ever reported them, else at its ``max_kw``.  Never zero unless it is
-known to be zero.  A store gives the records back after a restart
-(``restore``).
+last commitment or report, its last measurement, the last budget sent to
+it and the last budget it acknowledged (committed to), each while in
+force; unless both of those hold (it may hold none: it never got the one
+sent, or was released, or the budget ended and it restores its loads as
+set), at least its last demand; with no record at all, at the sum of its
+loads' rated power if it ever reported them, else at its ``max_kw``.
+Never zero unless it is known to be zero.  A store gives the records back
+after a restart (``restore``).
 """
 
 import hmac
@@ -38,7 +40,7 @@ class HomeLink(Protocol):
 
 # What a store keeps of each home (``HomeRecord.remembered``, ``restore``).
 REMEMBERED = ("level_w", "measured_w", "measured_at", "budget_w", "budget_end", "in_event", "on", "demand_w",
-              "max_w")
+              "max_w", "budget_round", "held_w", "held_end", "held_event")
 
 
 @attrs.define(eq=False)
@@ -54,10 +56,18 @@ class HomeRecord:
     level_w: float | None = None  # last known draw: latest COMMIT or FLEX
     measured_w: float | None = None
     measured_at: float | None = None
+    # The last BUDGET sent (set as it goes out, whether or not the home got it).
     budget_w: float | None = None
     budget_end: float | None = None  # the BUDGET's end: when the home restores its loads as set
     on: tuple[str, ...] = ()
     in_event: str | None = None
+    budget_round: int | None = None  # the round that sent it
+    # The last budget the home acknowledged (committed to the round that
+    # sent it): what it holds unless a later BUDGET or RELEASE reached it.
+    # ``held_event`` None: it acknowledged none (or its RELEASE).
+    held_w: float | None = None
+    held_end: float | None = None
+    held_event: str | None = None
     demand_w: float | None = None  # what its last FLEX would draw without an event (kept while away)
     max_w: float | None = None  # the sum of its loads' rated power, from its last FLEX
     # Did not commit in time in a round: planned as fixed demand (at its
@@ -75,16 +85,20 @@ class HomeRecord:
 
     def cautious_w(self, granted_w: float | None = None, now: float | None = None) -> float:
         """The power to assume for a home that cannot answer now: the most
-        of its last commitment or report, its last measurement and its
-        budget (``granted_w``, what a round granted it; else the budget it
-        holds, unless its end is past ``now``).  Without a budget in force
-        (it runs its loads as set), at least its last demand.  With no
-        record at all, the sum of its loads' rated power if it ever
-        reported them, else its registered maximum."""
+        of its last commitment or report, its last measurement, the budget
+        sent to it (``granted_w``, what a round granted it; else the last
+        BUDGET sent, unless its end is past ``now``) and the budget it last
+        acknowledged (unless its end is past ``now``).  Unless both budgets
+        hold, at least its last demand: a home that did not get the budget
+        sent and acknowledged none (or was released, or its budget ended)
+        runs its loads as its owner set them.  With no record at all, the
+        sum of its loads' rated power if it ever reported them, else its
+        registered maximum."""
         if granted_w is None and self.in_event is not None and not self.budget_over(now):
             granted_w = self.budget_w
-        known = [w for w in (self.level_w, self.measured_w, granted_w) if w is not None]
-        if granted_w is None and self.demand_w is not None:
+        held_w = self.held_w if self.held_event is not None and not self.held_over(now) else None
+        known = [w for w in (self.level_w, self.measured_w, granted_w, held_w) if w is not None]
+        if (granted_w is None or held_w is None) and self.demand_w is not None:
             known.append(self.demand_w)
         if known:
             return max(known)
@@ -94,15 +108,23 @@ class HomeRecord:
         """Whether its budget's end has passed (unknown without ``now``: not)."""
         return now is not None and self.budget_end is not None and self.budget_end <= now
 
+    def held_over(self, now: float | None) -> bool:
+        """Whether the end of the budget it acknowledged has passed (unknown without ``now``: not)."""
+        return now is not None and self.held_end is not None and self.held_end <= now
+
     def remembered(self) -> dict[str, Any]:
         """Its record, as a store keeps it (``REMEMBERED``)."""
         return {"level_w": self.level_w, "measured_w": self.measured_w, "measured_at": self.measured_at,
                 "budget_w": self.budget_w, "budget_end": self.budget_end, "in_event": self.in_event,
-                "on": list(self.on), "demand_w": self.demand_w, "max_w": self.max_w}
+                "on": list(self.on), "demand_w": self.demand_w, "max_w": self.max_w,
+                "budget_round": self.budget_round, "held_w": self.held_w, "held_end": self.held_end,
+                "held_event": self.held_event}
 
     def restore(self, kept: dict[str, Any], now: float) -> None:
         """Its record as a store kept it; a budget whose end has passed is
-        over (the home restored its loads: ``budget_end`` says so)."""
+        over (the home restored its loads: ``budget_end`` and ``held_end``
+        say so).  A record kept before acknowledged budgets were kept has
+        none: the home is counted at least at its demand."""
         for name in REMEMBERED:
             if name in kept:
                 value = kept[name]
@@ -110,10 +132,20 @@ class HomeRecord:
         if self.budget_over(now):
             self.in_event = None
             self.budget_w = None
+        if self.held_over(now):
+            self.held_event = None
+            self.held_w = None
 
     def committed(self, commit: wire.Commit) -> None:
+        """A commitment taken (``Rounds.commit``): its draw, and what it
+        acknowledges: the BUDGET of its round, or else (the answer to a
+        RELEASE, the only other thing numbered) no budget at all."""
         self.level_w = commit.committed_w
         self.on = commit.on
+        if commit.round == self.budget_round and self.in_event is not None:
+            self.held_w, self.held_end, self.held_event = self.budget_w, self.budget_end, self.in_event
+        else:
+            self.held_w = self.held_end = self.held_event = None
 
 
 class Homes:

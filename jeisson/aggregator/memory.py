@@ -17,7 +17,10 @@ state
     (``{"cancelled": version}``); scope ``anchor``: when each event id from
     the config or the events file was first read (what its ``+SECONDS``
     count from); scope ``home``: each home's record
-    (``homes.REMEMBERED``); scope ``meta``: ``round``, the last round or
+    (``homes.REMEMBERED``: with the last budget sent and its round, and the
+    last budget the home acknowledged, so a restart counts a home that did
+    not commit to the one sent at the most of both, or at its demand if it
+    acknowledged none); scope ``meta``: ``round``, the last round or
     release number used.
 measurements
     each home's reported power (``store.measure``, subject the home id).
@@ -33,7 +36,9 @@ counts it (``HomeRecord.cautious_w``):
   ``Aggregator.durable()`` fires (one wait per phase);
 - any other change that raises the home's cautious figure above that of
   the record last written (a bid, a commitment above its budget, a
-  measurement above every other figure) is written at once;
+  measurement above every other figure, a budget or RELEASE sent to a home
+  that acknowledged none in force, so counted at its demand) is written at
+  once;
 - what lowers it waits: a shedding home's record is written when it
   commits (its lower draw; until then the record holds its old, higher
   one); other changes (a release, a lower measurement) within ``FLUSH_S``,
@@ -217,7 +222,7 @@ class Memory(AggregatorListener):
         for home_id, (budget_w, end) in budgets.items():
             record = records[home_id]
             row = record.remembered()
-            row.update(budget_w=budget_w, budget_end=end, in_event=event.id)
+            row.update(budget_w=budget_w, budget_end=end, in_event=event.id, budget_round=round_number)
             if (self._restored(home_id, row, now).cautious_w(now=now)
                     > self._as_written(home_id, now).cautious_w(now=now) + _RISE_SLACK_W):
                 self._put(home_id, row)

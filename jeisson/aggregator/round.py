@@ -316,8 +316,10 @@ class Round:
             return
         if chain_end is None:
             chain_end = self.context.schedule.chain_end(self.event)
+        # Sent, not yet acknowledged: ``HomeRecord.committed`` takes it as held.
         record.budget_w = budget
         record.in_event = self.event.id
+        record.budget_round = self.number
         message = wire.Budget(self.number, self.bids[home_id], self.event.id, budget,
                               self.context.schedule.home_restore(self.event, home_id, chain_end))
         record.budget_end = message.end
@@ -361,8 +363,9 @@ class Round:
             self._finish()
             return
         # A shedding home that did not commit is counted cautiously (at the
-        # most of its old level, measurement and budget): the headroom is
-        # what the homes' real commitments leave.
+        # most of its old level, measurement, the budget sent and the one it
+        # last acknowledged, or its demand if it may hold none): the
+        # headroom is what the homes' real commitments leave.
         grid = self.context.grid
         levels = {h: self.counted_w(h) for h in self.targets}
         headroom = self.event.limit_w - self.unknown_w - sum(levels.values())
@@ -376,7 +379,10 @@ class Round:
 
     def counted_w(self, home_id: str) -> float:
         """What a round counts a home at: its commitment if it made one,
-        else its level, or cautiously if it was asked and did not answer."""
+        else its level, or cautiously if it was asked and did not answer
+        (``HomeRecord.cautious_w``: not at the grant alone, which it may
+        never have got, but at the most of it, the budget it last
+        acknowledged, and its demand if it acknowledged none in force)."""
         if home_id in self.committed:
             return self.committed[home_id].committed_w
         record = self.context.homes.records[home_id]

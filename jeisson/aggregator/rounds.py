@@ -256,8 +256,9 @@ class Rounds:
 
     def commit(self, home_id: str, commit: wire.Commit) -> None:
         """A home's commitment: to the round under way, a late one to the
-        last round or the answer to a RELEASE (taken as its draw), or for
-        an old round (ignored)."""
+        last round or the answer to a RELEASE (taken as its draw, and as
+        what it acknowledges: ``HomeRecord.committed`` keeps the budget it
+        now holds, or none after a RELEASE), or for an old round (ignored)."""
         self.check(commit)
         record = self.context.homes.records[home_id]
         current = self.current
