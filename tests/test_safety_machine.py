@@ -27,10 +27,6 @@ and all three at once.  After every step it checks:
     away, or silent in a round) alone exceed the limit, the aggregator said
     so (the latest round planned was infeasible, or the latest finished
     said OVER LIMIT), and the boards draw no more than that power;
-  - one known gap, until it is fixed (``test_restart_scenarios``): a home
-    that has not committed to the last budget sent to it is counted at that
-    budget though it never got it; the draw is judged with such homes at
-    their last budget;
 - every round whose plan was feasible, and in which every home committed,
   none above its budget (constraints can force that, and the round logs
   it), ends with commitments plus unknown power within the total limit and
@@ -55,7 +51,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.rounds import ROUND_DEBOUNCE_S
 from jeisson.home import listeners as home_listeners
 from jeisson.home.listeners import HomeListener
@@ -189,23 +184,6 @@ class Changes(HomeListener):
             self.machine.change(self._now(), Reaction.HOME_S, home=self.home_id)
 
 
-class Acknowledgements(AggregatorListener):
-    """Each budget the aggregator sends, and each commitment that answers
-    one, in the run's order (``SafetyMachine.budgets``)."""
-
-    def __init__(self, machine: "SafetyMachine", aggregator):
-        self.machine = machine
-        self.aggregator = aggregator
-
-    def budget_sent(self, home_id, budget):
-        self.machine.budgets.append((self.aggregator.clock.seconds(), len(self.machine.sim.switches), home_id,
-                                     budget.budget_w, budget.round))
-
-    def commitment_received(self, home_id, commit):
-        self.machine.budgets.append((self.aggregator.clock.seconds(), len(self.machine.sim.switches), home_id,
-                                     None, commit.round))
-
-
 class SafetyMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -225,9 +203,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.draw: dict[str, float] = {h: 0.0 for h in HOMES}  # each home's physical draw, as replayed
         self.replayed_until = 0.0
         # (moment, switches, home, budget W or None for a commitment, round)
-        self.budgets: list[tuple[float, int, str, float | None, int]] = []
         self.sim.add_home_listener(lambda home_id, core: Changes(self, home_id, core))
-        self.sim.add_aggregator_listener(lambda aggregator: Acknowledgements(self, aggregator))
 
     def teardown(self):
         self.sim.close()
@@ -441,25 +417,6 @@ class SafetyMachine(RuleBasedStateMachine):
         homes = HOMES if where is None else FEEDERS[where][1]
         return sum(self.draw[h] for h in homes)
 
-    def counted_as_acknowledged(self, where: str | None, drawn_w: float, moment: float, switches: int) -> float:
-        """A known gap (``test_restart_scenarios``): a home that has not
-        committed to the last budget the aggregator sent it (it never got
-        it: deaf, or its link lost) is counted at that budget, though it may
-        draw what an older one allowed, or, holding none, what its owner
-        set.  The draw with each such home at that budget instead of what
-        it draws."""
-        last: dict[str, tuple[float | None, int]] = {}  # home -> (its last budget, or None once answered)
-        for at, count, home, budget_w, round_number in self.budgets:
-            if at > moment or count > switches:
-                break
-            if budget_w is not None:
-                last[home] = (budget_w, round_number)
-            elif home in last and round_number >= last[home][1]:
-                last[home] = (None, round_number)
-        homes = HOMES if where is None else FEEDERS[where][1]
-        pending = {home: budget_w for home, (budget_w, _) in last.items() if budget_w is not None and home in homes}
-        return drawn_w - sum(self.draw[home] for home in pending) + sum(pending.values())
-
     def latest_round(self, moment: float, switches: int):
         latest = None
         for finished in self.sim.rounds:
@@ -512,11 +469,6 @@ class SafetyMachine(RuleBasedStateMachine):
             if drawn <= limit_w + SLACK_W or self.reacting(moment, switches):
                 continue
             if self.reported_must_run(where, drawn, limit_w, moment, switches):
-                continue
-            # A known gap (test_restart_scenarios): homes that never got
-            # their last budget are counted at it.
-            counted = self.counted_as_acknowledged(where, drawn, moment, switches)
-            if counted <= limit_w + SLACK_W or self.reported_must_run(where, counted, limit_w, moment, switches):
                 continue
             place = "in total" if where is None else f"on feeder {where}"
             latest = self.latest_round(moment, switches)
