@@ -22,6 +22,7 @@ homes; ``Rig``, a real ``Home`` on a ``task.Clock`` with fake boards and a
 fake aggregator, every line either way kept in ``Rig.trace`` with its time.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent
@@ -518,3 +519,38 @@ class Rig:
             elif verb == b"COMMIT":
                 found.append(("COMMIT",))
         return found
+
+
+class HeldJobs:
+    """A store executor (``SqliteStore(executor=...)``) that runs each job
+    only when the test says: a commit held in flight, as on the writer
+    thread of a slow disk (or an SD card)."""
+
+    def __init__(self):
+        self.waiting = []  # (role, job, deferred)
+
+    def __call__(self, role, job):
+        d = Deferred()
+        self.waiting.append((role, job, d))
+        return d
+
+    def run_one(self):
+        """Run the oldest job; its role (the writer or the reader)."""
+        role, job, d = self.waiting.pop(0)
+        try:
+            result = job()
+        except Exception:
+            d.errback()
+        else:
+            d.callback(result)
+        return role
+
+    def run_all(self):
+        while self.waiting:
+            self.run_one()
+
+    def fail_all(self, error: Exception):
+        """Every job waiting fails with ``error``, as a disk that fails."""
+        while self.waiting:
+            _, _, d = self.waiting.pop(0)
+            d.errback(error)

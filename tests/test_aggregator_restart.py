@@ -24,7 +24,7 @@ from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.aggregator.home_link import UNAVAILABLE
 from jeisson.aggregator.homes import HomeRecord
 from jeisson.wire import aggregator_home as wire
-from tests.peers import Net, load
+from tests.peers import HeldJobs, Net, load
 from tests.test_aggregator_events import fired
 from tests.test_aggregator_memory import StoredNet, committed
 
@@ -71,29 +71,6 @@ def restarted(old: Net, path, config=CONFIG, **options) -> StoredNet:
 @pytest.fixture
 def path(tmp_path):
     return tmp_path / "aggregator.sqlite"
-
-
-class HeldJobs:
-    """The store's executor, holding each commit until the test runs it: a
-    slow disk, as the writer thread sees it."""
-
-    def __init__(self):
-        self.waiting = []
-
-    def __call__(self, role, job):
-        d = Deferred()
-        self.waiting.append((job, d))
-        return d
-
-    def run_all(self):
-        while self.waiting:
-            job, d = self.waiting.pop(0)
-            try:
-                result = job()
-            except Exception:
-                d.errback()
-            else:
-                d.callback(result)
 
 
 def negotiated(path):

@@ -14,7 +14,7 @@ otherwise.  ``Rig.draws`` is what the closed relays draw after every switch.
 import pytest
 
 from jeisson.home.core import RETRY_BUSY_S
-from tests.peers import messages
+from tests.peers import HeldJobs, messages
 from tests.test_home_memory import BUDGET_W, T0, StoredRig, fired, settled
 
 pytestmark = pytest.mark.usefixtures("logs")
@@ -227,31 +227,6 @@ def test_a_busy_board_refusing_that_switch_off_is_asked_again(path):
 # -- durable before acknowledged
 
 
-class HeldJobs:
-    """The store's executor, holding each job (a commit) until the test runs
-    it: a commit in flight on a slow SD card."""
-
-    def __init__(self):
-        self.waiting = []
-
-    def __call__(self, role, job):
-        from twisted.internet.defer import Deferred
-
-        d = Deferred()
-        self.waiting.append((job, d))
-        return d
-
-    def run_all(self):
-        while self.waiting:
-            job, d = self.waiting.pop(0)
-            try:
-                result = job()
-            except Exception:
-                d.errback()
-            else:
-                d.callback(result)
-
-
 def test_the_commit_waits_until_the_budget_and_its_switches_are_durable(path):
     held = HeldJobs()
     rig = StoredRig(path, executor=held)
@@ -285,9 +260,7 @@ def test_no_commit_while_the_store_cannot_commit(path, logs):
 
     class Failing(HeldJobs):
         def run_all(self):
-            while self.waiting:
-                _, d = self.waiting.pop(0)
-                d.errback(sqlite3.OperationalError("disk I/O error"))
+            self.fail_all(sqlite3.OperationalError("disk I/O error"))
 
     failing = Failing()
     rig = StoredRig(path, executor=failing)

@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 from twisted.application.service import IService
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
@@ -22,6 +21,7 @@ from jeisson.store import sqlite as sqlite_module
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.store.service import StoreService, open_store
 from jeisson.store.sqlite import SqliteStore
+from tests.peers import HeldJobs
 
 pytestmark = pytest.mark.usefixtures("logs")
 
@@ -269,29 +269,6 @@ def test_reopen_after_close_sees_everything(db_path, clock):
     assert [(e.kind, e.subject, e.detail) for e in fired(again.journal())] == [("event", "e1", {"source": "manhole"})]
     assert fired(again.measurements()) == [Sample("h1", 5.0, 1234.5, 0.0)]
     fired(again.close())
-
-
-class HeldJobs:
-    """An executor that runs each job only when the test says: a commit
-    held in flight, as on the writer thread of a slow disk."""
-
-    def __init__(self):
-        self.waiting = []  # (role, job, deferred)
-
-    def __call__(self, role, job):
-        d = Deferred()
-        self.waiting.append((role, job, d))
-        return d
-
-    def run_one(self):
-        role, job, d = self.waiting.pop(0)
-        try:
-            result = job()
-        except Exception:
-            d.errback()
-        else:
-            d.callback(result)
-        return role
 
 
 def test_writes_during_a_commit_go_to_the_next_one_and_one_commit_at_a_time(db_path, clock):
