@@ -69,6 +69,9 @@ def test_next_boundary_and_chains_count_the_start_window():
     book.offer(Offer(Event("b", 4000.0, 220.0, 300.0, start_window_s=30.0)), 0)
     assert book.next_boundary(0) == 70.0
     assert book.next_boundary(70.0) == 190.0
+    assert book.next_limit(0) == 100.0 and book.next_limit(100.0) == 220.0, "a limit holds from its start"
+    assert book.limit_in_force(99.0) is None and book.limit_in_force(100.0) == 5000.0
+    assert book.limit_in_force(220.0) == 4000.0
     # b is in force from 190, before a ends: one chain.
     assert book.chain_end(book.events["a"]) == 300.0
 
@@ -181,6 +184,45 @@ def test_homes_shed_at_their_own_moments_in_the_start_window_and_restore_in_the_
     for h in hs:
         [released] = [t for t, m in h.received if isinstance(m, wire.Release)]
         assert released == pytest.approx(h.budgets()[-1].end, abs=1e-3)  # BUDGET carries milliseconds
+
+
+def test_a_limit_in_force_holds_while_a_lower_event_binds_in_its_start_window():
+    """"low" binds from the start of its 100 s start window, being the
+    lowest, and each home would shed for it at its own moment; "mid", 4 kW,
+    starts meanwhile: the homes with the earliest moments get low's budget
+    at once, as many as mid's limit takes, and only those."""
+    net = Net(NO_EVENT.replace("[home:h1]", "seed = 7\n[home:h1]"))
+    hs = [net.home(f"h{i}", load("heater", 2000, on=True), comply=0.1) for i in (1, 2, 3, 4)]
+    records = net.aggregator.homes
+
+    def drawn() -> float:
+        return sum(r.level for r in records.values())
+
+    net.aggregator.add_event("base", 6, "+1", "+1000")
+    net.run_until(30)
+    assert drawn() == pytest.approx(6000)
+    for h in hs:
+        h.take()
+    net.aggregator.add_event("low", 2, "+100", "+1000", start_window_s=100)
+    net.aggregator.add_event("mid", 4, "+10", "+1000")
+    net.run_until(39.9)
+    early = [h for h in hs if any(b.event == "low" for b in h.budgets())]
+    before = {h.id: records[h.id].level for h in hs}
+    targets = net.aggregator.round.targets
+    net.run_until(40.5)
+    hurried = [h for h in hs if any(b.event == "low" for b in h.budgets())]
+    assert drawn() <= 4000 + 1e-6
+    assert len(early) < len(hurried) < 4, "only as many as mid's limit takes"
+    moments = {h.id: net.aggregator.schedule.home_start(net.aggregator.schedule.book.events["low"], h.id)
+               for h in hs}
+    lowering = [h for h in hs if h not in early and targets[h.id] < before[h.id]]
+    assert len(lowering) > len(hurried) - len(early)
+    assert max(moments[h.id] for h in hurried if h not in early) < min(
+        moments[h.id] for h in lowering if h not in hurried), "the earliest moments first, among the homes whose " \
+                                                               "budget lowers their draw"
+    net.run_until(131)
+    assert all(any(b.event == "low" for b in h.budgets()) for h in hs)
+    assert drawn() <= 2000 + 1e-6
 
 
 # ------------------------------------------------------------ the events file

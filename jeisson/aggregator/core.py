@@ -87,7 +87,8 @@ class Aggregator:
         self.registry = Homes(config, self.announce)
         self.grid = Grid(tuple(f.id for f in config.feeders), tuple(f.limit_w for f in config.feeders),
                          {home: i for i, f in enumerate(config.feeders) for home in f.homes})
-        self.schedule = Schedule(clock, self.registry, self.announce, config.seed, self._binding_event)
+        self.schedule = Schedule(clock, self.registry, self.announce, config.seed, self._binding_event,
+                                 on_limit=self._limit_in_force)
         self.memory = memory.Memory(store, clock, self.registry) if store is not None else None
         context = RoundContext(self.registry, self.grid, self.schedule, clock, config.round_timeout_s, self.announce,
                                self.durable)
@@ -154,6 +155,12 @@ class Aggregator:
 
     def _binding_event(self, event: Event | None, previous: Event | None) -> None:
         self.rounds.binding_event(event, previous)
+
+    def _limit_in_force(self) -> None:
+        """An event's limit came into force: the round under way sends at
+        once the budgets that limit needs (``Round.hurry``)."""
+        if self.rounds.current is not None:
+            self.rounds.current.hurry()
 
     # --------------------------------------------------------------- views
 

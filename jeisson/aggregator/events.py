@@ -132,9 +132,21 @@ class EventBook:
         return [e for e in self.events.values() if e.active(now)]
 
     def next_boundary(self, now: float) -> float | None:
-        """The next start or end after ``now``."""
+        """The next start (of a start window) or end after ``now``."""
         moments = [m for e in self.events.values() for m in (e.in_force_from, e.end) if m > now]
         return min(moments) if moments else None
+
+    def next_limit(self, now: float) -> float | None:
+        """The next moment after ``now`` when an event's limit itself comes
+        into force, where that is not already a boundary (its start window's end)."""
+        moments = [e.start for e in self.events.values() if e.start_window_s and e.start > now]
+        return min(moments) if moments else None
+
+    def limit_in_force(self, now: float) -> float | None:
+        """The lowest limit of the events whose limit holds now (from their
+        start, not from their start window), or None."""
+        limits = [e.limit_w for e in self.events.values() if e.start <= now < e.end]
+        return min(limits) if limits else None
 
     def chain_end(self, event: Event) -> float:
         """When the chain of overlapping or back-to-back events that ``event``

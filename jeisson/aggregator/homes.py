@@ -40,7 +40,7 @@ class HomeLink(Protocol):
 
 # What a store keeps of each home (``HomeRecord.remembered``, ``restore``).
 REMEMBERED = ("level_w", "measured_w", "measured_at", "budget_w", "budget_end", "in_event", "on", "demand_w",
-              "max_w", "budget_round", "held_w", "held_end", "held_event")
+              "max_w", "budget_round", "held_w", "held_end", "held_event", "safe_w")
 
 
 @attrs.define(eq=False)
@@ -70,6 +70,12 @@ class HomeRecord:
     held_event: str | None = None
     demand_w: float | None = None  # what its last FLEX would draw without an event (kept while away)
     max_w: float | None = None  # the sum of its loads' rated power, from its last FLEX
+    # The sum of its critical loads' rated power, from its last FLEX: their
+    # relays' safe state is on, so its boards close them by themselves (at
+    # power-up after the cold-load delay, or when their failsafe fires)
+    # whatever the home was told.  Never counted below this while it cannot
+    # answer.
+    safe_w: float | None = None
     # Did not commit in time in a round: planned as fixed demand (at its
     # cautious power) until it is heard from again with a FLEX or COMMIT.
     unresponsive: bool = False
@@ -91,7 +97,9 @@ class HomeRecord:
         acknowledged (unless its end is past ``now``).  Unless both budgets
         hold, at least its last demand: a home that did not get the budget
         sent and acknowledged none (or was released, or its budget ended)
-        runs its loads as its owner set them.  With no record at all, the
+        runs its loads as its owner set them.  At least its critical loads'
+        rated power (``safe_w``): its boards close those by themselves.
+        With no record at all, the
         sum of its loads' rated power if it ever reported them, else its
         registered maximum."""
         if granted_w is None and self.in_event is not None and not self.budget_over(now):
@@ -100,6 +108,8 @@ class HomeRecord:
         known = [w for w in (self.level_w, self.measured_w, granted_w, held_w) if w is not None]
         if (granted_w is None or held_w is None) and self.demand_w is not None:
             known.append(self.demand_w)
+        if self.safe_w:
+            known.append(self.safe_w)
         if known:
             return max(known)
         return self.max_w if self.max_w is not None else self.registered_max_w
@@ -118,7 +128,7 @@ class HomeRecord:
                 "budget_w": self.budget_w, "budget_end": self.budget_end, "in_event": self.in_event,
                 "on": list(self.on), "demand_w": self.demand_w, "max_w": self.max_w,
                 "budget_round": self.budget_round, "held_w": self.held_w, "held_end": self.held_end,
-                "held_event": self.held_event}
+                "held_event": self.held_event, "safe_w": self.safe_w}
 
     def restore(self, kept: dict[str, Any], now: float) -> None:
         """Its record as a store kept it; a budget whose end has passed is
@@ -220,6 +230,7 @@ class Homes:
         record.level_w = offers.on_w
         record.demand_w = offers.demand_w
         record.max_w = sum(o.rated_w for o in flex.loads)
+        record.safe_w = sum(o.rated_w for o in flex.loads if o.critical)
         again = self.heard_again(record)
         self._announce.bid_received(home_id, flex)
         return again

@@ -19,7 +19,10 @@ Phases:
     aggregator stops) also ends ``done``, without a summary.
 
 Budgets go out ``DISPATCH_BATCH`` per reactor turn, or, before the event's
-start, at each home's own moment in the start window.  A budget above what
+start, at each home's own moment in the start window, unless a limit
+already in force (another event's, started) would be exceeded meanwhile:
+then the homes with the earliest moments get theirs at once, as many as it
+takes (``Round.hurry``).  A budget above what
 its home draws goes out only once the records saying so are durable
 (``budgets_due``, then ``RoundContext.durable``: one wait per phase; at
 once without a store); the others go at once.  A phase's timeout starts
@@ -162,7 +165,10 @@ class Round:
         # not shed).
         self.had_late = False
         self._timeout: IDelayedCall | None = None
-        self._scheduled: list[IDelayedCall] = []  # budgets waiting for their home's start, or their batch
+        self._scheduled: list[IDelayedCall] = []  # budgets waiting for their batch
+        # Budgets waiting for their home's moment in the start window: home -> (timer, budget).
+        self._at_moment: dict[str, tuple[IDelayedCall, float]] = {}
+        self._early: set[str] = set()  # homes whose budget goes at once, whatever their moment (``hurry``)
         self._latest = self.started  # the phase's latest moment a budget goes out (start window)
 
     # ----------------------------------------------------------- the machine
@@ -173,6 +179,7 @@ class Round:
             return
         self.targets, self.bids, self.feasible = result.budgets, bids, result.feasible
         self.must = result.must
+        self._early = self._hurried()
         if not result.feasible:
             self.log.warn(
                 "round {n} event {event}: must-run loads ({must:.0f} W) and homes that cannot answer ({unknown:.0f} W)"
@@ -211,6 +218,58 @@ class Round:
             self.advance()
         elif self.phase == PLAN:
             self.late.add(home_id)
+
+    def hurry(self) -> None:
+        """A limit came into force (another event's start) while budgets
+        wait for their homes' moments in the start window: send at once
+        those it takes to stay within it (``_hurried``)."""
+        if self.phase in (PLAN, DONE):
+            return
+        self._early = self._hurried()
+        for home_id in sorted(self._early & self._at_moment.keys()):
+            call, budget = self._at_moment.pop(home_id)
+            cancel(call)
+            self._send_at_moment(home_id, budget)
+
+    def _hurried(self) -> set[str]:
+        """The homes whose budget must go at once rather than at their
+        moment in the start window: the event binds (it is the lowest) but
+        its own limit holds only from its start; until each home's moment,
+        that home draws what it draws, and a limit already in force (another
+        event, started) must hold meanwhile.  Counting the homes that have
+        their budget (or whose moment has come) at it, the others at what
+        they draw, and those not in the round as planned: while that exceeds
+        the limit in force, the home with the earliest moment among those
+        whose budget lowers its draw goes now."""
+        context = self.context
+        now = context.clock.seconds()
+        limit_w = context.schedule.book.limit_in_force(now)
+        if limit_w is None or self.event.start <= now:
+            return set()
+        records = context.homes.records
+        total = self.unknown_w
+        waiting = []
+        for home_id, target in self.targets.items():
+            record = records[home_id]
+            at = context.schedule.home_start(self.event, home_id)
+            if at <= now or record.budget_round == self.number:
+                total += target
+            else:
+                total += record.level
+                if target < record.level:
+                    waiting.append((at, home_id, record.level - target))
+        waiting.sort()
+        early = set()
+        for _, home_id, saving in waiting:
+            if total <= limit_w + _SLACK_W:
+                break
+            early.add(home_id)
+            total -= saving
+        if early:
+            self.log.info("round {n} event {event}: {count} home(s) get their budget before their moment in the "
+                          "start window, to hold the {limit:.0f} W in force", n=self.number, event=self.event.id,
+                          count=len(early), limit=limit_w)
+        return early
 
     def abandon(self) -> None:
         """Stop where it is: no more budgets, no timeout."""
@@ -276,8 +335,9 @@ class Round:
         for home_id, budget in budgets.items():
             context.schedule.cancel_release(home_id)
             at = context.schedule.home_start(self.event, home_id)
-            if at > now:
-                self._scheduled.append(context.clock.callLater(at - now, self._send_budget, home_id, budget))
+            if at > now and home_id not in self._early:
+                self._at_moment[home_id] = (context.clock.callLater(at - now, self._send_at_moment, home_id, budget),
+                                            budget)
                 self._latest = max(self._latest, at)
             else:
                 due.append((home_id, budget))
@@ -308,6 +368,10 @@ class Round:
         cancel(self._timeout)
         self._timeout = clock.callLater(max(self._latest - clock.seconds(), 0.0) + self.context.round_timeout_s,
                                         self._phase_timeout)
+
+    def _send_at_moment(self, home_id: str, budget: float) -> None:
+        self._at_moment.pop(home_id, None)
+        self._send_budget(home_id, budget)
 
     def _send_budget(self, home_id: str, budget: float, chain_end: float | None = None) -> None:
         record = self.context.homes.records[home_id]
@@ -404,6 +468,9 @@ class Round:
         for call in self._scheduled:
             cancel(call)
         self._scheduled = []
+        for call, _ in self._at_moment.values():
+            cancel(call)
+        self._at_moment = {}
 
     def _summary(self, finished: float) -> RoundSummary:
         homes = {}

@@ -160,6 +160,10 @@ class Rounds:
             self.log.info("round {n} abandoned: event {event} now binds", n=self.current.number,
                           event=event.id if event else "none")
             self.abandon(f"event {event.id if event else 'none'} now binds")
+        elif self.current is not None:
+            # The same event binds, but a limit may have come into force
+            # (another event started) while budgets wait for their moments.
+            self.current.hurry()
         if event is not None:
             if self.negotiation.mode == HELD:
                 self.negotiation.mode = PERIODIC

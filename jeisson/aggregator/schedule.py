@@ -27,9 +27,12 @@ class Schedule:
     log = Logger()
 
     def __init__(self, clock: IReactorTime, homes: Homes, announce: AggregatorListener, seed: int | None,
-                 on_binding: Callable[[Event | None, Event | None], None]):
+                 on_binding: Callable[[Event | None, Event | None], None],
+                 on_limit: Callable[[], None] | None = None):
         """``on_binding(event, previous)``: the binding event changed (or
-        may have: its limit or times); called after ``current`` is set."""
+        may have: its limit or times); called after ``current`` is set.
+        ``on_limit()``: an event's limit itself came into force (the end of
+        its start window), the binding event unchanged."""
         self.clock = clock
         self.homes = homes
         self.book = EventBook()
@@ -41,6 +44,8 @@ class Schedule:
         self._draws: dict[tuple[str, str], tuple[float, float]] = {}
         self._releases: dict[str, IDelayedCall] = {}  # home -> its scheduled RELEASE
         self._boundary_call: IDelayedCall | None = None
+        self._on_limit = on_limit
+        self._limit_call: IDelayedCall | None = None
         self.running = False
         self.current: Event | None = None
 
@@ -53,6 +58,8 @@ class Schedule:
     def stop(self) -> None:
         cancel(self._boundary_call)
         self._boundary_call = None
+        cancel(self._limit_call)
+        self._limit_call = None
         for call in self._releases.values():
             cancel(call)
         self._releases = {}
@@ -132,6 +139,23 @@ class Schedule:
                 return
             call.cancel()
         self._boundary_call = None if moment is None else self.clock.callLater(moment - now, self.boundary)
+        self._schedule_limit()
+
+    def _schedule_limit(self) -> None:
+        now = self.clock.seconds()
+        moment = self.book.next_limit(now)
+        call = self._limit_call
+        if call is not None and call.active():
+            if moment is not None and call.getTime() == moment:
+                return
+            call.cancel()
+        self._limit_call = None if moment is None else self.clock.callLater(moment - now, self._limit)
+
+    def _limit(self) -> None:
+        self._limit_call = None
+        self._schedule_limit()
+        if self._on_limit is not None:
+            self._on_limit()
 
     def chain_end(self, event: Event) -> float:
         return self.book.chain_end(event)
