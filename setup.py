@@ -22,8 +22,10 @@ setup(
         "twisted.plugins",
     ],
     package_data={"twisted.plugins": ["jeisson_plugins.py"]},
+    entry_points={"console_scripts": ["jeisson = jeisson.cli:main"]},
     install_requires=[
-        "twisted[conch]>=24.7",
+        "twisted[tls,conch]>=24.7",
+        "cryptography>=42",
         "pyserial>=3.5",
         "scipy>=1.11",
         "numpy>=1.25",

@@ -1,0 +1,130 @@
+"""The ``jeisson`` command: tools beside the twistd plugins.
+
+::
+
+    jeisson pki init DIR [--dns NAME]... [--ip IP]... [--force]
+    jeisson pki home DIR HOME-ID [--force] [--days N]
+    jeisson pki board DIR BOARD-ID [--force]
+    jeisson pki manhole DIR [--force]
+    jeisson pki revoke DIR HOME-ID
+    jeisson pki list DIR
+
+Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage.
+
+Each command group is a function that adds its subparsers (``_add_pki``)
+and each command a function ``(args, out) -> int``, so that others
+(``jeisson status``, ``jeisson events ...``) are added the same way.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from jeisson import pki
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+
+def _written(paths: Sequence[str], out: TextIO) -> None:
+    for path in paths:
+        out.write(f"wrote {path}\n")
+
+
+def _pki_init(args: argparse.Namespace, out: TextIO) -> int:
+    _written(pki.init(args.dir, args.dns, args.ip, force=args.force), out)
+    out.write(f"next: jeisson pki home {args.dir} HOME-ID for each home\n")
+    return 0
+
+
+def _pki_home(args: argparse.Namespace, out: TextIO) -> int:
+    _written(pki.issue_home(args.dir, args.home_id, force=args.force, days=args.days), out)
+    return 0
+
+
+def _pki_board(args: argparse.Namespace, out: TextIO) -> int:
+    _written(pki.issue_board(args.dir, args.board_id, force=args.force), out)
+    out.write("give this file to the board and to its home ([actuator] key = ... on both)\n")
+    return 0
+
+
+def _pki_manhole(args: argparse.Namespace, out: TextIO) -> int:
+    _written(pki.issue_manhole(args.dir, force=args.force), out)
+    return 0
+
+
+def _pki_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    serial = pki.revoke_home(args.dir, args.home_id)
+    out.write(f"revoked home {args.home_id} (serial {serial:x}) in {args.dir}/{pki.CRL}; running aggregators "
+              "drop it within their [tls] crl_poll_s\n")
+    return 0
+
+
+def _pki_list(args: argparse.Namespace, out: TextIO) -> int:
+    for item in pki.list_credentials(args.dir):
+        line = f"{item.kind:<17} {item.name:<32}"
+        if item.not_after is not None:
+            line += f" until {item.not_after:%Y-%m-%d %H:%M}Z"
+            if item.not_after <= pki.now():
+                line += " EXPIRED"
+        if item.revoked is not None:
+            line += f" REVOKED since {item.revoked:%Y-%m-%d %H:%M}Z"
+        out.write(line.rstrip() + f"  {item.path}\n")
+    return 0
+
+
+def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    group = commands.add_parser("pki", help="make and manage credentials (CA, certificates, board and SSH keys)",
+                                description="Make a CA and issue credentials into one folder (docs/security.rst).")
+    sub = group.add_subparsers(dest="pki_command", metavar="COMMAND", required=True)
+
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help, description=help)
+        parser.add_argument("dir", metavar="DIR", help="the credentials folder (for example etc/jeisson/pki)")
+        parser.set_defaults(run=run)
+        return parser
+
+    init = command("init", _pki_init, "make the CA, an empty revocation list and the aggregator's certificate")
+    init.add_argument("--dns", action="append", default=[], metavar="NAME",
+                      help="a DNS name homes reach the aggregator by (repeat; default localhost and 127.0.0.1)")
+    init.add_argument("--ip", action="append", default=[], metavar="IP",
+                      help="an IP address homes reach the aggregator by (repeat)")
+    init.add_argument("--force", action="store_true", help="replace an existing CA (every issued certificate dies)")
+    home = command("home", _pki_home, "issue a home's client certificate")
+    home.add_argument("home_id", metavar="HOME-ID")
+    home.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    home.add_argument("--force", action="store_true", help="replace an existing certificate")
+    board = command("board", _pki_board, "make a board's shared key")
+    board.add_argument("board_id", metavar="BOARD-ID")
+    board.add_argument("--force", action="store_true", help="replace an existing key")
+    manhole = command("manhole", _pki_manhole, "make the manhole's SSH host key and an operator's key pair")
+    manhole.add_argument("--force", action="store_true", help="replace existing keys")
+    revoke = command("revoke", _pki_revoke, "put a home's certificate on the revocation list")
+    revoke.add_argument("home_id", metavar="HOME-ID")
+    command("list", _pki_list, "list what the folder holds, with expiry dates")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="jeisson", description="jeisson's tools (the daemons run under twistd).")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_pki(commands)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else 2
+    run: Command = args.run
+    try:
+        return run(args, out)
+    except pki.PKIError as e:
+        err.write(f"jeisson {args.command}: {e}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
