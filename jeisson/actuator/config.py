@@ -6,6 +6,8 @@
     id = home-1-a              ; at most 16 characters: the board protocol's limit
     home = tcp:127.0.0.1:7711  ; client endpoint of the home's actuator listener,
                                ; or a [serial] section instead
+    key = boards/home-1-a.key  ; the key shared with the home (jeisson pki board), relative
+                               ; to this file's folder; none: unauthenticated (a lab board)
     failsafe_after_s = 15
     measure_period_s = 2
     noise = 0.02
@@ -18,7 +20,8 @@
     baud = 9600
     mode = transparent         ; transparent, api1 or api2
     retry_s = 5                ; reopen period while the serial device is absent
-    coordinator = 0000000000000000   ; API modes: where frames go (0: the coordinator)
+    coordinator = 0013A20040000001   ; API modes: the home's coordinator radio (SH+SL): frames go
+                                     ; to it, and frames from any other radio are dropped
 
     [relay:1]                  ; relays 1..N, contiguous, N <= 8
     load_w = 2000
@@ -40,7 +43,7 @@ import attrs
 from twisted.logger import Logger
 
 from jeisson.config import IniFile
-from jeisson.transports.boards import BoardSerialConfig
+from jeisson.transports.boards import BoardSerialConfig, read_board_key
 from jeisson.transports.serial import read_serial_port
 from jeisson.wire import home_actuator
 
@@ -81,6 +84,8 @@ class ActuatorConfig:
     # The cold-load pickup delay after power-up, drawn uniformly in this window.
     cold_load_min_s: float = COLD_LOAD_MIN_S
     cold_load_max_s: float = COLD_LOAD_MAX_S
+    # The key shared with the home (jeisson.wire.board_auth); None: key = none.
+    key: bytes | None = None
 
 
 def read_config(path: str) -> ActuatorConfig:
@@ -112,6 +117,7 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
         serial=_serial(ini, section),
         cold_load_min_s=ini.number(section, "cold_load_min_s", COLD_LOAD_MIN_S, low=0, high=3600),
         cold_load_max_s=ini.number(section, "cold_load_max_s", COLD_LOAD_MAX_S, low=0, high=3600),
+        key=read_board_key(ini, section, required=False),
     )
     if config.cold_load_min_s > config.cold_load_max_s:
         raise ini.error(section, "cold_load_min_s",

@@ -20,16 +20,24 @@ its boards for a ``HELLO`` (``ERR hello``): opening a serial port flushes
 its input, so a board's ``HELLO`` sent before may be lost.
 """
 
+import os
 from collections.abc import Callable
 
 import attrs
+from twisted.logger import Logger
 
+from jeisson.config import IniFile
 from jeisson.link import Session, Wire
 from jeisson.transports.serial import SerialPortConfig, SerialPortService
 from jeisson.transports.stream import LineLink
 from jeisson.transports.xbee_coordinator import CoordinatorProtocol
 from jeisson.transports.xbee_end_device import EndDeviceProtocol
-from jeisson.wire import home_actuator
+from jeisson.wire import board_auth, home_actuator
+
+log = Logger()
+
+# ``key = none``: a lab board, spoken to in version 1, without authentication.
+NO_KEY = "none"
 
 
 @attrs.frozen
@@ -50,6 +58,34 @@ class BoardSerialConfig:
     coordinator: int = 0  # API modes: 64-bit destination; 0 addresses the coordinator
 
 
+def read_board_key(ini: IniFile, section: str, key: str = "key", required: bool = True) -> bytes | None:
+    """A board's shared key, from the key file named by ``[section] key``
+    (a path relative to the ini file's folder, as ``jeisson pki board``
+    writes it: ``boards/<id>.key``).  ``none`` means no authentication (a
+    lab board, logged as a warning); the key is required unless
+    ``required`` is false (then absent reads as None too).  Errors name the
+    ini file, section and key, and the key file."""
+    value = ini.raw(section, key, None)
+    if value is None:
+        if required:
+            raise ini.error(section, key, "missing: the board's shared key file (jeisson pki board DIR ID writes "
+                                          "DIR/boards/ID.key), or none for a lab board without authentication")
+        return None
+    if value == NO_KEY:
+        log.warn("{source}: [{section}] key = none: this board's lines are not authenticated (protocol version 1); "
+                 "anyone who reaches its link can command it; for a lab only", source=ini.source, section=section)
+        return None
+    if not value:
+        raise ini.error(section, key, "empty: give the board's key file, or none")
+    path = value if os.path.isabs(value) else os.path.join(os.path.dirname(ini.source), value)
+    try:
+        secret, warning = board_auth.read_key_file(path)
+    except board_auth.KeyFileError as e:
+        raise ini.error(section, key, str(e)) from None
+    if warning is not None:
+        log.warn("{source}: [{section}] {key}: {warning}", source=ini.source, section=section, key=key,
+                 warning=warning)
+    return secret
 
 
 def home_serial_service(serial: HomeSerialConfig, make_session: Callable[[Wire], Session],
