@@ -31,6 +31,13 @@
     [store]                            ; optional: see jeisson.store.config
     path = aggregator.sqlite           ; the default: this file's name, .sqlite
 
+    [tls]                              ; required to start: see jeisson.tls
+    ca = pki/ca.pem                    ; paths relative to this file's folder
+    cert = pki/aggregator.pem
+    key = pki/aggregator.key
+    crl = pki/crl.pem
+    crl_poll_s = 5
+
 Events are kept as written (``events.EventSpec``): a ``+SECONDS`` time is
 resolved by the aggregator against the event id's anchor, the first time it
 read that id (kept in its store), so it never moves across restarts.
@@ -44,6 +51,7 @@ from jeisson.aggregator.events import Event, EventSpec, event_from_section
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
+from jeisson.tls import TLSConfig, read_tls
 
 __all__ = ["AggregatorConfig", "Event", "EventSpec", "Feeder", "HomeEntry", "config_from_ini", "config_from_string",
            "read_config"]
@@ -92,11 +100,15 @@ class AggregatorConfig:
     events_poll_s: float = 2.0
     seed: int | None = None  # for the homes' randomised start and restore times
     store: StoreConfig | None = None  # None: nothing survives a restart
+    # None: no [tls] section, refused at start (jeisson.tls.require); read
+    # here, checked at start, so that tests build configs without files.
+    tls: TLSConfig | None = None
 
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
     section = "aggregator"
     listen = ini.server_endpoint(section, "listen")
+    tls = read_tls(ini, "aggregator", section, "listen", listen)
     heartbeat_s = ini.number(section, "heartbeat_s", 10.0, low=0.5, high=3600)
     round_period_s = ini.number(section, "round_period_s", 30.0, low=1, high=86400)
     # A home commits after its offs and then its ons are acknowledged, each
@@ -157,6 +169,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         events_poll_s=events_poll_s,
         seed=seed,
         store=store,
+        tls=tls,
     )
 
 

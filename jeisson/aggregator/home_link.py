@@ -4,7 +4,10 @@ States:
 
 ``hello``
     Connected; the only message accepted is ``HELLO``.  No ``HELLO`` within
-    ``HELLO_TIMEOUT_S`` closes the link.
+    ``HELLO_TIMEOUT_S`` closes the link.  Over TLS the home is who its
+    certificate says (``jeisson.tls.peer_certificate_id``): a ``HELLO`` for
+    another home is refused (``REFUSED identity-mismatch``) before its
+    secret is even looked at.
 ``registering``
     Admitted, waiting for its registration to be durable
     (``Aggregator.durable()``) before ``WELCOME``: what the aggregator
@@ -31,6 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.link import AGGREGATOR_HOME, Handlers, LinkSession, Row, Wire
+from jeisson.tls import peer_certificate_id
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.errors import ProtocolError
 
@@ -42,6 +46,9 @@ ACTIVE = "active"
 
 # The REFUSED code when the aggregator cannot store a registration.
 UNAVAILABLE = "unavailable"
+# The REFUSED code when a HELLO names another home than the connection's
+# certificate.
+IDENTITY_MISMATCH = "identity-mismatch"
 
 
 class HomeSession(LinkSession):
@@ -93,6 +100,11 @@ class HomeSession(LinkSession):
     # ------------------------------------------------------------- handlers
 
     def _hello(self, hello: wire.Hello) -> None:
+        certified = peer_certificate_id(self.link)  # None: a plaintext wire
+        if certified is not None and certified != hello.home:
+            self.refuse(IDENTITY_MISMATCH, f"this connection's certificate is for home {certified or '(none)'!r}, "
+                                           f"not {hello.home!r}", home=hello.home)
+            return
         common = set(hello.versions) & set(wire.PROTOCOL_VERSIONS)
         if not common:
             self.refuse(wire.VERSION, f"this aggregator speaks versions {list(wire.PROTOCOL_VERSIONS)}, "

@@ -14,6 +14,8 @@
 
     [actuator:home-1-a]
     relays = 3
+    key = boards/home-1-a.key           ; the board's shared key file (jeisson pki board), relative to
+                                        ; this file's folder; none: a lab board, unauthenticated
     serial = coordinator                ; reached over this serial port, not TCP
     xbee = 0013A20040A1B2C3              ; its radio's 64-bit address (API modes)
 
@@ -35,6 +37,12 @@
     max_off_s = 1800    ; optional: a load shed this long comes back on (for min_on_s)
     desired = on        ; the owner's setting outside events
 
+    [tls]                               ; required to start: see jeisson.tls
+    ca = pki/ca.pem                     ; paths relative to this file's folder
+    cert = pki/homes/home-1.pem         ; its certificate names this home
+    key = pki/homes/home-1.key
+    name = localhost                    ; default: the host of [home] aggregator
+
     [store]                             ; optional: on by default (jeisson.store.config)
     path = home-1.sqlite                ; default: this file's name with .sqlite, beside it; none: off
     batch_s = 30                        ; a home's default: commits at most this often (an SD card)
@@ -45,7 +53,8 @@ import attrs
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
-from jeisson.transports.boards import HomeSerialConfig
+from jeisson.tls import TLSConfig, read_tls
+from jeisson.transports.boards import HomeSerialConfig, read_board_key
 from jeisson.transports.serial import read_serial_port
 from jeisson.wire import aggregator_home, home_actuator
 
@@ -85,6 +94,9 @@ class HomeConfig:
     opt_out_all: bool = False  # the owner opts out of every event
     opt_out_events: frozenset[str] = frozenset()  # ... or of these
     store: StoreConfig | None = None  # None: the home remembers nothing across restarts
+    # actuator id -> its shared key (jeisson.wire.board_auth); None: key = none
+    board_keys: dict[str, bytes | None] = attrs.Factory(dict)
+    tls: TLSConfig | None = None  # None: no [tls] section, refused at start (jeisson.tls.require)
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -92,6 +104,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     home_id = ini.ident(s, "id")
     secret = ini.text(s, "secret")
     aggregator = ini.client_endpoint(s, "aggregator")
+    tls = read_tls(ini, "home", s, "aggregator", aggregator)
     listen = ini.server_endpoint(s, "actuators", None)
     # Whole seconds: WELCOME carries it to the boards as an integer.
     heartbeat_s = ini.number(s, "heartbeat_s", 5, low=1, high=3600, integer=True)
@@ -99,10 +112,12 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     measure_period_s = ini.number(s, "measure_period_s", 5.0, low=0.5, high=3600)
     opt_out_all, opt_out_events = _opt_out(ini, s)
     actuators = {}
+    board_keys: dict[str, bytes | None] = {}
     for name, actuator_id in ini.sections("actuator"):
         if not home_actuator.ID_PATTERN.match(actuator_id):
             raise ini.error(name, None, "an actuator id has at most 16 letters, digits, '_', '.', '-'")
         actuators[actuator_id] = ini.number(name, "relays", low=1, high=home_actuator.MAX_RELAYS, integer=True)
+        board_keys[actuator_id] = read_board_key(ini, name, required=False)
     serials = _serials(ini, actuators)
     if listen is None and any(a not in _serial_boards(serials) for a in actuators):
         raise ini.error(s, "actuators", "missing: needed for the boards that are not on a serial port")
@@ -141,7 +156,8 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     store = read_store(ini, default_batch_s=STORE_BATCH_S)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
-                      actuators, loads, manhole, serials, opt_out_all, opt_out_events, store)
+                      actuators, loads, manhole, serials, opt_out_all, opt_out_events, store, tls=tls,
+                      board_keys=board_keys)
 
 
 def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:
