@@ -1,47 +1,686 @@
-"""The operator's debug manhole: a telnet Python shell into the live process.
+"""The operator's debug manhole: a Python shell into the live process, over SSH.
 
 Configured in a ``[manhole]`` section of the aggregator's or home's ini file::
 
     [manhole]
-    listen = 7790            ; a bare port, or a tcp: endpoint without
-                             ; interface=, is bound to 127.0.0.1
-    passwd = manhole.passwd  ; lines of user:password (relative to the ini file)
+    listen = 7790                  ; a bare port, or a tcp: endpoint without
+                                   ; interface=, is bound to 127.0.0.1
+    host_key = pki/manhole/ssh_host_ed25519_key
+    authorized_keys = pki/manhole/authorized_keys
 
-Connect with ``telnet 127.0.0.1 7790`` and log in; the namespace holds the
-live ``aggregator`` or ``home`` object.
+(paths relative to the ini file's folder; ``jeisson pki manhole DIR`` makes
+both, and an operator's key pair).  Connect with::
+
+    ssh -i pki/manhole/operator_ed25519 -o IdentitiesOnly=yes -p 7790 operator@127.0.0.1
+
+and the shell's namespace holds the live ``aggregator`` or ``home`` object.
+
+What guards it, by layer:
+
+- *Keys only.*  A public key listed in ``authorized_keys`` (OpenSSH format,
+  re-read at every attempt, so adding an operator needs no restart); any
+  user name.  Passwords and keyboard-interactive are not offered, and a
+  client trying them anyway is counted as failing.
+- *Loopback by default.*  An interface other than loopback needs
+  ``allow_remote = yes`` and is warned of at start; without it the config is
+  refused.
+- *Attempts limited.*  ``max_auth_tries`` failed authentications close a
+  connection; ``lockout_after`` failures (authentications refused, logins
+  timed out, protocol garbage) from one address within ``lockout_s`` refuse
+  every connection from it until ``lockout_s`` after the last one.  A
+  connection not logged in after ``login_timeout_s`` is closed, and so is a
+  session nobody has typed in for ``idle_s``.
+- *Garbage.*  Whatever a client sends, a connection that breaks the protocol
+  costs one log line naming the peer, never a traceback.
+
+``protocol = telnet`` keeps the old telnet manhole with a password file for
+the lab: off unless asked for, loopback only even with ``allow_remote``, and
+warned of at start.
+
+The attempt and lockout rules are plain Python (``Lockout``); the SSH
+classes below are thin shells over Twisted conch that feed them and carry
+out what they decide.
 """
 
+import base64
+import hashlib
+import ipaddress
 import os
+import stat
+from collections import OrderedDict
+from typing import Any
 
 import attrs
 from twisted.application import strports
-from twisted.conch import manhole, telnet
+from twisted.conch import checkers as conch_checkers
+from twisted.conch import error as conch_error
+from twisted.conch import manhole, manhole_ssh, telnet
 from twisted.conch.insults import insults
+from twisted.conch.ssh import _kex, connection, keys, session, transport, userauth
+from twisted.conch.ssh.common import NS
 from twisted.cred import checkers, portal
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import endpoints, interfaces
+from twisted.internet import protocol as internet_protocol
+from twisted.internet.error import ConnectionDone, ConnectionLost, ProcessDone
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
 from zope.interface import implementer, provider
 
-from jeisson.config import IniFile
+from jeisson.config import ConfigError, IniFile
+
+PKI_HINT = "make the manhole's keys with: jeisson pki manhole DIR"
+
+# A disconnected peer's close is given this long to flush before the
+# connection is aborted (a peer that does not read must not pin it).
+CLOSE_GRACE_S = 5.0
 
 
 @attrs.frozen
 class ManholeConfig:
+    """The ``[manhole]`` section, checked.
+
+    ``listen`` is an endpoint string; ``host_key``, ``authorized_keys`` and
+    ``passwd`` are absolute paths or relative to the working directory (the
+    ini file's folder already joined).  ``passwd`` is for ``protocol =
+    telnet`` only, the two key files for ``ssh`` only.
+    """
+
     listen: str
-    passwd: str
+    protocol: str = "ssh"
+    host_key: str | None = None
+    authorized_keys: str | None = None
+    passwd: str | None = None
+    allow_remote: bool = False
+    max_auth_tries: int = 3
+    lockout_after: int = 10
+    lockout_s: float = 600.0
+    login_timeout_s: float = 30.0
+    idle_s: float = 900.0
+
+
+# ------------------------------------------------------------------ config
 
 
 def read_manhole(ini: IniFile) -> ManholeConfig | None:
+    """The ``[manhole]`` section of ``ini``, or None without one.
+
+    Every file it names is read now, so a missing or bad key stops the start
+    with an error naming the ini file, the key and the file.
+    """
     if not ini.has_section("manhole"):
         return None
-    listen = ini.server_endpoint("manhole", "listen", loopback_default=True)
-    passwd = ini.text("manhole", "passwd")
-    if not os.path.isabs(passwd) and ini.source and os.path.dirname(ini.source):
-        passwd = os.path.join(os.path.dirname(ini.source), passwd)
-    if not os.path.isfile(passwd):
-        raise ini.error("manhole", "passwd", f"password file {passwd} does not exist (lines of user:password)")
-    return ManholeConfig(listen, passwd)
+    s = "manhole"
+    listen = ini.server_endpoint(s, "listen", loopback_default=True)
+    protocol = ini.choice(s, "protocol", ("ssh", "telnet"), "ssh")
+    allow_remote = ini.boolean(s, "allow_remote", False)
+    try:
+        local = listens_locally(listen)
+    except ValueError as e:
+        raise ini.error(s, "listen", str(e)) from None
+    if protocol == "telnet":
+        if not local:
+            raise ini.error(s, "listen", f"{listen} is not loopback: the telnet manhole sends passwords and the "
+                                         "shell in clear, so it listens on loopback only (allow_remote does not "
+                                         "change that); use protocol = ssh")
+        for key in ("host_key", "authorized_keys", "max_auth_tries", "lockout_after", "lockout_s",
+                    "login_timeout_s", "idle_s"):
+            if ini.raw(s, key, None) is not None:
+                raise ini.error(s, key, "only for protocol = ssh")
+        passwd = _path(ini, ini.text(s, "passwd"))
+        if not os.path.isfile(passwd):
+            raise ini.error(s, "passwd", f"password file {passwd} does not exist (lines of user:password)")
+        return ManholeConfig(listen, protocol="telnet", passwd=passwd, allow_remote=allow_remote)
+    if not local and not allow_remote:
+        raise ini.error(s, "listen", f"{listen} listens beyond loopback: a manhole is a Python shell in the "
+                                     "live process; set allow_remote = yes to mean it, or bind 127.0.0.1")
+    if ini.raw(s, "passwd", None) is not None:
+        raise ini.error(s, "passwd", "the SSH manhole takes keys only (authorized_keys), not passwords; "
+                                     "passwd is for protocol = telnet")
+    host_key = _path(ini, ini.text(s, "host_key"))
+    authorized = _path(ini, ini.text(s, "authorized_keys"))
+    try:
+        load_host_key(host_key)
+    except ValueError as e:
+        raise ini.error(s, "host_key", str(e)) from None
+    try:
+        load_authorized_keys(authorized)
+    except ValueError as e:
+        raise ini.error(s, "authorized_keys", str(e)) from None
+    return ManholeConfig(
+        listen,
+        protocol="ssh",
+        host_key=host_key,
+        authorized_keys=authorized,
+        allow_remote=allow_remote,
+        max_auth_tries=ini.number(s, "max_auth_tries", 3, low=1, high=100, integer=True),
+        lockout_after=ini.number(s, "lockout_after", 10, low=1, high=100_000, integer=True),
+        lockout_s=ini.number(s, "lockout_s", 600.0, low=1, high=7 * 86400),
+        login_timeout_s=ini.number(s, "login_timeout_s", 30.0, low=1, high=3600),
+        idle_s=ini.number(s, "idle_s", 900.0, low=1, high=7 * 86400),
+    )
+
+
+def _path(ini: IniFile, path: str) -> str:
+    if not os.path.isabs(path) and ini.source and os.path.dirname(ini.source):
+        return os.path.join(os.path.dirname(ini.source), path)
+    return path
+
+
+def listens_locally(listen: str) -> bool:
+    """Whether the endpoint string ``listen`` can only be reached from this
+    machine: a ``tcp:``/``tcp6:`` on a loopback interface, or a ``unix:``
+    socket.  ValueError for a kind of endpoint a manhole cannot use."""
+    args, kwargs = endpoints._parse(listen)
+    kind = args[0] if args else ""
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6"):
+        raise ValueError(f"expected a tcp:, tcp6: or unix: endpoint, got {listen!r}")
+    interface = kwargs.get("interface", "" if kind == "tcp" else "::")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback if interface else False
+    except ValueError:
+        raise ValueError(f"interface {interface!r} is not an IP address") from None
+
+
+def fingerprint(key: keys.Key) -> str:
+    """A key's fingerprint as ``ssh-keygen -l`` and ``ssh`` show it."""
+    digest = hashlib.sha256(key.blob()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def load_host_key(path: str) -> keys.Key:
+    """The SSH host key (private) in ``path``; ValueError saying what is wrong:
+    missing, unreadable, readable by others, not a key, a public key, or
+    encrypted."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"host key {path} does not exist; {PKI_HINT}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read host key {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(f"host key {path} is open to others (mode {stat.S_IMODE(mode):04o}): "
+                         f"chmod 600 {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read host key {path}: {e.strerror}") from None
+    try:
+        key = keys.Key.fromString(data)
+    except keys.EncryptedKeyError:
+        raise ValueError(f"host key {path} is encrypted with a passphrase; the manhole needs it unencrypted "
+                         "(and mode 0600)") from None
+    except (keys.BadKeyError, ValueError, IndexError, TypeError) as e:
+        raise ValueError(f"host key {path} is not an OpenSSH private key ({e or type(e).__name__})") from None
+    if key.isPublic():
+        raise ValueError(f"host key {path} is a public key; host_key names the private one "
+                         "(ssh_host_ed25519_key, not the .pub)")
+    return key
+
+
+def load_authorized_keys(path: str) -> list[keys.Key]:
+    """The public keys in the OpenSSH ``authorized_keys`` file ``path``;
+    ValueError naming the file (and line) when it is missing, writable by
+    others, holds a line that is not a key, or holds no key at all."""
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ValueError(f"authorized keys file {path} does not exist; {PKI_HINT}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read authorized keys file {path}: {e.strerror}") from None
+    if mode & 0o022:
+        raise ValueError(f"authorized keys file {path} is writable by others (mode {stat.S_IMODE(mode):04o}): "
+                         f"chmod 600 {path}")
+    found = []
+    for number, line in enumerate(data.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith(b"#"):
+            continue
+        try:
+            key = keys.Key.fromString(line)
+        except Exception:
+            key = None
+        if key is None or not key.isPublic():
+            raise ValueError(f"{path} line {number}: not an OpenSSH public key (expected a line like "
+                             "'ssh-ed25519 AAAA... operator'; options before the key are not supported)")
+        found.append(key)
+    if not found:
+        raise ValueError(f"authorized keys file {path} holds no key: nobody could log in; {PKI_HINT}")
+    return found
+
+
+# ------------------------------------------------------------- the core
+
+
+@attrs.define
+class Lockout:
+    """Failures per address, and which addresses are locked out.
+
+    An address with ``after`` failures within ``window_s`` seconds is locked
+    out for ``window_s`` seconds (longer if connections it opened before
+    keep failing); then its count starts again from zero.  At most
+    ``addresses`` addresses are remembered (the least recently failing
+    ones are forgotten first), so a stranger with many addresses cannot grow
+    it without bound.  No clock and no I/O: callers pass ``now``.
+    """
+
+    after: int
+    window_s: float
+    addresses: int = 4096
+    _failures: "OrderedDict[str, list[float]]" = attrs.field(factory=OrderedDict)
+    _until: "OrderedDict[str, float]" = attrs.field(factory=OrderedDict)
+
+    def locked(self, address: str, now: float) -> bool:
+        """Whether a connection from ``address`` is refused now."""
+        until = self._until.get(address)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._until[address]
+        return False
+
+    def failed(self, address: str, now: float) -> bool:
+        """A failure from ``address``; True when it locks the address out
+        (only the failure that crosses the line)."""
+        if self.locked(address, now):
+            self._remember(self._until, address, now + self.window_s)
+            return False
+        times = [t for t in self._failures.get(address, ()) if now - t < self.window_s]
+        times.append(now)
+        if len(times) >= self.after:
+            self._failures.pop(address, None)
+            self._remember(self._until, address, now + self.window_s)
+            return True
+        self._remember(self._failures, address, times)
+        return False
+
+    def _remember(self, table: OrderedDict, address: str, value: Any) -> None:
+        table[address] = value
+        table.move_to_end(address)
+        while len(table) > self.addresses:
+            table.popitem(last=False)
+
+
+# ------------------------------------------------------------ the shells
+
+
+@provider(ILogObserver)
+def _quiet(event: LogEvent) -> None:
+    """Conch's own running commentary (channel open, connection lost, ...)
+    at debug level: the manhole logs what an operator needs in its own
+    lines.  Warnings and errors pass as they are."""
+    if event.get("log_level") == LogLevel.info:
+        event = dict(event, log_level=LogLevel.debug)
+    globalLogPublisher(event)
+
+
+@implementer(conch_checkers.IAuthorizedKeysDB)
+class AuthorizedKeysFile:
+    """The keys in an ``authorized_keys`` file, for any user name; re-read at
+    every attempt.  A file that went bad since the start lets nobody in and
+    says why (once per change of its error)."""
+
+    log = Logger()
+
+    def __init__(self, path: str):
+        self.path = path
+        self._error: str | None = None
+
+    def getAuthorizedKeys(self, username: bytes) -> list[keys.Key]:
+        try:
+            found = load_authorized_keys(self.path)
+        except ValueError as e:
+            if str(e) != self._error:
+                self.log.error("manhole: nobody can log in: {error}", error=str(e))
+            self._error = str(e)
+            return []
+        self._error = None
+        return found
+
+
+class _Session(manhole_ssh.TerminalSession):
+    """The shell of one SSH session: a terminal of 80x24 unless the client
+    asks for a pty, resized as the client's window is, and ended (exit
+    status 0, as ``ssh`` expects) by Ctrl-D or when the client's input ends
+    (``ssh -T`` fed from a pipe)."""
+
+    width = 80
+    height = 24
+    _protocol: Any = None
+    _terminal: Any = None
+
+    def openShell(self, proto):
+        self._protocol = proto
+        self._terminal = self.chainedProtocolFactory()
+        self.transportFactory(proto, self._terminal, manhole_ssh.iconch.IConchUser(self.original),
+                              self.width, self.height)
+        # The shell leaving (Ctrl-D) ends the session with a status.
+        self._terminal.transport.loseConnection = self._end
+
+    def _end(self) -> None:
+        proto, self._protocol = self._protocol, None
+        if proto is not None:
+            proto.processEnded(Failure(ProcessDone(0)))
+
+    def windowChanged(self, newWindowSize):
+        self.height, self.width = newWindowSize[:2]
+        if self._terminal is not None and self._terminal.terminalProtocol is not None:
+            self._terminal.terminalProtocol.terminalSize(self.width, self.height)
+
+    def eofReceived(self):
+        self._end()
+
+    def execCommand(self, proto, cmd):
+        raise conch_error.ConchError("the manhole runs no commands; open a shell")
+
+
+class _Channel(session.SSHSession):
+    """A session channel that offers a shell and nothing else: a command or
+    a subsystem (sftp) is refused with one log line."""
+
+    _log = Logger(observer=_quiet)
+
+    conn: Any
+
+    def request_exec(self, data: bytes) -> int:
+        self.conn.transport.refused_request("a command")
+        return 0
+
+    def request_subsystem(self, data: bytes) -> int:
+        self.conn.transport.refused_request("a subsystem")
+        return 0
+
+
+class _User(manhole_ssh.TerminalUser):
+    def __init__(self, original, avatarId):
+        super().__init__(original, avatarId)
+        self.channelLookup[b"session"] = _Channel
+
+
+@implementer(portal.IRealm)
+class _Realm(manhole_ssh.TerminalRealm):
+    """Every operator who logs in gets a Python shell over ``namespace``."""
+
+    chainedProtocolFactory: Any
+    userFactory = _User
+    sessionFactory = _Session
+
+    def __init__(self, namespace: dict):
+        super().__init__()
+        self.chainedProtocolFactory = lambda: insults.ServerProtocol(manhole.ColoredManhole, namespace)
+
+
+class _KeysOnlyAuth(userauth.SSHUserAuthServer):
+    """Public keys only; each failure reported to the transport, which
+    decides whether the connection may try again.  The login timeout is the
+    transport's (it covers the key exchange too), not this service's."""
+
+    transport: Any
+    _cancelLoginTimeout: Any
+    _log = Logger(observer=_quiet)
+
+    def serviceStarted(self):
+        self.clock = self.transport.factory.clock
+        super().serviceStarted()
+        if self._cancelLoginTimeout:
+            self._cancelLoginTimeout.cancel()
+            self._cancelLoginTimeout = None
+        self._key: str | None = None
+
+    def auth_publickey(self, packet: bytes):
+        try:
+            _, blob, _ = userauth.getNS(packet[1:], 2)
+            self._key = fingerprint(keys.Key.fromString(blob))
+        except Exception:
+            self._key = "an unreadable key"
+        return super().auth_publickey(packet)
+
+    def _cbFinishedAuth(self, result):
+        super()._cbFinishedAuth(result)
+        self.transport.logged_in(self.user or b"", self._key)
+
+    def _ebBadAuth(self, reason: Failure):
+        if reason.check(conch_error.IgnoreAuthentication):
+            return None
+        if self.method == b"none":  # a client asking which methods there are
+            self.transport.sendPacket(userauth.MSG_USERAUTH_FAILURE,
+                                      NS(b",".join(self.supportedAuthentications)) + b"\x00")
+            return None
+        if not reason.check(UnauthorizedLogin, conch_error.ConchError):
+            self.transport.log.failure("manhole: {peer}: error checking a login", failure=reason,
+                                       peer=self.transport.peer)
+        method = self.method.decode("ascii", "replace")
+        what = f"key {self._key}" if self.method == b"publickey" else method
+        if self.transport.auth_failed((self.user or b"").decode("utf-8", "replace"), what):
+            self.transport.sendPacket(userauth.MSG_USERAUTH_FAILURE,
+                                      NS(b",".join(self.supportedAuthentications)) + b"\x00")
+        return None
+
+
+class _Connection(connection.SSHConnection):
+    _log = Logger(observer=_quiet)
+
+
+_ACTIVITY = {
+    connection.MSG_CHANNEL_OPEN,
+    connection.MSG_CHANNEL_DATA,
+    connection.MSG_CHANNEL_EXTENDED_DATA,
+    connection.MSG_CHANNEL_REQUEST,
+}
+
+
+class _ManholeTransport(transport.SSHServerTransport):
+    """One SSH connection to the manhole.
+
+    States: *unauthenticated* (the login timer runs; each refused
+    authentication counts towards ``max_auth_tries`` and the address's
+    lockout), *authenticated* (the idle timer runs, reset by what the
+    operator sends: keystrokes, channels, requests), *closing* (a disconnect
+    sent; aborted if not gone within ``CLOSE_GRACE_S``).  Every reason it
+    closes is logged once, with the peer's address.
+    """
+
+    factory: "_ManholeFactory"
+    transport: Any
+    _timer: Any
+    log = Logger()
+    _log = Logger(observer=_quiet)
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.host = getattr(peer, "host", None) or str(peer)
+        self.peer = f"{self.host}:{peer.port}" if hasattr(peer, "port") else self.host
+        self.user: str | None = None
+        self.failures: list[str] = []
+        self.closing: str | None = None
+        self._timer = self.factory.clock.callLater(self.factory.config.login_timeout_s, self._login_timed_out)
+        self._abort: Any = None
+        super().connectionMade()
+
+    # -------------------------------------------------- events from conch
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if not self.gotVersion:
+            # A client speaks first with its version line (RFC 4253, 4.2).
+            start = (self.buf + data)[:4]
+            if not b"SSH-".startswith(start):
+                self._broken(f"not an SSH client: it began with {start!r}")
+                return
+        try:
+            super().dataReceived(data)
+        except Exception as e:
+            self._broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+
+    def dispatchMessage(self, messageNum, payload):
+        if self.user is not None and messageNum in _ACTIVITY and self._timer is not None:
+            self._timer.reset(self.factory.config.idle_s)
+        super().dispatchMessage(messageNum, payload)
+
+    def sendDisconnect(self, reason, desc):
+        """Conch gives up on the peer (a version string too long, a bad
+        packet, no algorithm in common): one line, and close."""
+        if self.user is None:
+            self.factory.failed(self.host)
+        self._close(reason, desc, "manhole: {peer} broke the SSH protocol ({why}); disconnected",
+                    why=desc.decode("ascii", "replace"))
+
+    def receiveError(self, reasonCode, description):
+        # A client leaving says why (no more keys, the user logged out): the
+        # lines at connectionLost tell what an operator needs.
+        self.log.debug("manhole: {peer} disconnected: {description} (code {code})", peer=self.peer,
+                       description=description.decode("utf-8", "replace"), code=reasonCode)
+
+    def logged_in(self, user: bytes, key: str | None) -> None:
+        self.user = user.decode("utf-8", "replace")
+        refused = f" (after {len(self.failures)} refused: {', '.join(self.failures)})" if self.failures else ""
+        self.log.info("manhole: {peer} logged in as {user} with key {key}{refused}",
+                      peer=self.peer, user=self.user, key=key, refused=refused)
+        self._cancel_timer()
+        self._timer = self.factory.clock.callLater(self.factory.config.idle_s, self._idle)
+
+    def auth_failed(self, user: str, what: str) -> bool:
+        """An authentication as ``user`` with ``what`` was refused; whether
+        the peer may try again."""
+        self.failures.append(f"{what} as {user}")
+        self.factory.failed(self.host)
+        if len(self.failures) < self.factory.config.max_auth_tries:
+            return True
+        self._close(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, b"too many failed authentications",
+                    "manhole: {peer} refused after {count} failed authentications ({what}); disconnected",
+                    count=len(self.failures), what=", ".join(self.failures))
+        return False
+
+    def refused_request(self, what: str) -> None:
+        self.log.info("manhole: {peer} asked for {what}; refused (the manhole is a shell only)",
+                      peer=self.peer, what=what)
+
+    def connectionLost(self, reason=None):
+        self._cancel_timer()
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        if self.closing is None:
+            if self.user is not None:
+                self.log.info("manhole: {peer} ({user}) logged out", peer=self.peer, user=self.user)
+            elif self.failures:
+                self.log.info("manhole: {peer} left without logging in after {count} refused ({what})",
+                              peer=self.peer, count=len(self.failures), what=", ".join(self.failures))
+        super().connectionLost(reason)
+
+    # ------------------------------------------------------- the closes
+
+    def _login_timed_out(self) -> None:
+        self._timer = None
+        self.factory.failed(self.host)
+        self._close(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, b"login timed out",
+                    "manhole: {peer} not logged in within {seconds:g} s; disconnected",
+                    seconds=self.factory.config.login_timeout_s)
+
+    def _idle(self) -> None:
+        self._timer = None
+        self._close(transport.DISCONNECT_BY_APPLICATION, b"idle session closed",
+                    "manhole: {peer} ({user}) idle for {seconds:g} s; session closed",
+                    user=self.user, seconds=self.factory.config.idle_s)
+
+    def _broken(self, why: str) -> None:
+        if self.closing:
+            return
+        if self.user is None:
+            self.factory.failed(self.host)
+        self.closing = why
+        self._cancel_timer()
+        self.log.warn("manhole: {peer} broke the SSH protocol ({why}); closed", peer=self.peer, why=why)
+        self.transport.abortConnection()
+
+    def _close(self, code: int, description: bytes, message: str, **fields: Any) -> None:
+        if self.closing:
+            return
+        self.closing = description.decode("ascii")
+        self._cancel_timer()
+        self.log.warn(message, peer=self.peer, **fields)
+        self.sendPacket(transport.MSG_DISCONNECT, code.to_bytes(4, "big") + NS(description) + NS(b""))
+        self.transport.loseConnection()
+        self._abort = self.factory.clock.callLater(CLOSE_GRACE_S, self.transport.abortConnection)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+class _ManholeFactory(manhole_ssh.ConchFactory):
+    """Builds a ``_ManholeTransport`` per connection, unless the address is
+    locked out (then the connection is closed before any byte is sent)."""
+
+    protocol = _ManholeTransport
+    publicKeys: Any
+    privateKeys: Any
+    services = {b"ssh-userauth": _KeysOnlyAuth, b"ssh-connection": _Connection}
+    log = Logger()
+    noisy = False
+
+    def __init__(self, config: ManholeConfig, namespace: dict, clock: interfaces.IReactorTime):
+        assert config.host_key is not None and config.authorized_keys is not None
+        checker = conch_checkers.SSHPublicKeyChecker(AuthorizedKeysFile(config.authorized_keys))
+        super().__init__(portal.Portal(_Realm(namespace), [checker]))
+        self.config = config
+        self.clock = clock
+        self.lockout = Lockout(config.lockout_after, config.lockout_s)
+        host_key = load_host_key(config.host_key)
+        self.host_fingerprint = fingerprint(host_key)
+        self.privateKeys = {host_key.sshType(): host_key}
+        self.publicKeys = {host_key.sshType(): host_key.public()}
+        self.primes = None
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        self.log.info("manhole (ssh) on {listen}, host key {fingerprint}, keys in {authorized}",
+                      listen=self.config.listen, fingerprint=self.host_fingerprint,
+                      authorized=self.config.authorized_keys)
+        if not listens_locally(self.config.listen):
+            self.log.warn("manhole: {listen} is reachable beyond this machine (allow_remote = yes): a Python "
+                          "shell in the live process, guarded by the keys in {authorized}",
+                          listen=self.config.listen, authorized=self.config.authorized_keys)
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", None) or str(addr)
+        if self.lockout.locked(host, self.clock.seconds()):
+            self.log.debug("manhole: {host} is locked out; connection closed", host=host)
+            return None
+        t: Any = internet_protocol.Factory.buildProtocol(self, addr)
+        t.supportedPublicKeys = list(self.privateKeys.values())[0].supportedSignatureAlgorithms()
+        t.supportedKeyExchanges = [k for k in t.supportedKeyExchanges
+                                   if not _kex.isDynamicPrimesGroup(k)]
+        return t
+
+    def failed(self, host: str) -> None:
+        if self.lockout.failed(host, self.clock.seconds()):
+            self.log.warn("manhole: {host} locked out for {seconds:g} s after {count} failures",
+                          host=host, seconds=self.config.lockout_s, count=self.config.lockout_after)
+
+
+def manhole_factory(config: ManholeConfig, namespace: dict, clock: interfaces.IReactorTime | None = None):
+    """The SSH manhole's protocol factory, whose shell sees ``namespace``;
+    timers on ``clock`` (the reactor by default)."""
+    if clock is None:
+        from twisted.internet import reactor
+
+        clock = reactor
+    assert clock is not None
+    return _ManholeFactory(config, namespace, clock)
+
+
+# ------------------------------------------------------------ telnet (lab)
 
 
 @provider(ILogObserver)
@@ -73,14 +712,35 @@ class _ShellRealm:
         return telnet.ITelnetProtocol, shell, lambda: None
 
 
-def manhole_service(config: ManholeConfig, namespace: dict):
-    """A telnet manhole service whose shell sees ``namespace``.
+class _TelnetFactory(ServerFactory):
+    log = Logger()
 
-    Logins are checked against the password file; the listener is built with
-    ``strports.service``, so a port that cannot be bound stops start-up.
+    def __init__(self, config: ManholeConfig, guarded: portal.Portal):
+        self.config = config
+        self.guarded = guarded
+
+    def startFactory(self) -> None:
+        self.log.warn("manhole: telnet on {listen}, loopback only: passwords and the shell cross in clear; "
+                      "for the lab only (protocol = ssh is the default)", listen=self.config.listen)
+
+    def buildProtocol(self, addr):
+        return telnet.TelnetTransport(telnet.AuthenticatingTelnetProtocol, self.guarded)
+
+
+def manhole_service(config: ManholeConfig, namespace: dict):
+    """The manhole's listening service, whose shell sees ``namespace``.
+
+    Built with ``strports.service``, so a port that cannot be bound stops
+    start-up.  Raises ``ConfigError`` when a key file went bad since the
+    config was read.
     """
-    checker = checkers.FilePasswordDB(config.passwd)
-    guarded = portal.Portal(_ShellRealm(namespace), [checker])
-    factory = ServerFactory()
-    factory.protocol = lambda: telnet.TelnetTransport(telnet.AuthenticatingTelnetProtocol, guarded)
+    if config.protocol == "telnet":
+        assert config.passwd is not None
+        checker = checkers.FilePasswordDB(config.passwd)
+        factory: ServerFactory = _TelnetFactory(config, portal.Portal(_ShellRealm(namespace), [checker]))
+    else:
+        try:
+            factory = manhole_factory(config, namespace)
+        except ValueError as e:
+            raise ConfigError(f"[manhole]: {e}") from None
     return strports.service(config.listen, factory)
