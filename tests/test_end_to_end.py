@@ -1,7 +1,8 @@
 """The whole chain as a user runs it: real twistd processes on loopback.
 
 One aggregator, two homes and their two software actuators start with the
-real ``twistd`` commands on free ports.  Events that cut the limit below the
+real ``twistd`` commands on free ports, over mutual TLS with credentials
+made by ``jeisson.pki`` (the ``credentials`` fixture) and with board keys.  Events that cut the limit below the
 homes' demand are written to the aggregator's events file by the tests that
 need one, as an operator would.  The tests check what an operator would:
 every round within the limit, the boards' relays as the last round
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -78,7 +80,7 @@ class EventsFile:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory):
+def system(tmp_path_factory, credentials):
     work = str(tmp_path_factory.mktemp("e2e"))
     ports = dict(zip(("aggregator", "home-a", "home-b", "manhole"), free_ports(4), strict=True))
     write(os.path.join(work, "manhole.passwd"), "operator:s3cret\n")
@@ -102,7 +104,7 @@ secret = secret-b
 [manhole]
 listen = {ports['manhole']}
 passwd = manhole.passwd
-""")
+""" + credentials.aggregator_tls())
     homes = {
         "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
         "home-b": [("b1", 2500, 8, "no"), ("b2", 1000, 3, "no")],
@@ -121,7 +123,8 @@ measure_period_s = 1
 
 [actuator:{board}]
 relays = {len(loads)}
-"""
+key = {credentials.board(board)}
+""" + credentials.home_tls(home)
         board_text = f"""
 [actuator]
 id = {board}
@@ -132,6 +135,7 @@ noise = 0.01
 seed = 7
 cold_load_min_s = 0
 cold_load_max_s = 1
+key = {credentials.board(board)}
 """
         for relay, (load, watts, priority, critical) in enumerate(loads, 1):
             text += f"""
@@ -156,7 +160,8 @@ min_interval_s = 0
         fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
         fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
     try:
-        yield {"work": work, "ports": ports, "fleet": fleet, "homes": homes, "events": events}
+        yield {"work": work, "ports": ports, "fleet": fleet, "homes": homes, "events": events,
+               "credentials": credentials}
     finally:
         fleet.stop()
 
@@ -230,9 +235,20 @@ def relay_states(system, board, count):
     return states
 
 
-def line_exchange(port, payload: bytes, timeout=5.0) -> tuple[bytes, bool]:
-    """Send ``payload``; return what came back and whether the peer closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def tls_context(credentials, home: str | None) -> ssl.SSLContext:
+    """A client's TLS, as a home's (with ``home``'s certificate) or a
+    stranger's (none), trusting the aggregator's CA."""
+    context = ssl.create_default_context(cafile=credentials.ca)
+    if home is not None:
+        context.load_cert_chain(*credentials.home(home))
+    return context
+
+
+def line_exchange(port, payload: bytes, timeout=5.0, tls: ssl.SSLContext | None = None) -> tuple[bytes, bool]:
+    """Send ``payload`` (over ``tls`` if given); return what came back and
+    whether the peer closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as plain, \
+            (tls.wrap_socket(plain, server_hostname="localhost") if tls else plain) as s:
         s.sendall(payload)
         received = b""
         closed = False
@@ -243,7 +259,7 @@ def line_exchange(port, payload: bytes, timeout=5.0) -> tuple[bytes, bool]:
                 chunk = s.recv(65536)
             except TimeoutError:
                 break
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 closed = True
                 break
             if not chunk:
@@ -336,19 +352,31 @@ def test_boards_power_up_open_and_their_homes_switch_on_what_owners_want(system,
 
 def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system, connected):
     port = system["ports"]["aggregator"]
-    reply, closed = line_exchange(port, b"this is not a message\nPING {\"n\": 3}\n")
+    # A stranger without a certificate, or in plaintext, never gets a line in.
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-a", "versions": [1]}\n',
+                                  tls=tls_context(system["credentials"], None))
+    assert reply == b"" and closed
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-a", "versions": [1]}\n')
+    assert b"REFUSED" not in reply and b"WELCOME" not in reply and closed
+    # With home-a's certificate (as home-a itself would, or a thief of its key).
+    as_home_a = tls_context(system["credentials"], "home-a")
+    reply, closed = line_exchange(port, b"this is not a message\nPING {\"n\": 3}\n", tls=as_home_a)
     assert b'ERROR {"code":"unknown-verb"' in reply and b'PONG {"n":3}' in reply and not closed
-    reply, closed = line_exchange(port, b'FLEX {"bid": 1, "loads": []}\n')
+    reply, closed = line_exchange(port, b'FLEX {"bid": 1, "loads": []}\n', tls=as_home_a)
     assert b'ERROR {"code":"state"' in reply and not closed
-    reply, closed = line_exchange(port, b'HELLO {"home": "intruder", "secret": "x", "versions": [1]}\n')
-    assert b'REFUSED {"code":"unknown-home"' in reply and closed
-    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "wrong", "versions": [1]}\n')
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-b", "secret": "secret-b", "versions": [1]}\n',
+                                  tls=as_home_a)
+    assert b'REFUSED {"code":"identity-mismatch"' in reply and closed
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "wrong", "versions": [1]}\n',
+                                  tls=as_home_a)
     assert b'REFUSED {"code":"bad-credential"' in reply and closed
-    reply, closed = line_exchange(port, b"X" * 20000 + b"\n")
+    reply, closed = line_exchange(port, b"X" * 20000 + b"\n", tls=as_home_a)
     assert closed
     log = read_log(system, "aggregator")
     assert re.search(r"127\.0\.0\.1:\d+: line longer than 16384 bytes", log)
-    assert re.search(r"refused 127\.0\.0\.1:\d+ claiming to be home intruder: unknown-home", log)
+    assert re.search(r"refused 127\.0\.0\.1:\d+ claiming to be home home-b: identity-mismatch: this "
+                     r"connection's certificate is for home 'home-a'", log)
+    assert re.search(r"TLS handshake with 127\.0\.0\.1:\d+ failed", log)
     # The board side of a home.
     board_port = system["ports"]["home-a"]
     reply, closed = line_exchange(board_port, b"\x00\xff garbage\n")

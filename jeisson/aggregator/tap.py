@@ -6,20 +6,28 @@ naming the file.  The aggregator reads what it remembers from it at once
 (events, anchors, round numbering, the homes' last records) and writes to it
 from then on; ``StoreService`` prunes it and, started first, is stopped
 last, so that what the aggregator writes while stopping is committed.
+
+Homes connect over mutual TLS (``[tls]``, ``jeisson.tls``): the credentials
+are read and checked while twistd parses the command line, so a missing,
+unreadable or expired file, or no ``[tls]`` at all, is one line naming the
+file and the key.  ``[tls] plaintext = yes`` (loopback only) is the lab's
+exception, and says so in the log.
 """
 
 import gc
+from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet import threads
 from twisted.logger import Logger
 
-from jeisson.aggregator.config import read_config
+from jeisson import tls
+from jeisson.aggregator.config import AggregatorConfig, read_config
 from jeisson.aggregator.core import Aggregator
 from jeisson.aggregator.eventsfile import EventsFileWatcher
 from jeisson.aggregator.home_link import HomeSession
 from jeisson.aggregator.report import StatusFileListener
+from jeisson.config import ConfigError
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
 from jeisson.status_file import StatusFileService
@@ -32,18 +40,38 @@ from jeisson.wire import aggregator_home
 class Options(ConfigOptions):
     read_config = staticmethod(read_config)
 
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["tls"] = server_tls(self["parsed"], self["config"])
+
+
+def server_tls(config: AggregatorConfig, source: str) -> tls.ServerTLS | None:
+    """The aggregator's TLS, its files checked (``ConfigError`` naming the
+    file and key); None where ``[tls] plaintext = yes``."""
+    settings = tls.require(config.tls, source, "aggregator")
+    return None if settings.plaintext else tls.ServerTLS(settings)
+
 
 class AggregatorService(Service):
     log = Logger()
 
-    def __init__(self, aggregator: Aggregator):
+    def __init__(self, aggregator: Aggregator, server: tls.ServerTLS | None = None):
         self.aggregator = aggregator
+        self.server = server
 
     def startService(self):
         super().startService()
         config = self.aggregator.config
-        self.log.info("aggregator listening on {listen} for homes {homes}", listen=config.listen,
-                      homes=", ".join(config.homes))
+        if self.server is None:
+            self.log.warn("aggregator listening on {listen} for homes {homes} in PLAINTEXT ([tls] plaintext = yes, "
+                          "loopback only)", listen=config.listen, homes=", ".join(config.homes))
+        else:
+            self.log.info("aggregator listening on {listen} for homes {homes} over mutual TLS (CA {ca}, "
+                          "revocation list {crl}: {revoked} revoked)", listen=config.listen,
+                          homes=", ".join(config.homes), ca=self.server.tls.ca, crl=self.server.tls.crl,
+                          revoked=len(self.server.revoked))
+            for warning in self.server.warnings:
+                self.log.warn("{warning}", warning=warning)
         store = self.aggregator.store
         if store is None:
             self.log.warn("no store ([store] path = none): events added while running, the round numbering and "
@@ -70,6 +98,13 @@ def makeService(options) -> MultiService:
     # (about 190 ms of a 230 ms resume, bench/store_cost.py).
     gc.freeze()
     config = config_of(options, read_config)
+    server: Any = options.get("tls")
+    if server is None and "tls" not in options:  # not parsed by Options (a caller's own dict)
+        try:
+            server = server_tls(config, options["config"])
+        except ConfigError as e:
+            raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
+    assert config.tls is not None  # server_tls required it
     top = MultiService()
     store = None
     if config.store is not None:
@@ -83,10 +118,10 @@ def makeService(options) -> MultiService:
         aggregator = Aggregator(config, reactor, solve_in_thread=threads.deferToThread, store=store)
     except StoreError as e:
         raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
-    AggregatorService(aggregator).setServiceParent(top)
+    AggregatorService(aggregator, server).setServiceParent(top)
     if config.events_file:
         EventsFileWatcher(aggregator, config.events_file, config.events_poll_s, reactor).setServiceParent(top)
-    strports.service(config.listen, home_factory(aggregator)).setServiceParent(top)
+    tls.server_service(config.tls, config.listen, home_factory(aggregator), reactor, server).setServiceParent(top)
     if config.status_file:
         status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor)
         aggregator.add_listener(StatusFileListener(status_file))

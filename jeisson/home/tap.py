@@ -6,17 +6,27 @@ file.  The home reads what it remembers from it at once (its budget, its
 owner's settings, its loads' clocks), before any board or the aggregator can
 speak; ``StoreService`` prunes it and, started first, is stopped last, so
 that what the home writes while stopping is committed.
+
+The home reaches its aggregator over mutual TLS (``[tls]``,
+``jeisson.tls``): it offers its certificate, which must name this home, and
+takes an aggregator only with a certificate from the configured CA for the
+configured name.  The credentials are checked while twistd parses the
+command line (one line naming the file and the key); ``[tls] plaintext =
+yes`` (loopback only) is the lab's exception, and says so in the log.
 """
 
 from twisted.application import strports
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
+from jeisson import tls
+from jeisson.config import ConfigError
 from jeisson.home.aggregator_link import UplinkSession
 from jeisson.home.board_link import BoardSession
-from jeisson.home.config import read_config
+from jeisson.home.config import HomeConfig, read_config
 from jeisson.home.core import Home
 from jeisson.manhole import manhole_service
 from jeisson.options import ConfigOptions, config_of
@@ -30,6 +40,17 @@ from jeisson.wire import aggregator_home, home_actuator
 
 class Options(ConfigOptions):
     read_config = staticmethod(read_config)
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["tls"] = client_tls(self["parsed"], self["config"])
+
+
+def client_tls(config: HomeConfig, source: str) -> tls.Loaded | None:
+    """The home's credentials, checked (``ConfigError`` naming the file and
+    key); None where ``[tls] plaintext = yes``."""
+    settings = tls.require(config.tls, source, "home")
+    return None if settings.plaintext else tls.load_client(settings, config.id)
 
 
 class HomeService(Service):
@@ -45,6 +66,12 @@ class HomeService(Service):
         where += [f"{s.port.mode} XBee on {s.port.device}" for s in config.serials.values()]
         self.log.info("home {home}: boards on {where}; aggregator at {aggregator}", home=config.id,
                       where=", ".join(where), aggregator=config.aggregator)
+        if config.tls is not None and config.tls.plaintext:
+            self.log.warn("home {home}: the aggregator link is PLAINTEXT ([tls] plaintext = yes, loopback only)",
+                          home=config.id)
+        elif config.tls is not None:
+            self.log.info("home {home}: aggregator link over mutual TLS, the aggregator verified as {name} "
+                          "(CA {ca})", home=config.id, name=config.tls.name, ca=config.tls.ca)
         if self.home.store is None:
             self.log.warn("home {home}: no store ([store] path = none): a restart forgets the budget in force, "
                           "the owner's settings and the loads' minimum-time clocks, and nothing is journaled",
@@ -74,8 +101,11 @@ log = Logger()
 RETRY_AFTER_REFUSAL_S = 30.0
 
 
-def uplink_service(home: Home, reactor) -> ClientService:
+def uplink_service(home: Home, reactor, endpoint: IStreamClientEndpoint | None = None) -> ClientService:
     """Keeps the aggregator link up, retrying with backoff while it is down.
+
+    ``endpoint``: where the aggregator is (``jeisson.tls.client_endpoint``
+    over ``[home] aggregator``); by default that endpoint string as it is.
 
     The HELLO exchange runs inside the session rather than as
     ``prepareConnection``: ClientService cannot take a connection lost while
@@ -90,8 +120,9 @@ def uplink_service(home: Home, reactor) -> ClientService:
                  home=home.config.id, aggregator=home.config.aggregator, delay=delay)
         return delay
 
-    return ClientService(clientFromString(reactor, home.config.aggregator), uplink_factory(home),
-                         retryPolicy=retry_delay, clock=reactor)
+    if endpoint is None:
+        endpoint = clientFromString(reactor, home.config.aggregator)
+    return ClientService(endpoint, uplink_factory(home), retryPolicy=retry_delay, clock=reactor)
 
 
 def serial_service(home: Home, serial: HomeSerialConfig, reactor) -> SerialPortService:
@@ -103,6 +134,15 @@ def makeService(options) -> MultiService:
     from twisted.internet import reactor
 
     config = config_of(options, read_config)
+    loaded = options.get("tls")
+    if loaded is None and "tls" not in options:  # not parsed by Options (a caller's own dict)
+        try:
+            loaded = client_tls(config, options["config"])
+        except ConfigError as e:
+            raise SystemExit(f"jeisson-home: cannot start home {config.id}: {e}") from None
+    assert config.tls is not None  # client_tls required it
+    for warning in loaded.warnings if loaded is not None else ():
+        log.warn("{warning}", warning=warning)
     top = MultiService()
     store = None
     if config.store is not None:
@@ -118,7 +158,8 @@ def makeService(options) -> MultiService:
         strports.service(config.actuators_listen, board_factory(home)).setServiceParent(top)
     for serial in config.serials.values():
         serial_service(home, serial, reactor).setServiceParent(top)
-    uplink_service(home, reactor).setServiceParent(top)
+    endpoint = tls.client_endpoint(reactor, config.aggregator, config.tls, loaded)
+    uplink_service(home, reactor, endpoint).setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"home": home}).setServiceParent(top)
     return top
