@@ -27,6 +27,20 @@ from jeisson.aggregator.negotiation import Offers
 from jeisson.wire import aggregator_home as wire
 
 
+def _cautious(level_w: float | None, measured_w: float | None, granted_w: float | None, held_w: float | None,
+              demand_w: float | None, safe_w: float | None, max_w: float | None, registered_max_w: float) -> float:
+    """``HomeRecord.cautious_w`` from its figures (``granted_w`` and
+    ``held_w`` None where that budget does not hold)."""
+    known = [w for w in (level_w, measured_w, granted_w, held_w) if w is not None]
+    if (granted_w is None or held_w is None) and demand_w is not None:
+        known.append(demand_w)
+    if safe_w:
+        known.append(safe_w)
+    if known:
+        return max(known)
+    return max_w if max_w is not None else registered_max_w
+
+
 class HomeLink(Protocol):
     """What the aggregator calls on a home's live link (``HomeSession``)."""
 
@@ -105,14 +119,21 @@ class HomeRecord:
         if granted_w is None and self.in_event is not None and not self.budget_over(now):
             granted_w = self.budget_w
         held_w = self.held_w if self.held_event is not None and not self.held_over(now) else None
-        known = [w for w in (self.level_w, self.measured_w, granted_w, held_w) if w is not None]
-        if (granted_w is None or held_w is None) and self.demand_w is not None:
-            known.append(self.demand_w)
-        if self.safe_w:
-            known.append(self.safe_w)
-        if known:
-            return max(known)
-        return self.max_w if self.max_w is not None else self.registered_max_w
+        return _cautious(self.level_w, self.measured_w, granted_w, held_w, self.demand_w, self.safe_w, self.max_w,
+                         self.registered_max_w)
+
+    @staticmethod
+    def cautious_of(kept: dict[str, Any], registered_max_w: float, now: float) -> float:
+        """``cautious_w(now=now)`` of the record ``restore(kept, now)`` would
+        make, without making it (``memory.Memory`` asks this of every
+        record it wrote, on every change)."""
+        get = kept.get
+        end = get("budget_end")
+        granted_w = get("budget_w") if get("in_event") is not None and (end is None or end > now) else None
+        end = get("held_end")
+        held_w = get("held_w") if get("held_event") is not None and (end is None or end > now) else None
+        return _cautious(get("level_w"), get("measured_w"), granted_w, held_w, get("demand_w"), get("safe_w"),
+                         get("max_w"), registered_max_w)
 
     def budget_over(self, now: float | None) -> bool:
         """Whether its budget's end has passed (unknown without ``now``: not)."""

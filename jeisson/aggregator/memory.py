@@ -135,7 +135,6 @@ class Memory(AggregatorListener):
         self.homes = homes
         self._dirty: set[str] = set()
         self._written: dict[str, dict[str, Any]] = {}  # home -> its record as last written
-        self._written_as: dict[str, HomeRecord] = {}  # home -> that row as a restart restores it (a cache)
         self._budget_end: dict[str, float] = {}  # home -> its last BUDGET's end
         self._awaiting: dict[str, int] = {}  # home -> the round whose commitment writes its record
         self._flush: IDelayedCall | None = None
@@ -146,8 +145,6 @@ class Memory(AggregatorListener):
     def resumed(self, homes: dict[str, dict[str, Any]]) -> None:
         """The records a restart gave back: what is already written."""
         self._written.update(homes)
-        for home_id in homes:
-            self._written_as.pop(home_id, None)
 
     def number_taken(self, number: int) -> "Deferred[None]":
         """``Rounds``' reserve: the number kept; fires once durable."""
@@ -223,8 +220,9 @@ class Memory(AggregatorListener):
             record = records[home_id]
             row = record.remembered()
             row.update(budget_w=budget_w, budget_end=end, in_event=event.id, budget_round=round_number)
-            if (self._restored(home_id, row, now).cautious_w(now=now)
-                    > self._as_written(home_id, now).cautious_w(now=now) + _RISE_SLACK_W):
+            registered = record.registered_max_w
+            if (HomeRecord.cautious_of(row, registered, now)
+                    > HomeRecord.cautious_of(self._written.get(home_id, {}), registered, now) + _RISE_SLACK_W):
                 self._put(home_id, row)
 
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
@@ -265,24 +263,12 @@ class Memory(AggregatorListener):
 
     def _rose(self, home_id: str) -> bool:
         """Whether the home's cautious figure is above that of its record
-        as last written (what a restart would count it at)."""
+        as last written (what a restart would count it at; nothing written:
+        its registered maximum)."""
         now = self.clock.seconds()
-        return (self.homes.records[home_id].cautious_w(now=now)
-                > self._as_written(home_id, now).cautious_w(now=now) + _RISE_SLACK_W)
-
-    def _as_written(self, home_id: str, now: float) -> HomeRecord:
-        """The home's record as a restart would restore it from what was
-        last written (nothing written: its registered maximum)."""
-        written = self._written_as.get(home_id)
-        if written is None:
-            written = self._written_as[home_id] = self._restored(home_id, self._written.get(home_id, {}), now)
-        return written
-
-    def _restored(self, home_id: str, row: dict[str, Any], now: float) -> HomeRecord:
-        # A budget over at ``now`` stays over later: the record holds for any later ``now``.
-        restored = HomeRecord(home_id, "", self.homes.records[home_id].registered_max_w)
-        restored.restore(row, now)
-        return restored
+        record = self.homes.records[home_id]
+        return (record.cautious_w(now=now)
+                > HomeRecord.cautious_of(self._written.get(home_id, {}), record.registered_max_w, now) + _RISE_SLACK_W)
 
     def _schedule_flush(self) -> None:
         if self._flush is None or not self._flush.active():
@@ -315,5 +301,4 @@ class Memory(AggregatorListener):
 
     def _put(self, home_id: str, row: dict[str, Any]) -> None:
         self._written[home_id] = row
-        self._written_as.pop(home_id, None)
         self.store.put(HOME, home_id, row)
