@@ -30,15 +30,27 @@ from jeisson.wire import aggregator_home as wire
 def _cautious(level_w: float | None, measured_w: float | None, granted_w: float | None, held_w: float | None,
               demand_w: float | None, safe_w: float | None, max_w: float | None, registered_max_w: float) -> float:
     """``HomeRecord.cautious_w`` from its figures (``granted_w`` and
-    ``held_w`` None where that budget does not hold)."""
-    known = [w for w in (level_w, measured_w, granted_w, held_w) if w is not None]
-    if (granted_w is None or held_w is None) and demand_w is not None:
-        known.append(demand_w)
-    if safe_w:
-        known.append(safe_w)
-    if known:
-        return max(known)
+    ``held_w`` None where that budget does not hold).  Asked of every home
+    on every change it reports (``memory.Memory``): plain comparisons."""
+    most = _NOTHING
+    if level_w is not None and level_w > most:
+        most = level_w
+    if measured_w is not None and measured_w > most:
+        most = measured_w
+    if granted_w is not None and granted_w > most:
+        most = granted_w
+    if held_w is not None and held_w > most:
+        most = held_w
+    if (granted_w is None or held_w is None) and demand_w is not None and demand_w > most:
+        most = demand_w
+    if safe_w and safe_w > most:
+        most = safe_w
+    if most > _NOTHING:
+        return most
     return max_w if max_w is not None else registered_max_w
+
+
+_NOTHING = float("-inf")
 
 
 class HomeLink(Protocol):

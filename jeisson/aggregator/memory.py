@@ -53,6 +53,7 @@ budget or level writes nothing; outside events a changed record is written
 within ``FLUSH_S``), and writes of the same home coalesce in a batch.
 """
 
+import math
 from typing import Any
 
 import attrs
@@ -135,6 +136,9 @@ class Memory(AggregatorListener):
         self.homes = homes
         self._dirty: set[str] = set()
         self._written: dict[str, dict[str, Any]] = {}  # home -> its record as last written
+        # home -> that record's cautious figure, and until when it holds (the
+        # next end of a budget it names): asked on every change (``_rose``).
+        self._written_w: dict[str, tuple[float, float]] = {}
         self._budget_end: dict[str, float] = {}  # home -> its last BUDGET's end
         self._awaiting: dict[str, int] = {}  # home -> the round whose commitment writes its record
         self._flush: IDelayedCall | None = None
@@ -145,6 +149,8 @@ class Memory(AggregatorListener):
     def resumed(self, homes: dict[str, dict[str, Any]]) -> None:
         """The records a restart gave back: what is already written."""
         self._written.update(homes)
+        for home_id in homes:
+            self._written_w.pop(home_id, None)
 
     def number_taken(self, number: int) -> "Deferred[None]":
         """``Rounds``' reserve: the number kept; fires once durable."""
@@ -220,9 +226,7 @@ class Memory(AggregatorListener):
             record = records[home_id]
             row = record.remembered()
             row.update(budget_w=budget_w, budget_end=end, in_event=event.id, budget_round=round_number)
-            registered = record.registered_max_w
-            if (HomeRecord.cautious_of(row, registered, now)
-                    > HomeRecord.cautious_of(self._written.get(home_id, {}), registered, now) + _RISE_SLACK_W):
+            if HomeRecord.cautious_of(row, record.registered_max_w, now) > self._written_cautious_w(home_id, now):
                 self._put(home_id, row)
 
     def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
@@ -263,12 +267,22 @@ class Memory(AggregatorListener):
 
     def _rose(self, home_id: str) -> bool:
         """Whether the home's cautious figure is above that of its record
-        as last written (what a restart would count it at; nothing written:
-        its registered maximum)."""
+        as last written (what a restart would count it at)."""
         now = self.clock.seconds()
-        record = self.homes.records[home_id]
-        return (record.cautious_w(now=now)
-                > HomeRecord.cautious_of(self._written.get(home_id, {}), record.registered_max_w, now) + _RISE_SLACK_W)
+        return self.homes.records[home_id].cautious_w(now=now) > self._written_cautious_w(home_id, now)
+
+    def _written_cautious_w(self, home_id: str, now: float) -> float:
+        """The cautious figure of the home's record as last written (nothing
+        written: its registered maximum), as a restart at ``now`` would
+        count it, plus the slack a rise must pass."""
+        cached = self._written_w.get(home_id)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        row = self._written.get(home_id, {})
+        figure = HomeRecord.cautious_of(row, self.homes.records[home_id].registered_max_w, now) + _RISE_SLACK_W
+        ends = [end for end in (row.get("budget_end"), row.get("held_end")) if end is not None and end > now]
+        self._written_w[home_id] = (figure, min(ends, default=math.inf))
+        return figure
 
     def _schedule_flush(self) -> None:
         if self._flush is None or not self._flush.active():
@@ -301,4 +315,5 @@ class Memory(AggregatorListener):
 
     def _put(self, home_id: str, row: dict[str, Any]) -> None:
         self._written[home_id] = row
+        self._written_w.pop(home_id, None)
         self.store.put(HOME, home_id, row)
