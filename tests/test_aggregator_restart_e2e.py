@@ -58,7 +58,7 @@ class Aggregator:
 
 
 @pytest.fixture
-def work(tmp_path):
+def work(tmp_path, credentials):
     etc = tmp_path / "etc"
     run = tmp_path / "run"
     etc.mkdir()
@@ -78,7 +78,7 @@ events_poll_s = 0.2
 [home:h1]
 secret = s1
 max_kw = 1
-""")
+""" + credentials.aggregator_tls())
     started = []
 
     def start():
@@ -139,11 +139,11 @@ def test_a_killed_aggregator_resumes_its_events_and_its_round_numbering(work):
     assert read(work["log"]).endswith("Server Shut Down.\n")
 
 
-def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line_naming_it(tmp_path):
+def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line_naming_it(tmp_path, credentials):
     [port] = free_ports(1)
     config = tmp_path / "aggregator.ini"
     write(config, f"[aggregator]\nlisten = tcp:{port}:interface=127.0.0.1\n[home:h1]\nsecret = s1\n"
-                  f"[store]\npath = {tmp_path}/missing/aggregator.sqlite\n")
+                  f"[store]\npath = {tmp_path}/missing/aggregator.sqlite\n" + credentials.aggregator_tls())
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-aggregator", "--config", str(config)],
                             capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=60)

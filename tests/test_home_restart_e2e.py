@@ -109,7 +109,7 @@ def work(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_a_home_killed_while_its_aggregator_is_gone_keeps_its_budget_until_the_event_ends(work):
+def test_a_home_killed_while_its_aggregator_is_gone_keeps_its_budget_until_the_event_ends(work, credentials):
     aggregator_port, board_port = free_ports(2)
     events = work / "events.ini"
     events.write_text("")
@@ -124,7 +124,7 @@ events_poll_s = 0.2
 
 [home:home-k]
 secret = k-secret
-""")
+""" + credentials.aggregator_tls())
     home = f"""
 [home]
 id = home-k
@@ -137,7 +137,8 @@ measure_period_s = 1
 
 [actuator:board-k]
 relays = {len(LOADS)}
-"""
+key = {credentials.board("board-k")}
+""" + credentials.home_tls("home-k")
     board = f"""
 [actuator]
 id = board-k
@@ -146,6 +147,7 @@ failsafe_after_s = 60
 measure_period_s = 0.5
 cold_load_min_s = 0
 cold_load_max_s = 0
+key = {credentials.board("board-k")}
 """
     for relay, (load, watts, priority, critical) in enumerate(LOADS, 1):
         home += f"""
@@ -217,13 +219,13 @@ min_interval_s = 0.5
         fleet.stop()
 
 
-def test_a_store_that_cannot_be_opened_stops_the_home_with_one_line_naming_the_file(work):
+def test_a_store_that_cannot_be_opened_stops_the_home_with_one_line_naming_the_file(work, credentials):
     import subprocess
 
     from jeisson.demo import twistd_command
 
     config = work / "home-s.ini"
-    config.write_text("""
+    config.write_text(f"""
 [home]
 id = home-s
 secret = s
@@ -232,6 +234,7 @@ actuators = tcp:0:interface=127.0.0.1
 
 [actuator:b]
 relays = 1
+key = {credentials.board("b")}
 
 [load:lamp]
 actuator = b
@@ -240,7 +243,7 @@ rated_w = 60
 
 [store]
 path = missing/home-s.sqlite
-""")
+""" + credentials.home_tls("home-s"))
     result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-home", "--config", str(config)],
                             capture_output=True, text=True, timeout=60, cwd=str(work))
     output = result.stdout + result.stderr

@@ -1,6 +1,6 @@
 """A home started before its aggregator keeps trying, and registers once the
 aggregator is up; when the aggregator goes away again, it reconnects to the
-new one.  Real twistd processes on loopback."""
+new one.  Real twistd processes on loopback, over mutual TLS."""
 
 import os
 
@@ -8,7 +8,7 @@ from jeisson.demo import Fleet, free_ports
 from tests.waiting import wait_for
 
 
-def test_home_keeps_trying_until_the_aggregator_is_up(tmp_path):
+def test_home_keeps_trying_until_the_aggregator_is_up(tmp_path, credentials):
     work = str(tmp_path)
     aggregator_port, board_port = free_ports(2)
     (tmp_path / "aggregator.ini").write_text(f"""
@@ -18,7 +18,7 @@ heartbeat_s = 1
 
 [home:home-r]
 secret = r-secret
-""")
+""" + credentials.aggregator_tls())
     (tmp_path / "home-r.ini").write_text(f"""
 [home]
 id = home-r
@@ -28,12 +28,13 @@ actuators = tcp:{board_port}:interface=127.0.0.1
 
 [actuator:board-r]
 relays = 1
+key = {credentials.board("board-r")}
 
 [load:lamp]
 actuator = board-r
 relay = 1
 rated_w = 60
-""")
+""" + credentials.home_tls("home-r"))
 
     def home_log():
         with open(os.path.join(work, "home-r.log"), encoding="utf-8", errors="replace") as f:

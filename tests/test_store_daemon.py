@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 
 from jeisson.demo import twistd_command
@@ -40,8 +41,8 @@ def journal_subjects(path: str) -> list[tuple[str, str]]:
         return []
 
 
-def test_a_daemonized_aggregator_commits_to_its_store(tmp_path):
-    (tmp_path / "aggregator.ini").write_text(CONFIG)
+def test_a_daemonized_aggregator_commits_to_its_store(tmp_path, credentials):
+    (tmp_path / "aggregator.ini").write_text(CONFIG + credentials.aggregator_tls())
     pidfile, log = tmp_path / "twistd.pid", tmp_path / "aggregator.log"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = subprocess.run(
@@ -69,10 +70,10 @@ def test_a_daemonized_aggregator_commits_to_its_store(tmp_path):
     assert "Traceback" not in log.read_text()
 
 
-def test_what_the_links_write_as_twistd_stops_is_stored(tmp_path):
+def test_what_the_links_write_as_twistd_stops_is_stored(tmp_path, credentials):
     """SIGTERM: twistd stops its services, then the reactor drops the links;
     the aggregator's journal still gets the home that left."""
-    (tmp_path / "aggregator.ini").write_text(CONFIG)
+    (tmp_path / "aggregator.ini").write_text(CONFIG + credentials.aggregator_tls())
     log = tmp_path / "aggregator.log"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "wb") as out:
@@ -80,9 +81,12 @@ def test_what_the_links_write_as_twistd_stops_is_stored(tmp_path):
                                                        "aggregator.ini"], cwd=tmp_path, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     try:
-        port = int(wait_for(lambda: (m := re.search(r"LineLinkFactory starting on (\d+)", log.read_text())) and
-                            m.group(1), 20, "the aggregator listening"))
-        home = socket.create_connection(("127.0.0.1", port), timeout=10)
+        port = int(wait_for(lambda: (m := re.search(r"LineLinkFactory \(TLS\) starting on (\d+)", log.read_text()))
+                            and m.group(1), 20, "the aggregator listening"))
+        tls = ssl.create_default_context(cafile=credentials.ca)
+        tls.load_cert_chain(*credentials.home("h1"))
+        home = tls.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                               server_hostname="localhost")
         home.sendall(wire.serialize(wire.Hello("h1", "s", (1,))) + b"\n")
         assert home.recv(4096).startswith(b"WELCOME")
         process.send_signal(signal.SIGTERM)

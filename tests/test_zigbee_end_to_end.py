@@ -8,7 +8,7 @@ from jeisson.demo import Fleet
 from tests.waiting import wait_for
 
 
-def test_a_board_on_zigbee_through_the_radio_process_and_a_device_that_returns(tmp_path):
+def test_a_board_on_zigbee_through_the_radio_process_and_a_device_that_returns(tmp_path, credentials):
     work = str(tmp_path)
     (tmp_path / "radio.ini").write_text("""
 [radio]
@@ -22,7 +22,7 @@ link = board-z.tty
 address = 0013A20040A1B2C3
 mode = api1
 """)
-    (tmp_path / "home.ini").write_text("""
+    (tmp_path / "home.ini").write_text(f"""
 [home]
 id = home-z
 secret = z
@@ -38,15 +38,17 @@ retry_s = 0.5
 relays = 1
 serial = zigbee
 xbee = 0013A20040A1B2C3
+key = {credentials.board("board-z")}
 
 [load:lamp]
 actuator = board-z
 relay = 1
 rated_w = 60
-""")
-    (tmp_path / "board.ini").write_text("""
+""" + credentials.home_tls("home-z"))
+    (tmp_path / "board.ini").write_text(f"""
 [actuator]
 id = board-z
+key = {credentials.board("board-z")}
 failsafe_after_s = 5
 measure_period_s = 0.5
 
