@@ -93,11 +93,15 @@ class LineFeeder:
 
     log = Logger()
 
-    def __init__(self, max_line: int, peer: str, end: Callable[[str], None]):
+    def __init__(self, max_line: int, peer: str, end: Callable[[str], None],
+                 may_log: Callable[[], bool] | None = None):
+        """``may_log``: asked before the over-long line's log line (a
+        listener's budget, ``jeisson.limits``); None: always logged."""
         self.peer = peer
         self.session: LineReceiver | None = None
         self._framer = LineFramer(max_line)
         self._end = end
+        self._may_log = may_log
 
     def feed(self, data: bytes) -> None:
         try:
@@ -107,7 +111,8 @@ class LineFeeder:
             session = self.session
             if session is None:
                 return
-            self.log.warn("{peer}: {error}; closing this link", peer=self.peer, error=error)
+            if self._may_log is None or self._may_log():
+                self.log.warn("{peer}: {error}; closing this link", peer=self.peer, error=error)
             session.line_too_long(error)
             self._end("line too long")
             return

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from jeisson.framing import LineTooLong
 from jeisson.heartbeat import HEARTBEAT_MISSES, Heartbeat
+from jeisson.limits import ConnectionGuard
 from jeisson.timers import cancel, guarded
 from jeisson.wire import aggregator_home, home_actuator
 from jeisson.wire.errors import ProtocolError
@@ -42,6 +43,12 @@ class Wire(TypingProtocol):
     silent peer there is simply not there yet, so no hello timeout closes
     anything.  ``expected_id``: the one peer id this wire may carry (the
     actuator configured for a radio address or a serial line), or None.
+
+    A wire may also carry ``guard``, a ``jeisson.limits.ConnectionGuard``
+    (``LineLink`` does): the session then rate-limits its complaints, caps
+    the bad lines before the peer's introduction and delays a failed
+    authentication.  A wire without one (an in-memory test wire, the
+    simulation's) is not limited.
     """
 
     peer: str
@@ -71,7 +78,9 @@ class Dialect:
     aggregator-home ``ERROR`` has a detail, the board ``ERR`` only a code);
     ``refusal(code, detail)``: the answer to an introduction refused.  The
     codes for a message out of place, a link superseded and a line too
-    long, and the longest line.
+    long, and the longest line.  ``auth_codes``: the refusal codes that are
+    a failed authentication (an unknown id, a wrong credential): delayed,
+    and counted toward the address's lockout (``jeisson.limits``).
     """
 
     parse: Callable[[bytes, int], Any]
@@ -84,19 +93,22 @@ class Dialect:
     superseded: str
     too_long: str
     max_line: int
+    auth_codes: frozenset[str] = frozenset()
 
 
 AGGREGATOR_HOME = Dialect(
     aggregator_home.parse_line, aggregator_home.serialize, aggregator_home.Ping, aggregator_home.Pong,
     aggregator_home.Error, aggregator_home.Refused, aggregator_home.STATE, aggregator_home.SUPERSEDED,
-    aggregator_home.TOO_LONG, aggregator_home.MAX_LINE)
+    aggregator_home.TOO_LONG, aggregator_home.MAX_LINE,
+    frozenset({aggregator_home.UNKNOWN_HOME, aggregator_home.BAD_CREDENTIAL}))
 
 HOME_ACTUATOR = Dialect(
     lambda line, version: home_actuator.parse_line(line),
     lambda message, version: home_actuator.serialize(message),
     home_actuator.Ping, home_actuator.Pong,
     lambda code, detail: home_actuator.Err(code), lambda code, detail: home_actuator.Refused(code),
-    home_actuator.STATE, home_actuator.SUPERSEDED, home_actuator.LONG, home_actuator.MAX_LINE)
+    home_actuator.STATE, home_actuator.SUPERSEDED, home_actuator.LONG, home_actuator.MAX_LINE,
+    frozenset({home_actuator.UNKNOWN}))
 
 
 class LinkSession:
@@ -130,6 +142,19 @@ class LinkSession:
 
     Every line received while open, valid or not, is a sign of life for the
     heartbeat (``heard``).
+
+    On a wire with a guard (``Wire``; every ``LineLink``), a stranger cannot
+    make the session work for it: complaints (the error reply and its log
+    line) are rate-limited per connection and per listener, the rest
+    counted and summarised once an interval; past
+    ``max_bad_lines_before_hello`` bad lines before the peer introduced
+    itself (``introduced()``) the link is aborted without a reply (not on a
+    connectionless wire, where a board that believes it is welcomed
+    legitimately sends lines before its ``HELLO``); a refusal that is a
+    failed authentication (``refuse(..., auth_failed=True)``, or a code in
+    the dialect's ``auth_codes``) ends the session at once but is answered
+    only after ``auth_failure_delay_s``, and counts toward the address's
+    lockout.
     """
 
     log: ClassVar[Logger]
@@ -153,6 +178,9 @@ class LinkSession:
         self.heartbeat: Heartbeat | None = None
         self._hello_timer: IDelayedCall | None = None
         self._loops: list[LoopingCall] = []
+        self.guard: ConnectionGuard | None = getattr(link, "guard", None)
+        self._introduced = False
+        self._refusal: IDelayedCall | None = None  # a refusal waiting out its delay
 
     @property
     def state(self) -> str:
@@ -203,7 +231,7 @@ class LinkSession:
                 raise self.unexpected(message)
             handler(message)
         except ProtocolError as error:
-            self.complain(error.code, error.detail)
+            self._bad_line(error.code, error.detail)
 
     def line_too_long(self, error: LineTooLong) -> None:
         # The wire closes itself after this; the session ends now.
@@ -212,6 +240,8 @@ class LinkSession:
         self._closed()
 
     def connection_lost(self, reason: Failure) -> None:
+        cancel(self._refusal)
+        self._refusal = None
         if self.state != CLOSED:
             self.disconnected(reason)
         self._closed()
@@ -227,16 +257,37 @@ class LinkSession:
             self.heartbeat.seen()
 
     def complain(self, code: str, detail: str) -> None:
-        """Tell the peer its last line was wrong; the link stays up."""
+        """Tell the peer its last line was wrong; the link stays up.  With a
+        guard, only within its budget (the rest is counted and summarised)."""
+        if self.guard is not None and not self.guard.error():
+            return
         self.log.warn(self.COMPLAINT_LOG, code=code, detail=detail, **self.log_fields())
         self.send(self.DIALECT.error(code, detail))
 
-    def refuse(self, code: str, detail: str, **fields: Any) -> None:
+    def refuse(self, code: str, detail: str, auth_failed: bool | None = None, **fields: Any) -> None:
         """Refuse the peer's introduction and close; ``fields`` complete or
-        override ``log_fields()`` for the log line."""
-        self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
-        self.send(self.DIALECT.refusal(code, detail))
-        self.close()
+        override ``log_fields()`` for the log line.
+
+        ``auth_failed``: whether the refusal is a failed authentication (a
+        wrong secret or key, an unknown id, a certificate naming another id);
+        None: if ``code`` is one of the dialect's ``auth_codes``.  With a
+        guard, such a refusal ends the session now, is reported to the guard
+        (the address's lockout) and answered after its delay; the log line
+        is within the guard's budget.
+        """
+        guard = self.guard
+        if guard is None or guard.error():
+            self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
+        if auth_failed is None:
+            auth_failed = code in self.DIALECT.auth_codes
+        delay = guard.auth_failed() if guard is not None and auth_failed else 0.0
+        if delay <= 0:
+            self.send(self.DIALECT.refusal(code, detail))
+            self.close()
+            return
+        line = self.DIALECT.serialize(self.DIALECT.refusal(code, detail), self.version)
+        self._closed()  # nothing the peer says now is heard
+        self._refusal = self.clock.callLater(delay, self._refuse_late, line)
 
     def supersede(self) -> None:
         """A newer link of the same peer replaced this one (the accepting side)."""
@@ -257,7 +308,8 @@ class LinkSession:
             self._hello_timer = self.clock.callLater(seconds, self._no_hello, seconds)
 
     def introduced(self) -> None:
-        """The peer introduced itself: stop waiting."""
+        """The peer introduced itself: stop waiting (and counting its bad lines)."""
+        self._introduced = True
         cancel(self._hello_timer)
         self._hello_timer = None
 
@@ -295,7 +347,9 @@ class LinkSession:
                 loop.stop()
 
     def close(self) -> None:
-        """Close the wire once what was sent is written, and end."""
+        """Close the wire once what was sent is written, and end (a
+        ``LineLink`` aborts it if the peer has not taken it within its
+        ``close_grace_s``)."""
         self.link.close()
         self._closed()
 
@@ -306,9 +360,26 @@ class LinkSession:
 
     # --------------------------------------------------------------- internals
 
+    def _bad_line(self, code: str, detail: str) -> None:
+        guard = self.guard
+        if (guard is not None and not self._introduced and not self.link.connectionless
+                and guard.bad_line_before_hello()):
+            if guard.may_log():
+                self.log.warn("{peer}: more than {n} bad lines before introducing itself; aborting the link without "
+                              "a reply", peer=self.peer, n=guard.limits.max_bad_lines_before_hello)
+            self.abort()
+            return
+        self.complain(code, detail)
+
+    def _refuse_late(self, line: bytes) -> None:
+        self._refusal = None
+        self.link.send_line(line)
+        self.link.close()
+
     def _no_hello(self, seconds: float) -> None:
         self._hello_timer = None
-        self.log.warn(self.NO_HELLO_LOG, t=seconds, **self.log_fields())
+        if self.guard is None or self.guard.may_log():
+            self.log.warn(self.NO_HELLO_LOG, t=seconds, **self.log_fields())
         message = self.no_hello_message(seconds)
         if message is None:
             self.abort()
