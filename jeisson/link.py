@@ -100,7 +100,9 @@ AGGREGATOR_HOME = Dialect(
     aggregator_home.parse_line, aggregator_home.serialize, aggregator_home.Ping, aggregator_home.Pong,
     aggregator_home.Error, aggregator_home.Refused, aggregator_home.STATE, aggregator_home.SUPERSEDED,
     aggregator_home.TOO_LONG, aggregator_home.MAX_LINE,
-    frozenset({aggregator_home.UNKNOWN_HOME, aggregator_home.BAD_CREDENTIAL}))
+    # "identity-mismatch": a HELLO for another home than the connection's
+    # certificate (jeisson.aggregator.home_link, a floor above this one).
+    frozenset({aggregator_home.UNKNOWN_HOME, aggregator_home.BAD_CREDENTIAL, "identity-mismatch"}))
 
 HOME_ACTUATOR = Dialect(
     lambda line, version: home_actuator.parse_line(line),
@@ -108,7 +110,8 @@ HOME_ACTUATOR = Dialect(
     home_actuator.Ping, home_actuator.Pong,
     lambda code, detail: home_actuator.Err(code), lambda code, detail: home_actuator.Refused(code),
     home_actuator.STATE, home_actuator.SUPERSEDED, home_actuator.LONG, home_actuator.MAX_LINE,
-    frozenset({home_actuator.UNKNOWN}))
+    # "auth": a board whose proof does not hold (jeisson.wire.board_auth).
+    frozenset({home_actuator.UNKNOWN, "auth"}))
 
 
 class LinkSession:
