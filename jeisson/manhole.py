@@ -58,12 +58,12 @@ from twisted.conch import manhole, manhole_ssh, telnet
 from twisted.conch.insults import insults
 from twisted.conch.ssh import _kex, connection, keys, session, transport, userauth
 from twisted.conch.ssh.common import NS
-from twisted.cred import checkers, portal
+from twisted.cred import checkers, credentials, portal
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import endpoints, interfaces
 from twisted.internet import protocol as internet_protocol
 from twisted.internet.error import ConnectionDone, ConnectionLost, ProcessDone
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
@@ -124,14 +124,13 @@ def read_manhole(ini: IniFile) -> ManholeConfig | None:
             raise ini.error(s, "listen", f"{listen} is not loopback: the telnet manhole sends passwords and the "
                                          "shell in clear, so it listens on loopback only (allow_remote does not "
                                          "change that); use protocol = ssh")
-        for key in ("host_key", "authorized_keys", "max_auth_tries", "lockout_after", "lockout_s",
-                    "login_timeout_s", "idle_s"):
+        for key in ("host_key", "authorized_keys"):
             if ini.raw(s, key, None) is not None:
                 raise ini.error(s, key, "only for protocol = ssh")
         passwd = _path(ini, ini.text(s, "passwd"))
         if not os.path.isfile(passwd):
             raise ini.error(s, "passwd", f"password file {passwd} does not exist (lines of user:password)")
-        return ManholeConfig(listen, protocol="telnet", passwd=passwd, allow_remote=allow_remote)
+        return ManholeConfig(listen, protocol="telnet", passwd=passwd, allow_remote=allow_remote, **_limits(ini))
     if not local and not allow_remote:
         raise ini.error(s, "listen", f"{listen} listens beyond loopback: a manhole is a Python shell in the "
                                      "live process; set allow_remote = yes to mean it, or bind 127.0.0.1")
@@ -154,6 +153,13 @@ def read_manhole(ini: IniFile) -> ManholeConfig | None:
         host_key=host_key,
         authorized_keys=authorized,
         allow_remote=allow_remote,
+        **_limits(ini),
+    )
+
+
+def _limits(ini: IniFile) -> dict[str, Any]:
+    s = "manhole"
+    return dict(
         max_auth_tries=ini.number(s, "max_auth_tries", 3, low=1, high=100, integer=True),
         lockout_after=ini.number(s, "lockout_after", 10, low=1, high=100_000, integer=True),
         lockout_s=ini.number(s, "lockout_s", 600.0, low=1, high=7 * 86400),
@@ -392,11 +398,11 @@ class _Channel(session.SSHSession):
     conn: Any
 
     def request_exec(self, data: bytes) -> int:
-        self.conn.transport.refused_request("a command")
+        self.conn.transport.watch.refused_request("a command")
         return 0
 
     def request_subsystem(self, data: bytes) -> int:
-        self.conn.transport.refused_request("a subsystem")
+        self.conn.transport.watch.refused_request("a subsystem")
         return 0
 
 
@@ -446,7 +452,7 @@ class _KeysOnlyAuth(userauth.SSHUserAuthServer):
 
     def _cbFinishedAuth(self, result):
         super()._cbFinishedAuth(result)
-        self.transport.logged_in(self.user or b"", self._key)
+        self.transport.watch.logged_in(_shown(self.user or b""), f"with key {self._key}")
 
     def _ebBadAuth(self, reason: Failure):
         if reason.check(conch_error.IgnoreAuthentication):
@@ -455,12 +461,13 @@ class _KeysOnlyAuth(userauth.SSHUserAuthServer):
             self.transport.sendPacket(userauth.MSG_USERAUTH_FAILURE,
                                       NS(b",".join(self.supportedAuthentications)) + b"\x00")
             return None
-        if not reason.check(UnauthorizedLogin, conch_error.ConchError):
-            self.transport.log.failure("manhole: {peer}: error checking a login", failure=reason,
-                                       peer=self.transport.peer)
         method = self.method.decode("ascii", "replace")
         what = f"key {self._key}" if self.method == b"publickey" else method
-        if self.transport.auth_failed((self.user or b"").decode("utf-8", "replace"), what):
+        if not reason.check(UnauthorizedLogin, conch_error.ConchError):
+            # A malformed signature or key makes conch's checker raise: the
+            # peer's garbage, told in its connection's line, not a traceback.
+            what += f" that could not be checked ({type(reason.value).__name__}: {reason.getErrorMessage()})"
+        if self.transport.watch.auth_failed(f"{what} as {_shown(self.user or b'')}"):
             self.transport.sendPacket(userauth.MSG_USERAUTH_FAILURE,
                                       NS(b",".join(self.supportedAuthentications)) + b"\x00")
         return None
@@ -478,144 +485,218 @@ _ACTIVITY = {
 }
 
 
-class _ManholeTransport(transport.SSHServerTransport):
-    """One SSH connection to the manhole.
+class _Guard:
+    """What every connection to one manhole shares: its settings, clock and
+    the lockout of addresses that failed too often."""
+
+    log = Logger()
+
+    def __init__(self, config: ManholeConfig, clock: interfaces.IReactorTime):
+        self.config = config
+        self.clock = clock
+        self.lockout = Lockout(config.lockout_after, config.lockout_s)
+
+    def admits(self, addr: Any) -> bool:
+        """Whether a connection from ``addr`` may start (not locked out)."""
+        host = _host(addr)
+        if self.lockout.locked(host, self.clock.seconds()):
+            self.log.debug("manhole: {host} is locked out; connection closed", host=host)
+            return False
+        return True
+
+    def failed(self, host: str) -> None:
+        if self.lockout.failed(host, self.clock.seconds()):
+            self.log.warn("manhole: {host} locked out for {seconds:g} s after {count} failures",
+                          host=host, seconds=self.config.lockout_s, count=self.config.lockout_after)
+
+
+def _shown(name: bytes) -> str:
+    """A user name as a peer sent it, safe for a log line: printable, at
+    most 40 characters."""
+    text = name.decode("utf-8", "replace")
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown if len(shown) <= 40 else shown[:40] + "..."
+
+
+def _host(addr: Any) -> str:
+    return getattr(addr, "host", None) or str(addr)
+
+
+class _Watch:
+    """One connection's guard, whatever its protocol.
 
     States: *unauthenticated* (the login timer runs; each refused
     authentication counts towards ``max_auth_tries`` and the address's
-    lockout), *authenticated* (the idle timer runs, reset by what the
-    operator sends: keystrokes, channels, requests), *closing* (a disconnect
-    sent; aborted if not gone within ``CLOSE_GRACE_S``).  Every reason it
-    closes is logged once, with the peer's address.
+    lockout), *authenticated* (the idle timer runs, reset by ``activity()``:
+    what the operator sends), *closing* (a goodbye sent, the connection
+    aborted if not gone within ``CLOSE_GRACE_S``).  Every reason a
+    connection ends is logged once, with the peer's address.
+
+    The protocol says goodbye through ``goodbye(kind, text)`` (``kind`` one of
+    ``auth``, ``timeout``, ``idle``, ``protocol``) and then loses the
+    connection; ``abort()`` drops it at once.
     """
 
-    factory: "_ManholeFactory"
-    transport: Any
-    _timer: Any
     log = Logger()
-    _log = Logger(observer=_quiet)
 
-    def connectionMade(self):
-        peer = self.transport.getPeer()
-        self.host = getattr(peer, "host", None) or str(peer)
-        self.peer = f"{self.host}:{peer.port}" if hasattr(peer, "port") else self.host
+    def __init__(self, guard: _Guard, addr: Any, protocol: str, goodbye: Any, abort: Any):
+        self.guard = guard
+        self.host = _host(addr)
+        self.peer = f"{self.host}:{addr.port}" if hasattr(addr, "port") else self.host
+        self.protocol = protocol
+        self._goodbye = goodbye
+        self._abort = abort
         self.user: str | None = None
         self.failures: list[str] = []
         self.closing: str | None = None
-        self._timer = self.factory.clock.callLater(self.factory.config.login_timeout_s, self._login_timed_out)
-        self._abort: Any = None
-        super().connectionMade()
+        self._timer: Any = guard.clock.callLater(guard.config.login_timeout_s, self._login_timed_out)
+        self._aborting: Any = None
 
-    # -------------------------------------------------- events from conch
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.closing:
-            return
-        if not self.gotVersion:
-            # A client speaks first with its version line (RFC 4253, 4.2).
-            start = (self.buf + data)[:4]
-            if not b"SSH-".startswith(start):
-                self._broken(f"not an SSH client: it began with {start!r}")
-                return
-        try:
-            super().dataReceived(data)
-        except Exception as e:
-            self._broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-
-    def dispatchMessage(self, messageNum, payload):
-        if self.user is not None and messageNum in _ACTIVITY and self._timer is not None:
-            self._timer.reset(self.factory.config.idle_s)
-        super().dispatchMessage(messageNum, payload)
-
-    def sendDisconnect(self, reason, desc):
-        """Conch gives up on the peer (a version string too long, a bad
-        packet, no algorithm in common): one line, and close."""
-        if self.user is None:
-            self.factory.failed(self.host)
-        self._close(reason, desc, "manhole: {peer} broke the SSH protocol ({why}); disconnected",
-                    why=desc.decode("ascii", "replace"))
-
-    def receiveError(self, reasonCode, description):
-        # A client leaving says why (no more keys, the user logged out): the
-        # lines at connectionLost tell what an operator needs.
-        self.log.debug("manhole: {peer} disconnected: {description} (code {code})", peer=self.peer,
-                       description=description.decode("utf-8", "replace"), code=reasonCode)
-
-    def logged_in(self, user: bytes, key: str | None) -> None:
-        self.user = user.decode("utf-8", "replace")
-        refused = f" (after {len(self.failures)} refused: {', '.join(self.failures)})" if self.failures else ""
-        self.log.info("manhole: {peer} logged in as {user} with key {key}{refused}",
-                      peer=self.peer, user=self.user, key=key, refused=refused)
-        self._cancel_timer()
-        self._timer = self.factory.clock.callLater(self.factory.config.idle_s, self._idle)
-
-    def auth_failed(self, user: str, what: str) -> bool:
-        """An authentication as ``user`` with ``what`` was refused; whether
+    def auth_failed(self, what: str) -> bool:
+        """An authentication (``what``: key and user) was refused; whether
         the peer may try again."""
-        self.failures.append(f"{what} as {user}")
-        self.factory.failed(self.host)
-        if len(self.failures) < self.factory.config.max_auth_tries:
+        self.failures.append(what)
+        self.guard.failed(self.host)
+        if len(self.failures) < self.guard.config.max_auth_tries:
             return True
-        self._close(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, b"too many failed authentications",
+        self._close("auth", "too many failed authentications",
                     "manhole: {peer} refused after {count} failed authentications ({what}); disconnected",
                     count=len(self.failures), what=", ".join(self.failures))
         return False
+
+    def logged_in(self, user: str, how: str) -> None:
+        self.user = user
+        refused = f" (after {len(self.failures)} refused: {', '.join(self.failures)})" if self.failures else ""
+        self.log.info("manhole: {peer} logged in as {user} {how}{refused}",
+                      peer=self.peer, user=user, how=how, refused=refused)
+        self._cancel_timer()
+        self._timer = self.guard.clock.callLater(self.guard.config.idle_s, self._idle)
+
+    def activity(self) -> None:
+        """The operator sent something: the session is not idle."""
+        if self.user is not None and self._timer is not None:
+            self._timer.reset(self.guard.config.idle_s)
 
     def refused_request(self, what: str) -> None:
         self.log.info("manhole: {peer} asked for {what}; refused (the manhole is a shell only)",
                       peer=self.peer, what=what)
 
-    def connectionLost(self, reason=None):
+    def broken(self, why: str) -> None:
+        """The peer sent what cannot be parsed: one line, and abort."""
+        if self.closing:
+            return
+        if self.user is None:
+            self.guard.failed(self.host)
+        self.closing = why
         self._cancel_timer()
-        if self._abort is not None and self._abort.active():
-            self._abort.cancel()
+        self.log.warn("manhole: {peer} broke the {protocol} protocol ({why}); closed",
+                      peer=self.peer, protocol=self.protocol, why=why)
+        self._abort()
+
+    def protocol_error(self, why: str) -> None:
+        """The protocol gives up on the peer and says why: one line, and a goodbye."""
+        if self.user is None and not self.closing:
+            self.guard.failed(self.host)
+        self._close("protocol", why, "manhole: {peer} broke the {protocol} protocol ({why}); disconnected",
+                    protocol=self.protocol, why=why)
+
+    def lost(self) -> None:
+        self._cancel_timer()
+        if self._aborting is not None and self._aborting.active():
+            self._aborting.cancel()
         if self.closing is None:
             if self.user is not None:
                 self.log.info("manhole: {peer} ({user}) logged out", peer=self.peer, user=self.user)
             elif self.failures:
                 self.log.info("manhole: {peer} left without logging in after {count} refused ({what})",
                               peer=self.peer, count=len(self.failures), what=", ".join(self.failures))
-        super().connectionLost(reason)
-
-    # ------------------------------------------------------- the closes
+        self.closing = self.closing or "lost"
 
     def _login_timed_out(self) -> None:
         self._timer = None
-        self.factory.failed(self.host)
-        self._close(transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, b"login timed out",
-                    "manhole: {peer} not logged in within {seconds:g} s; disconnected",
-                    seconds=self.factory.config.login_timeout_s)
+        self.guard.failed(self.host)
+        self._close("timeout", "login timed out", "manhole: {peer} not logged in within {seconds:g} s; disconnected",
+                    seconds=self.guard.config.login_timeout_s)
 
     def _idle(self) -> None:
         self._timer = None
-        self._close(transport.DISCONNECT_BY_APPLICATION, b"idle session closed",
-                    "manhole: {peer} ({user}) idle for {seconds:g} s; session closed",
-                    user=self.user, seconds=self.factory.config.idle_s)
+        self._close("idle", "idle session closed", "manhole: {peer} ({user}) idle for {seconds:g} s; session closed",
+                    user=self.user, seconds=self.guard.config.idle_s)
 
-    def _broken(self, why: str) -> None:
+    def _close(self, kind: str, text: str, message: str, **fields: Any) -> None:
         if self.closing:
             return
-        if self.user is None:
-            self.factory.failed(self.host)
-        self.closing = why
-        self._cancel_timer()
-        self.log.warn("manhole: {peer} broke the SSH protocol ({why}); closed", peer=self.peer, why=why)
-        self.transport.abortConnection()
-
-    def _close(self, code: int, description: bytes, message: str, **fields: Any) -> None:
-        if self.closing:
-            return
-        self.closing = description.decode("ascii")
+        self.closing = text
         self._cancel_timer()
         self.log.warn(message, peer=self.peer, **fields)
-        self.sendPacket(transport.MSG_DISCONNECT, code.to_bytes(4, "big") + NS(description) + NS(b""))
-        self.transport.loseConnection()
-        self._abort = self.factory.clock.callLater(CLOSE_GRACE_S, self.transport.abortConnection)
+        self._goodbye(kind, text)
+        self._aborting = self.guard.clock.callLater(CLOSE_GRACE_S, self._abort)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+
+
+_DISCONNECT_CODES = {
+    "auth": transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+    "timeout": transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+    "idle": transport.DISCONNECT_BY_APPLICATION,
+}
+
+
+class _ManholeTransport(transport.SSHServerTransport):
+    """One SSH connection to the manhole: conch's server, with a ``_Watch``
+    told of every authentication, keystroke and protocol error."""
+
+    factory: "_ManholeFactory"
+    transport: Any
+    watch: _Watch
+    _log = Logger(observer=_quiet)
+
+    def connectionMade(self):
+        self.watch = _Watch(self.factory.guard, self.transport.getPeer(), "SSH", self._goodbye,
+                            self.transport.abortConnection)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.watch.closing:
+            return
+        if not self.gotVersion:
+            # A client speaks first with its version line (RFC 4253, 4.2).
+            start = (self.buf + data)[:4]
+            if not b"SSH-".startswith(start):
+                self.watch.broken(f"not an SSH client: it began with {start!r}")
+                return
+        try:
+            super().dataReceived(data)
+        except Exception as e:
+            self.watch.broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+
+    def dispatchMessage(self, messageNum, payload):
+        if messageNum in _ACTIVITY:
+            self.watch.activity()
+        super().dispatchMessage(messageNum, payload)
+
+    def sendDisconnect(self, reason, desc):
+        """Conch gives up on the peer (a version string too long, a bad
+        packet, no algorithm in common)."""
+        self.watch.protocol_error(desc.decode("ascii", "replace"))
+
+    def receiveError(self, reasonCode, description):
+        # A client leaving says why (no more keys, the user logged out): the
+        # watch's lines tell what an operator needs.
+        self.watch.log.debug("manhole: {peer} disconnected: {description} (code {code})", peer=self.watch.peer,
+                             description=description.decode("utf-8", "replace"), code=reasonCode)
+
+    def _goodbye(self, kind: str, text: str) -> None:
+        code = _DISCONNECT_CODES.get(kind, transport.DISCONNECT_PROTOCOL_ERROR)
+        self.sendPacket(transport.MSG_DISCONNECT, code.to_bytes(4, "big") + NS(text.encode()) + NS(b""))
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason=None):
+        self.watch.lost()
+        super().connectionLost(reason)
 
 
 class _ManholeFactory(manhole_ssh.ConchFactory):
@@ -635,7 +716,7 @@ class _ManholeFactory(manhole_ssh.ConchFactory):
         super().__init__(portal.Portal(_Realm(namespace), [checker]))
         self.config = config
         self.clock = clock
-        self.lockout = Lockout(config.lockout_after, config.lockout_s)
+        self.guard = _Guard(config, clock)
         host_key = load_host_key(config.host_key)
         self.host_fingerprint = fingerprint(host_key)
         self.privateKeys = {host_key.sshType(): host_key}
@@ -653,9 +734,7 @@ class _ManholeFactory(manhole_ssh.ConchFactory):
                           listen=self.config.listen, authorized=self.config.authorized_keys)
 
     def buildProtocol(self, addr):
-        host = getattr(addr, "host", None) or str(addr)
-        if self.lockout.locked(host, self.clock.seconds()):
-            self.log.debug("manhole: {host} is locked out; connection closed", host=host)
+        if not self.guard.admits(addr):
             return None
         t: Any = internet_protocol.Factory.buildProtocol(self, addr)
         t.supportedPublicKeys = list(self.privateKeys.values())[0].supportedSignatureAlgorithms()
@@ -663,21 +742,11 @@ class _ManholeFactory(manhole_ssh.ConchFactory):
                                    if not _kex.isDynamicPrimesGroup(k)]
         return t
 
-    def failed(self, host: str) -> None:
-        if self.lockout.failed(host, self.clock.seconds()):
-            self.log.warn("manhole: {host} locked out for {seconds:g} s after {count} failures",
-                          host=host, seconds=self.config.lockout_s, count=self.config.lockout_after)
-
 
 def manhole_factory(config: ManholeConfig, namespace: dict, clock: interfaces.IReactorTime | None = None):
     """The SSH manhole's protocol factory, whose shell sees ``namespace``;
     timers on ``clock`` (the reactor by default)."""
-    if clock is None:
-        from twisted.internet import reactor
-
-        clock = reactor
-    assert clock is not None
-    return _ManholeFactory(config, namespace, clock)
+    return _ManholeFactory(config, namespace, clock or _reactor())
 
 
 # ------------------------------------------------------------ telnet (lab)
@@ -688,7 +757,8 @@ def _routine_negotiation(event: LogEvent) -> None:
     """Telnet option negotiation refused, or cut short by a client that
     left, is routine: log it at debug level, not as a critical failure."""
     failure = event.get("log_failure")
-    if failure is not None and failure.check(telnet.OptionRefused, ConnectionDone, ConnectionLost):
+    if failure is not None and failure.check(telnet.OptionRefused, telnet.AlreadyNegotiating, telnet.AlreadyEnabled,
+                                             telnet.AlreadyDisabled, ConnectionDone, ConnectionLost):
         event = dict(event, log_level=LogLevel.debug)
         del event["log_failure"]
     globalLogPublisher(event)
@@ -712,19 +782,125 @@ class _ShellRealm:
         return telnet.ITelnetProtocol, shell, lambda: None
 
 
+def _negotiation_over(failure: Failure) -> None:
+    """A telnet option the client refused, or a negotiation cut short by a
+    client that left, is routine; anything else is a bug, logged."""
+    failure.trap(telnet.OptionRefused, telnet.AlreadyEnabled, telnet.AlreadyDisabled, telnet.AlreadyNegotiating,
+                 ConnectionDone, ConnectionLost)
+    return None
+
+
+class _TelnetLogin(telnet.AuthenticatingTelnetProtocol):
+    """Conch's username and password prompts, each refusal told to the
+    connection's watch (which may close it), and the echo negotiations'
+    Deferreds handled, whatever the client answers."""
+
+    transport: Any
+
+    def telnet_User(self, line):
+        self.username = line
+        self.transport.will(telnet.ECHO).addErrback(_negotiation_over)
+        self.transport.write(b"Password: ")
+        return "Password"
+
+    def telnet_Password(self, line):
+        username, password = self.username, line
+        del self.username
+        # The login may end at once (a client that never answered the echo
+        # negotiation): the state is set here, not returned after it.
+        self.state = "Discard"
+
+        def login(ignored):
+            if self.transport.watch.closing:
+                return
+            d = self.portal.login(credentials.UsernamePassword(username, password), None, telnet.ITelnetProtocol)
+            d.addCallback(self._cbLogin, username)
+            d.addErrback(self._ebLogin, username)
+
+        self.transport.wont(telnet.ECHO).addErrback(_negotiation_over).addCallback(login)
+        return None
+
+    def telnet_Command(self, line):
+        """A line typed ahead of the login's answer, in the same packet: the
+        shell's."""
+        if self.protocol is not None:
+            self.protocol.dataReceived(line + b"\r")
+        return "Command"
+
+    def _cbLogin(self, ial, username=b""):
+        super()._cbLogin(ial)
+        self.transport.watch.logged_in(_shown(username), "with a password")
+
+    def _ebLogin(self, failure, username=b""):
+        what = f"password as {_shown(username)}"
+        if not failure.check(UnauthorizedLogin):
+            what += f" that could not be checked ({type(failure.value).__name__}: {failure.getErrorMessage()})"
+        if self.transport.watch.auth_failed(what):
+            super()._ebLogin(failure)
+
+
+class _TelnetTransport(telnet.TelnetTransport):
+    """One telnet connection to the lab manhole, with the same watch as an
+    SSH one: login timeout, attempts, lockout, idle, one line for garbage."""
+
+    factory: "_TelnetFactory"
+    transport: Any
+    watch: _Watch
+
+    def connectionMade(self):
+        self.watch = _Watch(self.factory.guard, self.transport.getPeer(), "telnet", self._goodbye,
+                            self.transport.abortConnection)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.watch.closing:
+            return
+        self.watch.activity()
+        try:
+            super().dataReceived(data)
+        except Exception as e:
+            self.watch.broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+
+    def _goodbye(self, kind: str, text: str) -> None:
+        self.transport.write(f"\r\n{text}\r\n".encode())
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.watch.lost()
+        super().connectionLost(reason)
+
+
 class _TelnetFactory(ServerFactory):
     log = Logger()
 
-    def __init__(self, config: ManholeConfig, guarded: portal.Portal):
+    def __init__(self, config: ManholeConfig, guarded: portal.Portal, clock: interfaces.IReactorTime):
         self.config = config
         self.guarded = guarded
+        self.guard = _Guard(config, clock)
 
     def startFactory(self) -> None:
         self.log.warn("manhole: telnet on {listen}, loopback only: passwords and the shell cross in clear; "
                       "for the lab only (protocol = ssh is the default)", listen=self.config.listen)
 
     def buildProtocol(self, addr):
-        return telnet.TelnetTransport(telnet.AuthenticatingTelnetProtocol, self.guarded)
+        if not self.guard.admits(addr):
+            return None
+        p = _TelnetTransport(_TelnetLogin, self.guarded)
+        p.factory = self
+        return p
+
+
+def telnet_factory(config: ManholeConfig, namespace: dict, clock: interfaces.IReactorTime | None = None):
+    """The lab's telnet manhole factory (``protocol = telnet``)."""
+    assert config.passwd is not None
+    checker = checkers.FilePasswordDB(config.passwd)
+    return _TelnetFactory(config, portal.Portal(_ShellRealm(namespace), [checker]), clock or _reactor())
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def manhole_service(config: ManholeConfig, namespace: dict):
@@ -734,10 +910,9 @@ def manhole_service(config: ManholeConfig, namespace: dict):
     start-up.  Raises ``ConfigError`` when a key file went bad since the
     config was read.
     """
+    factory: ServerFactory
     if config.protocol == "telnet":
-        assert config.passwd is not None
-        checker = checkers.FilePasswordDB(config.passwd)
-        factory: ServerFactory = _TelnetFactory(config, portal.Portal(_ShellRealm(namespace), [checker]))
+        factory = telnet_factory(config, namespace)
     else:
         try:
             factory = manhole_factory(config, namespace)

@@ -6,6 +6,7 @@ Most tests pair Twisted conch's SSH client with the manhole in memory
 real listener on 127.0.0.1, as an operator would.
 """
 
+import gc
 import os
 import shutil
 from typing import Any
@@ -240,8 +241,9 @@ def test_telnet_is_asked_for_and_loopback_only(tmp_path):
         message = error(tmp_path, text.format(listen="tcp:7790:interface=0.0.0.0") + extra)
         assert "[manhole] listen: tcp:7790:interface=0.0.0.0 is not loopback" in message
         assert "allow_remote does not change that" in message
-    message = error(tmp_path, text.format(listen="7790") + "idle_s = 60\n")
-    assert "[manhole] idle_s: only for protocol = ssh" in message
+    message = error(tmp_path, text.format(listen="7790") + "host_key = pki/manhole/ssh_host_ed25519_key\n")
+    assert "[manhole] host_key: only for protocol = ssh" in message
+    assert read(tmp_path, text.format(listen="7790") + "idle_s = 60\n").idle_s == 60
     assert "[manhole] protocol: expected one of ssh, telnet, got 'rlogin'" in error(
         tmp_path, "[manhole]\nprotocol = rlogin\nlisten = 7790\n")
 
@@ -464,7 +466,7 @@ def test_a_key_not_in_authorized_keys_is_refused(pki):
         server, client, conn = session.connect(lambda c: KeyAuth(b"operator", [pki.conch("stranger")], c))
         client.transport.loseConnection()
         session.flush()
-    assert server.user is None and not hasattr(conn, "shell")
+    assert server.watch.user is None and not hasattr(conn, "shell")
     stranger = fingerprint(pki.conch("stranger"))
     assert lines(events, "info") == [f"manhole: 192.0.2.7:40000 left without logging in after 1 refused "
                                      f"(key {stranger} as operator)"]
@@ -476,7 +478,7 @@ def test_failed_authentications_per_connection_are_capped(pki):
     with capturedLogs() as events:
         server, client, conn = session.connect(lambda c: KeyAuth(b"root", strangers + [pki.conch("operator")], c))
     # The fourth key (and the operator's, behind it) was never heard.
-    assert len(server.failures) == 3 and server.user is None
+    assert len(server.watch.failures) == 3 and server.watch.user is None
     assert client.disconnected_with == (transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
                                         b"too many failed authentications")
     assert server.transport.disconnecting
@@ -490,9 +492,35 @@ def test_passwords_are_refused_and_counted(pki):
     session = Session(pki, max_auth_tries=2)
     with capturedLogs() as events:
         server, client, conn = session.connect(lambda c: PasswordAuth(b"operator", [b"s3cret", b"hunter2"], c))
-    assert server.user is None and client.disconnected_with[1] == b"too many failed authentications"
+    assert server.watch.user is None and client.disconnected_with[1] == b"too many failed authentications"
     assert lines(events, "warn") == ["manhole: 192.0.2.7:40000 refused after 2 failed authentications "
                                      "(password as operator, password as operator); disconnected"]
+
+
+class ForgedSignatureAuth(userauth.SSHUserAuthClient):
+    """Offers the operator's public key with a signature that is not one."""
+
+    preferredOrder: list[bytes] = []
+
+    def __init__(self, user, key, instance):
+        super().__init__(user, instance)
+        self.key = key
+
+    def serviceStarted(self):
+        super().serviceStarted()
+        self.askForAuth(b"publickey", b"\x01" + NS(b"ssh-ed25519") + NS(self.key.public().blob()) + NS(b"garbage"))
+
+
+def test_a_malformed_signature_is_a_refusal_in_one_line(pki):
+    session = Session(pki, max_auth_tries=1)
+    with capturedLogs() as events:
+        server, client, conn = session.connect(lambda c: ForgedSignatureAuth(b"operator", pki.conch("operator"), c))
+        gc.collect()
+    assert server.watch.user is None
+    assert [formatEvent(e) for e in events if "log_failure" in e] == []
+    assert lines(events, "warn") == [
+        f"manhole: 192.0.2.7:40000 refused after 1 failed authentications (key {fingerprint(pki.conch('operator'))} "
+        "as operator); disconnected"]
 
 
 def test_an_address_is_locked_out_after_failures_and_let_in_again_later(pki):
@@ -506,12 +534,12 @@ def test_an_address_is_locked_out_after_failures_and_let_in_again_later(pki):
         assert session.as_operator(pki) is None
         # ...while another address is served.
         server, _, conn = session.as_operator(pki, peer=other)
-        assert server.user == "operator"
+        assert server.watch.user == "operator"
     assert [w for w in lines(events, "warn") if "locked out" in w] == [
         "manhole: 192.0.2.7 locked out for 600 s after 4 failures"]
     session.clock.advance(600 - 10)  # 600 s after the last failure
     server, _, conn = session.as_operator(pki)
-    assert server.user == "operator"
+    assert server.watch.user == "operator"
 
 
 def test_a_connection_that_does_not_log_in_in_time_is_closed(pki):
@@ -558,11 +586,14 @@ def test_an_idle_session_is_closed(pki):
     assert lines(events, "warn") == ["manhole: 192.0.2.7:40000 (operator) idle for 900 s; session closed"]
 
 
-def test_output_alone_does_not_keep_a_session_alive(pki):
+def test_keepalives_do_not_keep_a_session_alive(pki):
     session = Session(pki, idle_s=60)
     server, client, conn = session.as_operator(pki)
     for _ in range(6):
-        server.sendIgnore(b"output")  # what the server sends is not the operator typing
+        # What OpenSSH's ServerAliveInterval sends, and an ignore message:
+        # the client's machinery, not the operator typing.
+        conn.sendGlobalRequest(b"keepalive@openssh.com", b"", wantReply=False)
+        client.sendIgnore(b"keepalive")
         session.clock.advance(11)
         session.flush()
     assert client.disconnected_with == (transport.DISCONNECT_BY_APPLICATION, b"idle session closed")
@@ -770,11 +801,11 @@ def test_the_ssh_manhole_logs_where_and_its_host_key_at_start(pki):
 def test_authorized_keys_are_read_at_each_attempt(pki):
     session = Session(pki)
     server, client, conn = session.connect(lambda c: KeyAuth(b"operator", [pki.conch("stranger")], c))
-    assert server.user is None
+    assert server.watch.user is None
     with open(pki.authorized_keys, "ab") as f:
         f.write(openssh_public(pki.stranger, "a new operator"))
     server, client, conn = session.connect(lambda c: KeyAuth(b"operator", [pki.conch("stranger")], c))
-    assert server.user == "operator"
+    assert server.watch.user == "operator"
 
 
 def test_an_authorized_keys_file_gone_bad_lets_nobody_in_and_says_why_once(pki):
@@ -783,7 +814,7 @@ def test_an_authorized_keys_file_gone_bad_lets_nobody_in_and_says_why_once(pki):
     with capturedLogs() as events:
         for _ in range(2):
             server, client, conn = session.as_operator(pki)
-            assert server.user is None
+            assert server.watch.user is None
     assert lines(events, "error") == [f"manhole: nobody can log in: {pki.authorized_keys} line 1: not an OpenSSH "
                                       "public key (expected a line like 'ssh-ed25519 AAAA... operator'; options "
                                       "before the key are not supported)"]
@@ -793,3 +824,88 @@ def test_a_service_whose_host_key_went_bad_since_the_config_stops_the_start(pki)
     os.chmod(pki.host_key, 0o640)
     with pytest.raises(ConfigError, match=r"\[manhole\]: host key .* is open to others \(mode 0640\)"):
         manhole_service(pki.config(), {})
+
+
+# ------------------------------------------------------------ telnet (lab)
+
+
+class Telnet:
+    """The lab's telnet manhole on a Clock, fed bytes by hand."""
+
+    def __init__(self, tmp_path, namespace=None, **config):
+        from jeisson.manhole import telnet_factory
+
+        passwd = write(tmp_path / "manhole.passwd", b"operator:s3cret\n")
+        self.clock = task.Clock()
+        fields: dict[str, Any] = dict(protocol="telnet", passwd=passwd)
+        fields.update(config)
+        self.factory = telnet_factory(ManholeConfig("tcp:7790:interface=127.0.0.1", **fields),
+                                      namespace if namespace is not None else {}, self.clock)
+
+    def connect(self, peer=PEER):
+        server = self.factory.buildProtocol(peer)
+        if server is None:
+            return None
+        self.wire = iosim.FakeTransport(server, True, peerAddress=peer)
+        server.makeConnection(self.wire)
+        return server
+
+    def said(self) -> bytes:
+        return b"".join(self.wire.stream)
+
+
+def test_telnet_logs_in_with_a_password_and_evaluates(tmp_path):
+    lab = Telnet(tmp_path, namespace={"x": 21})
+    with capturedLogs() as events:
+        server = lab.connect()
+        server.dataReceived(b"operator\r\ns3cret\r\nx * 2\r\n")
+    assert b"42" in lab.said()
+    assert lines(events, "info") == ["manhole: 192.0.2.7:40000 logged in as operator with a password"]
+    server.connectionLost(protocol.connectionDone)
+    lab.clock.advance(3600)
+
+
+def test_telnet_attempts_are_capped_and_the_login_timed_out(tmp_path):
+    lab = Telnet(tmp_path, max_auth_tries=2, login_timeout_s=30)
+    with capturedLogs() as events:
+        server = lab.connect()
+        server.dataReceived(b"operator\r\nwrong\r\nroot\x1b\r\ntoor\r\n")
+    assert lab.wire.disconnecting and lab.said().endswith(b"\r\ntoo many failed authentications\r\n")
+    assert lines(events, "warn") == ["manhole: 192.0.2.7:40000 refused after 2 failed authentications "
+                                     "(password as operator, password as root\\x1b); disconnected"]
+    server.connectionLost(protocol.connectionDone)
+    with capturedLogs() as events:
+        server = lab.connect()
+        lab.clock.advance(30)
+    assert lab.wire.disconnecting
+    assert lines(events, "warn") == ["manhole: 192.0.2.7:40000 not logged in within 30 s; disconnected"]
+
+
+def test_telnet_idle_sessions_are_closed(tmp_path):
+    lab = Telnet(tmp_path, idle_s=60)
+    server = lab.connect()
+    server.dataReceived(b"operator\r\ns3cret\r\n")
+    lab.clock.advance(59)
+    server.dataReceived(b"1\r\n")
+    lab.clock.advance(59)
+    assert not lab.wire.disconnecting
+    lab.clock.advance(1)
+    assert lab.wire.disconnecting and lab.said().endswith(b"\r\nidle session closed\r\n")
+
+
+@settings(max_examples=60)
+@given(data=st.binary(min_size=1, max_size=2000), login=st.booleans(), chunk=st.integers(0, 64))
+def test_telnet_any_bytes_at_most_one_line_never_a_traceback(tmp_path_factory, data, login, chunk):
+    lab = Telnet(tmp_path_factory.mktemp("lab"))
+    with capturedLogs() as events:
+        server = lab.connect()
+        data = (b"operator\r\ns3cret\r\n" if login else b"") + data
+        for piece in [data[i:i + chunk] for i in range(0, len(data), chunk)] if chunk else [data]:
+            server.dataReceived(piece)
+        lab.clock.advance(3600)
+        server.connectionLost(protocol.connectionDone)
+        del server
+        gc.collect()  # a Deferred failing unhandled says so when collected
+    assert [formatEvent(e) for e in events
+            if "log_failure" in e or e["log_level"].name in ("error", "critical")] == []
+    assert len(lines(events, "warn")) <= 1
