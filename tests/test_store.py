@@ -697,3 +697,92 @@ def test_kill_9_right_after_durable_loses_nothing(db_path):
     assert [e.detail["i"] for e in entries] == list(range(n))
     assert len(fired(s.measurements())) == n
     fired(s.close())
+
+
+# ------------------------------------------------------------ a hung commit, a long failure, the last moment
+
+
+def test_a_hung_commit_fails_what_waits_for_it_and_every_durable_until_it_returns(db_path, clock, logs):
+    jobs = HeldJobs()
+    s = SqliteStore(db_path, clock, batch_s=0.5, executor=jobs, hang_s=30)
+    s.open()
+    jobs.run_all()
+    s.put("home", "h1", {"w": 1000})
+    waiting = s.durable()
+    assert len(jobs.waiting) == 1, "the commit is in flight, and does not return"
+    clock.advance(29)
+    assert not waiting.called
+    clock.advance(1)
+    assert failure_of(waiting).check(StoreError)
+    assert "has not returned for 30 s" in str(failure_of(s.durable()).value)
+    assert s.stats.hangs == 1
+    errors = [formatEvent(e) for e in logs if e["log_level"].name == "error"]
+    assert len(errors) == 1 and "has not returned for 30 s" in errors[0] and db_path in errors[0]
+    s.put("home", "h2", {"w": 500})
+    clock.advance(10)
+    jobs.run_all()  # the disk answers again: the hung commit returns, committed
+    assert any("returned after 40 s (committed)" in formatEvent(e) for e in logs)
+    later = s.durable()
+    jobs.run_all()
+    assert fired(later) is None
+    assert rows(db_path, "SELECT key FROM state ORDER BY key") == [("h1",), ("h2",)]
+    closing = s.close()
+    jobs.run_all()
+    fired(closing)
+
+
+def test_rows_queued_while_commits_fail_are_bounded_oldest_measurements_first(db_path, clock, logs):
+    s = SqliteStore(db_path, clock, batch_s=0.5, busy_timeout_s=0.01, max_pending_rows=10)
+    s.open()
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    s.put("home", "h1", {"w": 1})
+    s.record("budget", "h1", 1.0, {"w": 1})
+    failure_of(s.durable())
+    logs.clear()  # the failure, logged once: expected
+    for i in range(20):
+        s.measure("h1", 10.0 + i, 100.0 + i)
+    s.record("budget", "h1", 2.0, {"w": 2})
+    clock.advance(0.5)  # fails again
+    assert s.stats.rows_dropped == 13, "23 rows queued, 10 kept"
+    dropped = [formatEvent(e) for e in logs if "are dropped" in formatEvent(e)]
+    assert len(dropped) == 1
+    logs.clear()
+    other.execute("ROLLBACK")
+    other.close()
+    clock.advance(0.5)
+    assert rows(db_path, "SELECT COUNT(*) FROM state") == [(1,)]
+    assert rows(db_path, "SELECT at FROM journal ORDER BY id") == [(1.0,), (2.0,)], "the journal kept"
+    assert rows(db_path, "SELECT at FROM measurements ORDER BY at") == [(float(t),) for t in range(23, 30)], \
+        "the newest measurements kept"
+    fired(s.close())
+
+
+def test_close_now_commits_what_a_failed_commit_in_flight_held(db_path, clock, logs):
+    """At the reactor's end, a commit in flight that failed has no callback
+    left to put its rows back: close_now commits them with the rest."""
+    jobs = HeldJobs()
+    s = SqliteStore(db_path, clock, batch_s=0.5, executor=jobs)
+    s.open()
+    jobs.run_all()
+    s.record("switch", "h1.heater", 1.0, {"on": False})
+    s.durable()
+    assert len(jobs.waiting) == 1
+    jobs.waiting.pop(0)  # the commit in flight never ran (its thread failed); no callback comes
+    s.record("switch", "h1.heater", 2.0, {"on": True})
+    s.close_now()
+    assert rows(db_path, "SELECT at FROM journal ORDER BY id") == [(1.0,), (2.0,)]
+
+
+def test_close_now_does_not_repeat_a_commit_in_flight_that_succeeded(db_path, clock, logs):
+    jobs = HeldJobs()
+    s = SqliteStore(db_path, clock, batch_s=0.5, executor=jobs)
+    s.open()
+    jobs.run_all()
+    s.record("switch", "h1.heater", 1.0, {"on": False})
+    s.durable()
+    role, job, d = jobs.waiting.pop(0)
+    job()  # committed on the writer; its callback never reaches the reactor
+    s.record("switch", "h1.heater", 2.0, {"on": True})
+    s.close_now()
+    assert rows(db_path, "SELECT at FROM journal ORDER BY id") == [(1.0,), (2.0,)]

@@ -10,6 +10,7 @@ The store is on by default, without a ``[store]`` section::
     retention_days = 90    ; measurements and journal entries older are dropped (1..3650)
     raw_hours = 48         ; raw readings older become averages (1..8760)
     downsample_s = 60      ; the width of those averages (1..86400)
+    hang_s = 30            ; a commit not back after this long is hung: what waits for it fails (1..3600)
 
 A config read from text rather than a file (``"<string>"``, tests) has no
 folder to put a file in: its default ``path`` is ``:memory:`` (a store that
@@ -33,6 +34,7 @@ class StoreConfig:
     retention_days: float = 90
     raw_hours: float = 48
     downsample_s: float = 60
+    hang_s: float = 30
 
 
 def _is_file(source: str) -> bool:
@@ -46,6 +48,7 @@ def read_store(ini: IniFile, default_batch_s: float) -> StoreConfig | None:
     retention_days = ini.number(SECTION, "retention_days", 90.0, low=1, high=3650)
     raw_hours = ini.number(SECTION, "raw_hours", 48.0, low=1, high=8760)
     downsample_s = ini.number(SECTION, "downsample_s", 60.0, low=1, high=86400)
+    hang_s = ini.number(SECTION, "hang_s", 30.0, low=1, high=3600)
     if path is not None and path.lower() == "none":
         return None
     if path == "":
@@ -65,4 +68,4 @@ def read_store(ini: IniFile, default_batch_s: float) -> StoreConfig | None:
     if path != ":memory:":
         path = os.path.join(folder, os.path.expanduser(path))
     return StoreConfig(path=path, batch_s=batch_s, retention_days=retention_days, raw_hours=raw_hours,
-                       downsample_s=downsample_s)
+                       downsample_s=downsample_s, hang_s=hang_s)

@@ -22,7 +22,7 @@ def open_store(config: StoreConfig, clock: IReactorTime, reactor: Any = None, th
     opened stops jeisson with the reason."""
     store = SqliteStore(config.path, clock, batch_s=config.batch_s, retention_days=config.retention_days,
                         raw_hours=config.raw_hours, downsample_s=config.downsample_s, threaded=threaded,
-                        reactor=reactor)
+                        reactor=reactor, hang_s=config.hang_s)
     store.open()
     return store
 

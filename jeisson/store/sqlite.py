@@ -78,6 +78,8 @@ class StoreStats:
     rows_written: int = 0
     last_commit_s: float = 0.0  # the last commit's duration
     failures: int = 0  # failed commits
+    hangs: int = 0  # commits that had not returned after hang_s
+    rows_dropped: int = 0  # queued while failing, past max_pending_rows
 
     def size_bytes(self) -> int:
         """The database file and its write-ahead log, in bytes (0 in memory)."""
@@ -96,9 +98,26 @@ class _Batch:
     journal: list[tuple[float, str, str, int | None, Mapping[str, Any] | None]] = attrs.Factory(list)
     measurements: list[tuple[str, float, float, float]] = attrs.Factory(list)
     waiters: list["Deferred[None]"] = attrs.Factory(list)
+    # Set by the writer once its transaction is committed: ``close_now``
+    # tells a commit in flight that succeeded from one that failed, when
+    # the reactor will not run their callbacks any more.
+    committed: bool = False
 
     def rows(self) -> int:
         return len(self.state) + len(self.journal) + len(self.measurements)
+
+    def shed(self, limit: int) -> tuple[int, int]:
+        """Drop the oldest measurements, then the oldest journal entries, to
+        keep at most ``limit`` rows (state, keyed, stays whole); how many of
+        each were dropped."""
+        over = self.rows() - limit
+        if over <= 0:
+            return 0, 0
+        samples = min(over, len(self.measurements))
+        del self.measurements[:samples]
+        entries = min(over - samples, len(self.journal))
+        del self.journal[:entries]
+        return samples, entries
 
     def then(self, newer: "_Batch") -> "_Batch":
         """This batch followed by ``newer``: its rows after these, its
@@ -143,7 +162,7 @@ class SqliteStore:
     def __init__(self, path: str, clock: IReactorTime, batch_s: float = 0.5, retention_days: float = 90,
                  raw_hours: float = 48, downsample_s: float = 60, threaded: bool = False,
                  reactor: Any = None, busy_timeout_s: float = 5.0, executor: Executor | None = None,
-                 synchronous: str = "FULL"):
+                 synchronous: str = "FULL", hang_s: float = 30.0, max_pending_rows: int = 1_000_000):
         if synchronous not in ("FULL", "NORMAL", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL or OFF, got {synchronous!r}")
         self.synchronous = synchronous
@@ -155,6 +174,11 @@ class SqliteStore:
         self.downsample_s = downsample_s
         self.threaded = threaded
         self.busy_timeout_s = busy_timeout_s
+        self.hang_s = hang_s
+        self.max_pending_rows = max_pending_rows
+        self._hang_timer: IDelayedCall | None = None
+        self._hung_since: float | None = None  # a commit in flight past hang_s, since
+        self._shed: list[int] = [0, 0]  # measurements and journal entries dropped in this failing spell
         self._executor = executor
         self._reactor = reactor
         self.stats = StoreStats(path)
@@ -368,6 +392,8 @@ class SqliteStore:
             raise StoreError(f"store {self.path}: closed; nothing more can be stored")
 
     def _queued(self) -> None:
+        if (self._failing or self._hung_since is not None) and self._pending.rows() > self.max_pending_rows:
+            self._bound_pending()
         if self._timer is None and not self._due:
             self._timer = self.clock.callLater(self.batch_s, self._batch_due)
 
@@ -377,6 +403,8 @@ class SqliteStore:
         return self._durable()
 
     def _durable(self) -> "Deferred[None]":
+        if self._hung_since is not None:
+            return defer.fail(self._hung_error())
         if self._pending.rows() == 0:
             if self._in_flight is None:
                 return defer.succeed(None)
@@ -409,10 +437,32 @@ class SqliteStore:
         batch, self._pending = self._pending, _Batch()
         self._in_flight = batch
         writer = self._open_writer()
+        self._hang_timer = self.clock.callLater(self.hang_s, self._hung, batch)
         self._write(lambda: writer.run(lambda db: self._commit(db, batch))).addBoth(self._committed, batch)
 
+    def _hung(self, batch: _Batch) -> None:
+        """The commit in flight has not returned for ``hang_s``."""
+        self._hang_timer = None
+        if self._in_flight is not batch:
+            return
+        self._hung_since = self.clock.seconds() - self.hang_s
+        self.stats.hangs += 1
+        self.log.error("store {path}: a commit of {rows} rows has not returned for {hang_s:g} s (a disk that stopped "
+                       "answering?); what waits for it fails, and nothing is acknowledged until it returns",
+                       path=self.path, rows=batch.rows(), hang_s=self.hang_s)
+        waiters, batch.waiters = batch.waiters, []
+        waiters += self._pending.waiters
+        self._pending.waiters = []
+        for waiter in waiters:
+            waiter.errback(self._hung_error())
+
+    def _hung_error(self) -> StoreError:
+        since = 0.0 if self._hung_since is None else self.clock.seconds() - self._hung_since
+        return StoreError(f"store {self.path}: a commit has not returned for {since:.0f} s")
+
     def _commit(self, db: sqlite3.Connection, batch: _Batch) -> float:
-        """On the writer: ``batch`` in one transaction; its duration."""
+        """On the writer: ``batch`` in one transaction; its duration.
+        Marks ``batch.committed`` once it is."""
         started = time.perf_counter()
         # JSON is encoded here, on the writer, not on the reactor thread (at
         # 1,000 homes it was half of what the store cost a round there).
@@ -444,6 +494,7 @@ class SqliteStore:
                                batch.measurements)
 
         _transaction(db, write)
+        batch.committed = True
         return time.perf_counter() - started
 
     def _encoded(self, value: Any, what: str, which: str) -> str | None:
@@ -458,6 +509,13 @@ class SqliteStore:
 
     def _committed(self, result: float | Failure, batch: _Batch) -> None:
         self._in_flight = None
+        cancel(self._hang_timer)
+        self._hang_timer = None
+        if self._hung_since is not None:
+            self.log.info("store {path}: the hung commit returned after {t:.0f} s ({outcome})", path=self.path,
+                          t=self.clock.seconds() - self._hung_since,
+                          outcome="failed" if isinstance(result, Failure) else "committed")
+            self._hung_since = None
         waiters, batch.waiters = batch.waiters, []
         if isinstance(result, Failure):
             self.stats.failures += 1
@@ -467,6 +525,7 @@ class SqliteStore:
                                  "{batch_s} s, and nothing waiting for them is acknowledged", result,
                                  path=self.path, rows=batch.rows(), batch_s=self.batch_s)
             self._pending = batch.then(self._pending)
+            self._bound_pending()
             self._due = False
             cancel(self._timer)
             self._timer = self.clock.callLater(self.batch_s, self._batch_due)
@@ -478,6 +537,7 @@ class SqliteStore:
             self.log.info("store {path}: commits succeed again after {failures} failed", path=self.path,
                           failures=self._failing)
             self._failing = 0
+            self._shed = [0, 0]
         self.stats.commits += 1
         self.stats.rows_written += batch.rows()
         self.stats.last_commit_s = result
@@ -485,6 +545,20 @@ class SqliteStore:
             self._start_commit()
         for waiter in waiters:
             waiter.callback(None)
+
+    def _bound_pending(self) -> None:
+        """Failing or hung: keep at most ``max_pending_rows`` queued."""
+        samples, entries = self._pending.shed(self.max_pending_rows)
+        if not samples and not entries:
+            return
+        first = self._shed == [0, 0]
+        self._shed[0] += samples
+        self._shed[1] += entries
+        self.stats.rows_dropped += samples + entries
+        if first:
+            self.log.error("store {path}: commits fail and {limit} rows are queued: the oldest measurements, then "
+                           "journal entries, are dropped until a commit succeeds (counted in stats.rows_dropped)",
+                           path=self.path, limit=self.max_pending_rows)
 
     def _write(self, job: Callable[[], _T]) -> "Deferred[_T]":
         self._ready()
@@ -702,6 +776,13 @@ class SqliteStore:
         self._timer = None
         self._stop_pools()  # the commit in flight, if any, finishes first
         batch, self._pending = self._pending, _Batch()
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None and not in_flight.committed:
+            # It failed (or never ran), and the reactor will not run its
+            # callback now: its rows go with the last commit.
+            batch = in_flight.then(batch)
+            batch.waiters = in_flight.waiters + batch.waiters
+            in_flight.waiters = []
         writer, reader = self._writer, self._reader
         if self._pid == os.getpid() or self.path == MEMORY:
             if batch.rows():
