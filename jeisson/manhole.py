@@ -33,13 +33,15 @@ What guards it, by layer:
 - *Garbage.*  Whatever a client sends, a connection that breaks the protocol
   costs one log line naming the peer, never a traceback.
 
-``protocol = telnet`` keeps the old telnet manhole with a password file for
-the lab: off unless asked for, loopback only even with ``allow_remote``, and
-warned of at start.
+``protocol = telnet`` keeps the old telnet manhole with a password file
+(``passwd =``) for the lab: off unless asked for, loopback only even with
+``allow_remote``, warned of at start, and under the same limits.
 
-The attempt and lockout rules are plain Python (``Lockout``); the SSH
-classes below are thin shells over Twisted conch that feed them and carry
-out what they decide.
+The lockout is plain Python (``Lockout``); one ``_Watch`` per connection
+keeps its timers, counts its failures and logs how it ended, for SSH and
+telnet alike; the protocol classes are thin shells over Twisted conch that
+tell the watch what happened and carry out its closes.  ``ssh_command`` and
+``known_hosts_line`` give the demo the command to print.
 """
 
 import base64
@@ -197,6 +199,26 @@ def fingerprint(key: keys.Key) -> str:
     """A key's fingerprint as ``ssh-keygen -l`` and ``ssh`` show it."""
     digest = hashlib.sha256(key.blob()).digest()
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def ssh_command(port: int, identity: str, known_hosts: str | None = None, host: str = "127.0.0.1",
+                user: str = "operator") -> str:
+    """The command an operator types to reach the manhole: ``identity`` is
+    the private key (``manhole/operator_ed25519``), ``known_hosts`` a file
+    holding the host key's line (``known_hosts_line``) so that ``ssh``
+    checks it instead of asking."""
+    options = ["-o IdentitiesOnly=yes"]
+    if known_hosts is not None:
+        options += [f"-o UserKnownHostsFile={known_hosts}", "-o StrictHostKeyChecking=yes"]
+    return f"ssh -i {identity} {' '.join(options)} -p {port} {user}@{host}"
+
+
+def known_hosts_line(host_key: str, port: int, host: str = "127.0.0.1") -> str:
+    """The ``known_hosts`` line for the manhole's host key (the private key
+    file ``host_key``) at ``host``:``port``, newline ended."""
+    key = load_host_key(host_key).public()
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {key.toString('openssh').decode('ascii')}\n"
 
 
 def load_host_key(path: str) -> keys.Key:
@@ -377,8 +399,12 @@ class _Session(manhole_ssh.TerminalSession):
         if proto is not None:
             proto.processEnded(Failure(ProcessDone(0)))
 
+    def getPty(self, term, windowSize, attrs):
+        # A client whose input is not a terminal asks for a pty of 0x0.
+        self.height, self.width = (windowSize[0] or 24), (windowSize[1] or 80)
+
     def windowChanged(self, newWindowSize):
-        self.height, self.width = newWindowSize[:2]
+        self.height, self.width = (newWindowSize[0] or 24), (newWindowSize[1] or 80)
         if self._terminal is not None and self._terminal.terminalProtocol is not None:
             self._terminal.terminalProtocol.terminalSize(self.width, self.height)
 
@@ -519,7 +545,19 @@ def _shown(name: bytes) -> str:
 
 
 def _host(addr: Any) -> str:
-    return getattr(addr, "host", None) or str(addr)
+    """A peer's address without its port (a unix socket's peers are all
+    one: this machine)."""
+    return getattr(addr, "host", None) or "unix-socket"
+
+
+def _peer(addr: Any) -> str:
+    """A peer's address and port as a log line shows it: ``192.0.2.7:40000``,
+    ``[2001:db8::7]:40000``."""
+    host = _host(addr)
+    port = getattr(addr, "port", None)
+    if port is None:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Watch:
@@ -542,7 +580,7 @@ class _Watch:
     def __init__(self, guard: _Guard, addr: Any, protocol: str, goodbye: Any, abort: Any):
         self.guard = guard
         self.host = _host(addr)
-        self.peer = f"{self.host}:{addr.port}" if hasattr(addr, "port") else self.host
+        self.peer = _peer(addr)
         self.protocol = protocol
         self._goodbye = goodbye
         self._abort = abort

@@ -8,6 +8,7 @@ real listener on 127.0.0.1, as an operator would.
 
 import gc
 import os
+import shlex
 import shutil
 from typing import Any
 
@@ -29,10 +30,12 @@ from jeisson.manhole import (
     Lockout,
     ManholeConfig,
     fingerprint,
+    known_hosts_line,
     listens_locally,
     manhole_factory,
     manhole_service,
     read_manhole,
+    ssh_command,
 )
 from tests.waiting import eventually, scratch_directory
 
@@ -442,6 +445,16 @@ def test_an_operator_with_an_authorized_key_gets_the_shell_over_the_namespace(pk
     assert conn.shell.closed_
 
 
+def test_peers_are_named_with_their_port():
+    from twisted.internet.address import IPv6Address, UNIXAddress
+
+    from jeisson.manhole import _peer
+
+    assert _peer(PEER) == "192.0.2.7:40000"
+    assert _peer(IPv6Address("TCP", "2001:db8::7", 40000)) == "[2001:db8::7]:40000"
+    assert _peer(UNIXAddress(None)) == "unix-socket"
+
+
 def test_a_pty_and_a_window_change(pki):
     session = Session(pki, namespace={"x": 21})
     server, client, conn = session.connect(lambda c: KeyAuth(b"operator", [pki.conch("operator")], c))
@@ -739,16 +752,19 @@ class RealSSHTests(unittest.TestCase):
         return port
 
     def ssh(self, key: str, *extra: str) -> Collect:
+        return self.spawn([SSH, "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                           "-o", "LogLevel=ERROR", "-p", str(self.port), *extra, "-T", "operator@127.0.0.1"])
+
+    def spawn(self, argv: list[str]) -> Collect:
         collect = Collect()
-        argv = [SSH, "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-p", str(self.port), *extra, "-T", "operator@127.0.0.1"]
         process = reactor.spawnProcess(collect, SSH, argv, env={"PATH": os.environ.get("PATH", "")})
 
         def kill():
             if process.pid is not None:
                 process.signalProcess("KILL")
                 return collect.ended
+            return None
         self.addCleanup(kill)
         return collect
 
@@ -766,6 +782,26 @@ class RealSSHTests(unittest.TestCase):
         self.assertRegex(logged_in, r"^manhole: 127\.0\.0\.1:\d+ logged in as operator with key SHA256:")
         self.assertIn(fingerprint(self.pki.conch("operator")), logged_in)
         self.assertFalse([e for e in events if "log_failure" in e])
+
+    @defer.inlineCallbacks
+    def test_the_command_the_demo_prints_checks_the_host_key_and_logs_in(self):
+        known_hosts = write(os.path.join(self.pki.folder, "manhole", "known_hosts"),
+                            known_hosts_line(self.pki.host_key, self.port).encode(), 0o644)
+        command = ssh_command(self.port, self.pki.operator_key, known_hosts)
+        self.assertEqual(command, f"ssh -i {self.pki.operator_key} -o IdentitiesOnly=yes -o UserKnownHostsFile="
+                                  f"{known_hosts} -o StrictHostKeyChecking=yes -p {self.port} operator@127.0.0.1")
+        argv = shlex.split(command)
+        argv[1:1] = ["-F", "/dev/null", "-o", "BatchMode=yes", "-T"]
+        ssh = self.spawn(argv)
+        ssh.transport.write(b"6 * 7\n")
+        yield ssh.wait_for(b"42")
+        ssh.transport.closeStdin()
+        self.assertEqual((yield ssh.ended.addTimeout(20, reactor)), 0)
+        # Another host key under that name: ssh refuses to talk.
+        write(known_hosts, known_hosts_line(self.pki.operator_key, self.port).encode(), 0o644)
+        ssh = self.spawn(argv)
+        self.assertEqual((yield ssh.ended.addTimeout(20, reactor)), 255)
+        self.assertIn(b"Host key verification failed", ssh.err)
 
     @defer.inlineCallbacks
     def test_a_stranger_key_and_a_password_are_refused(self):
