@@ -45,7 +45,7 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
@@ -98,8 +98,12 @@ def _endpoint_parts(description: str) -> tuple[list[str], dict[str, str]]:
     return [str(a) for a in args], {str(k): str(v) for k, v in kwargs.items()}
 
 
-def _refuse_tls_endpoint(ini: IniFile, section: str, key: str, value: str) -> None:
-    kind = value.split(":", 1)[0].lower()
+def refuse_tls_endpoint(ini: IniFile, section: str, key: str) -> None:
+    """Refuse an ``ssl:`` or ``tls:`` endpoint string in ``[section] key``
+    (before Twisted's parser tries it): ``[tls]`` says how to secure an
+    address."""
+    value = ini.raw(section, key, "")
+    kind = value.split(":", 1)[0].strip().lower()
     if kind in ("ssl", "tls"):
         raise ini.error(section, key, f"{kind}: endpoints are not used: write a tcp: endpoint and say how to secure "
                                       "it in [tls] (ca, cert, key: see docs/security.rst)")
@@ -147,7 +151,7 @@ def read_tls(ini: IniFile, role: str, endpoint_section: str, endpoint_key: str, 
     that at start).  ``endpoint``: the address TLS secures, read from
     ``[endpoint_section] endpoint_key``: an ``ssl:`` or ``tls:`` one is
     refused, and ``plaintext`` is accepted only if it is on loopback."""
-    _refuse_tls_endpoint(ini, endpoint_section, endpoint_key, endpoint)
+    refuse_tls_endpoint(ini, endpoint_section, endpoint_key)
     server = role == "aggregator"
     keys = ["plaintext", "ca", "cert", "key"] + (["crl", "crl_poll_s"] if server else ["name"])
     if not ini.has_section(SECTION):
@@ -340,6 +344,7 @@ def client_endpoint(reactor: Any, description: str, tls: TLSConfig, loaded: Load
 # OpenSSL's X509_V_ERR codes a refused home most often meets, for the log.
 _VERIFY_ERRORS = {
     9: "certificate not yet valid", 10: "certificate expired", 18: "self-signed certificate",
+    26: "not a client certificate (its purpose)",
     19: "self-signed certificate in chain", 20: "certificate not signed by this aggregator's CA",
     21: "certificate not signed by this aggregator's CA", 23: "certificate revoked",
     7: "bad certificate signature", 12: "revocation list not yet valid", 3: "no revocation list",
@@ -392,16 +397,14 @@ class ServerTLS:
         # Idle connections give their read and write buffers back (most of
         # what OpenSSL holds per connection between lines).
         context.set_mode(SSL.MODE_RELEASE_BUFFERS)
-        context.use_certificate(crypto.X509.from_cryptography(self.loaded.cert))
-        context.use_privatekey(crypto.PKey.from_cryptography_key(self.loaded.key))
+        context.use_certificate(self.loaded.cert)
+        context.use_privatekey(self.loaded.key)
         context.check_privatekey()
         store = context.get_cert_store()
         assert store is not None
-        ca = crypto.X509.from_cryptography(self.loaded.ca)
-        store.add_cert(ca)
+        store.add_cert(crypto.X509.from_cryptography(self.loaded.ca))  # it takes no cryptography certificate
         store.add_crl(crl)
         store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
-        context.set_client_ca_list([ca.get_subject()])
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify)
         return context
 
@@ -460,19 +463,25 @@ def _verify(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: in
     protocol = connection.get_app_data()
     if not ok:
         if protocol is not None and protocol.verify_error is None:
-            subject = cert.get_subject().CN
+            subject = _common_name(cert.to_cryptography())
             protocol.verify_error = f"{_VERIFY_ERRORS.get(errno, f'verify error {errno}')} (subject CN {subject})"
         return False
     if depth == 0:
+        certificate = cert.to_cryptography()
         try:
-            usages = cert.to_cryptography().extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
             usages = None
         if usages is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
             if protocol is not None:
-                protocol.verify_error = f"not a client certificate (subject CN {cert.get_subject().CN})"
+                protocol.verify_error = f"not a client certificate (subject CN {_common_name(certificate)})"
             return False
     return True
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else "(none)"
 
 
 class CRLWatcher(TimerService):

@@ -51,7 +51,7 @@ from jeisson.aggregator.events import Event, EventSpec, event_from_section
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
-from jeisson.tls import TLSConfig, read_tls
+from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 
 __all__ = ["AggregatorConfig", "Event", "EventSpec", "Feeder", "HomeEntry", "config_from_ini", "config_from_string",
            "read_config"]
@@ -107,6 +107,7 @@ class AggregatorConfig:
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
     section = "aggregator"
+    refuse_tls_endpoint(ini, section, "listen")
     listen = ini.server_endpoint(section, "listen")
     tls = read_tls(ini, "aggregator", section, "listen", listen)
     heartbeat_s = ini.number(section, "heartbeat_s", 10.0, low=0.5, high=3600)

@@ -53,7 +53,7 @@ import attrs
 from jeisson.config import IniFile
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
-from jeisson.tls import TLSConfig, read_tls
+from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 from jeisson.transports.boards import HomeSerialConfig, read_board_key
 from jeisson.transports.serial import read_serial_port
 from jeisson.wire import aggregator_home, home_actuator
@@ -103,6 +103,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     s = "home"
     home_id = ini.ident(s, "id")
     secret = ini.text(s, "secret")
+    refuse_tls_endpoint(ini, s, "aggregator")
     aggregator = ini.client_endpoint(s, "aggregator")
     tls = read_tls(ini, "home", s, "aggregator", aggregator)
     listen = ini.server_endpoint(s, "actuators", None)
@@ -117,7 +118,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         if not home_actuator.ID_PATTERN.match(actuator_id):
             raise ini.error(name, None, "an actuator id has at most 16 letters, digits, '_', '.', '-'")
         actuators[actuator_id] = ini.number(name, "relays", low=1, high=home_actuator.MAX_RELAYS, integer=True)
-        board_keys[actuator_id] = read_board_key(ini, name, required=False)
+        board_keys[actuator_id] = read_board_key(ini, name)
     serials = _serials(ini, actuators)
     if listen is None and any(a not in _serial_boards(serials) for a in actuators):
         raise ini.error(s, "actuators", "missing: needed for the boards that are not on a serial port")
