@@ -61,6 +61,7 @@ from jeisson.aggregator.round import Round, RoundContext, RoundSummary
 from jeisson.aggregator.rounds import SOLVE_IN_THREAD_ABOVE, Rounds, Solver
 from jeisson.aggregator.schedule import Schedule
 from jeisson.aggregator.watch import MeasuredWatch
+from jeisson.moments import parse_moment
 from jeisson.store import Store, StoreError
 from jeisson.text import Text
 from jeisson.wire import aggregator_home as wire
@@ -276,8 +277,8 @@ class Aggregator:
         from now, or epoch seconds.  Fires with the verdict once the event
         is durable (``added``, ``modified: ...``, ``refused: ...``)."""
         now = self.clock.seconds()
-        event = Event(event_id, float(limit_kw) * 1000.0, _moment(start, now), _moment(end, now), int(version),
-                      float(start_window_s), float(end_window_s))
+        event = Event(event_id, float(limit_kw) * 1000.0, parse_moment(start, now), parse_moment(end, now),
+                      int(version), float(start_window_s), float(end_window_s))
         if not wire.ID_PATTERN.match(event_id) or event.end <= event.start or event.limit_w < 0:
             return succeed(f"refused: check the id, the limit and that the end is after the start ({event})")
         return self.offer_event(Offer(event), "the manhole").addCallback(_verdict)
@@ -301,7 +302,7 @@ class Aggregator:
             return succeed(Text("no record: this aggregator has no store ([store] path = none), so it keeps no "
                                 "journal"))
         now = self.clock.seconds()
-        moment = now if at is None else _moment(at, now)
+        moment = now if at is None else parse_moment(at, now)
         store = self.store
         # What is queued is committed first: the journal up to now.
         return self.durable().addCallback(lambda _: audit.why(store, home_id, load_id, moment)).addCallback(Text)
@@ -315,20 +316,9 @@ class Aggregator:
         store = self.store
         return self.durable().addCallback(
             lambda _: store.export_csv(path, subjects=[home] if home is not None else None,
-                                       since=None if since is None else _moment(since, now),
-                                       until=None if until is None else _moment(until, now)))
+                                       since=None if since is None else parse_moment(since, now),
+                                       until=None if until is None else parse_moment(until, now)))
 
 
 def _verdict(outcome: event_rules.Outcome) -> str:
     return f"{outcome.verdict}: {outcome.detail}" if outcome.detail else outcome.verdict
-
-
-def _moment(value: Any, now: float) -> float:
-    """A manhole time: epoch seconds, ``+SECONDS`` from now, ``-SECONDS``
-    ago, or UTC text."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    if text.startswith(("+", "-")):
-        return now + float(text)
-    return wire.parse_utc(text)

@@ -50,10 +50,8 @@ power as ``home``; each at most once per ``measure_period_s`` (the boards
 may read more often).
 """
 
-import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -61,6 +59,7 @@ from twisted.logger import Logger
 
 from jeisson.home import listeners
 from jeisson.home.listeners import HomeListener
+from jeisson.moments import parse_moment
 from jeisson.store import BOARD, BUDGET, OWNER, RELEASE, SWITCH, JournalEntry, Store, StoreError
 
 if TYPE_CHECKING:
@@ -385,36 +384,6 @@ class HomeMemory(HomeListener):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def parse_moment(at: float | str | None, now: float) -> float:
-    """``at`` as epoch seconds: None (now), a number, ``HH:MM[:SS]`` (today,
-    UTC) or UTC text (``2024-05-01T18:05:00Z``; no zone means UTC)."""
-    if at is None:
-        return now
-    if isinstance(at, int | float):
-        return float(at)
-    text = at.strip()
-    clock = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?", text)
-    if clock:
-        hours, minutes = int(clock.group(1)), int(clock.group(2))
-        if hours < 24 and minutes < 60:
-            return now - now % 86400 + hours * 3600 + minutes * 60 + float(clock.group(3) or 0)
-    else:
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(text.replace(" UTC", "Z"))
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
-    raise ValueError(f"cannot read {at!r} as a moment: give epoch seconds, UTC text (2024-05-01T18:05:00Z) "
-                     "or HH:MM (today, UTC)")
 
 
 async def _last(store: Store, **query: Any) -> JournalEntry | None:
