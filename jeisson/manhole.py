@@ -24,7 +24,8 @@ What guards it, by layer:
 - *Loopback by default.*  An interface other than loopback needs
   ``allow_remote = yes`` and is warned of at start; without it the config is
   refused.
-- *Attempts limited.*  ``max_auth_tries`` failed authentications close a
+- *Attempts limited.*  At most ``max_unauthenticated`` connections not
+  logged in yet at once; ``max_auth_tries`` failed authentications close a
   connection; ``lockout_after`` failures (authentications refused, logins
   timed out, protocol garbage) from one address within ``lockout_s`` refuse
   every connection from it until ``lockout_s`` after the last one.  A
@@ -96,6 +97,7 @@ class ManholeConfig:
     passwd: str | None = None
     allow_remote: bool = False
     max_auth_tries: int = 3
+    max_unauthenticated: int = 10
     lockout_after: int = 10
     lockout_s: float = 600.0
     login_timeout_s: float = 30.0
@@ -163,6 +165,7 @@ def _limits(ini: IniFile) -> dict[str, Any]:
     s = "manhole"
     return dict(
         max_auth_tries=ini.number(s, "max_auth_tries", 3, low=1, high=100, integer=True),
+        max_unauthenticated=ini.number(s, "max_unauthenticated", 10, low=1, high=10_000, integer=True),
         lockout_after=ini.number(s, "lockout_after", 10, low=1, high=100_000, integer=True),
         lockout_s=ini.number(s, "lockout_s", 600.0, low=1, high=7 * 86400),
         login_timeout_s=ini.number(s, "login_timeout_s", 30.0, low=1, high=3600),
@@ -512,8 +515,10 @@ _ACTIVITY = {
 
 
 class _Guard:
-    """What every connection to one manhole shares: its settings, clock and
-    the lockout of addresses that failed too often."""
+    """What every connection to one manhole shares: its settings, clock, the
+    lockout of addresses that failed too often, and the count of connections
+    not logged in yet (at most ``max_unauthenticated``, so that strangers
+    holding handshakes open cost a bounded amount)."""
 
     log = Logger()
 
@@ -521,14 +526,32 @@ class _Guard:
         self.config = config
         self.clock = clock
         self.lockout = Lockout(config.lockout_after, config.lockout_s)
+        self.unauthenticated = 0
+        self._full = False  # said so once, until there is room again
 
     def admits(self, addr: Any) -> bool:
-        """Whether a connection from ``addr`` may start (not locked out)."""
+        """Whether a connection from ``addr`` may start: not locked out, and
+        room among the connections not logged in yet."""
         host = _host(addr)
         if self.lockout.locked(host, self.clock.seconds()):
             self.log.debug("manhole: {host} is locked out; connection closed", host=host)
             return False
+        if self.unauthenticated >= self.config.max_unauthenticated:
+            if not self._full:
+                self.log.warn("manhole: {count} connections not logged in yet; refusing more (from {host} "
+                              "first) until one ends", count=self.unauthenticated, host=host)
+            self._full = True
+            return False
         return True
+
+    def started(self) -> None:
+        self.unauthenticated += 1
+
+    def settled(self) -> None:
+        """A connection not logged in yet logged in, or ended."""
+        self.unauthenticated -= 1
+        if self.unauthenticated < self.config.max_unauthenticated:
+            self._full = False
 
     def failed(self, host: str) -> None:
         if self.lockout.failed(host, self.clock.seconds()):
@@ -589,6 +612,8 @@ class _Watch:
         self.closing: str | None = None
         self._timer: Any = guard.clock.callLater(guard.config.login_timeout_s, self._login_timed_out)
         self._aborting: Any = None
+        self._pending = True
+        guard.started()
 
     def auth_failed(self, what: str) -> bool:
         """An authentication (``what``: key and user) was refused; whether
@@ -602,8 +627,14 @@ class _Watch:
                     count=len(self.failures), what=", ".join(self.failures))
         return False
 
+    def _settle(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.guard.settled()
+
     def logged_in(self, user: str, how: str) -> None:
         self.user = user
+        self._settle()
         refused = f" (after {len(self.failures)} refused: {', '.join(self.failures)})" if self.failures else ""
         self.log.info("manhole: {peer} logged in as {user} {how}{refused}",
                       peer=self.peer, user=user, how=how, refused=refused)
@@ -639,6 +670,7 @@ class _Watch:
                     protocol=self.protocol, why=why)
 
     def lost(self) -> None:
+        self._settle()
         self._cancel_timer()
         if self._aborting is not None and self._aborting.active():
             self._aborting.cancel()

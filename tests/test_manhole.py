@@ -137,7 +137,7 @@ def test_the_default_is_ssh_on_loopback_with_the_files_next_to_the_ini(tmp_path,
     assert config == ManholeConfig(
         "tcp:7790:interface=127.0.0.1", protocol="ssh", host_key=pki.host_key,
         authorized_keys=pki.authorized_keys, passwd=None, allow_remote=False, max_auth_tries=3,
-        lockout_after=10, lockout_s=600.0, login_timeout_s=30.0, idle_s=900.0)
+        max_unauthenticated=10, lockout_after=10, lockout_s=600.0, login_timeout_s=30.0, idle_s=900.0)
     assert read(tmp_path, SECTION.format(listen="tcp:7790")).listen == "tcp:7790:interface=127.0.0.1"
 
 
@@ -552,6 +552,26 @@ def test_an_address_is_locked_out_after_failures_and_let_in_again_later(pki):
         "manhole: 192.0.2.7 locked out for 600 s after 4 failures"]
     session.clock.advance(600 - 10)  # 600 s after the last failure
     server, _, conn = session.as_operator(pki)
+    assert server.watch.user == "operator"
+
+
+def test_connections_not_logged_in_yet_are_bounded(pki):
+    session = Session(pki, max_unauthenticated=3)
+    servers = []
+    with capturedLogs() as events:
+        for n in range(3):
+            server = session.factory.buildProtocol(IPv4Address("TCP", f"192.0.2.{n}", 40000))
+            server.makeConnection(iosim.FakeTransport(server, True, peerAddress=PEER))
+            servers.append(server)
+        assert session.factory.buildProtocol(PEER) is None
+        assert session.factory.buildProtocol(PEER) is None
+    assert lines(events, "warn") == ["manhole: 3 connections not logged in yet; refusing more (from 192.0.2.7 "
+                                     "first) until one ends"]
+    servers.pop().connectionLost(None)
+    server, client, conn = session.as_operator(pki)  # room again
+    assert server.watch.user == "operator"
+    # A logged-in session does not hold a place.
+    server, client, conn = session.as_operator(pki)
     assert server.watch.user == "operator"
 
 
