@@ -27,8 +27,8 @@ What guards it, by layer:
 - *Attempts limited.*  At most ``max_unauthenticated`` connections not
   logged in yet at once; ``max_auth_tries`` failed authentications close a
   connection; ``lockout_after`` failures (authentications refused, logins
-  timed out, protocol garbage) from one address within ``lockout_s`` refuse
-  every connection from it until ``lockout_s`` after the last one.  A
+  timed out, protocol garbage) from one address within ``lockout_s`` lock
+  it out (every connection closed at once) for ``lockout_s``.  A
   connection not logged in after ``login_timeout_s`` is closed, and so is a
   session nobody has typed in for ``idle_s``.
 - *Garbage.*  Whatever a client sends, a connection that breaks the protocol
@@ -60,7 +60,7 @@ from twisted.conch import error as conch_error
 from twisted.conch import manhole, manhole_ssh, telnet
 from twisted.conch.insults import insults
 from twisted.conch.ssh import _kex, connection, keys, session, transport, userauth
-from twisted.conch.ssh.common import NS
+from twisted.conch.ssh.common import NS, getNS
 from twisted.cred import checkers, credentials, portal
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import endpoints, interfaces
@@ -134,6 +134,10 @@ def read_manhole(ini: IniFile) -> ManholeConfig | None:
         passwd = _path(ini, ini.text(s, "passwd"))
         if not os.path.isfile(passwd):
             raise ini.error(s, "passwd", f"password file {passwd} does not exist (lines of user:password)")
+        mode = stat.S_IMODE(os.stat(passwd).st_mode)
+        if mode & 0o077:
+            raise ini.error(s, "passwd", f"password file {passwd} is open to others (mode {mode:04o}): "
+                                         f"chmod 600 {passwd}")
         return ManholeConfig(listen, protocol="telnet", passwd=passwd, allow_remote=allow_remote, **_limits(ini))
     if not local and not allow_remote:
         raise ini.error(s, "listen", f"{listen} listens beyond loopback: a manhole is a Python shell in the "
@@ -473,7 +477,7 @@ class _KeysOnlyAuth(userauth.SSHUserAuthServer):
 
     def auth_publickey(self, packet: bytes):
         try:
-            _, blob, _ = userauth.getNS(packet[1:], 2)
+            _, blob, _ = getNS(packet[1:], 2)
             self._key = fingerprint(keys.Key.fromString(blob))
         except Exception:
             self._key = "an unreadable key"

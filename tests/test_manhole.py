@@ -247,6 +247,9 @@ def test_telnet_is_asked_for_and_loopback_only(tmp_path):
     message = error(tmp_path, text.format(listen="7790") + "host_key = pki/manhole/ssh_host_ed25519_key\n")
     assert "[manhole] host_key: only for protocol = ssh" in message
     assert read(tmp_path, text.format(listen="7790") + "idle_s = 60\n").idle_s == 60
+    os.chmod(tmp_path / "manhole.passwd", 0o644)
+    message = error(tmp_path, text.format(listen="7790"))
+    assert f"[manhole] passwd: password file {tmp_path / 'manhole.passwd'} is open to others (mode 0644)" in message
     assert "[manhole] protocol: expected one of ssh, telnet, got 'rlogin'" in error(
         tmp_path, "[manhole]\nprotocol = rlogin\nlisten = 7790\n")
 
