@@ -63,6 +63,16 @@ def test_expired_and_late_events():
     assert book.active(50.0) == [book.events["now"]]
 
 
+def test_an_event_longer_than_max_event_s_is_refused():
+    book = EventBook(max_event_s=3600.0)
+    assert book.offer(Offer(Event("hour", 5000.0, 100.0, 3700.0)), 0).verdict == ev.ADDED
+    long = book.offer(Offer(Event("long", 5000.0, 100.0, 3701.0)), 0)
+    assert long.verdict == ev.REFUSED and "longer than the 3600 s" in long.detail and "max_event_s" in long.detail
+    assert EventBook().max_event_s == ev.MAX_EVENT_S == 86400.0
+    net = Net(NO_EVENT)
+    assert fired(net.aggregator.add_event("decade", 4, "+60", "+315360000")).startswith("refused: it lasts")
+
+
 def test_next_boundary_and_chains_count_the_start_window():
     book = EventBook()
     book.offer(Offer(Event("a", 5000.0, 100.0, 200.0, start_window_s=30.0)), 0)

@@ -78,8 +78,15 @@ class Outcome:
         return self.verdict in (ADDED, LATE, MODIFIED, CANCELLED)
 
 
+# The longest an event may last by default (``[aggregator] max_event_s``):
+# a day.  Utility DR events last hours; an event without a sane end (a typo,
+# a forged line) would otherwise shed homes for years.
+MAX_EVENT_S = 86400.0
+
+
 class EventBook:
-    def __init__(self) -> None:
+    def __init__(self, max_event_s: float = MAX_EVENT_S) -> None:
+        self.max_event_s = max_event_s
         self.events: dict[str, Event] = {}
         self.cancelled: dict[str, int] = {}  # id -> the version that cancelled it
 
@@ -112,6 +119,9 @@ class EventBook:
             return Outcome(CANCELLED, f"version {event.version} cancels it")
         if event.end <= event.start:
             return Outcome(REFUSED, "it must end after it starts")
+        if event.end - event.start > self.max_event_s:
+            return Outcome(REFUSED, f"it lasts {event.end - event.start:.0f} s, longer than the {self.max_event_s:.0f} "
+                                    "s an event may last ([aggregator] max_event_s)")
         if event.end <= now:
             return Outcome(REFUSED, "it has already ended (expired)")
         self.cancelled.pop(event.id, None)

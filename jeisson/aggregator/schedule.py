@@ -28,14 +28,15 @@ class Schedule:
 
     def __init__(self, clock: IReactorTime, homes: Homes, announce: AggregatorListener, seed: int | None,
                  on_binding: Callable[[Event | None, Event | None], None],
-                 on_limit: Callable[[], None] | None = None):
+                 on_limit: Callable[[], None] | None = None, max_event_s: float = event_rules.MAX_EVENT_S):
         """``on_binding(event, previous)``: the binding event changed (or
         may have: its limit or times); called after ``current`` is set.
         ``on_limit()``: an event's limit itself came into force (the end of
-        its start window), the binding event unchanged."""
+        its start window), the binding event unchanged.  ``max_event_s``:
+        longer events are refused."""
         self.clock = clock
         self.homes = homes
-        self.book = EventBook()
+        self.book = EventBook(max_event_s)
         self._announce = announce
         self._on_binding = on_binding
         # Draws for each home's own start and restore within an event's
