@@ -352,6 +352,7 @@ def test_a_peer_that_does_not_read_is_dropped_past_the_write_limit(net):
         while not peer.aborted and sent < 10 * DEFAULTS.max_write_buffer_bytes:
             link.send_line(line)
             sent += len(line)
+            link.pauseProducing()  # Twisted says it again on every write while its buffer is full
     assert peer.aborted
     assert DEFAULTS.max_write_buffer_bytes < sent <= DEFAULTS.max_write_buffer_bytes + len(line)
     assert any("does not read" in m for m in said(events))

@@ -1,9 +1,15 @@
-"""LineLink on a real TCP connection: lines go out without Nagle's delay."""
+"""LineLink on a real TCP connection: lines go out without Nagle's delay, and
+a peer that never reads is dropped once its writes pass the limit."""
+
+import socket
 
 from twisted.internet import defer, endpoints, reactor
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.trial import unittest
 
+from jeisson.limits import Limits
 from jeisson.transports.stream import LineLink, LineLinkFactory
 
 
@@ -41,3 +47,107 @@ class NoDelayTests(unittest.TestCase):
         self.assertEqual(len(Recorder.made), 2)
         for recorder in Recorder.made:
             self.assertTrue(recorder.link.transport.getTcpNoDelay())
+
+
+class Flood:
+    """A server session: echoes each line, except ``FLOOD``, after which it
+    writes 16 KiB every millisecond until its link is lost."""
+
+    def __init__(self, link):
+        self.link = link
+        self.lost: defer.Deferred = defer.Deferred()
+        self.loop = None
+        Flood.made.append(self)
+
+    def line_received(self, line):
+        if line == b"FLOOD":
+            self.loop = LoopingCall(self.link.send_line, b"x" * 16383 + b"\n")
+            self.loop.start(0.001)
+        else:
+            self.link.send_line(line + b"\n")
+
+    def line_too_long(self, error):
+        pass
+
+    def connection_lost(self, reason):
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+        self.reason = reason
+        self.lost.callback(None)
+
+
+class Echoed(Recorder):
+    def __init__(self, link):
+        super().__init__(link)
+        self.heard = defer.Deferred()
+
+    def line_received(self, line):
+        super().line_received(line)
+        if not self.heard.called:
+            self.heard.callback(line)
+
+
+class BoundedWriteTests(unittest.TestCase):
+    """A peer that never reads is dropped once what waits for it passes the
+    limit (a real TCP connection: the kernel's buffers fill, then Twisted's,
+    which pauses the link), and the server goes on serving others."""
+
+    @defer.inlineCallbacks
+    def test_a_peer_that_never_reads_is_dropped_and_others_are_served(self):
+        Flood.made = []
+        Recorder.made = []
+        limits = Limits(max_write_buffer_bytes=256 * 1024)
+        port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            LineLinkFactory(100, Flood, limits=limits))
+        self.addCleanup(port.stopListening)
+        address = ("127.0.0.1", port.getHost().port)
+
+        # The peer that never reads: a plain socket with a small receive buffer.
+        deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(deaf.close)
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        deaf.setblocking(False)
+        try:
+            deaf.connect(address)
+        except BlockingIOError:
+            pass
+        yield self.until(lambda: len(Flood.made) == 1)
+        flooded = Flood.made[0]
+        deaf.send(b"FLOOD\n")
+
+        # Another peer, connected while the flood goes on, is served.
+        client = yield endpoints.TCP4ClientEndpoint(reactor, *address).connect(
+            Factory.forProtocol(lambda: LineLink(100, Echoed)))
+        self.addCleanup(client.transport.loseConnection)
+        echoed = Recorder.made[-1]
+        client.send_line(b"PING 1\n")
+        line = yield echoed.heard.addTimeout(10, reactor)
+        self.assertEqual(line, b"PING 1")
+
+        yield flooded.lost.addTimeout(30, reactor)  # dropped, not waited for forever
+        self.assertIsNotNone(flooded.loop)
+        # What it held: the kernel's buffers, Twisted's (bufferSize), and at
+        # most the limit written after Twisted paused the link.
+        flooded.reason.trap(ConnectionAborted)
+
+        late = yield endpoints.TCP4ClientEndpoint(reactor, *address).connect(
+            Factory.forProtocol(lambda: LineLink(100, Echoed)))
+        self.addCleanup(late.transport.loseConnection)
+        late_echoed = Recorder.made[-1]
+        late.send_line(b"PING 2\n")
+        line = yield late_echoed.heard.addTimeout(10, reactor)
+        self.assertEqual(line, b"PING 2")
+
+    def until(self, condition, timeout=10.0):
+        """A Deferred that fires once ``condition()`` holds (checked on each
+        reactor turn), or fails after ``timeout`` seconds."""
+        done: defer.Deferred = defer.Deferred()
+
+        def check():
+            if condition():
+                loop.stop()
+                done.callback(None)
+
+        loop = LoopingCall(check)
+        loop.start(0.01)
+        return done.addTimeout(timeout, reactor)

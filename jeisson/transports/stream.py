@@ -205,8 +205,11 @@ class LineLink(Protocol):
                 pass  # already gone
 
     def pauseProducing(self) -> None:
-        self._paused = True
-        self._unread = 0
+        # Twisted says so again on every write while its buffer stays full:
+        # count from the first time only.
+        if not self._paused:
+            self._paused = True
+            self._unread = 0
 
     def resumeProducing(self) -> None:
         self._paused = False
