@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -83,7 +84,6 @@ class EventsFile:
 def system(tmp_path_factory, credentials):
     work = str(tmp_path_factory.mktemp("e2e"))
     ports = dict(zip(("aggregator", "home-a", "home-b", "manhole"), free_ports(4), strict=True))
-    write(os.path.join(work, "manhole.passwd"), "operator:s3cret\n")
     events = EventsFile(os.path.join(work, "events.ini"))
     write(os.path.join(work, "aggregator.ini"), f"""
 [aggregator]
@@ -103,7 +103,8 @@ secret = secret-b
 
 [manhole]
 listen = {ports['manhole']}
-passwd = manhole.passwd
+host_key = {credentials.manhole}/ssh_host_ed25519_key
+authorized_keys = {credentials.manhole}/authorized_keys
 """ + credentials.aggregator_tls())
     homes = {
         "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
@@ -400,34 +401,20 @@ def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(sys
 
 
 def test_manhole_shows_the_live_aggregator(system):
-    port = system["ports"]["manhole"]
-    wait_for(lambda: "ServerFactory starting on" in read_log(system, "aggregator"), 15, "the manhole to listen")
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        def read_until(marker: bytes, timeout=5.0) -> bytes:
-            data = b""
-            deadline = time.monotonic() + timeout
-            while marker not in data and time.monotonic() < deadline:
-                s.settimeout(max(deadline - time.monotonic(), 0.01))
-                try:
-                    chunk = s.recv(4096)
-                except TimeoutError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            return data
+    """The operator's path, as the demo prints it: ssh with the operator's key,
+    the host key checked against a known_hosts line."""
+    from jeisson.manhole import known_hosts_line, ssh_command
 
-        # Play the telnet client's part: agree to the server's echo options
-        # (IAC DO ECHO, then IAC DONT ECHO), as telnet(1) does.
-        assert b"Username" in read_until(b"Username")
-        s.sendall(b"operator\r\n")
-        assert b"Password" in read_until(b"Password")
-        s.sendall(b"\xff\xfd\x01s3cret\r\n")
-        assert b"\xff\xfc\x01" in read_until(b"\xff\xfc\x01")
-        s.sendall(b"\xff\xfe\x01")
-        assert b">>> " in read_until(b">>> ")
-        s.sendall(b"print('homes:', '+'.join(sorted(aggregator.homes)))\r\n")
-        assert b"homes: home-a+home-b" in read_until(b"home-a+home-b")
+    port = system["ports"]["manhole"]
+    wait_for(lambda: "manhole (ssh) on" in read_log(system, "aggregator"), 15, "the manhole to listen")
+    manhole = system["credentials"].manhole
+    known_hosts = os.path.join(system["work"], "known_hosts")
+    write(known_hosts, known_hosts_line(os.path.join(manhole, "ssh_host_ed25519_key"), port))
+    command = shlex.split(ssh_command(port, os.path.join(manhole, "operator_ed25519"), known_hosts))
+    result = subprocess.run([*command[:1], "-T", "-o", "BatchMode=yes", *command[1:]],
+                            input="print('homes:', '+'.join(sorted(aggregator.homes)))\n", capture_output=True,
+                            text=True, timeout=60)
+    assert "homes: home-a+home-b" in result.stdout, (result.stdout, result.stderr)
 
 
 def test_no_process_logged_a_traceback(system, connected):
