@@ -350,12 +350,12 @@ class Lockout:
 
 @provider(ILogObserver)
 def _quiet(event: LogEvent) -> None:
-    """Conch's own running commentary (channel open, connection lost, ...)
-    at debug level: the manhole logs what an operator needs in its own
-    lines.  Warnings and errors pass as they are."""
-    if event.get("log_level") == LogLevel.info:
-        event = dict(event, log_level=LogLevel.debug)
-    globalLogPublisher(event)
+    """Conch's own running commentary (key exchange, channel open,
+    connection lost, ...) is dropped: twistd's log shows every level, and a
+    stranger's connection must cost one line, the manhole's own.  Warnings
+    and errors pass as they are."""
+    if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+        globalLogPublisher(event)
 
 
 @implementer(conch_checkers.IAuthorizedKeysDB)
@@ -538,8 +538,7 @@ class _Guard:
         room among the connections not logged in yet."""
         host = _host(addr)
         if self.lockout.locked(host, self.clock.seconds()):
-            self.log.debug("manhole: {host} is locked out; connection closed", host=host)
-            return False
+            return False  # said once, when it was locked out
         if self.unauthenticated >= self.config.max_unauthenticated:
             if not self._full:
                 self.log.warn("manhole: {count} connections not logged in yet; refusing more (from {host} "
@@ -758,10 +757,8 @@ class _ManholeTransport(transport.SSHServerTransport):
         self.watch.protocol_error(desc.decode("ascii", "replace"))
 
     def receiveError(self, reasonCode, description):
-        # A client leaving says why (no more keys, the user logged out): the
-        # watch's lines tell what an operator needs.
-        self.watch.log.debug("manhole: {peer} disconnected: {description} (code {code})", peer=self.watch.peer,
-                             description=description.decode("utf-8", "replace"), code=reasonCode)
+        """A client leaving says why (no more keys, the user logged out): the
+        watch's lines already tell what an operator needs."""
 
     def _goodbye(self, kind: str, text: str) -> None:
         code = _DISCONNECT_CODES.get(kind, transport.DISCONNECT_PROTOCOL_ERROR)
