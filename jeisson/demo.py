@@ -1,7 +1,11 @@
 """The whole jeisson system on one machine, as real twistd processes.
 
 ``python -m jeisson.demo`` copies the example configs of ``etc/jeisson`` into
-a work directory, moves every port to a free loopback port, starts the
+a work directory, makes the credentials there with ``jeisson.pki`` (a CA,
+the aggregator's and each home's certificates, each board's key, the
+manhole's SSH keys, in ``pki/``), so that every link runs as in production:
+homes over mutual TLS, boards authenticated, the manhole over SSH with keys
+only.  It moves every port to a free loopback port, starts the
 aggregator, the three homes and their software actuators with the real
 ``twistd`` commands, applies a DR event whose limit is below the houses'
 demand, and shows the negotiation rounds live from the aggregator's status
@@ -14,7 +18,6 @@ import configparser
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -76,8 +79,29 @@ def _port_of(endpoint: str) -> int:
     return int(match.group(1))
 
 
+PKI = "pki"  # the credentials folder, in the work directory beside the configs
+
+
+def make_credentials(folder: str, homes: list[str], boards: list[str]) -> None:
+    """The demo's credentials (``jeisson pki`` layout); what a work
+    directory used again already holds is kept."""
+    from jeisson import pki
+
+    if not os.path.exists(os.path.join(folder, pki.CA_CERT)):
+        pki.init(folder)
+    for home in homes:
+        if not os.path.exists(pki.home_paths(folder, home)[0]):
+            pki.issue_home(folder, home)
+    for board in boards:
+        if not os.path.exists(pki.board_key_path(folder, board)):
+            pki.issue_board(folder, board)
+    if not os.path.exists(os.path.join(folder, pki.MANHOLE_HOST_KEY)):
+        pki.issue_manhole(folder, force=True)
+
+
 def prepare(etc: str, workdir: str, event_start: float, event_length: float, limit_kw: float | None) -> dict:
-    """Copy the example configs with fresh ports; returns the processes to run."""
+    """Copy the example configs with fresh ports and the credentials they
+    name (``pki/`` beside them); returns the processes to run."""
     homes = sorted(f for f in os.listdir(etc) if re.fullmatch(r"home-.*\.ini", f))
     ports = iter(free_ports(2 + len(homes)))
     # Serial devices and radio links are relative paths: every process runs
@@ -99,10 +123,12 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         "end": f"+{event_start + event_length:g}",
     }
     manhole_port = next(ports)
-    password = secrets.token_urlsafe(9)
-    with open(os.path.join(workdir, "manhole.passwd"), "w", encoding="utf-8") as f:
-        f.write(f"operator:{password}\n")
-    aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
+    # Keys only, loopback: the operator's key and the host key are in pki/manhole.
+    aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1",
+                             "host_key": f"{PKI}/manhole/ssh_host_ed25519_key",
+                             "authorized_keys": f"{PKI}/manhole/authorized_keys"}
+    aggregator["tls"] = {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/aggregator.pem", "key": f"{PKI}/aggregator.key",
+                         "crl": f"{PKI}/crl.pem"}
     _write(aggregator, os.path.join(workdir, "aggregator.ini"))
     events_file = aggregator["aggregator"].get("events_file")
     if events_file and os.path.exists(os.path.join(etc, events_file)):
@@ -117,9 +143,18 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         processes.append(("radio", "jeisson-radio", os.path.join(workdir, "radio.ini")))
 
     home_ports = {}
+    home_ids, board_ids = [], []
     for name in homes:
         home = _read(os.path.join(etc, name))
+        home_id = home["home"]["id"]
+        home_ids.append(home_id)
         home["home"]["aggregator"] = f"tcp:127.0.0.1:{aggregator_port}"
+        home["tls"] = {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/homes/{home_id}.pem",
+                       "key": f"{PKI}/homes/{home_id}.key"}
+        for section in home.sections():
+            if section.startswith("actuator:"):
+                board_ids.append(section.split(":", 1)[1])
+                home[section]["key"] = f"{PKI}/boards/{section.split(':', 1)[1]}.key"
         if "actuators" in home["home"]:
             old = _port_of(home["home"]["actuators"])
             home_ports[old] = next(ports)
@@ -128,6 +163,7 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         processes.append((name[:-4], "jeisson-home", os.path.join(workdir, name)))
     for name in sorted(f for f in os.listdir(etc) if re.fullmatch(r"actuator-.*\.ini", f)):
         actuator = _read(os.path.join(etc, name))
+        actuator["actuator"]["key"] = f"{PKI}/boards/{actuator['actuator']['id']}.key"
         if "home" in actuator["actuator"]:
             old = _port_of(actuator["actuator"]["home"])
             if old not in home_ports:
@@ -135,7 +171,20 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
             actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
         _write(actuator, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-actuator", os.path.join(workdir, name)))
-    return {"processes": processes, "event": event, "manhole": (manhole_port, password)}
+    make_credentials(os.path.join(workdir, PKI), home_ids, board_ids)
+    return {"processes": processes, "event": event, "manhole": manhole_port}
+
+
+def manhole_command(workdir: str, port: int) -> str:
+    """The ``ssh`` command to reach the aggregator's manhole, checking its
+    host key against a ``known_hosts`` file written beside the configs."""
+    from jeisson.manhole import known_hosts_line, ssh_command
+
+    manhole = os.path.join(workdir, PKI, "manhole")
+    known_hosts = os.path.join(workdir, "known_hosts")
+    with open(known_hosts, "w", encoding="utf-8") as f:
+        f.write(known_hosts_line(os.path.join(manhole, "ssh_host_ed25519_key"), port))
+    return ssh_command(port, os.path.join(manhole, "operator_ed25519"), known_hosts)
 
 
 class Fleet:
@@ -288,8 +337,9 @@ def main(argv=None) -> int:
     interactive = sys.stdout.isatty()
     started = time.monotonic()
     print(f"jeisson demo: configs and logs in {workdir}")
-    port, password = plan["manhole"]
-    print(f"manhole: telnet 127.0.0.1 {port}   (user operator, password {password})")
+    print(f"credentials (jeisson pki list {os.path.join(workdir, PKI)}): CA, aggregator's and homes' certificates "
+          "(mutual TLS), boards' keys, manhole's SSH keys")
+    print(f"manhole: {manhole_command(workdir, plan['manhole'])}")
     try:
         for name, plugin, config in plan["processes"]:
             fleet.start(name, plugin, config)
