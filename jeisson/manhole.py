@@ -263,6 +263,11 @@ def load_authorized_keys(path: str) -> list[keys.Key]:
     """The public keys in the OpenSSH ``authorized_keys`` file ``path``;
     ValueError naming the file (and line) when it is missing, writable by
     others, holds a line that is not a key, or holds no key at all."""
+    return [key for key, _ in authorized_keys_with_comments(path)]
+
+
+def authorized_keys_with_comments(path: str) -> list[tuple[keys.Key, str]]:
+    """``load_authorized_keys``, each key with its comment (who it is)."""
     try:
         mode = os.stat(path).st_mode
         with open(path, "rb") as f:
@@ -286,7 +291,8 @@ def load_authorized_keys(path: str) -> list[keys.Key]:
         if key is None or not key.isPublic():
             raise ValueError(f"{path} line {number}: not an OpenSSH public key (expected a line like "
                              "'ssh-ed25519 AAAA... operator'; options before the key are not supported)")
-        found.append(key)
+        fields = line.split(None, 2)
+        found.append((key, fields[2].decode("utf-8", "replace") if len(fields) > 2 else ""))
     if not found:
         raise ValueError(f"authorized keys file {path} holds no key: nobody could log in; {PKI_HINT}")
     return found
@@ -369,17 +375,19 @@ class AuthorizedKeysFile:
     def __init__(self, path: str):
         self.path = path
         self._error: str | None = None
+        self.comments: dict[str, str] = {}  # fingerprint -> the key's comment, as last read
 
     def getAuthorizedKeys(self, username: bytes) -> list[keys.Key]:
         try:
-            found = load_authorized_keys(self.path)
+            found = authorized_keys_with_comments(self.path)
         except ValueError as e:
             if str(e) != self._error:
                 self.log.error("manhole: nobody can log in: {error}", error=str(e))
             self._error = str(e)
             return []
         self._error = None
-        return found
+        self.comments = {fingerprint(key): comment for key, comment in found}
+        return [key for key, _ in found]
 
 
 class _Session(manhole_ssh.TerminalSession):
@@ -485,7 +493,9 @@ class _KeysOnlyAuth(userauth.SSHUserAuthServer):
 
     def _cbFinishedAuth(self, result):
         super()._cbFinishedAuth(result)
-        self.transport.watch.logged_in(_shown(self.user or b""), f"with key {self._key}")
+        comment = self.transport.factory.authorized.comments.get(self._key)
+        who = f" ({_shown(comment.encode())})" if comment else ""
+        self.transport.watch.logged_in(_shown(self.user or b""), f"with key {self._key}{who}")
 
     def _ebBadAuth(self, reason: Failure):
         if reason.check(conch_error.IgnoreAuthentication):
@@ -568,6 +578,14 @@ def _shown(name: bytes) -> str:
     text = name.decode("utf-8", "replace")
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return shown if len(shown) <= 40 else shown[:40] + "..."
+
+
+def _error(e: BaseException) -> str:
+    """An exception a peer's bytes caused, in a few words: ``struct.error:
+    unpack requires a buffer of 4 bytes``."""
+    kind = type(e)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {e}" if str(e) else name
 
 
 def _host(addr: Any) -> str:
@@ -744,7 +762,7 @@ class _ManholeTransport(transport.SSHServerTransport):
         try:
             super().dataReceived(data)
         except Exception as e:
-            self.watch.broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            self.watch.broken(_error(e))
 
     def dispatchMessage(self, messageNum, payload):
         if messageNum in _ACTIVITY:
@@ -783,7 +801,8 @@ class _ManholeFactory(manhole_ssh.ConchFactory):
 
     def __init__(self, config: ManholeConfig, namespace: dict, clock: interfaces.IReactorTime):
         assert config.host_key is not None and config.authorized_keys is not None
-        checker = conch_checkers.SSHPublicKeyChecker(AuthorizedKeysFile(config.authorized_keys))
+        self.authorized = AuthorizedKeysFile(config.authorized_keys)
+        checker = conch_checkers.SSHPublicKeyChecker(self.authorized)
         super().__init__(portal.Portal(_Realm(namespace), [checker]))
         self.config = config
         self.clock = clock
@@ -930,7 +949,7 @@ class _TelnetTransport(telnet.TelnetTransport):
         try:
             super().dataReceived(data)
         except Exception as e:
-            self.watch.broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            self.watch.broken(_error(e))
 
     def _goodbye(self, kind: str, text: str) -> None:
         self.transport.write(f"\r\n{text}\r\n".encode())
