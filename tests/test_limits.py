@@ -8,14 +8,25 @@ The aggregator's real ``HomeSession`` runs under a real ``LineLink`` from a
 that ends is told so (``connectionLost``), as the reactor would.
 """
 
+import collections
+import random
+
 import pytest
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from jeisson import backoff
 from jeisson.aggregator.home_link import HELLO_TIMEOUT_S, HomeSession
+from jeisson.backoff import FullJitter
 from jeisson.config import ConfigError, IniFile
 from jeisson.limits import BOARD_LISTENER, Limits, ListenerGuard, Throttle, read_limits
 from jeisson.link import AGGREGATOR_HOME, LinkSession
@@ -402,3 +413,105 @@ def test_a_connectionless_wire_is_not_capped_before_hello_but_still_rate_limited
     link.dataReceived(b"MEAS 1\n" * 500)
     assert not transport.disconnected and not transport.disconnecting
     assert len(transport.value().split(b"\n")[:-1]) == DEFAULTS.errors_per_interval
+
+
+# ------------------------------------------------------- reconnect backoff
+
+
+def test_full_jitter_draws_anywhere_up_to_a_window_that_doubles_to_the_cap():
+    policy = FullJitter(base_s=10, cap_s=50, random=lambda: 1.0)
+    assert [policy.window(n) for n in (1, 2, 3, 4, 5, 1000)] == [10, 20, 40, 50, 50, 50]
+    assert [policy(n) for n in (1, 2, 3)] == [10, 20, 40]
+    assert FullJitter(base_s=10, cap_s=50, random=lambda: 0.0)(3) == 0.0
+    assert FullJitter(base_s=10, cap_s=50, random=lambda: 0.25)(2) == 5.0
+    with pytest.raises(ValueError):
+        FullJitter(base_s=0)
+    with pytest.raises(ValueError):
+        FullJitter(base_s=60, cap_s=30)
+
+
+@implementer(IStreamClientEndpoint)
+class Aggregator:
+    """The aggregator as the homes' endpoints meet it: up, except from
+    ``down_from`` until ``up_at``; ``attempts`` holds the time of every
+    connection attempt from ``down_from`` on."""
+
+    def __init__(self, clock, down_from: float, up_at: float):
+        self.clock = clock
+        self.down_from, self.up_at = down_from, up_at
+        self.attempts: list[float] = []
+        self.links: list = []
+
+    def connect(self, factory):
+        now = self.clock.seconds()
+        if now >= self.down_from:
+            self.attempts.append(now)
+        if self.down_from <= now < self.up_at:
+            return defer.fail(ConnectionRefusedError())
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        self.links.append(protocol)
+        return defer.succeed(protocol)
+
+    def fall(self) -> None:
+        """Every link is lost at once: the aggregator's process died."""
+        links, self.links = self.links, []
+        for protocol in links:
+            protocol.connectionLost(Failure(ConnectionLost()))
+
+
+def storm(outage_s: float, homes: int = 1000) -> tuple[list[float], float]:
+    """``homes`` real ClientServices with the default FullJitter (each its
+    own seeded random), connected; the aggregator falls at 10 s and is back
+    ``outage_s`` later.  Every attempt from the fall on, and when the last
+    home is back."""
+    clock = Clock()
+    fall = 10.0
+    aggregator = Aggregator(clock, fall, fall + outage_s)
+    services = [ClientService(aggregator, Factory.forProtocol(Protocol), clock=clock,
+                              retryPolicy=FullJitter(random=random.Random(f"home-{n}").random))
+                for n in range(homes)]
+    for service in services:
+        service.startService()
+    assert len(aggregator.links) == homes
+    clock.advance(fall)
+    aggregator.fall()
+    while len(aggregator.links) < homes:
+        clock.advance(min(call.getTime() for call in clock.getDelayedCalls()) - clock.seconds())
+    for service in services:
+        service.stopService()
+    return aggregator.attempts, clock.seconds() - fall
+
+
+@pytest.mark.parametrize("outage_s", [5, 60, 600])
+def test_a_thousand_homes_come_back_spread_no_second_holding_2_percent_of_the_attempts(outage_s):
+    """The window: from the aggregator's fall (every link lost at once) until
+    the last home is back, attempts counted at the aggregator's address.
+    The issue measured 19.8 % in one second after a restart (an additive
+    jitter of 0 to 1 s); its restart took a few seconds (5 s here)."""
+    attempts, all_back_s = storm(outage_s)
+    per_second = collections.Counter(int(t) for t in attempts)
+    busiest = max(per_second.values())
+    assert busiest <= 0.02 * len(attempts), (busiest, len(attempts))
+    # Full jitter spreads; it does not strand anyone: the last home is back
+    # within the cap after the last window it could draw.
+    assert all_back_s <= outage_s + backoff.CAP_S + backoff.BASE_S
+
+
+def test_the_old_additive_jitter_made_a_herd():
+    """The same storm with the policy it replaces (min(0.5 x 1.5^n, 15) s
+    plus 0 to 1 s): the test above can fail."""
+    clock = Clock()
+    aggregator = Aggregator(clock, 10.0, 15.0)
+    rng = random.Random(1)
+    services = [ClientService(aggregator, Factory.forProtocol(Protocol), clock=clock,
+                              retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=15.0, jitter=rng.random))
+                for _ in range(1000)]
+    for service in services:
+        service.startService()
+    clock.advance(10)
+    aggregator.fall()
+    while len(aggregator.links) < 1000:
+        clock.advance(min(call.getTime() for call in clock.getDelayedCalls()) - clock.seconds())
+    busiest = max(collections.Counter(int(t) for t in aggregator.attempts).values())
+    assert busiest > 0.15 * len(aggregator.attempts)
