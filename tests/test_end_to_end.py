@@ -303,6 +303,40 @@ def test_a_config_typo_is_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in output
 
 
+def test_no_tls_section_stops_the_start_saying_how_to_make_credentials(tmp_path):
+    path = tmp_path / "aggregator.ini"
+    path.write_text("[aggregator]\nlisten = tcp:0:interface=127.0.0.1\n[home:h]\nsecret = x\n[store]\npath = none\n")
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-aggregator", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{path}: [tls]: missing section: the aggregator speaks TLS only" in output
+    assert f"jeisson pki init {tmp_path}/pki" in output and "Traceback" not in output
+
+
+def test_an_expired_certificate_stops_the_start_naming_the_file_and_key(tmp_path, credentials):
+    import datetime
+
+    from jeisson import pki
+
+    folder = str(tmp_path / "pki")
+    pki.init(folder)
+    now = pki.now()
+    pki.issue_home(folder, "home-x", not_before=now - datetime.timedelta(days=2),
+                   not_after=now - datetime.timedelta(days=1))
+    path = tmp_path / "home.ini"
+    path.write_text(f"[home]\nid = home-x\nsecret = x\naggregator = tcp:127.0.0.1:9\nactuators = tcp:0\n"
+                    f"[actuator:b]\nrelays = 1\nkey = {credentials.board('b')}\n"
+                    f"[load:lamp]\nactuator = b\nrelay = 1\nrated_w = 60\n[store]\npath = none\n"
+                    f"[tls]\nca = pki/ca.pem\ncert = pki/homes/home-x.pem\nkey = pki/homes/home-x.key\n")
+    result = subprocess.run(twistd_command() + ["-n", "--pidfile=", "jeisson-home", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{path}: [tls] cert: {folder}/homes/home-x.pem: expired on " in output, output
+    assert "Traceback" not in output
+
+
 def test_event_rounds_keep_the_limit_and_switch_relays_as_allocated(system, settled_event):
     event_id, snapshot = settled_event
     # Both speak the newest protocol version (FLEX loads as arrays, no ACK).
