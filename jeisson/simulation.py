@@ -52,6 +52,8 @@ run, in order, with its board, home and power, to follow it over time.
 quality benchmark and the safety property tests both run on it.
 """
 
+import atexit
+import hashlib
 import heapq
 import itertools
 import os
@@ -854,8 +856,10 @@ def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, meas
     for b in range(0, len(loads), 8):
         board_id = f"{home_id}-b{b // 8}"
         group = loads[b:b + 8]
-        home.append(f"[actuator:{board_id}]\nrelays = {len(group)}\n")
-        board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = {failsafe_after_s:g}\n"
+        key = board_key_file(board_id)
+        home.append(f"[actuator:{board_id}]\nrelays = {len(group)}\nkey = {key}\n")
+        board = [f"[actuator]\nid = {board_id}\nhome = tcp:127.0.0.1:7711\nkey = {key}\n"
+                 f"failsafe_after_s = {failsafe_after_s:g}\n"
                  f"measure_period_s = {board_measure_period_s:g}\nnoise = 0\nseed = {seed}\n"
                  f"cold_load_min_s = {cold_load_s[0]:g}\ncold_load_max_s = {cold_load_s[1]:g}\n"]
         for r, load in enumerate(group, 1):
@@ -869,6 +873,25 @@ def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, meas
         boards.append("".join(board))
     return "".join(home), boards
 
+
+
+_KEYS: str | None = None
+
+
+def board_key_file(board_id: str) -> str:
+    """The key file a simulated board shares with its home (authenticated
+    like every real board): a key drawn from the board's id, in a folder of
+    this process's, removed at its exit."""
+    global _KEYS
+    if _KEYS is None:
+        _KEYS = tempfile.mkdtemp(prefix="jeisson-sim-keys-")
+        atexit.register(shutil.rmtree, _KEYS, True)
+    path = os.path.join(_KEYS, f"{board_id}.key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(hashlib.sha256(b"jeisson simulated board " + board_id.encode()).hexdigest() + "\n")
+    return path
 
 def random_fleet(homes: int, seed: int, loads_per_home: int = 8, limit_fraction: float = 0.6,
                  event_start_s: float = 90.0, event_end_s: float = 3600.0, feeders: int = 0,

@@ -22,6 +22,13 @@ homes; ``Rig``, a real ``Home`` on a ``task.Clock`` with fake boards and a
 fake aggregator, every line either way kept in ``Rig.trace`` with its time.
 """
 
+import atexit
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -29,12 +36,104 @@ from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from jeisson.wire import aggregator_home as dr
+from jeisson.wire import board_auth
 from jeisson.wire import home_actuator as board_wire
 
 
 def messages(events, level: str) -> list[str]:
     """The text of the logged events at ``level`` (``"info"``, ``"warn"``, ...)."""
     return [formatEvent(e) for e in events if e["log_level"].name == level]
+
+
+# ------------------------------------------------------------ board keys
+
+_KEYS_DIR: str | None = None
+
+
+def board_key(board_id: str) -> bytes:
+    """The test key of board ``board_id``: the same in every test."""
+    return hashlib.sha256(b"jeisson test board key " + board_id.encode()).digest()
+
+
+def board_key_file(board_id: str) -> str:
+    """A key file (mode 0600) holding ``board_key(board_id)``, in a folder
+    of this test process's, removed at its exit."""
+    global _KEYS_DIR
+    if _KEYS_DIR is None:
+        _KEYS_DIR = tempfile.mkdtemp(prefix="jeisson-test-keys-")
+        atexit.register(shutil.rmtree, _KEYS_DIR, True)
+    path = os.path.join(_KEYS_DIR, f"{board_id}.key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(board_key(board_id).hex() + "\n")
+    return path
+
+
+_ACTUATOR_SECTION = re.compile(r"^\[actuator:([^\]]+)\][ \t]*$", re.MULTILINE)
+
+
+def keyed(config_text: str) -> str:
+    """A home's config with ``key = <file>`` added to every
+    ``[actuator:ID]`` section that names none (``board_key_file``): the
+    secure default path, for tests about something else."""
+    def add(match: re.Match) -> str:
+        section_end = config_text.find("\n[", match.end())
+        body = config_text[match.end():section_end if section_end >= 0 else len(config_text)]
+        if re.search(r"^key\s*=", body, re.MULTILINE):
+            return match.group(0)
+        return f"{match.group(0)}\nkey = {board_key_file(match.group(1))}"
+    return _ACTUATOR_SECTION.sub(add, config_text)
+
+
+def bare(line: bytes) -> bytes:
+    """A board line without its counter and MAC (version 2), if it has them."""
+    if board_auth.looks_sealed(line):
+        return line.rsplit(b" ", 2)[0]
+    return line
+
+
+class BoardEnd:
+    """The board's side of a version 2 session, for a fake board or a test
+    playing one against a real ``BoardSession``: its HELLO, the check of the
+    home's WELCOME, and the lines sealed and opened."""
+
+    def __init__(self, key: bytes | None, nonce: str = "0123456789abcdef"):
+        self.key = key
+        self.nonce = nonce
+        self.hello_line = b""
+        self.channel: board_auth.Channel | None = None
+
+    def hello(self, board_id: str, states) -> bytes:
+        """The HELLO line (with LF): version 2 with a key, else 1."""
+        states = tuple(c == "1" for c in states) if isinstance(states, str) else tuple(states)
+        version = board_wire.PROTOCOL_VERSION if self.key else board_wire.UNAUTHENTICATED_VERSION
+        line = board_wire.serialize(board_wire.Hello(board_id, len(states), version, states,
+                                                     self.nonce if self.key else None))
+        self.hello_line = line[:-1]
+        self.channel = None
+        return line
+
+    def welcomed(self, line: bytes) -> bytes | None:
+        """A WELCOME from the home: the AUTH line to answer (with LF) if it
+        proves the key (raises ``AuthError`` if not); None in version 1."""
+        if self.key is None:
+            return None
+        welcome = board_wire.parse_line(board_auth.welcome_body(line))
+        auth, self.channel = board_auth.accept_welcome(self.key, self.hello_line, line, welcome.home, welcome.nonce)
+        return auth
+
+    def open(self, line: bytes) -> bytes:
+        """A line from the home, without its counter and MAC."""
+        if self.channel is None or board_auth.is_plain(line):
+            return line
+        return self.channel.open(line)
+
+    def seal(self, line: bytes) -> bytes:
+        """A line (with LF) to the home, sealed in a session."""
+        if self.channel is None:
+            return line
+        return self.channel.seal(line[:-1])
 
 
 # ------------------------------------------------------------------ the wires
@@ -271,8 +370,10 @@ class FakeBoard:
     load; ``switched()`` is called after each relay switches.
     """
 
-    def __init__(self, board_id: str, states, out=None, auto=False, silent=False, load_at=None, switched=None):
+    def __init__(self, board_id: str, states, out=None, auto=False, silent=False, load_at=None, switched=None,
+                 key: bytes | None = None):
         self.id = self.actuator = board_id
+        self.end = BoardEnd(key)
         self.states = [c == "1" for c in states] if isinstance(states, str) else list(states)
         self.out = out  # where this board's lines go
         self.auto = auto
@@ -285,18 +386,27 @@ class FakeBoard:
         self.session = None  # that session
 
     def start(self) -> None:
-        self.send(board_wire.Hello(self.id, len(self.states), board_wire.PROTOCOL_VERSION, tuple(self.states)))
+        """HELLO: version 2 if the board has a key (``key``), else 1."""
+        self.out.send_line(self.end.hello(self.id, self.states))
 
     def send(self, message) -> None:
-        self.out.send_line(board_wire.serialize(message))
+        self.out.send_line(self.end.seal(board_wire.serialize(message)))
 
     def say(self, line: bytes) -> None:
+        """A line as the board says it (sealed in a session)."""
+        self.out.send_line(self.end.seal(line + b"\n"))
+
+    def say_raw(self, line: bytes) -> None:
+        """A line exactly as given: no counter, no MAC."""
         self.out.send_line(line + b"\n")
 
     # -- what the home sends
 
     def line_received(self, line: bytes) -> None:
-        message = board_wire.parse_line(line)
+        if board_auth.verb(line) == b"WELCOME" and self.end.key is not None:
+            self.out.send_line(self.end.welcomed(line))
+            return
+        message = board_wire.parse_line(self.end.open(line))
         if isinstance(message, board_wire.Set):
             if not self.auto:
                 self.unanswered.append(message)
@@ -353,6 +463,19 @@ def connect_board(home, peer="192.0.2.10:40000"):
 
     wire = FakeWire(peer)
     return BoardSession(home, wire), wire
+
+
+def handshake(session, wire: FakeWire, board_id: str, states, key: bytes | None = None) -> BoardEnd:
+    """A board says HELLO to ``session`` (the home's) and, with ``key``,
+    proves it: the ``BoardEnd`` to seal and open the session's lines."""
+    end = BoardEnd(key)
+    wire.take()
+    session.line_received(end.hello(board_id, states)[:-1])
+    answer = wire.take()
+    if key is not None:
+        assert answer and answer[0].startswith(b"WELCOME 2 "), answer
+        session.line_received(end.welcomed(answer[0])[:-1])
+    return end
 
 
 # ------------------------------------------------------ an aggregator, for a home
@@ -424,7 +547,7 @@ class Rig:
         from jeisson.home.core import Home
 
         self.clock = Clock()
-        self.home = Home(config_from_string(config_text), self.clock)
+        self.home = Home(config_from_string(keyed(config_text)), self.clock)
         self.boards: dict[str, FakeBoard] = {}
         self.trace: list[tuple[float, str, str, bytes]] = []
         self.aggregator: FakeAggregator | None = None
@@ -448,7 +571,8 @@ class Rig:
         from jeisson.home.board_link import BoardSession
 
         board = FakeBoard(actuator, states, silent=silent, load_at=lambda relay: self.load_at(actuator, relay),
-                          switched=lambda: self.draws.append((self.clock.seconds(), self.drawn_w())))
+                          switched=lambda: self.draws.append((self.clock.seconds(), self.drawn_w())),
+                          key=self.home.config.board_keys.get(actuator))
         board.wire = FakeWire(f"192.0.2.{len(self.boards) + 10}:40000",
                               self._traced("home", actuator, board.line_received))
         board.session = BoardSession(self.home, board.wire)
@@ -503,7 +627,7 @@ class Rig:
         found = []
         for moment, sender, receiver, line in self.trace[since:]:
             if sender == "home" and line.startswith(b"SET "):
-                message = board_wire.parse_line(line)
+                message = board_wire.parse_line(bare(line))
                 found.append((moment, self.load_at(receiver, message.relay), message.on))
         return found
 
@@ -513,7 +637,7 @@ class Rig:
         for _moment, sender, receiver, line in self.trace[since:]:
             verb = line.split()[0]
             if verb in (b"SET", b"ACK"):
-                message = board_wire.parse_line(line)
+                message = board_wire.parse_line(bare(line))
                 board = receiver if sender == "home" else sender
                 found.append((verb.decode(), self.load_at(board, message.relay), message.on))
             elif verb == b"COMMIT":

@@ -10,11 +10,13 @@ from twisted.logger import capturedLogs, formatEvent
 
 from jeisson.actuator.board import Board
 from jeisson.actuator.config import config_from_string
+from tests.peers import board_key_file
 
 
 def make_config(relays=((2000, "off", 2),), failsafe=15, noise=0.02, seed=7, cold_load=(0, 0)):
     """Relays as ``(load_w, safe_state, min_interval_s)``."""
-    text = f"[actuator]\nid = a1\nhome = tcp:127.0.0.1:7711\nfailsafe_after_s = {failsafe}\nnoise = {noise}\n"
+    text = f"[actuator]\nkey = {board_key_file('a1')}\nid = a1\nhome = tcp:127.0.0.1:7711\n"
+    text += f"failsafe_after_s = {failsafe}\nnoise = {noise}\n"
     text += f"seed = {seed}\ncold_load_min_s = {cold_load[0]}\ncold_load_max_s = {cold_load[1]}\n"
     for number, (load_w, safe_state, min_interval) in enumerate(relays, start=1):
         text += f"[relay:{number}]\nload_w = {load_w}\n"

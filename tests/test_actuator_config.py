@@ -11,11 +11,15 @@ from twisted.python.usage import UsageError
 from jeisson.actuator import tap
 from jeisson.actuator.config import ActuatorConfig, RelayConfig, config_from_string, read_config
 from jeisson.config import ConfigError
+from tests.peers import board_key, board_key_file
+
+KEY = board_key_file("home-1-a")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jeisson" / "actuator-home-1-a.ini"
 
-MINIMAL = """
+MINIMAL = f"""
 [actuator]
+key = {KEY}
 id = home-1-a
 home = tcp:127.0.0.1:7711
 [relay:1]
@@ -29,8 +33,9 @@ def error_for(text, source="board.ini") -> str:
     return str(info.value)
 
 
-def test_the_example_config_reads():
-    config = read_config(str(EXAMPLE))
+def test_the_example_config_reads(tmp_path):
+    from tests.test_home_config import shipped
+    config = read_config(shipped(str(EXAMPLE), tmp_path))
     assert config.id == "home-1-a"
     assert config.home == "tcp:127.0.0.1:7711"
     assert [relay.number for relay in config.relays] == [1, 2, 3]
@@ -50,6 +55,7 @@ def test_defaults():
         relays=(RelayConfig(number=1, load_w=2000, safe_state="off", min_interval_s=2),),
         cold_load_min_s=5,
         cold_load_max_s=30,
+        key=board_key("home-1-a"),
     )
 
 
@@ -57,6 +63,7 @@ def test_every_key_is_read():
     config = config_from_string(
         """
         [actuator]
+key = none
         id = b.2
         home = tcp:localhost:7711
         failsafe_after_s = 30
@@ -276,7 +283,7 @@ def test_make_service_connects_to_the_home_and_runs_the_failsafe(tmp_path):
     link = factory.buildProtocol(None)
     transport = StringTransport()
     link.makeConnection(transport)
-    assert transport.value() == b"HELLO home-1-a 1 1 0\n", "powered up open"
+    assert transport.value().startswith(b"HELLO home-1-a 1 2 0 "), "powered up open"
     # The home accepted the connection but never answers.
     reactor.advance(14.9)
     assert board.states == (False,) and not transport.disconnecting

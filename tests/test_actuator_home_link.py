@@ -16,6 +16,7 @@ from tests.peers import FakeWire, say
 
 CONFIG = """
 [actuator]
+key = none
 id = home-1-a
 home = tcp:127.0.0.1:7711
 failsafe_after_s = 15
@@ -106,7 +107,7 @@ def test_welcome_makes_the_session_active_and_starts_the_meter(conn):
 
 
 def test_welcome_with_another_protocol_version_is_an_error(conn):
-    assert conn.say(b"WELCOME 2 5") == [b"ERR version"]
+    assert conn.say(b"WELCOME 3 5 home-1 0123456789abcdef") == [b"ERR version"]
     assert conn.wire.closed
     assert conn.session.state == CLOSED
 

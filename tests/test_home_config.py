@@ -18,6 +18,7 @@ actuators = tcp:7711:interface=127.0.0.1
 
 BOARD = """
 [actuator:home-1-a]
+key = none
 relays = 3
 """
 
@@ -62,17 +63,37 @@ def test_booleans_accept_the_usual_words(word, value):
     assert config.loads["heater"].critical is value
 
 
+def shipped(path, tmp_path) -> str:
+    """A shipped ini copied beside a ``pki/boards`` folder holding the key
+    of every board it names (as ``jeisson pki board`` would write them)."""
+    import re
+    import shutil
+
+    from tests.peers import board_key
+    text = open(path, encoding="utf-8").read()
+    boards = tmp_path / "pki" / "boards"
+    boards.mkdir(parents=True, exist_ok=True)
+    for board in re.findall(r"^key = pki/boards/(.+)\.key$", text, re.MULTILINE):
+        key = boards / f"{board}.key"
+        key.write_text(board_key(board).hex() + "\n")
+        key.chmod(0o600)
+    copy = tmp_path / os.path.basename(path)
+    shutil.copy(path, copy)
+    return str(copy)
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "etc", "jeisson",
                                                                "home-*.ini"))))
-def test_the_shipped_home_configs_are_valid(path):
-    config = read_config(path)
+def test_the_shipped_home_configs_are_valid(path, tmp_path):
+    config = read_config(shipped(path, tmp_path))
     assert config.loads
     for load in config.loads.values():
         assert 1 <= load.relay <= config.actuators[load.actuator]
 
 
-def test_the_shipped_home_1_config_reads_as_documented():
-    config = read_config(os.path.join(os.path.dirname(__file__), "..", "etc", "jeisson", "home-1.ini"))
+def test_the_shipped_home_1_config_reads_as_documented(tmp_path):
+    config = read_config(shipped(os.path.join(os.path.dirname(__file__), "..", "etc", "jeisson", "home-1.ini"),
+                                 tmp_path))
     assert config.actuators == {"home-1-a": 3, "home-1-b": 2}
     assert list(config.loads) == ["heater", "water-heater", "fridge", "ev-charger", "washer"]
     assert config.loads["fridge"].critical and not config.loads["heater"].critical

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from jeisson.home.core import RETRY_BUSY_S
 from jeisson.wire import aggregator_home
-from tests.peers import EVENT_END, Rig, messages
+from tests.peers import EVENT_END, Rig, bare, messages
 
 HOME = """
 [home]
@@ -540,7 +540,7 @@ def test_a_superseded_board_link_is_not_a_lost_board(rig, logs):
     switched = len(rig.switches())
     new = rig.board("a", "".join("1" if on else "0" for on in old.states))
     rig.settle()
-    assert old.wire.sent[-1] == b"ERR superseded" and old.wire.closed
+    assert bare(old.wire.sent[-1]) == b"ERR superseded" and old.wire.closed
     assert rig.home.boards["a"] is new.session
     assert rig.switches()[switched:] == []
     assert not any("unreachable" in m for m in messages(logs, "warn"))

@@ -335,12 +335,14 @@ def test_writes_wait_for_the_batch_unless_something_is_acknowledged(tmp_path):
     assert rig.store.stats.commits == 1
 
 
-def test_the_write_rate_of_the_shipped_home_1_outside_events():
+def test_the_write_rate_of_the_shipped_home_1_outside_events(tmp_path):
     """home-1: two boards (3 and 2 relays, 5 loads) reading every second, as
     the shipped actuators do, kept every measure_period_s (2 s), and the
     home's total as often.  Each minute: about 2 commits (batch_s 30 s) and
     (2 + 5 + 1) x 30 = 240 rows."""
-    config = read_config(os.path.join(os.path.dirname(__file__), "..", "etc", "jeisson", "home-1.ini"))
+    from tests.test_home_config import shipped
+    config = read_config(shipped(os.path.join(os.path.dirname(__file__), "..", "etc", "jeisson", "home-1.ini"),
+                                 tmp_path))
     assert config.store is not None and config.store.batch_s == 30.0
     clock = Clock()
     store = SqliteStore(":memory:", clock, batch_s=config.store.batch_s)

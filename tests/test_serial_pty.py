@@ -27,6 +27,7 @@ from jeisson.transports.serial import SerialPortConfig, SerialPortService
 from jeisson.transports.xbee_coordinator import CoordinatorProtocol
 from jeisson.transports.xbee_end_device import EndDeviceProtocol
 from jeisson.wire import xbee
+from tests.peers import board_key_file, keyed
 from tests.waiting import eventually, scratch_directory
 
 
@@ -380,6 +381,7 @@ desired = off
 BOARD = """
 [actuator]
 id = board-z
+key = {key}
 failsafe_after_s = 5
 measure_period_s = 0.2
 cold_load_min_s = 0
@@ -414,9 +416,10 @@ class TransparentBoardTests(unittest.TestCase):
         a.other, b.other = b, a
         wires = [PtyMaster(home_master, a, reactor), PtyMaster(board_master, b, reactor)]
 
-        home = Home(home_config(HOME.format(device=home_link)), reactor)
+        home = Home(home_config(keyed(HOME.format(device=home_link))), reactor)
         home_service = home_tap.serial_service(home, home.config.serials["radio"], reactor)
-        board = Board.from_config(actuator_config(BOARD.format(device=board_link)), reactor)
+        board = Board.from_config(actuator_config(BOARD.format(device=board_link, key=board_key_file("board-z"))),
+                                  reactor)
         board.start()
         board_service = actuator_tap.serial_service(board, board.config.serial, reactor)
         home_service.startService()

@@ -19,16 +19,32 @@ relays = st.integers(min_value=1, max_value=ha.MAX_RELAYS)
 versions = st.integers(min_value=1, max_value=255)
 
 
+nonces = st.from_regex(ha.NONCE_PATTERN, fullmatch=True)
+home_ids = st.from_regex(ha.HOME_ID_PATTERN, fullmatch=True)
+
+
 @st.composite
 def hellos(draw):
     count = draw(relays)
     states = draw(st.lists(st.booleans(), min_size=count, max_size=count).map(tuple))
-    return ha.Hello(actuator=draw(ids), relays=count, version=draw(versions), states=states)
+    version = draw(versions)
+    nonce = None if version == 1 else draw(nonces)
+    return ha.Hello(actuator=draw(ids), relays=count, version=version, states=states, nonce=nonce)
+
+
+@st.composite
+def welcomes(draw):
+    version = draw(versions)
+    heartbeat = draw(st.integers(min_value=1, max_value=3600))
+    if version == 1:
+        return ha.Welcome(version, heartbeat)
+    return ha.Welcome(version, heartbeat, draw(home_ids), draw(nonces))
 
 
 STRATEGIES = {
     ha.Hello: hellos(),
-    ha.Welcome: st.builds(ha.Welcome, version=versions, heartbeat_s=st.integers(min_value=1, max_value=3600)),
+    ha.Welcome: welcomes(),
+    ha.Auth: st.just(ha.Auth()),
     ha.Refused: st.builds(ha.Refused, code=codes),
     ha.Set: st.builds(ha.Set, seq=seqs, relay=relays, on=st.booleans()),
     ha.Ack: st.builds(ha.Ack, seq=seqs, relay=relays, on=st.booleans()),
@@ -69,7 +85,7 @@ def test_round_trip(cls, data):
     assert wire.isascii()
     assert len(wire) - 1 <= ha.MAX_LINE
     assert all(32 <= byte < 127 for byte in wire[:-1])
-    assert wire.split(b" ")[0] == cls.verb.encode()
+    assert wire[:-1].split(b" ")[0] == cls.verb.encode()
     parsed = ha.parse_line(wire[:-1])
     assert type(parsed) is cls
     assert parsed == message
@@ -119,8 +135,9 @@ def test_worst_case_lines_fit_max_line():
     longest_id = "A" * 16
     longest_code = "z" * 16
     worst = [
-        ha.Hello(longest_id, ha.MAX_RELAYS, 255, (True,) * ha.MAX_RELAYS),
-        ha.Welcome(255, 3600),
+        ha.Hello(longest_id, ha.MAX_RELAYS, 255, (True,) * ha.MAX_RELAYS, "f" * 16),
+        ha.Welcome(255, 3600, "h" * 32, "f" * 16),
+        ha.Auth(),
         ha.Refused(longest_code),
         ha.Set(ha.MAX_SEQ, ha.MAX_RELAYS, True),
         ha.Ack(ha.MAX_SEQ, ha.MAX_RELAYS, True),
@@ -134,7 +151,8 @@ def test_worst_case_lines_fit_max_line():
     for message in worst:
         wire = ha.serialize(message)
         assert wire.isascii()
-        assert len(wire) - 1 <= ha.MAX_LINE, wire
+        # Room for version 2's " <counter> <MAC>" (at most 10 digits and 16).
+        assert len(wire) - 1 + 28 <= ha.MAX_LINE, wire
         assert LineFramer(ha.MAX_LINE).feed(wire) == [wire[:-1]]
         assert ha.parse_line(wire[:-1]) == message
 
@@ -179,6 +197,7 @@ def test_unknown_verb(verb):
 VALID_LINES = {
     "HELLO": b"HELLO b1 3 1 010",
     "WELCOME": b"WELCOME 1 30",
+    "AUTH": b"AUTH",
     "REFUSED": b"REFUSED version",
     "SET": b"SET 1 2 1",
     "ACK": b"ACK 1 2 0",
@@ -193,7 +212,21 @@ def test_valid_lines_cover_every_fixed_arity_verb():
     assert set(VALID_LINES) == set(ha.MESSAGES) - {"MEAS"}
 
 
-@pytest.mark.parametrize("verb", list(VALID_LINES))
+@pytest.mark.parametrize("line", [b"HELLO b1 3 2 010", b"HELLO b1 3 1 010 0123456789abcdef", b"WELCOME 2 30",
+                                  b"WELCOME 1 30 home-1 0123456789abcdef"])
+def test_version_1_has_no_nonce_and_version_2_has_one(line):
+    error = parse_error(line)
+    assert error.code == ha.FIELD and "fields" in error.detail
+
+
+@pytest.mark.parametrize("line", [b"HELLO b1 3 2 010 0123456789ABCDEF", b"HELLO b1 3 2 010 0123456789abcde",
+                                  b"WELCOME 2 30 home-1 0123456789abcdeg"])
+def test_a_nonce_is_16_lowercase_hex_digits(line):
+    error = parse_error(line)
+    assert error.code == ha.FIELD and "nonce" in error.detail
+
+
+@pytest.mark.parametrize("verb", [v for v in VALID_LINES if v != "AUTH"])
 def test_wrong_arity(verb):
     assert type(ha.parse_line(VALID_LINES[verb])) is ha.MESSAGES[verb]
     fields = VALID_LINES[verb].split()[1:]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from jeisson.wire import aggregator_home, home_actuator
+from jeisson.wire import aggregator_home, board_auth, home_actuator
 from jeisson.wire.errors import ProtocolError
+from tests.peers import bare
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
 _SENT = re.compile(r"(?P<who>[0-9]>A|A>[0-9]|B>|H>) (?P<line>\S.*?)(?:\s{2,}\[(?P<note>[^\]]*)\])?\Z")
@@ -86,7 +87,57 @@ def test_each_aggregator_home_example_is_a_line_as_jeisson_writes_it(example):
 
 @pytest.mark.parametrize("example", BOARD, ids=[f"{e[0]} {e[2][:50]}" for e in BOARD])
 def test_each_board_example_is_a_line_as_jeisson_writes_it(example):
-    _check(example, home_actuator.parse_line, home_actuator.serialize, "ERR")
+    # A version 2 line's counter and MAC are checked with the test vectors.
+    who, version, text, note, following = example
+    _check((who, version, bare(text.encode()).decode(), note, following), home_actuator.parse_line,
+           home_actuator.serialize, "ERR")
+
+
+def vectors() -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """The test vectors' values and lines (sender, line)."""
+    blocks = literal_blocks(DOC.read_text(encoding="utf-8"))
+    (block,) = [b for b in blocks if any(x.startswith("board nonce") for x in b)]
+    values, lines = {}, []
+    for line in block:
+        match = _SENT.match(line)
+        if match:
+            lines.append((match["who"], match["line"].encode()))
+        else:
+            name, value = line.rsplit(None, 1)
+            values[name] = value
+    return values, lines
+
+
+def test_the_test_vectors_are_what_the_scheme_computes():
+    values, lines = vectors()
+    key = bytes.fromhex(values["key"])
+    nonce = board_auth.firmware_nonce(key, int(values["boot"]), int(values["count"]))
+    assert nonce == values["board nonce"]
+    (who, hello), (_, welcome), (_, auth), *rest = lines
+    assert who == "B>" and hello == home_actuator.serialize(
+        home_actuator.Hello("home-1-a", 3, 2, (False, True, True), nonce))[:-1]
+    to_board, to_home = board_auth.session_keys(key, hello, values["home"], values["home nonce"])
+    assert (to_board.hex(), to_home.hex()) == (values["K_hb"], values["K_bh"])
+    offer = board_auth.welcome(key, hello, values["home"], 2, values["home nonce"])
+    assert offer.welcome == welcome + b"\n"
+    said_auth, board = board_auth.accept_welcome(key, hello, welcome, values["home"], values["home nonce"])
+    assert said_auth == auth + b"\n"
+    board_auth.check_auth(offer, auth)
+    home = offer.channel
+    for who, line in rest:
+        sender, receiver = (home, board) if who == "H>" else (board, home)
+        assert sender.seal(bare(line)) == line + b"\n"
+        assert receiver.open(line) == bare(line)
+    # The replayed SET of the document is refused.
+    replayed = next(line for who, line in rest if line.startswith(b"SET "))
+    with pytest.raises(board_auth.AuthError):
+        board.open(replayed)
+
+
+def test_rfc_4231_as_the_document_says():
+    text = DOC.read_text(encoding="utf-8")
+    assert "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" in text
+    assert board_auth.mac(b"Jefe", b"what do ya want for nothing?") == b"5bdcc146bf60754e"
 
 
 def test_a_drifted_example_would_be_found():

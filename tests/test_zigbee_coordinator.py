@@ -158,7 +158,7 @@ def test_junk_and_corrupt_frames_are_counted_and_logged_with_the_device():
 def test_an_over_long_line_drops_that_board_only():
     rig = Rig()
     with capturedLogs():
-        rig.radio_says(xbee.ReceivePacket(src64=A, src16=1, options=1, data=b"PING 1\n" + b"X" * 80))
+        rig.radio_says(xbee.ReceivePacket(src64=A, src16=1, options=1, data=b"PING 1\n" + b"X" * 120))
     session = rig.sessions[0]
     assert session.lines == [b"PING 1", "too long"] and session.lost == "line too long"
 
@@ -209,7 +209,7 @@ def test_a_boards_own_xbee_ends_the_session_on_an_over_long_line():
     device.makeConnection(StringTransport())
     with capturedLogs():
         device.dataReceived(xbee.encode_frame(
-            xbee.ReceivePacket(src64=1, src16=0, options=1, data=b"PING 1\n" + b"Z" * 70), escaped=True))
+            xbee.ReceivePacket(src64=1, src16=0, options=1, data=b"PING 1\n" + b"Z" * 120), escaped=True))
     assert sessions[0].lines == [b"PING 1", "too long"]
     assert sessions[0].lost == "line too long"
     clock.advance(1.0)

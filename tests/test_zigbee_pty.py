@@ -23,6 +23,7 @@ from jeisson.home.core import Home
 from jeisson.transports.radio_simulator import RadioService
 from jeisson.transports.radio_simulator import config_from_ini as radio_config_from_ini
 from jeisson.wire import xbee
+from tests.peers import board_key_file, keyed
 from tests.waiting import eventually, scratch_directory
 
 A_ADDRESS = "0013A20040A1B2C3"
@@ -90,6 +91,7 @@ rated_w = 1500
 BOARD = """
 [actuator]
 id = {id}
+key = {key}
 failsafe_after_s = 4
 measure_period_s = 0.3
 
@@ -114,7 +116,7 @@ class CoordinatorOverPtyTests(unittest.TestCase):
         fill = {"work": self.work, "a": A_ADDRESS, "b": B_ADDRESS}
         self.radio = RadioService(radio_config_from_ini(IniFile(RADIO.format(**fill), "radio.ini")), reactor)
         self.radio.startService()
-        self.home = Home(home_config(HOME.format(**fill)), reactor)
+        self.home = Home(home_config(keyed(HOME.format(**fill))), reactor)
         self.home_port = home_tap.serial_service(self.home, self.home.config.serials["coordinator"], reactor)
         self.boards = {}
         self.board_ports = {}
@@ -123,7 +125,8 @@ class CoordinatorOverPtyTests(unittest.TestCase):
         self.home_port.startService()
 
     def start_board(self, board_id, mode, watts):
-        config = actuator_config(BOARD.format(id=board_id, work=self.work, mode=mode, relays=relays(*watts)))
+        config = actuator_config(BOARD.format(id=board_id, work=self.work, mode=mode, relays=relays(*watts),
+                                              key=board_key_file(board_id)))
         board = Board.from_config(config, reactor)
         board.start()
         port = actuator_tap.serial_service(board, config.serial, reactor)

@@ -36,7 +36,7 @@ from twisted.logger import Logger
 
 from jeisson.actuator.config import ActuatorConfig, RelayConfig
 from jeisson.timers import cancel
-from jeisson.wire import home_actuator
+from jeisson.wire import board_auth, home_actuator
 
 OK = "ok"
 
@@ -101,6 +101,9 @@ class Board:
     cold_load_at: float | None = None
     _running: bool = False
     _failsafe_call: IDelayedCall | None = None
+    # Lines from a home that proved nothing (a rogue listener, a replay):
+    # logged once a minute, counted, across sessions.
+    auth_failures: board_auth.Tally = attrs.Factory(board_auth.Tally)
 
     @classmethod
     def from_config(cls, config: ActuatorConfig, clock: IReactorTime) -> Self:

@@ -117,7 +117,7 @@ def _from_ini(ini: IniFile) -> ActuatorConfig:
         serial=_serial(ini, section),
         cold_load_min_s=ini.number(section, "cold_load_min_s", COLD_LOAD_MIN_S, low=0, high=3600),
         cold_load_max_s=ini.number(section, "cold_load_max_s", COLD_LOAD_MAX_S, low=0, high=3600),
-        key=read_board_key(ini, section, required=False),
+        key=read_board_key(ini, section),
     )
     if config.cold_load_min_s > config.cold_load_max_s:
         raise ini.error(section, "cold_load_min_s",

@@ -13,7 +13,8 @@ from twisted.python.failure import Failure
 
 from jeisson.actuator.board import OK, Board
 from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, LinkSession, Wire
-from jeisson.wire import home_actuator
+from jeisson.wire import board_auth, home_actuator
+from jeisson.wire.errors import ProtocolError
 from jeisson.wire.home_actuator import (
     Ack,
     Err,
@@ -38,7 +39,12 @@ class ActuatorSession(LinkSession):
     States:
 
     ``hello-sent``
-        Entered on connection, after sending ``HELLO <id> <relays> 1 <states>``.
+        Entered on connection, after sending ``HELLO <id> <relays> 2 <states>
+        <nonce>`` (version 1, without the nonce, for a board with ``key =
+        none``).  In version 2 a ``WELCOME`` must prove the key (its MAC,
+        with the session's keys derived from our HELLO, the home's id and
+        nonce); one that does not is answered ``ERR auth``, changes nothing
+        and is no sign of life.  A proven ``WELCOME`` is answered ``AUTH``.
         ``WELCOME`` -> ``active``, and the home is in charge: a cold-load
         pickup still waiting is cancelled; but if the board switched a relay
         on its own since the ``HELLO``, it says ``HELLO`` again instead and
@@ -65,8 +71,16 @@ class ActuatorSession(LinkSession):
         as a sign of life for the board's failsafe.
 
     In every open state a malformed line is answered ``ERR <code>`` and the
-    connection stays up, and every line, valid or not, counts as a sign of
-    life for the board's failsafe and for the heartbeat.
+    connection stays up.  In version 1 every line, valid or not, counts as a
+    sign of life for the board's failsafe and for the heartbeat.
+
+    In version 2, in every state, the board takes only ``WELCOME`` (which
+    proves itself), ``REFUSED`` and ``ERR <code>`` without a MAC; every
+    other line without a valid MAC and a counter above the last taken is
+    answered ``ERR auth`` and ignored.  Only authenticated lines (and a
+    proven ``WELCOME``) are signs of life: a board that reached a rogue
+    listener goes to its safe states as if alone.  Failures are logged once
+    a minute, counted (``Board.auth_failures``).
     """
 
     log = Logger()
@@ -79,6 +93,14 @@ class ActuatorSession(LinkSession):
     def __init__(self, wire: Wire, board: Board):
         self._board = board
         self._config = board.config
+        self._key = board.config.key
+        # Version 2: the session's channel once the home proved the key, and
+        # the HELLO line it must answer; whether the line being handled is
+        # authenticated (always in version 1).
+        self._channel: board_auth.Channel | None = None
+        self._auth_line = b""
+        self._hello_line = b""
+        self._authentic = True
         super().__init__(wire, board.clock, HELLO_SENT)
 
     def handlers(self) -> Handlers:
@@ -87,18 +109,89 @@ class ActuatorSession(LinkSession):
             ACTIVE: {Set: self._set, Ping: self.answer_ping, Pong: self.sign_of_life, Err: self._err},
         }
 
+    @property
+    def speaks(self) -> int:
+        return home_actuator.UNAUTHENTICATED_VERSION if self._key is None else home_actuator.PROTOCOL_VERSION
+
     def start(self) -> None:
         """The connection is up (or the home asked): introduce ourselves."""
-        hello = Hello(self._config.id, len(self._board.relays), home_actuator.PROTOCOL_VERSION, self._board.states)
+        nonce = None if self._key is None else board_auth.new_nonce()
+        hello = Hello(self._config.id, len(self._board.relays), self.speaks, self._board.states, nonce)
         # This HELLO carries every relay's true state, the board's own
         # switches (cold-load pickup, failsafe) too.
         self._board.unreported_switch = False
-        self.send(hello)
+        self._channel = None  # a new session: the old one's lines are no longer taken
+        line = home_actuator.serialize(hello)
+        self._hello_line = line[:-1]
+        # The wait first: the WELCOME may come within the sending.
         self.expect_hello(self._config.failsafe_after_s)
+        self.link.send_line(line)
+
+    # -- authentication
+
+    def line_received(self, line: bytes) -> None:
+        if self._key is None or self.state == CLOSED:
+            super().line_received(line)
+            return
+        if self._channel is not None and not board_auth.is_plain(line):
+            try:
+                body = self._channel.open(line)
+            except board_auth.AuthError as e:
+                self._auth_failed(e.reason)
+                return
+            self._authentic = True
+            super().line_received(body)
+            return
+        self._authentic = False
+        if board_auth.is_plain(line):
+            super().line_received(line)
+        elif self.state == HELLO_SENT and board_auth.verb(line) == b"WELCOME":
+            self._check_welcome(line)
+        else:
+            self._auth_failed("no MAC" if self._channel is not None else "no session: a line before a proven "
+                                                                         "WELCOME")
+
+    def _check_welcome(self, line: bytes) -> None:
+        assert self._key is not None
+        body = board_auth.welcome_body(line)
+        try:
+            welcome = home_actuator.parse_line(body)
+        except ProtocolError:
+            self._auth_failed("a WELCOME that cannot be read")
+            return
+        if not isinstance(welcome, Welcome) or welcome.home is None or welcome.nonce is None:
+            self._auth_failed("a WELCOME without authentication (version 1)")
+            return
+        try:
+            self._auth_line, channel = board_auth.accept_welcome(self._key, self._hello_line, line, welcome.home,
+                                                                 welcome.nonce)
+        except board_auth.AuthError as e:
+            self._auth_failed(f"WELCOME: {e.reason}")
+            return
+        self._channel = channel
+        self._authentic = True
+        super().line_received(body)
+
+    def _auth_failed(self, reason: str) -> None:
+        count = self._board.auth_failures.failed(self.clock.seconds())
+        if count is not None:
+            self.log.warn("home {peer}: a line that proves nothing ({reason}); answering ERR auth, obeying nothing"
+                          "{counted}", peer=self.peer, reason=reason,
+                          counted=f" ({count} such lines since the last report)" if count > 1 else
+                          " (further ones logged once a minute, counted)")
+        self.link.send_line(home_actuator.serialize(Err(home_actuator.AUTH)))
+
+    def send(self, message) -> None:
+        line = home_actuator.serialize(message)
+        if self._channel is not None:
+            line = self._channel.seal(line[:-1])
+        self.link.send_line(line)
 
     # -- every line
 
     def heard(self) -> None:
+        if not self._authentic:
+            return
         self._board.heard_from_home()
         super().heard()
         if self.state == ACTIVE and self._board.unreported_switch:
@@ -111,18 +204,20 @@ class ActuatorSession(LinkSession):
             self._hello_again()
 
     def late_line(self, line: bytes) -> None:
-        self._board.heard_from_home()
+        if self._key is None:  # in version 2 an ended session's lines prove nothing
+            self._board.heard_from_home()
 
     # -- hello-sent
 
     def _welcome(self, welcome: Welcome) -> None:
-        if welcome.version != home_actuator.PROTOCOL_VERSION:
+        if welcome.version != self.speaks:
             self.log.error(
                 "home {peer} speaks board protocol version {version}, we speak {ours}; closing",
                 peer=self.peer,
                 version=welcome.version,
-                ours=home_actuator.PROTOCOL_VERSION,
+                ours=self.speaks,
             )
+            self._channel = None
             self.send(Err(home_actuator.VERSION))
             self.close()
             return
@@ -136,6 +231,10 @@ class ActuatorSession(LinkSession):
             return
         self._board.home_in_charge()
         self.state = ACTIVE
+        if self._channel is not None:
+            # Our proof before any other line of ours; once active, since
+            # the home may answer it at once with a SET.
+            self.link.send_line(self._auth_line)
         self.log.info(
             "actuator {actuator} welcomed by home {peer}, heartbeat {heartbeat_s} s",
             actuator=self._config.id,

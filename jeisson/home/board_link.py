@@ -5,23 +5,40 @@ States:
 ``hello``
     Connected; the board must say ``HELLO`` first.  An unknown id, an id
     other than the one the wire carries (``expected_id``: a radio address,
-    a serial line), a relay count that differs from the home's config or an
-    unknown version is ``REFUSED`` and the link closed.  ``MEAS``, ``ACK``
-    and ``NAK`` (a board that believes it is welcomed) are answered
-    ``ERR hello``.  No ``HELLO`` within ``HELLO_TIMEOUT_S`` closes the link,
-    except on a connectionless wire, where a silent board is simply not
-    there yet.
+    a serial line), a version other than the one its key calls for
+    (``auth``: version 1 from a board the home holds a key for; ``version``:
+    version 2 from a ``key = none`` board), or a relay count that differs
+    from the home's config is ``REFUSED`` and the link closed.  ``MEAS``,
+    ``ACK`` and ``NAK``, and any line with a MAC (a board that believes it
+    is welcomed), are answered ``ERR hello``.  No ``HELLO`` within
+    ``HELLO_TIMEOUT_S`` closes the link, except on a connectionless wire,
+    where a silent board is simply not there yet.  Version 1 (``key =
+    none``) goes straight to ``active``.
+``proving``
+    Version 2: ``WELCOME`` sent, with the home's nonce and its proof; the
+    board must answer ``AUTH`` proving the key.  Until then the board is
+    nobody: the home's board of that id, if any, stays as it is (an
+    impostor's ``HELLO`` changes nothing).  A wrong ``AUTH`` is ``REFUSED
+    auth`` and the link closed, logged once a minute per board id
+    (counted).  The ``HELLO`` timeout still runs.
 ``active``
-    ``WELCOME`` sent: the home sends ``SET`` (each answered by ``ACK`` or
-    ``NAK`` within ``command_timeout_s``, or the board is dropped as
-    unhealthy), receives ``MEAS`` (one reading per relay, else ``ERR field``
-    and the readings are ignored), and both sides ``PING``.  A ``HELLO``
-    from the same board restarts it with its true relay states.
+    Welcomed (version 1) or proven (version 2): the home sends ``SET`` (each
+    answered by ``ACK`` or ``NAK`` within ``command_timeout_s``, or the board
+    is dropped as unhealthy), receives ``MEAS`` (one reading per relay, else
+    ``ERR field`` and the readings are ignored), and both sides ``PING``.
+    In version 2 every line either way carries a counter and a MAC
+    (``jeisson.wire.board_auth``); a line without a valid one, or with a
+    counter already seen, is answered ``ERR auth``, ignored, and is no sign
+    of life.  A ``HELLO`` from the same board restarts it with its true
+    relay states: at once in version 1; in version 2 once its ``AUTH``
+    proves it, the session going on meanwhile (a wrong ``AUTH`` is answered
+    ``ERR auth`` and the session kept).
 ``closed``
     The board's loads become unknown and count at their rated power until
     it says ``HELLO`` again.  Lines still arriving are ignored.
 """
 
+import weakref
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -30,15 +47,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.home.links import CommandFailed
-from jeisson.link import HOME_ACTUATOR, Handlers, LinkSession, Row, Wire
+from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, LinkSession, Row, Wire
 from jeisson.timers import cancel
+from jeisson.wire import board_auth
 from jeisson.wire import home_actuator as wire
 from jeisson.wire.errors import ProtocolError
 
 HELLO_TIMEOUT_S = 10.0
+# Authentication failures are logged once per this interval per board id.
+AUTH_LOG_INTERVAL_S = 60.0
 
 HELLO = "hello"
+PROVING = "proving"
 ACTIVE = "active"
+
+# Per home, per claimed board id: its authentication failures, across links
+# (an impostor that connects again is counted, not logged again).
+_failures: "weakref.WeakKeyDictionary[Any, dict[str, board_auth.Tally]]" = weakref.WeakKeyDictionary()
 
 
 class BoardSession(LinkSession):
@@ -54,6 +79,14 @@ class BoardSession(LinkSession):
         self.home = home
         self.actuator: str | None = None
         self.relays = 0
+        # Version 2: the session's channel once proven; the handshake under
+        # way (the WELCOME's offer and the HELLO it answers).
+        self._channel: board_auth.Channel | None = None
+        self._offer: tuple[board_auth.Offer, wire.Hello] | None = None
+        self._raw_hello = b""
+        # Whether the line being handled is authenticated (always in
+        # version 1): only those are signs of life.
+        self._authentic = True
         self._seq = 0
         self._pending: dict[int, tuple[int, bool, Deferred, IDelayedCall]] = {}
         super().__init__(link, home.clock, HELLO)
@@ -64,9 +97,93 @@ class BoardSession(LinkSession):
         return {
             HELLO: {wire.Hello: self._on_hello, wire.Meas: self._hello_first, wire.Ack: self._hello_first,
                     wire.Nak: self._hello_first, **alive},
+            PROVING: {wire.Hello: self._on_hello, wire.Err: self._on_err},
             ACTIVE: {wire.Hello: self._hello_again, wire.Ack: self._on_ack, wire.Nak: self._on_nak,
                      wire.Meas: self._on_meas, **alive},
         }
+
+    # ------------------------------------------------------- authentication
+
+    def line_received(self, line: bytes) -> None:
+        if self.state == CLOSED:
+            self.late_line(line)
+            return
+        if self._offer is not None and board_auth.verb(line) == b"AUTH":
+            self._check_auth(line)
+            return
+        if self._channel is not None and not board_auth.is_plain(line):
+            try:
+                body = self._channel.open(line)
+            except board_auth.AuthError as e:
+                self._auth_failed(e.reason)
+                return
+            self._authentic = True
+            super().line_received(body)
+            return
+        if self._channel is None and board_auth.looks_sealed(line):
+            # A board in a session this home does not hold (the home
+            # restarted, a radio link dropped): it must say HELLO again.
+            self._authentic = False
+            self.send(wire.Err(wire.HELLO_FIRST))
+            return
+        # Plain: HELLO, ERR; or anything in version 1.
+        self._authentic = self._channel is None and self.state == ACTIVE
+        if board_auth.verb(line) == b"HELLO":
+            self._raw_hello = line
+        super().line_received(line)
+
+    def heard(self) -> None:
+        if self._authentic:
+            super().heard()
+
+    def send(self, message: Any) -> None:
+        line = wire.serialize(message)
+        if self._channel is not None and message != wire.Err(wire.AUTH):
+            line = self._channel.seal(line[:-1])
+        self.link.send_line(line)
+
+    def _auth_failed(self, reason: str, board: str | None = None) -> None:
+        """A line or AUTH that does not prove the key: ``ERR auth``, and a
+        log line once per interval per board id, counted."""
+        board = board or self.actuator or "an unidentified board"
+        tally = _failures.setdefault(self.home, {}).setdefault(board, board_auth.Tally(AUTH_LOG_INTERVAL_S))
+        count = tally.failed(self.clock.seconds())
+        if count is not None:
+            self.log.warn("board {board} at {peer}: authentication failed ({reason}); nothing of it obeyed"
+                          "{counted}", board=board, peer=self.peer, reason=reason,
+                          counted=f" ({count} failures since the last report)" if count > 1 else
+                          f" (further failures logged once per {AUTH_LOG_INTERVAL_S:g} s)")
+        self.link.send_line(wire.serialize(wire.Err(wire.AUTH)))
+
+    def _check_auth(self, line: bytes) -> None:
+        assert self._offer is not None
+        (offer, hello), self._offer = self._offer, None
+        try:
+            board_auth.check_auth(offer, line)
+        except board_auth.AuthError as e:
+            if self.state == ACTIVE:
+                # A HELLO of that id on the established link, not proven:
+                # the session goes on as before.
+                self._auth_failed(e.reason, hello.actuator)
+                return
+            self._refuse_auth(hello.actuator, e.reason)
+            return
+        self._channel = offer.channel
+        if self.state == ACTIVE:
+            self._restarted(hello)
+        else:
+            self._establish(hello)
+
+    def _refuse_auth(self, board: str, reason: str) -> None:
+        tally = _failures.setdefault(self.home, {}).setdefault(board, board_auth.Tally(AUTH_LOG_INTERVAL_S))
+        count = tally.failed(self.clock.seconds())
+        if count is not None:
+            self.log.warn("refused board {board} at {peer}: it did not prove its key ({reason}){counted}",
+                          board=board, peer=self.peer, reason=reason,
+                          counted=f" ({count} refusals since the last report)" if count > 1 else
+                          f" (further refusals logged once per {AUTH_LOG_INTERVAL_S:g} s)")
+        self.send(wire.Refused(wire.AUTH))
+        self.close()
 
     @property
     def name(self) -> str:
@@ -113,27 +230,60 @@ class BoardSession(LinkSession):
 
     # --------------------------------------------------------------- handlers
 
-    def _on_hello(self, hello: wire.Hello) -> None:
-        expected = self.home.config.actuators.get(hello.actuator)
+    def _hello_refusal(self, hello: wire.Hello) -> tuple[str, str] | None:
+        """Why ``hello`` cannot be welcomed (code, detail), or None."""
+        config = self.home.config
+        expected = config.actuators.get(hello.actuator)
         only = self.link.expected_id
         if expected is None:
-            self.refuse(wire.UNKNOWN, f"actuator {hello.actuator!r} is not configured in this home")
-        elif only is not None and hello.actuator != only:
-            self.refuse(wire.UNKNOWN, f"{self.peer} is configured for actuator {only}, not {hello.actuator}")
-        elif hello.version != wire.PROTOCOL_VERSION:
-            self.refuse(wire.VERSION, f"actuator {hello.actuator} speaks version {hello.version}, "
-                                      f"this home {wire.PROTOCOL_VERSION}")
-        elif hello.relays != expected:
-            self.refuse(wire.RELAYS, f"actuator {hello.actuator} has {hello.relays} relays, the home's config "
-                                     f"says {expected}")
-        else:
-            self.introduced()
-            self.actuator = hello.actuator
-            self.relays = hello.relays
-            self.state = ACTIVE
-            self.send(wire.Welcome(wire.PROTOCOL_VERSION, self.home.config.heartbeat_s))
-            self.start_heartbeat(self.home.config.heartbeat_s)
-            self.home.board_connected(hello.actuator, self, hello.states)
+            return wire.UNKNOWN, f"actuator {hello.actuator!r} is not configured in this home"
+        if only is not None and hello.actuator != only:
+            return wire.UNKNOWN, f"{self.peer} is configured for actuator {only}, not {hello.actuator}"
+        keyed = config.board_keys.get(hello.actuator) is not None
+        if keyed and hello.version == wire.UNAUTHENTICATED_VERSION:
+            return wire.AUTH, (f"actuator {hello.actuator} speaks version 1, without authentication; this home holds "
+                               f"its key and speaks version {wire.PROTOCOL_VERSION}")
+        speaks = wire.PROTOCOL_VERSION if keyed else wire.UNAUTHENTICATED_VERSION
+        if hello.version != speaks:
+            why = "" if keyed else " (key = none: unauthenticated)"
+            return wire.VERSION, f"actuator {hello.actuator} speaks version {hello.version}, this home {speaks}{why}"
+        if hello.relays != expected:
+            return wire.RELAYS, (f"actuator {hello.actuator} has {hello.relays} relays, the home's config says "
+                                 f"{expected}")
+        return None
+
+    def _on_hello(self, hello: wire.Hello) -> None:
+        refusal = self._hello_refusal(hello)
+        if refusal is not None:
+            self._offer = None
+            self.refuse(*refusal)
+            return
+        key = self.home.config.board_keys.get(hello.actuator)
+        if key is None:
+            self._establish(hello)
+            return
+        self.state = PROVING  # first: the AUTH may come within the WELCOME's sending
+        self._offer_welcome(key, hello)
+
+    def _offer_welcome(self, key: bytes, hello: wire.Hello) -> None:
+        """Version 2: WELCOME with a fresh nonce; the board is nobody until
+        its AUTH proves the key."""
+        config = self.home.config
+        offer = board_auth.welcome(key, self._raw_hello, config.id, config.heartbeat_s, board_auth.new_nonce())
+        self._offer = (offer, hello)
+        self.link.send_line(offer.welcome)
+
+    def _establish(self, hello: wire.Hello) -> None:
+        """Welcomed (version 1) or proven (version 2): the board is the
+        home's, with the relay states of its HELLO."""
+        self.introduced()
+        self.actuator = hello.actuator
+        self.relays = hello.relays
+        self.state = ACTIVE
+        if self._channel is None:
+            self.send(wire.Welcome(wire.UNAUTHENTICATED_VERSION, self.home.config.heartbeat_s))
+        self.start_heartbeat(self.home.config.heartbeat_s)
+        self.home.board_connected(hello.actuator, self, hello.states)
 
     def _hello_first(self, message: Any) -> None:
         # A board that believes it is welcomed (the home restarted, or a
@@ -146,11 +296,26 @@ class BoardSession(LinkSession):
         # The same board again on the same link: it restarted (or its
         # failsafe switched relays) where no disconnection can be seen, as
         # on a serial line or a radio.  Its HELLO has the true states.
+        key = self.home.config.board_keys.get(hello.actuator)
+        if key is None:
+            self._restarted(hello)
+            return
+        # Version 2: only once it proves the key; until then the session
+        # goes on, and a HELLO that cannot be welcomed changes nothing.
+        refusal = self._hello_refusal(hello)
+        if refusal is not None:
+            raise ProtocolError(*refusal)
+        self._offer_welcome(key, hello)
+
+    def _restarted(self, hello: wire.Hello) -> None:
         self.log.info("{board} said HELLO again: taking its relay states afresh", board=self.name)
         self.stop_timers()
         pending, self._pending = self._pending, {}
         self.state = HELLO
-        self._on_hello(hello)
+        if self._channel is None:
+            self._on_hello(hello)
+        else:
+            self._establish(hello)
         self._fail(pending, "restarted")
 
     def _on_ack(self, ack: wire.Ack) -> None:

@@ -118,7 +118,7 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         if not home_actuator.ID_PATTERN.match(actuator_id):
             raise ini.error(name, None, "an actuator id has at most 16 letters, digits, '_', '.', '-'")
         actuators[actuator_id] = ini.number(name, "relays", low=1, high=home_actuator.MAX_RELAYS, integer=True)
-        board_keys[actuator_id] = read_board_key(ini, name, required=False)
+        board_keys[actuator_id] = read_board_key(ini, name)
     serials = _serials(ini, actuators)
     if listen is None and any(a not in _serial_boards(serials) for a in actuators):
         raise ini.error(s, "actuators", "missing: needed for the boards that are not on a serial port")

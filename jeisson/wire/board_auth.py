@@ -155,6 +155,20 @@ def is_plain(line: bytes) -> bool:
     return words[0] in PLAIN_VERBS or (words[0] == b"ERR" and len(words) == 2)
 
 
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def looks_sealed(line: bytes) -> bool:
+    """A line that is not plain and ends as an authenticated line does (a
+    counter, then 16 hex digits): a board speaking in a session that the
+    receiver does not hold."""
+    if is_plain(line):
+        return False
+    words = line.split()
+    return (len(words) >= 3 and len(words[-1]) == 2 * MAC_BYTES and set(words[-1]) <= _HEX
+            and words[-2].isdigit())
+
+
 def verb(line: bytes) -> bytes:
     words = line.split(None, 1)
     return words[0] if words else b""
