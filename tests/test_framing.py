@@ -5,8 +5,10 @@ from itertools import pairwise
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 
-from jeisson.framing import LineFramer, LineTooLong
+from jeisson.framing import LineFeeder, LineFramer, LineTooLong
 
 MAX = 40
 
@@ -280,9 +282,46 @@ def test_a_line_link_delivers_the_lines_before_an_over_long_one_then_closes():
         def connection_lost(self, reason):
             pass
 
-    link = LineLink(8, lambda wire: Recorder())
+    clock = Clock()
+    link = LineLink(8, lambda wire: Recorder(), clock=clock)
     transport = StringTransport()
     link.makeConnection(transport)
     link.dataReceived(b"PING 1\nPING 2\n" + b"x" * 30)
     assert received == [b"PING 1", b"PING 2", "too long"]
-    assert transport.disconnecting
+    assert transport.disconnecting and not transport.disconnected
+    clock.advance(5)  # the peer never took it: aborted after the grace
+    assert transport.disconnected
+
+
+class Taker:
+    def __init__(self):
+        self.lines = []
+        self.too_long = []
+
+    def line_received(self, line):
+        self.lines.append(line)
+
+    def line_too_long(self, error):
+        self.too_long.append(error)
+
+
+@pytest.mark.parametrize("may", [True, False])
+def test_a_feeder_logs_an_over_long_line_only_if_its_budget_allows_and_ends_the_link_either_way(may):
+    ended = []
+    feeder = LineFeeder(8, "192.0.2.1:4000", ended.append, may_log=lambda: may)
+    feeder.session = taker = Taker()
+    with capturedLogs() as events:
+        feeder.feed(b"ok\n" + b"y" * 9)
+    assert taker.lines == [b"ok"] and len(taker.too_long) == 1 and ended == ["line too long"]
+    assert len([e for e in events if "longer than 8 bytes" in formatEvent(e)]) == (1 if may else 0)
+
+
+def test_a_line_that_never_ends_is_cut_at_the_limit_however_slowly_it_comes():
+    ended = []
+    feeder = LineFeeder(64, "slowloris", ended.append)
+    feeder.session = taker = Taker()
+    for _ in range(64):
+        feeder.feed(b"z")
+    assert ended == [] and taker.too_long == []
+    feeder.feed(b"z")
+    assert ended == ["line too long"] and taker.too_long[0].seen == 65
