@@ -313,6 +313,16 @@ def test_lockout_remembers_a_bounded_number_of_addresses():
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 
 
+class Wire(iosim.FakeTransport):
+    """iosim's transport, telling an abort from a close."""
+
+    aborted = False
+
+    def abortConnection(self):
+        self.aborted = True
+        super().abortConnection()
+
+
 class ClientTransport(transport.SSHClientTransport):
     """Twisted conch's SSH client: accepts any host key (recording it),
     then runs the given authentication service."""
@@ -582,16 +592,19 @@ def test_a_connection_that_does_not_log_in_in_time_is_closed(pki):
     session = Session(pki, login_timeout_s=30)
     with capturedLogs() as events:
         server = session.factory.buildProtocol(PEER)
-        server.makeConnection(iosim.FakeTransport(server, True, peerAddress=PEER))
+        server.makeConnection(Wire(server, True, peerAddress=PEER))
         server.dataReceived(b"SSH-2.0-slow\r\n")
         session.clock.advance(29.9)
         assert not server.transport.disconnecting
         session.clock.advance(0.1)
-    assert server.transport.disconnecting
+    assert server.transport.disconnecting and not server.transport.aborted
+    assert b"login timed out" in b"".join(server.transport.stream)  # the disconnect message
     assert lines(events, "warn") == ["manhole: 192.0.2.7:40000 not logged in within 30 s; disconnected"]
     # A peer that does not read its disconnect is aborted soon after.
-    session.clock.advance(5)
-    assert server.transport.disconnecting and getattr(server.transport, "aborted", True)
+    session.clock.advance(4.9)
+    assert not server.transport.aborted
+    session.clock.advance(0.1)
+    assert server.transport.aborted
     server.connectionLost(None)
     assert session.clock.getDelayedCalls() == []
 
@@ -662,7 +675,7 @@ def test_a_command_is_refused_with_one_line(pki):
 
 def feed(session, data: bytes, chunk: int = 0):
     server = session.factory.buildProtocol(PEER)
-    server.makeConnection(iosim.FakeTransport(server, True, peerAddress=PEER))
+    server.makeConnection(Wire(server, True, peerAddress=PEER))
     pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] if chunk else [data]
     for piece in pieces:
         server.dataReceived(piece)
@@ -685,7 +698,10 @@ def test_garbage_is_one_line_and_no_traceback(pki, name):
     session = Session(pki)
     with capturedLogs() as events:
         server = feed(session, data)
+        # What is not SSH at all is dropped at once; what conch gives up on
+        # gets its goodbye first.
         assert server.transport.disconnecting
+        assert server.transport.aborted is says.startswith("not an SSH client")
         server.connectionLost(None)
         session.clock.advance(60)
     # One line in all, at any level: a stranger's garbage costs no more.
