@@ -22,6 +22,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, connect
 from zope.interface import implementer
 
 from jeisson import backoff
@@ -515,3 +516,57 @@ def test_the_old_additive_jitter_made_a_herd():
         clock.advance(min(call.getTime() for call in clock.getDelayedCalls()) - clock.seconds())
     busiest = max(collections.Counter(int(t) for t in aggregator.attempts).values())
     assert busiest > 0.15 * len(aggregator.attempts)
+
+
+# ------------------------------------------ both ends in memory (iosim)
+
+
+class Introducer:
+    """A home's side, reduced to what this test needs: says HELLO, keeps
+    what it hears, and closes on REFUSED as the real uplink does."""
+
+    def __init__(self, link, secret):
+        self.link = link
+        self.heard: list[bytes] = []
+        link.introducer = self
+        link.send_line(hello(secret=secret))
+
+    def line_received(self, line):
+        self.heard.append(line)
+        if line.startswith(b"REFUSED"):
+            self.link.close()
+
+    def line_too_long(self, error):
+        pass
+
+    def connection_lost(self, reason):
+        pass
+
+
+def pair(net, secret):
+    server = listener(net).buildProtocol(IPv4Address("TCP", "203.0.113.5", 40000))
+    client = LineLinkFactory(wire.MAX_LINE, lambda link: Introducer(link, secret), clock=net.clock).buildProtocol(
+        IPv4Address("TCP", "127.0.0.1", 7700))
+    server_transport = FakeTransport(server, isServer=True, peerAddress=IPv4Address("TCP", "203.0.113.5", 40000))
+    client_transport = FakeTransport(client, isServer=False, peerAddress=IPv4Address("TCP", "127.0.0.1", 7700))
+    pump = connect(server, server_transport, client, client_transport, clock=net.clock)
+    return server, client, pump
+
+
+def test_an_honest_peer_refused_after_the_delay_closes_in_time_and_frees_its_place(net):
+    server, client, pump = pair(net, "guess")
+    assert client.introducer.heard == []
+    net.clock.advance(DEFAULTS.auth_failure_delay_s)
+    pump.flush()
+    assert [wire.parse_line(line).code for line in client.introducer.heard] == [wire.BAD_CREDENTIAL]
+    assert server.transport.disconnected and client.transport.disconnected
+    with capturedLogs() as events:
+        net.clock.advance(60)
+    assert not [e for e in events if "did not take" in formatEvent(e)]  # closed, not aborted
+    assert server.guard is None and server.factory.guard.connections == 0
+
+
+def test_an_honest_peer_is_welcomed_through_both_guards(net):
+    server, client, pump = pair(net, "one")
+    assert [line.split()[0] for line in client.introducer.heard] == [b"WELCOME"]
+    assert server.factory.guard.connections == 1
