@@ -296,6 +296,24 @@ def test_failures_spread_out_never_lock():
         assert not lockout.locked("192.0.2.1", minute * 31.0)
 
 
+@given(failures=st.lists(st.tuples(st.sampled_from(["192.0.2.1", "192.0.2.2"]),
+                                    st.floats(0, 1000, allow_nan=False)), max_size=60),
+       after=st.integers(1, 5), window=st.floats(1, 300), probe=st.floats(0, 1400))
+def test_lockout_locks_on_enough_recent_failures_and_never_outlives_the_last(failures, after, window, probe):
+    lockout = Lockout(after=after, window_s=window)
+    failures.sort(key=lambda f: f[1])
+    for address, when in failures:
+        if when <= probe:
+            lockout.failed(address, when)
+    for address in ("192.0.2.1", "192.0.2.2"):
+        recent = [t for a, t in failures if a == address and probe - window < t <= probe]
+        locked = lockout.locked(address, probe)
+        if len(recent) >= after:
+            assert locked  # enough failures within the window: locked
+        if locked:
+            assert recent  # a lockout ends window_s after the address's last failure
+
+
 def test_lockout_remembers_a_bounded_number_of_addresses():
     lockout = Lockout(after=2, window_s=60, addresses=100)
     for n in range(1000):
