@@ -3,6 +3,7 @@
 ::
 
     jeisson pki init DIR [--dns NAME]... [--ip IP]... [--force]
+    jeisson pki aggregator DIR [--dns NAME]... [--ip IP]... [--force] [--days N]
     jeisson pki home DIR HOME-ID [--force] [--days N]
     jeisson pki board DIR BOARD-ID [--force]
     jeisson pki manhole DIR [--force]
@@ -34,6 +35,11 @@ def _written(paths: Sequence[str], out: TextIO) -> None:
 def _pki_init(args: argparse.Namespace, out: TextIO) -> int:
     _written(pki.init(args.dir, args.dns, args.ip, force=args.force), out)
     out.write(f"next: jeisson pki home {args.dir} HOME-ID for each home\n")
+    return 0
+
+
+def _pki_aggregator(args: argparse.Namespace, out: TextIO) -> int:
+    _written(pki.issue_aggregator(args.dir, args.dns, args.ip, force=args.force, days=args.days), out)
     return 0
 
 
@@ -84,12 +90,20 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         parser.set_defaults(run=run)
         return parser
 
+    def names(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dns", action="append", default=[], metavar="NAME",
+                            help="a DNS name homes reach the aggregator by (repeat; default localhost and 127.0.0.1)")
+        parser.add_argument("--ip", action="append", default=[], metavar="IP",
+                            help="an IP address homes reach the aggregator by (repeat)")
+
     init = command("init", _pki_init, "make the CA, an empty revocation list and the aggregator's certificate")
-    init.add_argument("--dns", action="append", default=[], metavar="NAME",
-                      help="a DNS name homes reach the aggregator by (repeat; default localhost and 127.0.0.1)")
-    init.add_argument("--ip", action="append", default=[], metavar="IP",
-                      help="an IP address homes reach the aggregator by (repeat)")
+    names(init)
     init.add_argument("--force", action="store_true", help="replace an existing CA (every issued certificate dies)")
+    aggregator = command("aggregator", _pki_aggregator, "issue the aggregator's certificate again from the CA "
+                                                        "(renewal, new names)")
+    names(aggregator)
+    aggregator.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    aggregator.add_argument("--force", action="store_true", help="replace the existing certificate")
     home = command("home", _pki_home, "issue a home's client certificate")
     home.add_argument("home_id", metavar="HOME-ID")
     home.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")

@@ -282,13 +282,9 @@ def _load_ca(directory: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certifica
 # ------------------------------------------------------------ commands
 
 
-def init(directory: str, dns: Sequence[str] = (), ips: Sequence[str] = (), force: bool = False) -> list[str]:
-    """A CA, an empty revocation list and the aggregator's certificate.
-
-    ``dns``/``ips``: the names the homes reach the aggregator by (its
-    certificate's SAN); both empty: ``localhost`` and ``127.0.0.1``.
-    Returns the files written.
-    """
+def _aggregator_names(dns: Sequence[str], ips: Sequence[str]) -> tuple[str, list[x509.GeneralName]]:
+    """The aggregator certificate's CN and SAN; both empty: ``localhost``
+    and ``127.0.0.1``."""
     names: list[x509.GeneralName] = []
     if not dns and not ips:
         dns, ips = DEFAULT_DNS, DEFAULT_IPS
@@ -302,15 +298,40 @@ def init(directory: str, dns: Sequence[str] = (), ips: Sequence[str] = (), force
             names.append(x509.IPAddress(ipaddress.ip_address(ip)))
         except ValueError:
             raise PKIError(f"--ip {ip!r}: not an IP address") from None
+    return (list(dns) + list(ips))[0], names
+
+
+def init(directory: str, dns: Sequence[str] = (), ips: Sequence[str] = (), force: bool = False) -> list[str]:
+    """A CA, an empty revocation list and the aggregator's certificate.
+
+    ``dns``/``ips``: the names the homes reach the aggregator by (its
+    certificate's SAN); both empty: ``localhost`` and ``127.0.0.1``.
+    Returns the files written.
+    """
+    common_name, names = _aggregator_names(dns, ips)
     paths = [os.path.join(directory, p) for p in (CA_CERT, CA_KEY, CRL, AGGREGATOR_CERT, AGGREGATOR_KEY)]
     _refuse_existing(paths, force)
     ca_key, ca_cert = make_ca()
-    agg_key, agg_cert = issue(ca_key, ca_cert, (list(dns) + list(ips))[0], names, ExtendedKeyUsageOID.SERVER_AUTH)
+    agg_key, agg_cert = issue(ca_key, ca_cert, common_name, names, ExtendedKeyUsageOID.SERVER_AUTH)
     _write(paths[1], _key_pem(ca_key), private=True)
     _write(paths[0], _cert_pem(ca_cert), private=False)
     _write(paths[2], make_crl(ca_key, ca_cert).public_bytes(serialization.Encoding.PEM), private=False)
     _write(paths[4], _key_pem(agg_key), private=True)
     _write(paths[3], _cert_pem(agg_cert), private=False)
+    return paths
+
+
+def issue_aggregator(directory: str, dns: Sequence[str] = (), ips: Sequence[str] = (), force: bool = False,
+                     days: int = CERT_DAYS) -> list[str]:
+    """A new key and server certificate for the aggregator from the
+    folder's CA (renewing it, or for new names); returns the files written."""
+    common_name, names = _aggregator_names(dns, ips)
+    paths = [os.path.join(directory, AGGREGATOR_CERT), os.path.join(directory, AGGREGATOR_KEY)]
+    _refuse_existing(paths, force)
+    ca_key, ca_cert = _load_ca(directory)
+    key, cert = issue(ca_key, ca_cert, common_name, names, ExtendedKeyUsageOID.SERVER_AUTH, days=days)
+    _write(paths[1], _key_pem(key), private=True)
+    _write(paths[0], _cert_pem(cert), private=False)
     return paths
 
 

@@ -173,3 +173,16 @@ def test_the_command_exits_0_1_or_2(tmp_path):
     assert run_cli("pki", "revoke", directory, "home-1").returncode == 0
     listed = run_cli("pki", "list", directory)
     assert listed.returncode == 0 and "REVOKED" in listed.stdout
+
+
+def test_the_aggregator_certificate_is_renewed_from_the_same_ca(folder):
+    ca = pki.load_certificate(os.path.join(folder, "ca.pem"))
+    with pytest.raises(pki.PKIError, match=r"aggregator\.pem exists"):
+        pki.issue_aggregator(folder, dns=["agg.example.net"])
+    out = io.StringIO()
+    assert cli.main(["pki", "aggregator", folder, "--dns", "agg.example.net", "--force"], out=out) == 0
+    cert = pki.load_certificate(os.path.join(folder, "aggregator.pem"))
+    cert.verify_directly_issued_by(ca)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["agg.example.net"]
+    assert pki.load_private_key(os.path.join(folder, "aggregator.key")).public_key() == cert.public_key()
