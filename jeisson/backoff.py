@@ -28,6 +28,8 @@ from collections.abc import Callable
 
 import attrs
 
+from jeisson.config import IniFile
+
 # [home] reconnect_base_s, reconnect_cap_s: see docs/configuration.rst.
 BASE_S = 120.0
 CAP_S = 300.0
@@ -56,3 +58,13 @@ class FullJitter:
 
     def __call__(self, failures: int) -> float:
         return self.random() * self.window(failures)
+
+
+def read_backoff(ini: IniFile, section: str, random: Callable[[], float] = _random.random) -> FullJitter:
+    """``reconnect_base_s`` and ``reconnect_cap_s`` of ``section`` (both
+    optional: ``BASE_S``, ``CAP_S``); an error names file, section and key."""
+    base = ini.number(section, "reconnect_base_s", BASE_S, low=0.1, high=86_400)
+    cap = ini.number(section, "reconnect_cap_s", CAP_S, low=0.1, high=86_400)
+    if cap < base:
+        raise ini.error(section, "reconnect_cap_s", f"must be at least reconnect_base_s ({base}), got {cap}")
+    return FullJitter(base, cap, random)

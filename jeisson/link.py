@@ -283,7 +283,7 @@ class LinkSession:
             self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
         if auth_failed is None:
             auth_failed = code in self.DIALECT.auth_codes
-        delay = guard.auth_failed() if guard is not None and auth_failed else 0.0
+        delay = self.authentication_failed() if auth_failed else 0.0
         if delay <= 0:
             self.send(self.DIALECT.refusal(code, detail))
             self.close()
@@ -291,6 +291,13 @@ class LinkSession:
         line = self.DIALECT.serialize(self.DIALECT.refusal(code, detail), self.version)
         self._closed()  # nothing the peer says now is heard
         self._refusal = self.clock.callLater(delay, self._refuse_late, line)
+
+    def authentication_failed(self) -> float:
+        """The peer failed to authenticate (without being refused here: a
+        line whose MAC does not hold): counted toward its address's lockout.
+        Returns the delay its answer should wait (0 on a wire without a
+        guard).  ``refuse`` calls it for a refusal that is one."""
+        return self.guard.auth_failed() if self.guard is not None else 0.0
 
     def supersede(self) -> None:
         """A newer link of the same peer replaced this one (the accepting side)."""

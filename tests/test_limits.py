@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from jeisson import backoff
 from jeisson.aggregator.home_link import HELLO_TIMEOUT_S, HomeSession
-from jeisson.backoff import FullJitter
+from jeisson.backoff import FullJitter, read_backoff
 from jeisson.config import ConfigError, IniFile
 from jeisson.limits import BOARD_LISTENER, Limits, ListenerGuard, Throttle, read_limits
 from jeisson.link import AGGREGATOR_HOME, LinkSession
@@ -570,3 +570,48 @@ def test_an_honest_peer_is_welcomed_through_both_guards(net):
     server, client, pump = pair(net, "one")
     assert [line.split()[0] for line in client.introducer.heard] == [b"WELCOME"]
     assert server.factory.guard.connections == 1
+
+
+def test_read_backoff_defaults_and_errors():
+    assert read_backoff(ini("[home]\n"), "home").window(1) == backoff.BASE_S
+    policy = read_backoff(ini("[home]\nreconnect_base_s = 2\nreconnect_cap_s = 8\n"), "home")
+    assert [policy.window(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 8]
+    with pytest.raises(ConfigError, match=r"test.ini: \[home\] reconnect_cap_s: must be at least"):
+        read_backoff(ini("[home]\nreconnect_base_s = 20\nreconnect_cap_s = 8\n"), "home")
+    with pytest.raises(ConfigError, match=r"test.ini: \[home\] reconnect_base_s"):
+        read_backoff(ini("[home]\nreconnect_base_s = soon\n"), "home")
+
+
+# ------------------------------------------- a session's own auth failures
+
+
+class Keyed(Plain):
+    """A session that refuses every introduction as it is told to."""
+
+    REFUSAL_LOG = "refused {peer}: {code}: {detail}"
+
+    def handlers(self):
+        return {"open": {wire.Hello: self._hello}}
+
+    def _hello(self, message):
+        if message.secret == "mac":
+            self.authentication_failed()  # counted, not refused
+            return
+        self.refuse("version", "refused as told", auth_failed=message.secret == "auth")
+
+
+def test_a_session_reports_its_own_authentication_failures(net):
+    limits = Limits(lockout_failures=2)
+    factory = LineLinkFactory(wire.MAX_LINE, lambda link: Keyed(link, net.clock, "open"), limits=limits,
+                              clock=net.clock)
+    plain = Peer(factory, port=1)
+    plain.send(hello(secret="other"))  # not an authentication: at once, not counted
+    assert [m.code for m in plain.messages()] == ["version"]
+    told = Peer(factory, port=2)
+    told.send(hello(secret="auth"))  # "version", but the session says it is one: delayed, counted
+    assert told.lines() == []
+    net.clock.advance(1)
+    assert [m.code for m in told.messages()] == ["version"]
+    Peer(factory, port=3).send(hello(secret="mac"))  # counted without a refusal: the second failure
+    assert Peer(factory, port=4).aborted  # locked out
+
