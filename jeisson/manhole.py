@@ -49,6 +49,7 @@ import base64
 import hashlib
 import ipaddress
 import os
+import shlex
 import stat
 from collections import OrderedDict
 from typing import Any
@@ -216,8 +217,8 @@ def ssh_command(port: int, identity: str, known_hosts: str | None = None, host: 
     checks it instead of asking."""
     options = ["-o IdentitiesOnly=yes"]
     if known_hosts is not None:
-        options += [f"-o UserKnownHostsFile={known_hosts}", "-o StrictHostKeyChecking=yes"]
-    return f"ssh -i {identity} {' '.join(options)} -p {port} {user}@{host}"
+        options += [f"-o UserKnownHostsFile={shlex.quote(known_hosts)}", "-o StrictHostKeyChecking=yes"]
+    return f"ssh -i {shlex.quote(identity)} {' '.join(options)} -p {port} {user}@{host}"
 
 
 def known_hosts_line(host_key: str, port: int, host: str = "127.0.0.1") -> str:
