@@ -325,6 +325,9 @@ def test_a_serial_section_has_the_home_serial_keys():
     (("mode = api2", "mode = api3"), "[serial] mode"),
     (("baud = 19200", "baud = 7"), "[serial] baud"),
     (("coordinator = 0013A20040000001", "coordinator = 12"), "[serial] coordinator"),
+    # API modes: frames only from the home's coordinator, whose own address it must know.
+    (("coordinator = 0013A20040000001", ""), "[serial] coordinator: missing: in api2 mode"),
+    (("coordinator = 0013A20040000001", "coordinator = 0000000000000000"), "[serial] coordinator: missing"),
     (("mode = api2", "xbee_mode = api2"), "[serial] xbee_mode: unknown key"),
 ])
 def test_a_bad_serial_key_names_file_section_and_key(change, where):

@@ -135,13 +135,41 @@ def test_a_successful_status_keeps_the_board():
     assert rig.sessions[0].lost is None and rig.sent() == []
 
 
-def test_an_unconfigured_radio_is_logged_once_and_ignored():
+def test_unconfigured_radios_are_dropped_counted_and_logged_once_a_minute():
     rig = Rig()
     with capturedLogs() as events:
-        for _ in range(3):
-            rig.radio_says(xbee.ReceivePacket(src64=STRANGER, src16=2, options=1, data=b"HELLO x 1 1 0\n"))
-    assert rig.sessions == []
-    assert sum("0013A200DEADBEEF" in formatEvent(e) for e in events) == 1
+        for n in range(30):  # many strangers: still one line a minute
+            rig.radio_says(xbee.ReceivePacket(src64=STRANGER + n, src16=2, options=1, data=b"HELLO x 1 1 0\n"))
+            rig.clock.advance(1)
+        rig.clock.advance(31)
+        rig.radio_says(xbee.ReceivePacket(src64=STRANGER, src16=2, options=1, data=b"HELLO x 1 1 0\n"))
+    assert rig.sessions == [] and rig.coordinator.dropped == 31
+    logged = [formatEvent(e) for e in events if "no actuator is configured for" in formatEvent(e)]
+    assert len(logged) == 2
+    assert "dropped 1 frame(s)" in logged[0] and "0013A200DEADBEEF" in logged[0]
+    assert "dropped 30 frame(s)" in logged[1] and "31 in all" in logged[1]
+
+
+def test_a_boards_own_xbee_takes_frames_only_from_its_home():
+    clock = Clock()
+    sessions = []
+
+    def make(wire):
+        sessions.append(Session(wire, None))
+        return sessions[-1]
+
+    home = 0x0013A20040000001
+    device = EndDeviceProtocol(make, home, clock, escaped=True)
+    device.makeConnection(StringTransport())
+    with capturedLogs() as events:
+        for n in range(5):
+            device.dataReceived(xbee.encode_frame(
+                xbee.ReceivePacket(src64=STRANGER, src16=0, options=1, data=b"SET %d 1 1\n" % n), escaped=True))
+        device.dataReceived(xbee.encode_frame(
+            xbee.ReceivePacket(src64=home, src16=0, options=1, data=b"PING 1\n"), escaped=True))
+    assert sessions[0].lines == [b"PING 1"] and device.dropped == 5
+    logged = [formatEvent(e) for e in events if "not this board's home" in formatEvent(e)]
+    assert len(logged) == 1 and "0013A200DEADBEEF" in logged[0]
 
 
 def test_junk_and_corrupt_frames_are_counted_and_logged_with_the_device():

@@ -5,9 +5,11 @@ radio; the home opens the coordinator's with SerialPort, each board its own:
 one board speaks API mode 2 to its XBee, the other transparent mode.  The
 same board link logic runs as over TCP: HELLO, relays switched, MEAS; a
 board that vanishes is marked unreachable and comes back; garbage and
-corrupt frames on the coordinator's line are dropped and counted.
+corrupt frames on the coordinator's line are dropped and counted; a rogue
+radio (a third device) is ignored by the board and by the home.
 """
 
+import os
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import capturedLogs, formatEvent
@@ -45,7 +47,13 @@ mode = api2
 link = {work}/board-b.tty
 address = {b}
 mode = transparent
+
+[device:rogue]
+link = {work}/rogue.tty
+address = {rogue}
+mode = api2
 """
+ROGUE_ADDRESS = "0013A200BADBAD01"
 
 HOME = """
 [home]
@@ -99,6 +107,7 @@ measure_period_s = 0.3
 device = {work}/{id}.tty
 mode = {mode}
 retry_s = 0.2
+coordinator = 0013A20040000001
 
 {relays}
 """
@@ -113,7 +122,7 @@ def relays(*watts):
 class CoordinatorOverPtyTests(unittest.TestCase):
     def setUp(self):
         self.work = scratch_directory(self)
-        fill = {"work": self.work, "a": A_ADDRESS, "b": B_ADDRESS}
+        fill = {"work": self.work, "a": A_ADDRESS, "b": B_ADDRESS, "rogue": ROGUE_ADDRESS}
         self.radio = RadioService(radio_config_from_ini(IniFile(RADIO.format(**fill), "radio.ini")), reactor)
         self.radio.startService()
         self.home = Home(home_config(keyed(HOME.format(**fill))), reactor)
@@ -171,6 +180,33 @@ class CoordinatorOverPtyTests(unittest.TestCase):
         self.assertIn("board-b", text)
         self.start_board("board-b", "transparent", (1500,))
         yield eventually(lambda: "board-b" in self.home.boards and self.loads()["heater"] is True, timeout=15)
+
+    @defer.inlineCallbacks
+    def test_a_rogue_radio_is_ignored_by_the_board_and_by_the_home(self):
+        yield eventually(lambda: self.loads() == {"lamp": True, "fan": False, "heater": True})
+        rogue = os.open(os.path.join(self.work, "rogue.tty"), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        self.addCleanup(os.close, rogue)
+        board_radio = self.board_ports["board-a"].protocol
+        coordinator = self.home_port.protocol
+        lines = [b"WELCOME 2 1 home-z 0123456789abcdef 0 0123456789abcdef\n", b"SET 90 1 0\n",
+                 b"SET 91 1 0 5 0123456789abcdef\n", b"ERR hello\n"]
+        with capturedLogs() as events:
+            for n, line in enumerate(lines, 1):
+                # To the board's radio, and to the coordinator as a board would.
+                os.write(rogue, xbee.encode_frame(xbee.TransmitRequest(frame_id=n, dest64=int(A_ADDRESS, 16),
+                                                                       data=line), escaped=True))
+                hello = b"HELLO board-a 2 2 11 0123456789abcdef\n"
+                os.write(rogue, xbee.encode_frame(xbee.TransmitRequest(frame_id=0, dest64=0, data=hello),
+                                                  escaped=True))
+            yield eventually(lambda: board_radio.dropped >= len(lines) and coordinator.dropped >= len(lines))
+        self.assertEqual(self.boards["board-a"].states, (True, False))
+        self.assertIs(self.home.boards["board-a"].state, "active")
+        text = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+        self.assertEqual(sum("not this board's home" in t for t in text), 1, text)
+        self.assertEqual(sum("no actuator is configured for" in t for t in text), 1, text)
+        # The home still commands its board.
+        self.home.set_desired("fan", True)
+        yield eventually(lambda: self.boards["board-a"].states == (True, True))
 
     @defer.inlineCallbacks
     def test_garbage_and_corrupt_frames_are_dropped_and_the_boards_keep_working(self):

@@ -141,19 +141,30 @@ def _serial(ini: IniFile, section: str) -> BoardSerialConfig | None:
         if given:
             raise ini.error(section, given[0], f"serial-port keys ({', '.join(given)}) belong in the [serial] "
                                                "section, which this file has: move them there")
-        return BoardSerialConfig(read_serial_port(ini, "serial"),
-                                 # 16 zeros address the coordinator, whatever its own address.
-                                 ini.xbee_address("serial", "coordinator", 0))
+        return _home_radio(ini, "serial", BoardSerialConfig(read_serial_port(ini, "serial"),
+                                                            ini.xbee_address("serial", "coordinator", 0)))
     if not given:
         return None
     if old["serial"] is None:
         raise ini.error(section, given[0], f"serial-port keys ({', '.join(given)}) without a serial device: "
                                            "put them in a [serial] section with its device, or remove them")
-    config = BoardSerialConfig(read_serial_port(ini, section, {"device": "serial", "mode": "xbee_mode"}),
-                               ini.xbee_address(section, "coordinator", 0))
+    config = _home_radio(ini, section, BoardSerialConfig(
+        read_serial_port(ini, section, {"device": "serial", "mode": "xbee_mode"}),
+        ini.xbee_address(section, "coordinator", 0)))
     moved = "\n".join(f"    {_OLD_SERIAL_KEYS[key]} = {old[key]}" for key in given)
     log.warn("{source}: [actuator] {keys}: deprecated, read for one more release; write them as a "
              "[serial] section:\n    [serial]\n{moved}", source=ini.source, keys=", ".join(given), moved=moved)
+    return config
+
+
+def _home_radio(ini: IniFile, section: str, config: BoardSerialConfig) -> BoardSerialConfig:
+    """In API modes the board takes frames only from its home's coordinator,
+    so it must know that radio's own address (16 zeros, the coordinator's
+    alias, would say nothing about who sent a frame)."""
+    if config.port.mode != "transparent" and config.coordinator == 0:
+        raise ini.error(section, "coordinator", f"missing: in {config.port.mode} mode, the 64-bit address (SH then "
+                                                "SL, 16 hex digits) of the home's coordinator radio: frames go to it, "
+                                                "and frames from any other radio are dropped")
     return config
 
 

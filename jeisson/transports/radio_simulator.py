@@ -12,7 +12,10 @@ its own.  Between them the program plays the radios:
   found`` (0x24) for an unknown address, ``network ACK failure`` (0x21) for
   a radio not heard from within ``presence_s`` (its board is gone);
 - what an end device sends (raw bytes in transparent mode, 0x10 frames in
-  API mode) reaches the coordinator as a 0x90 from that device's address.
+  API mode) reaches the coordinator as a 0x90 from that device's address;
+  a 0x10 frame from an end device to another device's address reaches that
+  device as a 0x90 from the sender's address, as any radio in range could
+  send (a rogue radio, to test that boards take only their home's frames).
 
 ::
 
@@ -156,18 +159,20 @@ class Network:
         if sender is self.coordinator:
             target = self.devices.get(request.dest64)
             delivery = self._deliver_to_device(target, request.data)
+        elif request.dest64 in (0, self.config.address):
+            # To the coordinator: address 0 or its own.
+            self.from_device(sender, request.data)
+            delivery = 0
         else:
-            # End devices talk to the coordinator: address 0 or its own.
-            if request.dest64 in (0, self.config.address):
-                self.from_device(sender, request.data)
-                delivery = 0
-            else:
-                delivery = ADDRESS_NOT_FOUND
+            # To another device, as any radio in range may send (a rogue
+            # radio, say), from the sender's own address.
+            target = self.devices.get(request.dest64)
+            delivery = self._deliver_to_device(target, request.data, sender.address)
         if request.frame_id:
             sender.write_frame(xbee.TransmitStatus(frame_id=request.frame_id, dest16=0xFFFE, retries=0,
                                                    delivery=delivery, discovery=0))
 
-    def _deliver_to_device(self, target: Endpoint | None, data: bytes) -> int:
+    def _deliver_to_device(self, target: Endpoint | None, data: bytes, source: int | None = None) -> int:
         if target is None:
             return ADDRESS_NOT_FOUND
         now = self.clock.seconds()
@@ -176,7 +181,8 @@ class Network:
         if target.decoder is None:
             target.write(data)
         else:
-            target.write_frame(xbee.ReceivePacket(src64=self.config.address, src16=0, options=1, data=data))
+            source = self.config.address if source is None else source
+            target.write_frame(xbee.ReceivePacket(src64=source, src16=0, options=1, data=data))
         return 0
 
     def from_device(self, device: Endpoint, data: bytes) -> None:

@@ -22,6 +22,10 @@ oldest).  A dropped link's waiting lines go with it; its frames already
 out keep their ids until answered, so a late status cannot be taken for
 another board's.
 
+Data from a radio no board is configured for is dropped, counted
+(``dropped``), and logged once per ``DROPPED_LOG_INTERVAL_S`` with the
+count and the last stranger's address, however many strangers there are.
+
 A status for an id nobody awaits (a status later than its timeout, or
 another program on the radio) is a warning.  Delivery status 0x74 (payload
 too large) is never retried: the same line can never fit, and a link that
@@ -41,7 +45,7 @@ from twisted.python.failure import Failure
 from jeisson.framing import LineFeeder
 from jeisson.link import Session
 from jeisson.timers import cancel
-from jeisson.wire import home_actuator, xbee
+from jeisson.wire import board_auth, home_actuator, xbee
 
 # A transmit status normally follows within a second; without one the frame
 # counts as failed (the radio may have reset and lost it).
@@ -50,6 +54,7 @@ STATUS_TIMEOUT_S = 5.0
 # Frame ids 1..255; 0 asks the radio for no status at all.
 FRAME_IDS = 255
 PAYLOAD_TOO_LARGE = 0x74
+DROPPED_LOG_INTERVAL_S = 60.0
 
 
 class LinkDropped(Exception):
@@ -111,7 +116,8 @@ class CoordinatorProtocol(Protocol):
         self._retrying: deque[_Pending] = deque()  # retries waiting for an id: they go first
         self._waiting: deque[_Pending] = deque()  # lines waiting for an id
         self._frame_id = 0  # the last id given
-        self._warned_unknown: set[int] = set()
+        self.dropped = 0  # frames from radios no board is configured for
+        self._dropped_tally = board_auth.Tally(DROPPED_LOG_INTERVAL_S)
 
     # ------------------------------------------------------------ protocol
 
@@ -162,10 +168,14 @@ class CoordinatorProtocol(Protocol):
         if link is None:
             actuator = self.boards.get(address)
             if actuator is None:
-                if address not in self._warned_unknown:
-                    self._warned_unknown.add(address)
-                    self.log.warn("{device}: data from radio {address}, which no actuator is configured for; "
-                                  "ignored", device=self.device, address=address_text(address))
+                self.dropped += 1
+                count = self._dropped_tally.failed(self.clock.seconds())
+                if count is not None:
+                    self.log.warn("{device}: dropped {count} frame(s) from radios no actuator is configured for "
+                                  "(the last from {address}; further ones counted, logged once per {interval:g} s; "
+                                  "{total} in all)", device=self.device, count=count,
+                                  address=address_text(address), interval=DROPPED_LOG_INTERVAL_S,
+                                  total=self.dropped)
                 return
             link = self.links[address] = RadioLink(self, address, actuator)
             link.session = self.make_session(link, actuator)

@@ -6,6 +6,13 @@ frames (0x90).  There is no connection: when the session ends (refused, the
 home silent, a state it cannot continue from) a fresh one starts after
 ``restart_s`` and says ``HELLO`` again.
 
+Frames are taken only from the coordinator's address (``coordinator``,
+its home's radio; 0, the coordinator's alias, takes any sender, for tests):
+a frame from any other radio is dropped, counted, and logged once per
+``DROPPED_LOG_INTERVAL_S``.  An address can be forged; the board protocol's
+MAC covers what it could vouch for, and this filter spares the session a
+stranger's noise.
+
 Each frame asks for a *Transmit Status* (frame ids 1 to 255 in turn,
 wrapping), only so that a failed delivery is logged with its type.  Nothing
 waits on a status and no line is resent: the board protocol notices a lost
@@ -20,7 +27,9 @@ from twisted.python.failure import Failure
 
 from jeisson.framing import LineFeeder
 from jeisson.timers import cancel
-from jeisson.wire import home_actuator, xbee
+from jeisson.wire import board_auth, home_actuator, xbee
+
+DROPPED_LOG_INTERVAL_S = 60.0
 
 
 class SessionEnded(Exception):
@@ -45,6 +54,8 @@ class EndDeviceProtocol(Protocol):
         self._feeder: LineFeeder | None = None
         self._frame_id = 0
         self._restart = None
+        self.dropped = 0  # frames from radios other than the coordinator
+        self._dropped_tally = board_auth.Tally(DROPPED_LOG_INTERVAL_S)
 
     # The wire interface of the current session.
 
@@ -70,6 +81,9 @@ class EndDeviceProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
             if isinstance(frame, xbee.ReceivePacket):
+                if self.coordinator and frame.src64 != self.coordinator:
+                    self._stranger(frame.src64)
+                    continue
                 self._received(frame.data)
             elif isinstance(frame, xbee.TransmitStatus) and not frame.ok:
                 self.log.warn("{peer}: delivery failed: {name} (0x{code:02X})", peer=self.peer,
@@ -83,6 +97,14 @@ class EndDeviceProtocol(Protocol):
             self._feeder.session = None
         if session is not None:
             session.connection_lost(reason or Failure(SessionEnded("serial device closed")))
+
+    def _stranger(self, address: int) -> None:
+        self.dropped += 1
+        count = self._dropped_tally.failed(self.clock.seconds())
+        if count is not None:
+            self.log.warn("{peer}: dropped {count} frame(s) from radio {address:016X}, not this board's home "
+                          "(further ones counted, logged once per {interval:g} s; {total} in all)", peer=self.peer,
+                          count=count, address=address, interval=DROPPED_LOG_INTERVAL_S, total=self.dropped)
 
     # Sessions
 
