@@ -292,6 +292,12 @@ class LinkSession:
         self._closed()  # nothing the peer says now is heard
         self._refusal = self.clock.callLater(delay, self._refuse_late, line)
 
+    def may_log(self) -> bool:
+        """Whether one more line about this peer fits its budget (a wire
+        without a guard: always).  For a session's own log lines that a peer
+        can cause at will (an ``ERROR`` it reports, line after line)."""
+        return self.guard is None or self.guard.may_log()
+
     def authentication_failed(self) -> float:
         """The peer failed to authenticate (without being refused here: a
         line whose MAC does not hold): counted toward its address's lockout.
@@ -388,7 +394,7 @@ class LinkSession:
 
     def _no_hello(self, seconds: float) -> None:
         self._hello_timer = None
-        if self.guard is None or self.guard.may_log():
+        if self.may_log():
             self.log.warn(self.NO_HELLO_LOG, t=seconds, **self.log_fields())
         message = self.no_hello_message(seconds)
         if message is None:

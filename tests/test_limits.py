@@ -14,7 +14,7 @@ import random
 import pytest
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -31,7 +31,7 @@ from jeisson.backoff import FullJitter, read_backoff
 from jeisson.config import ConfigError, IniFile
 from jeisson.limits import BOARD_LISTENER, Limits, ListenerGuard, Throttle, read_limits
 from jeisson.link import AGGREGATOR_HOME, LinkSession
-from jeisson.transports.stream import LineLink, LineLinkFactory
+from jeisson.transports.stream import LineLink, LineLinkFactory, peer_host
 from jeisson.wire import aggregator_home as wire
 from tests.peers import Net
 
@@ -615,3 +615,11 @@ def test_a_session_reports_its_own_authentication_failures(net):
     Peer(factory, port=3).send(hello(secret="mac"))  # counted without a refusal: the second failure
     assert Peer(factory, port=4).aborted  # locked out
 
+
+
+@pytest.mark.parametrize("host, counted", [("203.0.113.5", "203.0.113.5"),
+                                           ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+                                           ("::ffff:198.51.100.1", "198.51.100.1")])
+def test_addresses_are_counted_per_ipv4_address_and_per_ipv6_64(host, counted):
+    transport = StringTransport(peerAddress=(IPv6Address if ":" in host else IPv4Address)("TCP", host, 5))
+    assert peer_host(transport) == counted

@@ -27,6 +27,7 @@ What a link does so that no stranger can tip it over (``jeisson.limits``):
   ``ClientService.stopService``, call on the TLS transport.)
 """
 
+import ipaddress
 from collections.abc import Callable
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -56,14 +57,24 @@ def describe_peer(transport) -> str:
 
 
 def peer_host(transport) -> str | None:
-    """The peer's IP address, or None where it has none (a serial line, a
-    UNIX socket)."""
+    """The address the listener's limits count the peer under: its IPv4
+    address, or for IPv6 its /64 network (one subscriber's, which holds more
+    addresses than anyone could be limited by one by one); None where it has
+    no IP address (a serial line, a UNIX socket)."""
     try:
         peer = transport.getPeer()
     except (AttributeError, NotImplementedError):
         return None
-    if isinstance(peer, IPv4Address | IPv6Address):
+    if isinstance(peer, IPv4Address):
         return peer.host
+    if isinstance(peer, IPv6Address):
+        try:
+            address = ipaddress.IPv6Address(peer.host.split("%")[0])
+        except ValueError:
+            return peer.host
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
     return None
 
 
