@@ -863,6 +863,19 @@ class RealSSHTests(unittest.TestCase):
         self.assertIn(b"Host key verification failed", ssh.err)
 
     @defer.inlineCallbacks
+    def test_ssh_offering_too_many_keys_is_disconnected(self):
+        strangers = [write(os.path.join(self.pki.folder, f"stranger-{n}"), openssh_private(new_key()))
+                     for n in range(4)]
+        extra = [arg for path in strangers[1:] for arg in ("-i", path)]
+        with capturedLogs() as events:
+            ssh = self.ssh(strangers[0], *extra)
+            self.assertEqual((yield ssh.ended.addTimeout(20, reactor)), 255)
+            yield eventually(lambda: lines(events, "warn"))
+        self.assertIn(b"too many failed authentications", ssh.err)
+        self.assertRegex(lines(events, "warn")[0], r"^manhole: 127\.0\.0\.1:\d+ refused after 3 failed "
+                                                   r"authentications \(key SHA256:")
+
+    @defer.inlineCallbacks
     def test_a_stranger_key_and_a_password_are_refused(self):
         ssh = self.ssh(self.pki.stranger_key)
         code = yield ssh.ended.addTimeout(20, reactor)
