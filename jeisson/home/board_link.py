@@ -138,7 +138,7 @@ class BoardSession(LinkSession):
 
     def send(self, message: Any) -> None:
         line = wire.serialize(message)
-        if self._channel is not None and message != wire.Err(wire.AUTH):
+        if self._channel is not None and not (type(message) is wire.Err and message.code == wire.AUTH):
             line = self._channel.seal(line[:-1])
         self.link.send_line(line)
 

@@ -149,10 +149,16 @@ def unseal(key: bytes, line: bytes) -> tuple[bytes, int]:
 
 def is_plain(line: bytes) -> bool:
     """A line that carries no MAC: ``HELLO``, ``REFUSED``, ``ERR <code>``."""
-    words = line.split()
-    if not words:
+    # On every line received: the common case (a sealed SET, ACK or MEAS)
+    # answered without splitting the line.
+    line = line.lstrip(b" ")
+    if line.startswith(b"ERR"):
+        words = line.split()
+        return words[0] == b"ERR" and len(words) == 2
+    if not line.startswith((b"HELLO", b"REFUSED")):
         return False
-    return words[0] in PLAIN_VERBS or (words[0] == b"ERR" and len(words) == 2)
+    words = line.split(None, 1)
+    return words[0] in PLAIN_VERBS
 
 
 _HEX = frozenset(b"0123456789abcdef")
