@@ -60,6 +60,9 @@ class Limits:
     lockout_s: float = 120.0
     close_grace_s: float = 5.0
     max_write_buffer_bytes: int = 262_144
+    # New connections an address may open per minute (each costs a TLS
+    # handshake): a home reconnects at most a few times a minute.
+    max_new_connections_per_address: int = 600
 
 
 # The home's listener for boards: a home has a few boards, not thousands.
@@ -82,6 +85,7 @@ _KEYS: dict[str, tuple[float, float, bool]] = {
     "lockout_s": (0, 86_400, False),
     "close_grace_s": (0.1, 600, False),
     "max_write_buffer_bytes": (4096, 1 << 30, True),
+    "max_new_connections_per_address": (0, 1_000_000, True),
 }
 
 
@@ -154,6 +158,8 @@ class _Summary:
 ABORTED_TOO_MANY = "over the per-address limit"
 ABORTED_TOTAL = "over the total limit"
 ABORTED_LOCKED = "locked out"
+ABORTED_RATE = "over the per-address rate of new connections"
+NEW_CONNECTIONS_INTERVAL_S = 60.0
 
 
 class ListenerGuard:
@@ -178,6 +184,7 @@ class ListenerGuard:
         self._suppressed = _Summary(clock, limits.error_interval_s, self._say_suppressed)
         self._turned_away: dict[str, _Summary] = {}
         self._turned_away_said: dict[str, Throttle] = {}
+        self._new: dict[str, Throttle] = {}  # per address: its new connections this minute
 
     # ----------------------------------------------------------- connections
 
@@ -194,6 +201,8 @@ class ListenerGuard:
         elif (host is not None and limits.max_connections_per_address
               and self.per_address.get(host, 0) >= limits.max_connections_per_address):
             why = ABORTED_TOO_MANY
+        elif host is not None and limits.max_new_connections_per_address and not self._new_connection(host):
+            why = ABORTED_RATE
         if why is not None:
             self._turn_away(why, peer)
             return why
@@ -201,6 +210,19 @@ class ListenerGuard:
         if host is not None:
             self.per_address[host] = self.per_address.get(host, 0) + 1
         return None
+
+    def _new_connection(self, host: str) -> bool:
+        """Count a new connection from ``host``: whether it is within the rate."""
+        now = self.clock.seconds()
+        rate = self._new.pop(host, None)  # re-inserted below: the dict's order is the age of the last one
+        if rate is None:
+            rate = Throttle(self.limits.max_new_connections_per_address, NEW_CONNECTIONS_INTERVAL_S)
+        allowed = rate.allow(now)
+        rate.take_suppressed()
+        self._new[host] = rate
+        if len(self._new) > self.MAX_ADDRESSES:
+            del self._new[next(iter(self._new))]
+        return allowed
 
     def release(self, host: str | None) -> None:
         """An admitted connection ended."""

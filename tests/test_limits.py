@@ -116,9 +116,9 @@ def test_read_limits_takes_every_key():
                       "max_bad_lines_before_hello = 3", "errors_per_interval = 2",
                       "listener_errors_per_interval = 7", "error_interval_s = 30", "auth_failure_delay_s = 0.5",
                       "lockout_failures = 4", "lockout_window_s = 10", "lockout_s = 20", "close_grace_s = 2",
-                      "max_write_buffer_bytes = 65536", ""])
+                      "max_write_buffer_bytes = 65536", "max_new_connections_per_address = 9", ""])
     file = ini(text)
-    assert read_limits(file, "aggregator") == Limits(5, 0, 3, 2, 7, 30.0, 0.5, 4, 10.0, 20.0, 2.0, 65536)
+    assert read_limits(file, "aggregator") == Limits(5, 0, 3, 2, 7, 30.0, 0.5, 4, 10.0, 20.0, 2.0, 65536, 9)
     file.check_unknown()  # every key was taken
 
 
@@ -623,3 +623,16 @@ def test_a_session_reports_its_own_authentication_failures(net):
 def test_addresses_are_counted_per_ipv4_address_and_per_ipv6_64(host, counted):
     transport = StringTransport(peerAddress=(IPv6Address if ":" in host else IPv4Address)("TCP", host, 5))
     assert peer_host(transport) == counted
+
+
+def test_an_address_opening_connections_too_fast_is_turned_away_until_the_minute_is_over(net):
+    factory = listener(net, Limits(max_new_connections_per_address=5))
+    opened = []
+    for n in range(8):
+        peer = Peer(factory, port=40000 + n)
+        opened.append(not peer.aborted)
+        peer.lost()  # connect, close, again: each would cost a TLS handshake
+    assert opened == [True] * 5 + [False] * 3
+    assert not Peer(factory, host="198.51.100.9").aborted
+    net.clock.advance(60)
+    assert not Peer(factory, port=41000).aborted
