@@ -47,6 +47,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
+from service_identity import VerificationError
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints, ssl
@@ -330,12 +331,51 @@ def client_options(tls: TLSConfig, loaded: Loaded) -> Any:
 
 
 def client_endpoint(reactor: Any, description: str, tls: TLSConfig, loaded: Loaded | None) -> IStreamClientEndpoint:
-    """The ``[home] aggregator`` endpoint, wrapped in TLS unless plaintext."""
+    """The ``[home] aggregator`` endpoint, wrapped in TLS unless plaintext
+    (as ``wrapClientTLS`` does, with a protocol that says why a handshake
+    failed)."""
     endpoint = endpoints.clientFromString(reactor, description)
     if tls.plaintext:
         return endpoint
-    assert loaded is not None
-    return endpoints.wrapClientTLS(client_options(tls, loaded), endpoint)
+    assert loaded is not None and tls.name is not None
+    return TLSClientEndpoint(client_options(tls, loaded), endpoint, tls.name)
+
+
+class AggregatorTLSProtocol(BufferingTLSTransport):
+    """The home's TLS connection to its aggregator: says why when the
+    handshake fails (the operator sees it in the home's log)."""
+
+    expected_name = "?"
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self._handshakeDone:
+            failure = self._reason or reason
+            if failure.check(VerificationError):
+                why = (f"its certificate is not for {self.expected_name} ([tls] name): "
+                       f"{failure.getErrorMessage()}")
+            elif "certificate verify failed" in failure.getErrorMessage():
+                why = "its certificate is not signed by [tls] ca, or has expired"
+            else:
+                why = failure.getErrorMessage()
+            log.warn("TLS handshake with the aggregator at {peer} failed: {why}", peer=_peer(self), why=why)
+        super().connectionLost(reason)
+
+
+@implementer(IStreamClientEndpoint)
+class TLSClientEndpoint:
+    """``endpoint``'s connections over TLS (``AggregatorTLSProtocol``)."""
+
+    def __init__(self, creator: Any, endpoint: IStreamClientEndpoint, expected_name: str):
+        self.creator = creator
+        self.endpoint = endpoint
+        self.expected_name = expected_name
+
+    def connect(self, protocolFactory: Any) -> Any:
+        factory = TLSMemoryBIOFactory(self.creator, True, protocolFactory)
+        name = self.expected_name
+        factory.protocol = type("NamedAggregatorTLSProtocol", (AggregatorTLSProtocol,), {"expected_name": name})
+        connected: Any = self.endpoint.connect(factory)
+        return connected.addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 # --------------------------------------------------------------- server

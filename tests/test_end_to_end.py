@@ -29,6 +29,7 @@ import time
 import pytest
 
 from jeisson.demo import Fleet, free_ports, twistd_command
+from jeisson.wire import home_actuator as board_wire
 from tests.waiting import wait_for
 
 LIMIT_W = 4000
@@ -418,11 +419,12 @@ def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(sys
     assert b"ERR syntax" in reply and not closed
     reply, closed = line_exchange(board_port, b"HELLO stranger 2 1 00\n")
     assert b"REFUSED unknown" in reply and closed
+    # An impostor saying HELLO as the real board, without its key.
     reply, closed = line_exchange(board_port, b"HELLO home-a-board 5 1 00000\n")
-    assert b"REFUSED relays" in reply and closed
-    reply, closed = line_exchange(board_port, b"Y" * 200)
+    assert b"REFUSED auth" in reply and closed
+    reply, closed = line_exchange(board_port, b"Y" * (board_wire.MAX_LINE + 100))
     assert closed
-    assert re.search(r"127\.0\.0\.1:\d+: line longer than 64 bytes", read_log(system, "home-a"))
+    assert re.search(rf"127\.0\.0\.1:\d+: line longer than {board_wire.MAX_LINE} bytes", read_log(system, "home-a"))
     # Everyone else is still there, and the processes are alive: a status
     # written a second after the impostors still has every home connected.
     after = time.time()

@@ -298,6 +298,20 @@ class TLSHandshakes(unittest.TestCase):
         self.assertIsNone(answer)
         self.assertIn("aggregator.example.net", str(home.reason.value))
         self.assertFalse(self.aggregator.snapshot()["homes"]["home-a"]["connected"])
+        self.assertRegex(self.logged(), r"TLS handshake with the aggregator at 127\.0\.0\.1:\d+ failed: its "
+                                        r"certificate is not for aggregator\.example\.net \(\[tls\] name\)")
+
+    @defer.inlineCallbacks
+    def test_the_home_says_when_the_aggregator_is_not_from_its_ca(self):
+        other = os.path.join(scratch_directory(self), "other")
+        pki.init(other)
+        pki.issue_home(other, "home-a")
+        settings = tls.TLSConfig("home.ini", ca=f"{other}/ca.pem", cert=f"{other}/homes/home-a.pem",
+                                 key=f"{other}/homes/home-a.key", name="localhost")
+        answer = yield defer.Deferred.fromCoroutine(self.connect(Home("home-a", "sa"), settings=settings))
+        self.assertIsNone(answer)
+        self.assertRegex(self.logged(), r"TLS handshake with the aggregator at 127\.0\.0\.1:\d+ failed: its "
+                                        r"certificate is not signed by \[tls\] ca")
 
     @defer.inlineCallbacks
     def test_the_home_refuses_an_aggregator_from_another_ca(self):
