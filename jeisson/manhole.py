@@ -336,7 +336,7 @@ class Lockout:
         if self.locked(address, now):
             self._remember(self._until, address, now + self.window_s)
             return False
-        times = [t for t in self._failures.get(address, ()) if now - t < self.window_s]
+        times = [t for t in self._failures.get(address, ()) if now < t + self.window_s]  # as locked() counts
         times.append(now)
         if len(times) >= self.after:
             self._failures.pop(address, None)

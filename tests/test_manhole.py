@@ -317,7 +317,9 @@ def test_lockout_locks_on_enough_recent_failures_and_never_outlives_the_last(fai
         if when <= probe:
             lockout.failed(address, when)
     for address in ("192.0.2.1", "192.0.2.2"):
-        recent = [t for a, t in failures if a == address and probe - window < t <= probe]
+        # Within the window as the lockout's clock sees it: t + window, not
+        # probe - window (floats round the two differently).
+        recent = [t for a, t in failures if a == address and t <= probe < t + window]
         locked = lockout.locked(address, probe)
         if len(recent) >= after:
             assert locked  # enough failures within the window: locked
