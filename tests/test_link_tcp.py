@@ -234,3 +234,55 @@ class BoundedWriteOverTLSTests(unittest.TestCase):
         yield flooded.lost.addTimeout(30, reactor)
         # TLS reports the abort below it as a lost connection: the log says why.
         self.assertTrue([m for m in said if "does not read" in m and "dropping the link" in m], said)
+
+
+class Stranger(Protocol):
+    """A TLS client with no certificate: the aggregator's handshake refuses it."""
+
+    def __init__(self):
+        self.gone: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(b"HELLO\n")
+
+    def connectionLost(self, reason):
+        self.reason = reason
+        self.gone.callback(None)
+
+
+class TLSLockoutTests(unittest.TestCase):
+    """A TLS handshake refused by the listener (a client without a
+    certificate) counts toward its address's lockout, as a wrong secret does."""
+
+    @defer.inlineCallbacks
+    def test_handshakes_refused_lock_the_address_out(self):
+        folder = self.mktemp()
+        pki.init(folder)
+        with open(f"{folder}/{pki.AGGREGATOR_CERT}", "rb") as f:
+            cert = f.read()
+        with open(f"{folder}/{pki.AGGREGATOR_KEY}", "rb") as f:
+            key = f.read()
+        with open(f"{folder}/{pki.CA_CERT}", "rb") as f:
+            ca = ssl.Certificate.loadPEM(f.read())
+        # Mutual TLS: a client certificate signed by the CA is required.
+        server_options = ssl.PrivateCertificate.loadPEM(cert + key).options(ca)
+        factory = LineLinkFactory(100, Recorder, limits=Limits(lockout_failures=3, auth_failure_delay_s=0))
+        Recorder.made = []
+        port = yield endpoints.SSL4ServerEndpoint(reactor, 0, server_options, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        client_options = ssl.optionsForClientTLS("localhost", trustRoot=ca)
+        inner = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        for _ in range(3):
+            self.assertFalse(factory.guard.locked_out("127.0.0.1"))
+            stranger = yield endpoints.wrapClientTLS(client_options, inner).connect(Factory.forProtocol(Stranger))
+            yield stranger.gone.addTimeout(10, reactor)
+        yield self.until(lambda: factory.guard.connections == 0)
+        self.assertTrue(factory.guard.locked_out("127.0.0.1"))
+        self.assertEqual([r.lines for r in Recorder.made], [[], [], []])  # no line reached a session
+
+        late = yield endpoints.wrapClientTLS(client_options, inner).connect(Factory.forProtocol(Stranger))
+        yield late.gone.addTimeout(10, reactor)  # aborted at accept: no session made
+        self.assertEqual(len(Recorder.made), 3)
+        self.assertEqual(factory.guard.connections, 0)
+
+    until = BoundedWriteTests.until

@@ -11,8 +11,10 @@ otherwise.
 What a link does so that no stranger can tip it over (``jeisson.limits``):
 
 - at ``connectionMade``, before any session or TLS handshake, a connection
-  over the listener's limits (in total, per address) or from an address
-  locked out is aborted;
+  over the listener's limits (in total, per address, new ones per address
+  and minute) or from an address locked out is aborted; a TLS handshake
+  that fails on a listener (no client certificate, an unknown or revoked
+  one) counts toward the address's lockout, as a wrong secret does;
 - ``close()`` (a refusal, a timeout, a line too long, a link superseded)
   writes what was sent, asks the transport to close, and aborts it if it is
   still open ``close_grace_s`` later: a peer that never reads cannot keep it
@@ -84,6 +86,24 @@ def innermost_transport(transport):
     while isinstance(transport, ProtocolWrapper) and transport.transport is not None:
         transport = transport.transport
     return transport
+
+
+def tls_refused(transport, reason: Failure) -> bool:
+    """Whether ``reason`` is our TLS server's handshake failing: a client
+    with no certificate, or one the CA did not sign or has revoked; for the
+    listener's guard, a failed authentication."""
+    try:
+        from OpenSSL import SSL
+    except ImportError:
+        return False
+    if not reason.check(SSL.Error):
+        return False
+    # Only a server's failure counts (a home failing to verify a rogue
+    # aggregator is not a guess at anything): the accepted TCP connection
+    # under the TLS layer says which side this is.
+    from twisted.internet import tcp
+
+    return isinstance(innermost_transport(transport), tcp.Server)
 
 
 def _reactor() -> IReactorTime:
@@ -189,6 +209,8 @@ class LineLink(Protocol):
             guard, self.guard = self.guard, None
             guard.stop()
             assert self._listener is not None
+            if tls_refused(self.transport, reason):
+                self._listener.auth_failed(self.host, self.peer)
             self._listener.release(self.host)
         if self.session is not None:
             session, self.session = self.session, None
