@@ -147,6 +147,7 @@ class LineLink(Protocol):
         self._paused = False
         self._unread = 0  # bytes written since the transport asked us to pause
         self._grace: IDelayedCall | None = None
+        self._heard = False  # any bytes from the peer (over TLS: once its handshake held)
 
     @property
     def clock(self) -> IReactorTime:
@@ -197,6 +198,7 @@ class LineLink(Protocol):
             self._feeder.session = None
 
     def dataReceived(self, data: bytes):
+        self._heard = True
         if self._feeder is not None:
             self._feeder.feed(data)
 
@@ -209,7 +211,7 @@ class LineLink(Protocol):
             guard, self.guard = self.guard, None
             guard.stop()
             assert self._listener is not None
-            if tls_refused(self.transport, reason):
+            if not self._heard and tls_refused(self.transport, reason):
                 self._listener.auth_failed(self.host, self.peer)
             self._listener.release(self.host)
         if self.session is not None:
