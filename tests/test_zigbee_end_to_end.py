@@ -56,6 +56,7 @@ measure_period_s = 0.5
 device = board-z.tty
 mode = api1
 retry_s = 0.5
+coordinator = 0013A20040000001
 
 [relay:1]
 load_w = 60
