@@ -12,6 +12,8 @@ import collections
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -636,3 +638,35 @@ def test_an_address_opening_connections_too_fast_is_turned_away_until_the_minute
     assert not Peer(factory, host="198.51.100.9").aborted
     net.clock.advance(60)
     assert not Peer(factory, port=41000).aborted
+
+
+# ------------------------------------------------ the guard's invariants
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from(["admit", "release", "fail", "wait"]),
+                          st.sampled_from(["192.0.2.1", "192.0.2.2", "192.0.2.3", None]),
+                          st.floats(min_value=0, max_value=40)), max_size=120))
+def test_a_listener_guard_never_counts_past_its_limits(steps):
+    clock = Clock()
+    limits = Limits(max_connections=5, max_connections_per_address=2, lockout_failures=3, lockout_window_s=30,
+                    lockout_s=50, max_new_connections_per_address=4)
+    guard = ListenerGuard(limits, clock)
+    open_: list[str | None] = []
+    for action, host, seconds in steps:
+        if action == "admit":
+            locked = host is not None and guard.locked_out(host)
+            if guard.admit(host, str(host)) is None:
+                assert not locked
+                open_.append(host)
+        elif action == "release" and host in open_:
+            open_.remove(host)
+            guard.release(host)
+        elif action == "fail":
+            assert guard.auth_failed(host, str(host)) == limits.auth_failure_delay_s
+        elif action == "wait":
+            clock.advance(seconds)
+        assert guard.connections == len(open_) <= limits.max_connections
+        for address in {h for h in open_ if h is not None}:
+            assert guard.per_address[address] == open_.count(address) <= limits.max_connections_per_address
+        assert set(guard.per_address) == {h for h in open_ if h is not None}
