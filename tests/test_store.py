@@ -786,3 +786,38 @@ def test_close_now_does_not_repeat_a_commit_in_flight_that_succeeded(db_path, cl
     s.record("switch", "h1.heater", 2.0, {"on": True})
     s.close_now()
     assert rows(db_path, "SELECT at FROM journal ORDER BY id") == [(1.0,), (2.0,)]
+
+
+def test_before_commit_hooks_queue_their_writes_into_the_commit_they_precede(db_path, clock, logs):
+    s = SqliteStore(db_path, clock, batch_s=0.5)
+    s.open()
+    waiting = {"a": 1}
+    calls = []
+
+    def hook():
+        calls.append(clock.seconds())
+        while waiting:
+            key, value = waiting.popitem()
+            s.put("coalesced", key, value)
+
+    s.before_commit(hook)
+    s.soon()  # nothing queued yet, but a commit within the batch time
+    clock.advance(0.5)
+    assert calls == [0.5] and s.state("coalesced") == {"a": 1}
+    waiting["b"] = 2
+    assert fired(s.durable()) is None, "durable() asks the hooks first"
+    assert s.state("coalesced") == {"a": 1, "b": 2}
+
+    def broken():
+        raise RuntimeError("boom")
+
+    s.before_commit(broken)
+    s.put("x", "y", 1)
+    fired(s.durable())
+    assert [formatEvent(e) for e in logs if "log_failure" in e] == [
+        f"store {db_path}: a writer failed to queue its writes before a commit"]
+    logs.clear()
+    waiting["c"] = 3
+    fired(s.close())
+    logs.clear()  # the broken hook, once more as the store closed
+    assert rows(db_path, "SELECT key FROM state WHERE scope = 'coalesced' ORDER BY key") == [("a",), ("b",), ("c",)]

@@ -34,23 +34,26 @@ counts it (``HomeRecord.cautious_w``):
 - a budget above what the home draws (a *raise*) is written before it goes
   out: the round announces its raises (``budgets_due``), and sends them once
   ``Aggregator.durable()`` fires (one wait per phase);
-- any other change that raises the home's cautious figure above that of
-  the record last written (a bid, a commitment above its budget, a
+- every other change is judged right before the next commit
+  (``store.before_commit``; the store commits within its ``batch_s`` of the
+  first change, ``store.soon``): a home whose cautious figure is then above
+  that of the record last written (a bid, a commitment above its budget, a
   measurement above every other figure, a budget or RELEASE sent to a home
-  that acknowledged none in force, so counted at its demand) is written at
-  once;
-- what lowers it waits: a shedding home's record is written when it
-  commits (its lower draw; until then the record holds its old, higher
-  one); other changes (a release, a lower measurement) within ``FLUSH_S``,
-  or, while an event is in force, with the home's next write or at the
-  event's end.  A joining or leaving home is written at once.
+  that acknowledged none in force, so counted at its demand) is written in
+  that commit, as it stands then; so is a shedding home that committed (its
+  lower draw: until then its record holds its old, higher one), and a home
+  granted a raise (its record with the raise's end);
+- what lowers it waits: other changes (a release, a lower measurement)
+  within ``FLUSH_S``, or, while an event is in force, with the home's next
+  write or at the event's end.  A joining or leaving home is written at
+  once.
 
-The cost per round stays small (a round at 1,000 homes): a budget and a
-commitment in the journal per home, and at most one write of its record
-(with its raise, or its commitment); in an event, a measurement writes
-only when it rises above all the record says (meter noise below the home's
-budget or level writes nothing; outside events a changed record is written
-within ``FLUSH_S``), and writes of the same home coalesce in a batch.
+A home heard three times in a round (its budget, its new bid, its
+commitment) is judged once, so the cost per round stays small: a budget and
+a commitment in the journal per home, and at most one write of its record;
+in an event, a measurement writes only when it rises above all the record
+says (meter noise below the home's budget or level writes nothing; outside
+events a changed record is written within ``FLUSH_S``).
 """
 
 import math
@@ -143,6 +146,13 @@ class Memory(AggregatorListener):
         self._awaiting: dict[str, int] = {}  # home -> the round whose commitment writes its record
         self._flush: IDelayedCall | None = None
         self._in_event = False
+        # Changes seen since the last commit, judged right before the next
+        # (``store.before_commit``): a home heard three times in a round is
+        # judged once.  ``_check``: write if its figure rose (else dirty);
+        # ``_due``: write if its record changed.
+        self._check: set[str] = set()
+        self._due: set[str] = set()
+        store.before_commit(self._before_commit)
 
     # -------------------------------------------------- called by the aggregator
 
@@ -164,6 +174,7 @@ class Memory(AggregatorListener):
         """Write what is waiting (the store commits it as it closes)."""
         cancel(self._flush)
         self._flush = None
+        self._before_commit()
         self._write_dirty()
 
     # ------------------------------------------------------------- events
@@ -200,20 +211,20 @@ class Memory(AggregatorListener):
         self.store.record(SILENT, home_id, self.clock.seconds(), {"counted_w": counted_w}, round=round_number)
 
     def bid_received(self, home_id: str, flex: wire.Flex) -> None:
-        self._changed(home_id)
+        self._to_check(home_id)
 
     def commitment_received(self, home_id: str, commit: wire.Commit) -> None:
         self.store.record(kinds.COMMIT, home_id, self.clock.seconds(),
                           {"w": commit.committed_w, "on": list(commit.on), "bid": commit.bid}, round=commit.round)
         if self._awaiting.get(home_id) == commit.round:
             del self._awaiting[home_id]
-            self._write(home_id)
+            self._due_write(home_id)
         else:
-            self._changed(home_id)
+            self._to_check(home_id)
 
     def measurement(self, home_id: str, measure: wire.Measure) -> None:
         self.store.measure(home_id, measure.at, measure.power_w)
-        self._changed(home_id)
+        self._to_check(home_id)
 
     # -------------------------------------------------------------- rounds
 
@@ -237,16 +248,15 @@ class Memory(AggregatorListener):
         if budget.budget_w > self.homes.records[home_id].level + 1e-6:
             # It may rise: the record says so before it can.
             self._awaiting.pop(home_id, None)
-            self._write(home_id)
+            self._due_write(home_id)
         else:
             self._awaiting[home_id] = budget.round
-            if self._rose(home_id):
-                self._write(home_id)
+            self._to_check(home_id)
 
     def home_released(self, home_id: str, release: wire.Release) -> None:
         self.store.record(kinds.RELEASE, home_id, self.clock.seconds(), {"event": release.event},
                           round=release.round)
-        self._changed(home_id)
+        self._to_check(home_id)
 
     def round_finished(self, summary: RoundSummary) -> None:
         self.store.record(kinds.ROUND, summary.event, self.clock.seconds(), summary_detail(summary),
@@ -256,6 +266,26 @@ class Memory(AggregatorListener):
         self.store.record(kinds.ROUND, "", self.clock.seconds(), {"abandoned": why}, round=round_number)
 
     # ------------------------------------------------------- home records
+
+    def _to_check(self, home_id: str) -> None:
+        if not self._check:
+            self.store.soon()
+        self._check.add(home_id)
+
+    def _due_write(self, home_id: str) -> None:
+        if not self._due:
+            self.store.soon()
+        self._due.add(home_id)
+
+    def _before_commit(self) -> None:
+        """Right before a commit: the records of the homes heard since the
+        last, as the rules of the module say (their latest state)."""
+        due, self._due = self._due, set()
+        check, self._check = self._check, set()
+        for home_id in due:
+            self._write(home_id)
+        for home_id in check - due:
+            self._changed(home_id)
 
     def _changed(self, home_id: str) -> None:
         if self._rose(home_id):

@@ -29,7 +29,7 @@ batch.
 implement the same methods.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -100,6 +100,17 @@ class Store(Protocol):
     def durable(self) -> "Deferred[None]":
         """Fires once everything queued so far is committed (or errbacks
         with ``StoreError``: then nothing may be acknowledged)."""
+
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` on the calling thread right before each commit
+        takes what is queued, and at each ``durable()``: a writer that
+        coalesces its writes (a home's record changed three times in a
+        round, written once) queues them there, and they are in the commit
+        as if queued at once."""
+
+    def soon(self) -> None:
+        """A commit within the batch time even if nothing is queued yet: a
+        ``before_commit`` hook has writes waiting."""
 
     # -- queries, off the reactor thread
 

@@ -180,6 +180,7 @@ class SqliteStore:
         self._hung_since: float | None = None  # a commit in flight past hang_s, since
         self._shed: list[int] = [0, 0]  # measurements and journal entries dropped in this failing spell
         self._executor = executor
+        self._hooks: list[Callable[[], None]] = []  # before_commit
         self._reactor = reactor
         self.stats = StoreStats(path)
         self._writer: _Connection | None = None
@@ -402,7 +403,24 @@ class SqliteStore:
             return defer.fail(StoreError(f"store {self.path}: closed"))
         return self._durable()
 
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        self._hooks.append(hook)
+
+    def soon(self) -> None:
+        if not self._closed:
+            self._queued()
+
+    def _before_commit(self) -> None:
+        if self._closed:
+            return  # queued before closing, at close() or close_now()
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:
+                self.log.failure("store {path}: a writer failed to queue its writes before a commit", path=self.path)
+
     def _durable(self) -> "Deferred[None]":
+        self._before_commit()
         if self._hung_since is not None:
             return defer.fail(self._hung_error())
         if self._pending.rows() == 0:
@@ -413,24 +431,27 @@ class SqliteStore:
             return d
         d = Deferred()
         self._pending.waiters.append(d)
-        self._commit_soon()
+        self._commit_soon(hooked=True)
         return d
 
     def _batch_due(self) -> None:
         self._timer = None
         self._commit_soon()
 
-    def _commit_soon(self) -> None:
+    def _commit_soon(self, hooked: bool = False) -> None:
+        """``hooked``: the ``before_commit`` hooks ran just now."""
         if self._in_flight is not None:
             self._due = True
         elif self._failing and self._timer is not None:
             pass  # failing: retried when the batch is due, not at every durable()
         else:
-            self._start_commit()
+            self._start_commit(hooked)
 
-    def _start_commit(self) -> None:
+    def _start_commit(self, hooked: bool = False) -> None:
         self._due = False
-        cancel(self._timer)
+        if not hooked:
+            self._before_commit()
+        cancel(self._timer)  # what the hooks queued goes now
         self._timer = None
         if self._pending.rows() == 0:
             return
@@ -757,6 +778,7 @@ class SqliteStore:
             else:
                 _fire(d, self._close_result)
             return d
+        self._before_commit()
         self._closed = True
         self._close_waiters = [d]
         self._durable().addBoth(self._shut)
@@ -771,6 +793,7 @@ class SqliteStore:
         the program stopped) is in the queue.  A failure is logged."""
         if self._closed or self._writer is None:
             return
+        self._before_commit()
         self._closed = True
         cancel(self._timer)
         self._timer = None
