@@ -392,15 +392,33 @@ _VERIFY_ERRORS = {
 
 
 class HomeTLSProtocol(BufferingTLSTransport):
-    """A home's TLS connection: says why when its handshake fails."""
+    """A home's TLS connection: says why when its handshake fails.
+
+    Under the listener's guard (``jeisson.limits``, the wrapped
+    ``LineLinkFactory``'s ``guard``, when it has one): the line is within
+    the listener's log budget or counted in its summary, and a certificate
+    refused counts as a failed authentication toward its address's lockout.
+    """
 
     verify_error: str | None = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._handshakeDone:  # Twisted's own flag: the handshake never completed
             why = self.verify_error or (self._reason or reason).getErrorMessage()
-            log.warn("TLS handshake with {peer} failed: {why}", peer=_peer(self), why=why)
+            peer = _peer(self)
+            guard = getattr(self.factory.wrappedFactory, "guard", None)
+            if guard is not None and self.verify_error is not None:
+                guard.auth_failed(_host(self), peer)
+            if guard is None or guard.may_log(peer):
+                log.warn("TLS handshake with {peer} failed: {why}", peer=peer, why=why)
         super().connectionLost(reason)
+
+
+def _host(protocol: Any) -> str | None:
+    try:
+        return str(protocol.transport.getPeer().host)
+    except Exception:
+        return None
 
 
 def _peer(protocol: Any) -> str:

@@ -222,6 +222,34 @@ class TLSHandshakes(unittest.TestCase):
         self.refused_handshake("not a client certificate")
 
     @defer.inlineCallbacks
+    def test_certificates_refused_again_and_again_lock_the_address_out(self):
+        from jeisson.aggregator.home_link import HomeSession
+        from jeisson.limits import Limits
+        from jeisson.transports.stream import LineLinkFactory
+
+        strict = LineLinkFactory(wire.MAX_LINE, lambda link: HomeSession(self.aggregator, link),
+                                 limits=Limits(lockout_failures=2))
+        self.factory = self.server.wrap(strict)
+        self.port.stopListening()
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        now = pki.now()
+        key, cert = pki.issue(*reversed(self.ca_pair()), "home-a", [], ExtendedKeyUsageOID.CLIENT_AUTH,
+                              not_before=now - datetime.timedelta(days=3), not_after=now - datetime.timedelta(days=1))
+        expired = ssl.optionsForClientTLS("localhost", self.ca_root(), self.client_cert(key, cert))
+        for _ in range(2):
+            answer = yield defer.Deferred.fromCoroutine(self.connect(Home("home-a", "sa"), expired))
+            self.assertIsNone(answer)
+        yield eventually(lambda: "locked out for 120.0 s after 2 failed authentications" in self.logged())
+        # Even the right certificate is turned away from that address now.
+        answer = yield defer.Deferred.fromCoroutine(self.connect(Home("home-a", "sa")))
+        self.assertIsNone(answer)
+        self.assertFalse(self.aggregator.snapshot()["homes"]["home-a"]["connected"])
+
+    def ca_pair(self):
+        return pki.load_certificate(f"{self.dir}/ca.pem"), pki.load_private_key(f"{self.dir}/ca.key")
+
+    @defer.inlineCallbacks
     def test_a_revoked_home_is_dropped_while_connected_and_refused_after(self):
         watcher = tls.CRLWatcher(self.server, reactor)
         watcher.startService()
