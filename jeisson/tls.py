@@ -396,8 +396,9 @@ class HomeTLSProtocol(BufferingTLSTransport):
 
     Under the listener's guard (``jeisson.limits``, the wrapped
     ``LineLinkFactory``'s ``guard``, when it has one): the line is within
-    the listener's log budget or counted in its summary, and a certificate
-    refused counts as a failed authentication toward its address's lockout.
+    the listener's log budget or counted in its summary.  (The ``LineLink``
+    counts a refused handshake as a failed authentication toward its
+    address's lockout.)
     """
 
     verify_error: str | None = None
@@ -407,18 +408,9 @@ class HomeTLSProtocol(BufferingTLSTransport):
             why = self.verify_error or (self._reason or reason).getErrorMessage()
             peer = _peer(self)
             guard = getattr(self.factory.wrappedFactory, "guard", None)
-            if guard is not None and self.verify_error is not None:
-                guard.auth_failed(_host(self), peer)
             if guard is None or guard.may_log(peer):
                 log.warn("TLS handshake with {peer} failed: {why}", peer=peer, why=why)
         super().connectionLost(reason)
-
-
-def _host(protocol: Any) -> str | None:
-    try:
-        return str(protocol.transport.getPeer().host)
-    except Exception:
-        return None
 
 
 def _peer(protocol: Any) -> str:
