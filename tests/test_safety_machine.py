@@ -204,6 +204,17 @@ class SafetyMachine(RuleBasedStateMachine):
         self.replayed_until = 0.0
         # (moment, switches, home, budget W or None for a commitment, round)
         self.sim.add_home_listener(lambda home_id, core: Changes(self, home_id, core))
+        # Every SET a home sent, per board, as on the wire: what a stranger
+        # on a board's link could capture and play again.
+        self.captured: dict[str, list[bytes]] = {board: [] for board in BOARDS}
+        send = self.sim.network.send
+
+        def capture(end, data: bytes) -> None:
+            if data.startswith(b"SET ") and end.other is not None and end.other.peer[4:] in self.captured:
+                self.captured[end.other.peer[4:]].append(data.rstrip(b"\n"))
+            send(end, data)
+
+        self.sim.network.send = capture
 
     def teardown(self):
         self.sim.close()
@@ -334,6 +345,27 @@ class SafetyMachine(RuleBasedStateMachine):
         if verdicts[0].startswith("cancelled"):
             self.events.pop("live", None)
         self.sim.settle()
+
+    @rule(board=st.sampled_from(BOARDS), pick=st.integers(0, 10_000), forged=st.booleans())
+    def stranger_on_a_board_link(self, board, pick, forged):
+        """Someone on a board's link (a tap on the wire, a rogue radio)
+        plays a SET the home sent earlier, in this session or an older one,
+        or forges one: the board obeys neither (the MAC, the counter)."""
+        home = board.split("-")[0]
+        home_end = self.sim.homes[home].board_links.get(board)
+        relays = self.sim.homes[home].boards[board]
+        if home_end is None or home_end.other is None or home_end.closed:
+            return
+        if forged or not self.captured[board]:
+            line = b"SET 7 %d 1 %d 0123456789abcdef" % (1 + pick % 3, pick)
+        else:
+            line = self.captured[board][pick % len(self.captured[board])]
+        before = len(relays.switch_log)
+        network = self.sim.network
+        network.send(home_end.other, line)
+        network.deliver(len(network.queue) - 1)
+        if len(relays.switch_log) != before:
+            self.fail(f"{board} obeyed a line from a stranger on its link: {line!r}")
 
     @rule(home=st.sampled_from(HOMES), twice=st.booleans(), to_home=st.booleans())
     def one_line_out_of_turn(self, home, twice, to_home):
