@@ -278,6 +278,10 @@ def _load(tls: TLSConfig, usage: x509.ObjectIdentifier, at: datetime.datetime | 
         raise _error(tls, "key", tls.key, "not an unencrypted PEM private key") from None
     if key.public_key() != cert.public_key():
         raise _error(tls, "key", tls.key, f"not the key of [{SECTION}] cert ({tls.cert})")
+    mode = os.stat(tls.key).st_mode & 0o777
+    if mode & 0o077:
+        warnings.append(f"{tls.source}: [{SECTION}] key: {tls.key} can be read by others (mode {mode:04o}): "
+                        f"chmod 600 {tls.key}")
     return Loaded(ca, cert, key, tuple(warnings)), warnings
 
 

@@ -556,3 +556,10 @@ def test_ini_reading_needs_no_files(tmp_path):
     ini = IniFile("[aggregator]\nlisten = tcp:1\n[tls]\nca = a\ncert = b\nkey = c\ncrl = d\n", str(tmp_path / "x.ini"))
     settings = tls.read_tls(ini, "aggregator", "aggregator", "listen", "tcp:1")
     assert settings is not None and settings.crl == str(tmp_path / "d") and settings.crl_poll_s == tls.CRL_POLL_S
+
+
+def test_a_private_key_others_may_read_is_warned_of(tmp_path, folder):
+    os.chmod(f"{folder}/homes/home-1.key", 0o644)
+    loaded = client_tls(home_ini(tmp_path, good_home_tls(folder)))
+    assert loaded.warnings == (f"{tmp_path}/home.ini: [tls] key: {folder}/homes/home-1.key can be read by others "
+                               f"(mode 0644): chmod 600 {folder}/homes/home-1.key",)
