@@ -118,10 +118,16 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     command("list", _pki_list, "list what the folder holds, with expiry dates")
 
 
+# Each command group adds its subparsers; a new group (``jeisson status``,
+# ``jeisson events ...``) is one more function here.
+GROUPS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]] = [_add_pki]
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jeisson", description="jeisson's tools (the daemons run under twistd).")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_pki(commands)
+    for add_group in GROUPS:
+        add_group(commands)
     return top
 
 
