@@ -335,3 +335,55 @@ def test_bare_strips_the_counter_and_mac_only():
     end = handshake(BoardSession(Home(home_config(HOME.format(key=board_key_file("a"))), Clock()),
                                  FakeWire()), FakeWire(), "a", "00")
     assert end.channel is None  # without a key: version 1
+
+
+def keyed_home():
+    clock = Clock()
+    return Home(home_config(HOME.format(key=board_key_file("a"))), clock), clock
+
+
+def test_a_second_proven_link_supersedes_the_first():
+    home, _ = keyed_home()
+    first, first_wire = BoardSession(home, FakeWire("192.0.2.1:1")), None
+    first_wire = first.link
+    handshake(first, first_wire, "a", "11", board_key("a"))
+    assert home.boards == {"a": first}
+    second = BoardSession(home, FakeWire("192.0.2.2:2"))
+    end = handshake(second, second.link, "a", "11", board_key("a"))
+    assert home.boards == {"a": second} and end.channel is not None
+    assert bare(first_wire.sent[-1]) == b"ERR superseded" and first_wire.closed
+    assert board_auth.looks_sealed(first_wire.sent[-1])
+
+
+def test_a_board_that_never_proves_the_key_is_closed_by_the_hello_timeout():
+    from jeisson.home.board_link import HELLO_TIMEOUT_S
+
+    home, clock = keyed_home()
+    session = BoardSession(home, FakeWire())
+    session.line_received(BoardEnd(board_key("a")).hello("a", "11")[:-1])
+    assert session.state == "proving"
+    clock.advance(HELLO_TIMEOUT_S)
+    assert session.state == "closed" and home.boards == {}
+    assert session.link.sent[-1] == b"ERR state"
+
+
+def test_the_same_board_saying_hello_again_and_proving_it_is_taken_afresh():
+    home, clock = keyed_home()
+    session = BoardSession(home, FakeWire())
+    end = handshake(session, session.link, "a", "11", board_key("a"))
+    pending = session.command(1, False)
+    failures = []
+    pending.addErrback(failures.append)
+    # The board restarted where no disconnection shows: a new HELLO, proven.
+    again = BoardEnd(board_key("a"), nonce="00000000000000aa")
+    session.line_received(again.hello("a", "01")[:-1])
+    assert home.loads["heater"].on is True and not failures, "nothing taken before the proof"
+    session.line_received(again.welcomed(session.link.sent[-1])[:-1])
+    assert failures and home.loads["heater"].on is False and home.boards == {"a": session}
+    # The old session's lines are no longer taken; the new one's are.
+    session.link.take()
+    session.line_received(end.seal(b"MEAS 5 5\n")[:-1])
+    assert session.link.take() == [b"ERR auth"]
+    session.line_received(again.seal(b"MEAS 5 5\n")[:-1])
+    assert session.link.take() == []
+    assert home.loads["fridge"].measured_w == 5.0
