@@ -35,7 +35,9 @@ class BoardService(Service):
         config = self.board.config
         serial = config.serial
         where = config.home if serial is None else f"{serial.port.device} ({serial.port.mode} XBee)"
-        self.log.info("actuator {id} connecting to home at {endpoint}", id=config.id, endpoint=where)
+        self.log.info("actuator {id} connecting to home at {endpoint} ({auth})", id=config.id, endpoint=where,
+                      auth="authenticated: board protocol version 2" if config.key is not None else
+                      "NOT authenticated: key = none, board protocol version 1")
         self.board.start()
 
     def stopService(self):
