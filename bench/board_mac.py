@@ -64,11 +64,10 @@ path = none
 
 
 class Wire:
-    peer = "bench"
-    connectionless = False
-    expected_id = None
-
-    def __init__(self):
+    def __init__(self) -> None:
+        self.peer = "bench"
+        self.connectionless = False
+        self.expected_id: str | None = None
         self.sent: list[bytes] = []
 
     def send_line(self, data: bytes) -> None:
@@ -135,6 +134,7 @@ def session_level(folder: str, keyed: bool):
             session.line_received(hello)
             welcome = link.sent[-1][:-1]
             parsed = wire.parse_line(board_auth.welcome_body(welcome))
+            assert isinstance(parsed, wire.Welcome) and parsed.home is not None and parsed.nonce is not None
             auth, end = board_auth.accept_welcome(key, hello, welcome, parsed.home, parsed.nonce)
             session.line_received(auth[:-1])
         else:
@@ -157,9 +157,6 @@ def session_level(folder: str, keyed: bool):
 
 
 def main() -> None:
-    from twisted.logger import globalLogPublisher
-
-    globalLogPublisher.addObserver(lambda event: None)  # key = none warns; not timed
     plain, sealed = wire_level(os.urandom(32))
     print(f"wire: SET written and ACK read: {plain * 1e6:.2f} us plain, {sealed * 1e6:.2f} us sealed "
           f"(+{(sealed - plain) * 1e6:.2f} us)")
