@@ -391,11 +391,14 @@ def test_err_hello_from_the_home_brings_a_new_hello(active):
 
 
 def test_after_the_failsafe_switched_relays_the_board_says_hello_again_when_the_home_returns(active):
-    # The home falls silent long enough for the failsafe (15 s), but its next
-    # line comes before the heartbeat gives up: the session is still up.
+    # The home falls silent long enough for the failsafe (15 s), and the
+    # link outlives it: the software actuator's heartbeat gives up at that
+    # same instant (its timeout is failsafe_after_s), so it is stopped here,
+    # as on firmware that ends no link on silence.
+    active.session.heartbeat.stop()
     with capturedLogs():
         active.clock.advance(2)
-        active.say(b"PONG 1")  # last heard at t=2: failsafe at 17, heartbeat gives up at 20
+        active.say(b"PONG 1")  # last heard at t=2: failsafe at 17
         for _ in range(31):  # small steps: Clock runs due calls at the step's end
             active.clock.advance(0.5)
         assert active.board.states == (False, False, True)
