@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
+from twisted.trial import unittest as trial
 
 from jeisson.actuator.board import Board
 from jeisson.actuator.config import config_from_string as actuator_config
@@ -387,3 +388,66 @@ def test_the_same_board_saying_hello_again_and_proving_it_is_taken_afresh():
     session.line_received(again.seal(b"MEAS 5 5\n")[:-1])
     assert session.link.take() == []
     assert home.loads["fridge"].measured_w == 5.0
+
+
+# ------------------------------------------------- a rogue listener, on TCP
+
+
+class RogueListenerTests(trial.TestCase):
+    """The issue's attack on a real socket: while the home is down, a process
+    listens on its board port; the real software actuator (its twistd
+    service) connects to it.  The rogue says WELCOME, in version 1 and with
+    a forged version 2 proof, then SET: the board obeys nothing, answers
+    ERR auth, and goes to its safe states when its failsafe runs out."""
+
+    def test_the_software_actuator_obeys_nothing_from_a_rogue_listener(self):
+        from twisted.internet import defer, endpoints, protocol, reactor, task
+
+        from jeisson.actuator import tap
+        from tests.waiting import eventually, scratch_directory
+
+        heard: list[bytes] = []
+
+        class Rogue(protocol.Protocol):
+            def connectionMade(self):
+                # A line every 0.2 s: were any a sign of life, the failsafe
+                # (2 s) would never run out.
+                self.pings = task.LoopingCall(self.transport.write, b"PING 9\n")
+                self.pings.start(0.2)
+
+            def connectionLost(self, reason):
+                self.pings.stop()
+
+            def dataReceived(self, data):
+                heard.extend(data.splitlines())
+                if any(line.startswith(b"HELLO ") for line in data.splitlines()):
+                    self.transport.write(b"WELCOME 1 2\nWELCOME 2 2 home-1 0123456789abcdef 0 0123456789abcdef\n"
+                                         b"SET 1 1 1\nSET 2 1 1 1 0123456789abcdef\nPING 1\n")
+
+        factory = protocol.Factory.forProtocol(Rogue)
+        listening = []
+
+        @defer.inlineCallbacks
+        def run():
+            port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+            listening.append(port)
+            text = (f"[actuator]\nid = a\nhome = tcp:127.0.0.1:{port.getHost().port}\nkey = {board_key_file('a')}\n"
+                    "failsafe_after_s = 2\ncold_load_min_s = 0\ncold_load_max_s = 0\n"
+                    "[relay:1]\nload_w = 2000\nmin_interval_s = 0\n[relay:2]\nload_w = 150\nmin_interval_s = 0\n")
+            path = os.path.join(scratch_directory(self), "board.ini")
+            with open(path, "w") as f:
+                f.write(text)
+            service = tap.makeService({"config": path}, reactor)
+            self.addCleanup(service.stopService)
+            board = service.services[0].board
+            service.startService()
+            yield eventually(lambda: heard.count(b"ERR auth") >= 4, timeout=10)
+            self.assertEqual(board.states, (False, False))
+            self.assertFalse(any(line.startswith((b"AUTH", b"ACK", b"PONG", b"MEAS")) for line in heard), heard)
+            # Nothing it heard was a sign of life: the failsafe runs out.
+            yield eventually(lambda: board.in_failsafe, timeout=5)
+            self.assertEqual(board.states, (False, False))
+
+        d = run()
+        d.addBoth(lambda result: [port.stopListening() for port in listening] and result)
+        return d
