@@ -338,6 +338,19 @@ def test_bare_strips_the_counter_and_mac_only():
     assert end.channel is None  # without a key: version 1
 
 
+def test_a_flood_of_plain_err_lines_is_logged_once_a_minute_on_both_sides():
+    pair = Pair()
+    with capturedLogs() as events:
+        for n in range(100):
+            pair.board_session.line_received(b"ERR nonsense")
+            pair.home_session.line_received(b"ERR nonsense")
+            pair.clock.advance(0.1)
+    warned = [formatEvent(e) for e in events if "nonsense" in formatEvent(e)]
+    assert len(warned) == 2, warned
+    assert all("unauthenticated" in w for w in warned)
+    assert pair.board_session.state == BOARD_ACTIVE and pair.home_session.state == "active"
+
+
 def keyed_home():
     clock = Clock()
     return Home(home_config(HOME.format(key=board_key_file("a"))), clock), clock

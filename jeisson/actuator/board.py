@@ -104,6 +104,8 @@ class Board:
     # Lines from a home that proved nothing (a rogue listener, a replay):
     # logged once a minute, counted, across sessions.
     auth_failures: board_auth.Tally = attrs.Factory(board_auth.Tally)
+    # Plain ERR lines in version 2 (anyone may send one): logged likewise.
+    plain_errors: board_auth.Tally = attrs.Factory(board_auth.Tally)
 
     @classmethod
     def from_config(cls, config: ActuatorConfig, clock: IReactorTime) -> Self:

@@ -273,7 +273,15 @@ class ActuatorSession(LinkSession):
 
     def _err(self, err: Err) -> None:
         # Never answered: two peers answering each other's ERR would loop.
-        self.log.warn("home {peer} reports an error: {code}", peer=self.peer, code=err.code)
+        if self._authentic:
+            self.log.warn("home {peer} reports an error: {code}", peer=self.peer, code=err.code)
+        else:
+            # Version 2, a plain ERR: anyone on the path may send it, so it
+            # is logged once a minute, counted.
+            count = self._board.plain_errors.failed(self.clock.seconds())
+            if count is not None:
+                self.log.warn("home {peer} reports an error: {code} (unauthenticated; {count} such line(s) since the "
+                              "last report, logged once a minute)", peer=self.peer, code=err.code, count=count)
         if err.code == home_actuator.HELLO_FIRST:
             # The home has no session for us (it restarted, dropped a radio
             # link, or opened its serial port after our HELLO and flushed

@@ -64,6 +64,7 @@ ACTIVE = "active"
 # Per home, per claimed board id: its authentication failures, across links
 # (an impostor that connects again is counted, not logged again).
 _failures: "weakref.WeakKeyDictionary[Any, dict[str, board_auth.Tally]]" = weakref.WeakKeyDictionary()
+_plain_errors: "weakref.WeakKeyDictionary[Any, dict[str, board_auth.Tally]]" = weakref.WeakKeyDictionary()
 
 
 class BoardSession(LinkSession):
@@ -339,7 +340,18 @@ class BoardSession(LinkSession):
         self.home.board_measured(self.actuator, meas.watts)
 
     def _on_err(self, err: wire.Err) -> None:
-        self.log.warn("{board} reported an error: {code}", board=self.name, code=err.code)
+        if self._channel is None or self._authentic:
+            self.log.warn("{board} reported an error: {code}", board=self.name, code=err.code)
+            return
+        # Version 2, a plain ERR in a session: anyone on the path may send
+        # it, so it is logged once a minute per board, counted.
+        board = self.actuator or "an unidentified board"
+        tally = _plain_errors.setdefault(self.home, {}).setdefault(board, board_auth.Tally(AUTH_LOG_INTERVAL_S))
+        count = tally.failed(self.clock.seconds())
+        if count is not None:
+            self.log.warn("{board} reported an error: {code} (unauthenticated; {count} such line(s) since the last "
+                          "report, logged once per {interval:g} s)", board=self.name, code=err.code, count=count,
+                          interval=AUTH_LOG_INTERVAL_S)
 
     # ------------------------------------------------------------ the ending
 
