@@ -67,7 +67,6 @@ from typing import Any
 
 import attrs
 import numpy as np
-from twisted.application.internet import backoffPolicy
 from twisted.internet.base import DelayedCall
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -90,8 +89,10 @@ from jeisson.home.listeners import HomeListener
 from jeisson.link import CLOSED, Session
 from jeisson.store.sqlite import SqliteStore
 
-# A home's uplink retries as jeisson.home.tap's ClientService does.
-UPLINK_BACKOFF = {"initialDelay": 0.5, "maxDelay": 15.0}
+# A home's uplink retries as jeisson.home.tap's ClientService does, with
+# full jitter (jeisson.backoff); the simulated homes' ini says these (a
+# lab's: the default window, 120 s, spreads 1,000 homes after an outage).
+UPLINK_BACKOFF = {"base_s": 0.5, "cap_s": 15.0}
 RETRY_AFTER_REFUSAL_S = 30.0
 
 
@@ -674,7 +675,7 @@ class Simulation:
         sim = self.homes[home_id]
         assert sim.core is not None and sim.clock is not None
         sim.failed_attempts += 1
-        delay = backoffPolicy(jitter=sim.jitter.random, **UPLINK_BACKOFF)(sim.failed_attempts)
+        delay = attrs.evolve(sim.core.config.reconnect, random=sim.jitter.random)(sim.failed_attempts)
         if sim.core.take_refusal():
             delay = max(delay, RETRY_AFTER_REFUSAL_S)
         if sim.retry is not None and sim.retry.active():
@@ -851,7 +852,8 @@ def home_inis(home_id: str, loads: list[SimLoad], *, heartbeat_s: int = 30, meas
     board."""
     home = [f"[home]\nid = {home_id}\nsecret = s-{home_id}\naggregator = {aggregator}\nactuators = tcp:0\n"
             f"heartbeat_s = {heartbeat_s}\ncommand_timeout_s = {command_timeout_s:g}\n"
-            f"measure_period_s = {measure_period_s:g}\n" + ("" if store else "[store]\npath = none\n")]
+            f"measure_period_s = {measure_period_s:g}\nreconnect_base_s = {UPLINK_BACKOFF['base_s']:g}\n"
+            f"reconnect_cap_s = {UPLINK_BACKOFF['cap_s']:g}\n" + ("" if store else "[store]\npath = none\n")]
     boards = []
     for b in range(0, len(loads), 8):
         board_id = f"{home_id}-b{b // 8}"

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from twisted.python.usage import UsageError
 
+from jeisson import pki
 from jeisson.aggregator.config import (
     AggregatorConfig,
     EventSpec,
@@ -15,7 +16,6 @@ from jeisson.aggregator.config import (
 )
 from jeisson.aggregator.events import Time
 from jeisson.config import ConfigError
-from jeisson.manhole import ManholeConfig
 from jeisson.store.config import StoreConfig
 from jeisson.wire.aggregator_home import parse_utc
 
@@ -214,41 +214,35 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-def test_manhole_bare_port_binds_loopback_and_passwd_is_next_to_the_config(tmp_path):
-    write(tmp_path / "manhole.passwd", "admin:secret\n")
-    path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
-    config = read_config(path)
-    assert config.manhole == ManholeConfig("tcp:7790:interface=127.0.0.1", str(tmp_path / "manhole.passwd"))
+SSH_MANHOLE = ("[manhole]\nlisten = 7790\nhost_key = pki/manhole/ssh_host_ed25519_key\n"
+               "authorized_keys = pki/manhole/authorized_keys\n")
 
 
-def test_manhole_tcp_without_interface_binds_loopback_and_an_explicit_one_is_kept(tmp_path):
-    passwd = write(tmp_path / "p", "a:b\n")
-    loopback = config_from_string(MINIMAL + f"[manhole]\nlisten = tcp:7790\npasswd = {passwd}\n", now=0)
-    assert loopback.manhole.listen == "tcp:7790:interface=127.0.0.1"
-    explicit = config_from_string(
-        MINIMAL + f"[manhole]\nlisten = tcp:7790:interface=0.0.0.0\npasswd = {passwd}\n", now=0
-    )
-    assert explicit.manhole.listen == "tcp:7790:interface=0.0.0.0"
+def test_manhole_is_read_from_the_config_with_its_keys_next_to_it(tmp_path):
+    pki.issue_manhole(str(tmp_path / "pki"), force=True)
+    config = read_config(write(tmp_path / "agg.ini", MINIMAL + SSH_MANHOLE))
+    assert config.manhole.listen == "tcp:7790:interface=127.0.0.1"
+    assert config.manhole.host_key == str(tmp_path / "pki" / "manhole" / "ssh_host_ed25519_key")
+    with pytest.raises(ConfigError, match=r"\[manhole\] port: unknown key"):
+        read_config(write(tmp_path / "agg.ini", MINIMAL + SSH_MANHOLE + "port = 1\n"))
 
 
-def test_manhole_missing_passwd_file_is_an_error(tmp_path):
-    path = write(tmp_path / "agg.ini", MINIMAL + "[manhole]\nlisten = 7790\npasswd = manhole.passwd\n")
-    with pytest.raises(ConfigError) as info:
-        read_config(path)
-    message = str(info.value)
-    assert message.startswith(f"{path}: [manhole] passwd: ")
-    assert str(tmp_path / "manhole.passwd") in message and "does not exist" in message
+@pytest.mark.parametrize("section, where", [
+    ("[manhole]\nhost_key = k\nauthorized_keys = a\n", "[manhole] listen"),
+    ("[manhole]\nlisten = 7790\n", "[manhole] host_key"),
+    ("[manhole]\nlisten = telnet:7790\n", "[manhole] listen"),
+    ("[manhole]\nlisten = tcp:7790:interface=0.0.0.0\n", "[manhole] listen"),
+    ("[manhole]\nlisten = 7790\nprotocol = telnet\npasswd = nowhere\n", "[manhole] passwd"),
+])
+def test_manhole_errors(section, where):
+    assert error_for(MINIMAL + section).startswith(f"agg.ini: {where}: ")
 
 
-@pytest.mark.parametrize(
-    "section, where",
-    [
-        ("[manhole]\npasswd = {passwd}\n", "[manhole] listen"),
-        ("[manhole]\nlisten = 7790\n", "[manhole] passwd"),
-        ("[manhole]\nlisten = telnet:7790\npasswd = {passwd}\n", "[manhole] listen"),
-        ("[manhole]\nlisten = 7790\npasswd = {passwd}\nport = 1\n", "[manhole] port"),
-    ],
-)
-def test_manhole_errors(tmp_path, section, where):
-    passwd = write(tmp_path / "manhole.passwd", "admin:secret\n")
-    assert error_for(MINIMAL + section.format(passwd=passwd)).startswith(f"agg.ini: {where}: ")
+def test_limits_and_the_longest_event_are_read_from_the_aggregator_section():
+    config = config_from_string(MINIMAL)
+    assert config.limits.max_connections == 20000 and config.max_event_s == 86400
+    tuned = config_from_string(MINIMAL.replace("[aggregator]\n", "[aggregator]\nmax_event_s = 7200\n"
+                                                                   "max_connections = 5000\n"))
+    assert tuned.limits.max_connections == 5000 and tuned.max_event_s == 7200
+    assert error_for(MINIMAL.replace("[aggregator]\n", "[aggregator]\nmax_event_s = 10\n")).startswith(
+        "agg.ini: [aggregator] max_event_s: ")

@@ -319,6 +319,8 @@ def test_line_link_carries_a_session_split_anywhere(net):
 def test_line_link_refusal_closes_the_transport(net):
     link, transport = linked(net, 5001)
     link.dataReceived(wire.serialize(wire.Hello("h1", "wrong", (1,))) + wire.serialize(wire.Ping(1)))
+    assert lines(transport) == [], "a failed authentication is answered after a delay (jeisson.limits)"
+    net.clock.advance(1.0)
     assert codes(lines(transport)) == [("REFUSED", wire.BAD_CREDENTIAL)]
     assert transport.disconnecting
 

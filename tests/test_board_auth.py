@@ -341,7 +341,7 @@ def test_bare_strips_the_counter_and_mac_only():
 def test_a_flood_of_plain_err_lines_is_logged_once_a_minute_on_both_sides():
     pair = Pair()
     with capturedLogs() as events:
-        for n in range(100):
+        for _ in range(100):
             pair.board_session.line_received(b"ERR nonsense")
             pair.home_session.line_received(b"ERR nonsense")
             pair.clock.advance(0.1)

@@ -355,6 +355,20 @@ def test_a_budget_that_has_ended_already_is_ignored(rig, logs):
     assert any("ended already" in m for m in messages(logs, "warn"))
 
 
+def test_a_budget_ending_beyond_max_budget_s_is_held_that_long_only(rig, logs):
+    """A BUDGET ending years ahead (a forged line, a mistaken event) sheds
+    the home for ``max_budget_s`` (two days by default), not for years."""
+    from jeisson.home.config import MAX_BUDGET_S
+
+    assert rig.home.max_budget_s == MAX_BUDGET_S
+    rig.aggregator.budget(0.0, end=aggregator_home.parse_utc("2031-01-01T00:00:00Z"))
+    rig.settle()
+    assert rig.home.budget.end == MAX_BUDGET_S
+    assert any("more than 172800 s ahead" in m and "held until" in m for m in messages(logs, "warn"))
+    rig.run_until(MAX_BUDGET_S)
+    assert rig.home.budget is None, "the loads come back as their owner set them"
+
+
 # -- the most valuable whole loads within the budget
 
 

@@ -5,6 +5,7 @@ Sessions run over a fake wire that records what they send, or over a real
 ``MemoryReactorClock`` for the reconnecting service) is the home's clock.
 """
 
+import attrs
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -12,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from jeisson.backoff import FullJitter
 from jeisson.home.aggregator_link import WELCOME_TIMEOUT_S, UplinkSession
 from jeisson.home.board_link import HELLO_TIMEOUT_S, BoardSession
 from jeisson.home.config import config_from_string
@@ -552,10 +554,16 @@ def connect_uplink(reactor, attempts):
     return protocol, transport
 
 
+# The uplink's retries as a lab sets them, each draw at the top of its
+# window (the worst case, and deterministic): 2 s after the first failure,
+# then 4, 8, ... up to 15.
+LAB_RECONNECT = FullJitter(2.0, 15.0, random=lambda: 1.0)
+
+
 @pytest.fixture
 def service():
     reactor = MemoryReactorClock()
-    home = Home(config_from_string(CONFIG), reactor)
+    home = Home(attrs.evolve(config_from_string(CONFIG), reconnect=LAB_RECONNECT), reactor)
     service = uplink_service(home, reactor)
     service.startService()
     yield reactor, home
@@ -615,9 +623,11 @@ def test_only_the_attempt_after_a_refusal_waits_30_s(service, refusal, logs):
     assert len(reactor.tcpClients) == 1
     reactor.advance(0.001)
     # The aggregator is down now: an unrelated failure, the normal backoff
-    # (under 0.5 * 1.5 ** 2 s plus at most 1 s of jitter).
+    # (the second failure in a row: within 4 s).
     fail_to_connect(reactor, 2)
-    reactor.advance(2.125)
+    reactor.advance(LAB_RECONNECT.window(2) - 0.001)
+    assert len(reactor.tcpClients) == 2
+    reactor.advance(0.001)
     assert len(reactor.tcpClients) == 3
     assert home.refused is not None, "the status still says why we were refused"
 

@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 
 from jeisson.home.config import read_config
 from jeisson.home.core import Home
-from jeisson.home.memory import parse_moment
+from jeisson.moments import parse_moment
 from jeisson.store import StoreError
 from jeisson.store.sqlite import SqliteStore
 from tests.peers import Rig
@@ -382,8 +382,12 @@ def test_parse_moment_takes_epoch_seconds_utc_text_and_todays_hh_mm():
     assert parse_moment("2027-01-15T08:00:05Z", now) == T0 + 5
     assert parse_moment("2027-01-15 08:00:05", now) == T0 + 5
     assert parse_moment(str(T0), now) == T0
+    assert parse_moment("-60", now) == now - 60 and parse_moment("+90", now) == now + 90
+    assert parse_moment("2027-01-15T09:00:05+01:00", now) == T0 + 5
     with pytest.raises(ValueError, match="HH:MM"):
         parse_moment("yesterday", now)
+    with pytest.raises(ValueError, match="HH:MM"):
+        parse_moment(True, now)
     with pytest.raises(ValueError):
         parse_moment("25:00", now)
 

@@ -142,7 +142,7 @@ class Reaction:
 
     EVENT_S = 2 * ROUND_TIMEOUT_S + ROUND_DEBOUNCE_S + 1.0
     HOME_S = ROUND_PERIOD_S + EVENT_S
-    RECONNECT_S = UPLINK_BACKOFF["maxDelay"] + 1.0
+    RECONNECT_S = UPLINK_BACKOFF["cap_s"] + 1.0
 
 
 class Changes(HomeListener):

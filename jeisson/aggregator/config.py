@@ -10,6 +10,8 @@
     converge_s = 20           ; follow-up rounds until commitments settle, at most this long
     status_file = /var/lib/jeisson/status.json   ; optional JSON snapshot
     events_file = events.ini  ; optional, relative to this file's folder
+    max_event_s = 86400       ; longer events are refused (from the config, the file, the manhole)
+    max_connections = 20000   ; and the other listener limits: jeisson.limits
 
     [home:home-1]
     secret = ...
@@ -47,8 +49,9 @@ import os
 
 import attrs
 
-from jeisson.aggregator.events import Event, EventSpec, event_from_section
+from jeisson.aggregator.events import MAX_EVENT_S, Event, EventSpec, event_from_section
 from jeisson.config import IniFile
+from jeisson.limits import Limits, read_limits
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
@@ -103,6 +106,8 @@ class AggregatorConfig:
     # None: no [tls] section, refused at start (jeisson.tls.require); read
     # here, checked at start, so that tests build configs without files.
     tls: TLSConfig | None = None
+    limits: Limits = Limits()  # the listener for homes (jeisson.limits)
+    max_event_s: float = MAX_EVENT_S  # longer events are refused
 
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
@@ -154,6 +159,8 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         events.append(spec)
     manhole = read_manhole(ini)
     store = read_store(ini, STORE_BATCH_S)
+    limits = read_limits(ini, section)
+    max_event_s = ini.number(section, "max_event_s", MAX_EVENT_S, low=60, high=366 * 86400)
     ini.check_unknown()
     return AggregatorConfig(
         listen=listen,
@@ -171,6 +178,8 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         seed=seed,
         store=store,
         tls=tls,
+        limits=limits,
+        max_event_s=max_event_s,
     )
 
 

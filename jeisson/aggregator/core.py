@@ -89,7 +89,7 @@ class Aggregator:
         self.grid = Grid(tuple(f.id for f in config.feeders), tuple(f.limit_w for f in config.feeders),
                          {home: i for i, f in enumerate(config.feeders) for home in f.homes})
         self.schedule = Schedule(clock, self.registry, self.announce, config.seed, self._binding_event,
-                                 on_limit=self._limit_in_force)
+                                 on_limit=self._limit_in_force, max_event_s=config.max_event_s)
         self.memory = memory.Memory(store, clock, self.registry) if store is not None else None
         context = RoundContext(self.registry, self.grid, self.schedule, clock, config.round_timeout_s, self.announce,
                                self.durable)

@@ -148,6 +148,8 @@ class HomeSession(LinkSession):
         raise ProtocolError(wire.STATE, f"already registered as {self.home_id}")
 
     def _error(self, error: wire.Error) -> None:
+        if not self.may_log():
+            return  # a peer may send ERROR line after line: its log budget (jeisson.limits)
         self.log.warn("{peer} ({home}) reported an error: {code}: {detail}", code=error.code, detail=error.detail,
                       **self.log_fields())
 

@@ -86,7 +86,9 @@ class AggregatorService(Service):
 
 
 def home_factory(aggregator: Aggregator) -> LineLinkFactory:
-    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: HomeSession(aggregator, link))
+    """The listener for homes, with its limits (``[aggregator]``: jeisson.limits)."""
+    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: HomeSession(aggregator, link),
+                           limits=aggregator.config.limits, clock=aggregator.clock, name="homes listener")
 
 
 def makeService(options) -> MultiService:

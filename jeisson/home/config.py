@@ -50,13 +50,21 @@
 
 import attrs
 
+from jeisson.backoff import FullJitter, read_backoff
 from jeisson.config import IniFile
+from jeisson.limits import DEFAULTS, Limits, read_limits
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 from jeisson.transports.boards import HomeSerialConfig, read_board_key
 from jeisson.transports.serial import read_serial_port
 from jeisson.wire import aggregator_home, home_actuator
+
+# The furthest ahead a BUDGET may end (``[home] max_budget_s``): two days,
+# above the aggregator's longest event (a day, ``[aggregator] max_event_s``)
+# with its windows.  A BUDGET ending later is held only this long: a forged
+# or mistaken line cannot shed the home for years.
+MAX_BUDGET_S = 2 * 86400.0
 
 # A home's store commits at most this often by default: a BeagleBone's SD
 # card wears with every commit.  What is acknowledged (a COMMIT, an owner's
@@ -97,6 +105,9 @@ class HomeConfig:
     # actuator id -> its shared key (jeisson.wire.board_auth); None: key = none
     board_keys: dict[str, bytes | None] = attrs.Factory(dict)
     tls: TLSConfig | None = None  # None: no [tls] section, refused at start (jeisson.tls.require)
+    limits: Limits = DEFAULTS["home"]  # the boards' listener (jeisson.limits)
+    reconnect: FullJitter = FullJitter()  # the uplink's retry policy (jeisson.backoff)
+    max_budget_s: float = MAX_BUDGET_S  # a BUDGET ending later is held this long only
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -155,10 +166,13 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
         raise ini.error("load:<id>", None, f"{len(loads)} loads: a home reports at most {aggregator_home.MAX_LOADS}")
     manhole = read_manhole(ini)
     store = read_store(ini, default_batch_s=STORE_BATCH_S)
+    limits = read_limits(ini, s)
+    reconnect = read_backoff(ini, s)
+    max_budget_s = ini.number(s, "max_budget_s", MAX_BUDGET_S, low=60, high=366 * 86400)
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
                       actuators, loads, manhole, serials, opt_out_all, opt_out_events, store, tls=tls,
-                      board_keys=board_keys)
+                      board_keys=board_keys, limits=limits, reconnect=reconnect, max_budget_s=max_budget_s)
 
 
 def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:

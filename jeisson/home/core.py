@@ -45,11 +45,6 @@ from jeisson.wire import aggregator_home as wire
 if TYPE_CHECKING:
     from jeisson.store import Store
 
-# The furthest ahead a BUDGET may end by default (``[home] max_budget_s``):
-# two days, above the aggregator's longest event (a day, ``[aggregator]
-# max_event_s``) with its windows.  A BUDGET ending later is held only this
-# long: a forged or mistaken line cannot shed the home for years.
-MAX_BUDGET_S = 2 * 86400.0
 # After a board refused a switch as too soon, try again this much later.
 RETRY_BUSY_S = 2.0
 # After the store could not keep a switch-on (so it was not made), try again
@@ -112,7 +107,7 @@ class Home:
         self.intents: dict[str, Intent] = {}
         self.boards: dict[str, BoardLink] = {}  # actuator id -> live link
         self.budget: ActiveBudget | None = None
-        self.max_budget_s: float = getattr(config, "max_budget_s", MAX_BUDGET_S)
+        self.max_budget_s = config.max_budget_s
         self.bid = 0
         self.last_offers: tuple | None = None
         self.uplink: AggregatorLink | None = None  # the welcomed aggregator link, if any

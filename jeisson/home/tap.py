@@ -16,7 +16,7 @@ yes`` (loopback only) is the lab's exception, and says so in the log.
 """
 
 from twisted.application import strports
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -85,11 +85,14 @@ class HomeService(Service):
 
 
 def board_factory(home: Home) -> LineLinkFactory:
-    return LineLinkFactory(home_actuator.MAX_LINE, lambda link: BoardSession(home, link))
+    """The boards' listener, with its limits (``[home]``: jeisson.limits)."""
+    return LineLinkFactory(home_actuator.MAX_LINE, lambda link: BoardSession(home, link),
+                           limits=home.config.limits, clock=home.clock, name="boards listener")
 
 
 def uplink_factory(home: Home) -> LineLinkFactory:
-    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: UplinkSession(home, link))
+    return LineLinkFactory(aggregator_home.MAX_LINE, lambda link: UplinkSession(home, link), clock=home.clock,
+                           name="uplink")
 
 
 log = Logger()
@@ -102,7 +105,10 @@ RETRY_AFTER_REFUSAL_S = 30.0
 
 
 def uplink_service(home: Home, reactor, endpoint: IStreamClientEndpoint | None = None) -> ClientService:
-    """Keeps the aggregator link up, retrying with backoff while it is down.
+    """Keeps the aggregator link up, retrying while it is down with full
+    jitter (``[home] reconnect_base_s``, ``reconnect_cap_s``: jeisson.backoff),
+    so that homes that lost their aggregator together do not come back as
+    a herd.
 
     ``endpoint``: where the aggregator is (``jeisson.tls.client_endpoint``
     over ``[home] aggregator``); by default that endpoint string as it is.
@@ -111,7 +117,7 @@ def uplink_service(home: Home, reactor, endpoint: IStreamClientEndpoint | None =
     ``prepareConnection``: ClientService cannot take a connection lost while
     that is pending.
     """
-    backoff = backoffPolicy(initialDelay=0.5, maxDelay=15.0)
+    backoff = home.config.reconnect
 
     def retry_delay(failed_attempts: int) -> float:
         delay = backoff(failed_attempts)
