@@ -659,6 +659,30 @@ def test_a_load_shed_for_its_maximum_off_time_comes_back_for_its_minimum_on_time
     assert (120.0, "z", False) in rig.switches()
 
 
+def test_a_stale_budget_below_the_budget_in_force_caps_the_home_though_it_draws_less_now(rig):
+    """Found by the safety machine: a board's power blip opened a home's
+    relays (it drew 0 W under a 800 W budget, its new bid on its way) when a
+    budget of 0 W for its older bid came.  It committed "as we are" (0 W),
+    which the aggregator counted, kept its 800 W budget, and switched its
+    load back on once its minimum off time was over: 1,600 W drawn against
+    1,000 W.  A stale budget below what the home may draw now is a cap."""
+    rig.aggregator.budget(1050.0)
+    rig.settle()
+    assert rig.home.drawn_w() <= 1050.0
+    for load in ("x", "y", "z"):  # the owner: new bids, so the next budget for an old one is stale
+        rig.home.set_desired(load, False)
+    rig.settle()
+    assert rig.home.drawn_w() == 150.0, "the fridge alone"
+    rig.aggregator.budget(300.0, bid=rig.aggregator.bid - 1)
+    rig.settle()
+    assert rig.home.budget.budget_w == 300.0, "above what it draws, but capped by it"
+    assert rig.aggregator.commits()[-1].committed_w == 150.0
+    for load in ("x", "y", "z"):
+        rig.home.set_desired(load, True)
+    rig.run_until(EVENT_END - 0.001)
+    assert rig.home.drawn_w() <= 300.0, "nothing back on above the stale budget (x 500 W, y 400 W, z 800 W)"
+
+
 def test_a_stale_budget_is_judged_against_what_we_draw_once_the_switching_under_way_is_done(rig):
     rig.aggregator.budget(150.0)
     rig.settle()

@@ -23,6 +23,7 @@ and a switch-on it commands is in the store before its ``SET`` goes out
 ``min_on_s`` from it.
 """
 
+import math
 from typing import TYPE_CHECKING
 
 import attrs
@@ -224,18 +225,25 @@ class Home:
         if budget.bid != self.bid:
             # Meant for an older report: our newer bid will bring a new round,
             # so it is not acted on; except, safety first, as a cap when it
-            # is below what we draw once the switching under way is done
-            # (the aggregator counts on that shed).
+            # is below what we may draw once the switching under way is done
+            # (the aggregator counts on the commitment that answers it).
             return self.reconcile(listeners.BUDGET).addCallback(lambda _: self._stale_budget(budget))
         return self._apply_budget(budget)
 
     def _stale_budget(self, budget: wire.Budget):
-        if budget.budget_w >= self.drawn_w() - 1e-6 or budget.end <= self.clock.seconds() or self.opted_out():
+        """A budget for an older bid.  The aggregator takes the commitment
+        that answers it as what the home draws until its next round, so
+        the home must not draw more meanwhile: a budget below what the home
+        may draw now (the budget in force, or, with none, whatever its
+        owner set) is applied as a cap; one at or above it changes nothing
+        (committing as we are)."""
+        allowed = self.budget.budget_w if self.budget is not None else math.inf
+        if budget.budget_w >= allowed - 1e-6 or budget.end <= self.clock.seconds() or self.opted_out():
             self.log.info("budget of round {n} answers bid {old}, ours is {bid}; committing as we are",
                           n=budget.round, old=budget.bid, bid=self.bid)
             return self.commitment(budget.round)
-        self.log.info("budget of round {n} answers bid {old}, ours is {bid}, but it is below what we draw: "
-                      "shedding to it", n=budget.round, old=budget.bid, bid=self.bid)
+        self.log.info("budget of round {n} answers bid {old}, ours is {bid}, but it is below what we may draw: "
+                      "capped by it", n=budget.round, old=budget.bid, bid=self.bid)
         return self._apply_budget(budget)
 
     def _apply_budget(self, budget: wire.Budget) -> Deferred:
