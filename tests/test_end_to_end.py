@@ -115,6 +115,8 @@ authorized_keys = {credentials.manhole}/authorized_keys
         board = f"{home}-board"
         text = f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = {home}
 secret = secret-{home[-1]}
 aggregator = tcp:127.0.0.1:{ports['aggregator']}

@@ -127,6 +127,8 @@ secret = k-secret
 """ + credentials.aggregator_tls())
     home = f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = home-k
 secret = k-secret
 aggregator = tcp:127.0.0.1:{aggregator_port}
@@ -227,6 +229,8 @@ def test_a_store_that_cannot_be_opened_stops_the_home_with_one_line_naming_the_f
     config = work / "home-s.ini"
     config.write_text(f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = home-s
 secret = s
 aggregator = tcp:127.0.0.1:9

@@ -21,6 +21,8 @@ secret = r-secret
 """ + credentials.aggregator_tls())
     (tmp_path / "home-r.ini").write_text(f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = home-r
 secret = r-secret
 aggregator = tcp:127.0.0.1:{aggregator_port}
@@ -91,6 +93,8 @@ crl_poll_s = 0.2
 """)
     (tmp_path / "home-v.ini").write_text(f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = home-v
 secret = v-secret
 aggregator = tcp:127.0.0.1:{aggregator_port}

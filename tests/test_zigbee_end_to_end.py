@@ -24,6 +24,8 @@ mode = api1
 """)
     (tmp_path / "home.ini").write_text(f"""
 [home]
+reconnect_base_s = 1
+reconnect_cap_s = 4
 id = home-z
 secret = z
 aggregator = tcp:127.0.0.1:9
