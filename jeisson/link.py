@@ -102,7 +102,7 @@ AGGREGATOR_HOME = Dialect(
     aggregator_home.TOO_LONG, aggregator_home.MAX_LINE,
     # "identity-mismatch": a HELLO for another home than the connection's
     # certificate (jeisson.aggregator.home_link, a floor above this one).
-    frozenset({aggregator_home.UNKNOWN_HOME, aggregator_home.BAD_CREDENTIAL, "identity-mismatch"}))
+    frozenset({aggregator_home.UNKNOWN_HOME, aggregator_home.BAD_CREDENTIAL, aggregator_home.IDENTITY_MISMATCH}))
 
 HOME_ACTUATOR = Dialect(
     lambda line, version: home_actuator.parse_line(line),

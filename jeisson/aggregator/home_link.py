@@ -48,7 +48,7 @@ ACTIVE = "active"
 UNAVAILABLE = "unavailable"
 # The REFUSED code when a HELLO names another home than the connection's
 # certificate.
-IDENTITY_MISMATCH = "identity-mismatch"
+IDENTITY_MISMATCH = wire.IDENTITY_MISMATCH
 
 
 class HomeSession(LinkSession):

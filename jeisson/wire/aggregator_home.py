@@ -33,6 +33,7 @@ from jeisson.wire.aggregator_home_messages import (
     BAD_CREDENTIAL,
     BAD_FIELD,
     ID_PATTERN,
+    IDENTITY_MISMATCH,
     LOAD_FIELDS,
     LOAD_MODES,
     MAX_LINE,
@@ -70,8 +71,8 @@ from jeisson.wire.errors import ProtocolError
 from jeisson.wire.utc import format_utc, parse_utc
 
 __all__ = [
-    "BAD_CREDENTIAL", "BAD_FIELD", "ID_PATTERN", "LOAD_FIELDS", "LOAD_MODES", "MAX_LINE", "MAX_LOADS",
-    "MAX_POWER_W", "MESSAGES", "PROTOCOL_VERSIONS", "STATE", "SUPERSEDED", "SYNTAX", "TIMEOUT", "TOO_LONG",
+    "BAD_CREDENTIAL", "BAD_FIELD", "ID_PATTERN", "IDENTITY_MISMATCH", "LOAD_FIELDS", "LOAD_MODES", "MAX_LINE",
+    "MAX_LOADS", "MAX_POWER_W", "MESSAGES", "PROTOCOL_VERSIONS", "STATE", "SUPERSEDED", "SYNTAX", "TIMEOUT", "TOO_LONG",
     "UNKNOWN_HOME", "UNKNOWN_VERB", "VERSION",
     "Ack", "Budget", "Commit", "Error", "Flex", "Hello", "LoadOffer", "Measure", "Message", "Ping", "Pong",
     "Refused", "Release", "Welcome",

@@ -28,6 +28,8 @@ STATE = "state"
 TOO_LONG = "too-long"
 UNKNOWN_HOME = "unknown-home"
 BAD_CREDENTIAL = "bad-credential"
+# REFUSED: the HELLO names another home than the connection's certificate.
+IDENTITY_MISMATCH = "identity-mismatch"
 VERSION = "version"
 SUPERSEDED = "superseded"
 TIMEOUT = "timeout"
