@@ -91,7 +91,10 @@ def main() -> None:
     sim.run_until(EVENT_START_S)
     best, bound = optimum(sim)
     aggregator = sim.aggregator
-    aggregator.converged_rounds = None
+    # The negotiation's own record (the aggregator's property only reads it):
+    # cleared, so that only this event's convergence counts.
+    negotiation = aggregator.rounds.negotiation
+    negotiation.converged_rounds = None
     negotiating = time.perf_counter()
     deadline = EVENT_START_S + aggregator.config.converge_s + 60
     last = None
@@ -101,7 +104,7 @@ def main() -> None:
             last = aggregator.last_round
             summaries.append(last)
     negotiated = time.perf_counter() - negotiating
-    rounds = aggregator.converged_rounds if aggregator.converged_rounds is not None else aggregator.negotiation_rounds
+    rounds = negotiation.converged_rounds if negotiation.converged_rounds is not None else negotiation.rounds
     served = sim.value_served()
     drawn = {h: sim.relays_w(h) for h in sim.homes}
     limit = aggregator.current_event.limit_w
