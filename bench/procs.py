@@ -4,10 +4,16 @@ Shared by ``bench/restarts.py`` and ``bench/kill9.py``:
 
 ``lay_out``
     Copies the example configs of ``etc/jeisson`` into a work directory as
-    ``jeisson.demo`` does (every port moved to a free loopback port, every
-    process run in the work directory, so each store, SQLite beside its ini
-    file, is written there), with short timings and one DR event at absolute
-    times whose limit is below the homes' demand.
+    ``jeisson.demo`` does, with its helpers (every port moved to a free
+    loopback port, every process run in the work directory, so each store,
+    SQLite beside its ini file, is written there; the credentials made in
+    ``pki/`` there by ``jeisson.demo.make_credentials``, so that the homes
+    reach the aggregator over mutual TLS and the boards are authenticated,
+    version 2, as by default), with short timings, a lab's reconnection
+    window (``reconnect_base_s = 1``, ``reconnect_cap_s = 15``) and one DR
+    event at absolute times whose limit is below the homes' demand.  The
+    manhole, when asked for, is the telnet one (``protocol = telnet``, a
+    password file of mode 0600, loopback), which ``Manhole`` speaks.
 ``Fleet``
     Starts each process with the real ``twistd`` command and a JSON log
     (``bench/jsonlog.py``), in its own process group; ``kill9`` kills the
@@ -26,7 +32,6 @@ Shared by ``bench/restarts.py`` and ``bench/kill9.py``:
 """
 
 import asyncio
-import configparser
 import contextlib
 import json
 import os
@@ -51,7 +56,18 @@ REPO = os.path.dirname(BENCH)
 if REPO not in sys.path:  # this tree's jeisson, not a copy installed in the virtualenv
     sys.path.insert(0, REPO)
 
-from jeisson.demo import free_ports, twistd_command  # noqa: E402
+from jeisson.demo import (  # noqa: E402
+    PKI,
+    aggregator_tls,
+    board_key,
+    free_ports,
+    home_tls,
+    make_credentials,
+    port_of,
+    read_ini,
+    twistd_command,
+    write_ini,
+)
 
 ETC = os.path.join(REPO, "etc", "jeisson")
 LOG_ENV = "JEISSON_BENCH_LOG"  # as bench/jsonlog.py reads it
@@ -61,7 +77,11 @@ POLL_S = 0.05
 # every second (a home silent for 3 s is dropped), a round phase waits 3 s.
 AGGREGATOR_TIMINGS = {"heartbeat_s": "1", "round_period_s": "5", "round_timeout_s": "3", "converge_s": "10",
                       "events_poll_s": "0.5"}
-HOME_TIMINGS = {"heartbeat_s": "1", "command_timeout_s": "3", "measure_period_s": "1"}
+# A lab's reconnection window: after losing the aggregator, a home's next
+# attempt within 0 to 1 s, doubling to at most 15 s (full jitter; a fleet's
+# default, 120 s, would make a recovery a matter of minutes).
+HOME_TIMINGS = {"heartbeat_s": "1", "command_timeout_s": "3", "measure_period_s": "1", "reconnect_base_s": "1",
+                "reconnect_cap_s": "15"}
 ACTUATOR_TIMINGS = {"failsafe_after_s": "10", "measure_period_s": "1", "cold_load_min_s": "3",
                     "cold_load_max_s": "8"}
 
@@ -80,31 +100,6 @@ def clock_text(seconds: float) -> str:
 
 
 # ------------------------------------------------------------------ configs
-
-
-class _Ini(configparser.ConfigParser):
-    """Keys keep their case, as jeisson's own reader keeps it."""
-
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr
-
-
-def read_ini(path: str) -> configparser.ConfigParser:
-    parser = _Ini(interpolation=None, inline_comment_prefixes=None)
-    parser.read(path, encoding="utf-8")
-    return parser
-
-
-def write_ini(parser: configparser.ConfigParser, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        parser.write(f)
-
-
-def _port_of(endpoint: str) -> int:
-    match = re.search(r":(\d+)(?::|$)", endpoint)
-    if not match:
-        raise BenchError(f"cannot find a port in endpoint {endpoint!r}")
-    return int(match.group(1))
 
 
 @attrs.frozen
@@ -173,10 +168,16 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
     if manhole:
         port = next(ports)
         password = "bench-" + os.urandom(6).hex()
-        with open(os.path.join(workdir, "manhole.passwd"), "w", encoding="utf-8") as f:
+        # The telnet manhole (the bench's client below is telnet), loopback
+        # only, with a password file no one else may read.
+        passwd = os.path.join(workdir, "manhole.passwd")
+        with open(os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
             f.write(f"operator:{password}\n")
-        aggregator["manhole"] = {"listen": f"tcp:{port}:interface=127.0.0.1", "passwd": "manhole.passwd"}
+        os.chmod(passwd, 0o600)
+        aggregator["manhole"] = {"listen": f"tcp:{port}:interface=127.0.0.1", "protocol": "telnet",
+                                 "passwd": "manhole.passwd"}
         manhole_access = (port, "operator", password)
+    aggregator["tls"] = aggregator_tls()
     if not stores:
         aggregator["store"] = {"path": "none"}
     write_ini(aggregator, os.path.join(workdir, "aggregator.ini"))
@@ -203,8 +204,9 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
         else:
             home["home"]["aggregator"] = f"tcp:127.0.0.1:{aggregator_port}"
         home["home"].update(HOME_TIMINGS)
+        home["tls"] = home_tls(home_id)
         if "actuators" in home["home"]:
-            old = _port_of(home["home"]["actuators"])
+            old = port_of(home["home"]["actuators"])
             home_ports[old] = next(ports)
             home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
         for name in home.sections():
@@ -212,6 +214,7 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
                 relay_loads[(home[name]["actuator"], int(home[name]["relay"]))] = name[5:]
             elif name.startswith("actuator:"):
                 board_home[name[9:]] = home_id
+                home[name]["key"] = board_key(name[9:])
         if not stores:
             home["store"] = {"path": "none"}
         write_ini(home, os.path.join(workdir, f"{home_name}.ini"))
@@ -225,16 +228,18 @@ def lay_out(workdir: str, *, limit_kw: float, event_start: float, event_length: 
         if owner is None:
             continue
         if "home" in actuator["actuator"]:  # else on the radio, through its serial port
-            old = _port_of(actuator["actuator"]["home"])
+            old = port_of(actuator["actuator"]["home"])
             if old not in home_ports:
                 continue
             actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
         actuator["actuator"].update(ACTUATOR_TIMINGS)
+        actuator["actuator"]["key"] = board_key(board_id)
         boards[board_id] = {int(name.split(":")[1]): int(actuator[name]["load_w"])
                             for name in actuator.sections() if name.startswith("relay:")}
         write_ini(actuator, os.path.join(workdir, file))
         specs[board_id] = ProcessSpec(board_id, "jeisson-actuator", os.path.join(workdir, file), "board", owner)
     home_ids = tuple(name for name, spec in specs.items() if spec.role == "home")
+    make_credentials(os.path.join(workdir, PKI), list(home_ids), list(board_home))
     return Layout(workdir, specs, aggregator_port, home_ids, boards, {board: board_home[board] for board in boards},
                   relay_loads, event_id, limit_kw * 1000.0, start, end, events_file, gates, manhole_access)
 

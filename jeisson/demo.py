@@ -54,25 +54,29 @@ def twistd_command() -> list[str]:
     return [beside] if os.path.exists(beside) else [sys.executable, "-m", "twisted"]
 
 
-class _KeysAsWritten(configparser.ConfigParser):
+class KeysAsWritten(configparser.ConfigParser):
     """Keys keep their case, as jeisson's own reader keeps it."""
 
     def optionxform(self, optionstr: str) -> str:
         return optionstr
 
 
-def _read(path: str) -> configparser.ConfigParser:
-    parser = _KeysAsWritten(interpolation=None)
+def read_ini(path: str) -> configparser.ConfigParser:
+    """An ini file as jeisson reads it (keys as written, no interpolation),
+    to edit and write again with ``write_ini``."""
+    parser = KeysAsWritten(interpolation=None)
     parser.read(path, encoding="utf-8")
     return parser
 
 
-def _write(parser: configparser.ConfigParser, path: str) -> None:
+def write_ini(parser: configparser.ConfigParser, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         parser.write(f)
 
 
-def _port_of(endpoint: str) -> int:
+def port_of(endpoint: str) -> int:
+    """The port of an endpoint string (``tcp:7711:interface=127.0.0.1``,
+    ``tcp:127.0.0.1:7700``)."""
     match = re.search(r":(\d+)(?::|$)", endpoint)
     if not match:
         raise SystemExit(f"cannot find a port in endpoint {endpoint!r}")
@@ -99,6 +103,36 @@ def make_credentials(folder: str, homes: list[str], boards: list[str]) -> None:
         pki.issue_manhole(folder, force=True)
 
 
+# What the configs say to use the credentials of ``make_credentials``, as
+# paths relative to the configs' folder (``pki/`` beside them).
+
+
+def aggregator_tls() -> dict[str, str]:
+    """The aggregator's ``[tls]`` section: its certificate, the CA and the
+    revocation list (mutual TLS with the homes)."""
+    return {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/aggregator.pem", "key": f"{PKI}/aggregator.key",
+            "crl": f"{PKI}/crl.pem"}
+
+
+def home_tls(home_id: str) -> dict[str, str]:
+    """A home's ``[tls]`` section: its certificate (naming ``home_id``)
+    and the CA that signed the aggregator's."""
+    return {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/homes/{home_id}.pem", "key": f"{PKI}/homes/{home_id}.key"}
+
+
+def board_key(board_id: str) -> str:
+    """A board's shared key (``key =`` in its home's ``[actuator:...]``
+    section and in the board's ``[actuator]``): board protocol version 2."""
+    return f"{PKI}/boards/{board_id}.key"
+
+
+def manhole_ssh(port: int) -> dict[str, str]:
+    """The aggregator's ``[manhole]`` section: SSH on loopback, keys only
+    (the operator's key and the host key are in ``pki/manhole``)."""
+    return {"listen": f"tcp:{port}:interface=127.0.0.1", "host_key": f"{PKI}/manhole/ssh_host_ed25519_key",
+            "authorized_keys": f"{PKI}/manhole/authorized_keys"}
+
+
 def prepare(etc: str, workdir: str, event_start: float, event_length: float, limit_kw: float | None) -> dict:
     """Copy the example configs with fresh ports and the credentials they
     name (``pki/`` beside them); returns the processes to run."""
@@ -106,7 +140,7 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     ports = iter(free_ports(2 + len(homes)))
     # Serial devices and radio links are relative paths: every process runs
     # in the work directory, so the pseudo-terminals appear there.
-    aggregator = _read(os.path.join(etc, "aggregator.ini"))
+    aggregator = read_ini(os.path.join(etc, "aggregator.ini"))
     aggregator_port = next(ports)
     aggregator["aggregator"]["listen"] = f"tcp:{aggregator_port}:interface=127.0.0.1"
     aggregator["aggregator"]["status_file"] = os.path.join(workdir, "status.json")
@@ -123,13 +157,9 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         "end": f"+{event_start + event_length:g}",
     }
     manhole_port = next(ports)
-    # Keys only, loopback: the operator's key and the host key are in pki/manhole.
-    aggregator["manhole"] = {"listen": f"tcp:{manhole_port}:interface=127.0.0.1",
-                             "host_key": f"{PKI}/manhole/ssh_host_ed25519_key",
-                             "authorized_keys": f"{PKI}/manhole/authorized_keys"}
-    aggregator["tls"] = {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/aggregator.pem", "key": f"{PKI}/aggregator.key",
-                         "crl": f"{PKI}/crl.pem"}
-    _write(aggregator, os.path.join(workdir, "aggregator.ini"))
+    aggregator["manhole"] = manhole_ssh(manhole_port)
+    aggregator["tls"] = aggregator_tls()
+    write_ini(aggregator, os.path.join(workdir, "aggregator.ini"))
     events_file = aggregator["aggregator"].get("events_file")
     if events_file and os.path.exists(os.path.join(etc, events_file)):
         # Next to the config, as the aggregator looks for it: edit it while
@@ -145,31 +175,30 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     home_ports = {}
     home_ids, board_ids = [], []
     for name in homes:
-        home = _read(os.path.join(etc, name))
+        home = read_ini(os.path.join(etc, name))
         home_id = home["home"]["id"]
         home_ids.append(home_id)
         home["home"]["aggregator"] = f"tcp:127.0.0.1:{aggregator_port}"
-        home["tls"] = {"ca": f"{PKI}/ca.pem", "cert": f"{PKI}/homes/{home_id}.pem",
-                       "key": f"{PKI}/homes/{home_id}.key"}
+        home["tls"] = home_tls(home_id)
         for section in home.sections():
             if section.startswith("actuator:"):
                 board_ids.append(section.split(":", 1)[1])
-                home[section]["key"] = f"{PKI}/boards/{section.split(':', 1)[1]}.key"
+                home[section]["key"] = board_key(section.split(":", 1)[1])
         if "actuators" in home["home"]:
-            old = _port_of(home["home"]["actuators"])
+            old = port_of(home["home"]["actuators"])
             home_ports[old] = next(ports)
             home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
-        _write(home, os.path.join(workdir, name))
+        write_ini(home, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-home", os.path.join(workdir, name)))
     for name in sorted(f for f in os.listdir(etc) if re.fullmatch(r"actuator-.*\.ini", f)):
-        actuator = _read(os.path.join(etc, name))
-        actuator["actuator"]["key"] = f"{PKI}/boards/{actuator['actuator']['id']}.key"
+        actuator = read_ini(os.path.join(etc, name))
+        actuator["actuator"]["key"] = board_key(actuator["actuator"]["id"])
         if "home" in actuator["actuator"]:
-            old = _port_of(actuator["actuator"]["home"])
+            old = port_of(actuator["actuator"]["home"])
             if old not in home_ports:
                 continue
             actuator["actuator"]["home"] = f"tcp:127.0.0.1:{home_ports[old]}"
-        _write(actuator, os.path.join(workdir, name))
+        write_ini(actuator, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-actuator", os.path.join(workdir, name)))
     make_credentials(os.path.join(workdir, PKI), home_ids, board_ids)
     return {"processes": processes, "event": event, "manhole": manhole_port}
