@@ -57,7 +57,7 @@ def laminar_greedy_value(rated, value, low, high, limit, group, group_limit) -> 
 
 
 def per_load_lp(rated, value, low, high, limit):
-    return linprog(-value, A_ub=rated[np.newaxis, :], b_ub=[limit], bounds=np.column_stack([low, high]),
+    return linprog(-value, A_ub=rated[np.newaxis, :], b_ub=[limit], bounds=list(zip(low, high, strict=True)),
                    method="highs")
 
 

@@ -2,7 +2,12 @@
 
 The shipped lab (``etc/jeisson``: the aggregator, three homes, five
 software boards, the simulated radio) runs as real ``twistd`` processes
-(``bench/procs.py``) under an event of ``--limit-kw`` whose end is far
+(``bench/procs.py``: on the default, secure path, the homes over mutual
+TLS, the boards authenticated, credentials in the work directory's
+``pki/``; the homes reconnect within a lab's window, ``reconnect_base_s =
+1`` and ``reconnect_cap_s = 15``, not a fleet's 120 s; the manhole is the
+telnet one, loopback, a password file of mode 0600) under an event of
+``--limit-kw`` whose end is far
 away, so rounds, budgets and commitments go on the whole time; the homes
 report every second.  Meanwhile an operator adds and cancels events, one
 command at a time, through the manhole (``aggregator.add_event``,

@@ -30,29 +30,43 @@ from jeisson.simulation import Simulation, random_fleet
 EVENT_START_S = 90.0  # after the homes switched on what their owners want (min_off_s from power-up)
 
 
+def event_limit_w(sim: Simulation) -> float:
+    event = sim.aggregator.current_event
+    if event is None:
+        raise SystemExit(f"no event at {sim.clock.seconds():g} s: the fleet's event starts at {EVENT_START_S:g} s")
+    return event.limit_w
+
+
 def optimum(sim: Simulation) -> tuple[float, float]:
     """The milp optimum over every load, in the modes they have now: (value, bound)."""
-    rated, value, low, high, feeder = [], [], [], [], []
+    rated_w: list[float] = []
+    values: list[float] = []
+    low: list[bool] = []
+    high: list[bool] = []
+    feeders: list[int] = []
     grid = sim.aggregator.grid
     now = sim.clock.seconds()
     for home_id, home in sim.homes.items():
+        if home.core is None:
+            raise SystemExit(f"home {home_id} is down at the event's start")
         for load in home.core.loads.values():
             mode = load.mode(now)
-            rated.append(load.config.rated_w)
-            value.append(load.config.priority * load.config.rated_w)
+            rated_w.append(load.config.rated_w)
+            values.append(load.config.priority * load.config.rated_w)
             low.append(mode == "must")
             high.append(mode != "off")
-            feeder.append(grid.index(home_id))
-    rated, value = np.array(rated), np.array(value)
+            feeders.append(grid.index(home_id))
+    rated, value = np.array(rated_w), np.array(values)
     rows = [rated]
-    upper = [sim.aggregator.current_event.limit_w]
-    feeder = np.array(feeder)
+    upper = [event_limit_w(sim)]
+    feeder = np.array(feeders)
     for i, limit in enumerate(grid.limit_w):
         rows.append(np.where(feeder == i, rated, 0.0))
         upper.append(limit)
     with _quiet_stdout():
         result = milp(-value, constraints=LinearConstraint(np.array(rows), -np.inf, np.array(upper)),
-                      integrality=np.ones(rated.size), bounds=Bounds(np.array(low, float), np.array(high, float)),
+                      integrality=np.ones(rated.size, dtype=int),
+                      bounds=Bounds(np.array(low, float), np.array(high, float)),
                       options={"mip_rel_gap": 1e-6, "time_limit": 120})
     if result.x is None:
         raise SystemExit(f"the instance has no feasible allocation: {result.message}")
@@ -100,14 +114,14 @@ def main() -> None:
     last = None
     while aggregator.converged_rounds is None and sim.clock.seconds() < deadline:
         sim.run_until(sim.clock.seconds() + 0.1)
-        if aggregator.last_round is not last:
+        if aggregator.last_round is not None and aggregator.last_round is not last:
             last = aggregator.last_round
             summaries.append(last)
     negotiated = time.perf_counter() - negotiating
     rounds = negotiation.converged_rounds if negotiation.converged_rounds is not None else negotiation.rounds
     served = sim.value_served()
     drawn = {h: sim.relays_w(h) for h in sim.homes}
-    limit = aggregator.current_event.limit_w
+    limit = event_limit_w(sim)
     feeders_ok = all(
         sum(drawn[h] for h in sim.homes if aggregator.grid.index(h) == i) <= aggregator.grid.limit_w[i] + 1e-6
         for i in range(len(aggregator.grid.names)))

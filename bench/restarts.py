@@ -3,7 +3,11 @@
 Each scenario runs the shipped lab (``etc/jeisson``: the aggregator, three
 homes, five software boards, the simulated radio) as real ``twistd``
 processes in a work directory of its own (``bench/procs.py``: short
-timings, each process's store beside its ini), under one event whose
+timings, each process's store beside its ini; on the default, secure path:
+the homes reach the aggregator over mutual TLS, the boards are
+authenticated, with credentials made in the work directory's ``pki/``;
+the homes reconnect within a lab's window, ``reconnect_base_s = 1`` and
+``reconnect_cap_s = 15``, not a fleet's 120 s), under one event whose
 limit (``--limit-kw``, 9.5 kW) is far below the homes' demand (22.75 kW).
 Once the event has settled (a round within the limit and the drawn power
 under it for 3 s), the scenario disrupts the lab, waits until everything is

@@ -88,7 +88,8 @@ class Ticker:
     def stop(self) -> float:
         """The worst lateness so far, counting the gap since the last tick."""
         self.worst_s = max(self.worst_s, time.perf_counter() - self._last - PERIOD_S)
-        self._call.cancel()
+        if self._call is not None:
+            self._call.cancel()
         return self.worst_s
 
 
@@ -197,7 +198,7 @@ async def measure(reactor, args) -> None:
         first[homes] = time.perf_counter() - started
     gc.collect()
     keys = ("inline", "inline_stall", "thread", "thread_stall", "thread_ticks", "idle_stall")
-    samples = {homes: {key: [] for key in keys} for homes in sizes}
+    samples: dict[int, dict[str, list[float]]] = {homes: {key: [] for key in keys} for homes in sizes}
     probes = []
     # Sizes interleaved within each repeat, so that a slow minute of the
     # shared machine spreads over every size instead of spoiling one.

@@ -130,6 +130,14 @@ def cadence(reactor, folder: str, batches: int):
             statistics.median(queueing))
 
 
+def on_writer(store: SqliteStore, work):
+    """``work(db)`` on the open store's writer connection, its answer."""
+    writer = store._writer
+    if writer is None:
+        raise SystemExit(f"store {store.path} is not open")
+    return writer.run(work)
+
+
 def used_bytes(store: SqliteStore) -> int:
     """Pages in use (not the free ones a prune leaves for reuse), after a checkpoint."""
     def measure(db):
@@ -139,7 +147,7 @@ def used_bytes(store: SqliteStore) -> int:
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         return (pages - free) * page_size
 
-    return store._writer.run(measure)
+    return on_writer(store, measure)
 
 
 def size(folder: str, homes_n: int) -> dict[str, float]:
@@ -167,7 +175,7 @@ def size(folder: str, homes_n: int) -> dict[str, float]:
     store.durable()
     raw = used_bytes(store) - empty
 
-    journal_rows = store._writer.run(lambda db: db.execute("SELECT count(*) FROM journal").fetchone()[0])
+    journal_rows = on_writer(store, lambda db: db.execute("SELECT count(*) FROM journal").fetchone()[0])
     # Everything past raw_hours: the day's readings become 60 s means.
     store.prune(day + 48 * 3600 + 60)
     downsampled = used_bytes(store) - empty
