@@ -48,6 +48,7 @@ ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import pathlib
@@ -60,7 +61,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 HERE = pathlib.Path(__file__).resolve()
 BIN = pathlib.Path(sys.executable).parent
@@ -190,11 +193,13 @@ def quiet_logging(reactor) -> None:
     """Log warnings and errors only, to stderr; nothing once stopping.  One
     set lookup per event: Twisted's level filter walks the event's namespace,
     a microsecond on each of the boards' switches."""
-    from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
+    from twisted.logger import ILogObserver, LogLevel, globalLogBeginner, textFileLogObserver
+    from zope.interface import provider
 
     shown = {LogLevel.warn, LogLevel.error, LogLevel.critical}
     to_stderr = textFileLogObserver(sys.stderr)
 
+    @provider(ILogObserver)
     def observer(event) -> None:
         if event.get("log_level") in shown:
             to_stderr(event)
@@ -240,9 +245,8 @@ def peers():
     root = str(HERE.parent.parent)
     if root not in sys.path:
         sys.path.append(root)
-    from tests import peers as module
-
-    return module
+    # Imported by name: the tests are not type-checked, the bench is.
+    return importlib.import_module("tests.peers")
 
 
 def run_simulated_homes(port: int, first: int, count: int, loads: int, software_boards: bool = False) -> None:
@@ -272,13 +276,16 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
 
     from_tests = peers()
     FakeBoard = from_tests.FakeBoard  # noqa: N806 (a class)
+    FakeHome: Any = from_tests.FakeHome  # noqa: N806 (a class, from a module found at run time)
 
-    class SimulatedHome(from_tests.FakeHome):
+    class SimulatedHome(FakeHome):
         """The tests' ``FakeHome`` (its HELLO, its bids numbered, the
         protocol version WELCOME names) under a ``LineLink``, answering each
         budget as a home with a board does.  ``line_received`` is the
         bench's own: a test's home records every message with its time,
         which a thousand homes need not do."""
+
+        version: int  # FakeHome's: the uplink's protocol version, as WELCOME named it
 
         def __init__(self, i: int, link):
             super().__init__(reactor, out=link)
@@ -291,12 +298,12 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
             self.offers = [(wire.LoadOffer(load_id, w, p, "may", False, False, True),
                             wire.LoadOffer(load_id, w, p, "may", True, False, True))
                            for load_id, w, p, _ in self.table]
-            self.on: list[bool] | None = None  # relay states, from the board's HELLO
+            self.on: list[bool] = []  # relay states, from the board's HELLO
             self.pending: set[int] = set()  # SET sequence numbers not yet acknowledged
             self.seq = 0
-            self.queued = None  # a BUDGET or RELEASE that came while switching
-            self.answering = None
-            self.then = None  # what to do once every pending SET is acknowledged
+            self.queued: wire.Budget | wire.Release | None = None  # one that came while switching
+            self.answering: wire.Budget | wire.Release | None = None
+            self.then: Callable[[], None] | None = None  # what to do once every pending SET is acknowledged
             config = actuator_config.config_from_string(board_ini(self.id, rated), self.id)
             # The key this home shares with its board (board protocol
             # version 2, as every board by default): the WELCOME's offer
@@ -400,6 +407,8 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
             """Every switch acknowledged: the new FLEX, then the COMMIT
             (naming the bid the budget answered)."""
             message, self.answering = self.answering, None
+            if message is None:
+                raise SystemExit(f"{self.id}: switches acknowledged with no budget to answer")
             answered = self.bid
             self.offer()
             on = tuple(load_id for load_id, _, _, relay in self.table if self.on[relay - 1])
@@ -488,7 +497,9 @@ def run_floor_server(port: int, connections: int) -> None:
     connection and one line back, each time the bench asks (a line on
     standard input); each round's time on standard output."""
     from twisted.internet import protocol, reactor, stdio
+    from twisted.internet.protocol import connectionDone
     from twisted.protocols.basic import LineReceiver
+    from twisted.python.failure import Failure
 
     clients = []
     state = {"replies": 0, "t0": 0.0}
@@ -513,24 +524,28 @@ def run_floor_server(port: int, connections: int) -> None:
             for client in clients:
                 client.sendLine(b"PING {\"n\":1}")
 
-        def connectionLost(self, reason):  # noqa: N802 (Twisted)
+        def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802 (Twisted)
             if reactor.running:
                 reactor.stop()
 
     stdio.StandardIO(Bench())
-    reactor.listenTCP(port, protocol.Factory.forProtocol(Echoed), backlog=4096, interface="127.0.0.1")
+    factory = protocol.ServerFactory()
+    factory.protocol = Echoed
+    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
     reactor.run()
 
 
 def run_floor_clients(port: int, count: int) -> None:
     from twisted.internet import endpoints, protocol, reactor
+    from twisted.internet.protocol import connectionDone
     from twisted.protocols.basic import LineReceiver
+    from twisted.python.failure import Failure
 
     class Echo(LineReceiver):
         def lineReceived(self, line):  # noqa: N802 (Twisted)
             self.sendLine(b"PONG {\"n\":1}")
 
-        def connectionLost(self, reason):  # noqa: N802 (Twisted)
+        def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802 (Twisted)
             # The server is done: this helper is too (once, whichever
             # connection closes first).
             if not stopping:
@@ -612,7 +627,7 @@ class Floor:
         port = free_port()
         self.server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes)],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.clients = []
+        self.clients: list[subprocess.Popen[bytes]] = []
         try:
             wait_for_port(port, 30)
             self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
@@ -624,12 +639,16 @@ class Floor:
         time.sleep(1.0)
 
     def round(self) -> float:
-        self.server.stdin.write("go\n")
-        self.server.stdin.flush()
+        stdin = self.server.stdin
+        if stdin is None:
+            raise SystemExit("the floor's server has no standard input")
+        stdin.write("go\n")
+        stdin.flush()
         return read_json_line(self.server, 60)["floor_ms"]
 
     def stop(self) -> None:
-        for p in [self.server, *self.clients]:
+        processes: list[subprocess.Popen[Any]] = [self.server, *self.clients]
+        for p in processes:
             p.kill()
             p.wait()
 

@@ -16,16 +16,19 @@ the target is zero violations.
 """
 
 import argparse
+import importlib
 import pathlib
 import sys
 import time
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 # The machine is the test's own, so the bench checks exactly what CI checks.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from tests.test_safety_machine import SafetyMachine  # noqa: E402
+# Imported by name: the tests are not type-checked, the bench is.
+SafetyMachine: Any = importlib.import_module("tests.test_safety_machine").SafetyMachine
 
 STEPS_PER_EXAMPLE = 100
 INVARIANTS = ("count", "the_physical_draw_keeps_every_limit", "rounds_keep_every_limit",
