@@ -89,8 +89,8 @@ def bare_server_options(folder: str) -> Any:
 
     from jeisson import pki
 
-    def read(name: str) -> str:
-        return pathlib.Path(folder, name).read_text()
+    def read(name: str) -> bytes:
+        return pathlib.Path(folder, name).read_bytes()
 
     return ssl.PrivateCertificate.loadPEM(read(pki.AGGREGATOR_CERT) + read(pki.AGGREGATOR_KEY)).options(
         ssl.Certificate.loadPEM(read(pki.CA_CERT)))
@@ -105,9 +105,9 @@ def bare_client_options(folder: str, hid: str) -> Any:
 
     cert, key = pki.home_paths(folder, hid)
     return ssl.optionsForClientTLS(
-        "localhost", trustRoot=ssl.Certificate.loadPEM(pathlib.Path(folder, pki.CA_CERT).read_text()),
-        clientCertificate=ssl.PrivateCertificate.loadPEM(pathlib.Path(cert).read_text()
-                                                         + pathlib.Path(key).read_text()))
+        "localhost", trustRoot=ssl.Certificate.loadPEM(pathlib.Path(folder, pki.CA_CERT).read_bytes()),
+        clientCertificate=ssl.PrivateCertificate.loadPEM(pathlib.Path(cert).read_bytes()
+                                                         + pathlib.Path(key).read_bytes()))
 
 
 def rss_kib(pid: int) -> int:
@@ -131,10 +131,10 @@ def read_json_line(process: subprocess.Popen[str], seconds: float) -> dict[str, 
     while True:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
-            raise SystemExit(f"{process.args} said nothing within {seconds} s")
+            raise SystemExit(f"{process.args!r} said nothing within {seconds} s")
         line = process.stdout.readline()
         if not line:
-            raise SystemExit(f"{process.args} ended: {process.poll()}")
+            raise SystemExit(f"{process.args!r} ended: {process.poll()}")
         if line.startswith("{"):
             result: dict[str, Any] = json.loads(line)
             return result
@@ -158,9 +158,11 @@ def run_server(kind: str, folder: str, connections: int) -> None:
     """Listen on a free port (said on standard output), count each
     connection's first line; once all have sent theirs, trim and say so;
     stop when standard input closes."""
-    from twisted.internet import protocol, reactor, stdio
+    from twisted.internet import protocol, stdio
+    from twisted.internet import reactor as _reactor
     from twisted.protocols.basic import LineReceiver
 
+    reactor: Any = _reactor  # listenSSL: the reactor's, which its stubs leave out
     lines = [0]
 
     class Idle(LineReceiver):
@@ -178,7 +180,7 @@ def run_server(kind: str, folder: str, connections: int) -> None:
         def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 (Twisted)
             reactor.stop()
 
-    factory = protocol.Factory.forProtocol(Idle)
+    factory: Any = protocol.Factory.forProtocol(Idle)
     if kind == "plain":
         port = reactor.listenTCP(0, factory, backlog=4096, interface="127.0.0.1")
     elif kind == "twisted":
@@ -186,7 +188,8 @@ def run_server(kind: str, folder: str, connections: int) -> None:
     else:
         from jeisson import tls
 
-        port = reactor.listenTCP(0, tls.ServerTLS(server_tls_config(folder)).wrap(factory), backlog=4096,
+        wrapped: Any = tls.ServerTLS(server_tls_config(folder)).wrap(factory)
+        port = reactor.listenTCP(0, wrapped, backlog=4096,
                                  interface="127.0.0.1")
 
     def started() -> None:
