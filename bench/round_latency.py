@@ -18,9 +18,13 @@ its board's ``ACK`` of each, switches on, waits again, then sends its new
 
 The aggregator's listener is configured for a bench whose homes all come
 from 127.0.0.1: its limits per address (``max_connections_per_address``
-and ``max_new_connections_per_address``) are 0, off; and the homes' link is
-plaintext (``[tls] plaintext = yes``, loopback only), the baseline this
-bench has measured from the start (what TLS adds is measured apart).
+and ``max_new_connections_per_address``) are 0, off.  The homes' link is
+measured both ways in one run (``--links``), one after the other, each
+with a floor of its own kind: plaintext (``[tls] plaintext = yes``,
+loopback only), the baseline this bench has measured from the start; then
+mutual TLS, the default path (``jeisson pki``'s credentials, a certificate
+for each home, the revocation list checked; the floor bare Twisted's
+``CertificateOptions`` with a client certificate required).
 
 Events are added live through the aggregator's events file; for each, the
 bench measures the **cycle**: the event's first round as the aggregator
@@ -42,8 +46,14 @@ sent their first and last ``COMMIT``, the CPU the helpers spent per home,
 and the CPU the aggregator spent, from just before the event's start to the
 end of its first round.
 
+The floor's server's memory per connection (its RSS with every
+connection up and past its handshake, less its RSS before) is given beside
+the aggregator's per home: what jeisson adds above a bare connection of
+the same kind.
+
 Last line: ``homes=N cycle_p50_ms=... cycle_p99_ms=... floor_p50_ms=...
-ratio=... rss_per_home_kib=... idle_cpu_pct=... lost=...``.
+ratio=... rss_per_home_kib=... floor_rss_per_conn_kib=... idle_cpu_pct=...
+lost=...`` and the same fields prefixed ``tls_`` for the TLS link.
 """
 
 import argparse
@@ -80,11 +90,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, seconds: float) -> None:
+def wait_for_listening(port: int, seconds: float) -> None:
+    """Wait until something listens on ``port``, read from /proc: a probing
+    connection would be a failed handshake at a TLS listener."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
                 return
         time.sleep(0.05)
     raise SystemExit(f"nothing listens on port {port} after {seconds} s")
@@ -238,6 +251,22 @@ def board_ini(hid: str, loads: list[tuple[int, int]]) -> str:
     return board
 
 
+def uplink_endpoint(reactor, port: int, hid: str, pki_dir: str | None):
+    """A home's endpoint to the aggregator: plain TCP, or with ``pki_dir``
+    mutual TLS as a home speaks it (``jeisson.tls.client_endpoint``, the
+    home's own certificate, the aggregator verified as ``localhost``)."""
+    from twisted.internet import endpoints
+
+    if pki_dir is None:
+        return endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+    from tls_memory import home_tls
+
+    from jeisson import tls
+
+    config, loaded = home_tls(pki_dir, hid)
+    return tls.client_endpoint(reactor, f"tcp:127.0.0.1:{port}:timeout=60", config, loaded)
+
+
 def peers():
     """``tests/peers.py``: the fake peers the tests play against jeisson's
     sessions, here over TCP and the board pipes.  Appended to the path, so
@@ -249,7 +278,8 @@ def peers():
     return importlib.import_module("tests.peers")
 
 
-def run_simulated_homes(port: int, first: int, count: int, loads: int, software_boards: bool = False) -> None:
+def run_simulated_homes(port: int, first: int, count: int, loads: int, software_boards: bool = False,
+                        pki_dir: str | None = None) -> None:
     """A helper process of *simulated* homes.  Each speaks the real protocol
     on its own TCP connection to the aggregator, and the real board protocol
     with its own board, in memory (the tests' ``FakeBoard``, answering at once
@@ -260,8 +290,9 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
     on, waits for every ``ACK``, then sends its new ``FLEX`` and its
     ``COMMIT``, as a real home does.  What it leaves out is the home's own
     machinery (its constraints, its MILP choice, its Deferreds), which in
-    the field runs on each home's own computer."""
-    from twisted.internet import endpoints, reactor
+    the field runs on each home's own computer.  With ``pki_dir``, each
+    home's uplink is mutual TLS, with its own certificate."""
+    from twisted.internet import reactor
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
@@ -427,7 +458,7 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
             raise SystemExit(f"{self.id}: a line from the aggregator is too long: {error}")
 
     def start(i: int) -> None:
-        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60).connect(
+        uplink_endpoint(reactor, port, home_id(i), pki_dir).connect(
             LineLinkFactory(wire.MAX_LINE, lambda link: SimulatedHome(i, link)))
 
     start_in_batches(reactor, first, count, start)
@@ -435,11 +466,12 @@ def run_simulated_homes(port: int, first: int, count: int, loads: int, software_
     run_reactor(reactor, first)
 
 
-def run_homes(port: int, first: int, count: int, loads: int) -> None:
+def run_homes(port: int, first: int, count: int, loads: int, pki_dir: str | None = None) -> None:
     """A helper process of real homes: each its real ``Home`` core and
     ``UplinkSession`` on its own TCP connection, its board the real
-    ``BoardSession``, ``ActuatorSession`` and ``Board`` in memory."""
-    from twisted.internet import endpoints, reactor
+    ``BoardSession``, ``ActuatorSession`` and ``Board`` in memory; with
+    ``pki_dir``, over mutual TLS."""
+    from twisted.internet import reactor
 
     from jeisson.actuator import config as actuator_config
     from jeisson.actuator.board import Board
@@ -483,7 +515,7 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
             home_end.session = BoardSession(home, home_end)
             board_end.session = ActuatorSession(board_end, relays)
             board_end.session.start()
-        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+        endpoint = uplink_endpoint(reactor, port, hid, pki_dir)
         endpoint.connect(LineLinkFactory(wire.MAX_LINE, lambda link: MeasuredUplink(home, link))).addErrback(
             lambda f: print(json.dumps({"error": f"{hid}: {f.getErrorMessage()}"}), flush=True))
 
@@ -492,15 +524,19 @@ def run_homes(port: int, first: int, count: int, loads: int) -> None:
     run_reactor(reactor, first)
 
 
-def run_floor_server(port: int, connections: int) -> None:
+def run_floor_server(port: int, connections: int, pki_dir: str | None = None) -> None:
     """The floor: once every connection is up, one line out to every
     connection and one line back, each time the bench asks (a line on
-    standard input); each round's time on standard output."""
-    from twisted.internet import protocol, reactor, stdio
+    standard input); each round's time on standard output.  With
+    ``pki_dir``, over mutual TLS as bare Twisted sets it up
+    (``CertificateOptions``: a client certificate required and verified)."""
+    from twisted.internet import protocol, stdio
+    from twisted.internet import reactor as _reactor
     from twisted.internet.protocol import connectionDone
     from twisted.protocols.basic import LineReceiver
     from twisted.python.failure import Failure
 
+    reactor: Any = _reactor  # listenSSL: the reactor's, which its stubs leave out
     clients = []
     state = {"replies": 0, "t0": 0.0}
 
@@ -531,11 +567,16 @@ def run_floor_server(port: int, connections: int) -> None:
     stdio.StandardIO(Bench())
     factory = protocol.ServerFactory()
     factory.protocol = Echoed
-    reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+    if pki_dir is None:
+        reactor.listenTCP(port, factory, backlog=4096, interface="127.0.0.1")
+    else:
+        from tls_memory import bare_server_options
+
+        reactor.listenSSL(port, factory, bare_server_options(pki_dir), backlog=4096, interface="127.0.0.1")
     reactor.run()
 
 
-def run_floor_clients(port: int, count: int) -> None:
+def run_floor_clients(port: int, count: int, pki_dir: str | None = None) -> None:
     from twisted.internet import endpoints, protocol, reactor
     from twisted.internet.protocol import connectionDone
     from twisted.protocols.basic import LineReceiver
@@ -555,8 +596,20 @@ def run_floor_clients(port: int, count: int) -> None:
     stopping: list = []
 
     factory = protocol.Factory.forProtocol(Echo)
-    start_in_batches(reactor, 0, count, lambda _: endpoints.TCP4ClientEndpoint(
-        reactor, "127.0.0.1", port, timeout=60).connect(factory))
+    options = None
+    if pki_dir is not None:
+        from tls_memory import bare_client_options
+
+        # One client certificate for every connection: the floor is bare Twisted.
+        options = bare_client_options(pki_dir, home_id(0))
+
+    def connect(_: int) -> None:
+        endpoint: Any = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=60)
+        if options is not None:
+            endpoint = endpoints.wrapClientTLS(options, endpoint)
+        endpoint.connect(factory)
+
+    start_in_batches(reactor, 0, count, connect)
     reactor.run()
 
 
@@ -623,20 +676,27 @@ class Floor:
     """The floor's server and clients, kept up through the run so that each
     event's cycle is preceded by a floor round in the same conditions."""
 
-    def __init__(self, homes: int, procs: int):
+    def __init__(self, homes: int, procs: int, pki_dir: str | None = None):
         port = free_port()
-        self.server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes)],
+        tls = ["--pki", pki_dir] if pki_dir is not None else []
+        self.server = subprocess.Popen([sys.executable, str(HERE), "--floor-server", str(port), str(homes), *tls],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.clients: list[subprocess.Popen[bytes]] = []
         try:
-            wait_for_port(port, 30)
-            self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n)],
+            wait_for_listening(port, 30)
+            time.sleep(0.5)
+            rss_before = rss_kib(self.server.pid)
+            self.clients = [subprocess.Popen([sys.executable, str(HERE), "--floor-clients", str(port), str(n), *tls],
                                              stdout=subprocess.DEVNULL) for _, n in spread(homes, procs)]
             read_json_line(self.server, 300)  # every connection is up
+            # Every handshake done (the first rounds), the server's memory per connection.
+            for _ in range(3):
+                self.round()
+            time.sleep(1.0)
+            self.rss_per_connection_kib = (rss_kib(self.server.pid) - rss_before) / homes
         except BaseException:
             self.stop()
             raise
-        time.sleep(1.0)
 
     def round(self) -> float:
         stdin = self.server.stdin
@@ -653,33 +713,36 @@ class Floor:
             p.wait()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--homes", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
-    parser.add_argument("--loads", type=int, default=8)
-    parser.add_argument("--real-homes", action="store_true", help="run each home's real core and sessions "
-                        "(Home, UplinkSession, BoardSession) instead of a simulated home; its board is the same")
-    parser.add_argument("--software-boards", action="store_true", help="give each simulated home jeisson's software "
-                        "board (Board and ActuatorSession) instead of a simulated board")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
-    parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
-                        "work directory; implies --keep)")
-    args = parser.parse_args()
-    n = args.homes
 
-    work = pathlib.Path(tempfile.mkdtemp(prefix="jeisson-latency-"))
+LINKS = ("plaintext", "tls")
+
+
+def measure(args: argparse.Namespace, link: str) -> dict[str, Any]:
+    """One aggregator and its homes on ``link`` (``plaintext`` or ``tls``),
+    with a floor of the same kind: the cycles, the floors, the memory."""
+    n = args.homes
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f"jeisson-latency-{link}-"))
     port = free_port()
     demand = sum(w for i in range(n) for w, _ in loads_of(i, args.loads))
     # Every home connects from 127.0.0.1: the limits per address (64 open,
-    # 600 new a minute by default) are off.  The homes' link is plaintext on
-    # loopback (the baseline this bench has always measured; TLS's cost is
-    # another floor's).
+    # 600 new a minute by default) are off.  The homes' link is mutual TLS
+    # (each home its own certificate, as jeisson pki issues them: the
+    # default path), or plaintext on loopback (the baseline).
+    pki_dir: str | None = None
+    if link == "tls":
+        started = time.monotonic()
+        pki_dir = str(work / "pki")
+        from tls_memory import fleet_credentials
+
+        fleet_credentials(pki_dir, [home_id(i) for i in range(n)])
+        print(f"[{link}] credentials for {n} homes made in {time.monotonic() - started:.1f} s", flush=True)
+        tls_section = "[tls]\nca = pki/ca.pem\ncert = pki/aggregator.pem\nkey = pki/aggregator.key\ncrl = pki/crl.pem\n"
+    else:
+        tls_section = "[tls]\nplaintext = yes\n"
     config = [f"[aggregator]\nlisten = tcp:{port}:interface=127.0.0.1:backlog=4096\nheartbeat_s = 30\n"
               "round_period_s = 3600\nround_timeout_s = 60\nconverge_s = 0\nevents_file = events.ini\n"
               "events_poll_s = 0.1\nseed = 1\nmax_connections_per_address = 0\n"
-              "max_new_connections_per_address = 0\n[tls]\nplaintext = yes\n"]
+              "max_new_connections_per_address = 0\n" + tls_section]
     config += [f"[home:{home_id(i)}]\nsecret = s-{home_id(i)}\n" for i in range(n)]
     (work / "aggregator.ini").write_text("".join(config))
     (work / "events.ini").write_text("")
@@ -689,24 +752,25 @@ def main() -> None:
          "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
     helpers, floor = [], None
     try:
-        floor = Floor(n, args.procs)
+        floor = Floor(n, args.procs, pki_dir)
         # Warm up the floor's connections.
         for _ in range(3):
             floor.round()
-        wait_for_port(port, 60)
+        wait_for_listening(port, 60)
         time.sleep(1.0)
         rss_before = rss_kib(aggregator.pid)
         started = time.monotonic()
         kind = "--run-homes" if args.real_homes else "--run-simulated-homes"
         boards = ["--software-boards"] if args.software_boards else []
+        tls = ["--pki", pki_dir] if pki_dir is not None else []
         helpers = [subprocess.Popen([sys.executable, str(HERE), kind, str(port), str(first), str(count),
-                                     str(args.loads), *boards], stdout=subprocess.PIPE, text=True)
+                                     str(args.loads), *boards, *tls], stdout=subprocess.PIPE, text=True)
                    for first, count in spread(n, args.procs)]
         for helper in helpers:
             reply = read_json_line(helper, 600)
             if "ready" not in reply:
                 raise SystemExit(f"a helper failed: {reply}")
-        print(f"{n} homes registered in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"[{link}] {n} homes registered in {time.monotonic() - started:.1f} s", flush=True)
         time.sleep(3.0)
         rss_after = rss_kib(aggregator.pid)
         cpu0, wall0 = cpu_seconds(aggregator.pid), time.monotonic()
@@ -735,14 +799,14 @@ def main() -> None:
                     replies.append(reply)
             except TimeoutError:
                 # Some homes never committed in this event: the run says so.
-                print(f"round {k + 1}: not every home committed within the event", flush=True)
+                print(f"[{link}] round {k + 1}: not every home committed within the event", flush=True)
                 incomplete += 1
                 break
             took = round_took(work, event, 30)
             aggregator_cpu = cpu_seconds(aggregator.pid) - aggregator_cpu
             cycles.append(took)
-            print(f"round {k + 1}: floor {floor_ms[-1]:.1f} ms, cycle {took:.1f} ms (homes: first BUDGET after "
-                  f"{(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
+            print(f"[{link}] round {k + 1}: floor {floor_ms[-1]:.1f} ms, cycle {took:.1f} ms (homes: first BUDGET "
+                  f"after {(min(r['first_budget'] for r in replies) - start) * 1e3:.1f} ms, last BUDGET after "
                   f"{(max(r['last_budget'] for r in replies) - start) * 1e3:.1f} ms, first COMMIT sent after "
                   f"{(min(r['first_commit'] for r in replies) - start) * 1e3:.1f} ms, last after "
                   f"{(max(r['last'] for r in replies) - start) * 1e3:.1f} ms; CPU: helpers "
@@ -758,15 +822,15 @@ def main() -> None:
         # A commitment that did not reach the aggregator within its round is
         # a late home in that round's summary line.
         lost = sum(int(m) for m in re.findall(r"homes, (\d+) of them late", log))
-        p50, p99 = percentile(cycles, 0.5), percentile(cycles, 0.99)
         floor_p50 = percentile(floor_ms, 0.5)
-        per_home = (rss_after - rss_before) / n
-        print(f"floor, {n} bare connections, one round before each event: p50 {floor_p50:.1f} ms, "
-              f"p99 {percentile(floor_ms, 0.99):.1f} ms")
-        print(f"aggregator RSS {rss_before} KiB before the homes, {rss_after} KiB with them; rounds over the limit: "
-              f"{over}; events in which not every home committed: {incomplete}")
-        print(f"homes={n} cycle_p50_ms={p50:.1f} cycle_p99_ms={p99:.1f} floor_p50_ms={floor_p50:.1f} "
-              f"ratio={p50 / floor_p50:.2f} rss_per_home_kib={per_home:.1f} idle_cpu_pct={idle_pct:.2f} lost={lost}")
+        print(f"[{link}] floor, {n} bare connections, one round before each event: p50 {floor_p50:.1f} ms, "
+              f"p99 {percentile(floor_ms, 0.99):.1f} ms; its server's RSS {floor.rss_per_connection_kib:.1f} KiB "
+              "per connection")
+        print(f"[{link}] aggregator RSS {rss_before} KiB before the homes, {rss_after} KiB with them; rounds over "
+              f"the limit: {over}; events in which not every home committed: {incomplete}", flush=True)
+        return {"cycle_p50": percentile(cycles, 0.5), "cycle_p99": percentile(cycles, 0.99), "floor_p50": floor_p50,
+                "per_home": (rss_after - rss_before) / n, "floor_per_connection": floor.rss_per_connection_kib,
+                "idle_pct": idle_pct, "lost": lost}
     finally:
         # The homes first (else each would log the aggregator's loss), then
         # SIGTERM: twistd stops cleanly (and writes its profile).
@@ -780,16 +844,56 @@ def main() -> None:
             print(f"work directory kept: {work}")
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
+    parser.add_argument("--loads", type=int, default=8)
+    parser.add_argument("--links", default=",".join(LINKS), help="the homes' links to measure, in turn, each "
+                        "against a floor of its kind: " + ", ".join(LINKS) + " (default: both)")
+    parser.add_argument("--real-homes", action="store_true", help="run each home's real core and sessions "
+                        "(Home, UplinkSession, BoardSession) instead of a simulated home; its board is the same")
+    parser.add_argument("--software-boards", action="store_true", help="give each simulated home jeisson's software "
+                        "board (Board and ActuatorSession) instead of a simulated board")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
+    parser.add_argument("--profile", action="store_true", help="profile the aggregator (cProfile, kept in the "
+                        "work directory; implies --keep)")
+    args = parser.parse_args()
+    links = args.links.split(",")
+    for link in links:
+        if link not in LINKS:
+            raise SystemExit(f"--links: unknown link {link!r}: one of {', '.join(LINKS)}")
+    results = {link: measure(args, link) for link in links}
+    fields = [f"homes={args.homes}"]
+    for link, r in results.items():
+        prefix = "" if link == "plaintext" else "tls_"
+        fields += [f"{prefix}cycle_p50_ms={r['cycle_p50']:.1f}", f"{prefix}cycle_p99_ms={r['cycle_p99']:.1f}",
+                   f"{prefix}floor_p50_ms={r['floor_p50']:.1f}", f"{prefix}ratio={r['cycle_p50'] / r['floor_p50']:.2f}",
+                   f"{prefix}rss_per_home_kib={r['per_home']:.1f}",
+                   f"{prefix}floor_rss_per_conn_kib={r['floor_per_connection']:.1f}",
+                   f"{prefix}idle_cpu_pct={r['idle_pct']:.2f}", f"{prefix}lost={r['lost']}"]
+    print(" ".join(fields))
+
+
+
+def pki_argument() -> str | None:
+    """A helper's ``--pki DIR``: its link is mutual TLS with the credentials in DIR."""
+    if "--pki" in sys.argv:
+        return sys.argv[sys.argv.index("--pki") + 1]
+    return None
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("--run-homes", "--run-simulated-homes"):
         if sys.argv[1] == "--run-homes":
-            run_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+            run_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), pki_dir=pki_argument())
         else:
             run_simulated_homes(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
-                                software_boards="--software-boards" in sys.argv[6:])
+                                software_boards="--software-boards" in sys.argv[6:], pki_dir=pki_argument())
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
-        run_floor_server(int(sys.argv[2]), int(sys.argv[3]))
+        run_floor_server(int(sys.argv[2]), int(sys.argv[3]), pki_dir=pki_argument())
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor-clients":
-        run_floor_clients(int(sys.argv[2]), int(sys.argv[3]))
+        run_floor_clients(int(sys.argv[2]), int(sys.argv[3]), pki_dir=pki_argument())
     else:
         main()
