@@ -72,7 +72,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procs import BenchError, Fleet, Layout, lay_out, read_ini, said, text, write_ini  # noqa: E402
 
 from jeisson import pki  # noqa: E402
-from jeisson.demo import PKI, manhole_ssh, port_of  # noqa: E402
+from jeisson.demo import PKI, free_ports, manhole_ssh, port_of  # noqa: E402
 from jeisson.wire import aggregator_home as dr  # noqa: E402
 from jeisson.wire import board_auth, xbee  # noqa: E402
 
@@ -167,6 +167,16 @@ class Lab:
             self.board_radio = {name[7:]: int(radio[name]["address"], 16) for name in radio.sections()
                                 if name.startswith("device:") and name != "device:rogue"}
             self.coordinator_radio = int(radio["radio"]["address"], 16)
+        # Someone on home-1-b's LAN link from the start (replayed_set).
+        self.tap_board: str | None = "home-1-b" if "home-1-b" in self.layout.boards else None
+        self.tap: Tap | None = None
+        if self.tap_board is not None:
+            board_ini = self.layout.specs[self.tap_board].config
+            board = read_ini(board_ini)
+            tap_port = free_ports(1)[0]
+            board["actuator"]["home"] = f"tcp:127.0.0.1:{tap_port}"
+            write_ini(board, board_ini)
+            self.tap = Tap(tap_port, self.board_ports[self.layout.board_home[self.tap_board]])
         self.fleet = Fleet(self.layout)
         self._next_address = 2
         self.excused_homes: set[str] = set()
@@ -577,12 +587,15 @@ def forged_budget(lab: Lab) -> Outcome:
 
 @attrs.define
 class RogueBoardPort:
-    """A listener on a stopped home's board port: it says what a rogue
-    would to each board that connects, and notes what the board answers."""
+    """A listener on a stopped home's board port: to each board that
+    connects it says ``WELCOME`` (version 1, and version 2 with a forged
+    MAC), then every 0.2 s a plaintext ``SET`` and ``PING`` and a ``SET``
+    sealed with the board's real key in an older session (the session keys
+    of the board's previous ``HELLO`` to it, or of a made-up one); it notes
+    what the board answers."""
 
     port: int
     keys: dict[str, bytes]
-    replay_only: bool = False
     hellos: dict[str, list[bytes]] = attrs.Factory(dict)
     replies: dict[str, list[bytes]] = attrs.Factory(dict)
     stop: threading.Event = attrs.Factory(threading.Event)
@@ -632,47 +645,40 @@ class RogueBoardPort:
                     if line.startswith(b"HELLO ") and board is None:
                         board = line.split()[1].decode()
                         self.hellos.setdefault(board, []).append(line)
-                        conn.sendall(self._opening(board, line))
+                        nonce = "fedcba9876543210"
+                        conn.sendall(b"WELCOME 1 1\n"  # version 1: no proof at all
+                                     + f"WELCOME 2 1 {ROGUE_HOME} {nonce} 0 {'0' * 16}\n".encode())  # a forged MAC
                     elif board is not None:
                         self.replies.setdefault(board, []).append(line)
                 if board is not None and time.monotonic() - said_at >= 0.2:
                     said_at = time.monotonic()
                     counter += 1
                     try:
-                        conn.sendall(self._every(board, counter))
+                        conn.sendall(f"SET {counter} 1 1\nPING {counter}\n".encode()
+                                     + board_auth.seal(self._stale(board), counter, f"SET {counter} 1 1".encode()))
                     except OSError:
                         return
 
     def _stale(self, board: str) -> bytes:
-        """A channel of an older session of ``board`` (its previous HELLO,
-        a home nonce), holding the board's real key: what sealed lines of
-        that session look like."""
+        """The home-to-board key of an older session of ``board`` (its
+        previous HELLO, a home nonce), from the board's real key."""
         hellos = self.hellos.get(board, [])
         old = hellos[-2] if len(hellos) > 1 else hellos[-1].replace(hellos[-1].split()[-1], b"00" * 8)
         k_hb, _ = board_auth.session_keys(self.keys[board], old, ROGUE_HOME, "0123456789abcdef")
         return k_hb
 
-    def _opening(self, board: str, hello: bytes) -> bytes:
-        if self.replay_only:
-            return b""
-        nonce = "fedcba9876543210"
-        return (b"WELCOME 1 1\n"  # version 1: no proof at all
-                + f"WELCOME 2 1 {ROGUE_HOME} {nonce} 0 {'0' * 16}\n".encode())  # version 2, a forged MAC
 
-    def _every(self, board: str, n: int) -> bytes:
-        if self.replay_only:
-            key = self._stale(board)
-            return (board_auth.seal(key, 2 * n - 1, f"SET {n} 1 1".encode())
-                    + board_auth.seal(key, 2 * n, f"PING {n}".encode()))
-        return f"SET {n} 1 1\nPING {n}\n".encode()
-
-
-def _rogue_outage(lab: Lab, replay: bool) -> Outcome:
+def rogue_listener(lab: Lab) -> Outcome:
+    """home-3 killed; a process listens on its board port
+    (``RogueBoardPort``); the real boards reach it.  Refused: each board
+    answers ``ERR auth``, switches nothing by it, and goes to its safe
+    states ``failsafe_after_s`` (10 s) after the home died, as if alone;
+    then home-3 is started again and the lab settles."""
     home = ROGUE_HOME
     boards = lab.layout.boards_of(home)
     keys = {b: pki.read_board_key(pki.board_key_path(lab.pki, b)) for b in boards}
     down = lab.stop_home(home)
-    rogue = RogueBoardPort(lab.board_ports[home], keys, replay_only=replay)
+    rogue = RogueBoardPort(lab.board_ports[home], keys)
     rogue.run()
     failsafe_s = 10.0
     try:
@@ -694,9 +700,8 @@ def _rogue_outage(lab: Lab, replay: bool) -> Outcome:
     lab.excused_homes.discard(home)
     refused = not obeyed and all(errs[b] > 0 for b in boards) and all(
         failsafe_at[b] <= failsafe_s + 2 for b in boards) and all(rogue.hellos.get(b) for b in boards)
-    what = "SET and PING sealed in an older session (stale session keys, counters from 1)" if replay else \
-        "WELCOME (version 1, and version 2 with a forged MAC), plaintext SET and PING every 0.2 s"
-    detail = (f"{home} killed; a listener on its board port said {what}; "
+    detail = (f"{home} killed; a listener on its board port said WELCOME (version 1, version 2 with a forged MAC), "
+              "then every 0.2 s SET and PING in plaintext and a SET sealed in an older session; "
               + ", ".join(f"{b}: {len(rogue.hellos.get(b, []))} HELLO, {errs[b]} ERR auth, failsafe "
                           f"{failsafe_at[b]:.1f} s after the home died" for b in boards)
               + f"; obeyed: {obeyed or 'nothing'}")
@@ -705,20 +710,119 @@ def _rogue_outage(lab: Lab, replay: bool) -> Outcome:
     return outcome
 
 
-def rogue_listener(lab: Lab) -> Outcome:
-    """home-3 killed; a process listens on its board port; the real boards
-    reach it.  Refused: each board answers ``ERR auth``, switches nothing
-    by it, and goes to its safe states ``failsafe_after_s`` after the home
-    died, as if alone."""
-    return _rogue_outage(lab, replay=False)
+class Tap:
+    """Someone on a board's LAN link: a TCP relay between the board and its
+    home (the board's ``home`` endpoint points here), in threads, that
+    records every line either way and can slip lines to the board between
+    the home's lines."""
+
+    def __init__(self, port: int, target: int):
+        self.port, self.target = port, target
+        self.down: list[bytes] = []  # home -> board lines
+        self.up: list[bytes] = []  # board -> home lines
+        self._inject: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", port))
+        self._server.listen(4)
+        self._server.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True, name=f"tap-{port}").start()
+
+    def inject(self, line: bytes) -> None:
+        with self._lock:
+            self._inject.append(line)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                board, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                home = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                board.close()
+                continue
+            threading.Thread(target=self._pump, args=(board, home, self.up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(home, board, self.down, True), daemon=True).start()
+        self._server.close()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, lines: list[bytes], to_board: bool) -> None:
+        source.settimeout(0.2)
+        rest = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = source.recv(65536)
+                except TimeoutError:
+                    data = None
+                if data == b"":
+                    break
+                rest += data or b""
+                whole, _, rest = rest.rpartition(b"\n")
+                out = whole + b"\n" if whole else b""
+                lines.extend(line for line in whole.split(b"\n") if line)
+                if to_board:
+                    with self._lock:
+                        out += b"".join(self._inject)
+                        self._inject.clear()
+                if out:
+                    sink.sendall(out)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
 
 
 def replayed_set(lab: Lab) -> Outcome:
-    """home-3 killed again; the listener on its board port sends ``SET``
-    lines sealed with the board's real key in an older session (the
-    session keys of the board's previous ``HELLO``), counters from 1.
-    Refused: ``ERR auth``, nothing switched, the failsafe as if alone."""
-    return _rogue_outage(lab, replay=True)
+    """On the path between home-1 and its board home-1-b (``Tap``, there
+    from the start, so it saw the real home's sealed lines): the last
+    sealed ``SET`` the home sent is slipped to the board again in the same
+    session (its counter no longer fresh); then a plain ``ERR hello`` (what
+    anyone on the path may send) makes the board start a new session, and
+    the old session's ``SET`` is slipped in again.  Refused: the board
+    answers ``ERR auth`` each time and switches nothing; the new session is
+    the home's."""
+    tap = lab.tap
+    board = lab.tap_board
+    if tap is None or board is None:
+        return Outcome(True, "no tap in this lab", skipped=True)
+    sealed_sets = [line for line in tap.down if line.startswith(b"SET ") and board_auth.looks_sealed(line)]
+    if not sealed_sets:
+        return Outcome(False, f"the tap saw no sealed SET from the home to {board}: nothing to replay")
+    captured = sealed_sets[-1]
+    started = time.time()
+
+    def err_auths_after(mark: int) -> int:
+        return sum(1 for line in tap.up[mark:] if line.startswith(b"ERR auth"))
+
+    mark = len(tap.up)
+    tap.inject(captured + b"\n")
+    same = lab.fleet.wait(lambda: err_auths_after(mark), 10, f"{board}'s answer to the replayed SET")
+    hellos = sum(1 for line in tap.up if line.startswith(b"HELLO "))
+    since = time.time()
+    tap.inject(b"ERR hello\n")
+    lab.fleet.wait(lambda: sum(1 for line in tap.up if line.startswith(b"HELLO ")) > hellos, 10,
+                   f"{board} to say HELLO again")
+    lab.fleet.wait(lambda: lab.said_by(board, since, "welcomed by home"), 10, f"{board} welcomed again")
+    mark = len(tap.up)
+    tap.inject(captured + b"\n")
+    new = lab.fleet.wait(lambda: err_auths_after(mark), 10, f"{board}'s answer to the SET of the older session")
+    obeyed = lab.said_by(board, started, "by the home")
+    refused = same > 0 and new > 0 and not obeyed
+    return Outcome(refused, f"captured {captured.decode()!r}; replayed in its session: {same} ERR auth; after a "
+                            f"forced new session (ERR hello on the path): {new} ERR auth; obeyed: "
+                            f"{obeyed or 'nothing'}")
 
 
 def impostor_board(lab: Lab) -> Outcome:
@@ -1023,6 +1127,7 @@ ATTACKS: dict[str, Callable[[Lab], Outcome]] = {
     "tls-1.1": tls_1_1,
     "forged-budget": forged_budget,
     "impostor-board": impostor_board,
+    "replayed-set": replayed_set,
     "rogue-radio": rogue_radio,
     "junk-lines": junk_lines,
     "flooding-connections": flooding_connections,
@@ -1030,7 +1135,6 @@ ATTACKS: dict[str, Callable[[Lab], Outcome]] = {
     "slowloris": slowloris,
     "manhole-guessing": manhole_guessing,
     "rogue-listener": rogue_listener,
-    "replayed-set": replayed_set,
 }
 
 
@@ -1102,6 +1206,8 @@ def main(argv: list[str] | None = None) -> int:
             lab.start()
             tally = run(lab, names, lambda line: print(line, flush=True))
     finally:
+        if lab.tap is not None:
+            lab.tap.close()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print(tally.line())
