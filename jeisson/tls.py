@@ -45,7 +45,7 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from twisted.application.internet import TimerService
@@ -391,7 +391,8 @@ _VERIFY_ERRORS = {
     26: "not a client certificate (its purpose)",
     19: "self-signed certificate in chain", 20: "certificate not signed by this aggregator's CA",
     21: "certificate not signed by this aggregator's CA", 23: "certificate revoked",
-    7: "bad certificate signature", 12: "revocation list not yet valid", 3: "no revocation list",
+    7: "bad certificate signature", 11: "revocation list not yet valid", 12: "revocation list expired",
+    3: "no revocation list",
 }
 
 
@@ -465,6 +466,9 @@ class ServerTLS:
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
+        # Its handshake is judged by the revocation list in force when it
+        # completes, not the one its context was made with (``_judge``).
+        tlsProtocol.server_tls = self
         return connection
 
     def reload_crl(self) -> bool:
@@ -478,6 +482,12 @@ class ServerTLS:
             return False
         except Exception:
             log.failure("keeping the previous revocation list: {path} cannot be used", path=self.tls.crl)
+            return False
+        older = _crl_number(crl) < _crl_number(self.crl)
+        if older:
+            log.error("keeping the previous revocation list: {path} is older (CRL number {new}) than the one in "
+                      "force ({old}); an older list would take revocations back", path=self.tls.crl,
+                      new=_crl_number(crl), old=_crl_number(self.crl))
             return False
         revoked = frozenset(entry.serial_number for entry in crl)
         added = revoked - self.revoked
@@ -513,14 +523,42 @@ class ServerTLS:
 
 def _verify(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     """OpenSSL's verdict on each certificate of the chain, and the home's own
-    must be for a client (a server certificate from the same CA is not)."""
+    must be for a client (a server certificate from the same CA is not) and
+    not revoked by the list in force now (a handshake begun before the list
+    was read again is judged by the new one).  Never raises: a stranger's
+    certificate that cannot even be read is refused as such."""
+    try:
+        return _judge(connection, cert, errno, depth, ok)
+    except Exception as e:
+        protocol = connection.get_app_data()
+        if protocol is not None and protocol.verify_error is None:
+            protocol.verify_error = f"unreadable certificate ({type(e).__name__}: {str(e)[:80]})"
+        return False
+
+
+def _subject(cert: crypto.X509) -> str:
+    """The certificate's common name for a log line, as text whatever it holds."""
+    try:
+        name = cert.get_subject().CN
+    except Exception:
+        name = None
+    return repr(name)[1:-1][:64] if name else "(none)"
+
+
+def _judge(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     protocol = connection.get_app_data()
     if not ok:
         if protocol is not None and protocol.verify_error is None:
-            subject = _common_name(cert.to_cryptography())
-            protocol.verify_error = f"{_VERIFY_ERRORS.get(errno, f'verify error {errno}')} (subject CN {subject})"
+            why = _VERIFY_ERRORS.get(errno, f"verify error {errno}")
+            protocol.verify_error = f"{why} (subject CN {_subject(cert)})"
         return False
     if depth == 0:
+        server = getattr(protocol, "server_tls", None)
+        revoked = server.revoked if server is not None else frozenset()
+        if cert.get_serial_number() in revoked:
+            if protocol is not None:
+                protocol.verify_error = f"certificate revoked (subject CN {_subject(cert)})"
+            return False
         certificate = cert.to_cryptography()
         try:
             usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -528,14 +566,17 @@ def _verify(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: in
             usages = None
         if usages is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
             if protocol is not None:
-                protocol.verify_error = f"not a client certificate (subject CN {_common_name(certificate)})"
+                protocol.verify_error = f"not a client certificate (subject CN {_subject(cert)})"
             return False
     return True
 
 
-def _common_name(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else "(none)"
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    """The list's CRL number (0 without one)."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0
 
 
 class CRLWatcher(TimerService):

@@ -15,7 +15,7 @@ import shutil
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import defer, endpoints, reactor, ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
@@ -270,6 +270,63 @@ class TLSHandshakes(unittest.TestCase):
         answer = yield defer.Deferred.fromCoroutine(self.connect(again, settings=self.home_settings("home-r")))
         self.assertIsNone(answer)
         yield eventually(lambda: "certificate revoked (subject CN home-r)" in self.logged())
+
+    @defer.inlineCallbacks
+    def test_a_handshake_is_judged_by_the_revocation_list_in_force_when_it_completes(self):
+        """A handshake begun under the old list and finished after the new
+        one was read (a stolen key kept a handshake waiting) is refused: the
+        list is checked when the home's certificate is judged, not only when
+        its connection's context was made."""
+        context_before = self.server._context
+        serial = pki.revoke_home(self.dir, "home-r")
+        # The new list is in force, but connections still start with the old context.
+        self.server.revoked = frozenset({serial})
+        self.server._context = context_before
+        answer = yield defer.Deferred.fromCoroutine(self.connect(Home("home-r", "sr"),
+                                                                 settings=self.home_settings("home-r")))
+        self.assertIsNone(answer)
+        yield eventually(lambda: "certificate revoked (subject CN home-r)" in self.logged())
+
+    @defer.inlineCallbacks
+    def test_an_older_revocation_list_is_refused(self):
+        older = open(f"{self.dir}/crl.pem", "rb").read()
+        serial = pki.revoke_home(self.dir, "home-r")
+        self.assertTrue(self.server.reload_crl())
+        with open(f"{self.dir}/crl.pem", "wb") as f:
+            f.write(older)  # a backup copied back: it would take the revocation back
+        self.assertFalse(self.server.reload_crl())
+        self.assertEqual(self.server.revoked, {serial})
+        self.assertIn("is older (CRL number", self.logged())
+        yield None
+
+    @defer.inlineCallbacks
+    def test_a_certificate_that_cannot_be_read_is_refused_in_one_line(self):
+        """A stranger's self-signed certificate whose name cryptography
+        cannot decode: refused, one line, no traceback."""
+        from cryptography import x509 as cx509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "ZZZZQQ")])
+        now = pki.now()
+        cert = (cx509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        # The subject's CN (after the issuer's) as a PrintableString holding '@', which cryptography cannot read.
+        at = der.find(b"ZZZZQQ", der.find(b"ZZZZQQ") + 1)
+        der = der[:at - 2] + bytes([0x13, 6]) + b"a@b*c!" + der[at + 6:]
+        bad = crypto.dump_certificate(crypto.FILETYPE_PEM, crypto.load_certificate(crypto.FILETYPE_ASN1, der))
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        options = ssl.optionsForClientTLS("localhost", self.ca_root(), ssl.PrivateCertificate.loadPEM(bad + key_pem))
+        answer = yield defer.Deferred.fromCoroutine(self.connect(Home("home-a", "sa"), options))
+        self.assertIsNone(answer)
+        yield eventually(lambda: "TLS handshake with" in self.logged())
+        self.assertNotIn("Traceback", self.logged())
+        self.assertNotIn("Unhandled", self.logged())
 
     @defer.inlineCallbacks
     def test_a_bad_new_revocation_list_keeps_the_old_one(self):
