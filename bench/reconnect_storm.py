@@ -236,6 +236,17 @@ def registered_per_second(work: pathlib.Path, log: str, since: float) -> collect
     return counts
 
 
+def warnings_of(work: pathlib.Path, log: str) -> collections.Counter[str]:
+    """The restarted aggregator's warnings and errors, by kind (the line's
+    text with its numbers and names blurred), but the one about its store."""
+    text = "".join(p.read_text() for p in sorted(work.glob(log + "*"), reverse=True))
+    kinds: collections.Counter[str] = collections.Counter()
+    for match in re.finditer(r"^\S+ \[[^\]#]*#(?:warn|error|critical)\] (.*)$", text, re.M):
+        if "no store" not in match.group(1):
+            kinds[re.sub(r"[\d.:]+|h\d{5}", "#", match.group(1))[:90]] += 1
+    return kinds
+
+
 def storm(work: pathlib.Path, n: int, policy: str, procs: int, down_s: float, per_address: int) -> dict[str, Any]:
     port = free_port()
     ini = aggregator_ini(work, port, n)
@@ -266,6 +277,8 @@ def storm(work: pathlib.Path, n: int, policy: str, procs: int, down_s: float, pe
         back_s = max(welcomed) - restarted
         per_second = collections.Counter(int(t) for t in attempts)
         handshakes = registered_per_second(work, log + ".2", restarted)
+        for kind, count in warnings_of(work, log + ".2").most_common(5):
+            print(f"[{policy}] the restarted aggregator warned {count} times: {kind}", flush=True)
         return {"policy": policy, "homes": n, "back_s": back_s, "peak_handshakes_s": max(handshakes.values()),
                 "peak_attempts_s": max(per_second.values()),
                 "max_share_pct": 100 * max(per_second.values()) / len(attempts), "attempts": len(attempts),
