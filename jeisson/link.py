@@ -267,7 +267,8 @@ class LinkSession:
         self.log.warn(self.COMPLAINT_LOG, code=code, detail=detail, **self.log_fields())
         self.send(self.DIALECT.error(code, detail))
 
-    def refuse(self, code: str, detail: str, auth_failed: bool | None = None, **fields: Any) -> None:
+    def refuse(self, code: str, detail: str, auth_failed: bool | None = None, quiet: bool = False,
+               **fields: Any) -> None:
         """Refuse the peer's introduction and close; ``fields`` complete or
         override ``log_fields()`` for the log line.
 
@@ -276,10 +277,11 @@ class LinkSession:
         None: if ``code`` is one of the dialect's ``auth_codes``.  With a
         guard, such a refusal ends the session now, is reported to the guard
         (the address's lockout) and answered after its delay; the log line
-        is within the guard's budget.
+        is within the guard's budget.  ``quiet``: the session logs the
+        refusal its own way (a tally once an interval).
         """
         guard = self.guard
-        if guard is None or guard.error():
+        if not quiet and (guard is None or guard.error()):
             self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
         if auth_failed is None:
             auth_failed = code in self.DIALECT.auth_codes

@@ -164,14 +164,15 @@ def test_a_board_that_never_says_hello_is_closed(home, logs):
 @pytest.mark.parametrize(("line", "answer"), [
     # What a board sends when it believes it is welcomed: "say HELLO first".
     (b"MEAS 1 2 3", b"ERR hello"), (b"ACK 1 1 1", b"ERR hello"), (b"NAK 1 busy", b"ERR hello"),
+    (b"PING 7", b"ERR hello"), (b"PONG 7", b"ERR hello"),
     # What only a home sends.
     (b"SET 1 1 1", b"ERR state"), (b"WELCOME 1 5", b"ERR state"),
 ])
-def test_only_hello_and_pings_are_taken_before_hello(home, line, answer):
+def test_only_hello_is_taken_before_hello(home, line, answer):
     session, wire = connect_board(home)
     assert say(session, wire, line) == [answer]
     assert session.state == "hello" and not wire.closed
-    assert say(session, wire, b"PING 7") == [b"PONG 7"]
+    assert say(session, wire, b"ERR busy") == [], "an error is never answered"
     assert say(session, wire, b"HELLO a 3 1 000")[0] == b"WELCOME 1 2"
 
 

@@ -670,3 +670,22 @@ def test_a_listener_guard_never_counts_past_its_limits(steps):
         for address in {h for h in open_ if h is not None}:
             assert guard.per_address[address] == open_.count(address) <= limits.max_connections_per_address
         assert set(guard.per_address) == {h for h in open_ if h is not None}
+
+
+@pytest.mark.parametrize("line", [b"PING 1", b"PONG 1", b"ERR junk", b"X 1 0123456789abcdef"])
+def test_a_stranger_on_a_boards_port_is_cut_off_whatever_it_floods_before_hello(tmp_path, line):
+    """Found in review: PING, PONG, ERR and sealed-looking lines before any
+    HELLO were answered (or logged) one for one, without a cap."""
+    from jeisson.home.board_link import BoardSession
+    from tests.peers import Rig
+    from tests.test_home_core import CONFIG as HOME_CONFIG
+
+    rig = Rig(HOME_CONFIG)
+    factory = LineLinkFactory(96, lambda link: BoardSession(rig.home, link), limits=BOARD_LISTENER,
+                              clock=rig.home.clock, name="boards")
+    peer = Peer(factory)
+    with capturedLogs() as events:
+        peer.send((line + b"\n") * 5000)
+    assert len(peer.lines()) <= BOARD_LISTENER.max_bad_lines_before_hello
+    assert peer.aborted
+    assert len(said(events)) <= BOARD_LISTENER.max_bad_lines_before_hello + 1

@@ -96,8 +96,12 @@ class BoardSession(LinkSession):
     def handlers(self) -> Handlers:
         alive: Row = {wire.Ping: self.answer_ping, wire.Pong: self.sign_of_life, wire.Err: self._on_err}
         return {
+            # Before HELLO nothing but HELLO is taken: anything else is a bad
+            # line (answered "ERR hello" within the link's budget, and
+            # counted toward the cap on bad lines before HELLO).
             HELLO: {wire.Hello: self._on_hello, wire.Meas: self._hello_first, wire.Ack: self._hello_first,
-                    wire.Nak: self._hello_first, **alive},
+                    wire.Nak: self._hello_first, wire.Ping: self._hello_first, wire.Pong: self._hello_first,
+                    wire.Err: self._err_before_hello},
             PROVING: {wire.Hello: self._on_hello, wire.Err: self._on_err},
             ACTIVE: {wire.Hello: self._hello_again, wire.Ack: self._on_ack, wire.Nak: self._on_nak,
                      wire.Meas: self._on_meas, **alive},
@@ -124,8 +128,10 @@ class BoardSession(LinkSession):
         if self._channel is None and board_auth.looks_sealed(line):
             # A board in a session this home does not hold (the home
             # restarted, a radio link dropped): it must say HELLO again.
+            # Within the link's budget, and counted before HELLO: a stranger
+            # can send such lines at will.
             self._authentic = False
-            self.send(wire.Err(wire.HELLO_FIRST))
+            self._bad_line(wire.HELLO_FIRST, "a sealed line in no session this home holds; say HELLO first")
             return
         # Plain: HELLO, ERR; or anything in version 1.
         self._authentic = self._channel is None and self.state == ACTIVE
@@ -154,6 +160,8 @@ class BoardSession(LinkSession):
                           "{counted}", board=board, peer=self.peer, reason=reason,
                           counted=f" ({count} failures since the last report)" if count > 1 else
                           f" (further failures logged once per {AUTH_LOG_INTERVAL_S:g} s)")
+        # Counted toward the address's lockout (jeisson.limits).
+        self.authentication_failed()
         self.link.send_line(wire.serialize(wire.Err(wire.AUTH)))
 
     def _check_auth(self, line: bytes) -> None:
@@ -183,8 +191,9 @@ class BoardSession(LinkSession):
                           board=board, peer=self.peer, reason=reason,
                           counted=f" ({count} refusals since the last report)" if count > 1 else
                           f" (further refusals logged once per {AUTH_LOG_INTERVAL_S:g} s)")
-        self.send(wire.Refused(wire.AUTH))
-        self.close()
+        # Delayed and counted toward the address's lockout, as any failed
+        # authentication (jeisson.limits); logged above, by the tally.
+        self.refuse(wire.AUTH, reason, auth_failed=True, quiet=True)
 
     @property
     def name(self) -> str:
@@ -339,9 +348,28 @@ class BoardSession(LinkSession):
                                             f"{self.relays} relays; ignored")
         self.home.board_measured(self.actuator, meas.watts)
 
+    def _err_before_hello(self, err: wire.Err) -> None:
+        """An ``ERR`` before any ``HELLO``: not answered (an error is never
+        answered), logged within the link's budget, counted as a bad line."""
+        guard = self.guard
+        if guard is not None and not self.link.connectionless and guard.bad_line_before_hello():
+            if guard.may_log():
+                self.log.warn("{peer}: more than {n} bad lines before introducing itself; aborting the link "
+                              "without a reply", peer=self.peer, n=guard.limits.max_bad_lines_before_hello)
+            self.abort()
+            return
+        if self.may_log():
+            self.log.warn("{peer} reported an error before HELLO: {code}", peer=self.peer, code=err.code)
+
     def _on_err(self, err: wire.Err) -> None:
-        if self._channel is None or self._authentic:
+        if self._authentic and self._channel is not None:
             self.log.warn("{board} reported an error: {code}", board=self.name, code=err.code)
+            return
+        if self._channel is None:
+            # Version 1 (a lab board), or not proven yet: anyone on the
+            # link may send it, line after line.
+            if self.may_log():
+                self.log.warn("{board} reported an error: {code}", board=self.name, code=err.code)
             return
         # Version 2, a plain ERR in a session: anyone on the path may send
         # it, so it is logged once a minute per board, counted.
