@@ -14,6 +14,15 @@ which the server has read):
     the same bare ``LineReceiver`` behind jeisson's server TLS
     (``jeisson.tls.ServerTLS``: the aggregator's context, its revocation
     list checked, ``HomeTLSProtocol``).
+``jeisson-keep-buffers``
+    the same, with OpenSSL's ``MODE_RELEASE_BUFFERS`` cleared: what that
+    setting of ``ServerTLS`` saves (an idle connection gives its record
+    buffers back).
+``jeisson-p256``, ``jeisson-tls12`` (only when asked: ``--kinds``)
+    what two cuts not taken would save: key exchange on P-256 alone
+    (OpenSSL's default offers the post-quantum hybrid X25519MLKEM768 first,
+    whose client key share the server keeps for the connection's life), and
+    TLS 1.2 only.
 
 Each kind's RSS per connection is given twice: as the kernel counts it
 (what the process holds), and after ``malloc_trim(0)`` (the handshakes'
@@ -26,8 +35,9 @@ The module also holds what the TLS benches share (``fleet_credentials``,
 the bare Twisted options, the homes' endpoints): ``bench/round_latency.py``
 and ``bench/reconnect_storm.py`` import it.
 
-Last line: ``connections=N plain_kib=... twisted_kib=... jeisson_kib=...``
-(per connection, after ``malloc_trim``) and the same untrimmed.
+Last line: ``connections=N plain_kib=... twisted_kib=... jeisson_kib=...
+jeisson-keep-buffers_kib=...`` (per connection, after ``malloc_trim``) and
+the same untrimmed.
 """
 
 import argparse
@@ -43,7 +53,8 @@ import time
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve()
-KINDS = ("plain", "twisted", "jeisson")
+KINDS = ("plain", "twisted", "jeisson", "jeisson-keep-buffers", "jeisson-p256", "jeisson-tls12")
+DEFAULT_KINDS = ("plain", "twisted", "jeisson", "jeisson-keep-buffers")
 
 
 # ------------------------------------------------------- shared helpers
@@ -186,9 +197,20 @@ def run_server(kind: str, folder: str, connections: int) -> None:
     elif kind == "twisted":
         port = reactor.listenSSL(0, factory, bare_server_options(folder), backlog=4096, interface="127.0.0.1")
     else:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from OpenSSL import SSL
+
         from jeisson import tls
 
-        wrapped: Any = tls.ServerTLS(server_tls_config(folder)).wrap(factory)
+        server = tls.ServerTLS(server_tls_config(folder))
+        context: Any = server._context  # the variants below measure what a setting costs
+        if kind == "jeisson-keep-buffers":
+            context.clear_mode(SSL.MODE_RELEASE_BUFFERS)
+        elif kind == "jeisson-p256":
+            context.set_tmp_ecdh(ec.SECP256R1())  # OpenSSL 3+: the groups offered, P-256 alone
+        elif kind == "jeisson-tls12":
+            context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        wrapped: Any = server.wrap(factory)
         port = reactor.listenTCP(0, wrapped, backlog=4096,
                                  interface="127.0.0.1")
 
@@ -248,9 +270,12 @@ def measure(kind: str, folder: str, connections: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help="comma-separated, of: " + ", ".join(KINDS))
     args = parser.parse_args()
     kinds = args.kinds.split(",")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise SystemExit(f"--kinds: unknown kind {kind!r}: one of {', '.join(KINDS)}")
     with tempfile.TemporaryDirectory(prefix="jeisson-tls-memory-") as folder:
         fleet_credentials(folder, ["h00000"])
         results = {}
