@@ -63,10 +63,14 @@ class Limits:
     # New connections an address may open per minute (each costs a TLS
     # handshake): a home reconnects at most a few times a minute.
     max_new_connections_per_address: int = 600
+    # An IPv6 peer is counted under its network of this prefix: /64, one
+    # subscriber's, at the aggregator; /128, each device, on a home's LAN,
+    # where every board shares one /64.
+    ipv6_prefix: int = 64
 
 
 # The home's listener for boards: a home has a few boards, not thousands.
-BOARD_LISTENER = Limits(max_connections=256)
+BOARD_LISTENER = Limits(max_connections=256, ipv6_prefix=128)
 
 # The defaults of each role's section (read_limits).
 DEFAULTS = {"aggregator": Limits(), "home": BOARD_LISTENER}
@@ -74,6 +78,7 @@ DEFAULTS = {"aggregator": Limits(), "home": BOARD_LISTENER}
 # key -> (low, high, integer)
 _KEYS: dict[str, tuple[float, float, bool]] = {
     "max_connections": (0, 1_000_000, True),
+    "ipv6_prefix": (1, 128, True),
     "max_connections_per_address": (0, 1_000_000, True),
     "max_bad_lines_before_hello": (1, 10_000, True),
     "errors_per_interval": (1, 1_000_000, True),

@@ -627,6 +627,12 @@ def test_addresses_are_counted_per_ipv4_address_and_per_ipv6_64(host, counted):
     assert peer_host(transport) == counted
 
 
+def test_a_homes_board_listener_counts_each_ipv6_device_its_lan_shares_one_64():
+    transport = StringTransport(peerAddress=IPv6Address("TCP", "2001:db8:1:2:3:4:5:6", 5))
+    assert BOARD_LISTENER.ipv6_prefix == 128
+    assert peer_host(transport, BOARD_LISTENER.ipv6_prefix) == "2001:db8:1:2:3:4:5:6/128"
+
+
 def test_an_address_opening_connections_too_fast_is_turned_away_until_the_minute_is_over(net):
     factory = listener(net, Limits(max_new_connections_per_address=5))
     opened = []

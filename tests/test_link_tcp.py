@@ -10,7 +10,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from jeisson import pki
+from jeisson import pki, tls
 from jeisson.limits import Limits
 from jeisson.transports.stream import LineLink, LineLinkFactory, innermost_transport
 
@@ -251,27 +251,38 @@ class Stranger(Protocol):
 
 
 class TLSLockoutTests(unittest.TestCase):
-    """A TLS handshake refused by the listener (a client without a
-    certificate) counts toward its address's lockout, as a wrong secret does."""
+    """A certificate the listener refuses (another CA's) counts toward its
+    address's lockout, as a wrong secret does; a client with no certificate
+    or bytes that are not TLS do not (a stranger behind the same NAT as
+    honest homes could otherwise lock them out with junk)."""
 
-    @defer.inlineCallbacks
-    def test_handshakes_refused_lock_the_address_out(self):
+    def listen(self, lockout_failures=3):
         folder = self.mktemp()
         pki.init(folder)
-        with open(f"{folder}/{pki.AGGREGATOR_CERT}", "rb") as f:
-            cert = f.read()
-        with open(f"{folder}/{pki.AGGREGATOR_KEY}", "rb") as f:
-            key = f.read()
+        settings = tls.TLSConfig("agg.ini", ca=f"{folder}/{pki.CA_CERT}", cert=f"{folder}/{pki.AGGREGATOR_CERT}",
+                                 key=f"{folder}/{pki.AGGREGATOR_KEY}", crl=f"{folder}/crl.pem")
+        factory = LineLinkFactory(100, Recorder, limits=Limits(lockout_failures=lockout_failures,
+                                                               auth_failure_delay_s=0))
+        Recorder.made = []
+        port = reactor.listenTCP(0, tls.ServerTLS(settings).wrap(factory), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
         with open(f"{folder}/{pki.CA_CERT}", "rb") as f:
             ca = ssl.Certificate.loadPEM(f.read())
-        # Mutual TLS: a client certificate signed by the CA is required.
-        server_options = ssl.PrivateCertificate.loadPEM(cert + key).options(ca)
-        factory = LineLinkFactory(100, Recorder, limits=Limits(lockout_failures=3, auth_failure_delay_s=0))
-        Recorder.made = []
-        port = yield endpoints.SSL4ServerEndpoint(reactor, 0, server_options, interface="127.0.0.1").listen(factory)
-        self.addCleanup(port.stopListening)
-        client_options = ssl.optionsForClientTLS("localhost", trustRoot=ca)
         inner = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        return factory, ca, inner
+
+    def stranger_certificate(self):
+        other = self.mktemp()
+        pki.init(other)
+        pki.issue_home(other, "home-a")
+        with open(f"{other}/homes/home-a.pem", "rb") as f, open(f"{other}/homes/home-a.key", "rb") as k:
+            return ssl.PrivateCertificate.loadPEM(f.read() + k.read())
+
+    @defer.inlineCallbacks
+    def test_certificates_refused_lock_the_address_out(self):
+        factory, ca, inner = self.listen()
+        client_options = ssl.optionsForClientTLS("localhost", trustRoot=ca,
+                                                 clientCertificate=self.stranger_certificate())
         for _ in range(3):
             self.assertFalse(factory.guard.locked_out("127.0.0.1"))
             stranger = yield endpoints.wrapClientTLS(client_options, inner).connect(Factory.forProtocol(Stranger))
@@ -284,5 +295,17 @@ class TLSLockoutTests(unittest.TestCase):
         yield late.gone.addTimeout(10, reactor)  # aborted at accept: no session made
         self.assertEqual(len(Recorder.made), 3)
         self.assertEqual(factory.guard.connections, 0)
+
+    @defer.inlineCallbacks
+    def test_no_certificate_and_junk_do_not_lock_the_address_out(self):
+        factory, ca, inner = self.listen(lockout_failures=2)
+        no_certificate = ssl.optionsForClientTLS("localhost", trustRoot=ca)
+        for _ in range(3):
+            stranger = yield endpoints.wrapClientTLS(no_certificate, inner).connect(Factory.forProtocol(Stranger))
+            yield stranger.gone.addTimeout(10, reactor)
+            junk = yield inner.connect(Factory.forProtocol(Stranger))  # "HELLO\n" in clear: not TLS at all
+            yield junk.gone.addTimeout(10, reactor)
+        yield self.until(lambda: factory.guard.connections == 0)
+        self.assertFalse(factory.guard.locked_out("127.0.0.1"))
 
     until = BoundedWriteTests.until

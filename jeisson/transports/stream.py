@@ -58,11 +58,12 @@ def describe_peer(transport) -> str:
     return str(peer)
 
 
-def peer_host(transport) -> str | None:
+def peer_host(transport, ipv6_prefix: int = 64) -> str | None:
     """The address the listener's limits count the peer under: its IPv4
-    address, or for IPv6 its /64 network (one subscriber's, which holds more
-    addresses than anyone could be limited by one by one); None where it has
-    no IP address (a serial line, a UNIX socket)."""
+    address, or for IPv6 its network of ``ipv6_prefix`` bits (/64 by
+    default: one subscriber's, which holds more addresses than anyone could
+    be limited by one by one); None where it has no IP address (a serial
+    line, a UNIX socket)."""
     try:
         peer = transport.getPeer()
     except (AttributeError, NotImplementedError):
@@ -76,7 +77,7 @@ def peer_host(transport) -> str | None:
             return peer.host
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
     return None
 
 
@@ -89,14 +90,19 @@ def innermost_transport(transport):
 
 
 def tls_refused(transport, reason: Failure) -> bool:
-    """Whether ``reason`` is our TLS server's handshake failing: a client
-    with no certificate, or one the CA did not sign or has revoked; for the
-    listener's guard, a failed authentication."""
+    """Whether ``reason`` is our TLS server refusing the certificate a
+    client presented (one the CA did not sign, expired, revoked, for
+    another purpose: ``HomeTLSProtocol.verify_error``): for the listener's
+    guard, a failed authentication.  Bytes that are not TLS, or a client
+    with no certificate at all, are not a guess at any credential: they do
+    not count toward the address's lockout (a stranger sharing the address
+    of honest homes, behind one NAT, could otherwise lock them out with
+    junk); the per-address rate of new connections bounds them."""
     try:
         from OpenSSL import SSL
     except ImportError:
         return False
-    if not reason.check(SSL.Error):
+    if not reason.check(SSL.Error) or getattr(transport, "verify_error", None) is None:
         return False
     # Only a server's failure counts (a home failing to verify a rogue
     # aggregator is not a guess at anything): the accepted TCP connection
@@ -166,9 +172,9 @@ class LineLink(Protocol):
         assert self.transport is not None
         self._out: ITransport = self.transport  # the wire's side: connected from here on
         self.peer = self._peer or describe_peer(self.transport)
-        self.host = peer_host(self.transport)
         if self._listener is None:
             self._listener = ListenerGuard(Limits(), self._clock or _reactor(), name=self.peer)
+        self.host = peer_host(self.transport, self._listener.limits.ipv6_prefix)
         if self._listener.admit(self.host, self.peer) is not None:
             self._closing = True
             self._abort_transport()
