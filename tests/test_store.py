@@ -821,3 +821,22 @@ def test_before_commit_hooks_queue_their_writes_into_the_commit_they_precede(db_
     fired(s.close())
     logs.clear()  # the broken hook, once more as the store closed
     assert rows(db_path, "SELECT key FROM state WHERE scope = 'coalesced' ORDER BY key") == [("a",), ("b",), ("c",)]
+
+
+def test_a_durable_waiting_while_journal_entries_are_dropped_is_not_told_they_are_stored(db_path, clock, logs):
+    s = SqliteStore(db_path, clock, batch_s=0.5, busy_timeout_s=0.01, max_pending_rows=5)
+    s.open()
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    s.record("switch", "h1.heater", 1.0, {"on": True})
+    failure_of(s.durable())
+    logs.clear()
+    waiting = s.durable()  # waits for the retry
+    assert not waiting.called
+    for i in range(10):
+        s.record("switch", "h1.heater", 2.0 + i, {"on": bool(i % 2)})
+    assert "were dropped" in str(failure_of(waiting).value)
+    logs.clear()
+    other.execute("ROLLBACK")
+    other.close()
+    fired(s.close())

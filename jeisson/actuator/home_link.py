@@ -184,7 +184,12 @@ class ActuatorSession(LinkSession):
     def send(self, message) -> None:
         line = home_actuator.serialize(message)
         if self._channel is not None:
-            line = self._channel.seal(line[:-1])
+            try:
+                line = self._channel.seal(line[:-1])
+            except board_auth.AuthError as e:  # its counter is spent (2^32 lines): a new session
+                self.log.warn("home {peer}: {why}; dropping the link", peer=self.peer, why=e.reason)
+                self.abort()
+                return
         self.link.send_line(line)
 
     # -- every line

@@ -146,7 +146,12 @@ class BoardSession(LinkSession):
     def send(self, message: Any) -> None:
         line = wire.serialize(message)
         if self._channel is not None and not (type(message) is wire.Err and message.code == wire.AUTH):
-            line = self._channel.seal(line[:-1])
+            try:
+                line = self._channel.seal(line[:-1])
+            except board_auth.AuthError as e:  # its counter is spent (2^32 lines): a new session
+                self.log.warn("{board}: {why}; dropping the link", board=self.name, why=e.reason)
+                self.abort()
+                return
         self.link.send_line(line)
 
     def _auth_failed(self, reason: str, board: str | None = None) -> None:

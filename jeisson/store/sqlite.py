@@ -576,6 +576,13 @@ class SqliteStore:
         self._shed[0] += samples
         self._shed[1] += entries
         self.stats.rows_dropped += samples + entries
+        if entries:
+            # Journal entries lost: what waits for the queue may not be told
+            # it is stored (a switch's record among them).
+            waiters, self._pending.waiters = self._pending.waiters, []
+            error = StoreError(f"store {self.path}: journal entries queued while commits fail were dropped")
+            for waiter in waiters:
+                waiter.errback(error)
         if first:
             self.log.error("store {path}: commits fail and {limit} rows are queued: the oldest measurements, then "
                            "journal entries, are dropped until a commit succeeds (counted in stats.rows_dropped)",
