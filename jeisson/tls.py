@@ -45,7 +45,7 @@ import attrs
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from twisted.application.internet import TimerService
@@ -539,9 +539,10 @@ def _verify(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: in
 def _subject(cert: crypto.X509) -> str:
     """The certificate's common name for a log line, as text whatever it holds."""
     try:
-        name = cert.get_subject().CN
+        names = cert.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except Exception:
-        name = None
+        return "(unreadable)"
+    name = str(names[0].value) if names else ""
     return repr(name)[1:-1][:64] if name else "(none)"
 
 
