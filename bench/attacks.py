@@ -8,6 +8,11 @@ line sealed), an SSH manhole (keys only, loopback), every listener's
 default limits.  One DR event is in force for the whole run with a limit
 (100 kW) far above the homes' demand, so the aggregator runs a round every
 ``round_period_s`` and no honest round has any reason to switch a relay.
+Beside what ``bench/procs.py`` lays out: the manhole is the default SSH one
+(``jeisson.demo.manhole_ssh``), the radio simulator has one more radio (the
+rogue's), and board home-1-b reaches its home through a ``Tap`` (someone on
+that LAN link, there from the start, who sees every line: see
+``replayed_set``).
 
 Each attack runs from its own loopback address (127.0.0.2 and up: any
 127/8 address reaches a listener on 127.0.0.1 on Linux), so that the
