@@ -13,6 +13,7 @@ from twisted.trial import unittest
 from jeisson import pki, tls
 from jeisson.limits import Limits
 from jeisson.transports.stream import LineLink, LineLinkFactory, innermost_transport
+from tests.waiting import scratch_directory
 
 
 class Recorder:
@@ -193,7 +194,7 @@ class BoundedWriteOverTLSTests(unittest.TestCase):
     def test_a_tls_peer_that_never_reads_is_dropped_and_others_are_served(self):
         Flood.made = []
         Recorder.made = []
-        folder = self.mktemp()
+        folder = scratch_directory(self)
         pki.init(folder)
         with open(f"{folder}/{pki.AGGREGATOR_CERT}", "rb") as f:
             cert = f.read()
@@ -257,7 +258,7 @@ class TLSLockoutTests(unittest.TestCase):
     honest homes could otherwise lock them out with junk)."""
 
     def listen(self, lockout_failures=3):
-        folder = self.mktemp()
+        folder = scratch_directory(self)
         pki.init(folder)
         settings = tls.TLSConfig("agg.ini", ca=f"{folder}/{pki.CA_CERT}", cert=f"{folder}/{pki.AGGREGATOR_CERT}",
                                  key=f"{folder}/{pki.AGGREGATOR_KEY}", crl=f"{folder}/crl.pem")
@@ -272,7 +273,7 @@ class TLSLockoutTests(unittest.TestCase):
         return factory, ca, inner
 
     def stranger_certificate(self):
-        other = self.mktemp()
+        other = scratch_directory(self)
         pki.init(other)
         pki.issue_home(other, "home-a")
         with open(f"{other}/homes/home-a.pem", "rb") as f, open(f"{other}/homes/home-a.key", "rb") as k:
