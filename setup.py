@@ -16,6 +16,7 @@ setup(
         "jeisson.actuator",
         "jeisson.transports",
         "jeisson.store",
+        "jeisson.manhole",
 
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
