@@ -12,7 +12,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.actuator.board import OK, Board
-from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, LinkSession, Wire
+from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, Wire
+from jeisson.sealed_link import SealedLinkSession
 from jeisson.wire import board_auth, home_actuator
 from jeisson.wire.errors import ProtocolError
 from jeisson.wire.home_actuator import (
@@ -33,7 +34,7 @@ ACTIVE = "active"
 __all__ = ["ACTIVE", "CLOSED", "HELLO_SENT", "ActuatorSession", "session_factory"]
 
 
-class ActuatorSession(LinkSession):
+class ActuatorSession(SealedLinkSession):
     """The board's conversation with its home, as a small state machine.
 
     States:
@@ -133,14 +134,7 @@ class ActuatorSession(LinkSession):
         if self._key is None or self.state == CLOSED:
             super().line_received(line)
             return
-        if self._channel is not None and not board_auth.is_plain(line):
-            try:
-                body = self._channel.open(line)
-            except board_auth.AuthError as e:
-                self._auth_failed(e.reason)
-                return
-            self._authentic = True
-            super().line_received(body)
+        if self.open_sealed(line):
             return
         self._authentic = False
         if board_auth.is_plain(line):
@@ -183,14 +177,9 @@ class ActuatorSession(LinkSession):
 
     def send(self, message) -> None:
         line = home_actuator.serialize(message)
-        if self._channel is not None:
-            try:
-                line = self._channel.seal(line[:-1])
-            except board_auth.AuthError as e:  # its counter is spent (2^32 lines): a new session
-                self.log.warn("home {peer}: {why}; dropping the link", peer=self.peer, why=e.reason)
-                self.abort()
-                return
-        self.link.send_line(line)
+        sealed = self.seal(line) if self._channel is not None else line
+        if sealed is not None:
+            self.link.send_line(sealed)
 
     # -- every line
 

@@ -47,7 +47,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jeisson.home.links import CommandFailed
-from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, LinkSession, Row, Wire
+from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, Row, Wire
+from jeisson.sealed_link import SealedLinkSession
 from jeisson.timers import cancel
 from jeisson.wire import board_auth
 from jeisson.wire import home_actuator as wire
@@ -67,7 +68,7 @@ _failures: "weakref.WeakKeyDictionary[Any, dict[str, board_auth.Tally]]" = weakr
 _plain_errors: "weakref.WeakKeyDictionary[Any, dict[str, board_auth.Tally]]" = weakref.WeakKeyDictionary()
 
 
-class BoardSession(LinkSession):
+class BoardSession(SealedLinkSession):
     log = Logger()
     DIALECT = HOME_ACTUATOR
     PEER_KIND = "a board"
@@ -116,14 +117,7 @@ class BoardSession(LinkSession):
         if self._offer is not None and board_auth.verb(line) == b"AUTH":
             self._check_auth(line)
             return
-        if self._channel is not None and not board_auth.is_plain(line):
-            try:
-                body = self._channel.open(line)
-            except board_auth.AuthError as e:
-                self._auth_failed(e.reason)
-                return
-            self._authentic = True
-            super().line_received(body)
+        if self.open_sealed(line):
             return
         if self._channel is None and board_auth.looks_sealed(line):
             # A board in a session this home does not hold (the home
@@ -145,14 +139,10 @@ class BoardSession(LinkSession):
 
     def send(self, message: Any) -> None:
         line = wire.serialize(message)
-        if self._channel is not None and not (type(message) is wire.Err and message.code == wire.AUTH):
-            try:
-                line = self._channel.seal(line[:-1])
-            except board_auth.AuthError as e:  # its counter is spent (2^32 lines): a new session
-                self.log.warn("{board}: {why}; dropping the link", board=self.name, why=e.reason)
-                self.abort()
-                return
-        self.link.send_line(line)
+        plain = self._channel is None or (type(message) is wire.Err and message.code == wire.AUTH)
+        sealed = line if plain else self.seal(line)
+        if sealed is not None:
+            self.link.send_line(sealed)
 
     def _auth_failed(self, reason: str, board: str | None = None) -> None:
         """A line or AUTH that does not prove the key: ``ERR auth``, and a
