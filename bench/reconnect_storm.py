@@ -50,6 +50,7 @@ import tempfile
 import time
 from typing import Any
 
+from round_latency import spread
 from tls_memory import fleet_credentials, read_json_line, start_in_batches
 
 HERE = pathlib.Path(__file__).resolve()
@@ -188,17 +189,6 @@ def run_homes(port: int, first: int, count: int, pki_dir: str, policy: str, per_
 
 
 # ------------------------------------------------------------ the bench
-
-
-def spread(total: int, parts: int) -> list[tuple[int, int]]:
-    size, extra = divmod(total, parts)
-    out, at = [], 0
-    for p in range(parts):
-        n = size + (p < extra)
-        if n:
-            out.append((at, n))
-        at += n
-    return out
 
 
 def aggregator_ini(work: pathlib.Path, port: int, n: int) -> pathlib.Path:
