@@ -32,6 +32,9 @@ setup(
         "numpy>=1.25",
         "attrs>=23.1",
         "txaio>=23.1",
+        "prometheus-client>=0.20",
+        "lxml>=5",
+        "signxml>=4",
     ],
     extras_require={
         "test": [

@@ -28,6 +28,25 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
+if [ "${1:-}" = "--test" ]; then
+    # What the tests run besides Python: a real browser for the dashboard,
+    # and the AVR toolchain, the Arduino core and simavr for the firmware.
+    debs="chromium chromium-driver gcc-avr avr-libc arduino-core-avr libsimavr-dev simavr libelf-dev pkg-config make"
+    missing=""
+    for deb in $debs; do
+        dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || missing="$missing $deb"
+    done
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "installing Debian's$missing" >&2
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+        else
+            echo "the tests need Debian's$missing: run as root, or sudo apt-get install$missing" >&2
+            exit 1
+        fi
+    fi
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check ".$extras"
 # The same version number from a changed checkout: make sure it is this one.
