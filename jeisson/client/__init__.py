@@ -1,0 +1,1 @@
+"""The ``jeisson`` command's client side: talking to the aggregator's HTTP API."""
