@@ -121,6 +121,7 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
 # Each command group adds its subparsers; a new group (``jeisson status``,
 # ``jeisson events ...``) is one more function here.
 GROUPS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]] = [_add_pki]
+GROUPS.append(__import__("jeisson.client.commands", fromlist=["add_commands"]).add_commands)  # D: the API's commands
 
 
 def parser() -> argparse.ArgumentParser:
