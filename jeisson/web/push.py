@@ -1,0 +1,564 @@
+"""The live push: server-sent events from the aggregator and the home.
+
+``GET /api/v1/stream`` answers ``text/event-stream`` and keeps the
+response open.  What it sends, each a ``event: NAME`` and one ``data:``
+line of JSON:
+
+``snapshot``
+    On connect: everything a page shows at first (the status, every home,
+    the events, the latest rounds).
+``round``
+    A finished round (the API's ROUND without its per-home figures), at once.
+``events``
+    The events list, at once when an event is added, modified, cancelled or
+    starts binding or stops.
+``power``
+    ``{"at", "limit_w", "committed_w", "measured_w"}``: at most once a
+    second, when a figure may have moved.
+``homes``
+    ``{"homes": [HOME, ...]}``: only the homes that changed since the last
+    push, at most once a second.
+
+and a comment line (``: heartbeat``) every ``HEARTBEAT_S`` so that proxies
+and the browser know the stream lives.  The home's stream is the same shape:
+``snapshot``, then ``status`` (at most once a second) and ``loads`` (the
+loads that changed, at most once a second), ``switch`` (a load switched or
+failed to, with why, at once).
+
+How it is built: a listener (``AggregatorPush``, ``HomePush``) on the
+process's seam marks what changed; a ``Coalescer`` on the clock turns a
+burst of marks into one push a second; ``Streams`` writes each frame to
+every open ``Client``.  A client is a push producer registered on its
+request: when its socket's buffer is full Twisted pauses it, and the frames
+wait in its own queue, bounded (``MAX_QUEUED_BYTES``): a client that
+falls further behind is cut off (logged), the others and the process go on.
+Each frame is encoded once for all clients; nothing is built while no
+stream is open.
+"""
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from jeisson import timers
+from jeisson.aggregator.events import Event
+from jeisson.aggregator.homes import HomeRecord
+from jeisson.aggregator.listeners import AggregatorListener
+from jeisson.aggregator.round import RoundSummary
+from jeisson.aggregator.watch import measured_or_counted_w
+from jeisson.home.listeners import HomeListener
+from jeisson.wire import aggregator_home as wire
+
+HEARTBEAT_S = 15.0
+COALESCE_S = 1.0  # power and homes at most this often
+MAX_QUEUED_BYTES = 1 << 20  # what one paused client may fall behind before it is cut off
+RECENT_ROUNDS = 20  # the latest rounds a snapshot carries
+
+
+# ------------------------------------------------------------ the format
+
+
+def frame(event: str, data: Any) -> bytes:
+    """One server-sent event: its name and its data as one line of JSON."""
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return b"event: " + event.encode("ascii") + b"\ndata: " + body.encode("utf-8") + b"\n\n"
+
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def _utc(seconds: float | None) -> str | None:
+    return None if seconds is None else wire.format_utc(seconds)
+
+
+# --------------------------------------------------------------- clients
+
+
+@implementer(IPushProducer)
+class Client:
+    """One open stream: frames are written to ``request`` while its socket
+    takes them, queued while Twisted has paused it (its buffer full), and
+    past ``max_queued`` bytes queued the client is cut off."""
+
+    log = Logger()
+
+    def __init__(self, request: Request, max_queued: int = MAX_QUEUED_BYTES):
+        self.request = request
+        self.max_queued = max_queued
+        self.paused = False
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.gone = False
+        self.peer = str(request.getClientAddress())
+
+    def send(self, data: bytes) -> None:
+        if self.gone:
+            return
+        if not self.paused:
+            self.request.write(data)
+            return
+        self.queue.append(data)
+        self.queued += len(data)
+        if self.queued > self.max_queued:
+            self.log.warn("stream client {peer} is {n} bytes behind: cut off", peer=self.peer, n=self.queued)
+            self.drop()
+
+    def drop(self) -> None:
+        """Cut the client off: it may reconnect (EventSource does), and gets a new snapshot."""
+        if self.gone:
+            return
+        self.gone = True
+        self.queue.clear()
+        self.queued = 0
+        channel = self.request.channel
+        if channel is not None and channel.transport is not None:
+            # Not loseConnection: that waits for the buffer this client does not read.
+            channel.forceAbortClient()
+
+    # IPushProducer, called by the request's channel.
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        while self.queue and not self.paused and not self.gone:
+            data = self.queue.popleft()
+            self.queued -= len(data)
+            self.request.write(data)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.gone = True
+        self.queue.clear()
+
+
+class Streams:
+    """The open streams of one process.  ``snapshot()`` makes the first
+    frame a new client gets; ``opened`` and ``closed`` tell the listener
+    when the first opens and the last closes (it tracks nothing without
+    clients).  A heartbeat comment goes to every client every
+    ``HEARTBEAT_S`` while any is open."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, snapshot: Callable[[], bytes], opened: Callable[[], None],
+                 closed: Callable[[], None], max_queued: int = MAX_QUEUED_BYTES):
+        self.clock = clock
+        self.snapshot = snapshot
+        self.opened = opened
+        self.closed = closed
+        self.max_queued = max_queued
+        self.clients: list[Client] = []
+        self._heartbeat: IDelayedCall | None = None
+        self.bytes_sent = 0  # every byte pushed, to all clients (the bench reads it)
+
+    def open(self, request: Request) -> Client:
+        """A new stream on ``request`` (its headers set by the resource)."""
+        client = Client(request, self.max_queued)
+        request.registerProducer(client, True)
+        request.notifyFinish().addBoth(lambda _: self._finished(client))
+        if not self.clients:
+            self.opened()
+            self._heartbeat = self.clock.callLater(HEARTBEAT_S, self._beat)
+        self.clients.append(client)
+        data = self.snapshot()
+        self.bytes_sent += len(data)
+        client.send(data)
+        return client
+
+    def push(self, data: bytes) -> None:
+        for client in list(self.clients):
+            client.send(data)
+            self.bytes_sent += len(data)
+            if client.gone:
+                self._finished(client)
+
+    def _beat(self) -> None:
+        self._heartbeat = self.clock.callLater(HEARTBEAT_S, self._beat)
+        self.push(HEARTBEAT)
+
+    def _finished(self, client: Client) -> None:
+        client.gone = True
+        if client not in self.clients:
+            return
+        self.clients.remove(client)
+        if not self.clients:
+            timers.cancel(self._heartbeat)
+            self._heartbeat = None
+            self.closed()
+
+    def close_all(self) -> None:
+        """The process stops: every stream ends (EventSource reconnects)."""
+        for client in list(self.clients):
+            client.gone = True
+            client.request.unregisterProducer()
+            client.request.finish()
+            self._finished(client)
+
+
+class Coalescer:
+    """Runs ``flush`` once after a burst of ``poke()``, at most once every
+    ``interval`` s: the first poke after a quiet spell flushes at once, one
+    within ``interval`` of the last flush waits for its turn."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, interval: float, flush: Callable[[], None]):
+        self.clock = clock
+        self.interval = interval
+        self.flush = flush
+        self.last: float | None = None
+        self._call: IDelayedCall | None = None
+
+    def poke(self) -> None:
+        if self._call is not None:
+            return
+        now = self.clock.seconds()
+        delay = 0.0 if self.last is None else max(0.0, self.last + self.interval - now)
+        self._call = self.clock.callLater(delay, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        self.last = self.clock.seconds()
+        try:
+            self.flush()
+        except Exception:
+            self.log.failure("a push failed; the next change pushes again")
+
+    def stop(self) -> None:
+        timers.cancel(self._call)
+        self._call = None
+
+
+class StreamResource(Resource):
+    """``GET /api/v1/stream``: a server-sent events stream from ``streams``."""
+
+    isLeaf = True
+
+    def __init__(self, streams: Streams):
+        super().__init__()
+        self.streams = streams
+
+    def render_GET(self, request: Request) -> int:  # noqa: N802
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-accel-buffering", b"no")  # a proxy in front must not hold the frames
+        # The first bytes go out now: the browser's EventSource opens.
+        request.write(b"retry: 2000\n\n")
+        self.streams.open(request)
+        return server.NOT_DONE_YET
+
+
+# ------------------------------------------------------- the aggregator
+
+
+def event_view(event: Event, now: float, binding: Event | None = None) -> dict[str, Any]:
+    """An event as the API shows it (EVENT), its state judged at ``now``."""
+    if now >= event.end:
+        state = "ended"
+    elif event.active(now):
+        state = "in-force"
+    else:
+        state = "scheduled"
+    return {"id": event.id, "version": event.version, "limit_w": event.limit_w, "start": _utc(event.start),
+            "end": _utc(event.end), "start_window_s": event.start_window_s, "end_window_s": event.end_window_s,
+            "state": state, "binding": binding is not None and binding.id == event.id,
+            "starts_in_s": max(0.0, event.start - now), "ends_in_s": max(0.0, event.end - now)}
+
+
+def round_view(summary: RoundSummary) -> dict[str, Any]:
+    """A finished round as the API's ROUND, without its per-home figures."""
+    return {"number": summary.number, "event": summary.event, "limit_w": summary.limit_w,
+            "committed_w": summary.committed_w, "unknown_w": summary.unknown_w, "measured_w": summary.measured_w,
+            "must_w": summary.must_w, "away_w": summary.away_w, "within_limit": summary.within_limit,
+            "feasible": summary.feasible, "started": _utc(summary.started), "finished": _utc(summary.finished),
+            "homes": len(summary.homes)}
+
+
+def home_view(record: HomeRecord, feeder: str | None, now: float, since: float | None) -> dict[str, Any]:
+    """A home as the API shows it (HOME)."""
+    flex = record.flex
+    return {
+        "id": record.id, "connected": record.connected,
+        "peer": record.session.peer if record.session is not None else None, "feeder": feeder,
+        "demand_w": record.demand_w, "budget_w": record.budget_w if record.in_event is not None else None,
+        "budget_end": _utc(record.budget_end) if record.in_event is not None else None,
+        "committed_w": record.level_w, "measured_w": record.measured_w,
+        "counted_w": measured_or_counted_w(record, now), "opted_out": flex is not None and flex.opt_out,
+        "silent": record.unresponsive,
+        "link": {"connected": record.connected, "since": _utc(since), "last_heard": _utc(record.measured_at)},
+        "loads": [{"id": o.id, "rated_w": o.rated_w, "priority": o.priority, "mode": o.mode, "on": o.on,
+                   "critical": o.critical, "wanted": o.wanted} for o in (flex.loads if flex is not None else ())],
+    }
+
+
+class AggregatorPush(AggregatorListener):
+    """The aggregator's stream: a listener marking what changed, pushed
+    through ``streams`` (rounds and events at once; power and the changed
+    homes at most once every ``COALESCE_S``)."""
+
+    def __init__(self, aggregator: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
+        self.aggregator = aggregator
+        self.clock = clock
+        self.streams = Streams(clock, self.snapshot_frame, self._opened, self._closed, max_queued)
+        self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
+        self.watching = False
+        self.dirty: set[str] = set()
+        self.power_moved = False
+        self.since: dict[str, float] = {}  # home id -> when its link came up (as this listener heard)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
+        # The rounds before this listener was added (its last one, at least).
+        if aggregator.last_round is not None:
+            self.recent.append(round_view(aggregator.last_round))
+
+    def _opened(self) -> None:
+        self.watching = True
+
+    def _closed(self) -> None:
+        self.watching = False
+        self.dirty.clear()
+        self.power_moved = False
+        self.coalescer.stop()
+
+    # -- views
+
+    def _feeder(self, home_id: str) -> str | None:
+        grid = self.aggregator.grid
+        index = grid.feeder_of.get(home_id)
+        return grid.names[index] if index is not None else None
+
+    def homes_view(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        now = self.clock.seconds()
+        records = self.aggregator.homes
+        return [home_view(records[i], self._feeder(i), now, self.since.get(i)) for i in sorted(ids)]
+
+    def events_view(self) -> list[dict[str, Any]]:
+        now = self.clock.seconds()
+        binding = self.aggregator.active_event()
+        return [event_view(e, now, binding) for e in sorted(self.aggregator.events, key=lambda e: (e.start, e.id))]
+
+    def power_view(self) -> dict[str, Any]:
+        now = self.clock.seconds()
+        event = self.aggregator.active_event()
+        committed = 0.0
+        for record in self.aggregator.homes.values():
+            if record.connected and record.offers is not None and not record.unresponsive:
+                committed += record.level
+            else:
+                committed += record.cautious_w(now=now)
+        return {"at": _utc(now), "limit_w": event.limit_w if event is not None else None,
+                "committed_w": committed, "measured_w": self.aggregator.watch.total_w}
+
+    def status_view(self) -> dict[str, Any]:
+        records = self.aggregator.homes.values()
+        power = self.power_view()
+        limit = power["limit_w"]
+        over = 0.0 if limit is None else max(0.0, power["committed_w"] - limit, power["measured_w"] - limit)
+        events = self.events_view()
+        negotiation = self.aggregator.rounds.negotiation
+        return {**power, "within_limit": over <= 1e-6, "over_w": over,
+                "event": next((e for e in events if e["binding"]), None),
+                "next_event": next((e for e in events if e["state"] == "scheduled"), None),
+                "negotiation": {"mode": "idle" if power["limit_w"] is None else negotiation.mode,
+                                "rounds": negotiation.rounds, "converged_rounds": negotiation.converged_rounds},
+                "homes": {"total": len(records), "connected": sum(1 for r in records if r.connected),
+                          "silent": sum(1 for r in records if r.unresponsive)},
+                "rounds_run": self.aggregator.rounds_run,
+                "last_round": self.recent[-1] if self.recent else None}
+
+    def snapshot_frame(self) -> bytes:
+        return frame("snapshot", {"status": self.status_view(), "homes": self.homes_view(self.aggregator.homes),
+                                  "events": self.events_view(), "rounds": list(self.recent)})
+
+    # -- pushing
+
+    def flush(self) -> None:
+        if not self.watching:
+            return
+        if self.power_moved:
+            self.power_moved = False
+            self.streams.push(frame("power", self.power_view()))
+        if self.dirty:
+            ids, self.dirty = self.dirty, set()
+            self.streams.push(frame("homes", {"homes": self.homes_view(ids)}))
+
+    def _home(self, home_id: str) -> None:
+        if self.watching:
+            self.dirty.add(home_id)
+            self.power_moved = True
+            self.coalescer.poke()
+
+    def _events(self) -> None:
+        if self.watching:
+            self.streams.push(frame("events", {"events": self.events_view()}))
+
+    # -- the moments
+
+    def event_offered(self, offer: Any, outcome: Any, source: str) -> None:
+        self._events()
+
+    def binding_event_changed(self, event: Event | None, previous: Event | None) -> None:
+        self._events()
+        if self.watching:
+            self.power_moved = True
+            self.coalescer.poke()
+
+    def home_joined(self, home_id: str, peer: str) -> None:
+        self.since[home_id] = self.clock.seconds()
+        self._home(home_id)
+
+    def home_left(self, home_id: str, counted_w: float) -> None:
+        self.since.pop(home_id, None)
+        self._home(home_id)
+
+    def home_silent(self, home_id: str, round_number: int, counted_w: float) -> None:
+        self._home(home_id)
+
+    def home_answers_again(self, home_id: str) -> None:
+        self._home(home_id)
+
+    def bid_received(self, home_id: str, flex: wire.Flex) -> None:
+        self._home(home_id)
+
+    def commitment_received(self, home_id: str, commit: wire.Commit) -> None:
+        self._home(home_id)
+
+    def measurement(self, home_id: str, measure: wire.Measure) -> None:
+        self._home(home_id)
+
+    def budget_sent(self, home_id: str, budget: wire.Budget) -> None:
+        self._home(home_id)
+
+    def home_released(self, home_id: str, release: wire.Release) -> None:
+        self._home(home_id)
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        view = round_view(summary)
+        self.recent.append(view)
+        if self.watching:
+            self.streams.push(frame("round", view))
+
+
+def aggregator_stream(aggregator: Any, clock: IReactorTime) -> Resource:
+    """``/api/v1/stream`` of ``aggregator`` (``jeisson.aggregator.core.Aggregator``):
+    adds the push's listener to it and returns the resource."""
+    push = AggregatorPush(aggregator, clock)
+    aggregator.add_listener(push)
+    resource = StreamResource(push.streams)
+    resource.push = push  # type: ignore[attr-defined]
+    return resource
+
+
+# -------------------------------------------------------------- the home
+
+
+def home_status_view(home: Any) -> dict[str, Any]:
+    """The home's status as its API shows it."""
+    budget = home.budget
+    return {"id": home.config.id, "aggregator_connected": home.uplink is not None,
+            "budget_w": budget.budget_w if budget is not None else None,
+            "budget_end": _utc(budget.end) if budget is not None else None,
+            "event": budget.event if budget is not None else None,
+            "drawn_w": home.drawn_w(), "measured_w": home.measured_w(), "opted_out": home.opted_out(),
+            "boards": [{"id": b, "connected": b in home.boards} for b in sorted(home.config.actuators)]}
+
+
+def loads_view(home: Any, ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The home's loads as its API shows them (LOAD)."""
+    now = home.clock.seconds()
+    views = []
+    for load_id in sorted(ids):
+        load = home.loads[load_id]
+        views.append({"id": load.id, "rated_w": load.config.rated_w, "on": load.on, "desired": load.desired,
+                      "mode": load.mode(now), "measured_w": load.measured_w, "critical": load.config.critical,
+                      "board": load.config.actuator})
+    return views
+
+
+class HomePush(HomeListener):
+    """The home's stream: its status and the loads that changed at most
+    once every ``COALESCE_S``, each switch at once."""
+
+    def __init__(self, home: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
+        self.home = home
+        self.clock = clock
+        self.streams = Streams(clock, self.snapshot_frame, self._opened, self._closed, max_queued)
+        self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
+        self.watching = False
+        self.dirty: set[str] = set()
+        self.status_moved = False
+
+    def _opened(self) -> None:
+        self.watching = True
+
+    def _closed(self) -> None:
+        self.watching = False
+        self.dirty.clear()
+        self.coalescer.stop()
+
+    def snapshot_frame(self) -> bytes:
+        return frame("snapshot", {"status": home_status_view(self.home),
+                                  "loads": loads_view(self.home, self.home.loads)})
+
+    def flush(self) -> None:
+        if not self.watching:
+            return
+        if self.status_moved:
+            self.status_moved = False
+            self.streams.push(frame("status", home_status_view(self.home)))
+        if self.dirty:
+            ids, self.dirty = self.dirty, set()
+            self.streams.push(frame("loads", {"loads": loads_view(self.home, ids)}))
+
+    def _moved(self, *loads: str) -> None:
+        if self.watching:
+            self.status_moved = True
+            self.dirty.update(load for load in loads if load in self.home.loads)
+            self.coalescer.poke()
+
+    def changed(self) -> None:
+        self._moved()
+
+    def load_switched(self, load: str, on: bool, why: tuple[str, ...]) -> None:
+        if self.watching:
+            self.streams.push(frame("switch", {"load": load, "on": on, "why": list(why), "ok": True,
+                                               "at": _utc(self.clock.seconds())}))
+        self._moved(load)
+
+    def switch_failed(self, load: str, on: bool, why: tuple[str, ...], error: str, code: str | None) -> None:
+        if self.watching:
+            self.streams.push(frame("switch", {"load": load, "on": on, "why": list(why), "ok": False,
+                                               "error": error, "at": _utc(self.clock.seconds())}))
+        self._moved(load)
+
+    def load_found(self, load: str, on: bool, commanded: bool | None) -> None:
+        self._moved(load)
+
+    def owner_set(self, load: str, on: bool) -> None:
+        self._moved(load)
+
+    def board_left(self, actuator: str, loads: tuple[str, ...]) -> None:
+        self._moved(*loads)
+
+    def board_joined(self, actuator: str, peer: str, states: tuple[bool, ...]) -> None:
+        self._moved(*[load.id for load in self.home.loads_of(actuator)])
+
+    def measurement(self, actuator: str, watts: tuple[int, ...]) -> None:
+        self._moved(*[load.id for load in self.home.loads_of(actuator)])
+
+
+def home_stream(home: Any, clock: IReactorTime) -> Resource:
+    """``/api/v1/stream`` of ``home`` (``jeisson.home.core.Home``): adds
+    the push's listener to it and returns the resource."""
+    push = HomePush(home, clock)
+    home.add_listener(push)
+    resource = StreamResource(push.streams)
+    resource.push = push  # type: ignore[attr-defined]
+    return resource
