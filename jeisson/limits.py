@@ -34,6 +34,7 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from jeisson import observe
 from jeisson.config import IniFile
 from jeisson.timers import cancel
 
@@ -295,6 +296,7 @@ class ListenerGuard:
                       listener=self.name, n=n, peers=len(peers), t=self.limits.error_interval_s)
 
     def _turn_away(self, why: str, peer: str) -> None:
+        observe.connection_refused(self.name, why)
         said = self._turned_away_said.get(why)
         if said is None:
             said = self._turned_away_said[why] = Throttle(1, self.limits.error_interval_s)

@@ -19,6 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from jeisson import observe
 from jeisson.framing import LineTooLong
 from jeisson.heartbeat import HEARTBEAT_MISSES, Heartbeat
 from jeisson.limits import ConnectionGuard
@@ -61,6 +62,8 @@ class Wire(TypingProtocol):
 
 
 CLOSED = "closed"
+# Why a link was dropped before its peer introduced itself (``jeisson.observe``).
+TOO_MANY_BAD_LINES = "too many bad lines before hello"
 
 # A state's row of the table: message class -> handler.
 Row = dict[type, Callable[[Any], None]]
@@ -202,6 +205,19 @@ class LinkSession:
     def log_fields(self) -> dict[str, Any]:
         return {"peer": self.peer}
 
+    @property
+    def link_name(self) -> str:
+        """What this link talks to, for ``jeisson.observe``: ``home``,
+        ``aggregator``, ``board`` (the last word of ``PEER_KIND``)."""
+        return self.PEER_KIND.rsplit(" ", 1)[-1]
+
+    @property
+    def listener_name(self) -> str:
+        """The listener this link came through (its guard's name), else
+        ``link_name``: for ``jeisson.observe``."""
+        guard = self.guard
+        return guard.listener.name if guard is not None else self.link_name
+
     def unexpected(self, message: Any) -> ProtocolError:
         return ProtocolError(self.DIALECT.state, f"{message.verb} is not expected from {self.PEER_KIND} "
                                          f"in state {self.state}")
@@ -239,6 +255,7 @@ class LinkSession:
     def line_too_long(self, error: LineTooLong) -> None:
         # The wire closes itself after this; the session ends now.
         dialect = self.DIALECT
+        observe.protocol_error(self.link_name, dialect.too_long)
         self.send(dialect.error(dialect.too_long, f"line longer than {dialect.max_line} bytes; closing"))
         self._closed()
 
@@ -262,6 +279,7 @@ class LinkSession:
     def complain(self, code: str, detail: str) -> None:
         """Tell the peer its last line was wrong; the link stays up.  With a
         guard, only within its budget (the rest is counted and summarised)."""
+        observe.protocol_error(self.link_name, code)
         if self.guard is not None and not self.guard.error():
             return
         self.log.warn(self.COMPLAINT_LOG, code=code, detail=detail, **self.log_fields())
@@ -281,11 +299,12 @@ class LinkSession:
         refusal its own way (a tally once an interval).
         """
         guard = self.guard
+        observe.connection_refused(self.listener_name, code)
         if not quiet and (guard is None or guard.error()):
             self.log.warn(self.REFUSAL_LOG, code=code, detail=detail, **{**self.log_fields(), **fields})
         if auth_failed is None:
             auth_failed = code in self.DIALECT.auth_codes
-        delay = self.authentication_failed() if auth_failed else 0.0
+        delay = self.authentication_failed(code) if auth_failed else 0.0
         if delay <= 0:
             self.send(self.DIALECT.refusal(code, detail))
             self.close()
@@ -300,11 +319,13 @@ class LinkSession:
         can cause at will (an ``ERROR`` it reports, line after line)."""
         return self.guard is None or self.guard.may_log()
 
-    def authentication_failed(self) -> float:
+    def authentication_failed(self, reason: str = "auth") -> float:
         """The peer failed to authenticate (without being refused here: a
         line whose MAC does not hold): counted toward its address's lockout.
         Returns the delay its answer should wait (0 on a wire without a
-        guard).  ``refuse`` calls it for a refusal that is one."""
+        guard).  ``refuse`` calls it for a refusal that is one, with its
+        code as the ``reason`` (``jeisson.observe``)."""
+        observe.auth_failed(self.listener_name, reason)
         return self.guard.auth_failed() if self.guard is not None else 0.0
 
     def supersede(self) -> None:
@@ -385,6 +406,8 @@ class LinkSession:
             if guard.may_log():
                 self.log.warn("{peer}: more than {n} bad lines before introducing itself; aborting the link without "
                               "a reply", peer=self.peer, n=guard.limits.max_bad_lines_before_hello)
+            observe.protocol_error(self.link_name, code)
+            observe.connection_refused(self.listener_name, TOO_MANY_BAD_LINES)
             self.abort()
             return
         self.complain(code, detail)

@@ -46,8 +46,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from jeisson import observe
 from jeisson.home.links import CommandFailed
-from jeisson.link import CLOSED, HOME_ACTUATOR, Handlers, Row, Wire
+from jeisson.link import CLOSED, HOME_ACTUATOR, TOO_MANY_BAD_LINES, Handlers, Row, Wire
 from jeisson.sealed_link import SealedLinkSession
 from jeisson.timers import cancel
 from jeisson.wire import board_auth
@@ -351,6 +352,7 @@ class BoardSession(SealedLinkSession):
             if guard.may_log():
                 self.log.warn("{peer}: more than {n} bad lines before introducing itself; aborting the link "
                               "without a reply", peer=self.peer, n=guard.limits.max_bad_lines_before_hello)
+            observe.connection_refused(self.listener_name, TOO_MANY_BAD_LINES)
             self.abort()
             return
         if self.may_log():

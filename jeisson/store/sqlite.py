@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from jeisson import observe
 from jeisson.store import JournalEntry, Sample, StoreError, schema
 from jeisson.timers import cancel
 from jeisson.wire.utc import format_utc
@@ -562,6 +563,7 @@ class SqliteStore:
         self.stats.commits += 1
         self.stats.rows_written += batch.rows()
         self.stats.last_commit_s = result
+        observe.store_committed(self.path, result, batch.rows())
         if self._due:
             self._start_commit()
         for waiter in waiters:

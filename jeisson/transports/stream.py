@@ -40,6 +40,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from jeisson import observe
 from jeisson.framing import LineFeeder
 from jeisson.limits import ConnectionGuard, Limits, ListenerGuard
 from jeisson.link import Session
@@ -110,6 +111,29 @@ def tls_refused(transport, reason: Failure) -> bool:
     from twisted.internet import tcp
 
     return isinstance(innermost_transport(transport), tcp.Server)
+
+
+TLS_HANDSHAKE_FAILED = "tls handshake failed"
+
+
+def observe_tls_failure(listener: str, transport, refused: bool) -> None:
+    """A server's TLS handshake that never completed, for ``jeisson.observe``:
+    a certificate refused (``refused``, ``tls_refused``) is a failed
+    authentication, its reason what was wrong with it (the certificate's
+    subject left out: a label takes no stranger's words); any other (no
+    client certificate, bytes that are not TLS, a peer gone mid-handshake)
+    a connection refused.  Nothing for a link that is not TLS, or whose
+    handshake held."""
+    if getattr(transport, "_handshakeDone", True):
+        return
+    from twisted.internet import tcp
+
+    if not isinstance(innermost_transport(transport), tcp.Server):
+        return
+    if refused:
+        observe.auth_failed(listener, str(transport.verify_error).split(" (", 1)[0])
+    else:
+        observe.connection_refused(listener, TLS_HANDSHAKE_FAILED)
 
 
 def _reactor() -> IReactorTime:
@@ -217,8 +241,11 @@ class LineLink(Protocol):
             guard, self.guard = self.guard, None
             guard.stop()
             assert self._listener is not None
-            if not self._heard and tls_refused(self.transport, reason):
-                self._listener.auth_failed(self.host, self.peer)
+            if not self._heard:
+                refused = tls_refused(self.transport, reason)
+                if refused:
+                    self._listener.auth_failed(self.host, self.peer)
+                observe_tls_failure(self._listener.name, self.transport, refused)
             self._listener.release(self.host)
         if self.session is not None:
             session, self.session = self.session, None
