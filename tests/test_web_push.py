@@ -3,6 +3,7 @@ StringTransport per client, a real Aggregator (or Home) on a task.Clock
 with fake homes (boards), and the server-sent events each client reads."""
 
 import json
+import re
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -12,7 +13,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from jeisson.web import push
+from jeisson.web import dashboard, push
 from jeisson.wire import aggregator_home as wire
 from tests.peers import Net, Rig
 from tests.test_aggregator_core import CONFIG, FIRST_ROUND, H1_LOADS, H2_LOADS
@@ -236,3 +237,56 @@ def test_the_home_streams_its_status_and_loads_and_each_switch_at_once():
     assert statuses and {"id": actuator, "connected": True} in statuses[-1]["boards"]
     # The owner's loads switched on as the board came: each switch pushed.
     assert all(s["ok"] and s["on"] for s in switches)
+
+
+# ------------------------------------------------------------ the pages
+
+
+def get(site: Site, path: bytes, headers: bytes = b"") -> tuple[bytes, bytes]:
+    """One GET on a fresh connection: the response's head and body."""
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50001))
+    channel = site.buildProtocol(transport.getPeer())
+    channel.makeConnection(transport)
+    channel.dataReceived(b"GET " + path + b" HTTP/1.0\r\nHost: localhost\r\n" + headers + b"\r\n")
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize("pages, page, files", [
+    (dashboard.aggregator_pages, b"<title>jeisson \xc2\xb7 aggregator</title>",
+     (b"dashboard.js", b"dashboard.css", b"common.js")),
+    (dashboard.home_pages, b"<title>jeisson \xc2\xb7 my home</title>", (b"home.js", b"dashboard.css", b"common.js")),
+])
+def test_the_page_and_its_files_are_served_with_a_policy_of_self_only(pages, page, files):
+    site = Site(pages())
+    head, body = get(site, b"/")
+    assert b"200 OK" in head and page in body
+    assert b"Content-Type: text/html; charset=utf-8" in head
+    assert b"Content-Security-Policy: default-src 'none'; script-src 'self'" in head
+    assert b"X-Content-Type-Options: nosniff" in head
+    assert b"Cache-Control: no-cache" in head
+    for name in files:
+        head, body = get(site, b"/static/" + name)
+        assert b"200 OK" in head and body, name
+        assert b"Content-Security-Policy" in head
+    # Every script and style the page names is one it is served.
+    for name in re.findall(rb'(?:src|href)="/static/([^"]+)"', get(site, b"/")[1]):
+        assert name in files
+
+
+def test_a_file_unchanged_is_not_sent_again_and_others_are_not_found():
+    site = Site(dashboard.aggregator_pages())
+    head, _ = get(site, b"/static/dashboard.js")
+    etag = re.search(rb"ETag: (\S+)", head).group(1)
+    head, body = get(site, b"/static/dashboard.js", b"If-None-Match: " + etag + b"\r\n")
+    assert b"304" in head.split(b"\r\n")[0] and body == b""
+    for path in (b"/static/../push.py", b"/static/push.py", b"/static/", b"/nothing", b"/static/home.js"):
+        assert b"404" in get(site, path)[0].split(b"\r\n")[0], path
+
+
+def test_the_pages_use_no_inline_script_or_style_and_nothing_from_another_site():
+    for name in dashboard.AGGREGATOR_FILES + dashboard.HOME_FILES:
+        text = dashboard.read(name).decode()
+        assert "http://" not in text and "https://" not in text, name
+        if name.endswith(".html"):
+            assert "<script>" not in text and "style=" not in text and " on" + "click=" not in text, name
