@@ -481,3 +481,16 @@ def test_the_commands_are_in_the_jeisson_command():
         if isinstance(action, argparse._SubParsersAction):
             names |= set(action.choices)
     assert {"pki", "status", "homes", "events", "why", "export"} <= names
+
+
+def test_connection_options_before_or_after_the_commands_name():
+    top = argparse.ArgumentParser(prog="jeisson")
+    commands.add_global_options(top)  # as jeisson.cli.parser() does once it calls it
+    commands.add_commands(top.add_subparsers(dest="command", required=True))
+    args = top.parse_args(["--json", "--api", "http://127.0.0.1:1", "events", "list"])
+    assert (args.json, args.api, args.timeout) == (True, "http://127.0.0.1:1", 10.0)
+    args = top.parse_args(["--api", "http://127.0.0.1:1", "status", "--api", "http://127.0.0.1:2", "--timeout", "3"])
+    assert (args.api, args.timeout, args.json) == ("http://127.0.0.1:2", 3.0, False)
+    # Without the hook, after the name only, the defaults standing in for the rest.
+    args = parsed("status")
+    assert commands.api_from(args, {}).target.url == "http://127.0.0.1:8480"

@@ -92,21 +92,23 @@ def api_from(args: argparse.Namespace, environ: Mapping[str, str], warn: TextIO 
     """The ``Api`` the options (then ``JEISSON_API``, ``JEISSON_TOKEN``)
     name.  TLS options need an https:// URL; a token sent in the clear
     beyond this machine is warned about on ``warn``."""
-    target = api_target(args.api or environ.get("JEISSON_API") or DEFAULT_API)
-    tls = {"--ca": args.ca, "--cert": args.cert, "--key": args.key}
+    target = api_target(_option(args, "api") or environ.get("JEISSON_API") or DEFAULT_API)
+    ca, cert, key = _option(args, "ca"), _option(args, "cert"), _option(args, "key")
+    tls = {"--ca": ca, "--cert": cert, "--key": key}
     given = [name for name, value in tls.items() if value is not None]
     context = None
     if target.scheme == "https":
-        context = tls_context(args.ca, args.cert, args.key)
+        context = tls_context(ca, cert, key)
     elif given:
         raise UsageProblem(f"{', '.join(given)}: TLS options need an https:// --api URL, not {target.url}")
-    if args.token_file is not None:
-        token: str | None = read_token(args.token_file)
+    token_file = _option(args, "token_file")
+    if token_file is not None:
+        token: str | None = read_token(token_file)
     else:
         token = environ.get("JEISSON_TOKEN", "").strip() or None
     if token is not None and target.scheme == "http" and not target.loopback and warn is not None:
         warn.write(f"jeisson: warning: sending a token in the clear to {target.url} (use https://)\n")
-    return Api(target=target, context=context, token=token, timeout=args.timeout)
+    return Api(target=target, context=context, token=token, timeout=_option(args, "timeout"))
 
 
 def checked_moment(option: str, value: str | None, now: float) -> str | None:
@@ -319,10 +321,11 @@ def _runs(command: Callable[[argparse.Namespace, Api, TextIO], int], name: str) 
     the exit status they carry."""
 
     def run(args: argparse.Namespace, out: TextIO) -> int:
+        args.json = _option(args, "json")
         try:
             return command(args, api_from(args, os.environ, sys.stderr), out)
         except ClientError as e:
-            if args.json and e.body is not None:
+            if _option(args, "json") and e.body is not None:
                 _print_json(e.body, out)
             sys.stderr.write(f"jeisson {name}: {e.message}\n")
             return e.exit_code
@@ -330,26 +333,47 @@ def _runs(command: Callable[[argparse.Namespace, Api, TextIO], int], name: str) 
     return run
 
 
-def _common() -> argparse.ArgumentParser:
-    """The options every command takes (after its name)."""
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("the API and its credentials")
-    group.add_argument("--api", metavar="URL",
+def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """``--api``, the credentials, ``--timeout`` and ``--json``; with
+    ``suppress``, an option not given sets nothing (after a command's name:
+    what was given before it stands)."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("the API and its credentials")
+    group.add_argument("--api", metavar="URL", default=default(None),
                        help=f"the aggregator's API (default $JEISSON_API, else {DEFAULT_API})")
-    group.add_argument("--token-file", metavar="FILE",
+    group.add_argument("--token-file", metavar="FILE", default=default(None),
                        help="a bearer token's file (jeisson pki token); default $JEISSON_TOKEN")
-    group.add_argument("--cert", metavar="FILE", help="an operator's client certificate (https only)")
-    group.add_argument("--key", metavar="FILE", help="its key")
-    group.add_argument("--ca", metavar="FILE", help="the CA that signed the API's certificate (https only)")
-    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+    group.add_argument("--cert", metavar="FILE", default=default(None),
+                       help="an operator's client certificate (https only)")
+    group.add_argument("--key", metavar="FILE", default=default(None), help="its key")
+    group.add_argument("--ca", metavar="FILE", default=default(None),
+                       help="the CA that signed the API's certificate (https only)")
+    group.add_argument("--timeout", type=float, default=default(DEFAULT_TIMEOUT_S), metavar="S",
                        help=f"seconds to wait for the API (default {DEFAULT_TIMEOUT_S:g})")
-    group.add_argument("--json", action="store_true", help="print the API's JSON as it came (for scripts)")
-    return common
+    group.add_argument("--json", action="store_true", default=default(False),
+                       help="print the API's JSON as it came (for scripts)")
+
+
+def add_global_options(top: argparse.ArgumentParser) -> None:
+    """The connection options before the command's name too, as
+    ``jeisson [--api URL] [--json] ... COMMAND`` (``jeisson.cli.parser``
+    calls this); the commands take them after their name either way."""
+    _connection_options(top, suppress=False)
+
+
+def _option(args: argparse.Namespace, name: str) -> Any:
+    """An option's value, given before or after the command's name, or its default."""
+    defaults = {"timeout": DEFAULT_TIMEOUT_S, "json": False}
+    return getattr(args, name, defaults.get(name))
 
 
 def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``status``, ``homes``, ``events``, ``why`` and ``export`` to the ``jeisson`` command."""
-    common = _common()
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common, suppress=True)
     epilog = ("exit status: 0 done, 1 the API said no, 2 usage, 3 the API cannot be reached, 4 the API failed. "
               f"Times: {FORMS}.")
 
