@@ -6,6 +6,8 @@
     jeisson pki aggregator DIR [--dns NAME]... [--ip IP]... [--force] [--days N]
     jeisson pki home DIR HOME-ID [--force] [--days N]
     jeisson pki board DIR BOARD-ID [--force]
+    jeisson pki operator DIR NAME [--force] [--days N]
+    jeisson pki token DIR NAME
     jeisson pki manhole DIR [--force]
     jeisson pki revoke DIR HOME-ID
     jeisson pki list DIR
@@ -45,6 +47,22 @@ def _pki_aggregator(args: argparse.Namespace, out: TextIO) -> int:
 
 def _pki_home(args: argparse.Namespace, out: TextIO) -> int:
     _written(pki.issue_home(args.dir, args.home_id, force=args.force, days=args.days), out)
+    return 0
+
+
+def _pki_operator(args: argparse.Namespace, out: TextIO) -> int:
+    cert, key = pki.issue_operator(args.dir, args.name, force=args.force, days=args.days)
+    _written([cert, key], out)
+    out.write(f"for the HTTP API ([api] tls = yes): jeisson --cert {cert} --key {key} --ca "
+              f"{args.dir}/{pki.CA_CERT} --api https://HOST:8480 status\n")
+    return 0
+
+
+def _pki_token(args: argparse.Namespace, out: TextIO) -> int:
+    token, path = pki.issue_token(args.dir, args.name)
+    out.write(f"{token}\n")
+    out.write(f"# token {args.name!r}: its SHA-256 appended to {path} ([api] tokens = {path}); the token above is "
+              "shown once and kept nowhere: put it in a file only its user reads (jeisson --token-file FILE)\n")
     return 0
 
 
@@ -111,6 +129,12 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     board = command("board", _pki_board, "make a board's shared key")
     board.add_argument("board_id", metavar="BOARD-ID")
     board.add_argument("--force", action="store_true", help="replace an existing key")
+    operator = command("operator", _pki_operator, "issue an operator's client certificate for the HTTP API")
+    operator.add_argument("name", metavar="NAME")
+    operator.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    operator.add_argument("--force", action="store_true", help="replace an existing certificate")
+    token = command("token", _pki_token, "make a bearer token for the HTTP API (printed once; its hash is kept)")
+    token.add_argument("name", metavar="NAME")
     manhole = command("manhole", _pki_manhole, "make the manhole's SSH host key and an operator's key pair")
     manhole.add_argument("--force", action="store_true", help="replace existing keys")
     revoke = command("revoke", _pki_revoke, "put a home's certificate on the revocation list")

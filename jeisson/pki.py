@@ -12,6 +12,11 @@ the configs that read it::
     manhole/ssh_host_ed25519_key    the manhole's SSH host key (OpenSSH format), and .pub
     manhole/operator_ed25519, .pub  an operator's SSH key pair, for ``ssh -i``
     manhole/authorized_keys         the operator's public key, as OpenSSH reads it
+    operators/<name>.pem, .key      an operator's client certificate for the HTTP API ([api] tls = yes):
+                                    CN = the name, SAN URI jeisson:operator:<name>, clientAuth
+    api-tokens                      the HTTP API's bearer tokens ([api] tokens = ...): one line each,
+                                    the token's SHA-256 in hex and its name; the token itself is
+                                    printed once and kept nowhere
 
 Private keys are written with mode 0600 (PEM PKCS#8 unencrypted, except the
 OpenSSH ones), each file atomically (a temporary file renamed over it).  An
@@ -23,6 +28,7 @@ is wrong; nothing here prints.
 """
 
 import datetime
+import hashlib
 import ipaddress
 import os
 import re
@@ -41,6 +47,8 @@ from jeisson.wire.home_actuator import ID_PATTERN as BOARD_ID_PATTERN
 CA_DAYS = 3650  # the CA, and the revocation list's next update
 CERT_DAYS = 825  # the aggregator's and the homes' certificates
 HOME_URI_PREFIX = "jeisson:home:"
+OPERATOR_URI_PREFIX = "jeisson:operator:"
+OPERATOR_ROLE = "operator"
 DEFAULT_DNS = ("localhost",)
 DEFAULT_IPS = ("127.0.0.1",)
 ORGANIZATION = "jeisson"
@@ -56,6 +64,9 @@ MANHOLE = "manhole"
 MANHOLE_HOST_KEY = os.path.join(MANHOLE, "ssh_host_ed25519_key")
 MANHOLE_OPERATOR_KEY = os.path.join(MANHOLE, "operator_ed25519")
 MANHOLE_AUTHORIZED_KEYS = os.path.join(MANHOLE, "authorized_keys")
+OPERATORS = "operators"
+API_TOKENS = "api-tokens"
+TOKEN_PREFIX = "jst_"  # a token says what it is (secret scanners, logs)
 
 
 class PKIError(Exception):
@@ -66,7 +77,7 @@ class PKIError(Exception):
 class Issued:
     """One credential in a folder, as ``list_credentials`` finds it."""
 
-    kind: str  # ca, crl, aggregator, home, board, manhole-host, manhole-operator
+    kind: str  # ca, crl, aggregator, home, operator, api-token, board, manhole-host, manhole-operator
     name: str
     path: str
     not_after: datetime.datetime | None = None  # certificates and the CRL's next update
@@ -84,6 +95,11 @@ def now() -> datetime.datetime:
 def home_paths(directory: str, home_id: str) -> tuple[str, str]:
     """``(certificate, key)`` of a home in the folder."""
     return os.path.join(directory, HOMES, f"{home_id}.pem"), os.path.join(directory, HOMES, f"{home_id}.key")
+
+
+def operator_paths(directory: str, name: str) -> tuple[str, str]:
+    """``(certificate, key)`` of an operator in the folder."""
+    return (os.path.join(directory, OPERATORS, f"{name}.pem"), os.path.join(directory, OPERATORS, f"{name}.key"))
 
 
 def board_key_path(directory: str, board_id: str) -> str:
@@ -246,20 +262,38 @@ def make_crl(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def home_id_of(cert: x509.Certificate) -> str | None:
-    """The home id a certificate names: its SAN URI ``jeisson:home:<id>``,
-    else its subject CN; None when it names none."""
+def _uris(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-            if uri.startswith(HOME_URI_PREFIX):
-                return uri[len(HOME_URI_PREFIX):]
+        return []
+    return [str(uri) for uri in san.get_values_for_type(x509.UniformResourceIdentifier)]
+
+
+def home_id_of(cert: x509.Certificate) -> str | None:
+    """The home id a certificate names: its SAN URI ``jeisson:home:<id>``,
+    else its subject CN; None when it names none, and for an operator's
+    certificate (``jeisson:operator:<name>``), whatever its CN: an operator
+    named like a home is not that home."""
+    uris = _uris(cert)
+    for uri in uris:
+        if uri.startswith(HOME_URI_PREFIX):
+            return uri[len(HOME_URI_PREFIX):]
+    if any(uri.startswith(OPERATOR_URI_PREFIX) for uri in uris):
+        return None
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if names else None
     return value if isinstance(value, str) else None
+
+
+def operator_of(cert: x509.Certificate) -> str | None:
+    """The operator a certificate names (its SAN URI
+    ``jeisson:operator:<name>``, the role the HTTP API takes), or None: a
+    home's certificate, from the same CA, is no operator's."""
+    for uri in _uris(cert):
+        if uri.startswith(OPERATOR_URI_PREFIX):
+            return uri[len(OPERATOR_URI_PREFIX):] or None
+    return None
 
 
 def _check_id(kind: str, value: str, pattern: re.Pattern[str], rule: str) -> None:
@@ -347,6 +381,68 @@ def issue_home(directory: str, home_id: str, force: bool = False, not_before: da
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, _cert_pem(cert), private=False)
     return [cert_path, key_path]
+
+
+def issue_operator(directory: str, name: str, force: bool = False, days: int = CERT_DAYS) -> list[str]:
+    """An operator's key and client certificate for the HTTP API (role
+    ``operator``: SAN URI ``jeisson:operator:<name>``); returns the files."""
+    _check_id("operator", name, HOME_ID_PATTERN, "1-32 letters, digits, '_', '.', '-'")
+    cert_path, key_path = operator_paths(directory, name)
+    _refuse_existing((cert_path, key_path), force)
+    ca_key, ca_cert = _load_ca(directory)
+    key, cert = issue(ca_key, ca_cert, name, [x509.UniformResourceIdentifier(OPERATOR_URI_PREFIX + name)],
+                      ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, _cert_pem(cert), private=False)
+    return [cert_path, key_path]
+
+
+def token_hash(token: str) -> str:
+    """What the tokens file keeps of a token: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(directory: str, name: str) -> tuple[str, str]:
+    """A new bearer token for the HTTP API named ``name``: its hash is
+    appended to ``DIR/api-tokens`` (made 0600 if new); returns ``(token,
+    path)``.  The token is kept nowhere: lost, it is replaced by a new one
+    (and the old line deleted)."""
+    _check_id("token", name, HOME_ID_PATTERN, "1-32 letters, digits, '_', '.', '-'")
+    path = os.path.join(directory, API_TOKENS)
+    if not os.path.isdir(directory):
+        raise PKIError(f"{directory}: no such folder")
+    if os.path.exists(path):
+        for number, (_, known) in enumerate(read_tokens(path), 1):
+            if known == name:
+                raise PKIError(f"{path}: a token named {name!r} exists (line {number}): delete its line first, "
+                               "or choose another name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(f"{token_hash(token)} {name}\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise PKIError(f"cannot write {path}: {e.strerror}") from None
+    return token, path
+
+
+def read_tokens(path: str) -> list[tuple[str, str]]:
+    """``(SHA-256 hex, name)`` of each line of a tokens file (``#`` starts a
+    comment); ``PKIError`` naming the line that is not one."""
+    found = []
+    text = _read(path, "the API's tokens").decode("utf-8", "replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        digest, _, name = line.partition(" ")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise PKIError(f"{path}: line {number}: expected a token's SHA-256 (64 lowercase hex digits) and its "
+                           "name, as jeisson pki token writes")
+        found.append((digest, name.strip()))
+    return found
 
 
 def issue_board(directory: str, board_id: str, force: bool = False) -> list[str]:
@@ -449,6 +545,17 @@ def list_credentials(directory: str) -> list[Issued]:
             cert = load_certificate(path)
             found.append(Issued("home", home_id_of(cert) or entry[:-4], path, cert.not_valid_after_utc,
                                 cert.serial_number, revoked.get(cert.serial_number)))
+    operators = os.path.join(directory, OPERATORS)
+    for entry in sorted(os.listdir(operators)) if os.path.isdir(operators) else []:
+        if entry.endswith(".pem"):
+            path = os.path.join(operators, entry)
+            cert = load_certificate(path)
+            found.append(Issued("operator", operator_of(cert) or entry[:-4], path, cert.not_valid_after_utc,
+                                cert.serial_number, revoked.get(cert.serial_number)))
+    tokens = os.path.join(directory, API_TOKENS)
+    if os.path.exists(tokens):
+        for _, name in read_tokens(tokens):
+            found.append(Issued("api-token", name, tokens))
     boards = os.path.join(directory, BOARDS)
     for entry in sorted(os.listdir(boards)) if os.path.isdir(boards) else []:
         if entry.endswith(".key"):

@@ -33,6 +33,9 @@
     [store]                            ; optional: see jeisson.store.config
     path = aggregator.sqlite           ; the default: this file's name, .sqlite
 
+    [api]                              ; optional: see jeisson.web.config
+    listen = tcp:8480:interface=127.0.0.1   ; the default; none: no HTTP API, dashboard nor metrics
+
     [tls]                              ; required to start: see jeisson.tls
     ca = pki/ca.pem                    ; paths relative to this file's folder
     cert = pki/aggregator.pem
@@ -55,6 +58,7 @@ from jeisson.limits import Limits, read_limits
 from jeisson.manhole import ManholeConfig, read_manhole
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
+from jeisson.web.config import AGGREGATOR_LISTEN, ApiConfig, read_api
 
 __all__ = ["AggregatorConfig", "Event", "EventSpec", "Feeder", "HomeEntry", "config_from_ini", "config_from_string",
            "read_config"]
@@ -108,6 +112,9 @@ class AggregatorConfig:
     tls: TLSConfig | None = None
     limits: Limits = Limits()  # the listener for homes (jeisson.limits)
     max_event_s: float = MAX_EVENT_S  # longer events are refused
+    # [api]: the HTTP API, dashboard and metrics (jeisson.web); None: no
+    # [api] section, the defaults (jeisson.aggregator.tap.api_config).
+    api: ApiConfig | None = None
 
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
@@ -161,6 +168,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
     store = read_store(ini, STORE_BATCH_S)
     limits = read_limits(ini, section)
     max_event_s = ini.number(section, "max_event_s", MAX_EVENT_S, low=60, high=366 * 86400)
+    api = read_api(ini, AGGREGATOR_LISTEN) if ini.has_section("api") else None
     ini.check_unknown()
     return AggregatorConfig(
         listen=listen,
@@ -180,6 +188,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         tls=tls,
         limits=limits,
         max_event_s=max_event_s,
+        api=api,
     )
 
 

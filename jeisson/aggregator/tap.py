@@ -34,6 +34,8 @@ from jeisson.status_file import StatusFileService
 from jeisson.store import StoreError
 from jeisson.store.service import StoreService, open_store
 from jeisson.transports.stream import LineLinkFactory
+from jeisson.web import aggregator_web
+from jeisson.web.config import AGGREGATOR_LISTEN, ApiConfig, check_tokens
 from jeisson.wire import aggregator_home
 
 
@@ -43,6 +45,12 @@ class Options(ConfigOptions):
     def postOptions(self) -> None:
         super().postOptions()
         self["tls"] = server_tls(self["parsed"], self["config"])
+        check_tokens(api_config(self["parsed"], self["config"]))
+
+
+def api_config(config: AggregatorConfig, source: str) -> ApiConfig:
+    """``[api]`` as read, or the default for a config built without it."""
+    return config.api if config.api is not None else ApiConfig(source, AGGREGATOR_LISTEN)
 
 
 def server_tls(config: AggregatorConfig, source: str) -> tls.ServerTLS | None:
@@ -130,4 +138,10 @@ def makeService(options) -> MultiService:
         status_file.setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
+    try:
+        web = aggregator_web(aggregator, api_config(config, options["config"]), reactor)
+    except ConfigError as e:  # [api] tls = yes with credentials that cannot be used
+        raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
+    if web is not None:
+        web.setServiceParent(top)
     return top

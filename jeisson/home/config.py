@@ -43,6 +43,10 @@
     key = pki/homes/home-1.key
     name = localhost                    ; default: the host of [home] aggregator
 
+    [api]                               ; optional: see jeisson.web.config
+    listen = tcp:8481:interface=127.0.0.1   ; the default; none: no owner's page nor API
+    tokens = api-tokens                 ; needed for a listen off loopback (no tls = yes on a home)
+
     [store]                             ; optional: on by default (jeisson.store.config)
     path = home-1.sqlite                ; default: this file's name with .sqlite, beside it; none: off
     batch_s = 30                        ; a home's default: commits at most this often (an SD card)
@@ -58,6 +62,7 @@ from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 from jeisson.transports.boards import HomeSerialConfig, read_board_key
 from jeisson.transports.serial import read_serial_port
+from jeisson.web.config import HOME_LISTEN, ApiConfig, read_api
 from jeisson.wire import aggregator_home, home_actuator
 
 # The furthest ahead a BUDGET may end (``[home] max_budget_s``): two days,
@@ -108,6 +113,7 @@ class HomeConfig:
     limits: Limits = DEFAULTS["home"]  # the boards' listener (jeisson.limits)
     reconnect: FullJitter = FullJitter()  # the uplink's retry policy (jeisson.backoff)
     max_budget_s: float = MAX_BUDGET_S  # a BUDGET ending later is held this long only
+    api: ApiConfig | None = None  # [api] (jeisson.web); None: no [api] section, the defaults
 
 
 def config_from_ini(ini: IniFile) -> HomeConfig:
@@ -169,10 +175,12 @@ def config_from_ini(ini: IniFile) -> HomeConfig:
     limits = read_limits(ini, s)
     reconnect = read_backoff(ini, s)
     max_budget_s = ini.number(s, "max_budget_s", MAX_BUDGET_S, low=60, high=366 * 86400)
+    api = read_api(ini, HOME_LISTEN, tls_possible=False) if ini.has_section("api") else None
     ini.check_unknown()
     return HomeConfig(home_id, secret, aggregator, listen, heartbeat_s, command_timeout_s, measure_period_s,
                       actuators, loads, manhole, serials, opt_out_all, opt_out_events, store, tls=tls,
-                      board_keys=board_keys, limits=limits, reconnect=reconnect, max_budget_s=max_budget_s)
+                      board_keys=board_keys, limits=limits, reconnect=reconnect, max_budget_s=max_budget_s,
+                      api=api)
 
 
 def _opt_out(ini: IniFile, section: str) -> tuple[bool, frozenset[str]]:

@@ -35,6 +35,8 @@ from jeisson.store.service import StoreService, open_store
 from jeisson.transports.boards import HomeSerialConfig, home_serial_service
 from jeisson.transports.serial import SerialPortService
 from jeisson.transports.stream import LineLinkFactory
+from jeisson.web import home_web
+from jeisson.web.config import HOME_LISTEN, ApiConfig, check_tokens
 from jeisson.wire import aggregator_home, home_actuator
 
 
@@ -44,6 +46,12 @@ class Options(ConfigOptions):
     def postOptions(self) -> None:
         super().postOptions()
         self["tls"] = client_tls(self["parsed"], self["config"])
+        check_tokens(api_config(self["parsed"], self["config"]))
+
+
+def api_config(config: HomeConfig, source: str) -> ApiConfig:
+    """``[api]`` as read, or the default for a config built without it."""
+    return config.api if config.api is not None else ApiConfig(source, HOME_LISTEN)
 
 
 def client_tls(config: HomeConfig, source: str) -> tls.Loaded | None:
@@ -168,4 +176,7 @@ def makeService(options) -> MultiService:
     uplink_service(home, reactor, endpoint).setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"home": home}).setServiceParent(top)
+    web = home_web(home, api_config(config, options["config"]), reactor)
+    if web is not None:
+        web.setServiceParent(top)
     return top

@@ -1,1 +1,146 @@
-"""What jeisson serves over HTTP: the JSON API, the dashboard, the live push and /metrics."""
+"""What jeisson serves over HTTP: the JSON API, the dashboard, the live push and /metrics.
+
+The rooms:
+
+``config``
+    ``[api]``: where, TLS, tokens, extra host names (``read_api``).
+``errors``
+    The one error body, and the checks of query and JSON fields.
+``auth``
+    ``Guard``: Host against DNS rebinding, credentials (operator
+    certificates, bearer tokens), same-origin JSON writes.
+``site``
+    ``Routes``, ``build_site``: one ``Site`` per process, with the others'
+    resources mounted (``/api/v1/stream``, ``/metrics``, ``/``).
+``aggregator_api``, ``home_api``
+    The handlers and views of each process's API.
+``openapi``
+    The OpenAPI 3.1 documents shipped in ``openapi/``.
+
+``aggregator_web`` and ``home_web`` (below) are what the taps call: the
+service that listens, with everything mounted.
+"""
+
+import importlib
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class ApiListener(Service):
+    """Listens on ``[api] listen`` with the Site.  A port written in the
+    config that cannot be bound stops the start (as ``strports.service``
+    does); the default port, not written, is only warned about: a second
+    home on the same machine still runs, without its page."""
+
+    log = Logger()
+
+    def __init__(self, listen: str, factory: Any, explicit: bool, reactor: Any, what: str, scheme: str = "http"):
+        self.listen = listen
+        self.factory = factory
+        self.explicit = explicit
+        self.reactor = reactor
+        self.what = what
+        self.scheme = scheme
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        failed: list[Failure] = []
+        serverFromString(self.reactor, self.listen).listen(self.factory).addCallbacks(self._listening, failed.append)
+        if failed:
+            if self.explicit:
+                failed[0].raiseException()
+            self.log.warn("{what}: not served: cannot listen on {listen} ({why}); set [api] listen to a free port, "
+                          "or none", what=self.what, listen=self.listen, why=failed[0].getErrorMessage())
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        address = port.getHost()
+        host = getattr(address, "host", "?")
+        shown = f"[{host}]" if ":" in host else host
+        self.log.info("{what} on {scheme}://{host}:{port}/api/v1 (dashboard at /, metrics at /metrics)",
+                      what=self.what, scheme=self.scheme, host=shown, port=getattr(address, "port", "?"))
+
+    def stopService(self) -> Any:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+def optional(module: str, name: str) -> Any:
+    """``module.name`` if that module is installed (the others' rooms:
+    metrics, push, dashboard), else None; any other import error raises."""
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+    return getattr(found, name, None)
+
+
+def _mount(mounts: dict[str, Any], path: str, module: str, name: str, *args: Any) -> None:
+    make = optional(module, name)
+    if make is not None:
+        mounts[path] = make(*args)
+
+
+def aggregator_mounts(aggregator: Any, reactor: Any) -> dict[str, Any]:
+    """The others' resources for the aggregator's Site, those present."""
+    mounts: dict[str, Any] = {}
+    _mount(mounts, "/metrics", "jeisson.web.metrics", "aggregator_metrics", aggregator, reactor)
+    _mount(mounts, "/api/v1/stream", "jeisson.web.push", "aggregator_stream", aggregator, reactor)
+    _mount(mounts, "/", "jeisson.web.dashboard", "aggregator_pages")
+    return mounts
+
+
+def home_mounts(home: Any, reactor: Any) -> dict[str, Any]:
+    mounts: dict[str, Any] = {}
+    _mount(mounts, "/metrics", "jeisson.web.metrics", "home_metrics", home, reactor)
+    _mount(mounts, "/api/v1/stream", "jeisson.web.push", "home_stream", home, reactor)
+    _mount(mounts, "/", "jeisson.web.dashboard", "home_pages")
+    return mounts
+
+
+def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -> Service:
+    from jeisson.web.auth import ApiTLS
+
+    factory = site
+    if config.tls:
+        factory = ApiTLS(tls_config, certificate_required=config.tokens is None).wrap(site)
+    return ApiListener(config.listen, factory, config.explicit, reactor, what, "https" if config.tls else "http")
+
+
+def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Service | None:
+    """The aggregator's HTTP service (None with ``[api] listen = none``):
+    the API, and what the others mount."""
+    from jeisson.web.aggregator_api import AggregatorApi
+    from jeisson.web.auth import Guard
+    from jeisson.web.site import build_site
+
+    if config.listen is None:
+        return None
+    api = AggregatorApi(aggregator, config.rounds_kept, config.max_rows)
+    site = build_site(api.routes(), Guard(config), aggregator_mounts(aggregator, reactor))
+    return _service(config, site, aggregator.config.tls, reactor, "aggregator API")
+
+
+def home_web(home: Any, config: Any, reactor: Any) -> Service | None:
+    """The home's HTTP service (None with ``[api] listen = none``)."""
+    from jeisson.web.auth import Guard
+    from jeisson.web.home_api import HomeApi
+    from jeisson.web.site import build_site
+
+    if config.listen is None:
+        return None
+    api = HomeApi(home, config.max_rows)
+    site = build_site(api.routes(), Guard(config), home_mounts(home, reactor))
+    return _service(config, site, None, reactor, f"home {home.config.id} API")

@@ -1,0 +1,252 @@
+"""Who may use the HTTP API, judged before any resource sees a request.
+
+``Guard.check(request)`` raises ``ApiError`` (401 unauthorized, 403
+forbidden) or returns the caller's name.  In order:
+
+1. The ``Host`` header must name the listen address, ``localhost``, a
+   loopback address or one of ``[api] hosts``: a page from elsewhere whose
+   name resolves to this address (DNS rebinding) is refused.
+2. Credentials, when the API needs them (``[api] tls = yes`` or
+   ``tokens``; a loopback API without either needs none): a client
+   certificate naming an operator (``jeisson pki operator``; the TLS layer
+   has checked it against the CA and the revocation list), or a bearer
+   token (``Authorization: Bearer ...``, or the ``jeisson_token`` cookie a
+   page may set) whose SHA-256 is in the tokens file (reread when it
+   changes).
+3. Writes (POST, PUT, PATCH, DELETE): with a body, ``Content-Type:
+   application/json``, which no HTML form can send; an ``Origin`` header,
+   when present, must be this API's own origin (a fetch from another
+   site's page is refused even if the browser sent cookies or a
+   certificate).
+
+Static pages (the dashboard's files) pass 1 only: they hold no data.
+"""
+
+import hmac
+import ipaddress
+import os
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.ssl import Certificate
+from twisted.logger import Logger
+
+from jeisson import pki
+from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify
+from jeisson.web.config import ApiConfig
+from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
+
+WRITES = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
+WITH_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
+TOKEN_COOKIE = b"jeisson_token"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_of(header: str) -> str:
+    """The name in a ``Host`` header, without its port, lowercased
+    (``[::1]:8480`` -> ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    if header.count(":") == 1:
+        return header.split(":", 1)[0]
+    return header
+
+
+def listen_host(listen: str | None) -> str | None:
+    """The interface an endpoint string binds, if it names one."""
+    if listen is None:
+        return None
+    try:
+        _, kwargs = _endpoint_parts(listen)
+    except Exception:
+        return None
+    return kwargs.get("interface") or None
+
+
+class TokenFile:
+    """The tokens file's hashes, read again when its modification time or
+    size changes (a token added or deleted takes effect at the next
+    request).  A file that cannot be read keeps the hashes read before."""
+
+    log = Logger()
+
+    def __init__(self, path: str):
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._hashes: dict[str, str] = {}  # SHA-256 hex -> name
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            stat = os.stat(self.path)
+        except OSError as e:
+            if self._stamp is not None:
+                self.log.error("API tokens file {path} cannot be read ({why}); keeping the tokens read before",
+                               path=self.path, why=e.strerror)
+                self._stamp = None
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            self._hashes = {digest: name for digest, name in pki.read_tokens(self.path)}
+        except pki.PKIError as e:
+            self.log.error("{why}; keeping the tokens read before", why=str(e))
+        self._stamp = stamp
+
+    def name_of(self, token: str) -> str | None:
+        """The name of a valid token, or None."""
+        self.refresh()
+        digest = pki.token_hash(token)
+        for known, name in self._hashes.items():
+            if hmac.compare_digest(known, digest):
+                return name or "token"
+        return None
+
+
+def operator_of_request(request: Any) -> str | None:
+    """The operator named by the request's client certificate, if any."""
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    get = getattr(transport, "getPeerCertificate", None)
+    if get is None:
+        return None
+    try:
+        cert = get()
+    except Exception:
+        return None
+    if cert is None:
+        return None
+    if isinstance(cert, Certificate):
+        cert = cert.original
+    try:
+        return pki.operator_of(cert.to_cryptography())
+    except Exception:
+        return None
+
+
+class ApiTLS(ServerTLS):
+    """HTTPS for the API with the process's ``[tls]`` credentials: the
+    server's certificate, the CA and revocation list that judge clients'.
+    ``certificate_required`` False (tokens also accepted): a client may
+    come without a certificate and show a token instead; one that shows a
+    certificate is still checked against the CA and the list."""
+
+    def __init__(self, tls: TLSConfig, certificate_required: bool = True):
+        self.certificate_required = certificate_required
+        super().__init__(tls)
+
+    def _make_context(self, crl: Any) -> SSL.Context:
+        context = super()._make_context(crl)
+        if not self.certificate_required:
+            context.set_verify(SSL.VERIFY_PEER, _verify)
+        return context
+
+
+class Guard:
+    """The checks of the module, for one process's ``[api]``."""
+
+    log = Logger()
+
+    def __init__(self, config: ApiConfig, tokens: TokenFile | None = None):
+        self.config = config
+        hosts = set(LOOPBACK_NAMES) | set(config.hosts)
+        interface = listen_host(config.listen)
+        if interface and interface not in ("0.0.0.0", "::"):
+            hosts.add(interface.lower())
+        self.hosts = frozenset(hosts)
+        self.tokens = tokens if tokens is not None else (TokenFile(config.tokens) if config.tokens else None)
+
+    @classmethod
+    def loopback(cls) -> "Guard":
+        """No credentials, the loopback names only: tests, and the default."""
+        from jeisson.web.config import AGGREGATOR_LISTEN
+
+        return cls(ApiConfig("<default>", AGGREGATOR_LISTEN))
+
+    def host_allowed(self, header: str | None) -> bool:
+        if not header:
+            return False
+        name = host_of(header)
+        if name in self.hosts:
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
+
+    def check(self, request: Any, public: bool = False) -> str | None:
+        """Raise ``ApiError`` if ``request`` may not go on; else the caller's
+        name (None on an API that needs no credentials, or a public page)."""
+        host = _header(request, b"host")
+        if not self.host_allowed(host):
+            raise ApiError(403, FORBIDDEN, f"Host {host!r} is not a name this API answers to (its listen address, "
+                                           "localhost, or [api] hosts): refused against DNS rebinding")
+        if public:
+            return None
+        who = self.identify(request)
+        if request.method in WRITES:
+            self.check_write(request, host or "")
+        return who
+
+    def identify(self, request: Any) -> str | None:
+        if not self.config.needs_credentials:
+            return None
+        if self.config.tls:
+            operator = operator_of_request(request)
+            if operator is not None:
+                return f"operator {operator}"
+        if self.tokens is not None:
+            token = _bearer(request)
+            if token is not None:
+                name = self.tokens.name_of(token)
+                if name is not None:
+                    return f"token {name}"
+                raise ApiError(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
+                               headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'})
+        ways = []
+        if self.config.tls:
+            ways.append("a client certificate with role operator (jeisson pki operator DIR NAME)")
+        if self.tokens is not None:
+            ways.append("a bearer token (Authorization: Bearer ...; jeisson pki token DIR NAME)")
+        raise ApiError(401, UNAUTHORIZED, "credentials needed: " + ", or ".join(ways),
+                       headers={"WWW-Authenticate": 'Bearer realm="jeisson"'} if self.tokens is not None else {})
+
+    def check_write(self, request: Any, host: str) -> None:
+        if request.method in WITH_BODY:
+            kind = (_header(request, b"content-type") or "").split(";", 1)[0].strip().lower()
+            if kind != "application/json":
+                raise ApiError(403, FORBIDDEN, f"a write needs Content-Type: application/json, got {kind or 'none'!r}"
+                                               " (HTML forms from other sites are refused)")
+        origin = _header(request, b"origin")
+        if origin is not None:
+            scheme = "https" if request.isSecure() else "http"
+            own = f"{scheme}://{host.strip().lower()}"
+            if origin.strip().lower() != own:
+                raise ApiError(403, FORBIDDEN, f"Origin {origin!r} is not this API's own ({own}): writes from "
+                                               "another site's page are refused")
+        fetch_site = _header(request, b"sec-fetch-site")
+        if fetch_site is not None and fetch_site.lower() == "cross-site":
+            raise ApiError(403, FORBIDDEN, "Sec-Fetch-Site: cross-site: writes from another site's page are refused")
+
+
+def _header(request: Any, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _bearer(request: Any) -> str | None:
+    header = _header(request, b"authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    cookie = request.getCookie(TOKEN_COOKIE)
+    if cookie:
+        return bytes(cookie).decode("latin-1")
+    return None

@@ -1,0 +1,100 @@
+"""The ``[api]`` section: where a process serves HTTP, and to whom.
+
+::
+
+    [api]
+    listen = tcp:8480:interface=127.0.0.1   ; the default (a home's: 8481); none: no HTTP at all
+    tls = no                  ; yes: HTTPS with the process's [tls] credentials, and a client
+                              ; certificate with role operator (jeisson pki operator DIR NAME)
+    tokens = api-tokens       ; bearer tokens' SHA-256 hashes (jeisson pki token DIR NAME),
+                              ; relative to this file's folder
+    hosts = jeisson.example   ; names the API is reached by, besides the listen address and localhost
+    rounds_kept = 200         ; recent rounds answered from memory (older ones from the store)
+    max_rows = 10000          ; the most measurement rows one reply carries
+
+A listen that is not loopback is refused unless the API needs credentials
+(``tls = yes`` or ``tokens``): the error names the file and the key.  A
+bare port listens on 127.0.0.1.
+"""
+
+import os
+
+import attrs
+
+from jeisson.config import ConfigError, IniFile
+from jeisson.tls import server_is_loopback
+
+SECTION = "api"
+AGGREGATOR_LISTEN = "tcp:8480:interface=127.0.0.1"
+HOME_LISTEN = "tcp:8481:interface=127.0.0.1"
+ROUNDS_KEPT = 200
+MAX_ROWS = 10_000
+
+
+@attrs.frozen
+class ApiConfig:
+    """``[api]`` as read: ``listen`` None when turned off (``none``)."""
+
+    source: str
+    listen: str | None
+    tls: bool = False
+    tokens: str | None = None  # the tokens file's absolute path
+    hosts: tuple[str, ...] = ()
+    rounds_kept: int = ROUNDS_KEPT
+    max_rows: int = MAX_ROWS
+    explicit: bool = False  # listen written in the file (a port that cannot be bound then stops the start)
+
+    @property
+    def loopback(self) -> bool:
+        return self.listen is not None and server_is_loopback(self.listen)
+
+    @property
+    def needs_credentials(self) -> bool:
+        return self.tls or self.tokens is not None
+
+
+def read_api(ini: IniFile, default_listen: str, tls_possible: bool = True) -> ApiConfig:
+    """The ``[api]`` section of ``ini`` (all of it optional).
+
+    ``tls_possible`` False (a home: its certificate is a client's) refuses
+    ``tls = yes`` with the reason."""
+    section = SECTION
+    raw_listen = ini.raw(section, "listen", default_listen)
+    listen: str | None
+    if raw_listen.lower() == "none":
+        listen = None
+    else:
+        kind = raw_listen.split(":", 1)[0].strip().lower()
+        if kind in ("ssl", "tls"):
+            raise ini.error(section, "listen", f"{kind}: endpoints are not used: write a tcp: endpoint and "
+                                               "tls = yes (the process's [tls] credentials)")
+        listen = ini.server_endpoint(section, "listen", default_listen, loopback_default=True)
+    tls = ini.boolean(section, "tls", False)
+    if tls and not tls_possible:
+        raise ini.error(section, "tls", "a home's [tls] certificate is a client's, not a server's: use tokens = "
+                                        "FILE (jeisson pki token DIR NAME) for an API off loopback")
+    tokens = ini.raw(section, "tokens", None) or None
+    if tokens is not None:
+        tokens = os.path.join(os.path.dirname(os.path.abspath(ini.source)), os.path.expanduser(tokens))
+    hosts = tuple(h.strip().lower() for h in ini.raw(section, "hosts", "").split(",") if h.strip())
+    rounds_kept = ini.number(section, "rounds_kept", ROUNDS_KEPT, low=1, high=100_000, integer=True)
+    max_rows = ini.number(section, "max_rows", MAX_ROWS, low=1, high=1_000_000, integer=True)
+    explicit = ini.raw(section, "listen", None) is not None
+    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit)
+    if listen is not None and not config.loopback and not config.needs_credentials:
+        raise ini.error(section, "listen", f"{listen} is not loopback: the API would answer anyone who reaches it; "
+                                           "set tls = yes (client certificates with role operator) or tokens = FILE "
+                                           "(jeisson pki token DIR NAME), or listen on 127.0.0.1")
+    return config
+
+
+def check_tokens(config: ApiConfig) -> None:
+    """At start: the tokens file can be read (``ConfigError`` naming it)."""
+    if config.tokens is None:
+        return
+    from jeisson import pki
+
+    try:
+        pki.read_tokens(config.tokens)
+    except pki.PKIError as e:
+        raise ConfigError(f"{config.source}: [api] tokens: {e}") from None

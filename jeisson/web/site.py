@@ -1,0 +1,312 @@
+"""One twisted.web ``Site`` per process: the JSON API and what others mount.
+
+::
+
+    /api/v1/...        the JSON API: a table of routes (``Routes``), each a
+                       handler of a ``Call`` (the request, read) returning a
+                       JSON-ready value, a ``Reply`` or a Deferred of either
+    /api/v1/stream     mounted: the live push (jeisson.web.push)
+    /metrics           mounted: Prometheus (jeisson.web.metrics)
+    /, /static/...     mounted: the pages (jeisson.web.dashboard)
+
+``build_site(routes, guard, mounts)`` takes the mounts as a dict keyed by
+path (``"/api/v1/stream"``, ``"/metrics"``, ``"/"``) so that a test builds
+a Site with or without them.  Every request passes the ``Guard`` first
+(jeisson.web.auth); the pages under ``/`` only its Host check.  Errors are
+the one body of jeisson.web.errors, for mounted resources' paths too when
+the guard refuses.
+
+Handlers are plain functions: they never touch the request, so they are
+tested without HTTP; the resource only reads the request into a ``Call``,
+dispatches, and writes the reply (or the error) once its Deferred fires,
+unless the client went away meanwhile.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from jeisson.web.auth import Guard
+from jeisson.web.errors import INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
+
+API_PREFIX = "/api/v1"
+JSON = "application/json; charset=utf-8"
+CSV = "text/csv; charset=utf-8"
+
+
+@attrs.frozen
+class Reply:
+    """A handler's answer when more than ``200`` and a JSON body: its
+    status, and either a JSON-ready ``body`` or ``raw`` bytes of
+    ``content_type``."""
+
+    body: Any = None
+    status: int = 200
+    content_type: str = JSON
+    raw: bytes | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Call:
+    """A request as a handler sees it: method, path parameters, query,
+    headers it may need, body bytes."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] = attrs.field(factory=dict)
+    args: Mapping[bytes, list[bytes]] = attrs.field(factory=dict)
+    body: bytes = b""
+    accept: str = ""
+    who: str | None = None  # the caller (operator or token name), when credentials are needed
+
+    def param(self, name: str) -> str:
+        return self.params[name]
+
+
+Handler = Callable[[Call], Any]
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@attrs.frozen
+class _Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Routes:
+    """``(method, path template) -> handler``; templates under ``/api/v1``
+    like ``/events/{id}`` (a parameter is one path segment)."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+
+    def add(self, method: str, template: str, handler: Handler) -> None:
+        regex = "".join(f"(?P<{part[1:-1]}>[^/]+)" if _PARAM.fullmatch(part) else re.escape(part)
+                        for part in re.split(r"(\{\w+\})", template))
+        self._routes.append(_Route(method.upper(), template, re.compile(regex + r"\Z"), handler))
+
+    def get(self, template: str, handler: Handler) -> None:
+        self.add("GET", template, handler)
+
+    def templates(self) -> list[tuple[str, str]]:
+        return [(r.method, r.template) for r in self._routes]
+
+    def find(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        """The handler and path parameters, or ``ApiError`` 404 / 405."""
+        allowed = []
+        for route in self._routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route.handler, match.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise ApiError(405, METHOD_NOT_ALLOWED, f"{method} is not allowed on {API_PREFIX}{path} (allowed: "
+                                                    f"{', '.join(allowed)})", headers={"Allow": ", ".join(allowed)})
+        raise ApiError(404, NOT_FOUND, f"no such path: {API_PREFIX}{path}")
+
+    def dispatch(self, call: Call) -> "Deferred[Any]":
+        """The handler's answer for ``call``, as a Deferred (errors too)."""
+        try:
+            handler, params = self.find(call.method, call.path)
+        except ApiError:
+            return maybeDeferred(_raise)
+        return maybeDeferred(handler, attrs.evolve(call, params=params))
+
+
+def _raise() -> None:
+    raise
+
+
+def write(request: Any, status: int, data: bytes, content_type: str, headers: Mapping[str, str] = {}) -> None:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", content_type.encode())
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    for name, value in headers.items():
+        request.setHeader(name.encode(), value.encode())
+    request.setHeader(b"content-length", str(len(data)).encode())
+    if request.method != b"HEAD":
+        request.write(data)
+    request.finish()
+
+
+def write_error(request: Any, error: ApiError) -> None:
+    write(request, error.status, encode(error.body()), JSON, error.headers)
+
+
+class _Refused(Resource):
+    """What the guard refused, whatever the path below."""
+
+    isLeaf = True
+
+    def __init__(self, error: ApiError):
+        super().__init__()
+        self.error = error
+
+    def render(self, request: Any) -> bytes:
+        write_error(request, self.error)
+        return NOT_DONE_YET  # type: ignore[return-value]  # already finished
+
+
+class _Routed(Resource):
+    """The rest of the path under ``/api/v1``, answered from the routes."""
+
+    isLeaf = True
+
+    def __init__(self, api: "ApiResource", path: str):
+        super().__init__()
+        self.api = api
+        self.path = path
+
+    def render(self, request: Any) -> int:
+        return self.api.answer(request, self.path)
+
+
+class ApiResource(Resource):
+    """``/api/v1``: mounted children by their first segment (``stream``),
+    else the routes."""
+
+    log = Logger()
+
+    def __init__(self, routes: Routes, guard: Guard, mounts: Mapping[str, Resource] | None = None):
+        super().__init__()
+        self.routes = routes
+        self.guard = guard
+        self.mounts = {name.encode(): child for name, child in (mounts or {}).items()}
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        mounted = self.mounts.get(path)
+        if mounted is not None:
+            return mounted
+        rest = [path, *request.postpath]
+        request.postpath = []
+        try:
+            text = "/" + "/".join(segment.decode("utf-8") for segment in rest)
+        except UnicodeDecodeError:
+            return _Refused(ApiError(404, NOT_FOUND, "no such path (not UTF-8)"))
+        return _Routed(self, text.rstrip("/") or "/")
+
+    def render(self, request: Any) -> int:
+        return self.answer(request, "/")
+
+    def answer(self, request: Any, path: str) -> int:
+        """Answer ``request`` for ``path`` (below /api/v1) from the routes."""
+        try:
+            who = getattr(request, "jeisson_who", None)
+            call = Call(method=request.method.decode("ascii", "replace"), path=path, args=dict(request.args or {}),
+                        body=request.content.read() if request.content is not None else b"",
+                        accept=(request.getHeader(b"accept") or b"").decode("latin-1")
+                        if isinstance(request.getHeader(b"accept"), bytes) else (request.getHeader(b"accept") or ""),
+                        who=who)
+        except Exception:
+            self.log.failure("reading a request for {path}", path=path)
+            write_error(request, ApiError(400, "bad-request", "the request could not be read"))
+            return NOT_DONE_YET
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        self.routes.dispatch(call).addCallbacks(self._reply, self._failed, callbackArgs=(request, gone),
+                                                errbackArgs=(request, gone, call))
+        return NOT_DONE_YET
+
+    def _reply(self, result: Any, request: Any, gone: list[bool]) -> None:
+        if gone:
+            return
+        reply = result if isinstance(result, Reply) else Reply(result)
+        if reply.raw is not None:
+            write(request, reply.status, reply.raw, reply.content_type, reply.headers)
+        elif reply.status == 204:
+            write(request, 204, b"", reply.content_type, reply.headers)
+        else:
+            write(request, reply.status, encode(reply.body), reply.content_type, reply.headers)
+
+    def _failed(self, failure: Failure, request: Any, gone: list[bool], call: Call) -> None:
+        if isinstance(failure.value, ApiError):
+            error = failure.value
+        else:
+            self.log.failure("API {method} {path} failed", failure, method=call.method, path=API_PREFIX + call.path)
+            error = ApiError(500, INTERNAL, f"internal error: {failure.getErrorMessage()} (logged)")
+        if not gone:
+            write_error(request, error)
+
+
+class Root(Resource):
+    """``/``: the guard, then ``api/v1``, ``metrics`` and the pages."""
+
+    def __init__(self, api: ApiResource, guard: Guard, metrics: Resource | None = None,
+                 pages: Resource | None = None):
+        super().__init__()
+        self.guard = guard
+        self.pages = pages
+        v1 = Resource()
+        v1.putChild(b"v1", api)
+        self.named: dict[bytes, Resource] = {b"api": v1}
+        if metrics is not None:
+            self.named[b"metrics"] = metrics
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        named = self.named.get(path)
+        try:
+            request.jeisson_who = self.guard.check(request, public=named is None)
+        except ApiError as e:
+            return _Refused(e)
+        if named is not None:
+            return named
+        if self.pages is not None:
+            return self.pages.getChildWithDefault(path, request)
+        return _Refused(ApiError(404, NOT_FOUND, f"no such path: /{path.decode('utf-8', 'replace')} (the API is "
+                                                 f"under {API_PREFIX})"))
+
+    def render(self, request: Any) -> Any:
+        try:
+            self.guard.check(request, public=True)
+        except ApiError as e:
+            return _Refused(e).render(request)
+        if self.pages is not None:
+            return self.pages.render(request)
+        return _Refused(ApiError(404, NOT_FOUND, f"nothing here: the API is under {API_PREFIX}")).render(request)
+
+
+def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, Resource] | None = None) -> Site:
+    """A Site for ``routes`` behind ``guard`` (loopback, no credentials, by
+    default), with the resources of ``mounts`` at their paths:
+    ``"/api/v1/stream"`` (or any ``"/api/v1/NAME"``), ``"/metrics"``,
+    ``"/"`` (the pages: ``/`` and every path not otherwise taken)."""
+    guard = guard or Guard.loopback()
+    mounts = dict(mounts or {})
+    below = {path[len(API_PREFIX) + 1:]: child for path, child in mounts.items()
+             if path.startswith(API_PREFIX + "/")}
+    for name in below:
+        if "/" in name or not name:
+            raise ValueError(f"mount {API_PREFIX}/{name}: one segment below {API_PREFIX}")
+    unknown = set(mounts) - {"/metrics", "/"} - {API_PREFIX + "/" + n for n in below}
+    if unknown:
+        raise ValueError(f"cannot mount {', '.join(sorted(unknown))}: /metrics, / or {API_PREFIX}/NAME")
+    api = ApiResource(routes, guard, below)
+    site = Site(Root(api, guard, mounts.get("/metrics"), mounts.get("/")))
+    site.displayTracebacks = False
+    return site
+
+
+def api_service(config: Any, site: Site, server_tls: Any = None) -> IService:
+    """Listen on ``config.listen`` (an ``ApiConfig``) with ``site``; over
+    TLS when ``server_tls`` (a ``jeisson.web.auth`` API TLS creator) is
+    given.  ``strports.service``: a port that cannot be bound stops the
+    start."""
+    top = MultiService()
+    factory: Any = site if server_tls is None else server_tls.wrap(site)
+    strports.service(config.listen, factory).setServiceParent(top)
+    return top
