@@ -1,0 +1,291 @@
+"""What the dashboards cost: ``python bench/dashboard_cost.py --homes 10000``.
+
+One aggregator process (the real ``twistd jeisson-aggregator``, its API on
+loopback) and N simulated homes in helper processes, as
+``bench/round_latency.py`` runs them (its ``--run-simulated-homes``
+helpers: each home on its own TCP connection, its board in memory; the
+homes' link in plaintext on loopback, the baseline of that bench, so that
+what is measured is the dashboards and not TLS).  Events are added through
+the aggregator's events file, one after the other, and each event's first
+round is measured as there: the **cycle**, from the event's start to the
+last commitment counted (the aggregator's own log line).
+
+Side by side in the same run, the events alternate: one with no dashboard
+open, the next with ``--dashboards`` (10) open, each a real server-sent
+events connection (``GET /api/v1/stream``) held by a helper process of its
+own that reads every byte as a browser would (HTTP/1.1, chunked).  The
+dashboards are opened before their event (their snapshot read) and closed
+after it, so that the events without any run with no stream open at all.
+
+Measured:
+
+- the time from a round's end (its ``finished``, the aggregator's clock,
+  to the millisecond) to each dashboard's receipt of its ``round`` frame:
+  p50 and p99 over every dashboard and every round;
+- push bytes a second per dashboard, from its snapshot read to its close
+  (each event's round and the homes' changes in it, the power, the quiet
+  after), and the snapshot's size;
+- the cycle's p50 with dashboards against without (``cycle_ratio``,
+  the target being within 10 %).
+
+Last line: ``homes=N dashboards=D update_p50_ms=... update_p99_ms=...
+push_bytes_per_s=... snapshot_bytes=... cycle_p50_ms_none=...
+cycle_p50_ms_dashboards=... cycle_ratio=...``.
+"""
+
+import argparse
+import json
+import pathlib
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = pathlib.Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+
+import round_latency as rl  # noqa: E402  (the bench's own folder, above)
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+# ------------------------------------------------------ the dashboards' helper
+
+
+class SseClient:
+    """One dashboard's stream, read as a browser reads it: the HTTP head, the
+    chunked body, each event's name and data."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        self.sock.setblocking(False)
+        self.raw = b""
+        self.head_done = False
+        self.chunk_left = 0  # bytes of the current chunk still to come
+        self.crlf_left = 0  # then its CRLF
+        self.text = b""
+        self.body_bytes = 0
+        self.snapshot_bytes = 0
+        self.after_snapshot = 0  # body bytes after the snapshot
+        self.rounds: list[dict[str, Any]] = []  # {"number", "finished", "arrived"}
+        self.closed = False
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.raw += data
+        if not self.head_done:
+            head, sep, rest = self.raw.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            status = head.split(b"\r\n", 1)[0]
+            if b" 200 " not in status:
+                raise SystemExit(f"the stream answered {status!r}")
+            self.head_done = True
+            self.raw = rest
+        while self.raw:
+            if self.chunk_left == 0 and self.crlf_left == 0:
+                line, sep, rest = self.raw.partition(b"\r\n")
+                if not sep:
+                    return
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    self.closed = True
+                    return
+                self.chunk_left, self.crlf_left = size, 2
+                self.raw = rest
+            if self.chunk_left:
+                take = self.raw[:self.chunk_left]
+                self.raw = self.raw[len(take):]
+                self.chunk_left -= len(take)
+                self.body_bytes += len(take)
+                self.text += take
+                continue
+            drop = min(self.crlf_left, len(self.raw))
+            self.raw = self.raw[drop:]
+            self.crlf_left -= drop
+        self._frames(now)
+
+    def _frames(self, now: float) -> None:
+        while True:
+            block, sep, rest = self.text.partition(b"\n\n")
+            if not sep:
+                return
+            self.text = rest
+            event = data = None
+            for line in block.split(b"\n"):
+                if line.startswith(b"event: "):
+                    event = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    data = line[6:]
+            size = len(block) + 2
+            if event == "snapshot":
+                self.snapshot_bytes = size
+            elif self.snapshot_bytes:
+                self.after_snapshot += size
+            if event == "round" and data is not None:
+                r = json.loads(data)
+                self.rounds.append({"number": r["number"], "finished": r["finished"], "arrived": now})
+
+
+def run_dashboards(port: int, count: int) -> None:
+    """A helper holding ``count`` streams: says ``{"ready"}`` once every
+    snapshot is read; on ``report`` (standard input), what each read."""
+    clients = [SseClient(port) for _ in range(count)]
+    selector = selectors.DefaultSelector()
+    for client in clients:
+        selector.register(client.sock, selectors.EVENT_READ, client)
+    selector.register(sys.stdin, selectors.EVENT_READ, None)
+    ready_at = None
+    while True:
+        for key, _ in selector.select(1.0):
+            now = time.time()
+            if key.data is None:
+                line = sys.stdin.readline()
+                if not line or line.strip() == "report":
+                    elapsed = now - (ready_at or now)
+                    print(json.dumps({"rounds": [c.rounds for c in clients], "elapsed": elapsed,
+                                      "after_snapshot": [c.after_snapshot for c in clients],
+                                      "snapshot": clients[0].snapshot_bytes}), flush=True)
+                    if not line:
+                        return
+                continue
+            client = key.data
+            try:
+                data = client.sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise SystemExit("the aggregator closed a stream")
+            client.feed(data, now)
+        if ready_at is None and all(c.snapshot_bytes for c in clients):
+            ready_at = time.time()
+            print(json.dumps({"ready": count}), flush=True)
+
+
+# ------------------------------------------------------------------ the run
+
+
+def parse_utc(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=6, help="events (half with dashboards, half without)")
+    parser.add_argument("--dashboards", type=int, default=10)
+    parser.add_argument("--procs", type=int, default=3, help="helper processes for the homes")
+    parser.add_argument("--loads", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, the log)")
+    args = parser.parse_args()
+    n = args.homes
+    work = pathlib.Path(tempfile.mkdtemp(prefix="jeisson-dashboards-"))
+    port, api_port = rl.free_port(), rl.free_port()
+    demand = sum(w for i in range(n) for w, _ in rl.loads_of(i, args.loads))
+    config = [f"[aggregator]\nlisten = tcp:{port}:interface=127.0.0.1:backlog=4096\nheartbeat_s = 30\n"
+              "round_period_s = 3600\nround_timeout_s = 60\nconverge_s = 0\nevents_file = events.ini\n"
+              "events_poll_s = 0.1\nseed = 1\nmax_connections_per_address = 0\n"
+              "max_new_connections_per_address = 0\n[tls]\nplaintext = yes\n"
+              f"[api]\nlisten = tcp:{api_port}:interface=127.0.0.1\n"]
+    config += [f"[home:{rl.home_id(i)}]\nsecret = s-{rl.home_id(i)}\n" for i in range(n)]
+    (work / "aggregator.ini").write_text("".join(config))
+    (work / "events.ini").write_text("")
+    aggregator = subprocess.Popen(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", str(work / "aggregator.log"),
+         "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
+    helpers: list[subprocess.Popen[str]] = []
+    dashboards: subprocess.Popen[str] | None = None
+    try:
+        rl.wait_for_listening(port, 60)
+        rl.wait_for_listening(api_port, 60)
+        started = time.monotonic()
+        helpers = [subprocess.Popen([sys.executable, str(HERE.parent / "round_latency.py"), "--run-simulated-homes",
+                                     str(port), str(first), str(count), str(args.loads)],
+                                    stdout=subprocess.PIPE, text=True)
+                   for first, count in rl.spread(n, args.procs)]
+        for helper in helpers:
+            reply = rl.read_json_line(helper, 900)
+            if "ready" not in reply:
+                raise SystemExit(f"a helper failed: {reply}")
+        print(f"{n} homes registered in {time.monotonic() - started:.1f} s", flush=True)
+        time.sleep(3.0)
+
+        cycles: dict[str, list[float]] = {"none": [], "dashboards": []}
+        updates_ms: list[float] = []
+        rates: list[float] = []
+        snapshot = 0
+        length = 2.0 + 2.0 * n / 1000
+        for k in range(args.rounds):
+            kind = "dashboards" if k % 2 else "none"
+            if kind == "dashboards":
+                opened = time.monotonic()
+                dashboards = subprocess.Popen([sys.executable, str(HERE), "--dashboards", str(api_port),
+                                               str(args.dashboards)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              text=True)
+                rl.read_json_line(dashboards, 300)
+                print(f"{args.dashboards} dashboards open, their snapshots read in "
+                      f"{time.monotonic() - opened:.1f} s", flush=True)
+                time.sleep(1.0)
+            start = time.time() + 1.0
+            event = f"trial-{k}"
+            (work / "events.ini").write_text(
+                f"[event:{event}]\nlimit_kw = {0.6 * demand / 1000:.3f}\nstart = {rl.utc(start)}\n"
+                f"end = {rl.utc(start + length)}\n")
+            for helper in helpers:
+                reply = rl.read_json_line(helper, length + 30)
+                if reply.get("event") != event:
+                    raise SystemExit(f"unexpected from a helper: {reply}")
+            took = rl.round_took(work, event, 30)
+            cycles[kind].append(took)
+            # After the event's end, and the homes' restoring, before the next.
+            time.sleep(max(start + length + 0.5 + n / 2000 - time.time(), 0))
+            line = f"event {k + 1} ({kind}): cycle {took:.1f} ms"
+            if dashboards is not None:
+                stdin, stdout = dashboards.stdin, dashboards.stdout
+                assert stdin is not None and stdout is not None
+                stdin.write("report\n")
+                stdin.flush()
+                report = rl.read_json_line(dashboards, 60)
+                stdin.close()
+                dashboards.wait(30)
+                dashboards = None
+                ups = [(r["arrived"] - parse_utc(r["finished"])) * 1e3 for rounds in report["rounds"] for r in rounds]
+                updates_ms += ups
+                rate = sum(report["after_snapshot"]) / len(report["after_snapshot"]) / max(report["elapsed"], 1e-9)
+                rates.append(rate)
+                snapshot = report["snapshot"]
+                line += (f"; round to dashboard: {len(ups)} updates, p50 {rl.percentile(ups, 0.5):.1f} ms, max "
+                         f"{max(ups):.1f} ms; push {rate / 1024:.1f} KiB/s per dashboard over "
+                         f"{report['elapsed']:.1f} s; snapshot {snapshot / 1024:.0f} KiB")
+            print(line, flush=True)
+        if not updates_ms:
+            raise SystemExit("no round reached a dashboard")
+        none_p50 = rl.percentile(cycles["none"], 0.5)
+        with_p50 = rl.percentile(cycles["dashboards"], 0.5)
+        print(f"cycle without dashboards: {', '.join(f'{c:.0f}' for c in cycles['none'])} ms; with "
+              f"{args.dashboards}: {', '.join(f'{c:.0f}' for c in cycles['dashboards'])} ms")
+        print(f"homes={n} dashboards={args.dashboards} update_p50_ms={rl.percentile(updates_ms, 0.5):.1f} "
+              f"update_p99_ms={rl.percentile(updates_ms, 0.99):.1f} "
+              f"push_bytes_per_s={sum(rates) / len(rates):.0f} snapshot_bytes={snapshot} "
+              f"cycle_p50_ms_none={none_p50:.1f} cycle_p50_ms_dashboards={with_p50:.1f} "
+              f"cycle_ratio={with_p50 / none_p50:.3f}")
+    finally:
+        for process in [*helpers, *([dashboards] if dashboards is not None else []), aggregator]:
+            rl.stop(process)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"work directory kept: {work}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--dashboards":
+        run_dashboards(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
