@@ -50,11 +50,11 @@ from zope.interface import implementer
 
 from jeisson import timers
 from jeisson.aggregator.events import Event
-from jeisson.aggregator.homes import HomeRecord
 from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary
-from jeisson.aggregator.watch import measured_or_counted_w
 from jeisson.home.listeners import HomeListener
+from jeisson.web import aggregator_api, home_api
+from jeisson.web.aggregator_api import EventsSeen, LinkTimes, counted_w, event_view, home_view, status_view
 from jeisson.wire import aggregator_home as wire
 
 HEARTBEAT_S = 15.0
@@ -73,10 +73,6 @@ def frame(event: str, data: Any) -> bytes:
 
 
 HEARTBEAT = b": heartbeat\n\n"
-
-
-def _utc(seconds: float | None) -> str | None:
-    return None if seconds is None else wire.format_utc(seconds)
 
 
 # --------------------------------------------------------------- clients
@@ -259,60 +255,24 @@ class StreamResource(Resource):
 # ------------------------------------------------------- the aggregator
 
 
-def event_view(event: Event, now: float, binding: Event | None = None) -> dict[str, Any]:
-    """An event as the API shows it (EVENT), its state judged at ``now``."""
-    if now >= event.end:
-        state = "ended"
-    elif event.active(now):
-        state = "in-force"
-    else:
-        state = "scheduled"
-    return {"id": event.id, "version": event.version, "limit_w": event.limit_w, "start": _utc(event.start),
-            "end": _utc(event.end), "start_window_s": event.start_window_s, "end_window_s": event.end_window_s,
-            "state": state, "binding": binding is not None and binding.id == event.id,
-            "starts_in_s": max(0.0, event.start - now), "ends_in_s": max(0.0, event.end - now)}
-
-
-def round_view(summary: RoundSummary) -> dict[str, Any]:
-    """A finished round as the API's ROUND, without its per-home figures."""
-    return {"number": summary.number, "event": summary.event, "limit_w": summary.limit_w,
-            "committed_w": summary.committed_w, "unknown_w": summary.unknown_w, "measured_w": summary.measured_w,
-            "must_w": summary.must_w, "away_w": summary.away_w, "within_limit": summary.within_limit,
-            "feasible": summary.feasible, "started": _utc(summary.started), "finished": _utc(summary.finished),
-            "homes": len(summary.homes)}
-
-
-def home_view(record: HomeRecord, feeder: str | None, now: float, since: float | None) -> dict[str, Any]:
-    """A home as the API shows it (HOME)."""
-    flex = record.flex
-    return {
-        "id": record.id, "connected": record.connected,
-        "peer": record.session.peer if record.session is not None else None, "feeder": feeder,
-        "demand_w": record.demand_w, "budget_w": record.budget_w if record.in_event is not None else None,
-        "budget_end": _utc(record.budget_end) if record.in_event is not None else None,
-        "committed_w": record.level_w, "measured_w": record.measured_w,
-        "counted_w": measured_or_counted_w(record, now), "opted_out": flex is not None and flex.opt_out,
-        "silent": record.unresponsive,
-        "link": {"connected": record.connected, "since": _utc(since), "last_heard": _utc(record.measured_at)},
-        "loads": [{"id": o.id, "rated_w": o.rated_w, "priority": o.priority, "mode": o.mode, "on": o.on,
-                   "critical": o.critical, "wanted": o.wanted} for o in (flex.loads if flex is not None else ())],
-    }
-
-
 class AggregatorPush(AggregatorListener):
     """The aggregator's stream: a listener marking what changed, pushed
     through ``streams`` (rounds and events at once; power and the changed
-    homes at most once every ``COALESCE_S``)."""
+    homes at most once every ``COALESCE_S``).  The views are the API's
+    (``jeisson.web.aggregator_api``), read with listeners of its own
+    (``links``, ``seen``: add them to the aggregator before this one, as
+    ``aggregator_stream`` does)."""
 
     def __init__(self, aggregator: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.aggregator = aggregator
         self.clock = clock
+        self.links = LinkTimes(clock)
+        self.seen = EventsSeen(aggregator.events)
         self.streams = Streams(clock, self.snapshot_frame, self._opened, self._closed, max_queued)
         self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
         self.watching = False
         self.dirty: set[str] = set()
         self.power_moved = False
-        self.since: dict[str, float] = {}  # home id -> when its link came up (as this listener heard)
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
         # The rounds before this listener was added (its last one, at least).
         if aggregator.last_round is not None:
@@ -327,54 +287,35 @@ class AggregatorPush(AggregatorListener):
         self.power_moved = False
         self.coalescer.stop()
 
-    # -- views
-
-    def _feeder(self, home_id: str) -> str | None:
-        grid = self.aggregator.grid
-        index = grid.feeder_of.get(home_id)
-        return grid.names[index] if index is not None else None
+    # -- views (the API's)
 
     def homes_view(self, ids: Iterable[str]) -> list[dict[str, Any]]:
-        now = self.clock.seconds()
         records = self.aggregator.homes
-        return [home_view(records[i], self._feeder(i), now, self.since.get(i)) for i in sorted(ids)]
+        return [home_view(self.aggregator, records[i], self.links) for i in sorted(ids)]
 
     def events_view(self) -> list[dict[str, Any]]:
+        """The events as ``GET /api/v1/events`` lists them."""
         now = self.clock.seconds()
-        binding = self.aggregator.active_event()
-        return [event_view(e, now, binding) for e in sorted(self.aggregator.events, key=lambda e: (e.start, e.id))]
+        book = self.aggregator.schedule.book
+        sources = self.aggregator.sources
+        views = [event_view(e, now, sources.get(e.id)) for e in book]
+        views += [event_view(e, now, sources.get(e.id), cancelled=True) for e in self.seen.cancelled.values()
+                  if e.id not in book.events]
+        return sorted(views, key=lambda v: (v["start"], v["id"]))
 
     def power_view(self) -> dict[str, Any]:
+        """``power``: the status's figures alone (the limit in force, what
+        the homes are counted at, what they measure)."""
         now = self.clock.seconds()
-        event = self.aggregator.active_event()
         committed = 0.0
         for record in self.aggregator.homes.values():
-            if record.connected and record.offers is not None and not record.unresponsive:
-                committed += record.level
-            else:
-                committed += record.cautious_w(now=now)
-        return {"at": _utc(now), "limit_w": event.limit_w if event is not None else None,
-                "committed_w": committed, "measured_w": self.aggregator.watch.total_w}
-
-    def status_view(self) -> dict[str, Any]:
-        records = self.aggregator.homes.values()
-        power = self.power_view()
-        limit = power["limit_w"]
-        over = 0.0 if limit is None else max(0.0, power["committed_w"] - limit, power["measured_w"] - limit)
-        events = self.events_view()
-        negotiation = self.aggregator.rounds.negotiation
-        return {**power, "within_limit": over <= 1e-6, "over_w": over,
-                "event": next((e for e in events if e["binding"]), None),
-                "next_event": next((e for e in events if e["state"] == "scheduled"), None),
-                "negotiation": {"mode": "idle" if power["limit_w"] is None else negotiation.mode,
-                                "rounds": negotiation.rounds, "converged_rounds": negotiation.converged_rounds},
-                "homes": {"total": len(records), "connected": sum(1 for r in records if r.connected),
-                          "silent": sum(1 for r in records if r.unresponsive)},
-                "rounds_run": self.aggregator.rounds_run,
-                "last_round": self.recent[-1] if self.recent else None}
+            committed += counted_w(record, now)
+        return {"at": wire.format_utc(now), "limit_w": self.aggregator.schedule.book.limit_in_force(now),
+                "committed_w": committed, "measured_w": float(self.aggregator.watch.total_w)}
 
     def snapshot_frame(self) -> bytes:
-        return frame("snapshot", {"status": self.status_view(), "homes": self.homes_view(self.aggregator.homes),
+        return frame("snapshot", {"status": status_view(self.aggregator, self.links),
+                                  "homes": self.homes_view(self.aggregator.homes),
                                   "events": self.events_view(), "rounds": list(self.recent)})
 
     # -- pushing
@@ -411,11 +352,9 @@ class AggregatorPush(AggregatorListener):
             self.coalescer.poke()
 
     def home_joined(self, home_id: str, peer: str) -> None:
-        self.since[home_id] = self.clock.seconds()
         self._home(home_id)
 
     def home_left(self, home_id: str, counted_w: float) -> None:
-        self.since.pop(home_id, None)
         self._home(home_id)
 
     def home_silent(self, home_id: str, round_number: int, counted_w: float) -> None:
@@ -446,10 +385,18 @@ class AggregatorPush(AggregatorListener):
             self.streams.push(frame("round", view))
 
 
+def round_view(summary: RoundSummary) -> dict[str, Any]:
+    """ROUND as the API shows it, with the number of homes in it (not
+    their table: that is ``GET /api/v1/rounds/{n}``)."""
+    return {**aggregator_api.round_view(summary), "homes": len(summary.homes)}
+
+
 def aggregator_stream(aggregator: Any, clock: IReactorTime) -> Resource:
     """``/api/v1/stream`` of ``aggregator`` (``jeisson.aggregator.core.Aggregator``):
     adds the push's listener to it and returns the resource."""
     push = AggregatorPush(aggregator, clock)
+    aggregator.add_listener(push.links)
+    aggregator.add_listener(push.seen)
     aggregator.add_listener(push)
     resource = StreamResource(push.streams)
     resource.push = push  # type: ignore[attr-defined]
@@ -457,29 +404,6 @@ def aggregator_stream(aggregator: Any, clock: IReactorTime) -> Resource:
 
 
 # -------------------------------------------------------------- the home
-
-
-def home_status_view(home: Any) -> dict[str, Any]:
-    """The home's status as its API shows it."""
-    budget = home.budget
-    return {"id": home.config.id, "aggregator_connected": home.uplink is not None,
-            "budget_w": budget.budget_w if budget is not None else None,
-            "budget_end": _utc(budget.end) if budget is not None else None,
-            "event": budget.event if budget is not None else None,
-            "drawn_w": home.drawn_w(), "measured_w": home.measured_w(), "opted_out": home.opted_out(),
-            "boards": [{"id": b, "connected": b in home.boards} for b in sorted(home.config.actuators)]}
-
-
-def loads_view(home: Any, ids: Iterable[str]) -> list[dict[str, Any]]:
-    """The home's loads as its API shows them (LOAD)."""
-    now = home.clock.seconds()
-    views = []
-    for load_id in sorted(ids):
-        load = home.loads[load_id]
-        views.append({"id": load.id, "rated_w": load.config.rated_w, "on": load.on, "desired": load.desired,
-                      "mode": load.mode(now), "measured_w": load.measured_w, "critical": load.config.critical,
-                      "board": load.config.actuator})
-    return views
 
 
 class HomePush(HomeListener):
@@ -504,18 +428,20 @@ class HomePush(HomeListener):
         self.coalescer.stop()
 
     def snapshot_frame(self) -> bytes:
-        return frame("snapshot", {"status": home_status_view(self.home),
-                                  "loads": loads_view(self.home, self.home.loads)})
+        return frame("snapshot", {"status": home_api.status_view(self.home), "loads": self.loads_view(self.home.loads)})
+
+    def loads_view(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        return [home_api.load_view(self.home, load_id) for load_id in sorted(ids)]
 
     def flush(self) -> None:
         if not self.watching:
             return
         if self.status_moved:
             self.status_moved = False
-            self.streams.push(frame("status", home_status_view(self.home)))
+            self.streams.push(frame("status", home_api.status_view(self.home)))
         if self.dirty:
             ids, self.dirty = self.dirty, set()
-            self.streams.push(frame("loads", {"loads": loads_view(self.home, ids)}))
+            self.streams.push(frame("loads", {"loads": self.loads_view(ids)}))
 
     def _moved(self, *loads: str) -> None:
         if self.watching:
@@ -529,13 +455,13 @@ class HomePush(HomeListener):
     def load_switched(self, load: str, on: bool, why: tuple[str, ...]) -> None:
         if self.watching:
             self.streams.push(frame("switch", {"load": load, "on": on, "why": list(why), "ok": True,
-                                               "at": _utc(self.clock.seconds())}))
+                                               "at": wire.format_utc(self.clock.seconds())}))
         self._moved(load)
 
     def switch_failed(self, load: str, on: bool, why: tuple[str, ...], error: str, code: str | None) -> None:
         if self.watching:
             self.streams.push(frame("switch", {"load": load, "on": on, "why": list(why), "ok": False,
-                                               "error": error, "at": _utc(self.clock.seconds())}))
+                                               "error": error, "at": wire.format_utc(self.clock.seconds())}))
         self._moved(load)
 
     def load_found(self, load: str, on: bool, commanded: bool | None) -> None:
