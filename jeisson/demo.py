@@ -8,9 +8,14 @@ homes over mutual TLS, boards authenticated, the manhole over SSH with keys
 only.  It moves every port to a free loopback port, starts the
 aggregator, the three homes and their software actuators with the real
 ``twistd`` commands, applies a DR event whose limit is below the houses'
-demand, and shows the negotiation rounds live from the aggregator's status
-file.  After ``--duration`` seconds, or Ctrl-C, it stops every process it
-started and prints a summary of the rounds from the aggregator's log.
+demand, and shows the system live from the aggregator's JSON API: the
+limit against what is committed and measured (OVER LIMIT with the figure
+whenever either is above it), the events with a countdown to their start
+and end, each home's power and loads.  Every redraw keeps the dashboard's
+URL, the manhole's ssh command and the ``jeisson`` commands to try on
+screen; ``access.txt`` in the work directory holds them too.  After
+``--duration`` seconds, or Ctrl-C, it stops every process it started and
+prints a summary of the rounds from the aggregator's log.
 """
 
 import argparse
@@ -26,6 +31,8 @@ import sys
 import tempfile
 import time
 from datetime import datetime
+
+import attrs
 
 # A round's total line (report.RoundLog); "measured" is absent from logs
 # written before the rounds counted it.
@@ -137,7 +144,9 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     """Copy the example configs with fresh ports and the credentials they
     name (``pki/`` beside them); returns the processes to run."""
     homes = sorted(f for f in os.listdir(etc) if re.fullmatch(r"home-.*\.ini", f))
-    ports = iter(free_ports(2 + len(homes)))
+    # The aggregator's homes' listener, its manhole and API, and per home its
+    # boards' listener and its owner's API.
+    ports = iter(free_ports(3 + 2 * len(homes)))
     # Serial devices and radio links are relative paths: every process runs
     # in the work directory, so the pseudo-terminals appear there.
     aggregator = read_ini(os.path.join(etc, "aggregator.ini"))
@@ -159,6 +168,8 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
     manhole_port = next(ports)
     aggregator["manhole"] = manhole_ssh(manhole_port)
     aggregator["tls"] = aggregator_tls()
+    api_port = next(ports)
+    aggregator["api"] = {"listen": f"tcp:{api_port}:interface=127.0.0.1"}
     write_ini(aggregator, os.path.join(workdir, "aggregator.ini"))
     events_file = aggregator["aggregator"].get("events_file")
     if events_file and os.path.exists(os.path.join(etc, events_file)):
@@ -174,6 +185,7 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
 
     home_ports = {}
     home_ids, board_ids = [], []
+    home_apis = {}
     for name in homes:
         home = read_ini(os.path.join(etc, name))
         home_id = home["home"]["id"]
@@ -188,6 +200,9 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
             old = port_of(home["home"]["actuators"])
             home_ports[old] = next(ports)
             home["home"]["actuators"] = f"tcp:{home_ports[old]}:interface=127.0.0.1"
+        # Each home its own port: they would all want 8481.
+        home_apis[home_id] = next(ports)
+        home["api"] = {"listen": f"tcp:{home_apis[home_id]}:interface=127.0.0.1"}
         write_ini(home, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-home", os.path.join(workdir, name)))
     for name in sorted(f for f in os.listdir(etc) if re.fullmatch(r"actuator-.*\.ini", f)):
@@ -201,7 +216,7 @@ def prepare(etc: str, workdir: str, event_start: float, event_length: float, lim
         write_ini(actuator, os.path.join(workdir, name))
         processes.append((name[:-4], "jeisson-actuator", os.path.join(workdir, name)))
     make_credentials(os.path.join(workdir, PKI), home_ids, board_ids)
-    return {"processes": processes, "event": event, "manhole": manhole_port}
+    return {"processes": processes, "event": event, "manhole": manhole_port, "api": api_port, "home_apis": home_apis}
 
 
 def manhole_command(workdir: str, port: int) -> str:
@@ -214,6 +229,109 @@ def manhole_command(workdir: str, port: int) -> str:
     with open(known_hosts, "w", encoding="utf-8") as f:
         f.write(known_hosts_line(os.path.join(manhole, "ssh_host_ed25519_key"), port))
     return ssh_command(port, os.path.join(manhole, "operator_ed25519"), known_hosts)
+
+
+def jeisson_command() -> str:
+    """How to run the ``jeisson`` command from a shell: its name when the
+    one on PATH is this environment's, else its path, else ``python -m``."""
+    beside = os.path.join(os.path.dirname(sys.executable), "jeisson")
+    if not os.path.exists(beside):
+        return f"{sys.executable} -m jeisson.cli"
+    on_path = shutil.which("jeisson")
+    return "jeisson" if on_path and os.path.realpath(on_path) == os.path.realpath(beside) else beside
+
+
+@attrs.frozen
+class Access:
+    """Where the demo's system is reached, and with what: shown on every
+    redraw and written to ``access.txt`` (nothing here is cleared away)."""
+
+    workdir: str
+    api: str  # the aggregator's API and dashboard, http://127.0.0.1:PORT
+    homes: dict[str, str]  # each home's owner's page
+    manhole: str  # the ssh command
+    jeisson: str  # how to run the jeisson command
+    event: str  # the demo's event
+    token: str | None = None  # the API's token, when it wants one (not on loopback)
+
+    @property
+    def file(self) -> str:
+        return os.path.join(self.workdir, "access.txt")
+
+    def commands(self) -> list[str]:
+        """A few ``jeisson`` commands to try."""
+        j = self.jeisson
+        return [f"{j} status", f"{j} homes", f"{j} events list",
+                f"{j} events add demo-extra --limit-kw 9 --start +20 --end +80",
+                f"{j} events modify {self.event} --limit-kw 10", f"{j} why home-1 ev-charger",
+                f"{j} export --since -600 -o {os.path.join(self.workdir, 'measurements.csv')}"]
+
+    def header(self) -> list[str]:
+        """The lines every redraw starts with."""
+        homes = "  ".join(f"{home} {url}" for home, url in sorted(self.homes.items()))
+        token = f"; token {self.token}" if self.token else " (loopback: no token needed)"
+        return [f"dashboard   {self.api}/",
+                f"home pages  {homes}",
+                f"manhole     {self.manhole}",
+                f"try         export JEISSON_API={self.api}{token}",
+                f"            {self.jeisson} status | homes | events list | why home-1 ev-charger",
+                f"            (these, and more, in {self.file})"]
+
+    def text(self) -> str:
+        """``access.txt``."""
+        token = f"\nits token (Authorization: Bearer): {self.token}" if self.token else " (loopback: no token needed)"
+        lines = [f"jeisson demo: configs and logs in {self.workdir}", "",
+                 f"dashboard (the aggregator):  {self.api}/",
+                 "home owners' pages:" + "".join(f"\n  {home}  {url}/" for home, url in sorted(self.homes.items())),
+                 f"the JSON API:                {self.api}/api/v1/status{token}",
+                 f"metrics (Prometheus):        {self.api}/metrics", "",
+                 "the aggregator's manhole (SSH, keys only):", f"  {self.manhole}", "",
+                 "the jeisson command (docs/operations.rst):", f"  export JEISSON_API={self.api}"]
+        if self.token:
+            lines.append(f"  export JEISSON_TOKEN={self.token}")
+        return "\n".join(lines + [f"  {command}" for command in self.commands()]) + "\n"
+
+    def write(self) -> None:
+        with open(os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(self.text())
+
+
+def fetch(api: str) -> tuple[dict | None, list | None, str | None]:
+    """The aggregator's ``/status`` and ``/homes``, or why not (the
+    ``jeisson`` command's message)."""
+    from jeisson.client.commands import Api, homes_request, status_request
+    from jeisson.client.exchange import ClientError, api_target
+
+    client = Api(api_target(api), timeout=2.0)
+    try:
+        status = client.json(status_request())
+        homes = client.json(homes_request(False)).get("homes")
+    except ClientError as e:
+        return None, None, e.message
+    return status, homes if isinstance(homes, list) else None, None
+
+
+def console(status: dict | None, homes: list | None, access: Access, elapsed: float, duration: float,
+            problem: str | None = None, fallback: dict | None = None) -> str:
+    """The demo's view: its header (URLs, the manhole, commands), then what
+    ``jeisson status`` and ``jeisson homes`` show: the limit against what is
+    committed and measured with an honest verdict, the events' countdowns,
+    each home.  Without the API (``problem``), the status file's view
+    (``fallback``) if there is one."""
+    from jeisson.client import render as api_render
+
+    lines = [f"jeisson demo   t = {elapsed:5.0f} s of {duration:.0f} s   (Ctrl-C stops everything)", "",
+             *access.header(), ""]
+    if status is None:
+        lines.append(f"waiting for the aggregator's API: {problem or 'no answer yet'}")
+        if fallback is not None:
+            # Without its title line: the view's own is above.
+            lines += ["the status file says:", render(fallback, time.monotonic() - elapsed, duration).split("\n", 2)[2]]
+        return "\n".join(lines)
+    lines.append(api_render.status_text(status))
+    if homes is not None:
+        lines += ["", api_render.homes_table(homes)]
+    return "\n".join(lines)
 
 
 class Fleet:
@@ -365,10 +483,15 @@ def main(argv=None) -> int:
     status_path = os.path.join(workdir, "status.json")
     interactive = sys.stdout.isatty()
     started = time.monotonic()
+    api = f"http://127.0.0.1:{plan['api']}"
+    access = Access(workdir=workdir, api=api,
+                    homes={home: f"http://127.0.0.1:{port}" for home, port in plan["home_apis"].items()},
+                    manhole=manhole_command(workdir, plan["manhole"]), jeisson=jeisson_command(), event=plan["event"])
+    access.write()
     print(f"jeisson demo: configs and logs in {workdir}")
     print(f"credentials (jeisson pki list {os.path.join(workdir, PKI)}): CA, aggregator's and homes' certificates "
           "(mutual TLS), boards' keys, manhole's SSH keys")
-    print(f"manhole: {manhole_command(workdir, plan['manhole'])}")
+    print("\n".join(access.header()))
     try:
         for name, plugin, config in plan["processes"]:
             fleet.start(name, plugin, config)
@@ -381,23 +504,27 @@ def main(argv=None) -> int:
             if dead:
                 print(f"process(es) stopped unexpectedly: {', '.join(dead)}; see their logs in {workdir}")
                 return 1
-            try:
-                with open(status_path, encoding="utf-8") as f:
-                    status = json.load(f)
-            except (OSError, ValueError):
-                status = None
+            status, homes, problem = fetch(api)
+            fallback = None
+            if status is None:
+                try:
+                    with open(status_path, encoding="utf-8") as f:
+                        fallback = json.load(f)
+                except (OSError, ValueError):
+                    fallback = None
+            view = console(status, homes, access, time.monotonic() - started, args.duration, problem, fallback)
             if interactive:
-                sys.stdout.write("\x1b[H\x1b[2J" + render(status, started, args.duration) + "\n")
+                sys.stdout.write("\x1b[H\x1b[2J" + view + "\n")
                 sys.stdout.flush()
             elif time.monotonic() - last_shown >= 10:
-                print(f"--- {datetime.now():%H:%M:%S}\n" + render(status, started, args.duration), flush=True)
+                print(f"--- {datetime.now():%H:%M:%S}\n" + view, flush=True)
                 last_shown = time.monotonic()
             time.sleep(1.0)
     except KeyboardInterrupt:
         print("\ninterrupted")
     finally:
         fleet.stop()
-        print(f"stopped {len(fleet.running)} processes; logs in {workdir}")
+        print(f"stopped {len(fleet.running)} processes; logs in {workdir}; URLs and commands in {access.file}")
         print(summary(os.path.join(workdir, "aggregator.log")))
     if args.workdir is None and os.environ.get("JEISSON_DEMO_CLEAN"):
         shutil.rmtree(workdir, ignore_errors=True)
