@@ -53,6 +53,7 @@ setup(
             "scipy-stubs==1.17.1.5",
             "types-pyserial==3.5.0.20261104",
             "digi-xbee>=1.5",
+            "selenium>=4.20",
         ],
     },
 )

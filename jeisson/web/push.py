@@ -13,8 +13,10 @@ line of JSON:
     The events list, at once when an event is added, modified, cancelled or
     starts binding or stops.
 ``power``
-    ``{"at", "limit_w", "committed_w", "measured_w"}``: at most once a
-    second, when a figure may have moved.
+    ``{"at", "limit_w", "committed_w", "measured_w"}`` and the status's
+    verdict (``within_limit``, ``over_w``), ``negotiation``, ``homes``
+    (counts) and ``rounds_run``: at most once a second, when a figure may
+    have moved.
 ``homes``
     ``{"homes": [HOME, ...]}``: only the homes that changed since the last
     push, at most once a second.
@@ -54,13 +56,16 @@ from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary
 from jeisson.home.listeners import HomeListener
 from jeisson.web import aggregator_api, home_api
-from jeisson.web.aggregator_api import EventsSeen, LinkTimes, counted_w, event_view, home_view, status_view
+from jeisson.web.aggregator_api import EventsSeen, LinkTimes, event_view, home_view, status_view
 from jeisson.wire import aggregator_home as wire
 
 HEARTBEAT_S = 15.0
 COALESCE_S = 1.0  # power and homes at most this often
 MAX_QUEUED_BYTES = 1 << 20  # what one paused client may fall behind before it is cut off
 RECENT_ROUNDS = 20  # the latest rounds a snapshot carries
+# What a ``power`` push carries of the status.
+POWER_FIELDS = ("at", "limit_w", "committed_w", "measured_w", "within_limit", "over_w", "negotiation", "homes",
+                "rounds_run")
 
 
 # ------------------------------------------------------------ the format
@@ -304,14 +309,11 @@ class AggregatorPush(AggregatorListener):
         return sorted(views, key=lambda v: (v["start"], v["id"]))
 
     def power_view(self) -> dict[str, Any]:
-        """``power``: the status's figures alone (the limit in force, what
-        the homes are counted at, what they measure)."""
-        now = self.clock.seconds()
-        committed = 0.0
-        for record in self.aggregator.homes.values():
-            committed += counted_w(record, now)
-        return {"at": wire.format_utc(now), "limit_w": self.aggregator.schedule.book.limit_in_force(now),
-                "committed_w": committed, "measured_w": float(self.aggregator.watch.total_w)}
+        """``power``: the status's figures (``at``, the limit in force,
+        what the homes are counted at and measure, the verdict, the
+        negotiation, the homes' counts), without its events and last round."""
+        status = status_view(self.aggregator, self.links)
+        return {key: status[key] for key in POWER_FIELDS}
 
     def snapshot_frame(self) -> bytes:
         return frame("snapshot", {"status": status_view(self.aggregator, self.links),

@@ -40,16 +40,20 @@
     if (s.limit_w === null) {
       verdict.dataset.verdict = "none";
       verdict.textContent = "no event in force";
+    } else if (s.within_limit) {
+      verdict.dataset.verdict = "within";
+      verdict.textContent = "within limit";
     } else {
-      const over = Math.max(0, s.committed_w - s.limit_w, s.measured_w - s.limit_w);
-      verdict.dataset.verdict = over > 0.5 ? "over" : "within";
-      verdict.textContent = over > 0.5 ? `OVER LIMIT by ${watts(over)}` : "within limit";
+      // The server's verdict: committed or measured above the limit (in total or on a feeder).
+      verdict.dataset.verdict = "over";
+      verdict.textContent = `OVER LIMIT by ${watts(s.over_w)}`;
     }
   }
 
   function power(p) {
-    const s = state.status;
-    if (s) Object.assign(s, {limit_w: p.limit_w, committed_w: p.committed_w, measured_w: p.measured_w});
+    // The status's figures (the limit, committed, measured, the verdict, the
+    // negotiation, the homes' counts): the rest of the status is kept.
+    if (state.status) Object.assign(state.status, p);
     addPoint(parseUtc(p.at), p.limit_w, p.committed_w, p.measured_w);
     showFigures();
   }
@@ -171,12 +175,15 @@
     drawPlot();
   }
 
-  // The next six hours (or to the last event's end), an hour behind.
+  // The next hour (or to the last event's end, within two days), ten minutes behind.
   function showTimeline(t) {
     const box = byId("timeline");
-    const t0 = t - 3600;
-    let t1 = t + 6 * 3600;
-    for (const e of state.events) t1 = Math.max(t1, Math.min(parseUtc(e.end) + 600, t + 48 * 3600));
+    const t0 = t - 600;
+    let t1 = t + 3600;
+    for (const e of state.events) {
+      const end = parseUtc(e.end) + (e.end_window_s || 0);
+      if (end > t) t1 = Math.max(t1, Math.min(end + (end - t0) * 0.1, t + 48 * 3600));
+    }
     const pos = (v) => ((Math.min(Math.max(v, t0), t1) - t0) / (t1 - t0) * 100).toFixed(3) + "%";
     const bars = state.events.map((e) => {
       const bar = el("div", {class: "bar state-" + eventState(e, t), title: `${e.id}: ${watts(e.limit_w)} ${e.start} → ${e.end}`},
