@@ -18,9 +18,11 @@ import ssl
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jeisson import cli
-from jeisson.client import commands, render
+from jeisson.client import commands, export, render
 from jeisson.client.exchange import (
     EXIT_REFUSED,
     EXIT_SERVER,
@@ -459,20 +461,62 @@ def test_export_writes_the_csv_whole_to_a_file(peer, tmp_path):
     peer.answer = (200, "text/csv; charset=utf-8", csv)
     path = tmp_path / "out.csv"
     code, out = run("export", "--since", "-60", "--home", "home-1", "-o", str(path), "--api", peer.url)
-    assert code == 0 and out == f"wrote 1 rows to {path}\n"
+    assert code == 0 and re.fullmatch(rf"wrote 1 samples from \S+Z to \S+Z to {re.escape(str(path))}\n", out)
     assert path.read_bytes() == csv
     assert peer.asked[0][2]["Accept"] == "text/csv"
+    # Relative times sent as absolute ones: every page of an export asks the same range.
+    assert re.fullmatch(r"/api/v1/measurements\?since=\S+Z&until=\S+Z&home=home-1&format=csv", peer.asked[0][1])
     code, out = run("export", "--since", "-60", "--api", peer.url)
     assert code == 0 and out == csv.decode()
 
 
-def test_tables_are_printed_and_json_is_the_body(peer):
-    peer.answer = (200, "application/json", json.dumps({"homes": [home("home-1")]}).encode())
-    code, out = run("homes", "--connected", "--api", peer.url)
-    assert code == 0 and out.splitlines()[1].startswith("home-1")
-    assert peer.asked[-1][1] == "/api/v1/homes?connected=true"
-    code, out = run("homes", "--api", peer.url, "--json")
-    assert json.loads(out) == {"homes": [home("home-1")]}
+class Measurements:
+    """The API's measurements as the contract says: by home then time,
+    ``since <= at <= until``, at most ``cap`` rows, and whether it cut."""
+
+    def __init__(self, samples, cap):
+        self.samples = sorted(samples)
+        self.cap = cap
+        self.asked = 0
+
+    def fetch(self, since, until, homes):
+        self.asked += 1
+        found = [(h, at, w) for h, at, w in self.samples
+                 if (not homes or h in homes) and since <= at <= until]
+        page = found[:self.cap]
+        text = "home,at,watts,span_s\r\n" + "".join(f"{h},{at},{w},1\r\n" for h, at, w in page)
+        return export.csv_page(text, len(found) > self.cap)
+
+
+def stamp(second):
+    return f"2026-12-03T18:{second // 60:02d}:{second % 60:02d}.000Z"
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from(["h1", "h2", "h3", "h4"]), st.integers(0, 40), st.integers(0, 5000)),
+                unique_by=lambda s: s[:2]), st.integers(1, 7), st.sets(st.sampled_from(["h1", "h2", "h3", "h4"])))
+def test_an_export_is_whole_whatever_the_cap(samples, cap, homes):
+    samples = [(h, stamp(at), w) for h, at, w in samples]
+    api = Measurements(samples, cap)
+    since, until = stamp(5), stamp(35)
+    rows = [row for page in export.pages(api.fetch, since, until, sorted(homes), lambda: ["h1", "h2", "h3", "h4"])
+            for row in page.rows]
+    expected = sorted(s for s in samples if (not homes or s[0] in homes) and since <= s[1] <= until)
+    assert [(r.home, r.at, int(r.item.split(",")[2])) for r in rows] == expected
+
+
+def test_an_export_capped_at_one_row_goes_on_a_millisecond_later():
+    api = Measurements([("h1", stamp(1), 1), ("h1", stamp(2), 2), ("h2", stamp(1), 3)], 1)
+    rows = [row.item for page in export.pages(api.fetch, stamp(0), stamp(9), [], lambda: ["h1", "h2"])
+            for row in page.rows]
+    assert rows == [f"h1,{stamp(1)},1,1", f"h1,{stamp(2)},2,1", f"h2,{stamp(1)},3,1"]
+    assert api.asked == 3  # all from 0 (cut after h1's first), h1 from 1.001 (whole), h2 from 0
+
+
+def test_a_sample_whose_time_is_not_utc_text_is_the_api_failing():
+    page = export.csv_page("home,at,watts,span_s\r\nh1,yesterday,1,1\r\n", truncated=True)
+    with pytest.raises(ServerFailed, match="not UTC text: 'yesterday'"):
+        list(export.pages(lambda *a: page, stamp(0), stamp(9), [], lambda: ["h1"]))
 
 
 def test_the_commands_are_in_the_jeisson_command():

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from jeisson.client import render
+from jeisson.client import export, render
 from jeisson.client.exchange import (
     DEFAULT_API,
     DEFAULT_TIMEOUT_S,
@@ -58,6 +58,7 @@ from jeisson.client.exchange import (
     tls_context,
 )
 from jeisson.moments import FORMS, parse_moment
+from jeisson.wire.utc import format_utc
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -265,33 +266,39 @@ def _why(args: argparse.Namespace, api: Api, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, api: Api, out: TextIO) -> int:
-    request = export_request(args.since, args.until, args.home, not args.json, time.time())
-    what = f"{request.method} {request.target(api.target.prefix)}"
-    reply = api.call(request)
-    if args.json:
-        body = json_of(reply, what)
-        text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
-        truncated = bool(body.get("truncated"))
-        rows = len(_list(body, "samples"))
-    else:
+    now = time.time()
+    # Absolute times, so that every page asks the same range.
+    since = format_utc(parse_moment(checked_moment("--since", args.since, now), now))
+    until = format_utc(parse_moment(checked_moment("--until", args.until, now), now))
+    as_csv = not args.json
+
+    def fetch(since: str, until: str, homes: Sequence[str]) -> export.Page:
+        request = export_request(since, until, homes, as_csv, now)
+        what = f"{request.method} {request.target(api.target.prefix)}"
+        reply = api.call(request)
+        if not as_csv:
+            return export.json_page(json_of(reply, what))
         if "csv" not in reply.content_type:
             raise ServerFailed(f"{what}: answered {reply.content_type or 'no type'}, not text/csv")
-        text = reply.body.decode("utf-8", "replace")
-        truncated = _csv_truncated(reply)
-        rows = max(len(text.splitlines()) - 1, 0)
+        return export.csv_page(reply.body.decode("utf-8", "replace"), reply.header("X-Truncated") == "true")
+
+    def all_homes() -> list[str]:
+        return [home["id"] for home in _list(api.json(homes_request(False)), "homes")]
+
+    header, rows = None, []
+    for page in export.pages(fetch, since, until, args.home, all_homes):
+        header = header or page.header
+        rows += page.rows
+    if as_csv:
+        text = "".join(f"{line}\r\n" for line in [header or "home,at,watts,span_s"] + [r.item for r in rows])
+    else:
+        text = json.dumps({"samples": [r.item for r in rows]}, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         _write_file(args.output, text)
-        out.write(f"wrote {rows} {'samples' if args.json else 'rows'} to {args.output}\n")
+        out.write(f"wrote {len(rows)} samples from {since} to {until} to {args.output}\n")
     else:
         out.write(text)
-    if truncated:
-        sys.stderr.write("jeisson export: the API capped its reply: ask again from the last row's time"
-                         " (--since), or a shorter range\n")
     return 0
-
-
-def _csv_truncated(reply: Reply) -> bool:
-    return False
 
 
 def _write_file(path: str, text: str) -> None:

@@ -201,10 +201,16 @@ class Request:
 
 @attrs.frozen
 class Reply:
+    """An answer: ``headers`` with their names in lower case."""
+
     status: int
     reason: str
     content_type: str
     body: bytes
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
 
 def judge(reply: Reply, what: str, options: dict[str, str] | None = None) -> Reply:
@@ -273,7 +279,8 @@ def send(target: Target, request: Request, context: ssl.SSLContext | None = None
                            headers=request.headers(token))
         response = connection.getresponse()
         return Reply(status=response.status, reason=response.reason,
-                     content_type=response.getheader("Content-Type") or "", body=response.read())
+                     content_type=response.getheader("Content-Type") or "", body=response.read(),
+                     headers={name.lower(): value for name, value in response.getheaders()})
     except ssl.SSLCertVerificationError as e:
         raise Unreachable(f"TLS failure with {url}: the API's certificate is not trusted: "
                           f"{e.verify_message or _reason(e)} (give the CA that signed it with --ca)") from None
