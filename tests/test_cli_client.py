@@ -162,15 +162,19 @@ def test_events_show_each_state_with_its_countdown():
     assert render.events_table([]) == "no events"
 
 
-def test_why_tells_the_story_and_its_chain():
+def test_why_tells_the_aggregators_story():
+    story = ("home home-3, load heater at 2026-12-03T18:05:00Z: off\n"
+             "- committed at 2026-12-03T18:04:59Z in round 42: 2000 W, on: oven (heater is not among them)")
+    assert render.why_text({"home": "home-3", "load": "heater", "on": False, "text": story, "chain": []}) == story
+
+
+def test_why_without_a_story_shows_the_chain():
     text = render.why_text({"home": "home-3", "load": "heater", "at": "2026-12-03T18:05:00.000Z", "on": False,
-                            "text": "off since round 42: the budget of 2.00 kW left no room",
                             "chain": [{"kind": "budget", "at": "2026-12-03T18:04:58.000Z", "round": 42,
                                        "subject": "home-3", "summary": "budget 2.00 kW", "detail": {}}]})
     lines = text.splitlines()
-    assert lines[0] == "home-3 heater at 2026-12-03T18:05:00Z: off"
-    assert lines[2] == "off since round 42: the budget of 2.00 kW left no room"
-    assert lines[5].split() == ["2026-12-03T18:04:58Z", "budget", "42", "home-3", "budget", "2.00", "kW"]
+    assert lines[0] == "home home-3, load heater at 2026-12-03T18:05:00Z: off"
+    assert lines[2].split() == ["2026-12-03T18:04:58Z", "budget", "42", "home-3", "budget", "2.00", "kW"]
     assert "nothing in the journal" in render.why_text({"home": "h", "load": "l", "on": None, "chain": []})
 
 

@@ -200,19 +200,20 @@ def verdict_text(reply: dict[str, Any]) -> str:
 
 
 def why_text(why: dict[str, Any]) -> str:
-    """``GET /why``: the load's state at the moment asked, the story the
-    aggregator tells, and the chain it read it from."""
-    state = {True: "on", False: "off", None: "not known"}.get(why.get("on"), "not known")
-    lines = [f"{why.get('home')} {why.get('load')} at {moment(why.get('at'))}: {state}"]
+    """``GET /why``: the story the aggregator tells (its ``text``: the head
+    line, then one line a link); without one, the head and the chain as a
+    table."""
     text = (why.get("text") or "").strip()
     if text:
-        lines += ["", text]
+        return text
+    state = {True: "on", False: "off"}.get(why.get("on"), "not known")
+    lines = [f"home {why.get('home')}, load {why.get('load')} at {moment(why.get('at'))}: {state}"]
     chain = why.get("chain") or []
     if chain:
         rows = [(moment(link.get("at")), link.get("kind") or "",
                  "" if link.get("round") is None else str(link["round"]),
                  link.get("subject") or "", link.get("summary") or "") for link in chain]
-        lines += ["", table(("at", "kind", "round", "subject", "summary"), rows, right=(2,))]
-    elif not text:
+        lines += [table(("at", "kind", "round", "subject", "summary"), rows, right=(2,))]
+    else:
         lines.append("nothing in the journal explains it")
     return "\n".join(lines)
