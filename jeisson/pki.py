@@ -298,7 +298,8 @@ def operator_of(cert: x509.Certificate) -> str | None:
 
 def _check_id(kind: str, value: str, pattern: re.Pattern[str], rule: str) -> None:
     if not pattern.match(value):
-        raise PKIError(f"{value!r} is not a {kind} id: {rule}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise PKIError(f"{value!r} is not {article} {kind} id: {rule}")
 
 
 def _load_ca(directory: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

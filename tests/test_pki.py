@@ -186,3 +186,61 @@ def test_the_aggregator_certificate_is_renewed_from_the_same_ca(folder):
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["agg.example.net"]
     assert pki.load_private_key(os.path.join(folder, "aggregator.key")).public_key() == cert.public_key()
+
+
+# ----------------------------------------------------- the HTTP API's credentials
+
+
+def test_an_operator_certificate_names_the_operator_for_client_auth_and_no_home(folder):
+    written = pki.issue_operator(folder, "alice")
+    assert written == [os.path.join(folder, "operators", "alice.pem"), os.path.join(folder, "operators", "alice.key")]
+    cert = pki.load_certificate(written[0])
+    cert.verify_directly_issued_by(pki.load_certificate(os.path.join(folder, "ca.pem")))
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert pki.operator_of(cert) == "alice"
+    assert pki.home_id_of(cert) is None, "an operator is no home, not even by its CN"
+    assert mode(written[1]) == 0o600
+    # Named like a home, still no home: the homes' listener takes it for none.
+    named_like_a_home = pki.load_certificate(pki.issue_operator(folder, "home-1")[0])
+    assert pki.home_id_of(named_like_a_home) is None and pki.operator_of(named_like_a_home) == "home-1"
+    home_cert = pki.load_certificate(pki.issue_home(folder, "home-1")[0])
+    assert pki.operator_of(home_cert) is None and pki.home_id_of(home_cert) == "home-1"
+    with pytest.raises(pki.PKIError, match="exists"):
+        pki.issue_operator(folder, "alice")
+    with pytest.raises(pki.PKIError, match="is not an operator id"):
+        pki.issue_operator(folder, "al ice")
+
+
+def test_a_token_is_printed_once_and_only_its_hash_is_kept(folder):
+    token, path = pki.issue_token(folder, "grafana")
+    assert token.startswith(pki.TOKEN_PREFIX) and len(token) > 40
+    assert path == os.path.join(folder, "api-tokens") and mode(path) == 0o600
+    text = open(path).read()
+    assert token not in text
+    assert pki.read_tokens(path) == [(pki.token_hash(token), "grafana")]
+    second, _ = pki.issue_token(folder, "cli")
+    assert second != token
+    assert [name for _, name in pki.read_tokens(path)] == ["grafana", "cli"]
+    with pytest.raises(pki.PKIError, match="a token named 'cli' exists"):
+        pki.issue_token(folder, "cli")
+    with open(path, "a") as f:
+        f.write("# a comment\n\nnot-a-hash someone\n")
+    with pytest.raises(pki.PKIError, match="line 5"):
+        pki.read_tokens(path)
+
+
+def test_the_command_makes_operators_and_tokens(folder):
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["pki", "operator", folder, "alice"], out, err) == 0, err.getvalue()
+    assert "operators/alice.pem" in out.getvalue()
+    out = io.StringIO()
+    assert cli.main(["pki", "token", folder, "cli"], out, err) == 0, err.getvalue()
+    token = out.getvalue().splitlines()[0]
+    assert pki.read_tokens(os.path.join(folder, "api-tokens")) == [(pki.token_hash(token), "cli")]
+    assert "shown once" in out.getvalue()
+    err = io.StringIO()
+    assert cli.main(["pki", "token", folder, "cli"], io.StringIO(), err) == 1
+    assert "exists" in err.getvalue()
+    listed = io.StringIO()
+    assert cli.main(["pki", "list", folder], listed, io.StringIO()) == 0
+    assert "operator" in listed.getvalue() and "api-token" in listed.getvalue()
