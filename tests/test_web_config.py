@@ -1,0 +1,122 @@
+"""``[api]`` in the aggregator's and a home's ini files (jeisson.web.config)."""
+
+import os
+
+import pytest
+
+from jeisson import pki
+from jeisson.aggregator import tap as aggregator_tap
+from jeisson.aggregator.config import config_from_string
+from jeisson.config import ConfigError
+from jeisson.home import tap as home_tap
+from jeisson.home.config import config_from_string as home_config
+from jeisson.web.config import AGGREGATOR_LISTEN, HOME_LISTEN, ApiConfig, check_tokens
+
+AGGREGATOR = """
+[aggregator]
+listen = tcp:7700:interface=127.0.0.1
+[home:h1]
+secret = s1
+"""
+
+HOME = """
+[home]
+id = h1
+secret = s1
+aggregator = tcp:127.0.0.1:7700
+actuators = tcp:7711:interface=127.0.0.1
+[actuator:a]
+relays = 1
+key = none
+[load:heater]
+actuator = a
+relay = 1
+rated_w = 2000
+"""
+
+
+def api_of(text: str, source: str = "/etc/jeisson/aggregator.ini") -> ApiConfig:
+    config = config_from_string(AGGREGATOR + text, source)
+    return aggregator_tap.api_config(config, source)
+
+
+def test_without_a_section_the_api_listens_on_loopback_by_default():
+    assert config_from_string(AGGREGATOR).api is None
+    api = api_of("")
+    assert api.listen == AGGREGATOR_LISTEN and api.loopback and not api.needs_credentials and not api.explicit
+    home = home_config(HOME)
+    assert home_tap.api_config(home, "h.ini").listen == HOME_LISTEN
+
+
+def test_none_turns_it_off_and_a_bare_port_is_loopback():
+    assert api_of("[api]\nlisten = none\n").listen is None
+    api = api_of("[api]\nlisten = 9000\n")
+    assert api.listen == "tcp:9000:interface=127.0.0.1" and api.explicit
+    assert api_of("[api]\nlisten = tcp:9000\n").listen == "tcp:9000:interface=127.0.0.1"
+
+
+def test_off_loopback_is_refused_without_credentials_naming_the_file_and_key():
+    with pytest.raises(ConfigError) as caught:
+        api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\n")
+    message = str(caught.value)
+    assert message.startswith("/etc/jeisson/aggregator.ini: [api] listen: tcp:8480:interface=0.0.0.0 is not loopback")
+    assert "tls = yes" in message and "tokens" in message
+
+
+def test_off_loopback_with_tls_or_tokens_is_taken_tokens_beside_the_file():
+    tls = api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntls = yes\nhosts = Jeisson.Example, 10.0.0.5\n")
+    assert tls.tls and tls.needs_credentials and tls.hosts == ("jeisson.example", "10.0.0.5")
+    tokens = api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntokens = pki/api-tokens\n")
+    assert tokens.tokens == "/etc/jeisson/pki/api-tokens" and tokens.needs_credentials
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[api]\nlisten = ssl:8480\n", "listen", "ssl: endpoints are not used"),
+    ("[api]\nlisten = nonsense:1\n", "listen", "not a server endpoint"),
+    ("[api]\ntls = maybe\n", "tls", "expected yes or no"),
+    ("[api]\nrounds_kept = 0\n", "rounds_kept", "expected a whole number"),
+    ("[api]\nmax_rows = lots\n", "max_rows", "expected a whole number"),
+    ("[api]\nport = 8480\n", "port", "unknown key"),
+])
+def test_bad_keys_are_named(text, key, words):
+    with pytest.raises(ConfigError, match=rf"\[api\] {key}: .*{words}"):
+        api_of(text)
+
+
+def test_a_home_cannot_serve_tls_with_its_client_certificate_but_can_with_tokens():
+    with pytest.raises(ConfigError, match=r"\[api\] tls: a home's \[tls\] certificate is a client's"):
+        home_config(HOME + "[api]\ntls = yes\n")
+    api = home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\ntokens = t\n").api
+    assert api is not None and api.tokens is not None and not api.loopback
+    with pytest.raises(ConfigError, match=r"\[api\] listen: .* is not loopback"):
+        home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\n")
+
+
+def test_a_tokens_file_that_cannot_be_read_stops_the_start_naming_it(tmp_path):
+    missing = ApiConfig("a.ini", AGGREGATOR_LISTEN, tokens=str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match=r"a.ini: \[api\] tokens: .*none: no such file"):
+        check_tokens(missing)
+    bad = tmp_path / "bad"
+    bad.write_text("xyz alice\n")
+    with pytest.raises(ConfigError, match="line 1"):
+        check_tokens(ApiConfig("a.ini", AGGREGATOR_LISTEN, tokens=str(bad)))
+    good = tmp_path / "good"
+    good.write_text(f"{pki.token_hash('t')} alice\n")
+    check_tokens(ApiConfig("a.ini", AGGREGATOR_LISTEN, tokens=str(good)))
+
+
+def test_the_shipped_configs_give_the_demo_distinct_ports():
+    """The lab's aggregator and three homes on one machine: each its own port
+    (read as the configs read [api], without the credentials they name)."""
+    from jeisson.config import IniFile
+    from jeisson.web.config import read_api
+
+    etc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc", "jeisson")
+    listens = {}
+    for name in sorted(os.listdir(etc)):
+        if name == "aggregator.ini" or (name.startswith("home") and name.endswith(".ini")):
+            ini = IniFile.read(os.path.join(etc, name))
+            assert ini.has_section("api"), name
+            listens[name] = read_api(ini, AGGREGATOR_LISTEN if name == "aggregator.ini" else HOME_LISTEN).listen
+    assert len(listens) == 4 and len(set(listens.values())) == 4, listens
+    assert listens["aggregator.ini"] == AGGREGATOR_LISTEN
