@@ -266,6 +266,10 @@ class Root(Resource):
         if named is not None:
             return named
         if self.pages is not None:
+            if self.pages.isLeaf:  # it reads the whole path itself, as it would at the root
+                request.prepath.pop()
+                request.postpath.insert(0, path)
+                return self.pages
             return self.pages.getChildWithDefault(path, request)
         return _Refused(ApiError(404, NOT_FOUND, f"no such path: /{path.decode('utf-8', 'replace')} (the API is "
                                                  f"under {API_PREFIX})"))

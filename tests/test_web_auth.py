@@ -1,0 +1,235 @@
+"""Who may use the HTTP API (jeisson.web.auth), through a whole Site.
+
+Requests in memory (tests/http_memory.py); the operator's certificate over
+real TLS in memory (``iosim`` pumping a pyOpenSSL handshake between
+``ApiTLS`` and a client with certificates from ``jeisson.pki``).
+"""
+
+import os
+
+import pytest
+from twisted.internet import ssl
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
+from twisted.web.resource import Resource
+
+from jeisson import pki
+from jeisson.tls import TLSConfig
+from jeisson.web.auth import ApiTLS, Guard, host_of
+from jeisson.web.config import ApiConfig
+from jeisson.web.site import Reply, Routes, build_site
+from tests.http_memory import request
+
+pytestmark = pytest.mark.usefixtures("logs")
+
+
+class Page(Resource):
+    """A mounted resource: says where it was reached."""
+
+    isLeaf = True
+
+    def __init__(self, text: bytes):
+        super().__init__()
+        self.text = text
+
+    def render_GET(self, request):
+        return self.text
+
+
+def routes() -> Routes:
+    table = Routes()
+    table.get("/status", lambda call: {"who": call.who})
+    table.add("POST", "/things", lambda call: Reply({"made": True}, 201))
+    table.add("DELETE", "/things/{id}", lambda call: {"deleted": call.param("id")})
+    return table
+
+
+def site_for(config: ApiConfig):
+    return build_site(routes(), Guard(config), {"/metrics": Page(b"metrics"), "/": Page(b"page"),
+                                                "/api/v1/stream": Page(b"stream")})
+
+
+def code(response):
+    return response.status, response.json()["error"]["code"] if response.status >= 400 else None
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    token, path = pki.issue_token(str(tmp_path), "ops")
+    return token, path
+
+
+# ----------------------------------------------------------------- Host
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("localhost:8480", "localhost"), ("127.0.0.1", "127.0.0.1"), ("[::1]:8480", "::1"), ("Jeisson.EXAMPLE:80",
+                                                                                          "jeisson.example"),
+])
+def test_the_host_header_is_read_without_its_port(header, expected):
+    assert host_of(header) == expected
+
+
+@pytest.mark.parametrize("host, allowed", [
+    ("127.0.0.1:8480", True), ("localhost:8480", True), ("LOCALHOST", True), ("[::1]:8480", True),
+    ("127.0.0.2:8480", True), ("attacker.example:8480", False), ("192.168.1.5:8480", False), ("", False),
+])
+def test_a_name_that_is_not_ours_is_refused_everywhere_against_dns_rebinding(host, allowed):
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1"))
+    for path in ("/api/v1/status", "/metrics", "/", "/static/app.js", "/api/v1/stream"):
+        response = request(site, "GET", path, host=host)
+        if allowed:
+            assert response.status == 200, (path, response)
+        else:
+            assert code(response) == (403, "forbidden"), (path, response)
+            assert "DNS rebinding" in response.json()["error"]["message"]
+
+
+def test_configured_names_and_the_listen_address_are_ours():
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=10.0.0.5", tls=True, hosts=("jeisson.example",)))
+    assert request(site, "GET", "/", host="jeisson.example:8480").status == 200
+    assert request(site, "GET", "/", host="10.0.0.5:8480").status == 200
+    assert request(site, "GET", "/", host="other.example").status == 403
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_bearer_tokens_are_checked_against_the_hashes_in_the_file(tokens):
+    token, path = tokens
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tokens=path))
+    refused = request(site, "GET", "/api/v1/status")
+    assert code(refused) == (401, "unauthorized") and refused.headers["www-authenticate"].startswith("Bearer")
+    wrong = request(site, "GET", "/api/v1/status", headers={"Authorization": "Bearer jst_wrong"})
+    assert code(wrong) == (401, "unauthorized") and "invalid_token" in wrong.headers["www-authenticate"]
+    assert code(request(site, "GET", "/api/v1/status", headers={"Authorization": f"Basic {token}"})) == (
+        401, "unauthorized")
+    taken = request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+    assert taken.status == 200 and taken.json() == {"who": "token ops"}
+    by_cookie = request(site, "GET", "/api/v1/status", headers={"Cookie": f"jeisson_token={token}"})
+    assert by_cookie.status == 200
+    # The stream and the metrics hold data: credentials there too; the pages hold none.
+    assert code(request(site, "GET", "/metrics")) == (401, "unauthorized")
+    assert code(request(site, "GET", "/api/v1/stream")) == (401, "unauthorized")
+    assert request(site, "GET", "/metrics", headers={"Authorization": f"Bearer {token}"}).body == b"metrics"
+    assert request(site, "GET", "/").body == b"page"
+
+
+def test_a_token_added_or_deleted_takes_effect_without_a_restart(tokens, tmp_path):
+    token, path = tokens
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tokens=path))
+    second, _ = pki.issue_token(str(tmp_path), "cli")
+    assert request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {second}"}).status == 200
+    with open(path, "w") as f:  # ops's line deleted (a different size: noticed at once)
+        f.write(f"{pki.token_hash(second)} cli\n")
+    assert request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"}).status == 401
+    assert request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {second}"}).status == 200
+
+
+def test_tokens_on_loopback_are_still_required():
+    assert request(site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1")), "GET",
+                   "/api/v1/status").status == 200
+
+
+# ----------------------------------------------------------------- writes
+
+
+def test_writes_need_json_and_the_apis_own_origin():
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1"))
+    assert request(site, "POST", "/api/v1/things", {"a": 1}).status == 201
+    form = request(site, "POST", "/api/v1/things", b"a=1",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert code(form) == (403, "forbidden") and "application/json" in form.json()["error"]["message"]
+    assert code(request(site, "POST", "/api/v1/things", b"{}", headers={"Content-Type": "text/plain"})) == (
+        403, "forbidden")
+    assert request(site, "POST", "/api/v1/things", {"a": 1}, headers={"Origin": "http://127.0.0.1:8480"}).status == 201
+    assert request(site, "POST", "/api/v1/things", {"a": 1}, headers={"Origin": "http://localhost:8480"},
+                   host="localhost:8480").status == 201
+    other = request(site, "POST", "/api/v1/things", {"a": 1}, headers={"Origin": "http://evil.example"})
+    assert code(other) == (403, "forbidden") and "another site" in other.json()["error"]["message"]
+    assert code(request(site, "POST", "/api/v1/things", {"a": 1}, headers={"Origin": "null"})) == (403, "forbidden")
+    assert code(request(site, "POST", "/api/v1/things", {"a": 1}, headers={"Origin": "https://127.0.0.1:8480"})) == (
+        403, "forbidden")
+    assert code(request(site, "DELETE", "/api/v1/things/x", headers={"Sec-Fetch-Site": "cross-site"})) == (
+        403, "forbidden")
+    assert request(site, "DELETE", "/api/v1/things/x").json() == {"deleted": "x"}
+
+
+# ----------------------------------------------------- operators over TLS
+
+
+class Client(Protocol):
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.data = b""
+
+    def connectionMade(self):
+        self.transport.write(self.raw)
+
+    def dataReceived(self, data):
+        self.data += data
+
+
+def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str = "") -> bytes:
+    """One GET /api/v1/status over TLS in memory; what the client read."""
+    ca = ssl.Certificate.loadPEM(open(credentials.ca, "rb").read())
+    options = ssl.optionsForClientTLS("localhost", ca, client_cert)
+    raw = (f"GET /api/v1/status HTTP/1.1\r\nHost: localhost:8480\r\nConnection: close\r\n{headers}\r\n").encode()
+    client = Client(raw)
+    # TLS aggregates small writes until the next turn of its clock.
+    clock = Clock()
+    client_protocol = TLSMemoryBIOFactory(options, True, Factory.forProtocol(lambda: client),
+                                          clock=clock).buildProtocol(None)
+    wrapped = server.wrap(site)
+    wrapped._clock = clock
+    server_protocol = wrapped.buildProtocol(None)
+    pump = iosim.connect(server_protocol, iosim.makeFakeServer(server_protocol), client_protocol,
+                         iosim.makeFakeClient(client_protocol))
+    for _ in range(10):
+        clock.advance(0)
+        pump.flush()
+    return client.data
+
+
+def private(cert_path: str, key_path: str) -> ssl.PrivateCertificate:
+    return ssl.PrivateCertificate.loadPEM(open(cert_path, "rb").read() + open(key_path, "rb").read())
+
+
+@pytest.fixture
+def tls_config(credentials):
+    d = credentials.directory
+    return TLSConfig(os.path.join(d, "a.ini"), ca=credentials.ca, cert=f"{d}/aggregator.pem",
+                     key=f"{d}/aggregator.key", crl=f"{d}/crl.pem")
+
+
+def operator(credentials, name):
+    cert, key = pki.operator_paths(credentials.directory, name)
+    if not os.path.exists(cert):
+        pki.issue_operator(credentials.directory, name)
+    return private(cert, key)
+
+
+def test_an_operator_certificate_opens_the_api_and_a_home_certificate_does_not(credentials, tls_config):
+    config = ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True)
+    site = site_for(config)
+    server = ApiTLS(tls_config)
+    answer = over_tls(site, server, credentials, operator(credentials, "alice"))
+    assert answer.startswith(b"HTTP/1.1 200") and b'{"who":"operator alice"}' in answer, answer
+    home_cert, home_key = credentials.home("home-1")
+    refused = over_tls(site, server, credentials, private(home_cert, home_key))
+    assert refused.startswith(b"HTTP/1.1 401") and b"role operator" in refused, refused
+    # Without a certificate, no handshake at all (tls alone: certificates only).
+    assert over_tls(site, server, credentials) == b""
+
+
+def test_with_tokens_too_a_client_without_a_certificate_shows_its_token(credentials, tls_config, tokens):
+    token, path = tokens
+    config = ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True, tokens=path)
+    site = site_for(config)
+    server = ApiTLS(tls_config, certificate_required=False)
+    assert over_tls(site, server, credentials).startswith(b"HTTP/1.1 401")
+    answer = over_tls(site, server, credentials, headers=f"Authorization: Bearer {token}\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and b"token ops" in answer, answer
+    assert b"operator alice" in over_tls(site, server, credentials, operator(credentials, "alice"))
