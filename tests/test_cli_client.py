@@ -179,9 +179,11 @@ def test_why_without_a_story_shows_the_chain():
 
 
 def test_an_events_verdict_shows_the_event_as_it_now_stands():
-    text = render.verdict_text({"verdict": "added", "detail": "in force from 18:00:00Z", "event": event()})
+    text = render.verdict_text({"verdict": "added", "detail": "in force from 18:00:00Z", "event": event()}, "peak-1")
     assert text.splitlines() == ["added: peak-1 v1 (in-force): limit 12.00 kW, 2026-12-03T18:00:00Z to "
                                  "2026-12-03T19:00:00Z, ends in 55 min 00 s", "in force from 18:00:00Z"]
+    assert render.verdict_text({"verdict": "cancelled", "detail": "version 3 cancels it"}, "peak-1") == \
+        "cancelled peak-1\nversion 3 cancels it"
 
 
 # Requests, pure.

@@ -177,6 +177,7 @@ def shed_event(system, connected):
     finally:
         cancelled = jeisson("events", "cancel", event_id, env=system["env"])
         assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.startswith(f"cancelled {event_id}\n")
 
 
 def test_status_and_homes_print_tables(system, connected):

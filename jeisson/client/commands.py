@@ -240,7 +240,7 @@ def _verdict(args: argparse.Namespace, api: Api, request: Request, out: TextIO) 
     if args.json:
         _print_json(body, out)
     else:
-        out.write(render.verdict_text(body) + "\n")
+        out.write(render.verdict_text(body, args.id) + "\n")
     return 0
 
 

@@ -188,13 +188,13 @@ def events_table(events: list[dict[str, Any]]) -> str:
     return table(("event", "v", "state", "limit", "start", "end", "when", "source"), rows, right=(1, 3))
 
 
-def verdict_text(reply: dict[str, Any]) -> str:
-    """The reply to ``events add|modify|cancel``: the verdict, the event as
-    it now stands, and the aggregator's detail."""
+def verdict_text(reply: dict[str, Any], event_id: str) -> str:
+    """The reply to ``events add|modify|cancel`` about ``event_id``: the
+    verdict, the event as it now stands (``cancelled peak-1`` when the reply
+    has none), and the aggregator's detail."""
     line = f"{reply.get('verdict', 'done')}"
     event = reply.get("event")
-    if event:
-        line += f": {event_line(event)}"
+    line += f": {event_line(event)}" if event else f" {event_id}"
     detail = reply.get("detail")
     return line + (f"\n{detail}" if detail else "")
 
@@ -206,7 +206,8 @@ def why_text(why: dict[str, Any]) -> str:
     text = (why.get("text") or "").strip()
     if text:
         return text
-    state = {True: "on", False: "off"}.get(why.get("on"), "not known")
+    on = why.get("on")
+    state = "not known" if on is None else "on" if on else "off"
     lines = [f"home {why.get('home')}, load {why.get('load')} at {moment(why.get('at'))}: {state}"]
     chain = why.get("chain") or []
     if chain:
