@@ -150,6 +150,8 @@ GROUPS.append(__import__("jeisson.client.commands", fromlist=["add_commands"]).a
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="jeisson", description="jeisson's tools (the daemons run under twistd).")
+    # The API's connection options before any command's name too (jeisson --api URL status).
+    __import__("jeisson.client.commands", fromlist=["add_global_options"]).add_global_options(top)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_group in GROUPS:
         add_group(commands)
