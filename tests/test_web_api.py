@@ -504,3 +504,23 @@ def test_the_home_answers_as_its_document_says(home):
     check("/measurements", "get", 200, ok(site, "/api/v1/measurements"))
     bad = request(site, "PUT", "/api/v1/loads/heater", {"desired": 1})
     check("/loads/{id}", "put", bad.status, bad.json())
+
+
+def test_the_examples_in_docs_api_rst_are_what_the_documents_describe():
+    """Each ``.. response: TEMPLATE METHOD STATUS`` block of docs/api.rst
+    is valid against the aggregator's document; the docs' copies of the
+    documents are the shipped ones."""
+    import os
+    import re
+
+    check = schema_check("aggregator")
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+    text = open(os.path.join(docs, "api.rst"), encoding="utf-8").read()
+    found = re.findall(r"^\.\. response: (\S+) (\w+) (\d+)\n\n\.\. code-block:: json\n\n((?:    .*\n|\n)+)", text,
+                       re.MULTILINE)
+    assert len(found) >= 5, found
+    for template, method, status, block in found:
+        check(template, method, int(status), json.loads(block))
+    for role in ("aggregator", "home"):
+        with open(os.path.join(docs, "api", f"openapi-{role}.json"), encoding="utf-8") as f:
+            assert json.load(f) == document(role)
