@@ -221,6 +221,8 @@ def test_the_events_reach_the_homes(plain):
      "start_window_s"),
     ({"id": "peak", "limit_kw": 1, "start": "+1", "end": "+9"}, 409, "conflict", "id"),
     ({"id": "e", "limit_kw": 1, "start": "-100", "end": "-10"}, 422, "refused", None),
+    ({"id": "e", "limit_kw": 1, "start": 1e300, "end": "+60"}, 422, "bad-field", "start"),
+    ({"id": "e", "limit_kw": 1, "start": "+60", "end": "1e309"}, 422, "bad-field", "end"),
 ])
 def test_a_bad_event_is_answered_with_the_field_named(plain, body, status, code, field):
     net, site = plain
@@ -524,3 +526,59 @@ def test_the_examples_in_docs_api_rst_are_what_the_documents_describe():
     for role in ("aggregator", "home"):
         with open(os.path.join(docs, "api", f"openapi-{role}.json"), encoding="utf-8") as f:
             assert json.load(f) == document(role)
+
+
+# ------------------------------------------------ any body, any query string
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.sampled_from(["+60", "-60", "+1800", "2026-12-03T18:00:00Z", "18:05", "gala", "", "1e309", "+1e20", 1e300,
+                       "9999-12-31T23:59:59Z", -1e20]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+FIELD_NAMES = st.sampled_from(["id", "limit_kw", "limit_w", "start", "end", "start_window_s", "end_window_s",
+                               "version", "x"])
+BODIES = st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=7)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, method=st.sampled_from(["POST", "PUT"]))
+def test_any_event_body_gets_an_answer_the_document_describes_never_a_500(plain, body, method):
+    net, site = plain
+    check = schema_check("aggregator")
+    before = dict(net.aggregator.schedule.book.events)
+    path, template = ("/api/v1/events", "/events") if method == "POST" else ("/api/v1/events/peak", "/events/{id}")
+    response = request(site, method, path, body)
+    assert response.done and response.status in (200, 201, 400, 404, 409, 422), response
+    check(template, method.lower(), response.status, response.json())
+    if response.status >= 400:
+        assert net.aggregator.schedule.book.events == before
+    else:
+        event = response.json()["event"]
+        assert net.aggregator.schedule.book.events[event["id"]].version == event["version"]
+
+
+QUERY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/status", "/homes", "/events", "/rounds", "/measurements", "/why", "/homes/h1",
+                             "/rounds/1", "/events/peak"]),
+       query=st.lists(st.tuples(st.sampled_from(["connected", "state", "limit", "before", "since", "until",
+                                                 "home", "load", "at", "format", "q"]), QUERY_TEXT), max_size=3))
+def test_any_query_string_gets_an_answer_the_document_describes(stored, path, query):
+    from urllib.parse import urlencode
+
+    net, site = stored
+    check = schema_check("aggregator")
+    response = request(site, "GET", "/api/v1" + path + ("?" + urlencode(query) if query else ""))
+    assert response.done and response.status in (200, 400, 404, 422, 503), response
+    template = {"/homes/h1": "/homes/{id}", "/rounds/1": "/rounds/{number}", "/events/peak": "/events/{id}"}.get(
+        path, path)
+    if response.headers["content-type"].startswith("application/json"):
+        check(template, "get", response.status, response.json())
+    else:
+        assert response.headers["content-type"].startswith("text/csv")
