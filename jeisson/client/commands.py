@@ -200,31 +200,28 @@ def _print_json(body: Any, out: TextIO) -> None:
     out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
 
 
-def _status(args: argparse.Namespace, api: Api, out: TextIO) -> int:
-    body = api.json(status_request())
+def _show(args: argparse.Namespace, out: TextIO, body: dict[str, Any], text: Callable[[], str]) -> int:
+    """``body`` as it came with ``--json``, else ``text()``."""
     if args.json:
         _print_json(body, out)
     else:
-        out.write(render.status_text(body) + "\n")
+        out.write(text() + "\n")
     return 0
+
+
+def _status(args: argparse.Namespace, api: Api, out: TextIO) -> int:
+    body = api.json(status_request())
+    return _show(args, out, body, lambda: render.status_text(body))
 
 
 def _homes(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     body = api.json(homes_request(args.connected))
-    if args.json:
-        _print_json(body, out)
-    else:
-        out.write(render.homes_table(_list(body, "homes")) + "\n")
-    return 0
+    return _show(args, out, body, lambda: render.homes_table(_list(body, "homes")))
 
 
 def _events_list(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     body = api.json(events_request(args.state))
-    if args.json:
-        _print_json(body, out)
-    else:
-        out.write(render.events_table(_list(body, "events")) + "\n")
-    return 0
+    return _show(args, out, body, lambda: render.events_table(_list(body, "events")))
 
 
 def _verdict(args: argparse.Namespace, api: Api, request: Request, out: TextIO) -> int:
@@ -237,11 +234,7 @@ def _verdict(args: argparse.Namespace, api: Api, request: Request, out: TextIO) 
         elif code == "not-found" and request.method != "POST":
             e.message += " (jeisson events list shows the events)"
         raise
-    if args.json:
-        _print_json(body, out)
-    else:
-        out.write(render.verdict_text(body, args.id) + "\n")
-    return 0
+    return _show(args, out, body, lambda: render.verdict_text(body, args.id))
 
 
 def _events_add(args: argparse.Namespace, api: Api, out: TextIO) -> int:
@@ -258,11 +251,7 @@ def _events_cancel(args: argparse.Namespace, api: Api, out: TextIO) -> int:
 
 def _why(args: argparse.Namespace, api: Api, out: TextIO) -> int:
     body = api.json(why_request(args.home, args.load, args.at, time.time()))
-    if args.json:
-        _print_json(body, out)
-    else:
-        out.write(render.why_text(body) + "\n")
-    return 0
+    return _show(args, out, body, lambda: render.why_text(body))
 
 
 def _export(args: argparse.Namespace, api: Api, out: TextIO) -> int:
