@@ -213,10 +213,11 @@ class LinkSession:
 
     @property
     def listener_name(self) -> str:
-        """The listener this link came through (its guard's name), else
-        ``link_name``: for ``jeisson.observe``."""
+        """The listener this link came through, for ``jeisson.observe``: its
+        guard's name; without a guard (a serial line, a radio) named as the
+        taps name theirs (``homes listener``, ``boards listener``)."""
         guard = self.guard
-        return guard.listener.name if guard is not None else self.link_name
+        return guard.listener.name if guard is not None else f"{self.link_name}s listener"
 
     def unexpected(self, message: Any) -> ProtocolError:
         return ProtocolError(self.DIALECT.state, f"{message.verb} is not expected from {self.PEER_KIND} "

@@ -32,13 +32,14 @@ Build them with ``aggregator_metrics(aggregator, reactor)`` and
 until ``MetricsResource.stop()``.
 """
 
+import bisect
 import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from twisted.internet.interfaces import IReactorTime
@@ -103,6 +104,31 @@ def _info(role: str, **labels: str) -> InfoMetricFamily:
                             value={"role": role, "version": jeisson.__version__, **labels})
 
 
+class Histogram:
+    """Observations counted into fixed buckets, a family only when scraped
+    (prometheus_client's own would take a lock per observation and add a
+    ``_created`` series)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]):
+        assert buckets[-1] == float("inf")
+        self.name = name
+        self.documentation = documentation
+        self.bounds = buckets
+        self.counts = [0] * len(buckets)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def family(self) -> HistogramMetricFamily:
+        cumulative, total = [], 0
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            total += count
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=self.sum)
+
+
 # --------------------------------------------------------------- low rooms
 
 
@@ -111,14 +137,14 @@ class LowRooms(observe.Observer):
     guards and the store report.  Only the store at ``store_path`` (the
     core's) is timed; the rest is the process's (one role per process)."""
 
-    def __init__(self, registry: CollectorRegistry, store_path: str | None):
+    def __init__(self, store_path: str | None):
         self.store_path = store_path
         self.protocol_errors: collections.Counter[tuple[str, str]] = collections.Counter()
         self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
         self.auth_failures: collections.Counter[tuple[str, str]] = collections.Counter()
         self.commit_seconds = (Histogram("jeisson_store_commit_seconds",
                                          "How long the store took to commit a batch of writes (seconds).",
-                                         buckets=COMMIT_BUCKETS, registry=registry)
+                                         COMMIT_BUCKETS)
                                if store_path is not None else None)
 
     def protocol_error(self, link: str, code: str) -> None:
@@ -142,6 +168,8 @@ class LowRooms(observe.Observer):
         yield _counter("jeisson_auth_failures", "Failed authentications (a wrong secret or key, an unknown id, a "
                        "certificate refused), by listener and reason.", ("listener", "reason"),
                        self.auth_failures)
+        if self.commit_seconds is not None:
+            yield self.commit_seconds.family()
 
 
 def _store_families(store: Any) -> Iterator[Metric]:
@@ -243,11 +271,10 @@ def _subscribe(low: LowRooms) -> Callable[[], None]:
 class AggregatorCounts(aggregator_listeners.AggregatorListener):
     """The aggregator's moments, counted."""
 
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self) -> None:
         self.rounds: dict[str, int] = dict.fromkeys((WITHIN_LIMIT, OVER_LIMIT, ABANDONED), 0)
         self.round_seconds = Histogram("jeisson_round_duration_seconds", "How long a finished round took, from its "
-                                       "plan to its last commitment or its timeout (seconds).",
-                                       buckets=ROUND_BUCKETS, registry=registry)
+                                       "plan to its last commitment or its timeout (seconds).", ROUND_BUCKETS)
         self.budgets_sent = 0
         self.releases_sent = 0
         self.measurements = 0
@@ -296,6 +323,7 @@ class AggregatorCounts(aggregator_listeners.AggregatorListener):
         yield _counter("jeisson_rounds", "Rounds that ended, by outcome: within_limit (committed with unknown, "
                        "and measured, within every limit), over_limit, abandoned (another event bound, or a stop).",
                        ("outcome",), self.rounds)
+        yield self.round_seconds.family()
         yield _counter("jeisson_budgets_sent", "BUDGET lines sent to homes.", (), {(): self.budgets_sent})
         yield _counter("jeisson_releases_sent", "RELEASE lines sent to homes (their event ended).", (),
                        {(): self.releases_sent})
@@ -395,9 +423,9 @@ def aggregator_metrics(aggregator: Any, reactor: IReactorTime | None = None) -> 
     aggregator's own clock); taken so that every builder of a resource in
     ``jeisson.web`` looks alike."""
     registry = _registry()
-    counts = AggregatorCounts(registry)
+    counts = AggregatorCounts()
     store = aggregator.store
-    low = LowRooms(registry, getattr(store, "path", None) if store is not None else None)
+    low = LowRooms(getattr(store, "path", None) if store is not None else None)
     aggregator.add_listener(counts)
     resource = MetricsResource(registry, [lambda: aggregator.remove_listener(counts), _subscribe(low)])
     registry.register(_Collector(AggregatorCollector(aggregator, counts, low, resource).collect))
@@ -544,7 +572,7 @@ def home_metrics(home: Any, reactor: IReactorTime | None = None) -> MetricsResou
     registry = _registry()
     counts = HomeCounts()
     store = home.store
-    low = LowRooms(registry, getattr(store, "path", None) if store is not None else None)
+    low = LowRooms(getattr(store, "path", None) if store is not None else None)
     home.add_listener(counts)
     resource = MetricsResource(registry, [lambda: home.remove_listener(counts), _subscribe(low)])
     registry.register(_Collector(HomeCollector(home, counts, low, resource).collect))
