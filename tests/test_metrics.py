@@ -3,6 +3,7 @@ fake homes (``Net``), a real home with fake boards and aggregator (``Rig``),
 each scrape rendered by the resource and read back with prometheus_client's
 own parser, the figures checked against what the cores did."""
 
+import json
 import math
 import re
 from pathlib import Path
@@ -280,9 +281,11 @@ def test_head_openmetrics_and_other_methods(stops):
     request, body = get(metrics, method=b"POST")
     assert request.responseCode == 405
     assert request.responseHeaders.getRawHeaders(b"allow") == [b"GET, HEAD"]
-    import json
-
-    assert json.loads(body)["error"]["code"] == "method-not-allowed"
+    assert json.loads(body)["error"] == {"status": 405, "code": "method-not-allowed",
+                                         "message": "/metrics takes GET or HEAD, not POST"}
+    request = DummyRequest([b"below"])
+    body = metrics.render(request)
+    assert request.responseCode == 404 and json.loads(body)["error"]["code"] == "not-found"
 
 
 def test_names_follow_prometheus_conventions_with_help_and_the_docs_list_them_all(stops, tmp_path):

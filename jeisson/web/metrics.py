@@ -52,6 +52,7 @@ from jeisson import observe
 from jeisson.aggregator import listeners as aggregator_listeners
 from jeisson.home import listeners as home_listeners
 from jeisson.limits import ABORTED_LOCKED, ABORTED_RATE, ABORTED_TOO_MANY, ABORTED_TOTAL
+from jeisson.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
 from jeisson.wire import aggregator_home as wire
 
 # A round takes milliseconds at ten homes and a few seconds at ten thousand
@@ -223,14 +224,21 @@ class MetricsResource(Resource):
         return body
 
     def render(self, request: Request) -> bytes:
-        if request.method in (b"GET", b"HEAD"):
+        """GET and HEAD; anything else, or a path below, is the API's error body."""
+        if request.postpath not in ([], [b""]):
+            error = ApiError(404, NOT_FOUND, "no such path: /metrics has nothing below it")
+        elif request.method not in (b"GET", b"HEAD"):
+            method = request.method.decode("latin-1")[:16]
+            error = ApiError(405, METHOD_NOT_ALLOWED, f"/metrics takes GET or HEAD, not {method}",
+                             headers={"Allow": "GET, HEAD"})
+        else:
             return super().render(request)
-        request.setResponseCode(405)
-        request.setHeader(b"Allow", b"GET, HEAD")
-        request.setHeader(b"Content-Type", b"application/json")
-        method = request.method.decode("latin-1")
-        return (b'{"error":{"status":405,"code":"method-not-allowed","message":"/metrics takes GET or HEAD, not '
-                + method.encode("ascii", "replace") + b'"}}')
+        request.setResponseCode(error.status)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        for name, value in error.headers.items():
+            request.setHeader(name.encode(), value.encode())
+        return encode(error.body())
 
     def scrape_family(self) -> GaugeMetricFamily:
         return _gauge("jeisson_metrics_scrape_seconds", "How long the previous scrape of /metrics took to render, "
