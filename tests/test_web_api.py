@@ -21,7 +21,7 @@ from jeisson.aggregator.core import Aggregator
 from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
 from jeisson.store.sqlite import SqliteStore
-from jeisson.web.aggregator_api import AggregatorApi
+from jeisson.web.aggregator_api import AggregatorApi, home_view
 from jeisson.web.home_api import HomeApi
 from jeisson.web.openapi import document
 from jeisson.web.site import build_site
@@ -582,3 +582,32 @@ def test_any_query_string_gets_an_answer_the_document_describes(stored, path, qu
         check(template, "get", response.status, response.json())
     else:
         assert response.headers["content-type"].startswith("text/csv")
+
+
+# -------------------------------------------------- large replies, cooperatively
+
+
+def test_many_homes_are_built_a_batch_per_turn_and_encoded_off_the_reactor():
+    from twisted.internet.defer import succeed
+
+    from jeisson.web.site import encode_in_pieces
+
+    net = Net(CONFIG)
+    net.home("h2", *H2_LOADS)
+    offloaded = []
+
+    def offload(function, *args):
+        offloaded.append(function)
+        return succeed(function(*args))
+
+    api = AggregatorApi(net.aggregator, batch=1)
+    site = build_site(api.routes(), offload=offload)
+    pending = request(site, "GET", "/api/v1/homes")
+    assert not pending.done, "the second home's view waits for the next turn"
+    net.clock.advance(0)
+    assert pending.read().status == 200 and offloaded == [encode_in_pieces]
+    assert pending.json() == {"homes": [home_view(net.aggregator, net.aggregator.registry.records[h], api.links)
+                                        for h in ("h1", "h2")]}
+    # A body encoded in pieces reads back as the whole.
+    body = {"homes": [{"a": 1.5, "b": [None, "é"]}, {}], "truncated": True, "n": float("inf")}
+    assert json.loads(encode_in_pieces(body)) == {**body, "n": None}

@@ -128,8 +128,10 @@ def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Service | None
 
     if config.listen is None:
         return None
+    from twisted.internet import threads
+
     api = AggregatorApi(aggregator, config.rounds_kept, config.max_rows)
-    site = build_site(api.routes(), Guard(config), aggregator_mounts(aggregator, reactor))
+    site = build_site(api.routes(), Guard(config), aggregator_mounts(aggregator, reactor), threads.deferToThread)
     return _service(config, site, aggregator.config.tls, reactor, "aggregator API")
 
 
@@ -141,6 +143,8 @@ def home_web(home: Any, config: Any, reactor: Any) -> Service | None:
 
     if config.listen is None:
         return None
+    from twisted.internet import threads
+
     api = HomeApi(home, config.max_rows)
-    site = build_site(api.routes(), Guard(config), home_mounts(home, reactor))
+    site = build_site(api.routes(), Guard(config), home_mounts(home, reactor), threads.deferToThread)
     return _service(config, site, None, reactor, f"home {home.config.id} API")

@@ -16,6 +16,7 @@ import collections
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,6 +44,8 @@ ROUNDS_MAX_PAGE = 500
 MEASUREMENTS_SINCE_S = 3600.0  # without ?since=, the last hour
 EVENT_FIELDS = ("id", "limit_kw", "limit_w", "start", "end", "start_window_s", "end_window_s")
 MAX_WINDOW_S = 86400.0
+# Home views built per reactor turn for /homes (about 30 us each: 15 ms).
+BATCH = 500
 
 
 def _utc(moment: float | None) -> str | None:
@@ -261,8 +264,12 @@ class AggregatorApi:
     log = Logger()
 
     def __init__(self, aggregator: Aggregator, rounds_kept: int = ROUNDS_KEPT, max_rows: int = MAX_ROWS,
-                 openapi: Any = None):
+                 openapi: Any = None, batch: int = BATCH):
+        """``batch``: above this many homes, ``/homes`` builds its views that
+        many per reactor turn, and large replies are marked to be encoded
+        off the reactor's thread (``Reply.offload``)."""
         self.aggregator = aggregator
+        self.batch = batch
         self.clock = aggregator.clock
         self.max_rows = max_rows
         self.history = RoundHistory(rounds_kept)
@@ -298,12 +305,24 @@ class AggregatorApi:
         errors.query_only(call.args, ())
         return status_view(self.aggregator, self.links)
 
-    def homes(self, call: Call) -> dict[str, Any]:
+    def homes(self, call: Call) -> "Reply | Deferred[Reply]":
         errors.query_only(call.args, ("connected",))
         connected = errors.query_bool(call.args, "connected")
-        records = sorted(self.aggregator.registry, key=lambda r: r.id)
-        return {"homes": [home_view(self.aggregator, r, self.links) for r in records
-                          if connected is None or r.connected == connected]}
+        records = [r for r in sorted(self.aggregator.registry, key=lambda r: r.id)
+                   if connected is None or r.connected == connected]
+        if len(records) <= self.batch:
+            return Reply({"homes": [home_view(self.aggregator, r, self.links) for r in records]})
+        return Deferred.fromCoroutine(self._homes_in_batches(records))
+
+    async def _homes_in_batches(self, records: list[HomeRecord]) -> Reply:
+        """Thousands of homes' views, ``batch`` per reactor turn (each home
+        as it is when its batch runs), encoded off the reactor's thread."""
+        views: list[dict[str, Any]] = []
+        for start in range(0, len(records), self.batch):
+            if start:
+                await task.deferLater(self.clock, 0, lambda: None)
+            views += [home_view(self.aggregator, r, self.links) for r in records[start:start + self.batch]]
+        return Reply({"homes": views}, offload=True)
 
     def _record(self, home_id: str) -> HomeRecord:
         record = self.aggregator.registry.records.get(home_id)
@@ -478,14 +497,14 @@ class AggregatorApi:
             until = entries[-1].at
         return self._page(found, limit)
 
-    def round(self, call: Call) -> "Deferred[dict[str, Any]] | dict[str, Any]":
+    def round(self, call: Call) -> "Deferred[dict[str, Any]] | Reply":
         text = call.param("number")
         if not text.isdigit():
             raise errors.bad_field("number", f"expected a round number, got {text!r}")
         number = int(text)
         summary = self.history.find(number)
         if summary is not None:
-            return round_view(summary, with_homes=True)
+            return Reply(round_view(summary, with_homes=True), offload=len(summary.homes) > self.batch)
         store = self.aggregator.store
         if store is None:
             raise errors.not_found(f"round {number} is not among the last {self.history.rounds.maxlen} kept, and "
@@ -549,7 +568,7 @@ class AggregatorApi:
                                              "span_s": s.span_s} for s in samples]}
         if truncated:
             body["truncated"] = True
-        return Reply(body)
+        return Reply(body, offload=len(samples) > self.batch)
 
     def why(self, call: Call) -> "Deferred[dict[str, Any]]":
         errors.query_only(call.args, ("home", "load", "at"))

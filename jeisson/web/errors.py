@@ -77,7 +77,11 @@ def not_found(message: str) -> ApiError:
 def encode(body: Any) -> bytes:
     """A reply's JSON: UTF-8, no NaN (JSON has none: a float that is not
     finite is written as null)."""
-    return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:  # the common case, at C speed: no float that is not finite
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def _finite(value: Any) -> Any:

@@ -173,7 +173,7 @@ class HomeApi:
                                              "span_s": s.span_s} for s in samples]}
         if truncated:
             body["truncated"] = True
-        return Reply(body)
+        return Reply(body, offload=len(samples) > 500)
 
     def openapi_document(self, call: Call) -> Any:
         if self.openapi is None:

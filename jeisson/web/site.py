@@ -54,6 +54,10 @@ class Reply:
     content_type: str = JSON
     raw: bytes | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict)
+    # A large body (thousands of homes, rows): encoded in a thread when the
+    # Site has one (``build_site(offload=...)``), piece by piece so that the
+    # reactor's thread gets the interpreter between pieces.
+    offload: bool = False
 
 
 @attrs.frozen
@@ -144,6 +148,24 @@ def write(request: Any, status: int, data: bytes, content_type: str, headers: Ma
     request.finish()
 
 
+def encode_in_pieces(body: Any) -> bytes:
+    """``encode(body)``, a dict's list values item by item: each item's
+    encoding is short, and between them another thread may run."""
+    if not isinstance(body, dict):
+        return encode(body)
+    parts = []
+    for key, value in body.items():
+        if isinstance(value, list):
+            inner = b",".join(encode(item) for item in value)
+            parts.append(encode(key) + b":[" + inner + b"]")
+        else:
+            parts.append(encode(key) + b":" + encode(value))
+    return b"{" + b",".join(parts) + b"}"
+
+
+Offload = Callable[..., "Deferred[Any]"]
+
+
 def write_error(request: Any, error: ApiError) -> None:
     write(request, error.status, encode(error.body()), JSON, error.headers)
 
@@ -182,11 +204,13 @@ class ApiResource(Resource):
 
     log = Logger()
 
-    def __init__(self, routes: Routes, guard: Guard, mounts: Mapping[str, Resource] | None = None):
+    def __init__(self, routes: Routes, guard: Guard, mounts: Mapping[str, Resource] | None = None,
+                 offload: Offload | None = None):
         super().__init__()
         self.routes = routes
         self.guard = guard
         self.mounts = {name.encode(): child for name, child in (mounts or {}).items()}
+        self.offload = offload
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         mounted = self.mounts.get(path)
@@ -226,6 +250,13 @@ class ApiResource(Resource):
         if gone:
             return
         reply = result if isinstance(result, Reply) else Reply(result)
+        if reply.offload and self.offload is not None and reply.raw is None:
+            def encoded(data: bytes) -> Reply:
+                return attrs.evolve(reply, raw=data, offload=False)
+
+            self.offload(encode_in_pieces, reply.body).addCallback(encoded).addCallbacks(
+                self._reply, self._failed, callbackArgs=(request, gone), errbackArgs=(request, gone, None))
+            return
         if reply.raw is not None:
             write(request, reply.status, reply.raw, reply.content_type, reply.headers)
         elif reply.status == 204:
@@ -233,11 +264,12 @@ class ApiResource(Resource):
         else:
             write(request, reply.status, encode(reply.body), reply.content_type, reply.headers)
 
-    def _failed(self, failure: Failure, request: Any, gone: list[bool], call: Call) -> None:
+    def _failed(self, failure: Failure, request: Any, gone: list[bool], call: Call | None) -> None:
         if isinstance(failure.value, ApiError):
             error = failure.value
         else:
-            self.log.failure("API {method} {path} failed", failure, method=call.method, path=API_PREFIX + call.path)
+            self.log.failure("API {method} {path} failed", failure, method=request.method.decode("ascii", "replace"),
+                             path=request.uri.decode("utf-8", "replace"))
             error = ApiError(500, INTERNAL, f"internal error: {failure.getErrorMessage()} (logged)")
         if not gone:
             write_error(request, error)
@@ -284,11 +316,14 @@ class Root(Resource):
         return _Refused(ApiError(404, NOT_FOUND, f"nothing here: the API is under {API_PREFIX}")).render(request)
 
 
-def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, Resource] | None = None) -> Site:
+def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, Resource] | None = None,
+               offload: Offload | None = None) -> Site:
     """A Site for ``routes`` behind ``guard`` (loopback, no credentials, by
     default), with the resources of ``mounts`` at their paths:
     ``"/api/v1/stream"`` (or any ``"/api/v1/NAME"``), ``"/metrics"``,
-    ``"/"`` (the pages: ``/`` and every path not otherwise taken)."""
+    ``"/"`` (the pages: ``/`` and every path not otherwise taken).
+    ``offload`` (``threads.deferToThread`` in the daemons): where large
+    replies are encoded; None: at once, on the calling thread."""
     guard = guard or Guard.loopback()
     mounts = dict(mounts or {})
     below = {path[len(API_PREFIX) + 1:]: child for path, child in mounts.items()
@@ -299,7 +334,7 @@ def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, 
     unknown = set(mounts) - {"/metrics", "/"} - {API_PREFIX + "/" + n for n in below}
     if unknown:
         raise ValueError(f"cannot mount {', '.join(sorted(unknown))}: /metrics, / or {API_PREFIX}/NAME")
-    api = ApiResource(routes, guard, below)
+    api = ApiResource(routes, guard, below, offload)
     site = Site(Root(api, guard, mounts.get("/metrics"), mounts.get("/")))
     site.displayTracebacks = False
     return site
