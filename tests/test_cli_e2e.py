@@ -28,6 +28,7 @@ from jeisson import pki
 from jeisson.client.commands import Api
 from jeisson.client.exchange import Request, api_target
 from jeisson.demo import Fleet, free_ports
+from tests.lab import start_lab
 from tests.waiting import wait_for
 
 LIMIT_W = 3000
@@ -45,80 +46,14 @@ def jeisson(*argv, env=None, timeout=60):
     return subprocess.run(command + list(argv), capture_output=True, text=True, timeout=timeout, env=environment)
 
 
-def write(path, text):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def home_ini(home, loads, ports, credentials):
-    board = f"{home}-board"
-    text = f"""
-[home]
-id = {home}
-secret = secret-{home}
-aggregator = tcp:127.0.0.1:{ports['aggregator']}
-actuators = tcp:{ports[home]}:interface=127.0.0.1
-heartbeat_s = 1
-command_timeout_s = 2
-measure_period_s = 1
-reconnect_base_s = 1
-reconnect_cap_s = 4
-
-[api]
-listen = tcp:{ports[home + '-api']}:interface=127.0.0.1
-
-[actuator:{board}]
-relays = {len(loads)}
-key = {credentials.board(board)}
-""" + credentials.home_tls(home)
-    board_text = f"""
-[actuator]
-id = {board}
-home = tcp:127.0.0.1:{ports[home]}
-failsafe_after_s = 5
-measure_period_s = 0.5
-noise = 0.01
-seed = 7
-cold_load_min_s = 0
-cold_load_max_s = 1
-key = {credentials.board(board)}
-"""
-    for relay, (load, watts, priority, critical) in enumerate(loads, 1):
-        text += (f"\n[load:{load}]\nactuator = {board}\nrelay = {relay}\nrated_w = {watts}\npriority = {priority}\n"
-                 f"critical = {critical}\n")
-        board_text += f"\n[relay:{relay}]\nload_w = {watts}\nsafe_state = off\nmin_interval_s = 0\n"
-    return text, board_text
-
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, credentials):
-    work = str(tmp_path_factory.mktemp("cli-e2e"))
-    names = ("aggregator", "api", "home-a", "home-b", "home-a-api", "home-b-api")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    homes = "".join(f"\n[home:{home}]\nsecret = secret-{home}\n" for home in HOMES)
-    write(os.path.join(work, "aggregator.ini"), f"""
-[aggregator]
-listen = tcp:{ports['aggregator']}:interface=127.0.0.1
-heartbeat_s = 1
-round_period_s = 2
-round_timeout_s = 2
-
-[api]
-listen = tcp:{ports['api']}:interface=127.0.0.1
-{homes}""" + credentials.aggregator_tls())
-    fleet = Fleet(work)
-    fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
-    for home, loads in HOMES.items():
-        text, board_text = home_ini(home, loads, ports, credentials)
-        write(os.path.join(work, f"{home}.ini"), text)
-        write(os.path.join(work, f"{home}-board.ini"), board_text)
-        fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
-        fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
+    lab = start_lab(str(tmp_path_factory.mktemp("cli-e2e")), HOMES, credentials)
     try:
-        yield {"work": work, "ports": ports, "fleet": fleet, "api": f"http://127.0.0.1:{ports['api']}",
-               "env": {"JEISSON_API": f"http://127.0.0.1:{ports['api']}"}}
+        yield {"lab": lab, "work": lab.work, "ports": lab.ports, "fleet": lab.fleet, "api": lab.api,
+               "env": {"JEISSON_API": lab.api}}
     finally:
-        fleet.stop()
+        lab.stop()
 
 
 def read_log(system, name):
@@ -134,8 +69,7 @@ def run_json(system, *argv):
 
 def home_status(system, home):
     """A home's own view of its budget, from its owner's API."""
-    return Api(api_target(f"http://127.0.0.1:{system['ports'][home + '-api']}"), timeout=5).json(
-        Request("GET", "/status"))
+    return Api(api_target(system["lab"].home_api(home)), timeout=5).json(Request("GET", "/status"))
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +103,11 @@ def shed_event(system, connected):
         off = [(h["id"], load["id"]) for h in homes for load in h["loads"] if load["wanted"] and not load["on"]]
         status = run_json(system, "status")
         return status["event"] and status["event"]["id"] == event_id and status["last_round"] \
-            and status["last_round"]["event"] == event_id and off and off[0]
+            and status["last_round"]["event"] == event_id and off and (*off[0], status["at"])
 
-    home, load = wait_for(shed, 30, f"event {event_id} to switch a load off")
+    home, load, at = wait_for(shed, 30, f"event {event_id} to switch a load off")
     try:
-        yield event_id, home, load
+        yield event_id, home, load, at
     finally:
         cancelled = jeisson("events", "cancel", event_id, env=system["env"])
         assert cancelled.returncode == 0, cancelled.stderr
@@ -194,24 +128,24 @@ def test_status_and_homes_print_tables(system, connected):
 
 
 def test_an_event_added_reaches_the_homes_budgets(system, shed_event):
-    event_id, _, _ = shed_event
+    event_id, *_ = shed_event
 
     def budgets():
         views = {home: home_status(system, home) for home in HOMES}
         return all(v["budget_w"] is not None and v["event"] == event_id for v in views.values()) and views
 
     views = wait_for(budgets, 20, f"both homes to hold a budget of event {event_id}")
-    assert sum(v["budget_w"] for v in views.values()) <= LIMIT_W
+    assert sum(v["budget_w"] for v in views.values()) <= LIMIT_W, views
     listed = jeisson("events", "list", "--state", "in-force", env=system["env"])
-    assert listed.returncode == 0
+    assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith(event_id))
-    assert row.split()[1:5] == ["1", "in-force", "3.00", "kW"] and "ends in" in row
+    assert row.split()[1:5] == ["1", "in-force", "3.00", "kW"] and "ends in" in row, listed.stdout
     status = jeisson("status", env=system["env"]).stdout
-    assert f"event        {event_id} v1 (in-force): limit 3.00 kW" in status
+    assert f"event        {event_id} v1 (in-force): limit 3.00 kW" in status, status
 
 
 def test_an_event_modified_is_a_new_version_the_homes_follow(system, shed_event):
-    event_id, _, _ = shed_event
+    event_id, *_ = shed_event
     modified = jeisson("events", "modify", event_id, "--limit-kw", "3.5", env=system["env"])
     assert modified.returncode == 0, modified.stderr
     assert modified.stdout.startswith(f"modified: {event_id} v2 (in-force): limit 3.50 kW"), modified.stdout
@@ -222,10 +156,10 @@ def test_an_event_modified_is_a_new_version_the_homes_follow(system, shed_event)
 
 
 def test_why_explains_a_load_switched_off(system, shed_event):
-    event_id, home, load = shed_event
+    event_id, home, load, at = shed_event  # the load seen off at that moment
 
     def explained():
-        result = jeisson("why", home, load, env=system["env"])
+        result = jeisson("why", home, load, "--at", at, env=system["env"])
         assert result.returncode == 0, result.stderr
         return f"in event {event_id}" in result.stdout and result.stdout
 
@@ -234,7 +168,7 @@ def test_why_explains_a_load_switched_off(system, shed_event):
     assert lines[0].startswith(f"home {home}, load {load} at ") and lines[0].endswith(": off"), story
     assert f"({load} is not among them)" in lines[1]
     assert "answering the BUDGET of round" in story and f"event {event_id} version" in story
-    why = run_json(system, "why", home, load)
+    why = run_json(system, "why", home, load, "--at", at)
     assert why["on"] is False and [link["kind"] for link in why["chain"]][:2] == ["commit", "budget"]
 
 
@@ -256,7 +190,7 @@ def test_export_gives_csv_rows(system, connected, tmp_path):
 
 
 def test_refusals_say_what_was_wrong_with_the_contracts_exit_codes(system, shed_event):
-    event_id, _, _ = shed_event
+    event_id, *_ = shed_event
     env = system["env"]
     again = jeisson("events", "add", event_id, "--limit-kw", "3", "--start", "+0", "--end", "+60", env=env)
     assert again.returncode == 1
@@ -289,9 +223,11 @@ def guarded(tmp_path_factory, credentials):
     cert, key = pki.issue_operator(folder, "alice")
     token, tokens = pki.issue_token(folder, "script")
     token_file = os.path.join(work, "token")
-    write(token_file, token + "\n")
+    with open(token_file, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
     listen, api = free_ports(2)
-    write(os.path.join(work, "aggregator.ini"), f"""
+    with open(os.path.join(work, "aggregator.ini"), "w", encoding="utf-8") as f:
+        f.write(f"""
 [aggregator]
 listen = tcp:{listen}:interface=127.0.0.1
 
