@@ -539,20 +539,14 @@ def list_credentials(directory: str) -> list[Issued]:
             found.append(Issued(kind, str(name), path, cert.not_valid_after_utc, cert.serial_number))
     if os.path.exists(crl_path):
         found.append(Issued("crl", f"{len(revoked)} revoked", crl_path, load_crl(crl_path).next_update_utc))
-    homes = os.path.join(directory, HOMES)
-    for entry in sorted(os.listdir(homes)) if os.path.isdir(homes) else []:
-        if entry.endswith(".pem"):
-            path = os.path.join(homes, entry)
-            cert = load_certificate(path)
-            found.append(Issued("home", home_id_of(cert) or entry[:-4], path, cert.not_valid_after_utc,
-                                cert.serial_number, revoked.get(cert.serial_number)))
-    operators = os.path.join(directory, OPERATORS)
-    for entry in sorted(os.listdir(operators)) if os.path.isdir(operators) else []:
-        if entry.endswith(".pem"):
-            path = os.path.join(operators, entry)
-            cert = load_certificate(path)
-            found.append(Issued("operator", operator_of(cert) or entry[:-4], path, cert.not_valid_after_utc,
-                                cert.serial_number, revoked.get(cert.serial_number)))
+    for kind, folder, name_of in (("home", HOMES, home_id_of), ("operator", OPERATORS, operator_of)):
+        where = os.path.join(directory, folder)
+        for entry in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+            if entry.endswith(".pem"):
+                path = os.path.join(where, entry)
+                cert = load_certificate(path)
+                found.append(Issued(kind, name_of(cert) or entry[:-4], path, cert.not_valid_after_utc,
+                                    cert.serial_number, revoked.get(cert.serial_number)))
     tokens = os.path.join(directory, API_TOKENS)
     if os.path.exists(tokens):
         for _, name in read_tokens(tokens):

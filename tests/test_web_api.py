@@ -16,8 +16,6 @@ import sqlite3
 import pytest
 from twisted.internet.task import Clock
 
-from jeisson.aggregator.config import config_from_string
-from jeisson.aggregator.core import Aggregator
 from jeisson.home.config import config_from_string as home_config
 from jeisson.home.core import Home
 from jeisson.store.sqlite import SqliteStore
@@ -29,6 +27,7 @@ from jeisson.wire import aggregator_home as wire
 from jeisson.wire.utc import format_utc
 from tests.http_memory import request
 from tests.peers import Net, load
+from tests.test_aggregator_memory import StoredNet
 
 pytestmark = pytest.mark.usefixtures("logs")
 
@@ -52,19 +51,6 @@ end = +{END:g}
 """
 H1_LOADS = (load("oven", 3000, priority=10, on=True), load("dryer", 1000, priority=1, on=True))
 H2_LOADS = (load("ev", 2000, priority=5, on=False),)
-
-
-class StoredNet(Net):
-    """``Net`` with a real SQLite file (commits at once, on the clock)."""
-
-    def __init__(self, config_text, path):
-        self.clock = Clock()
-        self.store = SqliteStore(str(path), self.clock, batch_s=0.5, threaded=False)
-        self.store.open()
-        self.config = config_from_string(config_text)
-        self.aggregator = Aggregator(self.config, self.clock, store=self.store)
-        self.aggregator.start()
-        self._port = 4000
 
 
 def api_site(net, **options):

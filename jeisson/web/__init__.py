@@ -87,27 +87,35 @@ def optional(module: str, name: str) -> Any:
     return getattr(found, name, None)
 
 
-def _mount(mounts: dict[str, Any], path: str, module: str, name: str, *args: Any) -> None:
-    make = optional(module, name)
-    if make is not None:
-        mounts[path] = make(*args)
+# Where the others' resources go: (path, module, function) per role; each
+# function takes the core and the reactor, but the pages', which take nothing.
+MOUNTS = {
+    "aggregator": (("/metrics", "jeisson.web.metrics", "aggregator_metrics"),
+                   ("/api/v1/stream", "jeisson.web.push", "aggregator_stream"),
+                   ("/", "jeisson.web.dashboard", "aggregator_pages")),
+    "home": (("/metrics", "jeisson.web.metrics", "home_metrics"),
+             ("/api/v1/stream", "jeisson.web.push", "home_stream"),
+             ("/", "jeisson.web.dashboard", "home_pages")),
+}
+
+
+def mounts_for(role: str, core: Any, reactor: Any) -> dict[str, Any]:
+    """The others' resources for ``role``'s Site (``aggregator`` or
+    ``home``), those present."""
+    mounts: dict[str, Any] = {}
+    for path, module, name in MOUNTS[role]:
+        make = optional(module, name)
+        if make is not None:
+            mounts[path] = make() if path == "/" else make(core, reactor)
+    return mounts
 
 
 def aggregator_mounts(aggregator: Any, reactor: Any) -> dict[str, Any]:
-    """The others' resources for the aggregator's Site, those present."""
-    mounts: dict[str, Any] = {}
-    _mount(mounts, "/metrics", "jeisson.web.metrics", "aggregator_metrics", aggregator, reactor)
-    _mount(mounts, "/api/v1/stream", "jeisson.web.push", "aggregator_stream", aggregator, reactor)
-    _mount(mounts, "/", "jeisson.web.dashboard", "aggregator_pages")
-    return mounts
+    return mounts_for("aggregator", aggregator, reactor)
 
 
 def home_mounts(home: Any, reactor: Any) -> dict[str, Any]:
-    mounts: dict[str, Any] = {}
-    _mount(mounts, "/metrics", "jeisson.web.metrics", "home_metrics", home, reactor)
-    _mount(mounts, "/api/v1/stream", "jeisson.web.push", "home_stream", home, reactor)
-    _mount(mounts, "/", "jeisson.web.dashboard", "home_pages")
-    return mounts
+    return mounts_for("home", home, reactor)
 
 
 def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -> Service:

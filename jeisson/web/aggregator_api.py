@@ -29,11 +29,11 @@ from jeisson.aggregator.events import MAX_EVENT_S, Event, Offer, Outcome
 from jeisson.aggregator.homes import HomeRecord
 from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary, overs
-from jeisson.store import Sample, StoreError
-from jeisson.web import errors
+from jeisson.store import StoreError
+from jeisson.web import errors, measurements
 from jeisson.web.config import MAX_ROWS, ROUNDS_KEPT
 from jeisson.web.errors import CONFLICT, REFUSED, UNAVAILABLE, ApiError
-from jeisson.web.site import CSV, Call, Reply, Routes
+from jeisson.web.site import Call, Reply, Routes
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.utc import format_utc
 
@@ -41,7 +41,6 @@ SCHEDULED, IN_FORCE, ENDED, CANCELLED = "scheduled", "in-force", "ended", "cance
 STATES = (SCHEDULED, IN_FORCE, ENDED, CANCELLED)
 ROUNDS_PAGE = 50
 ROUNDS_MAX_PAGE = 500
-MEASUREMENTS_SINCE_S = 3600.0  # without ?since=, the last hour
 EVENT_FIELDS = ("id", "limit_kw", "limit_w", "start", "end", "start_window_s", "end_window_s")
 MAX_WINDOW_S = 86400.0
 # Home views built per reactor turn for /homes (about 30 us each: 15 ms).
@@ -538,37 +537,15 @@ class AggregatorApi:
         return store
 
     def measurements(self, call: Call) -> "Deferred[Reply]":
-        errors.query_only(call.args, ("since", "until", "home", "format"))
+        errors.query_only(call.args, (*measurements.QUERY, "home"))
         store = self._store("measurements are")
-        now = self.now()
-        since = errors.query_moment(call.args, "since", now)
-        until = errors.query_moment(call.args, "until", now)
-        if since is None:
-            since = (until if until is not None else now) - MEASUREMENTS_SINCE_S
-        if until is not None and until < since:
-            raise errors.bad_field("until", "the end of the range is before its start")
+        asked = measurements.read_range(call, self.now())
         homes = errors.query_all(call.args, "home")
         for home_id in homes:
             self._record(home_id)
-        fmt = errors.query_one(call.args, "format")
-        if fmt not in (None, "", "json", "csv"):
-            raise errors.bad_field("format", f"expected json or csv, got {fmt!r}")
-        as_csv = fmt == "csv" or (fmt in (None, "") and "text/csv" in call.accept)
         subjects = homes or sorted(self.aggregator.registry.records)
-        d = self.aggregator.durable().addCallback(lambda _: store.measurements(subjects, since, until))
-        return d.addCallback(self._samples, as_csv)
-
-    def _samples(self, samples: list[Sample], as_csv: bool) -> Reply:
-        truncated = len(samples) > self.max_rows
-        samples = samples[:self.max_rows]
-        if as_csv:
-            return Reply(raw=samples_csv(samples), content_type=CSV,
-                         headers={"X-Truncated": "true"} if truncated else {})
-        body: dict[str, Any] = {"samples": [{"home": s.subject, "at": format_utc(s.at), "watts": s.watts,
-                                             "span_s": s.span_s} for s in samples]}
-        if truncated:
-            body["truncated"] = True
-        return Reply(body, offload=len(samples) > self.batch)
+        d = self.aggregator.durable().addCallback(lambda _: store.measurements(subjects, asked.since, asked.until))
+        return d.addCallback(measurements.samples_reply, asked.as_csv, self.max_rows, self.batch)
 
     def why(self, call: Call) -> "Deferred[dict[str, Any]]":
         errors.query_only(call.args, ("home", "load", "at"))
@@ -593,12 +570,3 @@ class AggregatorApi:
             return document("aggregator")
         return self.openapi
 
-
-def samples_csv(samples: list[Sample]) -> bytes:
-    """The export's CSV: ``home,at,watts,span_s``, times in UTC text."""
-    lines = ["home,at,watts,span_s"]
-    for s in samples:
-        subject = s.subject.replace('"', '""')
-        subject = f'"{subject}"' if any(c in subject for c in ',"\n') else subject
-        lines.append(f"{subject},{format_utc(s.at)},{s.watts:g},{s.span_s:g}")
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8")

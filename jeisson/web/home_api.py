@@ -13,13 +13,14 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from jeisson.home.core import Home
-from jeisson.store import Sample, StoreError
-from jeisson.web import errors
-from jeisson.web.aggregator_api import MEASUREMENTS_SINCE_S, samples_csv
+from jeisson.store import StoreError
+from jeisson.web import errors, measurements
 from jeisson.web.config import MAX_ROWS
 from jeisson.web.errors import UNAVAILABLE, ApiError
-from jeisson.web.site import CSV, Call, Reply, Routes
+from jeisson.web.site import Call, Reply, Routes
 from jeisson.wire.utc import format_utc
+
+OFFLOAD_ABOVE = 500  # rows: a longer reply is encoded off the reactor
 
 
 def load_view(home: Home, load_id: str) -> dict[str, Any]:
@@ -144,36 +145,14 @@ class HomeApi:
                           "chain": [], "text": str(text)})
 
     def measurements(self, call: Call) -> "Deferred[Reply]":
-        errors.query_only(call.args, ("since", "until", "format"))
+        errors.query_only(call.args, measurements.QUERY)
         store = self.home.store
         if store is None:
             raise ApiError(503, UNAVAILABLE, f"home {self.home.config.id} keeps no store ([store] path = none): no "
                                              "measurements are kept")
-        now = self.home.clock.seconds()
-        since = errors.query_moment(call.args, "since", now)
-        until = errors.query_moment(call.args, "until", now)
-        if since is None:
-            since = (until if until is not None else now) - MEASUREMENTS_SINCE_S
-        if until is not None and until < since:
-            raise errors.bad_field("until", "the end of the range is before its start")
-        fmt = errors.query_one(call.args, "format")
-        if fmt not in (None, "", "json", "csv"):
-            raise errors.bad_field("format", f"expected json or csv, got {fmt!r}")
-        as_csv = fmt == "csv" or (fmt in (None, "") and "text/csv" in call.accept)
-        d = self.home.durable().addCallback(lambda _: store.measurements(None, since, until))
-        return d.addCallback(self._samples, as_csv)
-
-    def _samples(self, samples: list[Sample], as_csv: bool) -> Reply:
-        truncated = len(samples) > self.max_rows
-        samples = samples[:self.max_rows]
-        if as_csv:
-            return Reply(raw=samples_csv(samples), content_type=CSV,
-                         headers={"X-Truncated": "true"} if truncated else {})
-        body: dict[str, Any] = {"samples": [{"subject": s.subject, "at": format_utc(s.at), "watts": s.watts,
-                                             "span_s": s.span_s} for s in samples]}
-        if truncated:
-            body["truncated"] = True
-        return Reply(body, offload=len(samples) > 500)
+        asked = measurements.read_range(call, self.home.clock.seconds())
+        d = self.home.durable().addCallback(lambda _: store.measurements(None, asked.since, asked.until))
+        return d.addCallback(measurements.samples_reply, asked.as_csv, self.max_rows, OFFLOAD_ABOVE, "subject")
 
     def openapi_document(self, call: Call) -> Any:
         if self.openapi is None:
