@@ -14,6 +14,8 @@ import json
 import sqlite3
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from jeisson.home.config import config_from_string as home_config
@@ -515,9 +517,6 @@ def test_the_examples_in_docs_api_rst_are_what_the_documents_describe():
 
 
 # ------------------------------------------------ any body, any query string
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False) | st.text(max_size=20)
