@@ -1,7 +1,7 @@
 """GET /metrics from real processes, on the default secure path.
 
 A real ``twistd jeisson-aggregator`` (mutual TLS with its homes, its store
-on, its API on loopback with bearer tokens), a real ``twistd jeisson-home``
+on, its API on loopback), a real ``twistd jeisson-home``
 and a real authenticated board (``twistd jeisson-actuator``); an event in
 the config binds a few seconds after the start.  Each process's
 ``/metrics`` is scraped over HTTP as Prometheus would and read back with
@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jeisson import pki
-from jeisson.demo import Fleet, free_ports
+from tests.lab import start_lab
 from tests.waiting import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,11 +30,11 @@ LOADS = [("heater", 2000, 30, "no"), ("ev", 3600, 10, "no"), ("fridge", 150, 90,
 LIMIT_W = 2500
 
 
-def scrape(url: str, token: str | None = None) -> dict | None:
-    """``{(name, labels): value}`` of one scrape, or None if it cannot be had."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def scrape(url: str) -> dict | None:
+    """``{(name, labels): value}`` of one scrape of ``url/metrics``, or None
+    if it cannot be had."""
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
             if response.status != 200:
                 return None
             assert response.headers["Content-Type"].startswith("text/plain")
@@ -54,78 +54,14 @@ def value(figures: dict | None, name: str, **labels: str) -> float | None:
 @pytest.fixture
 def lab(tmp_path, monkeypatch, credentials):
     monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    aggregator_port, board_port, api_port, home_api_port = free_ports(4)
-    token, tokens = pki.issue_token(str(tmp_path), "prometheus")
-    (tmp_path / "aggregator.ini").write_text(f"""
-[aggregator]
-listen = tcp:{aggregator_port}:interface=127.0.0.1
-heartbeat_s = 1
-round_period_s = 2
-round_timeout_s = 2
-
-[home:home-m]
-secret = m-secret
-
-[event:peak]
-limit_kw = {LIMIT_W / 1000}
-start = +8
-end = +600
-
-[api]
-listen = tcp:{api_port}:interface=127.0.0.1
-tokens = {tokens}
-""" + credentials.aggregator_tls())
-    home = f"""
-[home]
-reconnect_base_s = 1
-reconnect_cap_s = 2
-id = home-m
-secret = m-secret
-aggregator = tcp:127.0.0.1:{aggregator_port}
-actuators = tcp:{board_port}:interface=127.0.0.1
-heartbeat_s = 1
-command_timeout_s = 2
-measure_period_s = 1
-
-[api]
-listen = tcp:{home_api_port}:interface=127.0.0.1
-
-[actuator:board-m]
-relays = {len(LOADS)}
-key = {credentials.board("board-m")}
-""" + credentials.home_tls("home-m")
-    board = f"""
-[actuator]
-id = board-m
-home = tcp:127.0.0.1:{board_port}
-failsafe_after_s = 60
-measure_period_s = 0.5
-cold_load_min_s = 0
-cold_load_max_s = 0
-key = {credentials.board("board-m")}
-"""
-    for relay, (load, watts, priority, critical) in enumerate(LOADS, 1):
-        home += (f"\n[load:{load}]\nactuator = board-m\nrelay = {relay}\nrated_w = {watts}\npriority = {priority}\n"
-                 f"critical = {critical}\nmin_on_s = 1\nmin_off_s = 1\n")
-        board += f"\n[relay:{relay}]\nload_w = {watts}\nsafe_state = off\nmin_interval_s = 0.2\n"
-    (tmp_path / "home-m.ini").write_text(home)
-    (tmp_path / "board-m.ini").write_text(board)
-    fleet = Fleet(str(tmp_path))
+    work = tmp_path / "lab"
+    work.mkdir()
+    started = start_lab(str(work), {"home-m": LOADS}, credentials,
+                        f"\n[event:peak]\nlimit_kw = {LIMIT_W / 1000}\nstart = +8\nend = +600\n")
     try:
-        fleet.start("aggregator", "jeisson-aggregator", str(tmp_path / "aggregator.ini"))
-        fleet.start("home", "jeisson-home", str(tmp_path / "home-m.ini"))
-        fleet.start("board-m", "jeisson-actuator", str(tmp_path / "board-m.ini"))
-        yield {"aggregator": f"http://127.0.0.1:{api_port}/metrics", "home": f"http://127.0.0.1:{home_api_port}/metrics",
-               "token": token, "dir": tmp_path, "fleet": fleet, "homes_port": aggregator_port}
+        yield started
     finally:
-        fleet.stop()
-
-
-def log_of(lab, name) -> str:
-    try:
-        return (lab["dir"] / f"{name}.log").read_text(errors="replace")
-    except OSError:
-        return ""
+        started.stop()
 
 
 def junk_at(port: int) -> None:
@@ -157,13 +93,10 @@ def foreign_certificate_at(port: int, directory: str) -> None:
 
 
 def test_metrics_from_a_real_aggregator_home_and_board(lab, tmp_path):
-    aggregator, home, token = lab["aggregator"], lab["home"], lab["token"]
-
-    # Without the token the aggregator's metrics are refused, as its API is.
-    assert scrape(aggregator) is None
+    aggregator, home = lab.api, lab.home_api("home-m")
 
     def round_within_limit():
-        figures = scrape(aggregator, token)
+        figures = scrape(aggregator)
         return figures if (value(figures, "jeisson_homes_connected") == 1
                            and (value(figures, "jeisson_rounds_total", outcome="within_limit") or 0) >= 1) else None
 
@@ -196,11 +129,11 @@ def test_metrics_from_a_real_aggregator_home_and_board(lab, tmp_path):
     wait_for(lambda: (value(scrape(home), "jeisson_measured_watts") or 0) > 0, 20, "the board's readings")
 
     # Strangers at the listener for homes, counted by reason.
-    junk_at(lab["homes_port"])
-    foreign_certificate_at(lab["homes_port"], str(tmp_path / "another-ca"))
+    junk_at(lab.ports["aggregator"])
+    foreign_certificate_at(lab.ports["aggregator"], str(tmp_path / "another-ca"))
 
     def strangers_counted():
-        figures = scrape(aggregator, token)
+        figures = scrape(aggregator)
         junk = value(figures, "jeisson_refused_connections_total", listener="homes", reason="tls handshake failed")
         foreign = value(figures, "jeisson_auth_failures_total", listener="homes",
                         reason="certificate not signed by this aggregator's CA")
@@ -208,7 +141,7 @@ def test_metrics_from_a_real_aggregator_home_and_board(lab, tmp_path):
 
     wait_for(strangers_counted, 20, "the junk and the foreign certificate counted at the aggregator")
     # The home's link went on meanwhile.
-    assert value(scrape(aggregator, token), "jeisson_homes_connected") == 1
-    for name in ("aggregator", "home", "board-m"):
-        assert "Traceback" not in log_of(lab, name), name
-    assert not lab["fleet"].dead()
+    assert value(scrape(aggregator), "jeisson_homes_connected") == 1
+    for name in ("aggregator", "home-m", "home-m-board"):
+        assert "Traceback" not in lab.log(name), name
+    assert not lab.fleet.dead()
