@@ -250,27 +250,45 @@ class MetricsResource(Resource):
             stop()
 
 
-class _Collector:
-    """A prometheus_client collector over a function (no ``describe``: the
-    registry does not call ``collect`` at registration)."""
+class CoreCollector:
+    """A core's figures, as a prometheus_client collector: the live ones a
+    subclass reads from ``core`` (``live()``), then its moments counted
+    (``counts``), the low rooms' (``low``), its store's and the previous
+    scrape's time.  No ``describe``: the registry does not collect at
+    registration."""
 
-    def __init__(self, collect: Callable[[], Iterable[Metric]]):
-        self._collect = collect
+    def __init__(self, core: Any, counts: Any, low: LowRooms, resource: MetricsResource):
+        self.core = core
+        self.counts = counts
+        self.low = low
+        self.resource = resource
 
-    def collect(self) -> Iterable[Metric]:
-        return self._collect()
+    def live(self) -> Iterator[Metric]:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.live()
+        yield from self.counts.families()
+        yield from self.low.families()
+        if self.core.store is not None:
+            yield from _store_families(self.core.store)
+        yield self.resource.scrape_family()
 
 
-def _registry() -> CollectorRegistry:
+def _resource(core: Any, counts: Any, collector: type[CoreCollector]) -> MetricsResource:
+    """A registry of its own with the process collectors and ``collector``
+    over ``core``; ``counts`` (a listener) added to ``core``, the low rooms'
+    observer to ``jeisson.observe``, both until ``MetricsResource.stop``."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    return registry
-
-
-def _subscribe(low: LowRooms) -> Callable[[], None]:
+    store = core.store
+    low = LowRooms(getattr(store, "path", None) if store is not None else None)
+    core.add_listener(counts)
     observe.add(low)
-    return lambda: observe.remove(low)
+    resource = MetricsResource(registry, [lambda: core.remove_listener(counts), lambda: observe.remove(low)])
+    registry.register(collector(core, counts, low, resource))
+    return resource
 
 
 # --------------------------------------------------------------- aggregator
@@ -356,17 +374,11 @@ def event_state(event: Any, now: float) -> str:
     return "in-force" if now < event.end else "ended"
 
 
-class AggregatorCollector:
+class AggregatorCollector(CoreCollector):
     """The aggregator's live state, read at scrape time from its facade."""
 
-    def __init__(self, aggregator: Any, counts: AggregatorCounts, low: LowRooms, resource: MetricsResource):
-        self.aggregator = aggregator
-        self.counts = counts
-        self.low = low
-        self.resource = resource
-
-    def collect(self) -> Iterator[Metric]:
-        aggregator = self.aggregator
+    def live(self) -> Iterator[Metric]:
+        aggregator = self.core
         now = aggregator.clock.seconds()
         yield _info("aggregator")
         event = aggregator.active_event()
@@ -417,11 +429,6 @@ class AggregatorCollector:
                         ((m, float(m == mode)) for m in NEGOTIATION_MODES))
         yield _gauge("jeisson_round_in_progress", "1 while a round is under way.",
                      float(aggregator.round is not None))
-        yield from self.counts.families()
-        yield from self.low.families()
-        if aggregator.store is not None:
-            yield from _store_families(aggregator.store)
-        yield self.resource.scrape_family()
 
 
 def aggregator_metrics(aggregator: Any, reactor: IReactorTime | None = None) -> MetricsResource:
@@ -430,14 +437,7 @@ def aggregator_metrics(aggregator: Any, reactor: IReactorTime | None = None) -> 
     (``jeisson.observe``).  ``reactor``: unused today (the scrape reads the
     aggregator's own clock); taken so that every builder of a resource in
     ``jeisson.web`` looks alike."""
-    registry = _registry()
-    counts = AggregatorCounts()
-    store = aggregator.store
-    low = LowRooms(getattr(store, "path", None) if store is not None else None)
-    aggregator.add_listener(counts)
-    resource = MetricsResource(registry, [lambda: aggregator.remove_listener(counts), _subscribe(low)])
-    registry.register(_Collector(AggregatorCollector(aggregator, counts, low, resource).collect))
-    return resource
+    return _resource(aggregator, AggregatorCounts(), AggregatorCollector)
 
 
 # --------------------------------------------------------------------- home
@@ -519,17 +519,11 @@ def switch_cause(why: tuple[str, ...]) -> str:
     return why[0] if why else "unknown"
 
 
-class HomeCollector:
+class HomeCollector(CoreCollector):
     """The home's live state, read at scrape time."""
 
-    def __init__(self, home: Any, counts: HomeCounts, low: LowRooms, resource: MetricsResource):
-        self.home = home
-        self.counts = counts
-        self.low = low
-        self.resource = resource
-
-    def collect(self) -> Iterator[Metric]:
-        home = self.home
+    def live(self) -> Iterator[Metric]:
+        home = self.core
         yield _info("home", id=home.config.id)
         budget = home.budget
         yield _gauge("jeisson_budget_watts", "The budget in force from the aggregator (W); no sample when none is.",
@@ -568,20 +562,8 @@ class HomeCollector:
                      float(home.uplink is None and home.refused is not None))
         yield _gauge("jeisson_opted_out", "1 if the owner opted out of the event in progress (or of all).",
                      float(home.opted_out()))
-        yield from self.counts.families()
-        yield from self.low.families()
-        if home.store is not None:
-            yield from _store_families(home.store)
-        yield self.resource.scrape_family()
 
 
 def home_metrics(home: Any, reactor: IReactorTime | None = None) -> MetricsResource:
     """The home's ``/metrics``, as ``aggregator_metrics`` for the aggregator."""
-    registry = _registry()
-    counts = HomeCounts()
-    store = home.store
-    low = LowRooms(getattr(store, "path", None) if store is not None else None)
-    home.add_listener(counts)
-    resource = MetricsResource(registry, [lambda: home.remove_listener(counts), _subscribe(low)])
-    registry.register(_Collector(HomeCollector(home, counts, low, resource).collect))
-    return resource
+    return _resource(home, HomeCounts(), HomeCollector)
