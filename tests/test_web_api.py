@@ -427,6 +427,9 @@ def test_the_owner_asks_why(home):
     home, site, _ = home
     why = ok(site, "/api/v1/why?load=heater")
     assert why["load"] == "heater" and why["text"].startswith("heater at ")
+    assert why["text"] == home.why("heater", home.clock.seconds()).result
+    assert [link["kind"] for link in why["chain"]][0] == "state" and why["chain"][-1]["kind"] == "owner"
+    assert why["on"] is None, "no board has said HELLO: unknown"
     error_of(get(site, "/api/v1/why?load=oven"), 422, "bad-field", "load")
     assert ok(site, "/api/v1/openapi.json") == document("home")
 

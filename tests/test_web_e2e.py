@@ -162,6 +162,10 @@ def test_the_api_steers_a_real_aggregator_and_home(lab):
         return loads and {x["id"]: x["on"] for x in loads["loads"]}["ev"] is False
 
     wait_for(ev_off, 30, "the home's API to show the ev shed")
+    home_why = wait_for(lambda: (w := answers(f"{home_api}/why?load=ev")) and w["on"] is False and w, 20,
+                        "the home's own story of the ev")
+    assert [link["kind"] for link in home_why["chain"]][:2] == ["state", "switch"], home_why
+    assert home_why["chain"][1]["detail"]["cause"] == "budget"
     status_now = answers(f"{api}/status", token)
     assert status_now["limit_w"] == LIMIT_W and status_now["committed_w"] <= LIMIT_W
     rounds = answers(f"{api}/rounds?limit=5", token)["rounds"]

@@ -339,10 +339,18 @@ class HomeMemory(HomeListener):
 
     def why(self, load_id: str, at: float | str | None = None) -> "Deferred[str]":
         """Why ``load_id`` was in its state at ``at`` (see ``Home.why``)."""
+        return self.why_view(load_id, at).addCallback(lambda view: view["text"])
+
+    def why_view(self, load_id: str, at: float | str | None = None) -> "Deferred[dict[str, Any]]":
+        """``why`` as the HTTP API answers it: ``on`` (None when unknown or
+        not on record), the ``chain`` of links (``kind``: ``state``,
+        ``switch``, ``measured``, ``budget``, ``owner``; ``at`` epoch
+        seconds or None; ``summary``; the journal's ``detail``) and the
+        ``text``."""
         moment = parse_moment(at, self._now())
         return Deferred.fromCoroutine(self._why(load_id, moment))
 
-    async def _why(self, load_id: str, at: float) -> str:
+    async def _why(self, load_id: str, at: float) -> dict[str, Any]:
         store = self.store
         try:
             await store.durable()  # the journal answers from what is committed
@@ -356,18 +364,23 @@ class HomeMemory(HomeListener):
         budget = await _last(store, kinds=[BUDGET, RELEASE], until=at)
         owner = await _last(store, kinds=[OWNER, START], until=at)
         measured = await store.measurements(subjects=[load_subject(load_id)], since=at - 300, until=at)
-        lines = [f"{load_id} at {_when(at)}: " + _state_then(load_id, actuator, load.config.relay,
-                                                              load.config.rated_w, switch, board, start)]
+        state = _state_then(load_id, actuator, load.config.relay, load.config.rated_w, switch, board, start)
+        newest = max((switch, board, start), key=_order)
+        # (kind, the line's label, summary, entry)
+        links: list[tuple[str, str, str, Any]] = [("state", f"{load_id} at {_when(at)}: ", state, newest)]
         if switch is not None:
-            lines.append("  last switch: " + _switch_story(load_id, switch))
+            links.append(("switch", "  last switch: ", _switch_story(load_id, switch), switch))
         if measured:
             sample = measured[-1]
-            lines.append(f"  measured then: {sample.watts:.0f} W at {_when(sample.at)}")
+            links.append(("measured", "  measured then: ", f"{sample.watts:.0f} W at {_when(sample.at)}",
+                          {"at": sample.at, "watts": sample.watts}))
         settings = None if owner is None else owner.detail.get("settings")
-        lines.append("  budget in force then: " + _budget_then(budget, at, settings))
-        lines.append("  owner's settings then: " + _settings_then(load_id, settings, load.config.desired,
-                                                                  self.home.config))
-        return "\n".join(lines)
+        links.append(("budget", "  budget in force then: ", _budget_then(budget, at, settings), budget))
+        links.append(("owner", "  owner's settings then: ", _settings_then(load_id, settings, load.config.desired,
+                                                                           self.home.config), owner))
+        on = True if state.startswith("on") else False if state.startswith("off") else None
+        return {"on": on, "text": "\n".join(label + summary for _, label, summary, _ in links),
+                "chain": [_link(kind, summary, entry) for kind, _, summary, entry in links]}
 
     def export_csv(self, path: str, since: float | str | None = None,
                    until: float | str | None = None) -> "Deferred[int]":
@@ -384,6 +397,17 @@ class HomeMemory(HomeListener):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _link(kind: str, summary: str, entry: Any) -> dict[str, Any]:
+    """One link of ``why_view``'s chain, from its journal entry (or a
+    measurement's figures, or nothing on record)."""
+    if isinstance(entry, JournalEntry):
+        return {"kind": kind, "at": entry.at, "round": entry.round, "subject": entry.subject, "summary": summary,
+                "detail": dict(entry.detail)}
+    figures = dict(entry) if isinstance(entry, Mapping) else {}
+    return {"kind": kind, "at": figures.get("at"), "round": None, "subject": "", "summary": summary,
+            "detail": figures}
 
 
 async def _last(store: Store, **query: Any) -> JournalEntry | None:

@@ -140,9 +140,13 @@ class HomeApi:
         if self.home.memory is None:
             raise ApiError(503, UNAVAILABLE, f"home {self.home.config.id} keeps no store ([store] path = none): "
                                              "no journal")
-        return self.home.why(load_id, moment).addCallback(
-            lambda text: {"home": self.home.config.id, "load": load_id, "at": format_utc(moment), "on": None,
-                          "chain": [], "text": str(text)})
+        memory = self.home.memory
+        return memory.why_view(load_id, moment).addCallback(self._why_view, load_id, moment)
+
+    def _why_view(self, view: dict[str, Any], load_id: str, moment: float) -> dict[str, Any]:
+        chain = [{**link, "at": None if link["at"] is None else format_utc(link["at"])} for link in view["chain"]]
+        return {"home": self.home.config.id, "load": load_id, "at": format_utc(moment), "on": view["on"],
+                "chain": chain, "text": view["text"]}
 
     def measurements(self, call: Call) -> "Deferred[Reply]":
         errors.query_only(call.args, measurements.QUERY)
