@@ -40,6 +40,8 @@ from jeisson.client.exchange import (
     tls_context,
 )
 from jeisson.demo import free_ports
+from jeisson.moments import parse_moment
+from jeisson.wire.utc import format_utc, parse_utc
 
 NOW = 1_796_320_800.0  # 2026-12-03T18:00:00Z
 
@@ -478,19 +480,20 @@ def test_export_writes_the_csv_whole_to_a_file(peer, tmp_path):
 
 class Measurements:
     """The API's measurements as the contract says: by home then time,
-    ``since <= at <= until``, at most ``cap`` rows, and whether it cut."""
+    ``since <= at <= until`` (any moment ``parse_moment`` reads), at most
+    ``cap`` rows, times written to the millisecond, and whether it cut."""
 
     def __init__(self, samples, cap):
-        self.samples = sorted(samples)
+        self.samples = sorted(samples)  # (home, epoch seconds, watts)
         self.cap = cap
-        self.asked = 0
+        self.asked = []
 
     def fetch(self, since, until, homes):
-        self.asked += 1
-        found = [(h, at, w) for h, at, w in self.samples
-                 if (not homes or h in homes) and since <= at <= until]
+        self.asked.append((since, homes))
+        since, until = parse_moment(since, 0), parse_moment(until, 0)
+        found = [(h, at, w) for h, at, w in self.samples if (not homes or h in homes) and since <= at <= until]
         page = found[:self.cap]
-        text = "home,at,watts,span_s\r\n" + "".join(f"{h},{at},{w},1\r\n" for h, at, w in page)
+        text = "home,at,watts,span_s\r\n" + "".join(f"{h},{format_utc(at)},{w},1\r\n" for h, at, w in page)
         return export.csv_page(text, len(found) > self.cap)
 
 
@@ -498,25 +501,39 @@ def stamp(second):
     return f"2026-12-03T18:{second // 60:02d}:{second % 60:02d}.000Z"
 
 
-@settings(max_examples=200)
-@given(st.lists(st.tuples(st.sampled_from(["h1", "h2", "h3", "h4"]), st.integers(0, 40), st.integers(0, 5000)),
-                unique_by=lambda s: s[:2]), st.integers(1, 7), st.sets(st.sampled_from(["h1", "h2", "h3", "h4"])))
+HOME_IDS = ["h1", "h2", "h3", "h4"]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(HOME_IDS), st.integers(0, 40_000), st.integers(0, 5000)),
+                unique_by=lambda s: s[:2]), st.integers(1, 7), st.sets(st.sampled_from(HOME_IDS)))
 def test_an_export_is_whole_whatever_the_cap(samples, cap, homes):
-    samples = [(h, stamp(at), w) for h, at, w in samples]
+    # Moments in milliseconds plus a fraction: the API writes them rounded
+    # to the millisecond, some up, some down (one sample of a home a ms).
+    samples = [(h, NOW + ms / 1000 + 0.0003 * (w % 3 - 1), w) for h, ms, w in samples]
     api = Measurements(samples, cap)
-    since, until = stamp(5), stamp(35)
-    rows = [row for page in export.pages(api.fetch, since, until, sorted(homes), lambda: ["h1", "h2", "h3", "h4"])
+    since, until = format_utc(NOW + 5), format_utc(NOW + 35)
+    rows = [row for page in export.pages(api.fetch, since, until, sorted(homes), lambda: HOME_IDS)
             for row in page.rows]
-    expected = sorted(s for s in samples if (not homes or s[0] in homes) and since <= s[1] <= until)
+    expected = sorted((h, format_utc(at), w) for h, at, w in samples
+                      if (not homes or h in homes) and parse_utc(since) <= at <= parse_utc(until))
     assert [(r.home, r.at, int(r.item.split(",")[2])) for r in rows] == expected
 
 
-def test_an_export_capped_at_one_row_goes_on_a_millisecond_later():
-    api = Measurements([("h1", stamp(1), 1), ("h1", stamp(2), 2), ("h2", stamp(1), 3)], 1)
-    rows = [row.item for page in export.pages(api.fetch, stamp(0), stamp(9), [], lambda: ["h1", "h2"])
-            for row in page.rows]
-    assert rows == [f"h1,{stamp(1)},1,1", f"h1,{stamp(2)},2,1", f"h2,{stamp(1)},3,1"]
-    assert api.asked == 3  # all from 0 (cut after h1's first), h1 from 1.001 (whole), h2 from 0
+def test_an_export_capped_at_one_row_goes_on_past_its_moment():
+    api = Measurements([("h1", NOW + 1, 1), ("h1", NOW + 2, 2), ("h2", NOW + 1, 3)], 1)
+    rows = [row.item for page in export.pages(api.fetch, format_utc(NOW), format_utc(NOW + 9), [],
+                                              lambda: ["h1", "h2"]) for row in page.rows]
+    assert rows == ["h1,2026-12-03T18:00:01.000Z,1,1", "h1,2026-12-03T18:00:02.000Z,2,1",
+                    "h2,2026-12-03T18:00:01.000Z,3,1"]
+    # All from the start (cut after h1's first row), h1 from half a ms past that row (its last, whole), h2.
+    assert api.asked == [(format_utc(NOW), []), (repr(NOW + 1.0005), ["h1"]), (format_utc(NOW), ["h2"])]
+
+
+def test_a_capped_reply_with_nothing_new_is_the_api_failing():
+    page = export.csv_page(f"home,at,watts,span_s\r\nh1,{stamp(1)},1,1\r\nh1,{stamp(2)},1,1\r\n", truncated=True)
+    with pytest.raises(ServerFailed, match="capped a reply that brought no new sample"):
+        list(export.pages(lambda *a: page, stamp(0), stamp(9), [], lambda: ["h1"]))
 
 
 def test_a_sample_whose_time_is_not_utc_text_is_the_api_failing():

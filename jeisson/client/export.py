@@ -8,7 +8,7 @@ last home's samples from the last row's moment on, then every later home's
 whole range; ``pages`` asks for exactly that, one home at a time, and
 drops from each capped reply the rows at its last moment (asked again with
 the next ``since``, which is inclusive), so that no row is lost or written
-twice (``_complete``).  It is pure over a ``fetch`` function, and tested without a socket.
+twice (``_resume``).  It is pure over a ``fetch`` function, and tested without a socket.
 """
 
 import csv
@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from jeisson.client.exchange import ServerFailed
-from jeisson.wire.utc import format_utc, parse_utc
+from jeisson.wire.utc import parse_utc
 
 
 @attrs.frozen
@@ -66,22 +66,52 @@ def json_page(body: dict[str, Any]) -> Page:
                 bool(body.get("truncated")))
 
 
-def _complete(page: Page) -> tuple[list[Row], str | None]:
-    """A page's rows that are surely whole, and where to ask again (None:
-    nothing left).  A capped page made only of the last home's samples at
-    one moment (a tiny cap) is kept whole, and the next page asked from a
-    millisecond later: the wire's resolution, below which one home has no
-    two samples."""
-    if not page.truncated or not page.rows:
-        return page.rows, None
-    last = page.rows[-1]
-    kept = [row for row in page.rows if not (row.home == last.home and row.at == last.at)]
-    if not kept:
-        try:
-            return page.rows, format_utc(parse_utc(last.at) + 0.001)
-        except ValueError:
-            raise ServerFailed(f"the API's sample has a time that is not UTC text: {last.at!r}") from None
-    return kept, last.at
+# Half the wire's resolution: a time written to the millisecond stands for
+# any moment from half a millisecond before it to half a millisecond after.
+HALF_MS = 0.0005
+
+
+@attrs.frozen
+class Resume:
+    """Where a home's samples go on after a capped reply: asked from
+    ``since`` (epoch seconds, as text, finer than the replies' times), the
+    rows after ``after`` kept (and those at it, when ``inclusive``)."""
+
+    since: str
+    after: str
+    inclusive: bool
+
+    def keeps(self, row: Row) -> bool:
+        return row.at > self.after or (self.inclusive and row.at == self.after)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_utc(text)
+    except ValueError:
+        raise ServerFailed(f"the API's sample has a time that is not UTC text: {text!r}") from None
+
+
+def _resume(page: Page, rows: list[Row]) -> tuple[list[Row], Resume | None]:
+    """Of ``rows`` (the page's new ones), those surely whole, and where to
+    go on (None: nothing left).
+
+    The rows at the capped page's last moment may be cut: they are left to
+    the next page, asked from half a millisecond before that moment (its
+    text stands for any moment that rounds to it).  A page made only of
+    them (a tiny cap) is kept whole, and the next asked from half a
+    millisecond after it: what could be lost then is another sample of that
+    home in the same millisecond, beyond the cap."""
+    if not page.truncated:
+        return rows, None
+    if not rows:
+        raise ServerFailed("the API capped a reply that brought no new sample: raise [api] max_rows")
+    last = rows[-1]
+    moment = _seconds(last.at)
+    kept = [row for row in rows if not (row.home == last.home and row.at == last.at)]
+    if kept:
+        return kept, Resume(repr(moment - HALF_MS), last.at, inclusive=True)
+    return rows, Resume(repr(moment + HALF_MS), last.at, inclusive=False)
 
 
 def pages(fetch: Fetch, since: str, until: str, homes: Sequence[str],
@@ -89,15 +119,20 @@ def pages(fetch: Fetch, since: str, until: str, homes: Sequence[str],
     """Every sample of ``homes`` (all, when empty) from ``since`` to
     ``until`` (absolute times: each page asks the same range), page by page."""
     first = fetch(since, until, homes)
-    rows, again = _complete(first)
+    rows, resume = _resume(first, first.rows)
     yield Page(first.header, rows, False)
-    if again is None:
+    if resume is None:
         return
     home = first.rows[-1].home
     later = sorted(h for h in (homes or all_homes()) if h > home)
-    for name, first_since in [(home, again)] + [(h, since) for h in later]:
-        start: str | None = first_since
-        while start is not None:
+    streams: list[tuple[str, Resume | None]] = [(home, resume)] + [(h, None) for h in later]
+    for name, going_on in streams:
+        start = since if going_on is None else going_on.since
+        while True:
             page = fetch(start, until, [name])
-            rows, start = _complete(page)
+            new = [row for row in page.rows if going_on is None or going_on.keeps(row)]
+            rows, going_on = _resume(page, new)
             yield Page(page.header, rows, False)
+            if going_on is None:
+                break
+            start = going_on.since
