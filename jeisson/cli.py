@@ -9,7 +9,7 @@
     jeisson pki operator DIR NAME [--force] [--days N]
     jeisson pki token DIR NAME
     jeisson pki manhole DIR [--force]
-    jeisson pki revoke DIR HOME-ID
+    jeisson pki revoke DIR HOME-ID [--operator]
     jeisson pki list DIR
 
 Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage.
@@ -78,6 +78,11 @@ def _pki_manhole(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pki_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    if args.operator:
+        serial = pki.revoke_operator(args.dir, args.home_id)
+        out.write(f"revoked operator {args.home_id} (serial {serial:x}) in {args.dir}/{pki.CRL}; running aggregators' "
+                  "APIs refuse it within their [tls] crl_poll_s\n")
+        return 0
     serial = pki.revoke_home(args.dir, args.home_id)
     out.write(f"revoked home {args.home_id} (serial {serial:x}) in {args.dir}/{pki.CRL}; running aggregators "
               "drop it within their [tls] crl_poll_s\n")
@@ -137,8 +142,9 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     token.add_argument("name", metavar="NAME")
     manhole = command("manhole", _pki_manhole, "make the manhole's SSH host key and an operator's key pair")
     manhole.add_argument("--force", action="store_true", help="replace existing keys")
-    revoke = command("revoke", _pki_revoke, "put a home's certificate on the revocation list")
+    revoke = command("revoke", _pki_revoke, "put a home's (or an operator's) certificate on the revocation list")
     revoke.add_argument("home_id", metavar="HOME-ID")
+    revoke.add_argument("--operator", action="store_true", help="HOME-ID names an operator (jeisson pki operator)")
     command("list", _pki_list, "list what the folder holds, with expiry dates")
 
 

@@ -492,10 +492,23 @@ def revoke_home(directory: str, home_id: str) -> int:
     returns its serial.  Running aggregators read the new list within their
     poll period and drop the home."""
     _check_id("home", home_id, HOME_ID_PATTERN, "1-32 letters, digits, '_', '.', '-'")
-    cert_path, _ = home_paths(directory, home_id)
+    return _revoke(directory, home_paths(directory, home_id)[0], "home", home_id)
+
+
+def revoke_operator(directory: str, name: str) -> int:
+    """Put an operator's certificate on the revocation list; returns its
+    serial.  A running aggregator's API reads the new list within its
+    ``[tls] crl_poll_s`` and refuses the certificate from then on."""
+    _check_id("operator", name, HOME_ID_PATTERN, "1-32 letters, digits, '_', '.', '-'")
+    return _revoke(directory, operator_paths(directory, name)[0], "operator", name)
+
+
+def _revoke(directory: str, cert_path: str, kind: str, name: str) -> int:
+    """The CRL rewritten whole with ``cert_path``'s serial added (its CRL
+    number one above the last)."""
     if not os.path.exists(cert_path):
-        raise PKIError(f"{cert_path}: no such file: no certificate was issued to home {home_id!r} in {directory}")
-    cert = load_certificate(cert_path, f"home {home_id}'s certificate")
+        raise PKIError(f"{cert_path}: no such file: no certificate was issued to {kind} {name!r} in {directory}")
+    cert = load_certificate(cert_path, f"{kind} {name}'s certificate")
     ca_key, ca_cert = _load_ca(directory)
     crl_path = os.path.join(directory, CRL)
     entries: dict[int, datetime.datetime] = {}

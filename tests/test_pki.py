@@ -244,3 +244,17 @@ def test_the_command_makes_operators_and_tokens(folder):
     listed = io.StringIO()
     assert cli.main(["pki", "list", folder], listed, io.StringIO()) == 0
     assert "operator" in listed.getvalue() and "api-token" in listed.getvalue()
+
+
+def test_an_operator_is_revoked_on_the_same_list_as_homes(folder):
+    pki.issue_operator(folder, "mallory")
+    serial = pki.revoke_operator(folder, "mallory")
+    assert serial in {entry.serial_number for entry in pki.load_crl(os.path.join(folder, "crl.pem"))}
+    with pytest.raises(pki.PKIError, match="no certificate was issued to operator 'nobody'"):
+        pki.revoke_operator(folder, "nobody")
+    pki.issue_operator(folder, "eve")
+    out = io.StringIO()
+    assert cli.main(["pki", "revoke", folder, "eve", "--operator"], out, io.StringIO()) == 0
+    assert "revoked operator eve" in out.getvalue()
+    listed = {item.name: item.revoked for item in pki.list_credentials(folder) if item.kind == "operator"}
+    assert listed["eve"] is not None and listed["mallory"] is not None

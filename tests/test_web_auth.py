@@ -233,3 +233,30 @@ def test_with_tokens_too_a_client_without_a_certificate_shows_its_token(credenti
     answer = over_tls(site, server, credentials, headers=f"Authorization: Bearer {token}\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and b"token ops" in answer, answer
     assert b"operator alice" in over_tls(site, server, credentials, operator(credentials, "alice"))
+
+
+def test_a_revoked_operator_is_refused_once_the_list_is_read_again(tmp_path):
+    from tests.conftest import Credentials
+
+    own = Credentials(str(tmp_path / "pki"))  # revoking: a folder of its own
+    d = own.directory
+    config = TLSConfig(os.path.join(d, "a.ini"), ca=own.ca, cert=f"{d}/aggregator.pem", key=f"{d}/aggregator.key",
+                       crl=f"{d}/crl.pem")
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True))
+    server = ApiTLS(config)
+    mallory = operator(own, "mallory")
+    assert b"operator mallory" in over_tls(site, server, own, mallory)
+    pki.revoke_operator(d, "mallory")
+    assert server.reload_crl()
+    assert over_tls(site, server, own, mallory) == b"", "no handshake with a revoked certificate"
+    assert b"operator alice" in over_tls(site, server, own, operator(own, "alice"))
+
+
+def test_https_without_the_process_tls_credentials_stops_the_start():
+    from jeisson.config import ConfigError
+    from jeisson.web import aggregator_web
+    from tests.peers import Net
+
+    net = Net("[aggregator]\nlisten = tcp:7700:interface=127.0.0.1\n[home:h1]\nsecret = s\n")
+    with pytest.raises(ConfigError, match=r"\[api\] tls: HTTPS needs this process's \[tls\] credentials"):
+        aggregator_web(net.aggregator, ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True), net.clock)

@@ -119,15 +119,29 @@ def home_mounts(home: Any, reactor: Any) -> dict[str, Any]:
 
 
 def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -> Service:
+    """The listener; with ``[api] tls = yes``, over ``ApiTLS`` and with its
+    revocation list watched (an operator revoked is refused from then on).
+    ``ConfigError`` when the process has no ``[tls]`` credentials to serve with."""
+    from twisted.application.service import MultiService
+
+    from jeisson.config import ConfigError
+    from jeisson.tls import CRLWatcher
     from jeisson.web.auth import ApiTLS
 
-    factory = site
-    if config.tls:
-        factory = ApiTLS(tls_config, certificate_required=config.tokens is None).wrap(site)
-    return ApiListener(config.listen, factory, config.explicit, reactor, what, "https" if config.tls else "http")
+    if not config.tls:
+        return ApiListener(config.listen, site, config.explicit, reactor, what)
+    if tls_config is None or tls_config.plaintext:
+        raise ConfigError(f"{config.source}: [api] tls: HTTPS needs this process's [tls] credentials (ca, cert, key, "
+                          "crl); with [tls] plaintext = yes there are none: use tokens = FILE instead")
+    server = ApiTLS(tls_config, certificate_required=config.tokens is None)
+    top = MultiService()
+    ApiListener(config.listen, server.wrap(site), config.explicit, reactor, what, "https").setServiceParent(top)
+    if tls_config.crl is not None:
+        CRLWatcher(server, reactor).setServiceParent(top)
+    return top
 
 
-def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Service | None:
+def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Any:
     """The aggregator's HTTP service (None with ``[api] listen = none``):
     the API, and what the others mount."""
     from jeisson.web.aggregator_api import AggregatorApi
@@ -143,7 +157,7 @@ def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Service | None
     return _service(config, site, aggregator.config.tls, reactor, "aggregator API")
 
 
-def home_web(home: Any, config: Any, reactor: Any) -> Service | None:
+def home_web(home: Any, config: Any, reactor: Any) -> Any:
     """The home's HTTP service (None with ``[api] listen = none``)."""
     from jeisson.web.auth import Guard
     from jeisson.web.home_api import HomeApi
