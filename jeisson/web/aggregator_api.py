@@ -1,7 +1,8 @@
 """The aggregator's JSON API: a thin shell over the ``Aggregator`` facade.
 
 Views (pure functions of the aggregator's state, also what the live push
-sends): ``status_view``, ``home_view``, ``event_view``, ``round_view``.
+sends): ``status_view``, ``home_view``, ``event_view``, ``event_views``,
+``round_view``.
 Listeners kept by ``AggregatorApi``: ``RoundHistory`` (the last rounds,
 with their per-home tables), ``LinkTimes`` (when each home's link came or
 went, and when it was last heard), ``EventsSeen`` (what a cancelled event
@@ -143,6 +144,18 @@ def home_view(aggregator: Aggregator, record: HomeRecord, links: "LinkTimes | No
             for o in (flex.loads if flex is not None else ())
         ],
     }
+
+
+def event_views(aggregator: Aggregator, seen: "EventsSeen") -> list[dict[str, Any]]:
+    """Every EVENT the aggregator knows, the cancelled ones (as ``seen``
+    kept them) too, by start then id: ``GET /api/v1/events``."""
+    now = aggregator.clock.seconds()
+    book = aggregator.schedule.book
+    sources = aggregator.sources
+    views = [event_view(e, now, sources.get(e.id)) for e in book]
+    views += [event_view(e, now, sources.get(e.id), cancelled=True) for e in seen.cancelled.values()
+              if e.id not in book.events]
+    return sorted(views, key=lambda v: (v["start"], v["id"]))
 
 
 def next_event(aggregator: Aggregator, now: float) -> Event | None:
@@ -338,12 +351,7 @@ class AggregatorApi:
         return "the API" + (f" ({call.who})" if call.who else "")
 
     def _event_views(self) -> list[dict[str, Any]]:
-        now = self.now()
-        sources = self.aggregator.sources
-        views = [event_view(e, now, sources.get(e.id)) for e in self.aggregator.schedule.book]
-        views += [event_view(e, now, sources.get(e.id), cancelled=True) for e in self.seen.cancelled.values()
-                  if e.id not in self.aggregator.schedule.book.events]
-        return sorted(views, key=lambda v: (v["start"], v["id"]))
+        return event_views(self.aggregator, self.seen)
 
     def events(self, call: Call) -> dict[str, Any]:
         errors.query_only(call.args, ("state",))
