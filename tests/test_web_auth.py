@@ -9,6 +9,7 @@ import os
 
 import pytest
 from twisted.internet import ssl
+from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -16,8 +17,9 @@ from twisted.test import iosim
 from twisted.web.resource import Resource
 
 from jeisson import pki
+from jeisson.limits import Limits, ListenerGuard
 from jeisson.tls import TLSConfig
-from jeisson.web.auth import ApiTLS, Guard, host_of
+from jeisson.web.auth import ApiTLS, Guard, LimitedFactory, host_of
 from jeisson.web.config import ApiConfig
 from jeisson.web.site import Reply, Routes, build_site
 from tests.http_memory import request
@@ -172,11 +174,13 @@ class Client(Protocol):
         self.data += data
 
 
-def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str = "") -> bytes:
-    """One GET /api/v1/status over TLS in memory; what the client read."""
+def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str = "",
+             line: str = "GET /api/v1/status") -> bytes:
+    """One request (by default GET /api/v1/status) over TLS in memory; what
+    the client read."""
     ca = ssl.Certificate.loadPEM(open(credentials.ca, "rb").read())
     options = ssl.optionsForClientTLS("localhost", ca, client_cert)
-    raw = (f"GET /api/v1/status HTTP/1.1\r\nHost: localhost:8480\r\nConnection: close\r\n{headers}\r\n").encode()
+    raw = (f"{line} HTTP/1.1\r\nHost: localhost:8480\r\nConnection: close\r\n{headers}\r\n").encode()
     client = Client(raw)
     # TLS aggregates small writes until the next turn of its clock.
     clock = Clock()
@@ -184,7 +188,9 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
                                           clock=clock).buildProtocol(None)
     wrapped = server.wrap(site)
     wrapped._clock = clock
-    server_protocol = wrapped.buildProtocol(None)
+    # Counted at accept, as the daemons do: the guard outside the TLS.
+    limited = LimitedFactory(wrapped, ListenerGuard(Limits(), clock, "API listener"))
+    server_protocol = limited.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     pump = iosim.connect(server_protocol, iosim.makeFakeServer(server_protocol), client_protocol,
                          iosim.makeFakeClient(client_protocol))
     for _ in range(10):
@@ -222,6 +228,15 @@ def test_an_operator_certificate_opens_the_api_and_a_home_certificate_does_not(c
     assert refused.startswith(b"HTTP/1.1 401") and b"role operator" in refused, refused
     # Without a certificate, no handshake at all (tls alone: certificates only).
     assert over_tls(site, server, credentials) == b""
+    # The API's own origin over HTTPS is https://: a write from it is taken, from http:// not.
+    alice = operator(credentials, "alice")
+    write = "Content-Type: application/json\r\nContent-Length: 2\r\nOrigin: {}\r\n"
+    made = over_tls(site, server, credentials, alice, write.format("https://localhost:8480") + "\r\n{}",
+                    "POST /api/v1/things")
+    assert made.startswith(b"HTTP/1.1 201"), made
+    other = over_tls(site, server, credentials, alice, write.format("http://localhost:8480") + "\r\n{}",
+                     "POST /api/v1/things")
+    assert other.startswith(b"HTTP/1.1 403"), other
 
 
 def test_with_tokens_too_a_client_without_a_certificate_shows_its_token(credentials, tls_config, tokens):
@@ -260,3 +275,53 @@ def test_https_without_the_process_tls_credentials_stops_the_start():
     net = Net("[aggregator]\nlisten = tcp:7700:interface=127.0.0.1\n[home:h1]\nsecret = s\n")
     with pytest.raises(ConfigError, match=r"\[api\] tls: HTTPS needs this process's \[tls\] credentials"):
         aggregator_web(net.aggregator, ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True), net.clock)
+
+
+# ----------------------------------------------------------- the listener's limits
+
+
+def test_bad_tokens_lock_an_address_out_even_on_a_kept_alive_connection(tokens):
+    from jeisson.limits import Limits, ListenerGuard
+
+    token, path = tokens
+    clock = Clock()
+    listener = ListenerGuard(Limits(lockout_failures=3, lockout_s=120, lockout_window_s=60), clock, "API listener")
+    config = ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", tokens=path)
+    site = build_site(routes(), Guard(config, listener=listener))
+    for _ in range(3):
+        assert request(site, "GET", "/api/v1/status", headers={"Authorization": "Bearer jst_guess"}).status == 401
+    locked = request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+    assert code(locked) == (403, "forbidden") and "locked out" in locked.json()["error"]["message"]
+    other = request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"}, peer="127.0.0.9")
+    assert other.status == 200, "another address is not locked out"
+    clock.advance(121)
+    assert request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"}).status == 200
+
+
+def test_connections_over_the_listeners_limits_are_aborted_at_accept():
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from jeisson.limits import Limits, ListenerGuard
+    from jeisson.web.auth import LimitedFactory
+
+    listener = ListenerGuard(Limits(max_connections=10, max_connections_per_address=2), Clock(), "API listener")
+    factory = LimitedFactory(site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1")), listener)
+
+    def connect(host):
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+        protocol = factory.buildProtocol(transport.getPeer())
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    first, second = connect("127.0.0.1"), connect("127.0.0.1")
+    third, refused = connect("127.0.0.1")
+    assert refused.disconnecting and not third.admitted
+    assert not first[1].disconnecting and listener.connections == 2
+    first[0].connectionLost(None)
+    assert listener.connections == 1
+    again, transport = connect("127.0.0.1")
+    assert again.admitted and not transport.disconnecting
+    transport.clear()
+    again.dataReceived(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200")

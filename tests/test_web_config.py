@@ -120,3 +120,11 @@ def test_the_shipped_configs_give_the_demo_distinct_ports():
             listens[name] = read_api(ini, AGGREGATOR_LISTEN if name == "aggregator.ini" else HOME_LISTEN).listen
     assert len(listens) == 4 and len(set(listens.values())) == 4, listens
     assert listens["aggregator.ini"] == AGGREGATOR_LISTEN
+
+
+def test_the_listeners_limits_are_read_from_api():
+    api = api_of("[api]\nmax_connections = 32\nlockout_failures = 5\n")
+    assert api.limits.max_connections == 32 and api.limits.lockout_failures == 5
+    assert api_of("").limits.max_connections == 256
+    with pytest.raises(ConfigError, match=r"\[api\] max_connections: expected a whole number"):
+        api_of("[api]\nmax_connections = many\n")

@@ -118,7 +118,7 @@ def home_mounts(home: Any, reactor: Any) -> dict[str, Any]:
     return mounts_for("home", home, reactor)
 
 
-def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -> Service:
+def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str, listener: Any) -> Service:
     """The listener; with ``[api] tls = yes``, over ``ApiTLS`` and with its
     revocation list watched (an operator revoked is refused from then on).
     ``ConfigError`` when the process has no ``[tls]`` credentials to serve with."""
@@ -126,16 +126,18 @@ def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -
 
     from jeisson.config import ConfigError
     from jeisson.tls import CRLWatcher
-    from jeisson.web.auth import ApiTLS
+    from jeisson.web.auth import ApiTLS, LimitedFactory
 
     if not config.tls:
-        return ApiListener(config.listen, site, config.explicit, reactor, what)
+        return ApiListener(config.listen, LimitedFactory(site, listener), config.explicit, reactor, what)
     if tls_config is None or tls_config.plaintext:
         raise ConfigError(f"{config.source}: [api] tls: HTTPS needs this process's [tls] credentials (ca, cert, key, "
                           "crl); with [tls] plaintext = yes there are none: use tokens = FILE instead")
     server = ApiTLS(tls_config, certificate_required=config.tokens is None)
     top = MultiService()
-    ApiListener(config.listen, server.wrap(site), config.explicit, reactor, what, "https").setServiceParent(top)
+    # Counted at accept, before the TLS handshake costs anything.
+    ApiListener(config.listen, LimitedFactory(server.wrap(site), listener), config.explicit, reactor, what,
+                "https").setServiceParent(top)
     if tls_config.crl is not None:
         CRLWatcher(server, reactor).setServiceParent(top)
     return top
@@ -144,6 +146,7 @@ def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str) -
 def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Any:
     """The aggregator's HTTP service (None with ``[api] listen = none``):
     the API, and what the others mount."""
+    from jeisson.limits import ListenerGuard
     from jeisson.web.aggregator_api import AggregatorApi
     from jeisson.web.auth import Guard
     from jeisson.web.site import build_site
@@ -152,13 +155,16 @@ def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Any:
         return None
     from twisted.internet import threads
 
+    listener = ListenerGuard(config.limits, reactor, "API listener")
     api = AggregatorApi(aggregator, config.rounds_kept, config.max_rows)
-    site = build_site(api.routes(), Guard(config), aggregator_mounts(aggregator, reactor), threads.deferToThread)
-    return _service(config, site, aggregator.config.tls, reactor, "aggregator API")
+    site = build_site(api.routes(), Guard(config, listener=listener), aggregator_mounts(aggregator, reactor),
+                      threads.deferToThread)
+    return _service(config, site, aggregator.config.tls, reactor, "aggregator API", listener)
 
 
 def home_web(home: Any, config: Any, reactor: Any) -> Any:
     """The home's HTTP service (None with ``[api] listen = none``)."""
+    from jeisson.limits import ListenerGuard
     from jeisson.web.auth import Guard
     from jeisson.web.home_api import HomeApi
     from jeisson.web.site import build_site
@@ -167,6 +173,8 @@ def home_web(home: Any, config: Any, reactor: Any) -> Any:
         return None
     from twisted.internet import threads
 
+    listener = ListenerGuard(config.limits, reactor, "API listener")
     api = HomeApi(home, config.max_rows)
-    site = build_site(api.routes(), Guard(config), home_mounts(home, reactor), threads.deferToThread)
-    return _service(config, site, None, reactor, f"home {home.config.id} API")
+    site = build_site(api.routes(), Guard(config, listener=listener), home_mounts(home, reactor),
+                      threads.deferToThread)
+    return _service(config, site, None, reactor, f"home {home.config.id} API", listener)

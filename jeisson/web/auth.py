@@ -28,11 +28,16 @@ import os
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import Certificate
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 
 from jeisson import pki
+from jeisson.limits import ListenerGuard
 from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify
+from jeisson.transports.stream import peer_host
 from jeisson.web.config import ApiConfig
 from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
 
@@ -143,13 +148,53 @@ class ApiTLS(ServerTLS):
         return context
 
 
+class _Admitted(ProtocolWrapper):
+    """A connection counted by the listener's guard from accept to close;
+    one over its limits (or from an address locked out) is aborted at once."""
+
+    host: str | None = None
+    admitted = False
+
+    def makeConnection(self, transport: Any) -> None:
+        listener = self.factory.listener
+        self.host = peer_host(transport, listener.limits.ipv6_prefix)
+        address = transport.getPeer()
+        peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
+        if listener.admit(self.host, peer) is not None:
+            transport.abortConnection()
+            return
+        self.admitted = True
+        super().makeConnection(transport)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.factory.listener.release(self.host)
+        super().connectionLost(reason)
+
+
+class LimitedFactory(WrappingFactory):
+    """``factory`` (the Site, or its TLS wrapping) under a ``ListenerGuard``:
+    connections in all and per address, new ones per minute, lockouts."""
+
+    protocol = _Admitted
+
+    def __init__(self, factory: Any, listener: ListenerGuard):
+        super().__init__(factory)
+        self.listener = listener
+
+
 class Guard:
     """The checks of the module, for one process's ``[api]``."""
 
     log = Logger()
 
-    def __init__(self, config: ApiConfig, tokens: TokenFile | None = None):
+    def __init__(self, config: ApiConfig, tokens: TokenFile | None = None, listener: ListenerGuard | None = None):
+        """``listener``: the listener's guard, told of each bad token (an
+        address past ``lockout_failures`` is locked out) and asked whether a
+        request's address is locked out (a kept-alive connection too)."""
         self.config = config
+        self.listener = listener
         hosts = set(LOOPBACK_NAMES) | set(config.hosts)
         interface = listen_host(config.listen)
         if interface and interface not in ("0.0.0.0", "::"):
@@ -184,6 +229,11 @@ class Guard:
                                            "localhost, or [api] hosts): refused against DNS rebinding")
         if public:
             return None
+        if self.listener is not None:
+            address = peer_host(request.channel.transport, self.listener.limits.ipv6_prefix)
+            if address is not None and self.listener.locked_out(address):
+                raise ApiError(403, FORBIDDEN, f"address {address} is locked out for a while after too many failed "
+                                               "authentications")
         who = self.identify(request)
         if request.method in WRITES:
             self.check_write(request, host or "")
@@ -202,6 +252,7 @@ class Guard:
                 name = self.tokens.name_of(token)
                 if name is not None:
                     return f"token {name}"
+                self._failed(request)
                 raise ApiError(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
                                headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'})
         ways = []
@@ -211,6 +262,15 @@ class Guard:
             ways.append("a bearer token (Authorization: Bearer ...; jeisson pki token DIR NAME)")
         raise ApiError(401, UNAUTHORIZED, "credentials needed: " + ", or ".join(ways),
                        headers={"WWW-Authenticate": 'Bearer realm="jeisson"'} if self.tokens is not None else {})
+
+    def _failed(self, request: Any) -> None:
+        """A bad token: counted toward its address's lockout."""
+        if self.listener is None:
+            return
+        transport = request.channel.transport
+        address = transport.getPeer()
+        self.listener.auth_failed(peer_host(transport, self.listener.limits.ipv6_prefix),
+                                  f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}")
 
     def check_write(self, request: Any, host: str) -> None:
         if request.method in WITH_BODY:

@@ -11,6 +11,8 @@
     hosts = jeisson.example   ; names the API is reached by, besides the listen address and localhost
     rounds_kept = 200         ; recent rounds answered from memory (older ones from the store)
     max_rows = 10000          ; the most measurement rows one reply carries
+    max_connections = 256     ; and the other listener limits of jeisson.limits (lockout_failures:
+                              ; bad tokens from one address before it is locked out, ...)
 
 A listen that is not loopback is refused unless the API needs credentials
 (``tls = yes`` or ``tokens``): the error names the file and the key.  A
@@ -22,6 +24,7 @@ import os
 import attrs
 
 from jeisson.config import ConfigError, IniFile
+from jeisson.limits import Limits, read_limits
 from jeisson.tls import server_is_loopback
 
 SECTION = "api"
@@ -29,6 +32,8 @@ AGGREGATOR_LISTEN = "tcp:8480:interface=127.0.0.1"
 HOME_LISTEN = "tcp:8481:interface=127.0.0.1"
 ROUNDS_KEPT = 200
 MAX_ROWS = 10_000
+# The API's listener: a few operators, scripts, dashboards and a scraper.
+API_LIMITS = Limits(max_connections=256, max_connections_per_address=64, max_new_connections_per_address=600)
 
 
 @attrs.frozen
@@ -43,6 +48,7 @@ class ApiConfig:
     rounds_kept: int = ROUNDS_KEPT
     max_rows: int = MAX_ROWS
     explicit: bool = False  # listen written in the file (a port that cannot be bound then stops the start)
+    limits: Limits = API_LIMITS  # connections, and bad tokens before an address is locked out
 
     @property
     def loopback(self) -> bool:
@@ -80,7 +86,8 @@ def read_api(ini: IniFile, default_listen: str, tls_possible: bool = True) -> Ap
     rounds_kept = ini.number(section, "rounds_kept", ROUNDS_KEPT, low=1, high=100_000, integer=True)
     max_rows = ini.number(section, "max_rows", MAX_ROWS, low=1, high=1_000_000, integer=True)
     explicit = ini.raw(section, "listen", None) is not None
-    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit)
+    limits = read_limits(ini, section, API_LIMITS)
+    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit, limits)
     if listen is not None and not config.loopback and not config.needs_credentials:
         raise ini.error(section, "listen", f"{listen} is not loopback: the API would answer anyone who reaches it; "
                                            "set tls = yes (client certificates with role operator) or tokens = FILE "
