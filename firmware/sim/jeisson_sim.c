@@ -2,7 +2,7 @@
  * jeisson-sim: an ATmega328P at 16 MHz on libsimavr, wired to the world as
  * an Arduino Uno board of jeisson's would be.
  *
- *   jeisson-sim [--eeprom FILE] [--serial DEVICE | --link PATH] [--realtime|--fast] FIRMWARE.elf
+ *   jeisson-sim [--eeprom FILE] [--serial DEVICE | --link PATH] [--jumper] [--fast] FIRMWARE.elf
  *
  * - UART0 is bridged to a pseudo-terminal it creates (or, with --serial, to
  *   an existing serial device such as a simulated radio's link), at the
@@ -10,7 +10,9 @@
  *   firmware set, both ways.
  * - Simulated time is kept in step with the wall clock (--realtime, the
  *   default), so that a real home's timers and the firmware's agree.
- * - Relay pins D4..D7 (PORTD4..7) are reported on every change.
+ * - Relay pins D4..D7 (PORTD4..7) are reported on every change; high pulses
+ *   on D8..D13 are timed (D9 marks each line MAC); D8 carries the
+ *   provisioning jumper (--jumper, or JUMPER on|off).
  * - Commands on stdin set the analog inputs A0..A3 (a sine per channel),
  *   read the stack margin, save and load the EEPROM, reset the MCU, and
  *   report the cycles between two marker writes to GPIOR0.
@@ -288,6 +290,48 @@ static void pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     say("PIN %d %d " STAMP, pin, level, STAMP_ARGS);
 }
 
+/* --- D8 (the provisioning jumper) and D9 (the MAC marker) ---------------- */
+
+/* D8..D13 are PB0..PB5.  The firmware raises D9 just before each line MAC
+ * and lowers it right after: each high pulse is one MAC's cost in cycles. */
+static avr_cycle_count_t pulse_rose[6];
+static int pulse_level[6];
+static struct { unsigned long long count, min, max, total, last; } pulses[6];
+static int jumper_on;
+
+static void portb_changed(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    int bit = (int)(intptr_t)param;
+    int level = value ? 1 : 0;
+    if (level == pulse_level[bit])
+        return;
+    pulse_level[bit] = level;
+    if (level) {
+        pulse_rose[bit] = avr->cycle;
+        return;
+    }
+    unsigned long long d = avr->cycle - pulse_rose[bit];
+    typeof(pulses[0]) *s = &pulses[bit];
+    if (!s->count || d < s->min)
+        s->min = d;
+    if (d > s->max)
+        s->max = d;
+    s->total += d;
+    s->last = d;
+    s->count++;
+}
+
+/* The jumper on D8 pulls it to ground; without it the line floats up to
+ * the firmware's pull-up, which this sets as an external level too. */
+static void set_jumper(int on)
+{
+    jumper_on = on;
+    avr_ioport_external_t e = { .name = 'B', .mask = 1, .value = on ? 0 : 1 };
+    avr_ioctl(avr, AVR_IOCTL_IOPORT_SET_EXTERNAL('B'), &e);
+    avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), 0), on ? 0 : 1);
+}
+
 /* --- analog inputs A0..A3 ----------------------------------------------- */
 
 static struct { double rms_mv, offset_mv, hz; } channel[CHANNELS];
@@ -456,6 +500,22 @@ static void command(char *line)
         typeof(span[0][0]) *s = &span[a][b];
         say("SPAN %u %u count=%llu min=%llu max=%llu mean=%llu last=%llu", a, b, s->count, s->min, s->max,
             s->count ? s->total / s->count : 0ULL, s->last);
+    } else if (!strcmp(verb, "PULSES")) {
+        int pin;
+        if (sscanf(rest, "%d", &pin) != 1 || pin < 8 || pin > 13) {
+            say("ERR PULSES wants a pin 8-13, got: %s", rest);
+            return;
+        }
+        typeof(pulses[0]) *s = &pulses[pin - 8];
+        say("PULSES %d count=%llu min=%llu max=%llu mean=%llu last=%llu", pin, s->count, s->min, s->max,
+            s->count ? s->total / s->count : 0ULL, s->last);
+    } else if (!strcmp(verb, "JUMPER")) {
+        if (strcmp(rest, "on") && strcmp(rest, "off")) {
+            say("ERR JUMPER wants on or off, got: %s", rest);
+            return;
+        }
+        set_jumper(!strcmp(rest, "on"));
+        say("OK JUMPER %s", jumper_on ? "on" : "off");
     } else if (!strcmp(verb, "MARKS")) {
         verbose_marks = strcmp(rest, "off") != 0;
         say("OK MARKS %s", verbose_marks ? "on" : "off");
@@ -465,7 +525,7 @@ static void command(char *line)
     } else if (!strcmp(verb, "QUIT")) {
         quit(0);
     } else {
-        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, MARKS, RESET, QUIT)", verb);
+        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, PULSES, JUMPER, MARKS, RESET, QUIT)", verb);
     }
 }
 
@@ -507,6 +567,9 @@ static void power_up(void)
     rx_len = 0;
     tx_len = 0;
     tx_wire_free = avr->cycle;
+    for (int b = 0; b < 6; b++)
+        pulse_level[b] = 0;
+    set_jumper(jumper_on);
     paint_stack();
 }
 
@@ -535,7 +598,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 static void usage(const char *why)
 {
     fprintf(stderr, "jeisson-sim: %s\nusage: jeisson-sim [--eeprom FILE] [--serial DEVICE | --link PATH] "
-            "[--fast] FIRMWARE.elf\n", why);
+            "[--jumper] [--fast] FIRMWARE.elf\n", why);
     exit(2);
 }
 
@@ -549,6 +612,8 @@ int main(int argc, char **argv)
             serial_path = argv[++i];
         else if (!strcmp(argv[i], "--link") && i + 1 < argc)
             link_path = argv[++i];
+        else if (!strcmp(argv[i], "--jumper"))
+            jumper_on = 1;
         else if (!strcmp(argv[i], "--fast"))
             realtime = 0;
         else if (!strcmp(argv[i], "--realtime"))
@@ -613,6 +678,9 @@ int main(int argc, char **argv)
     for (int p = 4; p < 8; p++)
         avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), p), pin_changed,
                                 (void *)(intptr_t)p);
+    for (int b = 0; b < 6; b++)
+        avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), b), portb_changed,
+                                (void *)(intptr_t)b);
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_OUT_TRIGGER), adc_trigger, NULL);
     avr_register_io_write(avr, GPIOR0_ADDR, marker_write, NULL);
     for (int c = 0; c < CHANNELS; c++) {
