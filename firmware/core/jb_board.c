@@ -914,7 +914,14 @@ void jb_tick(uint32_t now)
     }
 }
 
-void jb_power_up(uint32_t now, uint8_t without_connection)
+static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold);
+
+void jb_power_up(uint32_t now, uint8_t without_connection) { power_up(now, without_connection, 1); }
+
+/* ``cold``: a real power-up, which raises the boot counter; a software
+ * restart (PROV SAVE) keeps it, and the HELLO count goes on, so that no
+ * (boot, count) pair, hence no nonce, is ever used twice. */
+static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold)
 {
     uint8_t i;
     now_ms = now;
@@ -925,8 +932,10 @@ void jb_power_up(uint32_t now, uint8_t without_connection)
     restart_pending = 0;
     unreported_switch = 0;
     jb_settings_load();
-    boot = jb_boot_raise();
-    hello_count = 0;
+    if (cold) {
+        boot = jb_boot_raise();
+        hello_count = 0;
+    }
     jb_meter_reset();
     if (!jb_is_provisioned)
         return;
@@ -935,11 +944,13 @@ void jb_power_up(uint32_t now, uint8_t without_connection)
     /* The cold-load pickup delay: uniform in [min, max], from a draw that
      * differs between boards (their keys) and between boots. */
     {
-        uint8_t data[4], digest[32];
+        uint8_t data[8], digest[32];
         uint32_t draw, span = jb_cfg.cold_max_ms - jb_cfg.cold_min_ms;
-        for (i = 0; i < 4; i++)
+        for (i = 0; i < 4; i++) {
             data[i] = (uint8_t)(boot >> (24 - 8 * i));
-        hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, 4, digest);
+            data[4 + i] = (uint8_t)(hello_count >> (24 - 8 * i));
+        }
+        hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, 8, digest);
         draw = ((uint32_t)digest[0] << 24) | ((uint32_t)digest[1] << 16) | ((uint32_t)digest[2] << 8) | digest[3];
         cold_load_ms = jb_cfg.cold_min_ms + (uint32_t)(((uint64_t)draw * (span + 1)) >> 32);
     }
@@ -954,7 +965,7 @@ void jb_power_up(uint32_t now, uint8_t without_connection)
         start_session();
 }
 
-void jb_restart(uint32_t now) { jb_power_up(now, connectionless); }
+void jb_restart(uint32_t now) { power_up(now, connectionless, 0); }
 
 void jb_connected(uint32_t now)
 {

@@ -64,7 +64,7 @@ static const char *invalid(void)
     uint8_t i;
     if (jb_cfg.layout != LAYOUT)
         return JB_S("layout");
-    if (!jb_id_valid(jb_cfg.id, (uint8_t)strnlen(jb_cfg.id, JB_ID_MAX + 1), JB_ID_MAX))
+    if (jb_cfg.id[JB_ID_MAX] != 0 || !jb_id_valid(jb_cfg.id, (uint8_t)strlen(jb_cfg.id), JB_ID_MAX))
         return JB_S("id");
     if (jb_cfg.key_kind != JB_KEY_SET && jb_cfg.key_kind != JB_KEY_NONE)
         return JB_S("key");
