@@ -257,13 +257,14 @@ class FirmwareSim:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # The reader ends at the harness's end of output; only then are the pipes closed.
+        self._reader.join(5)
         for stream in (self.process.stdin, self.process.stdout):
             if stream:
                 try:
                     stream.close()
                 except (BrokenPipeError, ValueError):
                     pass
-        self._reader.join(5)
         if self._log:
             self._log.close()
             self._log = None
@@ -304,9 +305,18 @@ def provision(sim: FirmwareSim, lines: list[str], timeout: float = 10) -> None:
     each line answered before the next; ``PROV SAVE`` last."""
     with SerialLine(sim.pty) as line:
         for text in lines:
-            since = sim.mark()
-            line.write_line(text)
-            answer = sim.wait(lambda e: e.kind == "TX" and e.text.startswith("PROV "), timeout,
-                              f"the board's answer to {text!r}", since)
+            # A board just powered up may not listen yet: what reaches its
+            # UART before it is set up is lost, as on a real line.  Edits are
+            # idempotent, so an unanswered one is sent again.
+            for attempt in range(int(timeout)):
+                since = sim.mark()
+                line.write_line(text)
+                try:
+                    answer = sim.wait(lambda e: e.kind == "TX" and e.text.startswith("PROV "), 1.0,
+                                      f"the board's answer to {text!r}", since)
+                    break
+                except AssertionError:
+                    if attempt == int(timeout) - 1:
+                        raise
             if not answer.text.startswith("PROV OK"):
                 raise AssertionError(f"the board refused {text!r}: {answer.text}")

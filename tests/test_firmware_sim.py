@@ -20,13 +20,17 @@ Everything here is built by ``make`` from the tree; a missing toolchain
 fails naming the Debian package (``tests/firmware_sim.py``).
 """
 
+import json
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
-from tests.firmware_sim import F_CPU, SELFTEST, FirmwareSim, SerialLine, build, missing_packages
+from jeisson.demo import Fleet, free_ports
+from tests.firmware_sim import F_CPU, SELFTEST, UNO, Event, FirmwareSim, SerialLine, build, missing_packages, provision
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +180,332 @@ def test_the_harness_saves_its_eeprom_when_terminated(harness, tmp_path):
     sim.stop()
     with FirmwareSim(SELFTEST, eeprom=image) as sim:
         sim.wait_sent("BOOT 2")
+
+
+# -- the Uno image against the real home, radio and aggregator
+
+BOARD = "uno-1"
+HOME = "home-u"
+FAILSAFE_S = 4
+# Relay r is pin 3 + r (D4..D7); ADC channel r - 1 its current clamp.
+RELAYS = {1: ("heater", 2000, "off", "yes"), 2: ("fan", 500, "on", "no"), 3: ("pump", 1000, "off", "yes")}
+W_PER_V = 2000
+
+
+def board_key(credentials) -> str:
+    with open(credentials.board(BOARD), encoding="ascii") as f:
+        return f.read().strip()
+
+
+def provisioning(credentials, cold_load=(0, 0), failsafe_s=FAILSAFE_S) -> list[str]:
+    lines = [f"PROV ID {BOARD}", f"PROV KEY {board_key(credentials)}", f"PROV RELAYS {len(RELAYS)}"]
+    lines += [f"PROV RELAY {r} {safe} 0.5 {W_PER_V}" for r, (_, _, safe, _) in RELAYS.items()]
+    lines += [f"PROV FAILSAFE {failsafe_s}", f"PROV COLDLOAD {cold_load[0]} {cold_load[1]}", "PROV MEASURE 1",
+              "PROV SAVE"]
+    return lines
+
+
+def provisioned_eeprom(credentials, directory, **settings) -> str:
+    """An EEPROM image of a board provisioned over its serial line (on the
+    bench, before it is installed), saved at power-off."""
+    image = os.path.join(directory, "eeprom.bin")
+    with FirmwareSim(UNO, eeprom=image) as sim:
+        provision(sim, provisioning(credentials, **settings))
+        sim.wait_sent("HELLO")
+    return image
+
+
+def write(path, text) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def read_status(work) -> dict | None:
+    try:
+        with open(os.path.join(work, "status.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="module")
+def aggregator(tmp_path_factory, credentials):
+    """A real aggregator over mutual TLS, for the homes of these tests."""
+    build("uno")
+    work = str(tmp_path_factory.mktemp("firmware-e2e"))
+    (port,) = free_ports(1)
+    write(os.path.join(work, "aggregator.ini"), f"""
+[aggregator]
+listen = tcp:{port}:interface=127.0.0.1
+heartbeat_s = 1
+round_period_s = 2
+status_file = {work}/status.json
+
+[home:{HOME}]
+secret = secret-u
+""" + credentials.aggregator_tls())
+    fleet = Fleet(work)
+    fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
+    try:
+        yield {"work": work, "port": port, "fleet": fleet}
+    finally:
+        fleet.stop()
+
+
+def home_config(aggregator, credentials, serial_section: str, board_keys: str) -> str:
+    text = f"""
+[home]
+id = {HOME}
+secret = secret-u
+aggregator = tcp:127.0.0.1:{aggregator['port']}
+heartbeat_s = 1
+command_timeout_s = 3
+measure_period_s = 1
+reconnect_base_s = 1
+reconnect_cap_s = 2
+
+{serial_section}
+
+[actuator:{BOARD}]
+relays = {len(RELAYS)}
+key = {credentials.board(BOARD)}
+{board_keys}
+"""
+    for relay, (load, watts, _, wanted) in RELAYS.items():
+        text += f"""
+[load:{load}]
+actuator = {BOARD}
+relay = {relay}
+rated_w = {watts}
+desired = {'on' if wanted == 'yes' else 'off'}
+"""
+    return text + credentials.home_tls(HOME)
+
+
+# Known and reported (docs/firmware.rst): the Uno image times a line from
+# when its loop reads it, and a line MAC takes ~53 ms there, so its failsafe
+# fires ~78 ms after failsafe_after_s.  Strict: the day it holds, this fails
+# until the mark is removed.
+LATE_FAILSAFE = pytest.mark.xfail(strict=True, reason="the Uno image's failsafe fires ~78 ms late: a line is timed "
+                                  "when read, and a line MAC takes ~53 ms (firmware/uno)")
+
+WANTED = {relay: int(wanted == "yes") for relay, (_, _, _, wanted) in RELAYS.items()}
+
+
+class Rig:
+    """A board on the simulated Uno and a real home (and radio) as twistd processes."""
+
+    def __init__(self, work, sim: FirmwareSim, fleet: Fleet):
+        self.work, self.sim, self.fleet = work, sim, fleet
+        self.since = 0
+
+    def process(self, name) -> subprocess.Popen:
+        return dict(self.fleet.running)[name]
+
+    def log(self, name) -> str:
+        with open(os.path.join(self.work, f"{name}.log"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def power_up_with_the_home_listening(self, timeout=30) -> None:
+        """Power the board up again once the home has its serial port open:
+        from here on, every switch is the home's (a board powered up alone
+        may close a safe-on relay after its cold-load delay)."""
+        wait_for(lambda: "serial device" in self.log("home") and " open at " in self.log("home"), timeout,
+                 "the home to open its serial port")
+        self.since = self.sim.mark()
+        self.sim.command("RESET")
+
+    def wait_welcomed_and_switched(self, timeout=30) -> None:
+        """The home welcomed the board and switched its relays as the owner wants."""
+        def done():
+            pins = {int(e.words[0]): int(e.words[1]) for e in self.sim.of("PIN", self.since)}
+            return all(pins.get(3 + r, 0) == want for r, want in WANTED.items())
+        try:
+            wait_for(done, timeout, "the home to switch the board's relays as wanted")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- home log:\n{self.log('home')[-3000:]}") from None
+
+
+@pytest.fixture
+def direct(aggregator, credentials, tmp_path):
+    """The board provisioned and powered up, its home on its pty."""
+    work = str(tmp_path)
+    image = provisioned_eeprom(credentials, work, cold_load=(1, 1))
+    sim = FirmwareSim(UNO, eeprom=image, log=os.path.join(work, "sim.log"))
+    fleet = Fleet(work)
+    serial = f"[serial:uno]\ndevice = {sim.pty}\nmode = transparent\nretry_s = 0.5\n"
+    write(os.path.join(work, "home.ini"), home_config(aggregator, credentials, serial, "serial = uno"))
+    fleet.start("home", "jeisson-home", os.path.join(work, "home.ini"))
+    rig = Rig(work, sim, fleet)
+    try:
+        rig.power_up_with_the_home_listening()
+        yield rig
+    finally:
+        fleet.stop()
+        sim.stop()
+
+
+@pytest.fixture
+def radio(aggregator, credentials, tmp_path):
+    """The same board behind the radio simulator, its XBee in transparent
+    mode, the home on the coordinator's line (API mode 2)."""
+    work = str(tmp_path)
+    image = provisioned_eeprom(credentials, work, cold_load=(1, 1))
+    address = "0013A20040A1B2C3"
+    write(os.path.join(work, "radio.ini"), f"""
+[radio]
+coordinator = {work}/coordinator.tty
+mode = api2
+address = 0013A20040000001
+presence_s = 5
+
+[device:{BOARD}]
+link = {work}/board.tty
+address = {address}
+mode = transparent
+""")
+    fleet = Fleet(work)
+    fleet.start("radio", "jeisson-radio", os.path.join(work, "radio.ini"))
+    wait_for(lambda: os.path.exists(f"{work}/board.tty") and os.path.exists(f"{work}/coordinator.tty"), 20,
+             "the radio simulator's links")
+    sim = FirmwareSim(UNO, eeprom=image, serial=f"{work}/board.tty", log=os.path.join(work, "sim.log"))
+    serial = f"[serial:zigbee]\ndevice = {work}/coordinator.tty\nmode = api2\nretry_s = 0.5\n"
+    write(os.path.join(work, "home.ini"),
+          home_config(aggregator, credentials, serial, f"serial = zigbee\nxbee = {address}"))
+    fleet.start("home", "jeisson-home", os.path.join(work, "home.ini"))
+    rig = Rig(work, sim, fleet)
+    try:
+        rig.power_up_with_the_home_listening()
+        yield rig
+    finally:
+        fleet.stop()
+        sim.stop()
+
+
+def commanded_switches_only(sim: FirmwareSim, since: int, until: int | None = None) -> None:
+    """Every relay pin change from ``since`` follows a SET the board received
+    for that relay and state, and every SET is answered ACK or NAK with its seq."""
+    events = sim.events[since:until]
+    wanted: dict[int, int] = {}
+    sets, answers = [], set()
+    for e in events:
+        if e.kind == "RX" and e.words[:1] == ("SET",) and len(e.words) >= 4:
+            relay, state = int(e.words[2]), int(e.words[3])
+            wanted[relay] = state
+            sets.append(e.words[1])
+        elif e.kind == "TX" and e.words[:1] in (("ACK",), ("NAK",)):
+            answers.add(e.words[1])
+        elif e.kind == "PIN":
+            relay, level = int(e.words[0]) - 3, int(e.words[1])
+            assert wanted.get(relay) == level, f"relay {relay} switched to {level} uncommanded: {e.raw}"
+            del wanted[relay]
+    assert sets, "the home sent no SET"
+    assert set(sets) <= answers, f"SETs left unanswered: {set(sets) - answers}"
+
+
+def measured_reaches_the_aggregator(aggregator, rig: Rig) -> None:
+    # The heater's clamp at 1.000 V RMS and the pump's at 0.500 V: 2000 W and
+    # 1000 W at 2000 W per volt; the fan is off (0 W, whatever its clamp says).
+    rig.sim.adc(0, 1000.0)
+    rig.sim.adc(1, 800.0)
+    rig.sim.adc(2, 500.0)
+    expected = 3000.0
+
+    def close():
+        home = ((read_status(aggregator["work"]) or {}).get("homes") or {}).get(HOME) or {}
+        measured = home.get("measured_w")
+        return measured is not None and abs(measured - expected) / expected < 0.02 and measured
+    wait_for(close, 20, f"the aggregator to hold {HOME}'s measured power within 2 % of {expected} W")
+
+
+def pin_event(pin: int, level: int) -> Callable[[Event], bool]:
+    return lambda e: e.kind == "PIN" and e.words == (str(pin), str(level))
+
+
+def failsafe_after_the_home_is_killed(rig: Rig) -> None:
+    since = rig.sim.mark()
+    rig.process("home").send_signal(signal.SIGKILL)
+    # Heater and pump (safe off) open, the fan (safe on) closes.
+    expected = {4: 0, 5: 1, 6: 0}
+    pins = [rig.sim.wait(pin_event(p, v), FAILSAFE_S + 10, f"pin {p} to go to {v} (its safe state)", since)
+            for p, v in expected.items()]
+    last = max((e for e in rig.sim.received() if e.cycles < min(p.cycles for p in pins)), key=lambda e: e.cycles)
+    for pin in pins:
+        late = (pin.cycles - last.cycles) / F_CPU - FAILSAFE_S
+        assert abs(late) <= 0.010, (f"{pin.raw}: {late * 1000:+.1f} ms from failsafe_after_s after {last.raw}"
+                                    f" (line MACs on D9: {rig.sim.pulses(9)})")
+
+
+def test_the_home_switches_the_board_and_only_the_home_does(direct):
+    direct.wait_welcomed_and_switched()
+    commanded_switches_only(direct.sim, direct.since)
+    assert direct.sim.wait_sent(f"HELLO {BOARD} 3 2 000 ")
+    assert "Traceback" not in direct.log("home")
+
+
+def test_lines_that_prove_nothing_are_refused(direct):
+    sim = direct.sim
+    direct.wait_welcomed_and_switched()
+    sealed_set = [e.text for e in sim.received() if e.words[:1] == ("SET",)][0]
+    forged = ["SET 77 2 1", "SET 78 2 1 99 0123456789abcdef", sealed_set]
+    before = sim.mark()
+    with SerialLine(sim.pty) as line:
+        for text in forged:
+            since = sim.mark()
+            line.write_line(text)
+            sim.wait(lambda e: e.kind == "TX" and e.text == "ERR auth", 10, f"ERR auth for {text!r}", since)
+    # The fan's relay, which each forged SET would close, stays open; nothing was acknowledged.
+    assert sim.pins()[5] == 0
+    assert not [e for e in sim.sent(before) if e.words[:1] == ("ACK",)]
+    assert sim.of("PIN", before) == []
+    commanded_switches_only(sim, direct.since, until=before)
+
+
+def test_meter_readings_reach_the_aggregator(aggregator, direct):
+    direct.wait_welcomed_and_switched()
+    measured_reaches_the_aggregator(aggregator, direct)
+
+
+@LATE_FAILSAFE
+def test_the_failsafe_fires_failsafe_after_s_after_the_home_went_silent(direct):
+    direct.wait_welcomed_and_switched()
+    before = direct.sim.mark()
+    failsafe_after_the_home_is_killed(direct)
+    commanded_switches_only(direct.sim, direct.since, until=before)
+    # The home's SET, played again now that it is gone, is not obeyed.
+    sealed_set = [e.text for e in direct.sim.received() if e.words[:3] == ("SET", "1", "1")]
+    if sealed_set:
+        with SerialLine(direct.sim.pty) as line:
+            since = direct.sim.mark()
+            line.write_line(sealed_set[0])
+            direct.sim.wait(lambda e: e.kind == "TX" and e.text.startswith("ERR"), 10, "the replay refused", since)
+        assert direct.sim.pins()[4] == 0
+
+
+def test_behind_the_radio_the_home_switches_the_board_and_its_readings_arrive(aggregator, radio):
+    radio.wait_welcomed_and_switched(timeout=40)
+    commanded_switches_only(radio.sim, radio.since)
+    measured_reaches_the_aggregator(aggregator, radio)
+
+
+@LATE_FAILSAFE
+def test_behind_the_radio_the_failsafe_fires_failsafe_after_s_after_the_home_went_silent(radio):
+    radio.wait_welcomed_and_switched(timeout=40)
+    failsafe_after_the_home_is_killed(radio)
+
+
+def test_power_up_is_safe_and_the_cold_load_delay_holds_across_a_power_cycle(aggregator, credentials, tmp_path):
+    work = str(tmp_path)
+    image = provisioned_eeprom(credentials, work, cold_load=(2, 3))
+    hellos = []
+    for _ in range(2):
+        # Powered up alone (no home): every relay open; only the fan's
+        # (safe state on) closes, once its cold-load delay is over.
+        with FirmwareSim(UNO, eeprom=image) as sim:
+            assert sim.pins() == {4: 0, 5: 0, 6: 0, 7: 0}
+            hellos.append(sim.wait_sent(f"HELLO {BOARD} 3 2 000 ").text)
+            rise = sim.wait(lambda e: e.kind == "PIN", 10, "the cold-load pickup")
+            assert rise.words == ("5", "1") and 2.0 <= rise.seconds <= 3.0 + 0.05, rise.raw
+            assert sim.pins() == {4: 0, 5: 1, 6: 0, 7: 0}
+    # The same provisioning after the power cycle (kept in EEPROM), a new nonce (the boot counter raised).
+    assert hellos[0].rsplit(" ", 1)[0] == hellos[1].rsplit(" ", 1)[0] and hellos[0] != hellos[1]

@@ -562,8 +562,14 @@ static void power_up(void)
 {
     avr_reset(avr);
     avr->data[GPIOR0_ADDR] = 0;
-    for (int p = 4; p < 8; p++)
+    /* The pins' IRQs remember their last level: bring them down with the
+     * MCU, so that the next rise is seen as one. */
+    for (int p = 4; p < 8; p++) {
         pin_state[p] = 0;
+        avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('D'), p), 0);
+    }
+    for (int b = 1; b < 6; b++)
+        avr_raise_irq(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), b), 0);
     rx_len = 0;
     tx_len = 0;
     tx_wire_free = avr->cycle;
