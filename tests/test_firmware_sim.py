@@ -283,10 +283,11 @@ desired = {'on' if wanted == 'yes' else 'off'}
 
 
 # Known and reported (docs/firmware.rst): the Uno image times a line from
-# when its loop reads it, and a line MAC takes ~53 ms there, so its failsafe
-# fires ~78 ms after failsafe_after_s.  Strict: the day it holds, this fails
-# until the mark is removed.
-LATE_FAILSAFE = pytest.mark.xfail(strict=True, reason="the Uno image's failsafe fires ~78 ms late: a line is timed "
+# when its loop reads it, and a line MAC takes ~53 ms there, so when the
+# home's last line arrives while the board is sealing one of its own, the
+# failsafe fires up to ~78 ms after failsafe_after_s.  Not strict: when the
+# last line finds the board idle, it holds.
+LATE_FAILSAFE = pytest.mark.xfail(strict=False, reason="the Uno image's failsafe fires ~78 ms late: a line is timed "
                                   "when read, and a line MAC takes ~53 ms (firmware/uno)")
 
 WANTED = {relay: int(wanted == "yes") for relay, (_, _, _, wanted) in RELAYS.items()}
