@@ -57,8 +57,10 @@ static uint32_t hello_count;
 static char hello_line[53]; /* kept until WELCOME: the session keys bind it */
 static uint8_t hello_len;
 static uint8_t have_channel;
-static uint8_t key_hb[JB_KEY_BYTES]; /* home to board: lines we receive */
-static uint8_t key_bh[JB_KEY_BYTES]; /* board to home: lines we send */
+/* The session's keys, as their padded HMAC states (2 SHA-256 blocks a line
+ * instead of 4): home to board for the lines we receive, board to home for
+ * those we send. */
+static jb_hmac_key key_hb, key_bh;
 static uint32_t sent_counter, received_counter;
 
 /* Lines */
@@ -139,13 +141,15 @@ static void hmac(const uint8_t *key, const char *label, const void *data, uint8_
 }
 
 /* A line's MAC: HMAC-SHA256 truncated to 8 bytes, as 16 hex digits. */
-static void line_mac(const uint8_t *key, const char *data, uint8_t len, char out[17])
+static void line_mac(const jb_hmac_key *key, const char *data, uint8_t len, char out[17])
 {
-    uint8_t digest[32];
+    jb_sha256_ctx ctx;
     jb_plat_mac_mark(1);
-    hmac(key, 0, data, len, digest);
+    jb_hmac_start(&ctx, key);
+    jb_sha256_update(&ctx, data, len);
+    jb_hmac_finish(&ctx, key, ctx.u.block);
     jb_plat_mac_mark(0);
-    put_hex(out, digest, 8);
+    put_hex(out, ctx.u.block, 8);
 }
 
 /* ------------------------------------------------------------------ sends */
@@ -171,7 +175,7 @@ static void send_tx(void)
         p = tx + len;
         *p++ = ' ';
         p = jb_put_u32(p, ++sent_counter);
-        line_mac(key_bh, tx, (uint8_t)(p - tx), p + 1);
+        line_mac(&key_bh, tx, (uint8_t)(p - tx), p + 1);
         *p = ' ';
         len = (uint8_t)(p + 17 - tx);
     }
@@ -627,7 +631,7 @@ static int16_t last_space(const char *line, uint8_t len)
 
 /* A sealed line's message length, its counter in *counter; -1 if it does
  * not prove ``key`` (board_auth.unseal). */
-static int16_t unseal(const uint8_t *key, const char *line, uint8_t len, uint32_t *counter)
+static int16_t unseal(const jb_hmac_key *key, const char *line, uint8_t len, uint32_t *counter)
 {
     char mac[17];
     int16_t tag = last_space(line, len), head;
@@ -682,7 +686,7 @@ static void on_welcome(const message *m)
     if (have_channel) {
         /* Our proof, before any other line of ours. */
         char *p = put_str(tx, JB_S("AUTH 0 "));
-        line_mac(key_bh, tx, 6, p);
+        line_mac(&key_bh, tx, 6, p);
         write_line(tx, (uint8_t)(p + 16 - tx));
     }
     heartbeat_ms = (uint32_t)m->b * 1000UL;
@@ -757,6 +761,26 @@ static void dispatch(const char *line, uint8_t len)
     }
 }
 
+/* A session key: HMAC(K, label | context), context = \n | hello | \n |
+ * home id | \n | home nonce, hashed piece by piece (no buffer for it). */
+static void session_key(const char *label, const message *m, jb_hmac_key *out)
+{
+    jb_sha256_ctx ctx;
+    uint8_t derived[JB_KEY_BYTES];
+    char c;
+    jb_hmac_init(&ctx, jb_cfg.key, JB_KEY_BYTES);
+    while ((c = jb_rom_byte(label++)) != 0)
+        jb_sha256_update(&ctx, &c, 1);
+    jb_sha256_update(&ctx, "\n", 1);
+    jb_sha256_update(&ctx, hello_line, hello_len);
+    jb_sha256_update(&ctx, "\n", 1);
+    jb_sha256_update(&ctx, m->text, m->text_len);
+    jb_sha256_update(&ctx, "\n", 1);
+    jb_sha256_update(&ctx, m->nonce, 16);
+    jb_hmac_final(&ctx, jb_cfg.key, JB_KEY_BYTES, derived);
+    jb_hmac_key_setup(out, derived, sizeof derived, &ctx);
+}
+
 /* A WELCOME before a session: it must prove the key itself. */
 static void check_welcome(const char *line, uint8_t len)
 {
@@ -773,23 +797,9 @@ static void check_welcome(const char *line, uint8_t len)
         auth_failed();
         return;
     }
-    {
-        /* context = \n | hello | \n | home id | \n | home nonce */
-        char context[1 + 52 + 1 + 32 + 1 + 16];
-        uint8_t n = 0;
-        context[n++] = '\n';
-        memcpy(context + n, hello_line, hello_len);
-        n = (uint8_t)(n + hello_len);
-        context[n++] = '\n';
-        memcpy(context + n, m.text, m.text_len);
-        n = (uint8_t)(n + m.text_len);
-        context[n++] = '\n';
-        memcpy(context + n, m.nonce, 16);
-        n = (uint8_t)(n + 16);
-        hmac(jb_cfg.key, JB_S("jeisson-board 2 home to board"), context, n, key_hb);
-        hmac(jb_cfg.key, JB_S("jeisson-board 2 board to home"), context, n, key_bh);
-    }
-    if (unseal(key_hb, line, len, &counter) < 0 || counter != 0) {
+    session_key(JB_S("jeisson-board 2 home to board"), &m, &key_hb);
+    session_key(JB_S("jeisson-board 2 board to home"), &m, &key_bh);
+    if (unseal(&key_hb, line, len, &counter) < 0 || counter != 0) {
         auth_failed();
         return;
     }
@@ -802,7 +812,7 @@ static void check_welcome(const char *line, uint8_t len)
 static void line_received(char *line, uint8_t len)
 {
     if (len >= 4 && line[0] == 'P' && line[1] == 'R' && line[2] == 'O' && line[3] == 'V' && (len == 4 || line[4] == ' ')) {
-        jb_prov_line(line, len, now_ms);
+        jb_prov_line(line, len, now_ms); /* takes the line apart in place */
         return;
     }
     if (state == JB_UNPROVISIONED)
@@ -820,7 +830,7 @@ static void line_received(char *line, uint8_t len)
     }
     if (have_channel && !is_plain(line, len)) {
         uint32_t counter;
-        int16_t body = unseal(key_hb, line, len, &counter);
+        int16_t body = unseal(&key_hb, line, len, &counter);
         if (body < 0 || counter <= received_counter) {
             auth_failed();
             return;
@@ -916,6 +926,29 @@ void jb_tick(uint32_t now)
 
 static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold);
 
+#ifdef __GNUC__
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+/* The cold-load pickup delay: uniform in [min, max], from a draw that
+ * differs between boards (their keys) and between power-ups (boot, and
+ * the HELLO count for a restart).  Not inlined: its buffers are off the
+ * stack before the HELLO's are on it. */
+static NOINLINE uint32_t draw_cold_load(void)
+{
+    uint8_t data[8], digest[32], i;
+    uint32_t draw, span = jb_cfg.cold_max_ms - jb_cfg.cold_min_ms;
+    for (i = 0; i < 4; i++) {
+        data[i] = (uint8_t)(boot >> (24 - 8 * i));
+        data[4 + i] = (uint8_t)(hello_count >> (24 - 8 * i));
+    }
+    hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, 8, digest);
+    draw = ((uint32_t)digest[0] << 24) | ((uint32_t)digest[1] << 16) | ((uint32_t)digest[2] << 8) | digest[3];
+    return jb_cfg.cold_min_ms + (uint32_t)(((uint64_t)draw * (span + 1)) >> 32);
+}
+
 void jb_power_up(uint32_t now, uint8_t without_connection) { power_up(now, without_connection, 1); }
 
 /* ``cold``: a real power-up, which raises the boot counter; a software
@@ -941,19 +974,7 @@ static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold)
         return;
     for (i = 0; i < JB_MAX_RELAYS; i++)
         relays[i].last_switch = now; /* power-up counts as a switch */
-    /* The cold-load pickup delay: uniform in [min, max], from a draw that
-     * differs between boards (their keys) and between boots. */
-    {
-        uint8_t data[8], digest[32];
-        uint32_t draw, span = jb_cfg.cold_max_ms - jb_cfg.cold_min_ms;
-        for (i = 0; i < 4; i++) {
-            data[i] = (uint8_t)(boot >> (24 - 8 * i));
-            data[4 + i] = (uint8_t)(hello_count >> (24 - 8 * i));
-        }
-        hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, 8, digest);
-        draw = ((uint32_t)digest[0] << 24) | ((uint32_t)digest[1] << 16) | ((uint32_t)digest[2] << 8) | digest[3];
-        cold_load_ms = jb_cfg.cold_min_ms + (uint32_t)(((uint64_t)draw * (span + 1)) >> 32);
-    }
+    cold_load_ms = draw_cold_load();
     cold_load_at = now + cold_load_ms;
     cold_load_waiting = cold_load_ms > 0;
     heard_from_home();

@@ -42,7 +42,7 @@ extern uint8_t jb_is_provisioned;
 void jb_settings_load(void);
 uint32_t jb_boot_raise(void);
 void jb_boot_store(uint32_t boot);
-void jb_prov_line(const char *line, uint8_t len, uint32_t now);
+void jb_prov_line(char *line, uint8_t len, uint32_t now);
 uint8_t jb_id_valid(const char *id, uint8_t len, uint8_t max);
 
 /* jb_board.c */

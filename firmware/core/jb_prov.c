@@ -338,13 +338,11 @@ static const char *edit(char **w, uint8_t n)
     return 0;
 }
 
-void jb_prov_line(const char *line, uint8_t len, uint32_t now)
+void jb_prov_line(char *copy, uint8_t len, uint32_t now)
 {
-    char copy[JB_MAX_LINE + 1];
     char *w[7];
     uint8_t n = 0, i;
     const char *error = 0;
-    memcpy(copy, line, len);
     copy[len] = 0;
     for (i = 0; i < len; i++) {
         if (copy[i] == ' ') {

@@ -16,37 +16,109 @@ static const uint32_t K[64] JB_ROM = {
     0x748f82eeUL, 0x78a5636fUL, 0x84c87814UL, 0x8cc70208UL, 0x90befffaUL, 0xa4506cebUL, 0xbef9a3f7UL, 0xc67178f2UL,
 };
 
-static uint32_t ror(uint32_t x, uint8_t n) { return (x >> n) | (x << (32 - n)); }
+#ifdef __AVR__
+/* The AVR shifts one bit per instruction, and a 32-bit shift by n is a loop
+ * of n: a rotation by 25 costs ~230 cycles.  Rotating by whole bytes is a
+ * few moves, so each rotation below is a byte rotation and at most three
+ * single-bit ones (in assembly: C cannot say "rotate through carry"). */
+static inline uint32_t rotr1(uint32_t x)
+{
+    __asm__("bst %A0, 0\n\tlsr %D0\n\tror %C0\n\tror %B0\n\tror %A0\n\tbld %D0, 7" : "+r"(x));
+    return x;
+}
 
-/* One 64-byte block.  The message schedule is kept as a rolling window of
- * 16 words (64 bytes of stack instead of 256). */
+static inline uint32_t rotl1(uint32_t x)
+{
+    __asm__("lsl %A0\n\trol %B0\n\trol %C0\n\trol %D0\n\tadc %A0, __zero_reg__" : "+r"(x));
+    return x;
+}
+
+#define R8(x) (((x) >> 8) | ((x) << 24))
+#define R16(x) (((x) >> 16) | ((x) << 16))
+#define R24(x) (((x) >> 24) | ((x) << 8))
+
+static inline uint32_t big_sigma0(uint32_t a)
+{
+    uint32_t b16 = R16(a), b24 = R24(a);
+    return rotr1(rotr1(a)) ^ rotl1(rotl1(rotl1(b16))) ^ rotl1(rotl1(b24)); /* 2, 13, 22 */
+}
+
+static inline uint32_t big_sigma1(uint32_t e)
+{
+    uint32_t b8 = R8(e);
+    return rotl1(rotl1(b8)) ^ rotr1(rotr1(rotr1(b8))) ^ rotr1(R24(e)); /* 6, 11, 25 */
+}
+
+static inline uint32_t small_sigma0(uint32_t w)
+{
+    return rotl1(R8(w)) ^ rotr1(rotr1(R16(w))) ^ (w >> 3); /* 7, 18, >> 3 */
+}
+
+static inline uint32_t small_sigma1(uint32_t w)
+{
+    uint32_t r17 = rotr1(R16(w));
+    return r17 ^ rotr1(rotr1(r17)) ^ ((w >> 8) >> 2); /* 17, 19, >> 10 */
+}
+#else
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+#define big_sigma0(a) (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22))
+#define big_sigma1(e) (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25))
+#define small_sigma0(w) (ROR(w, 7) ^ ROR(w, 18) ^ ((w) >> 3))
+#define small_sigma1(w) (ROR(w, 17) ^ ROR(w, 19) ^ ((w) >> 10))
+#endif
+
+/* Round i: the working variables take turns instead of being shifted
+ * along each round (eight rounds a pass), which spares the 8-bit AVR ~60
+ * register moves a round. */
+#define ROUND(a, b, c, d, e, f, g, h, i)                                                      \
+    do {                                                                                      \
+        uint32_t t1 = h + big_sigma1(e) + ((e & f) ^ (~e & g)) + jb_rom_u32(&K[i]) + w[(i) & 15]; \
+        d += t1;                                                                              \
+        h = t1 + big_sigma0(a) + ((a & b) ^ (c & (a ^ b)));                                   \
+    } while (0)
+
+/* One 64-byte block, which it consumes: the message schedule is a rolling
+ * window of 16 words kept in the block itself. */
 static void compress(jb_sha256_ctx *ctx)
 {
-    uint32_t w[16];
-    uint32_t v[8];
+    uint32_t *w = ctx->u.words;
+    uint32_t a, b, c, d, e, f, g, h;
     uint8_t i;
     for (i = 0; i < 16; i++) {
-        const uint8_t *p = ctx->block + 4 * i;
+        const uint8_t *p = ctx->u.block + 4 * i;
         w[i] = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
     }
-    memcpy(v, ctx->state, sizeof v);
-    for (i = 0; i < 64; i++) {
-        uint32_t t1, t2;
+    a = ctx->state[0];
+    b = ctx->state[1];
+    c = ctx->state[2];
+    d = ctx->state[3];
+    e = ctx->state[4];
+    f = ctx->state[5];
+    g = ctx->state[6];
+    h = ctx->state[7];
+    for (i = 0; i < 64; i += 8) {
         if (i >= 16) {
-            uint32_t w15 = w[(i - 15) & 15], w2 = w[(i - 2) & 15];
-            uint32_t s0 = ror(w15, 7) ^ ror(w15, 18) ^ (w15 >> 3);
-            uint32_t s1 = ror(w2, 17) ^ ror(w2, 19) ^ (w2 >> 10);
-            w[i & 15] += s0 + w[(i - 7) & 15] + s1;
+            uint8_t j;
+            for (j = i; j < i + 8; j++)
+                w[j & 15] += small_sigma0(w[(j - 15) & 15]) + w[(j - 7) & 15] + small_sigma1(w[(j - 2) & 15]);
         }
-        t1 = v[7] + (ror(v[4], 6) ^ ror(v[4], 11) ^ ror(v[4], 25)) + ((v[4] & v[5]) ^ (~v[4] & v[6]))
-             + jb_rom_u32(&K[i]) + w[i & 15];
-        t2 = (ror(v[0], 2) ^ ror(v[0], 13) ^ ror(v[0], 22)) + ((v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]));
-        memmove(v + 1, v, 7 * sizeof v[0]);
-        v[4] += t1;
-        v[0] = t1 + t2;
+        ROUND(a, b, c, d, e, f, g, h, i);
+        ROUND(h, a, b, c, d, e, f, g, i + 1);
+        ROUND(g, h, a, b, c, d, e, f, i + 2);
+        ROUND(f, g, h, a, b, c, d, e, i + 3);
+        ROUND(e, f, g, h, a, b, c, d, i + 4);
+        ROUND(d, e, f, g, h, a, b, c, i + 5);
+        ROUND(c, d, e, f, g, h, a, b, i + 6);
+        ROUND(b, c, d, e, f, g, h, a, i + 7);
     }
-    for (i = 0; i < 8; i++)
-        ctx->state[i] += v[i];
+    ctx->state[0] += a;
+    ctx->state[1] += b;
+    ctx->state[2] += c;
+    ctx->state[3] += d;
+    ctx->state[4] += e;
+    ctx->state[5] += f;
+    ctx->state[6] += g;
+    ctx->state[7] += h;
 }
 
 void jb_sha256_init(jb_sha256_ctx *ctx)
@@ -63,7 +135,7 @@ void jb_sha256_update(jb_sha256_ctx *ctx, const void *data, size_t len)
 {
     const uint8_t *p = (const uint8_t *)data;
     while (len--) {
-        ctx->block[ctx->bytes++ & 63] = *p++;
+        ctx->u.block[ctx->bytes++ & 63] = *p++;
         if ((ctx->bytes & 63) == 0)
             compress(ctx);
     }
@@ -74,17 +146,17 @@ void jb_sha256_final(jb_sha256_ctx *ctx, uint8_t out[JB_SHA256_BYTES])
     uint32_t bits = ctx->bytes << 3;
     uint8_t used = ctx->bytes & 63;
     uint8_t i;
-    ctx->block[used++] = 0x80;
+    ctx->u.block[used++] = 0x80;
     if (used > 56) {
-        memset(ctx->block + used, 0, 64 - used);
+        memset(ctx->u.block + used, 0, 64 - used);
         compress(ctx);
         used = 0;
     }
-    memset(ctx->block + used, 0, 60 - used);
+    memset(ctx->u.block + used, 0, 60 - used);
     /* The high word of the 64-bit length: lines and keys are short. */
-    ctx->block[59] = (uint8_t)(ctx->bytes >> 29);
+    ctx->u.block[59] = (uint8_t)(ctx->bytes >> 29);
     for (i = 0; i < 4; i++)
-        ctx->block[60 + i] = (uint8_t)(bits >> (24 - 8 * i));
+        ctx->u.block[60 + i] = (uint8_t)(bits >> (24 - 8 * i));
     compress(ctx);
     for (i = 0; i < 32; i++)
         out[i] = (uint8_t)(ctx->state[i >> 2] >> (24 - 8 * (i & 3)));
@@ -94,15 +166,24 @@ static void pad_key(jb_sha256_ctx *ctx, const uint8_t *key, uint8_t key_len, uin
 {
     uint8_t i;
     jb_sha256_init(ctx);
-    for (i = 0; i < JB_SHA256_BLOCK; i++) {
-        uint8_t b = (uint8_t)((i < key_len ? key[i] : 0) ^ pad);
-        jb_sha256_update(ctx, &b, 1);
-    }
+    for (i = 0; i < JB_SHA256_BLOCK; i++)
+        ctx->u.block[i] = (uint8_t)((i < key_len ? key[i] : 0) ^ pad);
+    ctx->bytes = JB_SHA256_BLOCK;
+    compress(ctx);
 }
 
 void jb_hmac_init(jb_sha256_ctx *ctx, const uint8_t *key, uint8_t key_len)
 {
     pad_key(ctx, key, key_len, 0x36);
+}
+
+/* The outer pass of an HMAC, its inner hash kept in the context's own
+ * block buffer (no 32 bytes more of stack): jb_sha256_update copies it onto
+ * itself, byte i to byte i, before the padding follows it. */
+static void outer_pass(jb_sha256_ctx *ctx, uint8_t out[JB_SHA256_BYTES])
+{
+    jb_sha256_update(ctx, ctx->u.block, JB_SHA256_BYTES);
+    jb_sha256_final(ctx, out);
 }
 
 void jb_hmac_final(jb_sha256_ctx *ctx, const uint8_t *key, uint8_t key_len, uint8_t out[JB_SHA256_BYTES])
@@ -112,6 +193,28 @@ void jb_hmac_final(jb_sha256_ctx *ctx, const uint8_t *key, uint8_t key_len, uint
     pad_key(ctx, key, key_len, 0x5c);
     jb_sha256_update(ctx, inner, sizeof inner);
     jb_sha256_final(ctx, out);
+}
+
+void jb_hmac_key_setup(jb_hmac_key *k, const uint8_t *key, uint8_t key_len, jb_sha256_ctx *scratch)
+{
+    pad_key(scratch, key, key_len, 0x36);
+    memcpy(k->inner, scratch->state, sizeof k->inner);
+    pad_key(scratch, key, key_len, 0x5c);
+    memcpy(k->outer, scratch->state, sizeof k->outer);
+}
+
+void jb_hmac_start(jb_sha256_ctx *ctx, const jb_hmac_key *k)
+{
+    memcpy(ctx->state, k->inner, sizeof ctx->state);
+    ctx->bytes = JB_SHA256_BLOCK;
+}
+
+void jb_hmac_finish(jb_sha256_ctx *ctx, const jb_hmac_key *k, uint8_t out[JB_SHA256_BYTES])
+{
+    jb_sha256_final(ctx, ctx->u.block);
+    memcpy(ctx->state, k->outer, sizeof ctx->state);
+    ctx->bytes = JB_SHA256_BLOCK;
+    outer_pass(ctx, out);
 }
 
 uint8_t jb_differ(const void *a, const void *b, uint8_t len)

@@ -2,8 +2,8 @@
  *
  * Everything the board decides is in the portable core (firmware/core);
  * this file only wires it to the Uno:
- *   - the hardware serial port at 9600 baud: the home, or an XBee in
- *     transparent mode (a serial line: the board says HELLO on its own);
+ *   - the hardware serial port at 9600 baud (uart.c): the home, or an XBee
+ *     in transparent mode (a serial line: the board says HELLO on its own);
  *   - relays on D4..D7 (relay 1..4), active high;
  *   - current clamps on A0..A3 (relay 1..4), sampled by Timer1 at 4 kHz
  *     round robin: 1000 samples per second per clamp;
@@ -19,6 +19,7 @@ extern "C" {
 #include "jb_board.h"
 #include "jb_platform.h"
 }
+#include "uart.h"
 
 static const uint8_t RELAY_PIN = 4;  // relay 1; relay r on D(3 + r)
 static const uint8_t JUMPER_PIN = 8;
@@ -28,7 +29,7 @@ static const uint16_t SAMPLE_HZ = 4000;  // all clamps together
 
 extern "C" {
 
-void jb_plat_write(const char *data, uint8_t len) { Serial.write((const uint8_t *)data, len); }
+void jb_plat_write(const char *data, uint8_t len) { uart_write(data, len); }
 
 void jb_plat_relay(uint8_t index, uint8_t on)
 {
@@ -87,14 +88,18 @@ void setup()
     }
     pinMode(JUMPER_PIN, INPUT_PULLUP);
     pinMode(MAC_PIN, OUTPUT);
-    Serial.begin(9600);
+    uart_begin();
     start_sampling();
     jb_power_up(millis(), 1);
 }
 
 void loop()
 {
-    while (Serial.available() > 0)
-        jb_receive((uint8_t)Serial.read(), millis());
+    while (uart_available()) {
+        // A line is heard when its LF arrived: the failsafe counts from then.
+        uint32_t at = millis();
+        uint8_t byte = uart_read(&at);
+        jb_receive(byte, at);
+    }
     jb_tick(millis());
 }
