@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import select
 import shutil
 import subprocess
 import termios
@@ -128,15 +129,19 @@ def parse(line: str) -> Event:
 
 class FirmwareSim:
     """One running harness (a board powered up); a context manager that
-    stops it (saving its EEPROM, if it has a file)."""
+    stops it (saving its EEPROM, if it has a file).  ``serial``: bridge the
+    UART to this existing device instead of a new pty; ``link``: a symlink to
+    the new pty, made before the board powers up."""
 
     def __init__(self, elf: pathlib.Path | str, eeprom: str | None = None, serial: str | None = None,
-                 jumper: bool = False, fast: bool = False, log: str | None = None):
+                 link: str | None = None, jumper: bool = False, fast: bool = False, log: str | None = None):
         command = [str(HARNESS)]
         if eeprom:
             command += ["--eeprom", eeprom]
         if serial:
             command += ["--serial", serial]
+        if link:
+            command += ["--link", link]
         if jumper:
             command.append("--jumper")
         if fast:
@@ -289,6 +294,18 @@ class SerialLine:
     def write_line(self, line: str | bytes) -> None:
         data = line.encode() if isinstance(line, str) else line
         os.write(self.fd, data if data.endswith(b"\n") else data + b"\n")
+
+    def read_until(self, end: bytes, timeout: float = 10) -> bytes:
+        """What the board sent on the line, up to and including ``end``."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        while not data.endswith(end):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"timed out after {timeout} s reading {end!r} from the line; got {data!r}")
+            data += os.read(self.fd, 4096)
+        return data
 
     def close(self) -> None:
         os.close(self.fd)

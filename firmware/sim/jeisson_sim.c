@@ -243,17 +243,18 @@ static void flush_tx(void)
     uint8_t chunk[QUEUE];
     size_t n = 0;
     while (tx_len && tx_queue[tx_head].due <= avr->cycle) {
-        uint8_t byte = tx_queue[tx_head].byte;
-        chunk[n++] = byte;
+        chunk[n++] = tx_queue[tx_head].byte;
         tx_head = (tx_head + 1) % QUEUE;
         tx_len--;
-        collect("TX", tx_line, &tx_line_len, byte);
     }
     if (n && serial_fd >= 0) {
         ssize_t written = write(serial_fd, chunk, n);
         if (written < (ssize_t)n)
             say("WARN serial line full: %zd of %zu bytes written", written, n);
     }
+    /* Reported once on the line, so that whoever reads the report can read the bytes. */
+    for (size_t i = 0; i < n; i++)
+        collect("TX", tx_line, &tx_line_len, chunk[i]);
 }
 
 static void read_serial(void)
