@@ -13,6 +13,7 @@ home is killed -9, the board's relays go to their safe states
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -214,3 +215,40 @@ def test_the_failsafe_fires_failsafe_after_s_after_the_home_is_killed(lab, binar
     for relay_state in ((1, 0), (2, 1)):
         late_ms = switches[relay_state] - last - FAILSAFE_S * 1000
         assert 0 <= late_ms <= 50, f"relay {relay_state}: {late_ms} ms after failsafe_after_s from the last line"
+
+
+def test_the_provisioning_example_of_docs_firmware_rst(binary, tmp_path):
+    """docs/firmware.rst's example, line for line: each ``>`` line sent to
+    a fresh board, each ``<`` line what it answers (the HELLO on its link
+    to the home, a listening socket here)."""
+    doc = (FIRMWARE.parent / "docs" / "firmware.rst").read_text(encoding="utf-8")
+    block = doc[doc.index("A board for ``home-1-a`` of the examples"):]
+    block = block[block.index("::\n") + 3:]
+    example = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        if line.strip():
+            example.append(line.strip())
+    assert example[-1].startswith("< HELLO ") and len(example) >= 10
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(20)
+        board = HostBoard(binary, tmp_path / "fresh.eeprom", listener.getsockname()[1])
+        try:
+            wait_for(lambda: any(line.startswith("POWER up") for line in board.seen()), 10, "the board to power up")
+            sent = [line[2:] for line in example if line.startswith("> ")]
+            answers = [line[2:] for line in example[:-1] if line.startswith("< ")]
+            for line, answer in zip(sent, answers, strict=True):
+                board.say(line, answer)
+                assert next(seen for seen in reversed(board.seen()) if seen.startswith("PROV ")) == answer
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(10)
+                hello = b""
+                while not hello.endswith(b"\n"):
+                    chunk = connection.recv(100)
+                    assert chunk, "the board closed its link before its HELLO"
+                    hello += chunk
+            assert hello.decode() == example[-1][2:] + "\n"
+        finally:
+            board.stop()
