@@ -193,6 +193,13 @@ static void say_u32(uint32_t value)
     say_ram(digits);
 }
 
+/* " name=" and a number. */
+static void say_field(const char *rom, uint32_t value)
+{
+    say(rom);
+    say_u32(value);
+}
+
 static const char *safe_name(uint8_t safe)
 {
     return safe == JB_SAFE_ON ? JB_S("on") : safe == JB_SAFE_HOLD ? JB_S("hold") : JB_S("off");
@@ -203,36 +210,24 @@ static void show(void)
     uint8_t i;
     say(JB_S("PROV SHOW id="));
     say_ram(jb_cfg.id);
-    say(JB_S(" provisioned="));
-    say_u32(jb_is_provisioned);
+    say_field(JB_S(" provisioned="), jb_is_provisioned);
     say(JB_S(" key="));
     say(jb_cfg.key_kind == JB_KEY_SET ? JB_S("set") : jb_cfg.key_kind == JB_KEY_NONE ? JB_S("none") : JB_S("unset"));
-    say(JB_S(" relays="));
-    say_u32(jb_cfg.relays);
-    say(JB_S(" boot="));
-    say_u32(jb_boot_count());
-    say(JB_S("\nPROV SHOW failsafe_ms="));
-    say_u32(jb_cfg.failsafe_ms);
-    say(JB_S(" measure_ms="));
-    say_u32(jb_cfg.measure_ms);
-    say(JB_S(" coldload_ms="));
-    say_u32(jb_cfg.cold_min_ms);
-    say(JB_S("-"));
-    say_u32(jb_cfg.cold_max_ms);
-    say(JB_S(" drawn_ms="));
-    say_u32(jb_cold_load_delay_ms());
-    say(JB_S(" vref_mv="));
-    say_u32(jb_cfg.vref_mv);
+    say_field(JB_S(" relays="), jb_cfg.relays);
+    say_field(JB_S(" boot="), jb_boot_count());
+    say_field(JB_S("\nPROV SHOW failsafe_ms="), jb_cfg.failsafe_ms);
+    say_field(JB_S(" measure_ms="), jb_cfg.measure_ms);
+    say_field(JB_S(" coldload_ms="), jb_cfg.cold_min_ms);
+    say_field(JB_S("-"), jb_cfg.cold_max_ms);
+    say_field(JB_S(" drawn_ms="), jb_cold_load_delay_ms());
+    say_field(JB_S(" vref_mv="), jb_cfg.vref_mv);
     say(JB_S("\n"));
     for (i = 0; i < jb_cfg.relays && i < JB_MAX_RELAYS; i++) {
-        say(JB_S("PROV SHOW relay="));
-        say_u32(i + 1u);
+        say_field(JB_S("PROV SHOW relay="), i + 1u);
         say(JB_S(" safe="));
         say(safe_name(jb_cfg.relay[i].safe));
-        say(JB_S(" min_interval_ms="));
-        say_u32(jb_cfg.relay[i].min_interval_ms);
-        say(JB_S(" w_per_v="));
-        say_u32(jb_cfg.relay[i].w_per_v);
+        say_field(JB_S(" min_interval_ms="), jb_cfg.relay[i].min_interval_ms);
+        say_field(JB_S(" w_per_v="), jb_cfg.relay[i].w_per_v);
         say(JB_S("\n"));
     }
 }
@@ -357,8 +352,7 @@ void jb_prov_line(char *copy, uint8_t len, uint32_t now)
     if (n > 7)
         n = 0;
     if (n == 2 && is(w[1], JB_S("STACK"))) {
-        say(JB_S("PROV STACK "));
-        say_u32(jb_plat_stack_unused());
+        say_field(JB_S("PROV STACK "), jb_plat_stack_unused());
         say(JB_S("\n"));
         return;
     }
