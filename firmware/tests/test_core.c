@@ -841,6 +841,49 @@ static void test_macs_marked(void)
     CHECK(fp_macs == 2, "one marked MAC to check the SET, one to seal the ACK: %u", fp_macs);
 }
 
+/* Lines no home would send, thousands of them: random bytes, and valid
+ * sealed lines with one byte changed.  Nothing may switch a relay, and the
+ * sanitizers watch every access. */
+static void test_garbage_switches_nothing(void)
+{
+    static const char alphabet[] = "SETACKPINGONWLCM0123456789 abcdef\r\t\x01\x7f\xff";
+    uint32_t seed = 12345, t = 200;
+    int i, j;
+    fresh();
+    provision("off", "off", "off", "0", "0 0", 0);
+    welcome(100);
+    for (i = 0; i < 20000; i++) {
+        char line[200];
+        int len;
+        seed = seed * 1103515245u + 12345u;
+        if (i % 2) {
+            len = (int)((seed >> 16) % 120);
+            for (j = 0; j < len; j++) {
+                seed = seed * 1103515245u + 12345u;
+                line[j] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+            }
+        } else {
+            snprintf(line, sizeof line, "%s", seal_with(k_hb, "SET 1 1 1", home_sent + 1));
+            len = (int)strlen(line);
+            seed = seed * 1103515245u + 12345u;
+            line[(seed >> 16) % (uint32_t)len] ^= (char)(1 + (seed >> 8) % 255);
+        }
+        for (j = 0; j < len; j++)
+            jb_receive((uint8_t)line[j], t);
+        jb_receive('\n', t);
+        if (i % 100 == 0) { /* the home's own lines keep the session */
+            feed(home_says("PING 1"), t);
+            jb_tick(t);
+            t += 50;
+        }
+        CHECK(fp_relay[0] == 0, "relay 1 stays open after line %d", i);
+        if (fp_relay[0])
+            break;
+        fp_drain();
+    }
+    CHECK(jb_state() == JB_ACTIVE || jb_state() == JB_CLOSED || jb_state() == JB_HELLO_SENT, "a session state");
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -852,7 +895,7 @@ int main(void)
         T(test_failsafe_pending_until_interval), T(test_home_back_cancels_pending),
         T(test_unreported_switch_hello_first), T(test_cold_load), T(test_welcome_cancels_cold_load),
         T(test_err_hello_and_long), T(test_refused), T(test_version_1_lab_board), T(test_meter),
-        T(test_macs_marked),
+        T(test_macs_marked), T(test_garbage_switches_nothing),
 #undef T
     };
     size_t i;
