@@ -25,8 +25,11 @@ The bench plays its home, with jeisson's own handshake and seals
 
 Last line: ``set_ack_p50_ms=... set_ack_p99_ms=... radio_set_ack_p50_ms=...
 radio_set_ack_p99_ms=... v1_set_ack_p50_ms=... v1_set_ack_p99_ms=...
-wire_floor_ms=... failsafe_late_p50_ms=... failsafe_late_max_ms=...
-mac_cycles=... mac_ms=... flash=... flash_pct=... ram=... stack_margin=...``.
+wire_floor_ms=... v1_wire_floor_ms=... failsafe_late_p50_ms=...
+failsafe_late_max_ms=... mac_cycles=... mac_ms=... flash=... flash_pct=...
+ram=... stack_margin=... stack_sp_margin=...`` (``stack_sp_margin``: the
+lowest stack pointer seen, above the heap: frames reserved but not all
+written leave paint below it).
 """
 
 import argparse
@@ -209,6 +212,24 @@ def failsafe_lateness(sim: FirmwareSim, home: BenchHome, failsafe_s: float, runs
     return late
 
 
+def on_the_board(sim: FirmwareSim) -> tuple[list[float], float]:
+    """Each SET's time on the board (its LF in to its answer's LF out, on the
+    simulated clock), and the wire's floor: the mean SET and answer, with
+    their LFs, at 9600 8N1."""
+    times, sizes = [], []
+    sent = sim.sent()
+    for request in sim.received():
+        if not request.text.startswith("SET "):
+            continue
+        seq = request.words[1]
+        answer = next((e for e in sent if e.cycles > request.cycles and e.words[:2] in (("ACK", seq), ("NAK", seq))),
+                      None)
+        if answer is not None:
+            times.append((answer.cycles - request.cycles) / F_CPU)
+            sizes.append(len(request.text) + len(answer.text) + 2)
+    return times, statistics.mean(sizes) * BAUD_BYTE_S
+
+
 def sizes() -> tuple[int, int]:
     """Flash (.text + .data) and static RAM (.data + .bss) of the image."""
     out = subprocess.run(["avr-size", "-A", str(UNO)], capture_output=True, text=True, check=True).stdout
@@ -241,13 +262,7 @@ def main() -> None:
             link.close()
             mac = sim.pulses(9)
             stack = sim.stack()
-            board_side = []
-            sets = [e for e in sim.received() if e.text.startswith("SET ")]
-            for request in sets:
-                seq = request.words[1]
-                answer = next((e for e in sim.sent() if e.cycles > request.cycles and e.words[1:2] == (seq,)), None)
-                if answer is not None:
-                    board_side.append((answer.cycles - request.cycles) / F_CPU)
+            board_side, floor = on_the_board(sim)
         print(f"direct, authenticated: {len(direct)} SETs, p50 {ms(percentile(direct, 0.5))} ms, "
               f"p99 {ms(percentile(direct, 0.99))} ms; on the board (SET's LF in to ACK's LF out) "
               f"p50 {ms(percentile(board_side, 0.5))} ms, p99 {ms(percentile(board_side, 0.99))} ms")
@@ -256,6 +271,7 @@ def main() -> None:
             link = Direct(sim.pty)
             v1 = latencies(BenchHome(link, None), args.sets, rng)
             link.close()
+            _, v1_floor = on_the_board(sim)
         print(f"direct, version 1 (KEY none): p50 {ms(percentile(v1, 0.5))} ms, p99 {ms(percentile(v1, 0.99))} ms")
 
         with open(os.path.join(work, "radio.ini"), "w", encoding="utf-8") as f:
@@ -281,29 +297,35 @@ def main() -> None:
         with FirmwareSim(UNO, eeprom=quick) as sim:
             link = Direct(sim.pty)
             late = failsafe_lateness(sim, BenchHome(link, KEY), args.failsafe_s, args.failsafe_runs, rng)
-            link.close()
             stack_after = sim.stack()
+            # The firmware's own count of its painted stack, for comparison.
+            since = sim.mark()
+            link.send(b"PROV STACK\n")
+            own = int(sim.wait_sent("PROV STACK ", since=since).words[2])
+            link.close()
         print("failsafe after the last byte, less failsafe_after_s (ms): "
               + " ".join(f"{x * 1000:+.1f}" for x in late))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    # SET 1 1 1 <counter> <mac> out and ACK 1 1 1 <counter> <mac> back: about 28 bytes each way.
-    wire_floor = 2 * 28 * BAUD_BYTE_S
     flash, ram = sizes()
     margin = min(stack["margin"], stack_after["margin"])
     mac_cycles = mac["mean"]
+    sp_margin = min(stack["sp_margin"], stack_after["sp_margin"])
     print(f"MAC: {mac['count']} line MACs, {mac['min']}..{mac['max']} cycles ({mac_cycles / F_CPU * 1000:.1f} ms); "
           f"flash {flash} B of 32768, static RAM {ram} B of 2048, stack never touched {margin} B "
-          f"(lowest stack pointer: {min(stack['sp_margin'], stack_after['sp_margin'])} B above the heap)")
+          f"(the firmware's own count: {own} B; lowest stack pointer: {sp_margin} B above the heap)")
+    print(f"wire floor (the SET and ACK bytes at 9600 8N1): {ms(floor)} ms sealed, {ms(v1_floor)} ms version 1")
+    wire_floor = floor
     abs_late = [abs(x) for x in late]
     print(f"set_ack_p50_ms={ms(percentile(direct, 0.5))} set_ack_p99_ms={ms(percentile(direct, 0.99))} "
           f"radio_set_ack_p50_ms={ms(percentile(radio, 0.5))} radio_set_ack_p99_ms={ms(percentile(radio, 0.99))} "
           f"v1_set_ack_p50_ms={ms(percentile(v1, 0.5))} v1_set_ack_p99_ms={ms(percentile(v1, 0.99))} "
-          f"wire_floor_ms={ms(wire_floor)} failsafe_late_p50_ms={statistics.median(late) * 1000:.1f} "
+          f"wire_floor_ms={ms(wire_floor)} v1_wire_floor_ms={ms(v1_floor)} "
+          f"failsafe_late_p50_ms={statistics.median(late) * 1000:.1f} "
           f"failsafe_late_max_ms={max(abs_late) * 1000:.1f} mac_cycles={mac_cycles} "
           f"mac_ms={mac_cycles / F_CPU * 1000:.2f} flash={flash} flash_pct={flash / 32768 * 100:.1f} ram={ram} "
-          f"stack_margin={margin}")
+          f"stack_margin={margin} stack_sp_margin={sp_margin}")
 
 
 if __name__ == "__main__":

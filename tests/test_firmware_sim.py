@@ -229,9 +229,14 @@ def read_status(work) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def aggregator(tmp_path_factory, credentials):
-    """A real aggregator over mutual TLS, for the homes of these tests."""
+def uno():
+    """The Uno image, built from the tree (``make -C firmware uno``)."""
     build("uno")
+
+
+@pytest.fixture(scope="module")
+def aggregator(uno, tmp_path_factory, credentials):
+    """A real aggregator over mutual TLS, for the homes of these tests."""
     work = str(tmp_path_factory.mktemp("firmware-e2e"))
     (port,) = free_ports(1)
     write(os.path.join(work, "aggregator.ini"), f"""
@@ -499,7 +504,7 @@ def test_behind_the_radio_the_failsafe_fires_failsafe_after_s_after_the_home_wen
     failsafe_after_the_home_is_killed(radio)
 
 
-def test_power_up_is_safe_and_the_cold_load_delay_holds_across_a_power_cycle(aggregator, credentials, tmp_path):
+def test_power_up_is_safe_and_the_cold_load_delay_holds_across_a_power_cycle(uno, credentials, tmp_path):
     work = str(tmp_path)
     image = provisioned_eeprom(credentials, work, cold_load=(2, 3))
     hellos = []
@@ -514,3 +519,21 @@ def test_power_up_is_safe_and_the_cold_load_delay_holds_across_a_power_cycle(agg
             assert sim.pins() == {4: 0, 5: 1, 6: 0, 7: 0}
     # The same provisioning after the power cycle (kept in EEPROM), a new nonce (the boot counter raised).
     assert hellos[0].rsplit(" ", 1)[0] == hellos[1].rsplit(" ", 1)[0] and hellos[0] != hellos[1]
+
+
+def test_a_provisioned_board_takes_new_settings_only_with_its_jumper(uno, credentials, tmp_path):
+    image = provisioned_eeprom(credentials, str(tmp_path))
+    with FirmwareSim(UNO, eeprom=image) as sim, SerialLine(sim.pty) as line:
+        sim.wait_sent(f"HELLO {BOARD} ")
+        since = sim.mark()
+        line.write_line("PROV FAILSAFE 9")
+        assert sim.wait_sent("PROV ", since=since).text == "PROV ERR locked"
+        # The jumper pulls D8 to ground: provisioning is open again.
+        sim.command("JUMPER on")
+        since = sim.mark()
+        line.write_line("PROV FAILSAFE 9")
+        assert sim.wait_sent("PROV ", since=since).text == "PROV OK"
+        sim.command("JUMPER off")
+        since = sim.mark()
+        line.write_line("PROV FAILSAFE 9")
+        assert sim.wait_sent("PROV ", since=since).text == "PROV ERR locked"
