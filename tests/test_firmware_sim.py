@@ -449,6 +449,9 @@ def test_the_home_switches_the_board_and_only_the_home_does(direct):
     commanded_switches_only(direct.sim, direct.since)
     assert direct.sim.wait_sent(f"HELLO {BOARD} 3 2 000 ")
     assert "Traceback" not in direct.log("home")
+    # The board marked each line MAC on D9 (WELCOME's, AUTH's, each SET and ACK, ...).
+    macs = direct.sim.pulses(9)
+    assert macs["count"] >= 4 and 0 < macs["min"] <= macs["max"] < F_CPU // 10
 
 
 def test_lines_that_prove_nothing_are_refused(direct):

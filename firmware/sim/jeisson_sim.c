@@ -291,13 +291,34 @@ static void pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     say("PIN %d %d " STAMP, pin, level, STAMP_ARGS);
 }
 
+/* --- durations: how many, shortest, longest, mean, last ------------------ */
+
+struct tally { unsigned long long count, min, max, total, last; };
+
+static void tally_add(struct tally *t, unsigned long long d)
+{
+    if (!t->count || d < t->min)
+        t->min = d;
+    if (d > t->max)
+        t->max = d;
+    t->total += d;
+    t->last = d;
+    t->count++;
+}
+
+static void say_tally(const char *what, const struct tally *t)
+{
+    say("%s count=%llu min=%llu max=%llu mean=%llu last=%llu", what, t->count, t->min, t->max,
+        t->count ? t->total / t->count : 0ULL, t->last);
+}
+
 /* --- D8 (the provisioning jumper) and D9 (the MAC marker) ---------------- */
 
 /* D8..D13 are PB0..PB5.  The firmware raises D9 just before each line MAC
  * and lowers it right after: each high pulse is one MAC's cost in cycles. */
 static avr_cycle_count_t pulse_rose[6];
 static int pulse_level[6];
-static struct { unsigned long long count, min, max, total, last; } pulses[6];
+static struct tally pulses[6];
 static int jumper_on;
 
 static void portb_changed(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -312,15 +333,7 @@ static void portb_changed(struct avr_irq_t *irq, uint32_t value, void *param)
         pulse_rose[bit] = avr->cycle;
         return;
     }
-    unsigned long long d = avr->cycle - pulse_rose[bit];
-    typeof(pulses[0]) *s = &pulses[bit];
-    if (!s->count || d < s->min)
-        s->min = d;
-    if (d > s->max)
-        s->max = d;
-    s->total += d;
-    s->last = d;
-    s->count++;
+    tally_add(&pulses[bit], avr->cycle - pulse_rose[bit]);
 }
 
 /* The jumper on D8 pulls it to ground; without it the line floats up to
@@ -360,7 +373,7 @@ static void adc_trigger(struct avr_irq_t *irq, uint32_t value, void *param)
 
 static avr_cycle_count_t marked_at[256];
 static int marked[256];
-static struct { unsigned long long count, min, max, total, last; } span[256][256];
+static struct tally span[256][256];
 static int verbose_marks;
 
 static void marker_write(avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
@@ -370,15 +383,7 @@ static void marker_write(avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
     for (int from = 0; from < 256; from++) {
         if (!marked[from])
             continue;
-        unsigned long long d = a->cycle - marked_at[from];
-        typeof(span[0][0]) *s = &span[from][v];
-        if (!s->count || d < s->min)
-            s->min = d;
-        if (d > s->max)
-            s->max = d;
-        s->total += d;
-        s->last = d;
-        s->count++;
+        tally_add(&span[from][v], a->cycle - marked_at[from]);
     }
     marked_at[v] = a->cycle;
     marked[v] = 1;
@@ -498,18 +503,18 @@ static void command(char *line)
             say("ERR SPAN wants two marker values 0-255, got: %s", rest);
             return;
         }
-        typeof(span[0][0]) *s = &span[a][b];
-        say("SPAN %u %u count=%llu min=%llu max=%llu mean=%llu last=%llu", a, b, s->count, s->min, s->max,
-            s->count ? s->total / s->count : 0ULL, s->last);
+        char what[32];
+        snprintf(what, sizeof what, "SPAN %u %u", a, b);
+        say_tally(what, &span[a][b]);
     } else if (!strcmp(verb, "PULSES")) {
         int pin;
         if (sscanf(rest, "%d", &pin) != 1 || pin < 8 || pin > 13) {
             say("ERR PULSES wants a pin 8-13, got: %s", rest);
             return;
         }
-        typeof(pulses[0]) *s = &pulses[pin - 8];
-        say("PULSES %d count=%llu min=%llu max=%llu mean=%llu last=%llu", pin, s->count, s->min, s->max,
-            s->count ? s->total / s->count : 0ULL, s->last);
+        char what[32];
+        snprintf(what, sizeof what, "PULSES %d", pin);
+        say_tally(what, &pulses[pin - 8]);
     } else if (!strcmp(verb, "JUMPER")) {
         if (strcmp(rest, "on") && strcmp(rest, "off")) {
             say("ERR JUMPER wants on or off, got: %s", rest);
