@@ -17,7 +17,8 @@ def main(path: str) -> None:
     if rfc is None:
         sys.exit(f"{path}: the RFC 4231 vector is not where vectors.py looks for it")
     block = section[section.index("::\n") + 3:]
-    values, lines = {}, []
+    values: dict[str, str] = {}
+    lines: list[str] = []
     for raw in block.splitlines():
         line = raw.strip()
         if not raw.startswith("    ") or not line:
