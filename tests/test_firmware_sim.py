@@ -22,8 +22,10 @@ fails naming the Debian package (``tests/firmware_sim.py``).
 
 import json
 import os
+import select
 import signal
 import subprocess
+import tty
 from collections.abc import Callable
 
 import pytest
@@ -104,6 +106,33 @@ def test_the_eeprom_survives_a_power_cycle(harness, tmp_path):
         since = sim.mark()
         sim.command("RESET")
         sim.wait_sent("BOOT 5", since=since)
+
+
+def test_the_uart_can_be_bridged_to_an_existing_device_that_comes_and_goes(harness, tmp_path):
+    # As on a simulated radio's link: the device is another program's pty.
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    try:
+        with FirmwareSim(SELFTEST, serial=os.ttyname(slave)) as sim:
+            sim.wait_sent("BOOT")
+            since = sim.mark()
+            os.write(master, b"ECHO over the radio\n")
+            sim.wait_sent("over the radio", since=since)
+            received = b""
+            while not received.endswith(b"over the radio\n"):
+                select.select([master], [], [], 5)
+                received += os.read(master, 4096)
+            # The device goes away (its program stopped): said, and the board runs on.
+            os.close(master)
+            os.close(slave)
+            master = slave = -1
+            sim.wait(lambda e: e.kind == "SERIAL" and e.words[0] == "lost", 10, "the device to be lost", since)
+            assert sim.time().t_us > 0
+    finally:
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
 
 
 def test_a_bad_eeprom_image_is_refused_naming_the_file(harness, tmp_path):
