@@ -1,0 +1,53 @@
+/* The jeisson relay board: board protocol version 2 (and 1 for a key-less
+ * lab board), relays with their minimum switching interval, the dead-man
+ * failsafe, the safe power-up with the cold-load pickup delay, metering,
+ * and provisioning.  Portable C99, no malloc, one board per program.
+ *
+ * The reference it follows behaviour for behaviour is the software
+ * actuator (jeisson/actuator/board.py, home_link.py) and docs/protocol.rst.
+ *
+ * The platform feeds it bytes, ADC samples and time, and implements
+ * jb_platform.h; everything else is here. */
+#ifndef JB_BOARD_H
+#define JB_BOARD_H
+
+#include <stdint.h>
+
+#ifndef JB_MAX_RELAYS
+#define JB_MAX_RELAYS 8
+#endif
+
+/* Sessions with the home. */
+enum { JB_UNPROVISIONED, JB_CLOSED, JB_HELLO_SENT, JB_ACTIVE };
+
+/* Power-up (or a software restart after PROV SAVE): settings read from the
+ * store, the boot counter raised, every relay opened, the cold-load pickup
+ * drawn, the failsafe started.  ``connectionless``: a serial line or radio
+ * (the board says HELLO at once, and starts sessions on its own); 0: a
+ * connection-oriented link (TCP), the platform calls jb_connected(). */
+void jb_power_up(uint32_t now, uint8_t connectionless);
+/* Connection-oriented links only. */
+void jb_connected(uint32_t now);
+void jb_disconnected(uint32_t now);
+/* Every byte from the home, in order. */
+void jb_receive(uint8_t byte, uint32_t now);
+/* Call often (every loop pass): timers, failsafe, readings. */
+void jb_tick(uint32_t now);
+
+/* Metering: ``raw`` is a 10-bit ADC sample of ``channel`` (0 = relay 1's
+ * clamp).  Safe to call from an interrupt handler.  ``rate_hz``: samples per
+ * second per channel, set once before sampling starts; RMS is taken over
+ * windows of rate_hz / 5 samples (200 ms: 10 mains cycles at 50 Hz, 12 at
+ * 60 Hz). */
+void jb_meter_rate(uint16_t rate_hz);
+void jb_meter_sample(uint8_t channel, uint16_t raw);
+
+/* For tests and the platform. */
+uint8_t jb_state(void);
+uint8_t jb_relay_count(void);
+uint8_t jb_relay_is_on(uint8_t index);
+uint32_t jb_boot_count(void);
+uint32_t jb_cold_load_delay_ms(void);
+uint16_t jb_reading(uint8_t index);
+
+#endif
