@@ -17,12 +17,16 @@ setup(
         "jeisson.transports",
         "jeisson.store",
         "jeisson.manhole",
+        "jeisson.openadr",
 
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
         "twisted.plugins",
     ],
-    package_data={"twisted.plugins": ["jeisson_plugins.py"]},
+    package_data={
+        "twisted.plugins": ["jeisson_plugins.py"],
+        "jeisson.openadr": ["schema/*"],
+    },
     entry_points={"console_scripts": ["jeisson = jeisson.cli:main"]},
     install_requires=[
         "twisted[tls,conch]>=24.7",
