@@ -33,6 +33,10 @@
     [store]                            ; optional: see jeisson.store.config
     path = aggregator.sqlite           ; the default: this file's name, .sqlite
 
+    [openadr]                          ; optional: the aggregator as an OpenADR 2.0b VEN,
+    vtn_url = https://vtn.example.net:8443/OpenADR2/Simple/2.0b   ; see jeisson.openadr.config
+    ven_name = jeisson-north
+
     [tls]                              ; required to start: see jeisson.tls
     ca = pki/ca.pem                    ; paths relative to this file's folder
     cert = pki/aggregator.pem
@@ -53,6 +57,7 @@ from jeisson.aggregator.events import MAX_EVENT_S, Event, EventSpec, event_from_
 from jeisson.config import IniFile
 from jeisson.limits import Limits, read_limits
 from jeisson.manhole import ManholeConfig, read_manhole
+from jeisson.openadr.config import OpenADRConfig, read_openadr
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 
@@ -108,6 +113,7 @@ class AggregatorConfig:
     tls: TLSConfig | None = None
     limits: Limits = Limits()  # the listener for homes (jeisson.limits)
     max_event_s: float = MAX_EVENT_S  # longer events are refused
+    openadr: OpenADRConfig | None = None  # [openadr]: the aggregator as an OpenADR VEN (off without it)
 
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
@@ -161,6 +167,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
     store = read_store(ini, STORE_BATCH_S)
     limits = read_limits(ini, section)
     max_event_s = ini.number(section, "max_event_s", MAX_EVENT_S, low=60, high=366 * 86400)
+    openadr = read_openadr(ini)
     ini.check_unknown()
     return AggregatorConfig(
         listen=listen,
@@ -180,6 +187,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         tls=tls,
         limits=limits,
         max_event_s=max_event_s,
+        openadr=openadr,
     )
 
 
