@@ -1347,10 +1347,13 @@ def parse(body: bytes) -> Message:
 
 def build(message: Message) -> etree._Element:
     """The ``oadrPayload`` tree of a message (unsigned)."""
-    root = etree.Element(f"{{{OADR}}}oadrPayload", nsmap=NAMESPACES)
+    # Only ``oadr`` is declared above the message: XML signatures use
+    # inclusive canonicalisation, which takes in the namespaces in scope, so
+    # the signed object and the signature read the same alone and in place.
+    root = etree.Element(f"{{{OADR}}}oadrPayload", nsmap={"oadr": OADR})
     signed = _sub(root, OADR, "oadrSignedObject")
     signed.set(f"{{{OADR}}}Id", SIGNED_OBJECT_ID)
-    element = _sub(signed, OADR, message.NAME)
+    element = etree.SubElement(signed, f"{{{OADR}}}{message.NAME}", nsmap=NAMESPACES)
     element.set(f"{{{EI}}}schemaVersion", SCHEMA_VERSION)
     message.write(element)
     return root
