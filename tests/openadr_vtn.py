@@ -53,6 +53,43 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+
+def make_credentials(directory: str, ven_ca_dir: str, ven_names: tuple[str, ...] = ("aggregator",)) -> dict[str, str]:
+    """The VTN's own CA and certificate (for 127.0.0.1 and localhost), a
+    stranger's CA and a VTN certificate from it (a wrong certificate), and a
+    client certificate for each VEN name from the CA of ``ven_ca_dir`` (a
+    ``jeisson pki`` folder).  Returns their paths: ``vtn-ca``, ``vtn``,
+    ``vtn-key``, ``stranger``, ``stranger-key``, and per VEN ``NAME``,
+    ``NAME-key``."""
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from jeisson import pki
+
+    os.makedirs(directory, exist_ok=True)
+    paths: dict[str, str] = {}
+
+    def write(name: str, key: Any, cert: Any) -> None:
+        paths[name] = os.path.join(directory, f"{name}.pem")
+        paths[f"{name}-key"] = os.path.join(directory, f"{name}.key")
+        pki._write(paths[f"{name}-key"], pki._key_pem(key), private=True)
+        pki._write(paths[name], pki._cert_pem(cert), private=False)
+
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    ca_key, ca_cert = pki.make_ca("OpenLEADR test VTN CA")
+    write("vtn-ca", ca_key, ca_cert)
+    write("vtn", *pki.issue(ca_key, ca_cert, "localhost", names, ExtendedKeyUsageOID.SERVER_AUTH))
+    other_key, other_cert = pki.make_ca("a stranger's CA")
+    write("stranger", *pki.issue(other_key, other_cert, "localhost", names, ExtendedKeyUsageOID.SERVER_AUTH))
+    ven_key, ven_cert = pki._load_ca(ven_ca_dir)
+    for name in ven_names:
+        write(name, *pki.issue(ven_key, ven_cert, name, [x509.DNSName(name)], ExtendedKeyUsageOID.CLIENT_AUTH))
+    return paths
+
+
 SIGNAL_TYPES = {"SIMPLE": "level", "LOAD_DISPATCH": "setpoint", "LOAD_CONTROL": "x-loadControlCapacity"}
 
 

@@ -209,18 +209,27 @@ class HTTPTransport:
         headers = Headers({b"Content-Type": [b"application/xml"]})
         requested = self.agent.request(b"POST", url.encode("ascii"), headers, _Bytes(body))
         reply = requested.addCallback(self._read)
-        reply.addTimeout(self.config.timeout_s, self.reactor)
+        reply.addTimeout(self.config.timeout_s, self.reactor, onTimeoutCancel=self._slow)
         return reply.addErrback(self._explain, url)
 
+    def _slow(self, result: Any, timeout: float) -> Any:
+        """What a request abandoned at ``timeout_s`` fails with (the
+        cancellation inside it would otherwise say only "cancelled")."""
+        if isinstance(result, Failure):
+            return Failure(VTNError(SLOW, f"no reply within {timeout:g} s ([openadr] timeout_s): abandoned"))
+        return result
+
     def _read(self, response: Any) -> "Deferred[bytes]":
+        refused = None
         if response.code != 200:
-            response.deliverBody(_Discard())
-            raise VTNError(HTTP, f"the VTN answered HTTP {response.code} {response.phrase.decode('latin-1')}")
-        length = response.length
-        if isinstance(length, int) and length > self.config.max_reply_bytes:
-            response.deliverBody(_Discard())
-            raise VTNError(TOO_BIG, f"the reply is {length} bytes, longer than {self.config.max_reply_bytes} "
-                                    "([openadr] max_reply_kib): refused")
+            refused = VTNError(HTTP, f"the VTN answered HTTP {response.code} {response.phrase.decode('latin-1')}")
+        elif isinstance(response.length, int) and response.length > self.config.max_reply_bytes:
+            refused = VTNError(TOO_BIG, f"the reply is {response.length} bytes, longer than "
+                                        f"{self.config.max_reply_bytes} ([openadr] max_reply_kib): refused")
+        if refused is not None:
+            dropped: Deferred[bytes] = Deferred()
+            response.deliverBody(_Drop(refused, dropped))
+            return dropped
         body: _Body
 
         def cancel(_: "Deferred[bytes]") -> None:
@@ -268,9 +277,20 @@ class HTTPTransport:
         return self.pool.closeCachedConnections()
 
 
-class _Discard(Protocol):
+class _Drop(Protocol):
+    """A reply not read: its body is dropped (its connection aborted if it
+    is still coming), and ``finished`` fails with ``error`` once it is."""
+
+    def __init__(self, error: VTNError, finished: "Deferred[bytes]"):
+        self.error = error
+        self.finished = finished
+
+    def makeConnection(self, transport: Any) -> None:
+        _stop(transport)
+
     def connectionLost(self, reason: Failure = _DONE) -> None:
-        pass
+        if not self.finished.called:
+            self.finished.errback(self.error)
 
 
 @implementer(IBodyProducer)
