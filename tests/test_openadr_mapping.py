@@ -210,9 +210,14 @@ def test_opt_out_when_must_run_loads_exceed_the_limit_or_by_policy() -> None:
     over = mapping.map_event(event(simple(1, 3)), SETTINGS, must_run_w=3500, known=held.ids)
     assert (over.opt, over.applied) == (m.OPT_OUT, False)
     assert over.reason == "the must-run loads alone draw 3.5 kW, above the event's 3.0 kW"
+    assert (held.opt_reason, over.opt_reason) == ("participating", "mustRun")
+    opt = over.create_opt("opt-1", "req-1", "ven-1", T0)
+    assert opt == m.CreateOpt("opt-1", m.OPT_OUT, "mustRun", "ven-1", T0, "req-1", "ev1", 0)
+    assert m.parse(m.render(opt)) == opt
     assert all(o.cancelled for o in over.offers) and len(over.offers) == 2
     out = mapping.map_event(event(simple(1)), mapping.Settings(LEVELS, opt="out"))
     assert (out.opt, out.offers, out.reason) == (m.OPT_OUT, (), "the operator's policy is to opt out")
+    assert out.opt_reason == "notParticipating"
     forced_in = mapping.map_event(event(simple(3)), mapping.Settings(LEVELS, opt="in"), must_run_w=99999)
     assert (forced_in.opt, forced_in.applied) == (m.OPT_IN, True)
 

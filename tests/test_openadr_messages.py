@@ -102,6 +102,14 @@ CASES = {
             sampling_rate=objects.SamplingRate(datetime.timedelta(seconds=10), datetime.timedelta(seconds=60), False),
             measurement=objects.Measurement(name="powerReal", description="RealPower", unit="W", scale="none",
                                             power_attributes=objects.PowerAttributes(50, 230, True)))])]),
+    "oadrCreateOpt": dict(
+        opt_id="o1", opt_type="optOut", opt_reason="mustRun", market_context="http://mc", ven_id="ven123",
+        created_date_time=NOW, request_id="op1", event_id="ev1", modification_number=2,
+        vavailability=objects.Vavailability([objects.VavailabilityComponent(NOW, datetime.timedelta(hours=1))]),
+        targets=[objects.Target(resource_id="feeder-a")]),
+    "oadrCreatedOpt": dict(response=RESPONSE, opt_id="o1"),
+    "oadrCancelOpt": dict(request_id="op2", opt_id="o1", ven_id="ven123"),
+    "oadrCanceledOpt": dict(response=RESPONSE, opt_id="o1"),
     "oadrUpdateReport": dict(request_id="u1", ven_id="ven123", reports=[dict(
         report_specifier_id="TELEMETRY_USAGE", report_name="TELEMETRY_USAGE", report_id="rep1",
         report_request_id="rr1", created_date_time=NOW,
@@ -191,6 +199,9 @@ OURS = {
     "oadrResponse": m.Response(m.EiResponse(200, "OK", "q1"), "ven123"),
     "oadrCancelPartyRegistration": m.CancelPartyRegistration("c0", "reg1", "ven123"),
     "oadrRequestEvent": m.RequestEvent("re1", "ven123"),
+    "oadrCreateOpt": m.CreateOpt("o1", m.OPT_OUT, "mustRun", "ven123", T0, "op1", "ev1", 2, "http://mc",
+                                 (m.Availability(T0, 3600),), m.Targets(resource_ids=("feeder-a",))),
+    "oadrCancelOpt": m.CancelOpt("op2", "o1", "ven123"),
 }
 
 

@@ -126,10 +126,18 @@ class Mapped:
     test: bool = False
     pieces: tuple[Piece, ...] = ()
     notes: tuple[str, ...] = ()
+    opt_reason: str = "participating"
 
     def response(self, request_id: str) -> m.EventResponse:
         """This event's line in an ``oadrCreatedEvent``."""
         return m.EventResponse(self.event_id, self.modification_number, self.opt, request_id, 200, self.reason)
+
+    def create_opt(self, opt_id: str, request_id: str, ven_id: str, created: float,
+                   market_context: str | None = None) -> m.CreateOpt:
+        """The same answer as an ``oadrCreateOpt`` (EiOpt), for a VTN that
+        wants opts beside, or after, the created-event."""
+        return m.CreateOpt(opt_id, self.opt, self.opt_reason, ven_id, created, request_id, self.event_id,
+                           self.modification_number, market_context)
 
 
 def jeisson_id(event_id: str, piece: int, prefix: str = "oadr") -> str:
@@ -246,17 +254,18 @@ def _cancel(ids: Iterable[str], version: int, at: float) -> tuple[Offer, ...]:
     return tuple(Offer(Event(i, 0.0, at, at, version), cancelled=True) for i in sorted(ids))
 
 
-def opt_decision(policy: str, lowest_limit_w: float | None, must_run_w: float) -> tuple[str, str]:
-    """(optIn | optOut, why): the operator's policy, else (``auto``) out
-    when the must-run loads alone exceed the lowest limit."""
+def opt_decision(policy: str, lowest_limit_w: float | None, must_run_w: float) -> tuple[str, str, str]:
+    """(optIn | optOut, why, EiOpt's reason code): the operator's policy,
+    else (``auto``) out when the must-run loads alone exceed the lowest
+    limit."""
     if policy == "in":
-        return m.OPT_IN, "the operator's policy is to opt in"
+        return m.OPT_IN, "the operator's policy is to opt in", "participating"
     if policy == "out":
-        return m.OPT_OUT, "the operator's policy is to opt out"
+        return m.OPT_OUT, "the operator's policy is to opt out", "notParticipating"
     if lowest_limit_w is not None and must_run_w > lowest_limit_w:
         return m.OPT_OUT, (f"the must-run loads alone draw {must_run_w / 1000:.1f} kW, above the event's "
-                           f"{lowest_limit_w / 1000:.1f} kW")
-    return m.OPT_IN, "the fleet can hold the limit"
+                           f"{lowest_limit_w / 1000:.1f} kW"), "mustRun"
+    return m.OPT_IN, "the fleet can hold the limit", "participating"
 
 
 def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] = (), must_run_w: float = 0.0,
@@ -272,9 +281,10 @@ def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] 
     at = event.dtstart
 
     def answer(offers: tuple[Offer, ...], ids: Iterable[str], opt: str, reason: str, applied: bool = False,
-               pieces: tuple[Piece, ...] = (), notes: tuple[str, ...] = ()) -> Mapped:
+               pieces: tuple[Piece, ...] = (), notes: tuple[str, ...] = (), code: str = "") -> Mapped:
+        code = code or ("participating" if opt == m.OPT_IN else "notParticipating")
         return Mapped(event.event_id, event.modification_number, offers, tuple(ids), opt, reason, applied,
-                      event.test_event, pieces, notes)
+                      event.test_event, pieces, notes, code)
 
     pieces, acted, notes = pieces_of(event, settings, measured_w)
     if event.status == "cancelled":
@@ -288,18 +298,18 @@ def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] 
 
     lowest = min((p.limit_w for p in pieces), default=None)
 
-    def not_applied(opt: str, reason: str) -> Mapped:
-        return answer(_cancel(known, version, at), (), opt, reason, False, pieces, notes)
+    def not_applied(opt: str, reason: str, code: str = "") -> Mapped:
+        return answer(_cancel(known, version, at), (), opt, reason, False, pieces, notes, code)
 
     if not targeted(event.targets, settings):
         return not_applied(m.OPT_OUT, "not for this VEN (its targets name others)")
     if not acted:
         return not_applied(m.OPT_OUT, "no signal jeisson acts on" + (f" ({'; '.join(notes)})" if notes else ""))
-    opt, reason = opt_decision(settings.opt, lowest, must_run_w)
+    opt, reason, code = opt_decision(settings.opt, lowest, must_run_w)
     if event.test_event:
-        return not_applied(opt, f"a test event: answered, not applied ({reason})")
+        return not_applied(opt, f"a test event: answered, not applied ({reason})", code)
     if opt == m.OPT_OUT:
-        return not_applied(opt, reason)
+        return not_applied(opt, reason, code)
     if not pieces:
         return not_applied(m.OPT_IN, "no limit in it (normal operation)")
 
@@ -319,7 +329,7 @@ def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] 
         ids.append(jid)
         offers.append(Offer(Event(jid, piece.limit_w, start, piece.end, version, start_window, end_window)))
     gone = _cancel(set(known) - set(ids), version, at)
-    return answer(gone + tuple(offers), ids, opt, reason, True, pieces, notes)
+    return answer(gone + tuple(offers), ids, opt, reason, True, pieces, notes, code)
 
 
 def created_event(ven_id: str, request_id: str, answers: Sequence[Mapped]) -> m.CreatedEvent:

@@ -919,6 +919,129 @@ class RequestEvent(_Message):
                    request.integer(PYLD, "replyLimit") if limit is not None else None)
 
 
+# --- EiOpt
+
+
+OPT_REASONS = ("economic", "emergency", "mustRun", "notParticipating", "outageRunStatus", "overrideStatus",
+               "participating", "x-schedule")
+
+
+@attrs.frozen
+class Availability:
+    """One ``xcal:available`` stretch of an opt's ``vavailability``."""
+
+    dtstart: float
+    duration_s: float
+
+
+@attrs.frozen
+class CreateOpt(_Message):
+    """VEN -> VTN: opt in or out, of one event (``event_id`` and its
+    ``modification_number``) or of the times in ``availability``."""
+
+    NAME: ClassVar[str] = "oadrCreateOpt"
+    opt_id: str
+    opt_type: str
+    opt_reason: str
+    ven_id: str
+    created: float
+    request_id: str
+    event_id: str | None = None
+    modification_number: int | None = None
+    market_context: str | None = None
+    availability: tuple[Availability, ...] = ()
+    targets: Targets = Targets()
+
+    def write(self, element: etree._Element) -> None:
+        _sub(element, EI, "optID", self.opt_id)
+        _sub(element, EI, "optType", self.opt_type)
+        _sub(element, EI, "optReason", self.opt_reason)
+        _opt(element, EMIX, "marketContext", self.market_context)
+        _sub(element, EI, "venID", self.ven_id)
+        if self.availability:
+            components = _sub(_sub(element, XCAL, "vavailability"), XCAL, "components")
+            for stretch in self.availability:
+                properties = _sub(_sub(components, XCAL, "available"), XCAL, "properties")
+                _time(properties, XCAL, "dtstart", stretch.dtstart)
+                _duration(properties, XCAL, "duration", stretch.duration_s)
+        _sub(element, EI, "createdDateTime", format_datetime(self.created))
+        _sub(element, PYLD, "requestID", self.request_id)
+        if self.event_id is not None:
+            qualified = _sub(element, EI, "qualifiedEventID")
+            _sub(qualified, EI, "eventID", self.event_id)
+            _sub(qualified, EI, "modificationNumber", self.modification_number or 0)
+        self.targets.write(element)
+
+    @classmethod
+    def read(cls, node: _Node) -> "CreateOpt":
+        opt = node.string(EI, "optType")
+        if opt not in OPT_TYPES:
+            raise node.child(EI, "optType").error(f"{opt!r} is not optIn or optOut")
+        qualified = node.optional(EI, "qualifiedEventID")
+        availability = node.optional(XCAL, "vavailability")
+        stretches: tuple[Availability, ...] = ()
+        if availability is not None:
+            stretches = tuple(
+                Availability(p.time(XCAL, "dtstart"), p.duration(XCAL, "duration"))
+                for p in (a.child(XCAL, "properties") for a in
+                          availability.child(XCAL, "components").children(XCAL, "available")))
+        return cls(node.string(EI, "optID"), opt, node.string(EI, "optReason"), node.string(EI, "venID"),
+                   node.value(EI, "createdDateTime", parse_datetime, "a date-time"), node.string(PYLD, "requestID"),
+                   qualified.string(EI, "eventID") if qualified is not None else None,
+                   qualified.integer(EI, "modificationNumber") if qualified is not None else None,
+                   node.optional_string(EMIX, "marketContext"), stretches,
+                   Targets.read(node.optional(EI, "eiTarget")))
+
+
+@attrs.frozen
+class CreatedOpt(_Message):
+    NAME: ClassVar[str] = "oadrCreatedOpt"
+    response: EiResponse
+    opt_id: str
+
+    def write(self, element: etree._Element) -> None:
+        self.response.write(element)
+        _sub(element, EI, "optID", self.opt_id)
+
+    @classmethod
+    def read(cls, node: _Node) -> "CreatedOpt":
+        return cls(EiResponse.read(node), node.string(EI, "optID"))
+
+
+@attrs.frozen
+class CancelOpt(_Message):
+    """VEN -> VTN: withdraw an opt."""
+
+    NAME: ClassVar[str] = "oadrCancelOpt"
+    request_id: str
+    opt_id: str
+    ven_id: str
+
+    def write(self, element: etree._Element) -> None:
+        _sub(element, PYLD, "requestID", self.request_id)
+        _sub(element, EI, "optID", self.opt_id)
+        _sub(element, EI, "venID", self.ven_id)
+
+    @classmethod
+    def read(cls, node: _Node) -> "CancelOpt":
+        return cls(node.string(PYLD, "requestID"), node.string(EI, "optID"), node.string(EI, "venID"))
+
+
+@attrs.frozen
+class CanceledOpt(_Message):
+    NAME: ClassVar[str] = "oadrCanceledOpt"
+    response: EiResponse
+    opt_id: str | None = None
+
+    def write(self, element: etree._Element) -> None:
+        self.response.write(element)
+        _opt(element, EI, "optID", self.opt_id)
+
+    @classmethod
+    def read(cls, node: _Node) -> "CanceledOpt":
+        return cls(EiResponse.read(node), node.optional_string(EI, "optID"))
+
+
 # --- EiReport
 
 
@@ -1287,14 +1410,14 @@ Message: TypeAlias = (
     QueryRegistration | CreatePartyRegistration | CreatedPartyRegistration | CancelPartyRegistration
     | CanceledPartyRegistration | RequestReregistration | Poll | Response | DistributeEvent | CreatedEvent
     | RequestEvent | RegisterReport | RegisteredReport | CreateReport | CreatedReport | UpdateReport | UpdatedReport
-    | CancelReport | CanceledReport
+    | CancelReport | CanceledReport | CreateOpt | CreatedOpt | CancelOpt | CanceledOpt
 )
 
 MESSAGES: dict[str, type[_Message]] = {cls.NAME: cls for cls in (
     QueryRegistration, CreatePartyRegistration, CreatedPartyRegistration, CancelPartyRegistration,
     CanceledPartyRegistration, RequestReregistration, Poll, Response, DistributeEvent, CreatedEvent, RequestEvent,
     RegisterReport, RegisteredReport, CreateReport, CreatedReport, UpdateReport, UpdatedReport, CancelReport,
-    CanceledReport,
+    CanceledReport, CreateOpt, CreatedOpt, CancelOpt, CanceledOpt,
 )}
 
 
