@@ -345,7 +345,6 @@ def ven_config(oadr, **keys) -> OpenADRConfig:
 
 @pytest.fixture
 def rig(oadr):
-    pytest.importorskip("jeisson.openadr.mapping")
     from jeisson.openadr.ven import VEN
 
     class Rig:

@@ -130,4 +130,8 @@ def makeService(options) -> MultiService:
         status_file.setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
+    if config.openadr is not None:
+        from jeisson.openadr.service import openadr_service
+
+        openadr_service(config.openadr, aggregator, reactor).setServiceParent(top)
     return top
