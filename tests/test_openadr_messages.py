@@ -491,3 +491,33 @@ def test_the_schema_names_where_it_looked(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="oadr_20b.xsd"):
         schema.load(str(tmp_path))
     assert schema.installed_directory() is not None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_any_element_removed_or_garbled_gives_a_message_error_or_a_message(name: str) -> None:
+    """Every mutation of a valid message either still reads or fails with a
+    ``MessageError`` naming an element: never another exception."""
+    from lxml import etree
+
+    original = etree.fromstring(_theirs(name))
+    count = len(list(original.iter()))
+    for index in range(1, count):
+        for mutation in ("remove", "garble", "empty", "double"):
+            root = etree.fromstring(_theirs(name))
+            element = list(root.iter())[index]
+            if not isinstance(element.tag, str):
+                continue
+            if mutation == "remove":
+                element.getparent().remove(element)
+            elif mutation == "garble":
+                element.text = "-x!"
+            elif mutation == "empty":
+                element.text = None
+                for child in list(element):
+                    element.remove(child)
+            else:
+                element.addnext(etree.fromstring(etree.tostring(element)))
+            try:
+                m.parse(etree.tostring(root))
+            except m.MessageError as e:
+                assert e.where.startswith(("oadrPayload", "oadr")) or e.where == "", (mutation, index, e)
