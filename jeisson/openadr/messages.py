@@ -22,7 +22,7 @@ entities, no external references), and nothing is fetched from the network.
 import datetime
 import re
 from collections.abc import Callable
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, TypeAlias, TypeVar, cast
 
 import attrs
 from lxml import etree  # type: ignore[import-untyped]  # no stubs in the venv (types-lxml)
@@ -412,7 +412,7 @@ class _Message:
         raise NotImplementedError
 
     @classmethod
-    def read(cls, node: _Node) -> "Message":
+    def read(cls, node: _Node) -> "_Message":
         raise NotImplementedError
 
 
@@ -1293,10 +1293,9 @@ class CreateReport(_Message):
 
 
 @attrs.frozen
-class CreatedReport(_Message):
-    """The answer to a create-report: the report requests now pending."""
+class _PendingReports(_Message):
+    """An answer carrying the report requests still pending."""
 
-    NAME: ClassVar[str] = "oadrCreatedReport"
     response: EiResponse
     pending: tuple[str, ...] = ()
     ven_id: str | None = None
@@ -1309,9 +1308,16 @@ class CreatedReport(_Message):
         _opt(element, EI, "venID", self.ven_id)
 
     @classmethod
-    def read(cls, node: _Node) -> "CreatedReport":
+    def read(cls, node: _Node) -> "_PendingReports":
         return cls(EiResponse.read(node), node.child(OADR, "oadrPendingReports").strings(EI, "reportRequestID"),
                    node.optional_string(EI, "venID"))
+
+
+@attrs.frozen
+class CreatedReport(_PendingReports):
+    """The answer to a create-report: the report requests now pending."""
+
+    NAME: ClassVar[str] = "oadrCreatedReport"
 
 
 @attrs.frozen
@@ -1385,25 +1391,10 @@ class UpdatedReport(_Message):
 
 
 @attrs.frozen
-class CanceledReport(_Message):
+class CanceledReport(_PendingReports):
     """The answer to a cancel-report: the report requests still pending."""
 
     NAME: ClassVar[str] = "oadrCanceledReport"
-    response: EiResponse
-    pending: tuple[str, ...] = ()
-    ven_id: str | None = None
-
-    def write(self, element: etree._Element) -> None:
-        self.response.write(element)
-        pending = _sub(element, OADR, "oadrPendingReports")
-        for request_id in self.pending:
-            _sub(pending, EI, "reportRequestID", request_id)
-        _opt(element, EI, "venID", self.ven_id)
-
-    @classmethod
-    def read(cls, node: _Node) -> "CanceledReport":
-        return cls(EiResponse.read(node), node.child(OADR, "oadrPendingReports").strings(EI, "reportRequestID"),
-                   node.optional_string(EI, "venID"))
 
 
 Message: TypeAlias = (
@@ -1460,7 +1451,7 @@ def message_of(root: etree._Element) -> Message:
     if cls is None:
         raise signed.error(f"{element.tag} is not a message jeisson reads "
                            f"(one of {', '.join(sorted(MESSAGES))} in {OADR})")
-    return cls.read(_Node(element, name))
+    return cast(Message, cls.read(_Node(element, name)))
 
 
 def parse(body: bytes) -> Message:
