@@ -1479,7 +1479,8 @@ def render(message: Message) -> bytes:
 
 
 def serialize(root: etree._Element) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    body: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return body
 
 
 def _local(tag: object) -> str:

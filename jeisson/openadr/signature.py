@@ -37,8 +37,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree  # type: ignore[import-untyped]  # no stubs in the venv (types-lxml)
-from signxml import DigestAlgorithm, SignatureMethod, XMLSigner, XMLVerifier, methods
+from signxml import methods
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidInput, SignXMLException
+from signxml.signer import XMLSigner
+from signxml.verifier import XMLVerifier
 
 from jeisson.openadr import messages as m
 
