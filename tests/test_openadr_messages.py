@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jeisson import pki
@@ -521,3 +521,59 @@ def test_any_element_removed_or_garbled_gives_a_message_error_or_a_message(name:
                 m.parse(etree.tostring(root))
             except m.MessageError as e:
                 assert e.where.startswith(("oadrPayload", "oadr")) or e.where == "", (mutation, index, e)
+
+
+# ------------------------------------------------------------------ round trips of anything
+
+
+_WORDS = st.text(alphabet="abcXYZ019-_.:/ <>&'\"é", min_size=1, max_size=12).map(str.strip).filter(bool)
+_TIMES = st.builds(lambda s, us: s + us / 1e6, st.integers(0, 4 * 10 ** 9), st.integers(0, 999_999))
+_SECONDS = st.integers(0, 10 ** 7).map(float)
+_VALUES = st.floats(allow_nan=False, allow_infinity=False, width=32)
+_TARGETS = st.builds(m.Targets, *(st.lists(_WORDS, max_size=2).map(tuple) for _ in range(5)))
+_ITEMS = st.none() | st.builds(m.Item, st.sampled_from(sorted(m.ITEM_NAMESPACES)), _WORDS, _WORDS,
+                               st.sampled_from(["none", "k", "M", "m"]),
+                               st.none() | st.builds(m.PowerAttributes, _VALUES, _VALUES, st.booleans()))
+_SIGNALS = st.builds(
+    m.EventSignal, _WORDS, _WORDS, _WORDS,
+    st.lists(st.builds(m.Interval, _SECONDS, _VALUES, st.none() | _WORDS, st.none() | _TIMES), min_size=1,
+             max_size=3).map(tuple),
+    _ITEMS, st.none() | _VALUES, st.none() | _TARGETS)
+_EVENTS = st.builds(
+    m.OadrEvent, _WORDS, st.integers(0, 2 ** 31), st.sampled_from(m.EVENT_STATUSES), _TIMES, _SECONDS,
+    st.lists(_SIGNALS, min_size=1, max_size=2).map(tuple), _WORDS, _TIMES, _TARGETS,
+    st.sampled_from(m.RESPONSE_REQUIRED), st.none() | _SECONDS, st.booleans(), st.none() | st.integers(0, 99),
+    st.none() | _TIMES, st.none() | _WORDS, st.none() | _WORDS, st.none() | _SECONDS, st.none() | _SECONDS,
+    st.none() | _SECONDS)
+_REPORTS = st.builds(
+    m.Report, _WORDS, st.none() | _WORDS, _TIMES, st.none() | _WORDS, _WORDS, st.none() | _TIMES,
+    st.none() | _SECONDS,
+    st.lists(st.builds(m.ReportDescription, _WORDS, _WORDS, _WORDS, _ITEMS, st.none() | _WORDS,
+                       st.none() | st.builds(m.SamplingRate, _SECONDS, _SECONDS, st.booleans()),
+                       st.none() | _TARGETS), max_size=2).map(tuple),
+    st.lists(st.builds(m.ReportInterval, _TIMES, _WORDS, _VALUES, st.none() | _SECONDS,
+                       st.none() | st.integers(0, 100), st.none() | _VALUES, st.none() | _WORDS),
+             max_size=3).map(tuple))
+_RESPONSES = st.builds(m.EiResponse, st.integers(100, 599), _WORDS, _WORDS)
+_ANY = st.one_of(
+    st.builds(m.DistributeEvent, _WORDS, _WORDS, st.lists(_EVENTS, max_size=2).map(tuple), st.none() | _RESPONSES),
+    st.builds(m.UpdateReport, _WORDS, st.lists(_REPORTS, max_size=2).map(tuple), st.none() | _WORDS),
+    st.builds(m.RegisterReport, _WORDS, st.lists(_REPORTS, max_size=2).map(tuple), st.none() | _WORDS),
+    st.builds(m.CreatedEvent, _RESPONSES, _WORDS, st.lists(st.builds(
+        m.EventResponse, _WORDS, st.integers(0, 99), st.sampled_from(m.OPT_TYPES), _WORDS, st.integers(100, 599),
+        st.none() | _WORDS), max_size=2).map(tuple)),
+    st.builds(m.CreateReport, _WORDS, st.lists(st.builds(
+        m.ReportRequest, _WORDS, _WORDS, st.lists(_WORDS, min_size=1, max_size=2).map(tuple), _SECONDS, _SECONDS,
+        _WORDS, _TIMES, st.none() | _SECONDS) | st.builds(
+        m.ReportRequest, _WORDS, _WORDS, st.lists(_WORDS, min_size=1, max_size=2).map(tuple), _SECONDS, _SECONDS,
+        _WORDS), min_size=1, max_size=2).map(tuple), st.none() | _WORDS),
+    st.builds(m.CreatedPartyRegistration, _RESPONSES, _WORDS, st.none() | _WORDS, st.none() | _WORDS,
+              st.lists(st.builds(m.Profile, _WORDS, st.lists(_WORDS, max_size=2).map(tuple)), min_size=1,
+                       max_size=2).map(tuple), st.none() | _SECONDS),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_ANY)
+def test_anything_rendered_parses_back_the_same(message: m.Message) -> None:
+    assert m.parse(m.render(message)) == message

@@ -1174,13 +1174,17 @@ class Report:
                    if intervals is not None else ())
 
 
+def _open_if_zero(seconds: float | None) -> float | None:
+    return seconds or None
+
+
 @attrs.frozen
 class ReportRequest:
     """``oadrReportRequest``: the VTN asks for a report: which one
     (``report_specifier_id``, the ``eiReportID`` the VEN registered),
     which data points (``r_ids``), read every ``granularity_s`` and sent
-    every ``report_back_s``, over ``interval`` (from when, for how long;
-    a duration of 0 or none: until cancelled)."""
+    every ``report_back_s``, over ``interval_start`` for
+    ``interval_duration_s`` (None: until cancelled; 0 is taken as None)."""
 
     report_request_id: str
     report_specifier_id: str
@@ -1189,7 +1193,12 @@ class ReportRequest:
     report_back_s: float
     reading_type: str = "Direct Read"
     interval_start: float | None = None
-    interval_duration_s: float | None = None
+    interval_duration_s: float | None = attrs.field(default=None, converter=_open_if_zero)
+
+    @interval_duration_s.validator
+    def _interval(self, _: object, value: float | None) -> None:
+        if value is not None and self.interval_start is None:
+            raise ValueError("a report interval's duration needs its start (interval_start)")
 
     def write(self, parent: etree._Element) -> None:
         element = _sub(parent, OADR, "oadrReportRequest")
@@ -1217,12 +1226,13 @@ class ReportRequest:
         properties = interval.child(XCAL, "properties") if interval is not None else None
         granularity = specifier.duration(XCAL, "granularity")
         back = specifier.optional_duration(EI, "reportBackDuration")
+        # A report interval of no length is open: until cancelled.
+        length = properties.optional_duration(XCAL, "duration") if properties is not None else None
         return cls(node.string(EI, "reportRequestID"), specifier.string(EI, "reportSpecifierID"),
                    tuple(p.string(EI, "rID") for p in payloads), granularity,
                    back if back is not None else granularity,
                    payloads[0].optional_string(EI, "readingType") or "Direct Read",
-                   properties.time(XCAL, "dtstart") if properties is not None else None,
-                   properties.optional_duration(XCAL, "duration") if properties is not None else None)
+                   properties.time(XCAL, "dtstart") if properties is not None else None, length or None)
 
 
 @attrs.frozen
