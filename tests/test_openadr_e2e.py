@@ -320,3 +320,33 @@ def test_a_failing_vtn_is_said_clearly_and_the_accepted_event_keeps_running(lab)
     log = aggregator_log(lab)
     assert "Traceback" not in log
     assert (s := status(lab)) and s["event"] is not None  # still held: nothing acknowledged was lost
+
+
+def test_an_aggregator_restart_resumes_without_registering_again_or_losing_the_event(lab):
+    import signal
+
+    vtn = lab["vtn"]
+    # long-1 (the test before) may still hold the homes: long-2 goes lower.
+    wait_for(lambda: (s := status(lab)) and drawn_w(s) is not None, 30, "both homes connected and measuring")
+    vtn.command(cmd="event", id="long-2", signal="SIMPLE",
+                intervals=[{"start": "+2", "duration_s": 300, "payload": 3}])
+    wait_for(lambda: (0, "optIn") in opts(lab, "long-2"), 15, "the aggregator's optIn to long-2")
+    held_under(lab, LEVELS[3], 25, "the homes under long-2's limit")
+    registered = len(vtn.records("registered"))
+    fleet = lab["fleet"]
+    name, process = next((n, p) for n, p in fleet.running if n == "aggregator")
+    process.send_signal(signal.SIGTERM)
+    process.wait(20)
+    fleet.running.remove((name, process))
+    polls = len([r for r in vtn.records("message") if r["type"] == "oadrPoll"])
+    fleet.start("aggregator", "jeisson-aggregator", os.path.join(lab["work"], "aggregator.ini"))
+    wait_for(lambda: "OpenADR: resuming as venID aggregator" in aggregator_log(lab), 30,
+             "the aggregator to resume its registration from its store")
+    wait_for(lambda: len([r for r in vtn.records("message") if r["type"] == "oadrPoll"]) > polls + 2, 30,
+             "the aggregator to poll again after its restart")
+    assert len(vtn.records("registered")) == registered  # resumed, not registered again
+    assert opts(lab, "long-2") == [(0, "optIn")]  # answered once, not forgotten nor repeated
+    s = wait_for(lambda: (s := status(lab)) and s["event"] and drawn_w(s) is not None and s, 30,
+                 "the homes back with the restarted aggregator")
+    assert s["event"]["limit_w"] == LEVELS[3]
+    held_under(lab, LEVELS[3], 20, "the homes still under long-2's limit after the restart")
