@@ -78,13 +78,10 @@ def delivered(vtn_record: pathlib.Path, event_id: str, ven_id: str) -> float:
 
 
 def fingerprint_of(path: str) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    from jeisson.openadr.config import fingerprint
+    from jeisson.openadr.signature import fingerprint
 
     with open(path, "rb") as f:
-        return fingerprint(x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER))
+        return fingerprint(f.read())
 
 
 def main() -> None:

@@ -25,11 +25,9 @@ import sys
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from jeisson.demo import Fleet, free_ports
-from jeisson.openadr.config import fingerprint
+from jeisson.openadr.signature import fingerprint
 from tests.openadr_vtn import make_credentials
 from tests.waiting import wait_for
 
@@ -52,7 +50,7 @@ def write(path, text):
 
 def der_fingerprint(path: str) -> str:
     with open(path, "rb") as f:
-        return fingerprint(x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER))
+        return fingerprint(f.read())
 
 
 class VTNProcess:

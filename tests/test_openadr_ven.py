@@ -18,7 +18,8 @@ from twisted.web import resource, server
 from jeisson.aggregator.events import ADDED, CANCELLED, Offer, Outcome
 from jeisson.config import ConfigError, IniFile
 from jeisson.openadr import messages as m
-from jeisson.openadr.config import OpenADRConfig, fingerprint, read_openadr
+from jeisson.openadr.config import OpenADRConfig, read_openadr
+from jeisson.openadr.signature import fingerprint
 from jeisson.openadr.transport import CERTIFICATE, DOWN, HTTP, SLOW, TOO_BIG, HTTPTransport, VTNError
 from tests.openadr_vtn import make_credentials
 
@@ -67,11 +68,7 @@ def test_a_full_section_is_read_with_its_files(oadr):
     assert config.vtn_name == "127.0.0.1"
     assert config.service_url("OadrPoll") == "https://127.0.0.1:8443/OpenADR2/Simple/2.0b/OadrPoll"
     with open(oadr["aggregator"], "rb") as f:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        der = x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
-    assert config.own_fingerprint == fingerprint(der)
+        assert config.own_fingerprint == fingerprint(f.read())
 
 
 @pytest.mark.parametrize("keys, error", [
@@ -81,7 +78,7 @@ def test_a_full_section_is_read_with_its_files(oadr):
     ({"vtn_ca": "AGG"}, r"\[openadr\] vtn_ca: .*aggregator.pem: not a CA certificate"),
     ({"key": "VTNKEY"}, r"\[openadr\] key: .*vtn.key: not the key of \[openadr\] cert"),
     ({"cert": "VTN", "key": "VTNKEY"}, r"\[openadr\] cert: .*vtn.pem: not a client certificate"),
-    ({"vtn_fingerprint": "AB:CD"}, r"\[openadr\] vtn_fingerprint: expected OpenADR's fingerprint"),
+    ({"vtn_fingerprint": "AB:CD"}, r"\[openadr\] vtn_fingerprint: 'AB:CD' is not an OpenADR fingerprint"),
     ({"levels_kw": "1: 5, 2: 7"}, r"\[openadr\] levels_kw: a higher level must not allow more"),
     ({"levels_kw": "one: 5"}, r"\[openadr\] levels_kw: expected LEVEL: KW pairs"),
     ({"levels_kw": None}, r"\[openadr\] levels_kw: give levels_kw .* or capacity_kw"),
@@ -159,10 +156,7 @@ class TransportTests(unittest.TestCase):
         reply = Reply(b"<answer/>")
         port = self.serve(reply)
         with open(self.oadr["vtn"], "rb") as f:
-            from cryptography import x509
-            from cryptography.hazmat.primitives import serialization
-
-            vtn_fp = fingerprint(x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER))
+            vtn_fp = fingerprint(f.read())
         body = yield self.transport(port, vtn_fingerprint=vtn_fp).post("OadrPoll", b"<poll/>")
         self.assertEqual(body, b"<answer/>")
         self.assertEqual(reply.seen, [(b"/OpenADR2/Simple/2.0b/OadrPoll", b"<poll/>")])
@@ -361,6 +355,15 @@ def rig(oadr):
             d.addBoth(result.append)
             return result[0] if result else d
 
+        def deliver(self, event=None):
+            """Publish ``event`` (or the VTN's events again) and poll once."""
+            if event is not None:
+                self.vtn.publish(event)
+            else:
+                self.vtn.pending.append(self.vtn.distribute())
+            self.clock.advance(5.0)
+            return self.cycle()
+
         def restart(self):
             self.fleet = FakeFleet(self.fleet.store)
             from jeisson.openadr.ven import VEN
@@ -421,19 +424,13 @@ def test_an_event_is_offered_and_answered_only_once_durable(rig):
 def test_a_modification_replaces_and_a_cancellation_cancels(rig):
     r = rig()
     r.cycle()
-    r.vtn.publish(simple_event())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event())
     first = r.fleet.offers[-1][0].event
-    r.vtn.publish(simple_event(modification=1, level=3.0, start_after=120))
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event(modification=1, level=3.0, start_after=120))
     second = r.fleet.offers[-1][0].event
     assert second.id == first.id and second.version > first.version and second.limit_w == 3000.0
     assert second.start_window_s == 120
-    r.vtn.publish(simple_event(modification=2, status="cancelled"))
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event(modification=2, status="cancelled"))
     assert r.fleet.offers[-1][0].cancelled
     assert [(e.modification_number, e.opt_type) for c in r.vtn.of(m.CreatedEvent) for e in c.event_responses] == \
         [(0, m.OPT_IN), (1, m.OPT_IN), (2, m.OPT_IN)]
@@ -442,22 +439,16 @@ def test_a_modification_replaces_and_a_cancellation_cancels(rig):
 def test_the_same_modification_again_is_neither_offered_nor_answered_again(rig):
     r = rig()
     r.cycle()
-    r.vtn.publish(simple_event())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event())
     offered, answered = len(r.fleet.offers), len(r.vtn.of(m.CreatedEvent))
-    r.vtn.pending.append(r.vtn.distribute())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver()
     assert (len(r.fleet.offers), len(r.vtn.of(m.CreatedEvent))) == (offered, answered)
 
 
 def test_a_test_event_is_answered_not_applied(rig):
     r = rig()
     r.cycle()
-    r.vtn.publish(simple_event(test=True))
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event(test=True))
     assert r.fleet.offers == []
     assert len(r.vtn.of(m.CreatedEvent)) == 1
 
@@ -465,23 +456,17 @@ def test_a_test_event_is_answered_not_applied(rig):
 def test_opt_policy_out_answers_opt_out(rig):
     r = rig(opt="out")
     r.cycle()
-    r.vtn.publish(simple_event())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event())
     assert r.vtn.of(m.CreatedEvent)[0].event_responses[0].opt_type == m.OPT_OUT
 
 
 def test_an_event_no_longer_distributed_is_cancelled(rig):
     r = rig()
     r.cycle()
-    r.vtn.publish(simple_event())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event())
     ids = r.ven.events["ev-1"].ids
     del r.vtn.events["ev-1"]
-    r.vtn.pending.append(r.vtn.distribute())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver()
     assert r.fleet.cancelled == list(ids)
     assert "event:ev-1" not in r.fleet.store
 
@@ -587,8 +572,6 @@ def test_the_kept_state_is_json(rig):
 
     r = rig()
     r.cycle()
-    r.vtn.publish(simple_event())
-    r.clock.advance(5.0)
-    r.cycle()
+    r.deliver(simple_event())
     json.dumps(r.fleet.store)
     assert attrs.has(type(r.ven.events["ev-1"]))

@@ -34,9 +34,7 @@ its certificate (the last 10 bytes of its SHA-256, as colon-separated hex).
 """
 
 import datetime
-import hashlib
 import os
-import re
 from urllib.parse import urlsplit
 
 import attrs
@@ -46,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from jeisson import pki
 from jeisson.config import ConfigError, IniFile
+from jeisson.openadr.signature import fingerprint, normalize_fingerprint
 
 SECTION = "openadr"
 OPT_POLICIES = ("auto", "in", "out")
@@ -54,15 +53,6 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 DEFAULT_BACKOFF_MAX_S = 300.0
-# OpenADR 2.0b's path prefix for the simple HTTP transport.
-_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){9}")
-
-
-def fingerprint(der: bytes) -> str:
-    """OpenADR's fingerprint of a certificate (DER): the last 10 bytes of
-    its SHA-256, as upper-case hex pairs joined by colons."""
-    tail = hashlib.sha256(der).digest()[-10:]
-    return ":".join(f"{b:02X}" for b in tail)
 
 
 @attrs.frozen
@@ -101,7 +91,7 @@ class OpenADRConfig:
     def own_fingerprint(self) -> str:
         """This VEN's certificate's OpenADR fingerprint: what the VTN's
         operator registers for it."""
-        return fingerprint(x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER))
+        return fingerprint(self.cert_pem)
 
     def service_url(self, service: str) -> str:
         """The URL of one of the VTN's services (``EiRegisterParty``,
@@ -219,11 +209,10 @@ def read_openadr(ini: IniFile, at: datetime.datetime | None = None) -> OpenADRCo
         raise _file_error(ini, "vtn_ca", ca_path, "not a CA certificate (no basicConstraints CA:TRUE)")
     vtn_fingerprint = ini.text(SECTION, "vtn_fingerprint", "") or None
     if vtn_fingerprint is not None:
-        if not _FINGERPRINT.fullmatch(vtn_fingerprint):
-            raise ini.error(SECTION, "vtn_fingerprint", "expected OpenADR's fingerprint: 10 hex pairs separated by "
-                                                        f"colons, like 1B:8E:CA:E2:59:66:94:AD:37:4D, got "
-                                                        f"{vtn_fingerprint!r}")
-        vtn_fingerprint = vtn_fingerprint.upper()
+        try:
+            vtn_fingerprint = normalize_fingerprint(vtn_fingerprint)
+        except ValueError as e:
+            raise ini.error(SECTION, "vtn_fingerprint", str(e)) from None
     vtn_name = ini.text(SECTION, "vtn_name", "") or parts.hostname
     signatures = ini.boolean(SECTION, "signatures", True)
     levels = _levels(ini, ini.text(SECTION, "levels_kw", ""))

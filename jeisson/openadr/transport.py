@@ -46,7 +46,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
 
-from jeisson.openadr.config import OpenADRConfig, fingerprint
+from jeisson.openadr.config import OpenADRConfig
+from jeisson.openadr.signature import fingerprint
 
 DOWN = "down"
 SLOW = "slow"
