@@ -139,12 +139,18 @@ class _Node:
     def __init__(self, element: etree._Element, path: str) -> None:
         self.element = element
         self.path = path
+        self._by_tag: dict[str, list[etree._Element]] | None = None
 
     def error(self, what: str) -> MessageError:
         return MessageError(self.path, what)
 
     def children(self, ns: str, name: str) -> list["_Node"]:
-        found = self.element.findall(f"{{{ns}}}{name}")
+        if self._by_tag is None:
+            # One pass over the children: a node is asked for several.
+            self._by_tag = {}
+            for child in self.element:
+                self._by_tag.setdefault(child.tag, []).append(child)
+        found = self._by_tag.get(f"{{{ns}}}{name}", [])
         if len(found) == 1:
             return [_Node(found[0], f"{self.path}/{name}")]
         return [_Node(e, f"{self.path}/{name}[{i}]") for i, e in enumerate(found, 1)]
