@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web import resource, server
 
-from jeisson.aggregator.events import ADDED, CANCELLED, Offer, Outcome
+from jeisson.aggregator.events import ADDED, CANCELLED, REFUSED, Offer, Outcome
 from jeisson.config import ConfigError, IniFile
 from jeisson.openadr import messages as m
 from jeisson.openadr.config import OpenADRConfig, read_openadr
@@ -226,6 +226,7 @@ class FakeFleet:
         self.held: list[Deferred] | None = None
         self.total_w = 5000.0
         self.must_w = 1000.0
+        self.max_event_s = 86400.0
 
     def hold(self):
         self.held = []
@@ -245,7 +246,9 @@ class FakeFleet:
     def offer_event(self, offer, source, note=""):
         self.offers.append((offer, source))
         verdict = CANCELLED if offer.cancelled else ADDED
-        return self.durable().addCallback(lambda _: Outcome(verdict, ""))
+        if not offer.cancelled and offer.event.end - offer.event.start > self.max_event_s:
+            verdict = REFUSED
+        return self.durable().addCallback(lambda _: Outcome(verdict, "it lasts too long" if verdict == REFUSED else ""))
 
     def cancel_event(self, event_id):
         self.cancelled.append(event_id)
@@ -458,6 +461,32 @@ def test_opt_policy_out_answers_opt_out(rig):
     r.cycle()
     r.deliver(simple_event())
     assert r.vtn.of(m.CreatedEvent)[0].event_responses[0].opt_type == m.OPT_OUT
+
+
+def test_an_event_jeisson_refuses_is_answered_opt_out(rig):
+    r = rig()
+    r.fleet.max_event_s = 300.0
+    r.cycle()
+    r.deliver(simple_event(duration=600.0))
+    response = r.vtn.of(m.CreatedEvent)[0].event_responses[0]
+    assert response.opt_type == m.OPT_OUT
+    assert "jeisson refused it: it lasts too long" in response.description
+
+
+def test_an_answer_waits_for_a_store_that_fails_and_goes_once_it_works(rig):
+    r = rig()
+    r.cycle()
+    r.fleet.hold()
+    d = r.deliver(simple_event())
+    for held in r.fleet.held:
+        held.errback(RuntimeError("disk full"))
+    r.fleet.held = None
+    assert isinstance(d, Deferred) and d.called
+    d.addErrback(lambda f: None)
+    assert r.vtn.of(m.CreatedEvent) == []  # nothing promised that is not stored
+    r.clock.advance(5.0)
+    assert r.cycle() is None
+    assert len(r.vtn.of(m.CreatedEvent)) == 1
 
 
 def test_an_event_no_longer_distributed_is_cancelled(rig):

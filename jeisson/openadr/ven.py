@@ -44,6 +44,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from jeisson.aggregator.events import REFUSED as REFUSED_VERDICT
 from jeisson.aggregator.events import Offer, Outcome
 from jeisson.openadr import messages as m
 from jeisson.openadr.config import OpenADRConfig
@@ -353,6 +354,7 @@ class VEN:
         now = self.clock.seconds()
         settings = self._settings()
         waits: list[Deferred[Any]] = []
+        offered: list[tuple[str, int]] = []  # (OpenADR event id, index in waits) of each limit offered
         changed: list[str] = []
         present = set()
         for event in distribute.events:
@@ -363,6 +365,8 @@ class VEN:
             mapped = self.mapping.map_event(event, settings, known=seen.ids if seen is not None else (),
                                             must_run_w=self.fleet.must_run_w(), measured_w=self.fleet.measured_w())
             for offer in mapped.offers:
+                if not offer.cancelled:
+                    offered.append((event.event_id, len(waits)))
                 waits.append(self.fleet.offer_event(offer, self._source(), f" (OpenADR event {event.event_id} "
                                                                           f"modification {event.modification_number})"))
             self.events[event.event_id] = SeenEvent(
@@ -386,8 +390,18 @@ class VEN:
         for event_id in changed:
             self._keep_event(event_id)
         # The offers (and what is kept) durable before the VTN hears of them.
-        if waits:
-            await gatherResults(waits, consumeErrors=True)
+        outcomes = await gatherResults(waits, consumeErrors=True) if waits else []
+        for event_id, index in offered:
+            outcome = outcomes[index]
+            seen = self.events.get(event_id)
+            if isinstance(outcome, Outcome) and outcome.verdict == REFUSED_VERDICT and seen is not None \
+                    and seen.opt == m.OPT_IN:
+                # jeisson will not run it (too long, already over...): the VTN must not count on it.
+                seen.opt = m.OPT_OUT
+                seen.description = f"jeisson refused it: {outcome.detail}"
+                self._keep_event(event_id)
+                self.log.warn("OpenADR event {event}: jeisson refused it ({why}): answering optOut", event=event_id,
+                              why=outcome.detail)
         await self.fleet.durable()
         await self._answer_owed()
 
@@ -395,6 +409,9 @@ class VEN:
         owed = [(event_id, seen) for event_id, seen in self.events.items() if seen.respond and not seen.answered]
         if not owed:
             return
+        # What the answers promise is in the store first (after a failed
+        # commit, an answer owed waits until the store works again).
+        await self.fleet.durable()
         responses = [m.EventResponse(event_id, seen.modification, seen.opt, seen.request_id,
                                      description=seen.description[:200])
                      for event_id, seen in owed]
