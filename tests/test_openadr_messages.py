@@ -270,6 +270,10 @@ def test_a_poll_answer_without_vtn_id_names_it() -> None:
     assert (error.where, error.what) == ("oadrDistributeEvent", "vtnID is missing")
 
 
+def test_a_str_reads_as_its_utf8() -> None:
+    assert m.parse(_theirs("oadrPoll").decode()) == m.Poll("ven123")  # type: ignore[arg-type]
+
+
 def test_refused_documents() -> None:
     assert "not well-formed" in _error(b"<oadr:oadrPayload").what
     assert "not well-formed" in _error(b"").what

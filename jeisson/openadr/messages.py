@@ -1440,6 +1440,8 @@ def parse_tree(body: bytes) -> etree._Element:
     """The body as an lxml tree, checked for what every payload must be:
     XML, no DOCTYPE, an ``oadrPayload`` root.  (``signature`` verifies on
     this tree; ``parse`` reads the message from it.)"""
+    if isinstance(body, str):  # lxml refuses a str that declares its encoding
+        body = body.encode("utf-8")
     if len(body) > MAX_BODY:
         raise MessageError("", f"the body is {len(body)} bytes, more than the {MAX_BODY} a message may be")
     try:
