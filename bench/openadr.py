@@ -21,13 +21,22 @@ For each trial the VTN creates an event for both that starts at once
     OpenLEADR, its event handler's call (it has the event; it has no homes).
 ``delivered``
     The same, from the moment the VTN answered that VEN's poll with the
-    event (so without the wait for the next poll, the same for both).
+    event (so without the wait for the next poll, the same for both).  The
+    VTN records that moment from an OpenLEADR hook that runs as a task
+    after its handler, so it is good to a few tens of milliseconds (a
+    VEN may even seem to have an event a little before it was sent).
+``file`` (jeisson only)
+    The baseline of jeisson's own path in the same run: the same event
+    written to the aggregator's events file (read every 100 ms), from its
+    writing to every home's budget.  ``delivered`` less ``file`` is about
+    what the OpenADR side adds (reading, checking the signature, mapping).
 
 The VTN is the same process for both, and the trials alternate nothing:
 both VENs see each event on their own next poll.  Last line::
 
     homes=N trials=T poll_s=P jeisson_event_p50_ms=... jeisson_event_p99_ms=... jeisson_delivered_p50_ms=...
-    jeisson_delivered_p99_ms=... openleadr_event_p50_ms=... openleadr_event_p99_ms=...
+    jeisson_delivered_p99_ms=... jeisson_file_p50_ms=... jeisson_file_p99_ms=... openleadr_event_p50_ms=...
+    openleadr_event_p99_ms=...
     openleadr_delivered_p50_ms=... openleadr_delivered_p99_ms=... missed=...
 """
 
@@ -124,6 +133,7 @@ def main() -> None:
         level_kw = 0.6 * demand / 1000
         config = [f"[aggregator]\nlisten = tcp:{agg_port}:interface=127.0.0.1:backlog=4096\nheartbeat_s = 30\n"
                   "round_period_s = 3600\nround_timeout_s = 60\nconverge_s = 0\nseed = 1\n"
+                  "events_file = events.ini\nevents_poll_s = 0.1\n"
                   "max_connections_per_address = 0\nmax_new_connections_per_address = 0\n"
                   "[tls]\nplaintext = yes\n"
                   f"[openadr]\nvtn_url = {url}\nven_name = aggregator\ncert = {certs['aggregator']}\n"
@@ -133,6 +143,7 @@ def main() -> None:
                   "timeout_s = 10\n"]
         config += [f"[home:{rl.home_id(i)}]\nsecret = s-{rl.home_id(i)}\n" for i in range(n)]
         (work / "aggregator.ini").write_text("".join(config))
+        (work / "events.ini").write_text("")
         aggregator = subprocess.Popen(
             [str(rl.BIN / "twistd"), "-n", "--pidfile=", "--logfile", str(work / "aggregator.log"),
              "jeisson-aggregator", "--config", str(work / "aggregator.ini")], cwd=work)
@@ -161,7 +172,7 @@ def main() -> None:
         wait_record(ven_record, lambda r: r["kind"] == "ready", 60, "OpenLEADR's VEN")
 
         length = 3.0 + 2.0 * n / 1000
-        rows: dict[str, dict[str, list[float]]] = {"jeisson": {"event": [], "delivered": []},
+        rows: dict[str, dict[str, list[float]]] = {"jeisson": {"event": [], "delivered": [], "file": []},
                                                     "openleadr": {"event": [], "delivered": []}}
         missed = 0
         for k in range(args.trials):
@@ -197,11 +208,30 @@ def main() -> None:
                   "delivery)", flush=True)
             # The event's end and the homes' restoring, before the next.
             time.sleep(max(created + length + 1.0 + n / 2000 - time.time(), 0))
+            # The baseline in the same run: the same event through jeisson's
+            # own events file (read every 100 ms), from its writing.
+            file_event = f"file-{k}"
+            written = time.time()
+            (work / "events.ini").write_text(
+                f"[event:{file_event}]\nlimit_kw = {level_kw:.3f}\nstart = {rl.utc(written)}\n"
+                f"end = {rl.utc(written + length)}\n")
+            try:
+                replies = [rl.read_json_line(helper, length + 30) for helper in helpers]
+            except TimeoutError:
+                print(f"trial {k + 1}: not every home had its budget under the events file's event", flush=True)
+                missed += 1
+                continue
+            rows["jeisson"]["file"].append((max(r["last_budget"] for r in replies) - written) * 1e3)
+            print(f"trial {k + 1}: the same event through the events file: every home's budget "
+                  f"{rows['jeisson']['file'][-1]:.0f} ms after it was written", flush=True)
+            time.sleep(max(written + length + 1.0 + n / 2000 - time.time(), 0))
         if not rows["jeisson"]["event"]:
             raise SystemExit("no trial in which every home had its budget")
         fields = [f"homes={n}", f"trials={len(rows['jeisson']['event'])}", f"poll_s={args.poll_s:g}"]
         for who, figures in rows.items():
             for what, values in figures.items():
+                if not values:
+                    continue
                 fields += [f"{who}_{what}_p50_ms={rl.percentile(values, 0.5):.1f}",
                            f"{who}_{what}_p99_ms={rl.percentile(values, 0.99):.1f}"]
         fields.append(f"missed={missed}")
