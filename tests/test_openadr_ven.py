@@ -384,7 +384,7 @@ def test_registration_then_reports_then_events_in_the_order_of_the_profile(rig):
                      "oadrCreatedReport", "oadrRequestEvent"]
     assert (r.ven.registration_id, r.ven.ven_id, r.ven.vtn_id, r.ven.poll_s) == ("reg-1", "ven-7", "vtn-1", 5.0)
     assert r.fleet.store["registration"] == {"registration_id": "reg-1", "ven_id": "ven-7", "vtn_id": "vtn-1",
-                                             "poll_s": 5.0}
+                                             "poll_s": 5.0, "vtn_url": r.ven.config.vtn_url}
     created = r.vtn.of(m.CreatedReport)[0]
     assert created.pending == ("rr-1",)
     register = r.vtn.of(m.RegisterReport)[0]
@@ -526,6 +526,36 @@ def test_an_answer_the_vtn_did_not_take_is_owed_and_sent_again_after_a_restart(r
     created = r.vtn.of(m.CreatedEvent)
     assert [(e.event_id, e.modification_number) for e in created[-1].event_responses] == [("ev-1", 0)]
     assert r.vtn.registrations == 1  # resumed, not registered again
+
+
+def test_an_answer_the_vtn_refuses_is_not_sent_again_and_polls_go_on(rig):
+    r = rig()
+    r.cycle()
+    real_answer = r.vtn.answer
+
+    def refuse_created(message):
+        if isinstance(message, m.CreatedEvent):
+            return m.Response(m.EiResponse(452, "INVALID ID"), "ven-7")
+        return real_answer(message)
+
+    r.vtn.answer = refuse_created
+    failure = r.deliver(simple_event())
+    assert failure is None  # logged, not a failing VTN
+    assert r.fleet.store["event:ev-1"]["answered"] is True
+    r.clock.advance(5.0)
+    r.cycle()
+    assert len(r.vtn.of(m.CreatedEvent)) == 1
+    assert len(r.vtn.of(m.Poll)) == 3  # the delivering poll, the one after it, and the next cycle's
+
+
+def test_a_registration_with_another_vtn_is_not_resumed(rig, oadr):
+    r = rig()
+    r.cycle()
+    kept = dict(r.fleet.store)
+    other = rig(kept=kept, vtn_url="https://127.0.0.1:9999/OpenADR2/Simple/2.0b")
+    assert not other.ven.registered
+    other.cycle()
+    assert other.vtn.registrations == 1
 
 
 def test_reregistration_when_the_vtn_asks(rig):

@@ -170,6 +170,10 @@ class VEN:
     def _resume(self, kept: dict[str, Any]) -> None:
         now = self.clock.seconds()
         registration = kept.get(REGISTRATION)
+        if registration and registration.get("vtn_url", self.config.vtn_url) != self.config.vtn_url:
+            self.log.warn("OpenADR: the registration kept is with {old}, not [openadr] vtn_url {new}: registering "
+                          "anew", old=registration.get("vtn_url"), new=self.config.vtn_url)
+            registration = None
         if registration:
             self.registration_id = registration.get("registration_id")
             self.ven_id = registration.get("ven_id") or self.ven_id
@@ -195,7 +199,7 @@ class VEN:
     def _keep_registration(self) -> None:
         self.fleet.keep(REGISTRATION, None if self.registration_id is None else {
             "registration_id": self.registration_id, "ven_id": self.ven_id, "vtn_id": self.vtn_id,
-            "poll_s": self.poll_s})
+            "poll_s": self.poll_s, "vtn_url": self.config.vtn_url})
 
     def _keep_event(self, event_id: str) -> None:
         seen = self.events.get(event_id)
@@ -234,7 +238,11 @@ class VEN:
                 await self._poll()
         except Reregister:
             self._forget_registration()
-            await self._register()
+            try:
+                await self._register()
+            except Reregister:
+                raise VTNError(REFUSED, "the VTN asked this VEN to register again right after registering it: "
+                                        "trying again later") from None
 
     # ------------------------------------------------------------ requests
 
@@ -416,7 +424,15 @@ class VEN:
                                      description=seen.description[:200])
                      for event_id, seen in owed]
         created = m.CreatedEvent(m.EiResponse(request_id=owed[0][1].request_id), self._ven(), tuple(responses))
-        await self._request(EVENT, created)
+        try:
+            await self._request(EVENT, created)
+        except VTNError as e:
+            if e.kind != REFUSED:
+                raise  # not delivered: owed, sent again at the next cycle
+            # Delivered, and refused: sending it again would be refused again
+            # (and hold up every poll behind it).
+            self.log.error("OpenADR: {error}: the answers for {events} are not sent again", error=str(e),
+                           events=", ".join(event_id for event_id, _ in owed))
         for event_id, seen in owed:
             seen.answered = True
             self._keep_event(event_id)
@@ -467,7 +483,12 @@ class VEN:
             update = self.mapping.telemetry_update(request, owed.samples, owed.since, end, now, self.new_id(),
                                                    self._ven())
             if any(report.intervals for report in update.reports):
-                await self._request(REPORT, update)
+                try:
+                    await self._request(REPORT, update)
+                except VTNError as e:
+                    if e.kind != REFUSED:
+                        raise  # not delivered: these readings go with the next report
+                    self.log.error("OpenADR: {error}: these readings are dropped", error=str(e))
             # The last reading before the next period carries into it.
             before = [s for s in owed.samples if s[0] < end][-1:]
             owed.samples = before + [s for s in owed.samples if s[0] >= end]
