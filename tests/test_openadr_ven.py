@@ -634,3 +634,36 @@ def test_the_kept_state_is_json(rig):
     r.deliver(simple_event())
     json.dumps(r.fleet.store)
     assert attrs.has(type(r.ven.events["ev-1"]))
+
+
+# ------------------------------------------------------------------ signatures (the service's codec)
+
+
+def test_the_codec_signs_with_the_vens_key_and_checks_the_vtns_signature(oadr, credentials):
+    from jeisson.openadr import signature
+    from jeisson.openadr.service import SIGNATURE, codec
+
+    config = read(section(oadr))
+    assert config is not None and config.signatures
+    import time
+
+    clock = Clock()
+    clock.advance(time.time())  # the certificates are valid now
+    encode, decode = codec(config, clock)
+    body = encode(m.Poll("ven-7"))
+    with open(credentials.ca, "rb") as f:
+        assert signature.verify(body, clock.seconds(), ca_pem=f.read()) == m.Poll("ven-7")
+
+    def signed_by(name: str) -> bytes:
+        with open(oadr[name], "rb") as c, open(oadr[f"{name}-key"], "rb") as k:
+            return signature.sign(m.render(m.Response(m.EiResponse(), "ven-7")), k.read(), c.read(), clock.seconds())
+
+    assert decode(signed_by("vtn")) == m.Response(m.EiResponse(), "ven-7")
+    with pytest.raises(VTNError) as refused:
+        decode(signed_by("stranger"))
+    assert refused.value.kind == SIGNATURE and "the VTN's reply is not signed as it must be" in str(refused.value)
+    with pytest.raises(VTNError) as unsigned:
+        decode(m.render(m.Response(m.EiResponse(), "ven-7")))
+    assert unsigned.value.kind == SIGNATURE
+    plain_encode, plain_decode = codec(read(section(oadr, signatures="no")), clock)
+    assert not signature.is_signed(plain_encode(m.Poll("ven-7")))
