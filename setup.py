@@ -19,6 +19,7 @@ setup(
         "jeisson.manhole",
         "jeisson.web",
         "jeisson.client",
+        "jeisson.openadr",
 
         # No __init__.py in twisted/ or twisted/plugins/: Twisted's plugin
         # system finds this directory through twisted.plugins.__path__.
@@ -29,6 +30,7 @@ setup(
         # The dashboard's pages and the OpenAPI documents ship in the package:
         # no build step for users.
         "jeisson.web": ["static/*", "static/*/*", "openapi/*.json"],
+        "jeisson.openadr": ["schema/*"],
     },
     entry_points={"console_scripts": ["jeisson = jeisson.cli:main"]},
     install_requires=[

@@ -35,6 +35,9 @@
 
     [api]                              ; optional: see jeisson.web.config
     listen = tcp:8480:interface=127.0.0.1   ; the default; none: no HTTP API, dashboard nor metrics
+    [openadr]                          ; optional: the aggregator as an OpenADR 2.0b VEN,
+    vtn_url = https://vtn.example.net:8443/OpenADR2/Simple/2.0b   ; see jeisson.openadr.config
+    ven_name = jeisson-north
 
     [tls]                              ; required to start: see jeisson.tls
     ca = pki/ca.pem                    ; paths relative to this file's folder
@@ -56,6 +59,7 @@ from jeisson.aggregator.events import MAX_EVENT_S, Event, EventSpec, event_from_
 from jeisson.config import IniFile
 from jeisson.limits import Limits, read_limits
 from jeisson.manhole import ManholeConfig, read_manhole
+from jeisson.openadr.config import OpenADRConfig, read_openadr
 from jeisson.store.config import StoreConfig, read_store
 from jeisson.tls import TLSConfig, read_tls, refuse_tls_endpoint
 from jeisson.web.config import AGGREGATOR_LISTEN, ApiConfig, read_api
@@ -115,6 +119,7 @@ class AggregatorConfig:
     # [api]: the HTTP API, dashboard and metrics (jeisson.web); None: no
     # [api] section, the defaults (jeisson.aggregator.tap.api_config).
     api: ApiConfig | None = None
+    openadr: OpenADRConfig | None = None  # [openadr]: the aggregator as an OpenADR VEN (off without it)
 
 
 def config_from_ini(ini: IniFile) -> AggregatorConfig:
@@ -169,6 +174,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
     limits = read_limits(ini, section)
     max_event_s = ini.number(section, "max_event_s", MAX_EVENT_S, low=60, high=366 * 86400)
     api = read_api(ini, AGGREGATOR_LISTEN) if ini.has_section("api") else None
+    openadr = read_openadr(ini)
     ini.check_unknown()
     return AggregatorConfig(
         listen=listen,
@@ -189,6 +195,7 @@ def config_from_ini(ini: IniFile) -> AggregatorConfig:
         limits=limits,
         max_event_s=max_event_s,
         api=api,
+        openadr=openadr,
     )
 
 

@@ -144,4 +144,8 @@ def makeService(options) -> MultiService:
         raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
     if web is not None:
         web.setServiceParent(top)
+    if config.openadr is not None:
+        from jeisson.openadr.service import openadr_service
+
+        openadr_service(config.openadr, aggregator, reactor).setServiceParent(top)
     return top
