@@ -35,6 +35,7 @@
 
     [api]                              ; optional: see jeisson.web.config
     listen = tcp:8480:interface=127.0.0.1   ; the default; none: no HTTP API, dashboard nor metrics
+
     [openadr]                          ; optional: the aggregator as an OpenADR 2.0b VEN,
     vtn_url = https://vtn.example.net:8443/OpenADR2/Simple/2.0b   ; see jeisson.openadr.config
     ven_name = jeisson-north
