@@ -21,13 +21,15 @@ homes:
     the floor of any scrape at all.
 **listener**
     What counting costs a round: one ``budget_sent`` through the
-    aggregator's listener fan-out to ``AggregatorCounts`` (per budget, so
-    per home and round), beside the same fan-out to a listener that does
-    nothing.
+    aggregator's listener fan-out, to a listener that does nothing (as
+    ``MeasuredWatch`` and the store's ``Memory`` hear every budget anyway)
+    and ``AggregatorCounts``, beside the same fan-out without the counts:
+    the difference is what the counts add per budget (per home and round).
 
 Each figure is the median (and p99) of repeated scrapes.  Last line:
 ``scrape_1000_ms=... scrape_10000_ms=... scrape_10000_p99_ms=...
-baseline_ms=... bytes_10000=... listener_ns_per_budget=...``.
+baseline_ms=... bytes_10000=... listener_ns_per_budget=... fanout_ns_per_budget=...``
+(``listener_ns_per_budget``: what the counts add to the fan-out).
 """
 
 import argparse
@@ -139,8 +141,8 @@ def p99(samples: list[float]) -> float:
 
 
 def listener_cost(net) -> tuple[float, float]:
-    """One ``budget_sent`` through the fan-out: to the counts, and to a
-    listener that does nothing (seconds each)."""
+    """One ``budget_sent`` through the fan-out: to a listener that does
+    nothing and the counts, and to that listener alone (seconds each)."""
     from jeisson.aggregator.listeners import AggregatorListener, Announcer
     from jeisson.web.metrics import AggregatorCounts
     from jeisson.wire import aggregator_home as wire
@@ -151,6 +153,7 @@ def listener_cost(net) -> tuple[float, float]:
 
     budget = wire.Budget(1, 1, "peak", 1000.0, 3600.0)
     counted, bare = Announcer(), Announcer()
+    counted.add(Nothing())
     counted.add(AggregatorCounts())
     bare.add(Nothing())
     calls = 100_000
@@ -198,10 +201,10 @@ def main() -> None:
         gc.unfreeze()
     assert net is not None
     counted_s, bare_s = listener_cost(net)
-    print(f"listener: budget_sent through the fan-out {counted_s * 1e9:.0f} ns to the counts, {bare_s * 1e9:.0f} ns "
-          f"to a listener doing nothing")
-    figures["listener_ns_per_budget"] = f"{counted_s * 1e9:.0f}"
-    figures["listener_floor_ns_per_budget"] = f"{bare_s * 1e9:.0f}"
+    print(f"listener: budget_sent through the fan-out {counted_s * 1e9:.0f} ns with the counts, {bare_s * 1e9:.0f} "
+          f"ns without: the counts add {(counted_s - bare_s) * 1e9:.0f} ns a budget")
+    figures["listener_ns_per_budget"] = f"{(counted_s - bare_s) * 1e9:.0f}"
+    figures["fanout_ns_per_budget"] = f"{bare_s * 1e9:.0f}"
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

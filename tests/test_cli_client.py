@@ -542,6 +542,18 @@ def test_a_sample_whose_time_is_not_utc_text_is_the_api_failing():
         list(export.pages(lambda *a: page, stamp(0), stamp(9), [], lambda: ["h1"]))
 
 
+def test_tables_are_printed_and_json_is_the_body(peer):
+    peer.answer = (200, "application/json", json.dumps({"homes": [home("home-1")]}).encode())
+    code, out = run("homes", "--connected", "--api", peer.url)
+    assert code == 0 and out.splitlines()[1].startswith("home-1")
+    assert peer.asked[-1][1] == "/api/v1/homes?connected=true"
+    code, out = run("homes", "--api", peer.url, "--json")
+    assert json.loads(out) == {"homes": [home("home-1")]}
+    # The contract's place for them, before the command's name.
+    code, out = run("--api", peer.url, "--json", "homes")
+    assert code == 0 and json.loads(out) == {"homes": [home("home-1")]}
+
+
 def test_the_commands_are_in_the_jeisson_command():
     names = set()
     for action in cli.parser()._subparsers._group_actions:  # the COMMAND choices

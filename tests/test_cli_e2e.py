@@ -131,6 +131,8 @@ def test_status_and_homes_print_tables(system, connected):
     assert rows[0].split()[:4] == ["home", "link", "demand", "budget"]
     assert [row.split()[:2] for row in rows[1:3]] == [["home-a", "up"], ["home-b", "up"]]
     assert rows[3].startswith("total") and "2 up" in rows[3]
+    before = jeisson("--api", system["api"], "--json", "homes", "--connected")
+    assert before.returncode == 0 and [h["id"] for h in json.loads(before.stdout)["homes"]] == ["home-a", "home-b"]
 
 
 def test_an_event_added_reaches_the_homes_budgets(system, shed_event):

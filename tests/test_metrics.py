@@ -83,7 +83,8 @@ def test_the_figures_follow_a_round(stops):
     assert before.value("jeisson_homes_connected") == 0
     assert before.value("jeisson_limit_watts") is None, "no event binds yet: no sample"
     assert before.value("jeisson_events", state="scheduled") == 1
-    assert before.value("jeisson_committed_watts") is None
+    assert before.value("jeisson_last_round_committed_watts") is None
+    assert before.value("jeisson_committed_watts") == 0, "every home known to draw nothing (max_kw = 0)"
     assert before.value("jeisson_rounds_total", outcome="within_limit") == 0
     h1 = net.home("h1", load("oven", 2000, priority=10, on=True), comply=0.25)
     net.home("h2", load("ev", 1000, priority=1), comply=0.25)
@@ -99,8 +100,10 @@ def test_the_figures_follow_a_round(stops):
     assert after.value("jeisson_budgets_sent_total") == 2
     assert after.value("jeisson_commitments_received_total") == 2
     summary = net.summary
-    assert after.value("jeisson_committed_watts") == summary.committed_w == 3000
-    assert after.value("jeisson_unknown_watts") == 0
+    assert after.value("jeisson_last_round_committed_watts") == summary.committed_w == 3000
+    assert after.value("jeisson_last_round_unknown_watts") == 0
+    assert after.value("jeisson_committed_watts") == 3000, "live, as the API's status counts"
+    assert after.value("jeisson_feeder_committed_watts", feeder="street-a") == 2000
     assert after.value("jeisson_last_round_number") == 1
     assert after.value("jeisson_last_round_within_limit") == 1
     assert after.value("jeisson_last_round_finished_timestamp_seconds") == pytest.approx(FIRST_ROUND + 0.25)
@@ -131,10 +134,11 @@ def test_a_round_over_the_limit_a_silent_home_and_a_home_gone(stops):
     assert figures.value("jeisson_last_round_within_limit") == 0
     assert figures.value("jeisson_homes_silent") == 1
     assert figures.value("jeisson_homes_gone_silent_total") == 1
-    assert figures.value("jeisson_unknown_watts") > 0
+    assert figures.value("jeisson_last_round_unknown_watts") > 0
     h2.leave()
     gone = scrape(metrics)
     assert gone.value("jeisson_homes_connected") == 1
+    assert gone.value("jeisson_committed_watts") == 4000 + 1000, "the furnace, and h2 away counted at its demand"
     assert gone.value("jeisson_home_departures_total") == 1
 
 

@@ -599,3 +599,36 @@ def test_many_homes_are_built_a_batch_per_turn_and_encoded_off_the_reactor():
     # A body encoded in pieces reads back as the whole.
     body = {"homes": [{"a": 1.5, "b": [None, "é"]}, {}], "truncated": True, "n": float("inf")}
     assert json.loads(encode_in_pieces(body)) == {**body, "n": None}
+
+
+def test_a_body_too_large_for_the_wire_is_refused_before_it_is_read(plain):
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from jeisson.web.site import MAX_REQUEST_BODY
+
+    net, site = plain
+
+    def connection():
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
+        protocol = site.buildProtocol(transport.getPeer())
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    head = b"POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    protocol, transport = connection()
+    protocol.dataReceived(head + b"Content-Length: %d\r\n\r\n{}" % (MAX_REQUEST_BODY + 1))
+    assert transport.disconnecting and transport.value().startswith(b"HTTP/1.1 413")
+    assert json.loads(transport.value().split(b"\r\n\r\n", 1)[1])["error"]["code"] == "bad-json"
+    # Chunk by chunk, the same (no length said).
+    protocol, transport = connection()
+    protocol.dataReceived(head + b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 65536
+    for _ in range(MAX_REQUEST_BODY // len(chunk) + 2):
+        if transport.disconnecting:
+            break
+        protocol.dataReceived(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+    assert transport.disconnecting and transport.value().startswith(b"HTTP/1.1 413")
+    assert set(net.aggregator.schedule.book.events) == {"peak"}
+    # The Site still answers others.
+    assert request(site, "GET", "/api/v1/status").status == 200

@@ -137,7 +137,11 @@ def test_the_api_steers_a_real_aggregator_and_home(lab):
         both = {x["id"] for x in home["loads"] if x["on"]} == on == {x["id"] for x in loads["loads"] if x["on"]}
         return home if both else None
 
-    home = wait_for(home_ready, 40, "home-e connected, its three loads on, seen through the aggregator's API")
+    try:
+        home = wait_for(home_ready, 60, "home-e connected, its three loads on, seen through the aggregator's API")
+    except AssertionError as e:
+        tails = {name: log_of(lab, name)[-1500:] for name in ("aggregator", "home", "board-e")}
+        raise AssertionError(f"{e}; dead: {lab['fleet'].dead()}; logs: {tails}") from None
     assert home["link"]["since"] is not None and home["demand_w"] == 5750
     assert "aggregator API on http://127.0.0.1:" in log_of(lab, "aggregator")
 

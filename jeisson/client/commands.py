@@ -18,7 +18,9 @@ operator's certificate, ``--timeout S`` and ``--json`` (the API's JSON as
 it came, for scripts).  Times (T) are what ``jeisson.moments`` reads:
 UTC text, ``+SECONDS``/``-SECONDS`` from now, ``HH:MM`` today (UTC), epoch
 seconds; they are checked here and sent as typed, so that ``+60`` counts
-from the aggregator's clock.
+from the aggregator's clock, except ``export``'s, made absolute here once
+(this machine's clock) so that every page of a long export asks the same
+range (``jeisson.client.export``).
 
 Exit status (``jeisson.client.exchange``): 0 done, 1 the API said no (its
 message printed), 2 usage, 3 the API cannot be reached, 4 the API failed.

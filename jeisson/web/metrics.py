@@ -52,6 +52,7 @@ from jeisson import observe
 from jeisson.aggregator import listeners as aggregator_listeners
 from jeisson.home import listeners as home_listeners
 from jeisson.limits import ABORTED_LOCKED, ABORTED_RATE, ABORTED_TOO_MANY, ABORTED_TOTAL
+from jeisson.web.aggregator_api import CANCELLED, STATES, counted_w, event_state
 from jeisson.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
 from jeisson.wire import aggregator_home as wire
 
@@ -69,7 +70,6 @@ WITHIN_LIMIT = "within_limit"
 OVER_LIMIT = "over_limit"
 ABANDONED = "abandoned"
 
-EVENT_STATES = ("scheduled", "in-force", "ended", "cancelled")
 NEGOTIATION_MODES = ("idle", "converging", "periodic", "held")
 
 
@@ -367,13 +367,6 @@ class AggregatorCounts(aggregator_listeners.AggregatorListener):
                        "by verdict and by whom.", ("verdict", "source"), self.offers)
 
 
-def event_state(event: Any, now: float) -> str:
-    """``scheduled``, ``in-force`` or ``ended`` (as the API says it)."""
-    if now < event.start:
-        return "scheduled"
-    return "in-force" if now < event.end else "ended"
-
-
 class AggregatorCollector(CoreCollector):
     """The aggregator's live state, read at scrape time from its facade."""
 
@@ -381,30 +374,21 @@ class AggregatorCollector(CoreCollector):
         aggregator = self.core
         now = aggregator.clock.seconds()
         yield _info("aggregator")
-        event = aggregator.active_event()
-        yield _gauge("jeisson_limit_watts", "The limit of the event that binds now (W); no sample when none does.",
-                     None if event is None else event.limit_w)
+        book = aggregator.schedule.book
+        yield _gauge("jeisson_limit_watts", "The limit that holds now: the lowest of the events from their start to "
+                     "their end (W); no sample when none does.", book.limit_in_force(now))
         grid = aggregator.grid
         yield _labelled("jeisson_feeder_limit_watts", "Each feeder's own limit (W), checked while an event binds.",
                         "feeder", zip(grid.names, grid.limit_w, strict=True))
-        watch = aggregator.watch
-        yield _gauge("jeisson_measured_watts", "Every configured home at its latest measured power, or without one "
-                     "at what the rounds count it (W), live.", watch.total_w)
-        yield _labelled("jeisson_feeder_measured_watts", "The measured power on each feeder (W), live.", "feeder",
-                        ((name, float(watch.feeder_w[i])) for i, name in enumerate(grid.names)))
-        last = aggregator.last_round
-        yield _gauge("jeisson_committed_watts", "What the homes committed to in the last round (W).",
-                     None if last is None else last.committed_w)
-        yield _gauge("jeisson_unknown_watts", "What the last round counted without a commitment: homes away or late, "
-                     "counted cautiously (W).", None if last is None else last.unknown_w)
-        yield _gauge("jeisson_last_round_number", "The last finished round's number.",
-                     None if last is None else last.number)
-        yield _gauge("jeisson_last_round_finished_timestamp_seconds", "When the last round finished (Unix time).",
-                     None if last is None else last.finished)
-        yield _gauge("jeisson_last_round_within_limit", "1 if the last round was within every limit, else 0.",
-                     None if last is None else float(last.within_limit))
+        # One walk over the homes: what the API's status counts (each home
+        # at what the rounds count it), and how many are connected, silent,
+        # opted out.
         configured = connected = silent = opted_out = 0
-        for record in aggregator.homes.values():
+        committed = 0.0
+        per_feeder = [0.0] * (len(grid.names) + 1)  # Grid layout: feeders, then homes on none
+        feeder_of = grid.feeder_of
+        on_none = len(grid.names)
+        for record in aggregator.registry:
             configured += 1
             if record.session is not None:
                 connected += 1
@@ -413,15 +397,38 @@ class AggregatorCollector(CoreCollector):
             flex = record.flex
             if flex is not None and flex.opt_out:
                 opted_out += 1
+            watts = counted_w(record, now)
+            committed += watts
+            per_feeder[feeder_of.get(record.id, on_none)] += watts
+        yield _gauge("jeisson_committed_watts", "What the aggregator counts the homes at now, as its API's status "
+                     "does: each home's last commitment while it takes part, else cautiously (W).", committed)
+        yield _labelled("jeisson_feeder_committed_watts", "The same, per feeder (W).", "feeder",
+                        zip(grid.names, per_feeder, strict=False))
+        watch = aggregator.watch
+        yield _gauge("jeisson_measured_watts", "Every configured home at its latest measured power, or without one "
+                     "at what the rounds count it (W), live.", watch.total_w)
+        yield _labelled("jeisson_feeder_measured_watts", "The measured power on each feeder (W), live.", "feeder",
+                        ((name, float(watch.feeder_w[i])) for i, name in enumerate(grid.names)))
         yield _gauge("jeisson_homes_configured", "Homes configured on this aggregator.", configured)
         yield _gauge("jeisson_homes_connected", "Homes with a live, registered link.", connected)
         yield _gauge("jeisson_homes_silent", "Homes that did not commit in time in a round and have not been heard "
                      "from since.", silent)
         yield _gauge("jeisson_homes_opted_out", "Connected homes whose owner opted out of the event.", opted_out)
-        states = dict.fromkeys(EVENT_STATES, 0)
-        for known in aggregator.schedule.book:
+        last = aggregator.last_round
+        yield _gauge("jeisson_last_round_committed_watts", "What the homes committed to in the last finished round "
+                     "(W).", None if last is None else last.committed_w)
+        yield _gauge("jeisson_last_round_unknown_watts", "What the last finished round counted without a commitment: "
+                     "homes away or late, counted cautiously (W).", None if last is None else last.unknown_w)
+        yield _gauge("jeisson_last_round_number", "The last finished round's number.",
+                     None if last is None else last.number)
+        yield _gauge("jeisson_last_round_finished_timestamp_seconds", "When the last round finished (Unix time).",
+                     None if last is None else last.finished)
+        yield _gauge("jeisson_last_round_within_limit", "1 if the last round was within every limit, else 0.",
+                     None if last is None else float(last.within_limit))
+        states = dict.fromkeys(STATES, 0)
+        for known in book:
             states[event_state(known, now)] += 1
-        states["cancelled"] = len(aggregator.schedule.book.cancelled)
+        states[CANCELLED] = len(book.cancelled)
         yield _labelled("jeisson_events", "Events known, by state.", "state", states.items())
         negotiation = aggregator.rounds.negotiation
         mode = "idle" if aggregator.current_event is None else negotiation.mode

@@ -22,6 +22,7 @@ dispatches, and writes the reply (or the error) once its Deferred fires,
 unless the client went away meanwhile.
 """
 
+import io
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,12 +34,16 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jeisson.web.auth import Guard
-from jeisson.web.errors import INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
+from jeisson.web.errors import BAD_JSON, INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
 
 API_PREFIX = "/api/v1"
+# The most a request's body may weigh on the wire (a JSON body is refused
+# above errors.MAX_BODY with the error body; this stops what would not even
+# be read).
+MAX_REQUEST_BODY = 1 << 20
 JSON = "application/json; charset=utf-8"
 CSV = "text/csv; charset=utf-8"
 
@@ -275,6 +280,45 @@ class ApiResource(Resource):
             write_error(request, error)
 
 
+class BoundedRequest(Request):
+    """A request whose body may not exceed ``MAX_REQUEST_BODY``: one that
+    says it is longer (``Content-Length``), or grows longer chunk by chunk,
+    is answered ``413`` and its connection closed, before it fills memory
+    or disk (twisted.web would spool it to a temporary file)."""
+
+    _too_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_REQUEST_BODY:
+            self._refuse(f"the body is {length} bytes; at most {MAX_REQUEST_BODY} are taken")
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        self._received = getattr(self, "_received", 0) + len(data)
+        if self._received > MAX_REQUEST_BODY:
+            self._refuse(f"the body is over {MAX_REQUEST_BODY} bytes")
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self, message: str) -> None:
+        self._too_large = True
+        self.content = io.BytesIO()
+        body = encode(ApiError(413, BAD_JSON, message).body())
+        transport: Any = self.channel.transport
+        transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: " + JSON.encode()
+                        + b"\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                        + body)
+        transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._too_large:
+            return
+        super().requestReceived(command, path, version)
+
+
 class Root(Resource):
     """``/``: the guard, then ``api/v1``, ``metrics`` and the pages."""
 
@@ -335,7 +379,7 @@ def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, 
     if unknown:
         raise ValueError(f"cannot mount {', '.join(sorted(unknown))}: /metrics, / or {API_PREFIX}/NAME")
     api = ApiResource(routes, guard, below, offload)
-    site = Site(Root(api, guard, mounts.get("/metrics"), mounts.get("/")))
+    site = Site(Root(api, guard, mounts.get("/metrics"), mounts.get("/")), requestFactory=BoundedRequest)
     site.displayTracebacks = False
     return site
 
