@@ -83,6 +83,11 @@ static const char E_BUSY[] JB_ROM = "busy";
 
 #define SPEAKS (jb_cfg.key_kind == JB_KEY_SET ? 2 : 1)
 
+/* More than a line's MAC takes on the slowest board (7 ms on the Uno). */
+#ifndef JB_GUARD_MS
+#define JB_GUARD_MS 15
+#endif
+
 static int32_t until(uint32_t when) { return (int32_t)(when - now_ms); }
 
 /* ------------------------------------------------------------- formatting */
@@ -886,6 +891,16 @@ void jb_receive(uint8_t byte, uint32_t now)
     }
 }
 
+/* Is the failsafe due within ``guard_ms``?  Then a line the board would
+ * send of its own accord waits: sealing it takes milliseconds on an AVR
+ * (a HELLO's nonce four times as long), and the failsafe must not wait for
+ * it.  A PING or MEAS held back this way is never late for anything: if the
+ * home stays silent the session ends at that same instant. */
+static uint8_t failsafe_near(uint16_t guard_ms)
+{
+    return failsafe_armed && until(failsafe_due) < (int32_t)guard_ms;
+}
+
 void jb_tick(uint32_t now)
 {
     now_ms = now;
@@ -895,7 +910,7 @@ void jb_tick(uint32_t now)
     relay_timers();
     switch (state) {
     case JB_CLOSED:
-        if (connectionless && restart_pending && until(restart_at) <= 0)
+        if (connectionless && restart_pending && until(restart_at) <= 0 && !failsafe_near(JB_GUARD_MS * 4))
             start_session();
         break;
     case JB_HELLO_SENT:
@@ -910,6 +925,8 @@ void jb_tick(uint32_t now)
             close_session(1000);
             break;
         }
+        if (failsafe_near(JB_GUARD_MS))
+            break;
         if (until(next_ping) <= 0) {
             next_ping += heartbeat_ms;
             ping_n++;

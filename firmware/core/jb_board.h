@@ -17,7 +17,26 @@
 #define JB_MAX_RELAYS 8
 #endif
 
-/* Sessions with the home. */
+/* The session with the home (jb_state()):
+ *
+ * JB_UNPROVISIONED  no valid settings: relays open, silent; only PROV lines
+ *                   are answered.
+ * JB_CLOSED         no session: before the link is up (TCP), or between
+ *                   sessions (serial: a new HELLO 1 s after a failsafe, an
+ *                   over-long line or a wrong version, 10 s after REFUSED).
+ *                   Lines are not answered; in version 1 they are signs of
+ *                   life.
+ * JB_HELLO_SENT     HELLO sent, waiting for a WELCOME that proves the key
+ *                   (answered AUTH; -> JB_ACTIVE, or a new HELLO if a relay
+ *                   switched on its own since); REFUSED -> JB_CLOSED; no
+ *                   WELCOME within failsafe_after_s -> JB_CLOSED.
+ * JB_ACTIVE         welcomed: SET answered ACK/NAK, PING/PONG, MEAS and
+ *                   PING sent; silent home for failsafe_after_s -> the
+ *                   failsafe and JB_CLOSED; ERR hello, or any line after a
+ *                   switch of the board's own -> a new HELLO (JB_HELLO_SENT).
+ *
+ * In every open state a line that proves nothing is answered ERR auth, a
+ * malformed one ERR <code>, and ERR hello starts a new HELLO. */
 enum { JB_UNPROVISIONED, JB_CLOSED, JB_HELLO_SENT, JB_ACTIVE };
 
 /* Power-up (or a software restart after PROV SAVE): settings read from the

@@ -601,6 +601,26 @@ static void test_failsafe(void)
           "\"%s\"", got ? got : "-");
 }
 
+/* A PING due a few ms before the failsafe waits: on the Uno, sealing it
+ * would hold the failsafe back by a MAC's 7 ms. */
+static void test_no_ping_just_before_the_failsafe(void)
+{
+    fresh();
+    provision("off", "off", "off", "0", "0 0", 0);
+    welcome(100); /* WELCOME heartbeat 2 s: PINGs at 2.1, 4.1, 6.1 s */
+    set("SET 1 1 1", "ACK 1 1 1", 110); /* the home's last line: failsafe at 6.110 s */
+    jb_tick(2100);
+    jb_tick(4100);
+    fp_drain();
+    jb_tick(6100); /* a PING and a MEAS are due, 10 ms before the failsafe */
+    silent();
+    CHECK(fp_relay[0] == 1, "not yet");
+    jb_tick(6110);
+    CHECK(fp_relay[0] == 0, "the failsafe at 6.110 s");
+    CHECK(jb_state() == JB_CLOSED, "and the session ended: the PING is never sent");
+    silent();
+}
+
 static void test_failsafe_waits_for_interval(void)
 {
     fresh();
@@ -891,7 +911,8 @@ int main(void)
         T(test_sha256), T(test_hmac_rfc4231), T(test_session_keys), T(test_vector_lines), T(test_vector_session),
         T(test_unprovisioned_is_silent_and_open), T(test_provisioning_locked), T(test_provisioning_errors),
         T(test_handshake_refusals), T(test_sealed_lines_refused), T(test_relays_and_intervals),
-        T(test_pong_not_answered), T(test_heartbeat_and_meas), T(test_failsafe), T(test_failsafe_waits_for_interval),
+        T(test_pong_not_answered), T(test_heartbeat_and_meas), T(test_failsafe), T(test_no_ping_just_before_the_failsafe),
+        T(test_failsafe_waits_for_interval),
         T(test_failsafe_pending_until_interval), T(test_home_back_cancels_pending),
         T(test_unreported_switch_hello_first), T(test_cold_load), T(test_welcome_cancels_cold_load),
         T(test_err_hello_and_long), T(test_refused), T(test_version_1_lab_board), T(test_meter),
