@@ -128,10 +128,13 @@ def makeService(options) -> MultiService:
         status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor)
         aggregator.add_listener(StatusFileListener(status_file))
         status_file.setServiceParent(top)
-    if config.manhole is not None:
-        manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
+    namespace: dict[str, Any] = {"aggregator": aggregator}
     if config.openadr is not None:
         from jeisson.openadr.service import openadr_service
 
-        openadr_service(config.openadr, aggregator, reactor).setServiceParent(top)
+        ven = openadr_service(config.openadr, aggregator, reactor)
+        ven.setServiceParent(top)
+        namespace["openadr"] = ven.ven  # the manhole's openadr.status()
+    if config.manhole is not None:
+        manhole_service(config.manhole, namespace).setServiceParent(top)
     return top
