@@ -6,6 +6,7 @@ source meets), so what is checked is what the aggregator would do.
 
 import datetime
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,7 +51,7 @@ def test_simple_levels_become_limits_per_interval() -> None:
     assert limits(mapped) == [("oadr-ev1.0", 9000, 0, 1800), ("oadr-ev1.1", 6000, 1800, 3600)]
     assert mapped.ids == ("oadr-ev1.0", "oadr-ev1.1")
     assert (mapped.opt, mapped.applied, mapped.test) == (m.OPT_IN, True, False)
-    assert {o.event.version for o in mapped.offers} == {1}
+    assert {o.event.version for o in mapped.offers} == {1}  # 2 x modificationNumber + 1
     assert [p.signals for p in mapped.pieces] == [("SIMPLE",), ("SIMPLE",)]
 
 
@@ -143,25 +144,33 @@ def test_modifications_raise_the_version_and_cancel_pieces_that_are_gone() -> No
     assert book_verdicts(book, again) == [jevents.DUPLICATE, jevents.DUPLICATE]
     modified = mapping.map_event(event(simple(3, each=3600), modification=1), SETTINGS, known=first.ids)
     assert [(o.event.id, o.cancelled, o.event.version) for o in modified.offers] == [
-        ("oadr-ev1.1", True, 2), ("oadr-ev1.0", False, 2)]
+        ("oadr-ev1.1", True, 3), ("oadr-ev1.0", False, 3)]
     assert book_verdicts(book, modified) == [jevents.CANCELLED, jevents.MODIFIED]
-    assert [(e.id, e.limit_w, e.version) for e in book] == [("oadr-ev1.0", 3000, 2)]
+    assert [(e.id, e.limit_w, e.version) for e in book] == [("oadr-ev1.0", 3000, 3)]
 
 
-def test_cancellation_cancels_every_piece_even_without_known_ids() -> None:
+def test_cancellation_cancels_every_piece_offered() -> None:
     book = jevents.EventBook()
     offered = mapping.map_event(event(simple(1, 2), modification=3), SETTINGS)
+    assert {o.event.version for o in offered.offers} == {7}
     book_verdicts(book, offered)
+    # Some VTNs cancel without raising the modification number: the cancellation still wins.
     cancelled = event(simple(1, 2), modification=3, status="cancelled")
-    for known in (offered.ids, ()):
-        mapped = mapping.map_event(cancelled, SETTINGS, known=known)
-        assert [(o.event.id, o.cancelled, o.event.version) for o in mapped.offers] == [
-            ("oadr-ev1.0", True, 5), ("oadr-ev1.1", True, 5)]
-        assert (mapped.ids, mapped.opt, mapped.applied) == ((), m.OPT_IN, False)
-    assert book_verdicts(book, mapping.map_event(cancelled, SETTINGS)) == [jevents.CANCELLED, jevents.CANCELLED]
+    mapped = mapping.map_event(cancelled, SETTINGS, known=offered.ids)
+    assert [(o.event.id, o.cancelled, o.event.version) for o in mapped.offers] == [
+        ("oadr-ev1.0", True, 8), ("oadr-ev1.1", True, 8)]
+    assert (mapped.ids, mapped.opt, mapped.applied) == ((), m.OPT_IN, False)
+    assert book_verdicts(book, mapped) == [jevents.CANCELLED, jevents.CANCELLED]
     assert list(book) == []
     # Sent again (VTNs repeat an event until it is gone): nothing changes.
-    assert book_verdicts(book, mapping.map_event(cancelled, SETTINGS)) == [jevents.DUPLICATE, jevents.DUPLICATE]
+    assert book_verdicts(book, mapping.map_event(cancelled, SETTINGS, known=offered.ids)) == [
+        jevents.DUPLICATE, jevents.DUPLICATE]
+    # One never offered (the VEN saw it first cancelled): nothing to cancel, nothing refused.
+    assert mapping.map_event(event(simple(1, 2), event_id="ev9", status="cancelled"), SETTINGS).offers == ()
+    # A later modification is the VTN's latest word: it holds again.
+    revived = mapping.map_event(event(simple(2, 2), modification=4), SETTINGS)
+    assert book_verdicts(book, revived) == [jevents.ADDED]
+    assert [(e.id, e.limit_w, e.version) for e in book] == [("oadr-ev1.0", 6000, 9)]
 
 
 def test_a_completed_event_offers_nothing_and_keeps_its_ids() -> None:
@@ -371,3 +380,23 @@ def test_the_usage_report_round_trips_and_openleadr_reads_it() -> None:
         ("fleet-power", 8000.0), ("fleet-power", 7000.0)]
     other = m.ReportRequest("rr-2", "TELEMETRY_USAGE", ("someone-else",), 10, 60)
     assert mapping.telemetry_update(other, [(T0 + 1, 8000.0)], T0, T0 + 20, T0, "up-2", None).reports[0].intervals == ()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(oadr_events(), st.sampled_from(["far", "far", "active", "cancelled"]), st.booleans()),
+                min_size=1, max_size=5))
+def test_a_chain_of_modifications_leaves_exactly_the_latest_limits(steps) -> None:
+    """Whatever the VTN sends one event id through, the aggregator's book
+    holds the latest modification's limits and nothing of the earlier ones."""
+    book = jevents.EventBook()
+    known: tuple[str, ...] = ()
+    for number, (drawn, status, test) in enumerate(steps):
+        oadr = attrs.evolve(drawn, event_id="ev", modification_number=number, status=status, test_event=test,
+                            start_after_s=None)
+        mapped = mapping.map_event(oadr, SETTINGS, known=known)
+        assert jevents.REFUSED not in book_verdicts(book, mapped, now=T0 - 60)
+        known = mapped.ids
+        end = mapping.event_end(oadr, SETTINGS)
+        for moment in range(int(T0), int(end), 211):
+            expected = _limit_at(oadr, moment) if mapped.applied else None
+            assert book.limit_in_force(moment) == expected, (number, moment)

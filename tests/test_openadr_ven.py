@@ -618,12 +618,26 @@ def test_the_service_backs_off_and_keeps_what_was_accepted(rig):
         waits.append(r.clock.seconds() - before)
     assert service.failures >= 3
     assert isinstance(r.ven.last_error, VTNError)
+    assert "connection refused" in r.ven.status()["failing"]
     assert len(r.fleet.offers) == 1 and r.fleet.cancelled == []  # nothing undone
     r.vtn.fail = None
     r.clock.advance(service._call.getTime() - r.clock.seconds())
-    assert service.failures == 0
+    assert service.failures == 0 and r.ven.status()["failing"] is None
     service.stopService()
     assert not r.clock.getDelayedCalls()
+
+
+def test_the_status_an_operator_sees(rig):
+    r = rig()
+    assert r.ven.status()["registered"] is False
+    r.cycle()
+    r.deliver(simple_event())
+    status = r.ven.status()
+    assert (status["registered"], status["ven_id"], status["vtn_id"], status["failing"]) == \
+        (True, "ven-7", "vtn-1", None)
+    assert status["events"]["ev-1"]["opt"] == m.OPT_IN and status["events"]["ev-1"]["answered"] is True
+    assert status["events"]["ev-1"]["jeisson_events"] == list(r.ven.events["ev-1"].ids)
+    assert status["reports"]["rr-1"]["granularity_s"] == 10.0
 
 
 def test_the_kept_state_is_json(rig):

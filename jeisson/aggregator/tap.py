@@ -136,16 +136,19 @@ def makeService(options) -> MultiService:
         status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor)
         aggregator.add_listener(StatusFileListener(status_file))
         status_file.setServiceParent(top)
-    if config.manhole is not None:
-        manhole_service(config.manhole, {"aggregator": aggregator}).setServiceParent(top)
     try:
         web = aggregator_web(aggregator, api_config(config, options["config"]), reactor)
     except ConfigError as e:  # [api] tls = yes with credentials that cannot be used
         raise SystemExit(f"jeisson-aggregator: cannot start: {e}") from None
     if web is not None:
         web.setServiceParent(top)
+    namespace: dict[str, Any] = {"aggregator": aggregator}
     if config.openadr is not None:
         from jeisson.openadr.service import openadr_service
 
-        openadr_service(config.openadr, aggregator, reactor).setServiceParent(top)
+        ven = openadr_service(config.openadr, aggregator, reactor)
+        ven.setServiceParent(top)
+        namespace["openadr"] = ven.ven  # the manhole's openadr.status()
+    if config.manhole is not None:
+        manhole_service(config.manhole, namespace).setServiceParent(top)
     return top

@@ -23,9 +23,10 @@ duration bounds them (0: open-ended, then its intervals, else
 windows: the first piece is in force from ``dtstart`` and holds from
 ``dtstart + startafter`` (each home sheds at its own moment between), the
 last restores within ``startafter`` after the end.  The version of each
-jeisson event is the ``modificationNumber`` + 1; a cancellation's is one
-more, so that it wins over the values of its own modification number (some
-VTNs cancel without raising it).  Targets filter: an event (or a signal)
+jeisson event is 2 x ``modificationNumber`` + 1, a cancellation's one more:
+a cancellation wins over the values of its own modification number (some
+VTNs cancel without raising it), and any later modification wins over
+both, so the aggregator always holds the VTN's latest word.  Targets filter: an event (or a signal)
 for other VENs, resources, groups or parties is not applied.  A test event
 is answered and never applied.
 
@@ -277,7 +278,7 @@ def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] 
     must-run loads draw however deep they shed.  ``measured_w``: the
     fleet's measured total (for ``LOAD_DISPATCH`` deltas).
     """
-    version = event.modification_number + 1
+    version = 2 * event.modification_number + 1
     at = event.dtstart
 
     def answer(offers: tuple[Offer, ...], ids: Iterable[str], opt: str, reason: str, applied: bool = False,
@@ -288,11 +289,7 @@ def map_event(event: m.OadrEvent, settings: Settings, *, known: Collection[str] 
 
     pieces, acted, notes = pieces_of(event, settings, measured_w)
     if event.status == "cancelled":
-        # Without ``known`` (lost in a restart), its own pieces' ids: what
-        # was offered for it is cancelled all the same.
-        offered = set(known) or ({jeisson_id(event.event_id, n, settings.prefix) for n in range(len(pieces))}
-                                 if not event.test_event else set())
-        return answer(_cancel(offered, version + 1, at), (), m.OPT_IN, "cancelled by the VTN")
+        return answer(_cancel(known, version + 1, at), (), m.OPT_IN, "cancelled by the VTN")
     if event.status == "completed":
         return answer((), known, m.OPT_IN, "completed")
 

@@ -165,6 +165,7 @@ class OpenADRService(Service):
                           n=self.failures, s=self.clock.seconds() - (self.failing_since or self.clock.seconds()))
         self.failures = 0
         self.failing_since = None
+        self.ven.last_error = None
         self._schedule(self.ven.next_wake() - self.clock.seconds())
 
     def _failed(self, failure: Failure) -> None:

@@ -209,6 +209,22 @@ class VEN:
         owed = self.reports.get(request_id)
         self.fleet.keep(REPORT_PREFIX + request_id, None if owed is None else owed.as_json())
 
+    def status(self) -> dict[str, Any]:
+        """For operators (the manhole's ``openadr.status()``): the
+        registration, the last failure if the VTN fails now, the events
+        taken and the reports owed."""
+        return {
+            "vtn_url": self.config.vtn_url, "ven_name": self.config.ven_name, "registered": self.registered,
+            "ven_id": self.ven_id, "registration_id": self.registration_id, "vtn_id": self.vtn_id,
+            "poll_s": self.poll_s, "failing": None if self.last_error is None else str(self.last_error),
+            "events": {event_id: {"modification": seen.modification, "opt": seen.opt, "answered": seen.answered,
+                                  "jeisson_events": list(seen.ids)} for event_id, seen in self.events.items()},
+            "reports": {request_id: {"report": owed.request.report_specifier_id,
+                                     "granularity_s": owed.request.granularity_s,
+                                     "report_back_s": owed.request.report_back_s}
+                        for request_id, owed in self.reports.items()},
+        }
+
     # ------------------------------------------------------------ timing
 
     @property
