@@ -73,7 +73,9 @@ class SseClient:
         self.snapshot_bytes = 0
         self.after_snapshot = 0  # body bytes after the snapshot
         self.rounds: list[dict[str, Any]] = []  # {"number", "finished", "arrived"}
+        self.pending: int | None = None  # the snapshot's homes still to come (None: no snapshot yet)
         self.closed = False
+        self.ready_at: float | None = None  # every page of the snapshot read
 
     def feed(self, data: bytes, now: float) -> None:
         self.raw += data
@@ -122,9 +124,21 @@ class SseClient:
                 elif line.startswith(b"data: "):
                     data = line[6:]
             size = len(block) + 2
-            if event == "snapshot":
+            if event == "snapshot" and data is not None:
+                self.pending = json.loads(data).get("homes_pending", 0)
                 self.snapshot_bytes = size
-            elif self.snapshot_bytes:
+                if self.pending == 0:
+                    self.ready_at = now
+            elif self.ready_at is None:
+                # Until the snapshot's last page is in, counted with it.
+                self.snapshot_bytes += size
+                if event == "homes" and data is not None:
+                    page = json.loads(data)
+                    if "pending" in page:
+                        self.pending = page["pending"]
+                        if self.pending == 0:
+                            self.ready_at = now
+            else:
                 self.after_snapshot += size
             if event == "round" and data is not None:
                 r = json.loads(data)
@@ -161,7 +175,7 @@ def run_dashboards(port: int, count: int) -> None:
             if not data:
                 raise SystemExit("the aggregator closed a stream")
             client.feed(data, now)
-        if ready_at is None and all(c.snapshot_bytes for c in clients):
+        if ready_at is None and all(c.ready_at for c in clients):
             ready_at = time.time()
             print(json.dumps({"ready": count}), flush=True)
 
