@@ -5,8 +5,10 @@ response open.  What it sends, each a ``event: NAME`` and one ``data:``
 line of JSON:
 
 ``snapshot``
-    On connect: everything a page shows at first (the status, every home,
-    the events, the latest rounds).
+    On connect: everything a page shows at first: the status, the events,
+    the latest rounds and the first ``PAGE`` homes by id
+    (``homes_pending``: how many follow, as ``homes`` frames with
+    ``pending``, a page per reactor turn).
 ``round``
     A finished round (the API's ROUND without its per-home figures), at once.
 ``events``
@@ -19,7 +21,8 @@ line of JSON:
     have moved.
 ``homes``
     ``{"homes": [HOME, ...]}``: only the homes that changed since the last
-    push, at most once a second.
+    push, at most once a second and at most ``HOMES_PER_PUSH`` a push (the
+    rest the next second, oldest change first).
 
 and a comment line (``: heartbeat``) every ``HEARTBEAT_S`` so that proxies
 and the browser know the stream lives.  The home's stream is the same shape:
@@ -31,11 +34,15 @@ How it is built: a listener (``AggregatorPush``, ``HomePush``) on the
 process's seam marks what changed; a ``Coalescer`` on the clock turns a
 burst of marks into one push a second; ``Streams`` writes each frame to
 every open ``Client``.  A client is a push producer registered on its
-request: when its socket's buffer is full Twisted pauses it, and the frames
-wait in its own queue, bounded (``MAX_QUEUED_BYTES``): a client that
-falls further behind is cut off (logged), the others and the process go on.
-Each frame is encoded once for all clients; nothing is built while no
-stream is open.
+request: when its socket's buffer is full Twisted pauses it.  What
+happened once (a round, the events, a heartbeat) then waits in its own
+queue, bounded (``MAX_QUEUED_BYTES``): a client that falls further behind
+is cut off (logged), the others and the process go on.  What is state
+(power, homes) is not queued but *owed*: once the client reads again it is
+sent the figures as they are then, and the homes it missed, a page per
+reactor turn.  Each pushed frame is encoded once for all clients; nothing
+is built while no stream is open.  The views are the API's
+(``jeisson.web.aggregator_api``, ``jeisson.web.home_api``).
 """
 
 import json
