@@ -399,7 +399,8 @@ class AggregatorCollector(CoreCollector):
                 opted_out += 1
             watts = counted_w(record, now)
             committed += watts
-            per_feeder[feeder_of.get(record.id, on_none)] += watts
+            if feeder_of:
+                per_feeder[feeder_of.get(record.id, on_none)] += watts
         yield _gauge("jeisson_committed_watts", "What the aggregator counts the homes at now, as its API's status "
                      "does: each home's last commitment while it takes part, else cautiously (W).", committed)
         yield _labelled("jeisson_feeder_committed_watts", "The same, per feeder (W).", "feeder",
