@@ -447,3 +447,20 @@ def test_our_histogram_counts_as_prometheus_clients_own(values):
     assert mine.keys() == reference.keys()
     for key, value in reference.items():
         assert mine[key] == pytest.approx(value), key
+
+
+def test_a_refused_manhole_login_is_a_failed_authentication(stops):
+    from twisted.internet.address import IPv4Address
+
+    from jeisson.manhole.config import ManholeConfig
+    from jeisson.manhole.watch import _Guard, _Watch
+
+    net = Net(CONFIG)
+    metrics = metrics_of(net, stops)
+    guard = _Guard(ManholeConfig("tcp:7790:interface=127.0.0.1"), net.clock)
+    watch = _Watch(guard, IPv4Address("TCP", "127.0.0.1", 5000), "ssh", lambda kind, text: None, lambda: None)
+    watch.auth_failed("key SHA256:x for user root")
+    watch.auth_failed("key SHA256:y for user admin")
+    assert scrape(metrics).labelled("jeisson_auth_failures_total") == {
+        (("listener", "manhole"), ("reason", "login")): 2}
+    watch.lost()
