@@ -69,6 +69,7 @@ class SseClient:
         self.chunk_left = 0  # bytes of the current chunk still to come
         self.crlf_left = 0  # then its CRLF
         self.text = b""
+        self.scanned = 0  # how much of text holds no frame's end
         self.body_bytes = 0
         self.snapshot_bytes = 0
         self.after_snapshot = 0  # body bytes after the snapshot
@@ -113,10 +114,12 @@ class SseClient:
 
     def _frames(self, now: float) -> None:
         while True:
-            block, sep, rest = self.text.partition(b"\n\n")
-            if not sep:
+            # From where the last look stopped: a megabyte frame comes in many reads.
+            end = self.text.find(b"\n\n", max(0, self.scanned - 1))
+            if end < 0:
+                self.scanned = len(self.text)
                 return
-            self.text = rest
+            block, self.text, self.scanned = self.text[:end], self.text[end + 2:], 0
             event = data = None
             for line in block.split(b"\n"):
                 if line.startswith(b"event: "):

@@ -71,7 +71,7 @@ COALESCE_S = 1.0  # power and homes at most this often
 MAX_QUEUED_BYTES = 1 << 20  # what one paused client may fall behind before it is cut off
 RECENT_ROUNDS = 20  # the latest rounds a snapshot carries
 PAGE = 250  # homes per frame when a client is owed them (a snapshot's, a paused client's)
-HOMES_PER_PUSH = 1000  # the most homes one push carries: the rest stay for the next second
+HOMES_PER_PUSH = 250  # the most homes one push carries: the rest stay for the next second
 # What a ``power`` push carries of the status.
 POWER_FIELDS = ("at", "limit_w", "committed_w", "measured_w", "within_limit", "over_w", "negotiation", "homes",
                 "rounds_run")
@@ -347,6 +347,8 @@ class AggregatorPush(AggregatorListener):
     (``links``, ``seen``: add them to the aggregator before this one, as
     ``aggregator_stream`` does)."""
 
+    log = Logger()
+
     def __init__(self, aggregator: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.aggregator = aggregator
         self.clock = clock
@@ -491,6 +493,9 @@ class AggregatorPush(AggregatorListener):
         self.recent.append(view)
         if self.watching:
             self.streams.push(frame("round", view))
+            self.log.debug("round {n} pushed to {clients} stream(s), {ms:.1f} ms after it finished",
+                           n=summary.number, clients=len(self.streams.clients),
+                           ms=(self.clock.seconds() - summary.finished) * 1e3)
 
 
 def round_view(summary: RoundSummary) -> dict[str, Any]:
