@@ -56,6 +56,7 @@ setup(
             "types-pyserial==3.5.0.20261104",
             "digi-xbee>=1.5",
             "selenium>=4.20",
+        "openapi-spec-validator>=0.7",
         ],
     },
 )

@@ -69,11 +69,14 @@ class SseClient:
         self.chunk_left = 0  # bytes of the current chunk still to come
         self.crlf_left = 0  # then its CRLF
         self.text = b""
+        self.scanned = 0  # how much of text holds no frame's end
         self.body_bytes = 0
         self.snapshot_bytes = 0
         self.after_snapshot = 0  # body bytes after the snapshot
         self.rounds: list[dict[str, Any]] = []  # {"number", "finished", "arrived"}
+        self.pending: int | None = None  # the snapshot's homes still to come (None: no snapshot yet)
         self.closed = False
+        self.ready_at: float | None = None  # every page of the snapshot read
 
     def feed(self, data: bytes, now: float) -> None:
         self.raw += data
@@ -111,10 +114,12 @@ class SseClient:
 
     def _frames(self, now: float) -> None:
         while True:
-            block, sep, rest = self.text.partition(b"\n\n")
-            if not sep:
+            # From where the last look stopped: a megabyte frame comes in many reads.
+            end = self.text.find(b"\n\n", max(0, self.scanned - 1))
+            if end < 0:
+                self.scanned = len(self.text)
                 return
-            self.text = rest
+            block, self.text, self.scanned = self.text[:end], self.text[end + 2:], 0
             event = data = None
             for line in block.split(b"\n"):
                 if line.startswith(b"event: "):
@@ -122,9 +127,21 @@ class SseClient:
                 elif line.startswith(b"data: "):
                     data = line[6:]
             size = len(block) + 2
-            if event == "snapshot":
+            if event == "snapshot" and data is not None:
+                self.pending = json.loads(data).get("homes_pending", 0)
                 self.snapshot_bytes = size
-            elif self.snapshot_bytes:
+                if self.pending == 0:
+                    self.ready_at = now
+            elif self.ready_at is None:
+                # Until the snapshot's last page is in, counted with it.
+                self.snapshot_bytes += size
+                if event == "homes" and data is not None:
+                    page = json.loads(data)
+                    if "pending" in page:
+                        self.pending = page["pending"]
+                        if self.pending == 0:
+                            self.ready_at = now
+            else:
                 self.after_snapshot += size
             if event == "round" and data is not None:
                 r = json.loads(data)
@@ -161,7 +178,7 @@ def run_dashboards(port: int, count: int) -> None:
             if not data:
                 raise SystemExit("the aggregator closed a stream")
             client.feed(data, now)
-        if ready_at is None and all(c.snapshot_bytes for c in clients):
+        if ready_at is None and all(c.ready_at for c in clients):
             ready_at = time.time()
             print(json.dumps({"ready": count}), flush=True)
 

@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from jeisson.demo import Fleet, free_ports
+from tests.lab import start_lab
 from tests.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
@@ -41,11 +41,6 @@ HOMES = {
     "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
     "home-b": [("b1", 2500, 8, "no"), ("b2", 1000, 3, "no")],
 }
-
-
-def write(path, text):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def api(port, path, method="GET", body=None):
@@ -65,83 +60,18 @@ def api_or_none(port, path):
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, credentials):
-    work = str(tmp_path_factory.mktemp("browser"))
-    names = ("aggregator", "api", "home-a", "home-b", "home-a-api", "home-b-api")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    write(os.path.join(work, "events.ini"), "")
-    write(os.path.join(work, "aggregator.ini"), f"""
-[aggregator]
-listen = tcp:{ports['aggregator']}:interface=127.0.0.1
-heartbeat_s = 1
-round_period_s = 2
-round_timeout_s = 2
-events_file = {work}/events.ini
-events_poll_s = 0.2
-
-[api]
-listen = tcp:{ports['api']}:interface=127.0.0.1
-
-[home:home-a]
-secret = secret-a
-
-[home:home-b]
-secret = secret-b
-""" + credentials.aggregator_tls())
-    for home, loads in HOMES.items():
-        board = f"{home}-board"
-        text = f"""
-[home]
-reconnect_base_s = 1
-reconnect_cap_s = 4
-id = {home}
-secret = secret-{home[-1]}
-aggregator = tcp:127.0.0.1:{ports['aggregator']}
-actuators = tcp:{ports[home]}:interface=127.0.0.1
-heartbeat_s = 1
-command_timeout_s = 2
-measure_period_s = 1
-
-[api]
-listen = tcp:{ports[home + '-api']}:interface=127.0.0.1
-
-[actuator:{board}]
-relays = {len(loads)}
-key = {credentials.board(board)}
-""" + credentials.home_tls(home)
-        board_text = f"""
-[actuator]
-id = {board}
-home = tcp:127.0.0.1:{ports[home]}
-failsafe_after_s = 5
-measure_period_s = 0.5
-noise = 0.01
-seed = 7
-cold_load_min_s = 0
-cold_load_max_s = 1
-key = {credentials.board(board)}
-"""
-        for relay, (load, watts, priority, critical) in enumerate(loads, 1):
-            text += (f"\n[load:{load}]\nactuator = {board}\nrelay = {relay}\nrated_w = {watts}\n"
-                     f"priority = {priority}\ncritical = {critical}\n")
-            board_text += f"\n[relay:{relay}]\nload_w = {watts}\nsafe_state = off\nmin_interval_s = 0\n"
-        write(os.path.join(work, f"{home}.ini"), text)
-        write(os.path.join(work, f"{board}.ini"), board_text)
-    fleet = Fleet(work)
-    fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
-    for home in HOMES:
-        fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
-        fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
+    lab = start_lab(str(tmp_path_factory.mktemp("browser")), HOMES, credentials)
     try:
         def ready():
-            homes = api_or_none(ports["api"], "/homes")
+            homes = api_or_none(lab.ports["api"], "/homes")
             return homes and all(h["connected"] and h["loads"] and all(load["on"] == load["wanted"]
                                                                        for load in h["loads"])
                                  for h in homes["homes"]) and homes
 
         wait_for(ready, 30, "both homes to connect and report, their loads as their owners set them")
-        yield {"work": work, "ports": ports, "fleet": fleet}
+        yield {"work": lab.work, "ports": lab.ports, "fleet": lab.fleet}
     finally:
-        fleet.stop()
+        lab.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
@@ -422,3 +424,43 @@ def test_an_observer_that_raises_does_not_stop_the_link(stops, logs):
     failures = [e for e in logs if "log_failure" in e]
     assert failures
     logs.clear()  # logged, as it should be: not a failure of this test
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=50))
+def test_our_histogram_counts_as_prometheus_clients_own(values):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Histogram as Theirs
+
+    from jeisson.web.metrics import COMMIT_BUCKETS, Histogram
+
+    ours = Histogram("h_seconds", "doc", COMMIT_BUCKETS)
+    theirs = Theirs("h_seconds", "doc", buckets=COMMIT_BUCKETS, registry=CollectorRegistry())
+    for value in values:
+        ours.observe(value)
+        theirs.observe(value)
+
+    def samples(family):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples
+                if not s.name.endswith("_created")}
+
+    mine, reference = samples(ours.family()), samples(theirs.collect()[0])
+    assert mine.keys() == reference.keys()
+    for key, value in reference.items():
+        assert mine[key] == pytest.approx(value), key
+
+
+def test_a_refused_manhole_login_is_a_failed_authentication(stops):
+    from twisted.internet.address import IPv4Address
+
+    from jeisson.manhole.config import ManholeConfig
+    from jeisson.manhole.watch import _Guard, _Watch
+
+    net = Net(CONFIG)
+    metrics = metrics_of(net, stops)
+    guard = _Guard(ManholeConfig("tcp:7790:interface=127.0.0.1"), net.clock)
+    watch = _Watch(guard, IPv4Address("TCP", "127.0.0.1", 5000), "ssh", lambda kind, text: None, lambda: None)
+    watch.auth_failed("key SHA256:x for user root")
+    watch.auth_failed("key SHA256:y for user admin")
+    assert scrape(metrics).labelled("jeisson_auth_failures_total") == {
+        (("listener", "manhole"), ("reason", "login")): 2}
+    watch.lost()

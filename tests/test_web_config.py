@@ -128,3 +128,28 @@ def test_the_listeners_limits_are_read_from_api():
     assert api_of("").limits.max_connections == 256
     with pytest.raises(ConfigError, match=r"\[api\] max_connections: expected a whole number"):
         api_of("[api]\nmax_connections = many\n")
+
+
+class TakenReactor:
+    """A reactor whose every port is taken."""
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        from twisted.internet.error import CannotListenError
+
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+def test_a_default_port_taken_is_warned_about_and_one_written_stops_the_start():
+    from twisted.logger import capturedLogs, formatEvent
+
+    from jeisson.web import ApiListener
+
+    default = ApiListener(HOME_LISTEN, object(), explicit=False, reactor=TakenReactor(), what="home h2 API")
+    with capturedLogs() as events:
+        default.privilegedStartService()
+    said = [formatEvent(e) for e in events]
+    assert any("home h2 API: not served: cannot listen on tcp:8481" in line and "[api] listen" in line
+               for line in said), said
+    written = ApiListener(HOME_LISTEN, object(), explicit=True, reactor=TakenReactor(), what="home h2 API")
+    with pytest.raises(Exception, match="Address already in use"):
+        written.privilegedStartService()

@@ -174,16 +174,15 @@ def test_nothing_is_tracked_while_no_stream_is_open(net, stream):
     resource, site = stream
     h1 = net.home("h1", *H1_LOADS)
     h1.say(wire.Measure(1.0, 900.0, ()))
-    assert resource.push.dirty == set() and not resource.push.power_moved
+    assert resource.push.dirty == {} and not resource.push.power_moved
     assert not [c for c in net.clock.getDelayedCalls() if "Coalescer" in repr(c.func)]
 
 
-def test_a_client_that_stops_reading_is_cut_off_past_its_bound_and_the_others_go_on(net):
-    resource = push.aggregator_stream(net.aggregator, net.clock)
-    resource.push.streams.max_queued = 2000
-    site = site_with(resource)
+def test_a_client_that_stops_reading_is_owed_the_state_not_sent_a_queue_of_it(net, stream):
+    resource, site = stream
     slow, fast = Reader(site), Reader(site)
     slow_client, fast_client = resource.push.streams.clients
+    net.clock.advance(0)  # the snapshots' pages
     # Its socket's buffer is full: Twisted pauses the channel, and the channel the client.
     slow.transport.producer.pauseProducing()
     assert slow_client.paused
@@ -192,14 +191,31 @@ def test_a_client_that_stops_reading_is_cut_off_past_its_bound_and_the_others_go
     for i in range(30):
         h1.say(wire.Measure(float(i), 1000.0 + i, ()))
         net.clock.advance(1)
-    assert len(slow.transport.value()) == sent_before  # nothing written while paused
+    # Nothing written; queued, only what happened once (heartbeats, the
+    # event binding at 20 s, its round): it is owed the power and h1, as they will be.
+    assert len(slow.transport.value()) == sent_before
+    assert {data.split(b"\n")[0] for data in slow_client.queue} == {b": heartbeat", b"event: events", b"event: round"}
+    assert list(slow_client.owed) == ["h1"] and slow_client.owe_power
+    assert len(fast.data("power")) >= 29 and not slow_client.gone
+
+
+def test_a_client_that_stops_reading_is_cut_off_past_its_bound_and_the_others_go_on(net):
+    resource = push.aggregator_stream(net.aggregator, net.clock)
+    resource.push.streams.max_queued = 2000
+    site = site_with(resource)
+    slow, fast = Reader(site), Reader(site)
+    slow_client, fast_client = resource.push.streams.clients
+    slow.transport.producer.pauseProducing()
+    # Events pushed one after the other: frames that queue for the paused client.
+    for i in range(10):
+        net.aggregator.add_event(f"gala-{i}", 3, "+100", "+150")
     # Cut off at once (abort: a close would wait for the buffer it does not read).
     assert slow_client.gone and slow.transport.disconnecting
     assert resource.push.streams.clients == [fast_client]
-    assert len(fast.data("power")) >= 29
+    assert len(fast.data("events")) == 10
 
 
-def test_a_paused_client_catches_up_in_order_when_resumed(net, stream):
+def test_a_paused_client_catches_up_with_the_current_figures_when_resumed(net, stream):
     resource, site = stream
     reader = Reader(site)
     reader.transport.producer.pauseProducing()
@@ -207,10 +223,32 @@ def test_a_paused_client_catches_up_in_order_when_resumed(net, stream):
     for i in range(3):
         h1.say(wire.Measure(float(i), 1000.0 + i, ()))
         net.clock.advance(1)
-    assert reader.data("power") == []
+    net.run_until(FIRST_ROUND)  # the event binds: its frame queues
+    assert reader.data("power") == [] and reader.data("events") == []
     reader.transport.producer.resumeProducing()
-    assert [p["measured_w"] - _counted(net, "h2") - _counted(net, "h3") - _counted(net, "h4")
-            for p in reader.data("power")] == [1000.0, 1001.0, 1002.0]
+    assert len(reader.data("events")) == 1  # the queue at once
+    net.clock.advance(0)  # then what it is owed, on the next turn
+    others = sum(_counted(net, h) for h in ("h2", "h3", "h4"))
+    assert [p["measured_w"] for p in reader.data("power")] == [1002.0 + others]
+    assert [h["measured_w"] for h in reader.data("homes")[-1]["homes"]] == [1002.0]
+
+
+def test_a_large_snapshot_comes_a_page_per_reactor_turn_and_a_push_carries_a_bounded_number_of_homes(
+        net, stream, monkeypatch):
+    monkeypatch.setattr(push, "PAGE", 3)
+    monkeypatch.setattr(push, "HOMES_PER_PUSH", 2)
+    homes = [net.home(h) for h in ("h1", "h2", "h3", "h4")]
+    reader = Reader(stream[1])
+    [snapshot] = reader.data("snapshot")
+    assert [h["id"] for h in snapshot["homes"]] == ["h1", "h2", "h3"] and snapshot["homes_pending"] == 1
+    net.clock.advance(0)
+    assert [h["id"] for h in reader.data("homes")[0]["homes"]] == ["h4"]
+    for i, home in enumerate(homes):
+        home.say(wire.Measure(1.0, 100.0 * (i + 1), ()))
+    net.clock.advance(0)
+    assert [[h["id"] for h in push_["homes"]] for push_ in reader.data("homes")[1:]] == [["h1", "h2"]]
+    net.clock.advance(1)
+    assert [[h["id"] for h in push_["homes"]] for push_ in reader.data("homes")[1:]] == [["h1", "h2"], ["h3", "h4"]]
 
 
 def test_each_frame_is_one_event_with_one_line_of_json():

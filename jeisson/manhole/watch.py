@@ -11,6 +11,7 @@ import attrs
 from twisted.internet import interfaces
 from twisted.logger import Logger
 
+from jeisson import observe
 from jeisson.manhole.config import CLOSE_GRACE_S, ManholeConfig
 
 # ------------------------------------------------------------- the core
@@ -180,6 +181,7 @@ class _Watch:
         """An authentication (``what``: key and user) was refused; whether
         the peer may try again."""
         self.failures.append(what)
+        observe.auth_failed("manhole", "login")  # the key and user are the peer's words: not a label
         self.guard.failed(self.host)
         if len(self.failures) < self.guard.config.max_auth_tries:
             return True

@@ -26,7 +26,7 @@ from jeisson import store as kinds
 from jeisson.aggregator import audit
 from jeisson.aggregator import events as event_rules
 from jeisson.aggregator.core import Aggregator
-from jeisson.aggregator.events import MAX_EVENT_S, Event, Offer, Outcome
+from jeisson.aggregator.events import Event, Offer, Outcome
 from jeisson.aggregator.homes import HomeRecord
 from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary, overs
@@ -382,7 +382,7 @@ class AggregatorApi:
         if end <= start:
             raise errors.bad_field("end", f"the event must end after it starts ({format_utc(end)} is not after "
                                           f"{format_utc(start)})")
-        max_s = self.aggregator.config.max_event_s if hasattr(self.aggregator.config, "max_event_s") else MAX_EVENT_S
+        max_s = self.aggregator.schedule.book.max_event_s
         if end - start > max_s:
             raise errors.bad_field("end", f"the event lasts {end - start:.0f} s, longer than the {max_s:.0f} s an "
                                           "event may last ([aggregator] max_event_s)")

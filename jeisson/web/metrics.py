@@ -52,7 +52,6 @@ from jeisson import observe
 from jeisson.aggregator import listeners as aggregator_listeners
 from jeisson.home import listeners as home_listeners
 from jeisson.limits import ABORTED_LOCKED, ABORTED_RATE, ABORTED_TOO_MANY, ABORTED_TOTAL
-from jeisson.web.aggregator_api import CANCELLED, STATES, counted_w, event_state
 from jeisson.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
 from jeisson.wire import aggregator_home as wire
 
@@ -371,6 +370,10 @@ class AggregatorCollector(CoreCollector):
     """The aggregator's live state, read at scrape time from its facade."""
 
     def live(self) -> Iterator[Metric]:
+        # The API's own figures, so that both say the same (imported here:
+        # a home's process need not load the aggregator's rooms).
+        from jeisson.web.aggregator_api import CANCELLED, STATES, counted_w, event_state
+
         aggregator = self.core
         now = aggregator.clock.seconds()
         yield _info("aggregator")
@@ -399,7 +402,8 @@ class AggregatorCollector(CoreCollector):
                 opted_out += 1
             watts = counted_w(record, now)
             committed += watts
-            per_feeder[feeder_of.get(record.id, on_none)] += watts
+            if feeder_of:
+                per_feeder[feeder_of.get(record.id, on_none)] += watts
         yield _gauge("jeisson_committed_watts", "What the aggregator counts the homes at now, as its API's status "
                      "does: each home's last commitment while it takes part, else cautiously (W).", committed)
         yield _labelled("jeisson_feeder_committed_watts", "The same, per feeder (W).", "feeder",

@@ -5,8 +5,10 @@ response open.  What it sends, each a ``event: NAME`` and one ``data:``
 line of JSON:
 
 ``snapshot``
-    On connect: everything a page shows at first (the status, every home,
-    the events, the latest rounds).
+    On connect: everything a page shows at first: the status, the events,
+    the latest rounds and the first ``PAGE`` homes by id
+    (``homes_pending``: how many follow, as ``homes`` frames with
+    ``pending``, a page per reactor turn).
 ``round``
     A finished round (the API's ROUND without its per-home figures), at once.
 ``events``
@@ -19,7 +21,8 @@ line of JSON:
     have moved.
 ``homes``
     ``{"homes": [HOME, ...]}``: only the homes that changed since the last
-    push, at most once a second.
+    push, at most once a second and at most ``HOMES_PER_PUSH`` a push (the
+    rest the next second, oldest change first).
 
 and a comment line (``: heartbeat``) every ``HEARTBEAT_S`` so that proxies
 and the browser know the stream lives.  The home's stream is the same shape:
@@ -31,11 +34,15 @@ How it is built: a listener (``AggregatorPush``, ``HomePush``) on the
 process's seam marks what changed; a ``Coalescer`` on the clock turns a
 burst of marks into one push a second; ``Streams`` writes each frame to
 every open ``Client``.  A client is a push producer registered on its
-request: when its socket's buffer is full Twisted pauses it, and the frames
-wait in its own queue, bounded (``MAX_QUEUED_BYTES``): a client that
-falls further behind is cut off (logged), the others and the process go on.
-Each frame is encoded once for all clients; nothing is built while no
-stream is open.
+request: when its socket's buffer is full Twisted pauses it.  What
+happened once (a round, the events, a heartbeat) then waits in its own
+queue, bounded (``MAX_QUEUED_BYTES``): a client that falls further behind
+is cut off (logged), the others and the process go on.  What is state
+(power, homes) is not queued but *owed*: once the client reads again it is
+sent the figures as they are then, and the homes it missed, a page per
+reactor turn.  Each pushed frame is encoded once for all clients; nothing
+is built while no stream is open.  The views are the API's
+(``jeisson.web.aggregator_api``, ``jeisson.web.home_api``).
 """
 
 import json
@@ -63,6 +70,8 @@ HEARTBEAT_S = 15.0
 COALESCE_S = 1.0  # power and homes at most this often
 MAX_QUEUED_BYTES = 1 << 20  # what one paused client may fall behind before it is cut off
 RECENT_ROUNDS = 20  # the latest rounds a snapshot carries
+PAGE = 250  # homes per frame when a client is owed them (a snapshot's, a paused client's)
+HOMES_PER_PUSH = 250  # the most homes one push carries: the rest stay for the next second
 # What a ``power`` push carries of the status.
 POWER_FIELDS = ("at", "limit_w", "committed_w", "measured_w", "within_limit", "over_w", "negotiation", "homes",
                 "rounds_run")
@@ -85,20 +94,33 @@ HEARTBEAT = b": heartbeat\n\n"
 
 @implementer(IPushProducer)
 class Client:
-    """One open stream: frames are written to ``request`` while its socket
-    takes them, queued while Twisted has paused it (its buffer full), and
-    past ``max_queued`` bytes queued the client is cut off."""
+    """One open stream.  Discrete frames (a round, the events, a heartbeat)
+    are written while its socket takes them and queued while Twisted has
+    paused it (its buffer full); past ``max_queued`` bytes queued the
+    client is cut off.  What is *state* (the power figures, the homes) is
+    never queued: a client that cannot take it now is *owed* it
+    (``owe_power``, ``owed`` ids), and is sent the current figures once it
+    can, a page at a time (``Streams``)."""
 
     log = Logger()
 
-    def __init__(self, request: Request, max_queued: int = MAX_QUEUED_BYTES):
+    def __init__(self, request: Request, max_queued: int = MAX_QUEUED_BYTES,
+                 resumed: Callable[["Client"], None] | None = None):
         self.request = request
         self.max_queued = max_queued
+        self.resumed = resumed
         self.paused = False
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.gone = False
+        self.owed: dict[str, None] = {}  # ids owed, oldest first
+        self.owe_power = False
         self.peer = str(request.getClientAddress())
+
+    @property
+    def ready(self) -> bool:
+        """Takes state as it is pushed: not paused, owing it nothing."""
+        return not self.paused and not self.owed and not self.owe_power and not self.gone
 
     def send(self, data: bytes) -> None:
         if self.gone:
@@ -119,6 +141,7 @@ class Client:
         self.gone = True
         self.queue.clear()
         self.queued = 0
+        self.owed.clear()
         channel = self.request.channel
         if channel is not None and channel.transport is not None:
             # Not loseConnection: that waits for the buffer this client does not read.
@@ -134,52 +157,107 @@ class Client:
             data = self.queue.popleft()
             self.queued -= len(data)
             self.request.write(data)
+        if not self.paused and not self.gone and self.resumed is not None:
+            self.resumed(self)
 
     def stopProducing(self) -> None:  # noqa: N802
         self.gone = True
         self.queue.clear()
+        self.owed.clear()
 
 
 class Streams:
-    """The open streams of one process.  ``snapshot()`` makes the first
-    frame a new client gets; ``opened`` and ``closed`` tell the listener
-    when the first opens and the last closes (it tracks nothing without
+    """The open streams of one process.
+
+    ``snapshot()`` gives a new client's first frame and the ids it is still
+    owed (sent after it, ``PAGE`` at a time, one page per reactor turn: a
+    10,000-home snapshot never holds the reactor for long);
+    ``page(ids, pending)`` is the frame of those ids' current views
+    (``pending``: how many are still owed after it); ``power()`` the
+    current power frame.  ``opened`` and ``closed`` tell the listener when
+    the first opens and the last closes (it tracks nothing without
     clients).  A heartbeat comment goes to every client every
     ``HEARTBEAT_S`` while any is open."""
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, snapshot: Callable[[], bytes], opened: Callable[[], None],
-                 closed: Callable[[], None], max_queued: int = MAX_QUEUED_BYTES):
+    def __init__(self, clock: IReactorTime, snapshot: Callable[[], tuple[bytes, list[str]]],
+                 page: Callable[[list[str], int], bytes], power: Callable[[], bytes] | None,
+                 opened: Callable[[], None], closed: Callable[[], None], max_queued: int = MAX_QUEUED_BYTES):
         self.clock = clock
         self.snapshot = snapshot
+        self.page = page
+        self.power = power
         self.opened = opened
         self.closed = closed
         self.max_queued = max_queued
         self.clients: list[Client] = []
         self._heartbeat: IDelayedCall | None = None
-        self.bytes_sent = 0  # every byte pushed, to all clients (the bench reads it)
+        self._serving: dict[Client, IDelayedCall] = {}
 
     def open(self, request: Request) -> Client:
         """A new stream on ``request`` (its headers set by the resource)."""
-        client = Client(request, self.max_queued)
+        client = Client(request, self.max_queued, self._serve_soon)
         request.registerProducer(client, True)
         request.notifyFinish().addBoth(lambda _: self._finished(client))
         if not self.clients:
             self.opened()
             self._heartbeat = self.clock.callLater(HEARTBEAT_S, self._beat)
         self.clients.append(client)
-        data = self.snapshot()
-        self.bytes_sent += len(data)
-        client.send(data)
+        first, owed = self.snapshot()
+        client.send(first)
+        client.owed.update(dict.fromkeys(owed))
+        self._serve_soon(client)
         return client
 
     def push(self, data: bytes) -> None:
+        """A discrete frame, to every client (queued for those paused)."""
         for client in list(self.clients):
             client.send(data)
-            self.bytes_sent += len(data)
             if client.gone:
                 self._finished(client)
+
+    def push_state(self, ids: list[str], homes: Callable[[], bytes] | None, power: bytes | None) -> None:
+        """What changed: ``power`` (a frame) and ``homes()`` (the frame of
+        ``ids``) to the clients ready for it; owed to the others."""
+        ready = [c for c in self.clients if c.ready]
+        data = b"" if power is None else power
+        if ids and homes is not None and ready:
+            data += homes()
+        if data:
+            for client in ready:
+                client.send(data)
+        for client in self.clients:
+            if client in ready or client.gone:
+                continue
+            client.owed.update(dict.fromkeys(ids))
+            client.owe_power = client.owe_power or power is not None
+            self._serve_soon(client)
+
+    def _serve_soon(self, client: Client) -> None:
+        if client not in self._serving and not client.gone and (client.owed or client.owe_power):
+            self._serving[client] = self.clock.callLater(0, self._serve, client)
+
+    def _serve(self, client: Client) -> None:
+        """One page of what ``client`` is owed; the next on the next turn.
+        A paused client is served again when it resumes."""
+        del self._serving[client]
+        if client.gone or client.paused:
+            return
+        if client.owe_power and self.power is not None:
+            client.owe_power = False
+            client.send(self.power())
+        client.owe_power = False
+        if client.owed:
+            ids = []
+            for home_id in client.owed:
+                ids.append(home_id)
+                if len(ids) == PAGE:
+                    break
+            for home_id in ids:
+                del client.owed[home_id]
+            client.send(self.page(ids, len(client.owed)))
+        self._serve_soon(client)
 
     def _beat(self) -> None:
         self._heartbeat = self.clock.callLater(HEARTBEAT_S, self._beat)
@@ -187,6 +265,7 @@ class Streams:
 
     def _finished(self, client: Client) -> None:
         client.gone = True
+        timers.cancel(self._serving.pop(client, None))
         if client not in self.clients:
             return
         self.clients.remove(client)
@@ -268,15 +347,18 @@ class AggregatorPush(AggregatorListener):
     (``links``, ``seen``: add them to the aggregator before this one, as
     ``aggregator_stream`` does)."""
 
+    log = Logger()
+
     def __init__(self, aggregator: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.aggregator = aggregator
         self.clock = clock
         self.links = LinkTimes(clock)
         self.seen = EventsSeen(aggregator.events)
-        self.streams = Streams(clock, self.snapshot_frame, self._opened, self._closed, max_queued)
+        self.streams = Streams(clock, self.snapshot_frame, self.homes_frame, self.power_frame, self._opened,
+                               self._closed, max_queued)
         self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
         self.watching = False
-        self.dirty: set[str] = set()
+        self.dirty: dict[str, None] = {}  # the homes changed since the last push, oldest first
         self.power_moved = False
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
         # The rounds before this listener was added (its last one, at least).
@@ -296,7 +378,16 @@ class AggregatorPush(AggregatorListener):
 
     def homes_view(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         records = self.aggregator.homes
-        return [home_view(self.aggregator, records[i], self.links) for i in sorted(ids)]
+        return [home_view(self.aggregator, records[i], self.links) for i in ids]
+
+    def homes_frame(self, ids: list[str], pending: int | None = None) -> bytes:
+        """``homes``: those homes as they are now.  A page of what a client
+        is owed (a snapshot's, a paused client's) says how many are still
+        ``pending`` after it (0: the last)."""
+        data: dict[str, Any] = {"homes": self.homes_view(ids)}
+        if pending is not None:
+            data["pending"] = pending
+        return frame("homes", data)
 
     def events_view(self) -> list[dict[str, Any]]:
         """The events as ``GET /api/v1/events`` lists them."""
@@ -315,26 +406,43 @@ class AggregatorPush(AggregatorListener):
         status = status_view(self.aggregator, self.links)
         return {key: status[key] for key in POWER_FIELDS}
 
-    def snapshot_frame(self) -> bytes:
+    def power_frame(self) -> bytes:
+        return frame("power", self.power_view())
+
+    def snapshot_frame(self) -> tuple[bytes, list[str]]:
+        """The status, the events, the latest rounds and the first ``PAGE``
+        homes (by id); the others follow as ``homes`` frames, a page per
+        reactor turn (``homes_pending`` says how many)."""
+        ids = sorted(self.aggregator.homes)
+        first, rest = ids[:PAGE], ids[PAGE:]
         return frame("snapshot", {"status": status_view(self.aggregator, self.links),
-                                  "homes": self.homes_view(self.aggregator.homes),
-                                  "events": self.events_view(), "rounds": list(self.recent)})
+                                  "homes": self.homes_view(first), "homes_pending": len(rest),
+                                  "events": self.events_view(), "rounds": list(self.recent)}), rest
 
     # -- pushing
 
     def flush(self) -> None:
         if not self.watching:
             return
+        power = None
         if self.power_moved:
             self.power_moved = False
-            self.streams.push(frame("power", self.power_view()))
+            power = self.power_frame()
+        ids = []
+        for home_id in self.dirty:
+            ids.append(home_id)
+            if len(ids) == HOMES_PER_PUSH:
+                break
+        for home_id in ids:
+            del self.dirty[home_id]
+        self.streams.push_state(ids, lambda: self.homes_frame(ids), power)
         if self.dirty:
-            ids, self.dirty = self.dirty, set()
-            self.streams.push(frame("homes", {"homes": self.homes_view(ids)}))
+            # More homes changed than one push carries: the rest next second.
+            self.coalescer.poke()
 
     def _home(self, home_id: str) -> None:
         if self.watching:
-            self.dirty.add(home_id)
+            self.dirty[home_id] = None
             self.power_moved = True
             self.coalescer.poke()
 
@@ -385,6 +493,9 @@ class AggregatorPush(AggregatorListener):
         self.recent.append(view)
         if self.watching:
             self.streams.push(frame("round", view))
+            self.log.debug("round {n} pushed to {clients} stream(s), {ms:.1f} ms after it finished",
+                           n=summary.number, clients=len(self.streams.clients),
+                           ms=(self.clock.seconds() - summary.finished) * 1e3)
 
 
 def round_view(summary: RoundSummary) -> dict[str, Any]:
@@ -415,7 +526,8 @@ class HomePush(HomeListener):
     def __init__(self, home: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.home = home
         self.clock = clock
-        self.streams = Streams(clock, self.snapshot_frame, self._opened, self._closed, max_queued)
+        self.streams = Streams(clock, self.snapshot_frame, self.loads_frame, self.status_frame, self._opened,
+                               self._closed, max_queued)
         self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
         self.watching = False
         self.dirty: set[str] = set()
@@ -429,21 +541,28 @@ class HomePush(HomeListener):
         self.dirty.clear()
         self.coalescer.stop()
 
-    def snapshot_frame(self) -> bytes:
-        return frame("snapshot", {"status": home_api.status_view(self.home), "loads": self.loads_view(self.home.loads)})
+    def snapshot_frame(self) -> tuple[bytes, list[str]]:
+        return frame("snapshot", {"status": home_api.status_view(self.home),
+                                  "loads": self.loads_view(sorted(self.home.loads))}), []
 
     def loads_view(self, ids: Iterable[str]) -> list[dict[str, Any]]:
-        return [home_api.load_view(self.home, load_id) for load_id in sorted(ids)]
+        return [home_api.load_view(self.home, load_id) for load_id in ids]
+
+    def loads_frame(self, ids: list[str], pending: int | None = None) -> bytes:
+        return frame("loads", {"loads": self.loads_view(ids)})
+
+    def status_frame(self) -> bytes:
+        return frame("status", home_api.status_view(self.home))
 
     def flush(self) -> None:
         if not self.watching:
             return
+        status = None
         if self.status_moved:
             self.status_moved = False
-            self.streams.push(frame("status", home_api.status_view(self.home)))
-        if self.dirty:
-            ids, self.dirty = self.dirty, set()
-            self.streams.push(frame("loads", {"loads": self.loads_view(ids)}))
+            status = self.status_frame()
+        ids, self.dirty = sorted(self.dirty), set()
+        self.streams.push_state(ids, lambda: self.loads_frame(ids), status)
 
     def _moved(self, *loads: str) -> None:
         if self.watching:
