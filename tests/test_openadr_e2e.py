@@ -285,12 +285,12 @@ def test_load_dispatch_setpoints_interval_by_interval(lab):
     start = time.time() + 3
     # OpenLEADR sends LOAD_DISPATCH setpoints without an item: kW.
     vtn.command(cmd="event", id="dispatch-1", signal="LOAD_DISPATCH",
-                intervals=[{"start": start, "duration_s": 12, "payload": 4.5},
-                           {"duration_s": 12, "payload": 2.5}])
+                intervals=[{"start": start, "duration_s": 20, "payload": 4.5},
+                           {"duration_s": 20, "payload": 2.5}])
     wait_for(lambda: (0, "optIn") in opts(lab, "dispatch-1"), 15, "the aggregator's optIn to dispatch-1")
-    held_under(lab, 4500, start + 10 - time.time(), "the homes under the first interval's 4.5 kW")
-    assert time.time() < start + 12, "the first interval ended before the homes were under its setpoint"
-    held_under(lab, 2500, start + 12 + 10 - time.time(), "the homes under the second interval's 2.5 kW")
+    held_under(lab, 4500, start + 15 - time.time(), "the homes under the first interval's 4.5 kW")
+    assert time.time() < start + 20, "the first interval ended before the homes were under its setpoint"
+    held_under(lab, 2500, start + 20 + 15 - time.time(), "the homes under the second interval's 2.5 kW")
     wait_for(lambda: (s := status(lab)) and s["event"] is None and (d := drawn_w(s)) and d > 4500, 30,
              "the homes' loads back after the last interval")
 
