@@ -77,6 +77,18 @@ def wait_record(path: pathlib.Path, match, seconds: float, what: str) -> dict:
     raise SystemExit(f"timed out after {seconds} s waiting for {what} (see {path})")
 
 
+def every_budget(helpers: list[subprocess.Popen], event: str, length: float) -> float | None:
+    """When the last home had its budget under ``event`` (each helper says
+    once all its homes have committed); None if not within the event."""
+    try:
+        replies = [rl.read_json_line(helper, length + 30) for helper in helpers]
+    except TimeoutError:
+        return None
+    if any(r.get("event") != event for r in replies):
+        raise SystemExit(f"unexpected from a helper: {replies}")
+    return max(r["last_budget"] for r in replies)
+
+
 def delivered(vtn_record: pathlib.Path, event_id: str, ven_id: str) -> float:
     """When the VTN first answered ``ven_id``'s poll with ``event_id``."""
     def match(record: dict) -> bool:
@@ -184,16 +196,11 @@ def main() -> None:
             created = wait_record(vtn_record, lambda r, e=event_id: r["kind"] == "event" and r["id"] == e, 10,
                                   f"the VTN to create {event_id}")["t"]
 
-            ours = jeisson_id(event_id, 0)
-            try:
-                replies = [rl.read_json_line(helper, length + 30) for helper in helpers]
-            except TimeoutError:
+            last_budget = every_budget(helpers, jeisson_id(event_id, 0), length)
+            if last_budget is None:
                 print(f"trial {k + 1}: not every home had its budget and committed within the event", flush=True)
                 missed += 1
                 continue
-            if any(r.get("event") != ours for r in replies):
-                raise SystemExit(f"unexpected from a helper: {replies}")
-            last_budget = max(r["last_budget"] for r in replies)
             theirs = wait_record(ven_record, lambda r, e=event_id: r["kind"] == "event" and r["event_id"] == e, 30,
                                  f"OpenLEADR's VEN to get {event_id}")["t"]
             to_us = delivered(vtn_record, event_id, "aggregator")
@@ -215,13 +222,12 @@ def main() -> None:
             (work / "events.ini").write_text(
                 f"[event:{file_event}]\nlimit_kw = {level_kw:.3f}\nstart = {rl.utc(written)}\n"
                 f"end = {rl.utc(written + length)}\n")
-            try:
-                replies = [rl.read_json_line(helper, length + 30) for helper in helpers]
-            except TimeoutError:
+            last_budget = every_budget(helpers, file_event, length)
+            if last_budget is None:
                 print(f"trial {k + 1}: not every home had its budget under the events file's event", flush=True)
                 missed += 1
                 continue
-            rows["jeisson"]["file"].append((max(r["last_budget"] for r in replies) - written) * 1e3)
+            rows["jeisson"]["file"].append((last_budget - written) * 1e3)
             print(f"trial {k + 1}: the same event through the events file: every home's budget "
                   f"{rows['jeisson']['file'][-1]:.0f} ms after it was written", flush=True)
             time.sleep(max(written + length + 1.0 + n / 2000 - time.time(), 0))

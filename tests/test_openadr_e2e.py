@@ -135,6 +135,7 @@ key = {certs['aggregator-key']}
 vtn_ca = {certs['vtn-ca']}
 vtn_fingerprint = {vtn_fp}
 levels_kw = {levels}
+capacity_kw = {FULL_W / 1000:g}
 poll_s = 1
 timeout_s = 2
 backoff_max_s = 2
@@ -285,14 +286,28 @@ def test_load_dispatch_setpoints_interval_by_interval(lab):
     start = time.time() + 3
     # OpenLEADR sends LOAD_DISPATCH setpoints without an item: kW.
     vtn.command(cmd="event", id="dispatch-1", signal="LOAD_DISPATCH",
-                intervals=[{"start": start, "duration_s": 12, "payload": 4.5},
-                           {"duration_s": 12, "payload": 2.5}])
+                intervals=[{"start": start, "duration_s": 20, "payload": 4.5},
+                           {"duration_s": 20, "payload": 2.5}])
     wait_for(lambda: (0, "optIn") in opts(lab, "dispatch-1"), 15, "the aggregator's optIn to dispatch-1")
-    held_under(lab, 4500, start + 10 - time.time(), "the homes under the first interval's 4.5 kW")
-    assert time.time() < start + 12, "the first interval ended before the homes were under its setpoint"
-    held_under(lab, 2500, start + 12 + 10 - time.time(), "the homes under the second interval's 2.5 kW")
+    held_under(lab, 4500, start + 15 - time.time(), "the homes under the first interval's 4.5 kW")
+    assert time.time() < start + 20, "the first interval ended before the homes were under its setpoint"
+    held_under(lab, 2500, start + 20 + 15 - time.time(), "the homes under the second interval's 2.5 kW")
     wait_for(lambda: (s := status(lab)) and s["event"] is None and (d := drawn_w(s)) and d > 4500, 30,
              "the homes' loads back after the last interval")
+
+
+def test_load_control_capacity_as_a_fraction_of_capacity_kw(lab):
+    vtn = lab["vtn"]
+    ready(lab)
+    vtn.command(cmd="event", id="capacity-1", signal="LOAD_CONTROL", signal_type="x-loadControlCapacity",
+                intervals=[{"start": "+2", "duration_s": 25, "payload": 0.45}])
+    wait_for(lambda: (0, "optIn") in opts(lab, "capacity-1"), 15, "the aggregator's optIn to capacity-1")
+    limit = 0.45 * FULL_W
+    s = wait_for(lambda: (s := status(lab)) and s["event"] and s, 15, "capacity-1 in force")
+    assert s["event"]["limit_w"] == pytest.approx(limit)
+    held_under(lab, limit, 20, "the homes under 45 % of capacity_kw")
+    wait_for(lambda: (s := status(lab)) and s["event"] is None and (d := drawn_w(s)) and d > limit, 40,
+             "the homes' loads back after capacity-1")
 
 
 def test_a_failing_vtn_is_said_clearly_and_the_accepted_event_keeps_running(lab):

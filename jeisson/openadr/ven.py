@@ -19,7 +19,7 @@ The conversation, as the 2.0b profile has it for a pull VEN::
         oadrCreateReport     -> requests kept; oadrCreatedReport
         oadrCancelReport     -> requests dropped; oadrCanceledReport
         oadrRegisterReport   -> oadrRegisteredReport (the VTN's own reports: none wanted)
-        oadrRequestReregistration -> oadrResponse, then registered again from the top
+        oadrRequestReregistration (as a poll's or any request's answer) -> registered again from the top
         oadrCancelPartyRegistration -> oadrCanceledPartyRegistration, then registered again
       (after anything but oadrResponse it polls again at once, a few times at most)
     every report request's granularity: the fleet's measured total sampled;
@@ -27,12 +27,16 @@ The conversation, as the 2.0b profile has it for a pull VEN::
 
 **What is kept** (the aggregator's store, scope ``openadr``), so that a
 restart resumes and nothing acknowledged is lost: the registration
-(``registrationID``, ``venID``, the VTN's id and poll interval); each event
-seen, with its modification number, the jeisson event ids it became, its
-opt, and whether the VTN has the answer yet; the report requests in force.
-An event's offers are durable in the aggregator's store before its
+(``registrationID``, ``venID``, the VTN's id and poll interval, and the
+``vtn_url`` it was made with: another URL registers anew); each event seen,
+with its modification number, the jeisson event ids it became, its opt, and
+whether the VTN has the answer yet; the report requests in force.  An
+event's offers are durable in the aggregator's store before its
 ``oadrCreatedEvent`` is sent; an answer the VTN did not take (down, slow) is
-owed and sent again at the next cycle, never recomputed.
+owed and sent again at the next cycle, never recomputed; one it refused (a
+failure code) is logged and not sent again.  An event the aggregator refuses
+(too long, over) is answered optOut; one the VTN no longer lists is
+cancelled.
 """
 
 import uuid
