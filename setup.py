@@ -43,7 +43,7 @@ setup(
         "txaio>=23.1",
         "prometheus-client>=0.20",
         "lxml>=5",
-        "signxml>=4",
+        "signxml>=4,<5",  # what OpenLEADR, our interop peer in the tests, takes too
     ],
     extras_require={
         "test": [
@@ -56,7 +56,8 @@ setup(
             "types-pyserial==3.5.0.20261104",
             "digi-xbee>=1.5",
             "selenium>=4.20",
-        "openapi-spec-validator>=0.7",
+            "openapi-spec-validator>=0.7",
+            "openleadr==0.5.36",
         ],
     },
 )
