@@ -57,7 +57,9 @@ H2_LOADS = (load("ev", 2000, priority=5, on=False),)
 
 def api_site(net, **options):
     api = AggregatorApi(net.aggregator, **options)
-    return api, build_site(api.routes())
+    site = build_site(api.routes())
+    site.reactor = net.clock  # the channels' idle timeouts on the net's clock, not the global reactor
+    return api, site
 
 
 @pytest.fixture

@@ -49,8 +49,12 @@ def routes() -> Routes:
 
 
 def site_for(config: ApiConfig):
-    return build_site(routes(), Guard(config), {"/metrics": Page(b"metrics"), "/": Page(b"page"),
+    site = build_site(routes(), Guard(config), {"/metrics": Page(b"metrics"), "/": Page(b"page"),
                                                 "/api/v1/stream": Page(b"stream")})
+    # The channels' idle timeouts on a clock of the test's, not the global
+    # reactor (a later trial test would find them pending).
+    site.reactor = Clock()
+    return site
 
 
 def code(response):
@@ -186,6 +190,7 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
     clock = Clock()
     client_protocol = TLSMemoryBIOFactory(options, True, Factory.forProtocol(lambda: client),
                                           clock=clock).buildProtocol(None)
+    site.reactor = clock  # the channel's timeouts on this test's clock
     wrapped = server.wrap(site)
     wrapped._clock = clock
     # Counted at accept, as the daemons do: the guard outside the TLS.
@@ -288,6 +293,7 @@ def test_bad_tokens_lock_an_address_out_even_on_a_kept_alive_connection(tokens):
     listener = ListenerGuard(Limits(lockout_failures=3, lockout_s=120, lockout_window_s=60), clock, "API listener")
     config = ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", tokens=path)
     site = build_site(routes(), Guard(config, listener=listener))
+    site.reactor = clock
     for _ in range(3):
         assert request(site, "GET", "/api/v1/status", headers={"Authorization": "Bearer jst_guess"}).status == 401
     locked = request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {token}"})
