@@ -293,6 +293,28 @@ def test_measurements_in_json_and_csv_capped_per_reply(stored):
     error_of(get(site, "/api/v1/measurements?since=10&until=5"), 422, "bad-field", "until")
 
 
+def test_a_capped_reply_asks_the_store_for_one_row_more_than_it_holds(stored):
+    net, site = stored  # at most 3 rows per reply
+    h1 = net.home("h1", *H1_LOADS)
+    for at in range(1, 7):
+        net.clock.advance(1)
+        h1.say(wire.Measure(float(at), 100.0 * at, ()))
+    read = net.store.measurements
+    asked = []
+
+    def measurements(*args, **kwargs):
+        rows = read(*args, **kwargs)
+        return rows.addCallback(lambda samples: asked.append(len(samples)) or samples)
+
+    net.store.measurements = measurements
+    capped = ok(site, "/api/v1/measurements?home=h1&since=0")
+    assert [s["watts"] for s in capped["samples"]] == [100.0, 200.0, 300.0] and capped["truncated"] is True
+    assert asked == [4]  # 6 in the range, 4 read: the three sent and one that says there are more
+    rest = ok(site, f"/api/v1/measurements?home=h1&since={format_utc(3.5)}")
+    assert [s["watts"] for s in rest["samples"]] == [400.0, 500.0, 600.0] and "truncated" not in rest
+    assert asked == [4, 3]
+
+
 def test_without_a_store_measurements_and_why_are_unavailable(plain):
     _, site = plain
     error_of(get(site, "/api/v1/measurements"), 503, "unavailable")
