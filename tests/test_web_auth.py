@@ -325,3 +325,42 @@ def test_connections_over_the_listeners_limits_are_aborted_at_accept():
     transport.clear()
     again.dataReceived(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 200")
+
+
+def test_the_apis_own_refusals_are_counted_in_the_metrics_scrape(tokens):
+    """A foreign Host, a bad token and a locked-out address, each refused by
+    the Guard, appear in /metrics under the API's listener beside its
+    refusals at accept, read back with prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jeisson.web.auth import API_LISTENER
+    from jeisson.web.metrics import aggregator_metrics
+    from tests.peers import Net
+    from tests.test_aggregator_core import CONFIG
+
+    token, path = tokens
+    net = Net(CONFIG)
+    metrics = aggregator_metrics(net.aggregator, net.clock)
+    try:
+        listener = ListenerGuard(Limits(lockout_failures=2, lockout_s=120, lockout_window_s=60), net.clock,
+                                 API_LISTENER)
+        config = ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", tokens=path)
+        site = build_site(routes(), Guard(config, listener=listener), {"/metrics": metrics})
+        good = {"Authorization": f"Bearer {token}"}
+
+        def counted():
+            body = request(site, "GET", "/metrics", headers=good, peer="127.0.0.9").body.decode()
+            return {(s.name, s.labels["reason"]): s.value for f in text_string_to_metric_families(body)
+                    for s in f.samples if s.name in ("jeisson_refused_connections_total", "jeisson_auth_failures_total")
+                    and s.labels["listener"] == "API"}
+
+        assert counted() == {}
+        assert request(site, "GET", "/api/v1/status", headers=good, host="attacker.example").status == 403
+        for _ in range(2):
+            assert request(site, "GET", "/api/v1/status", headers={"Authorization": "Bearer jst_guess"}).status == 401
+        assert request(site, "GET", "/api/v1/status", headers=good).status == 403  # locked out
+        assert counted() == {("jeisson_refused_connections_total", "foreign host"): 1.0,
+                             ("jeisson_auth_failures_total", "bad token"): 2.0,
+                             ("jeisson_refused_connections_total", "locked out"): 1.0}
+    finally:
+        metrics.stop()
