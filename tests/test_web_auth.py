@@ -178,9 +178,16 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
              line: str = "GET /api/v1/status") -> bytes:
     """One request (by default GET /api/v1/status) over TLS in memory; what
     the client read."""
+    return tls_connection(site, server, credentials, client_cert, "Connection: close\r\n" + headers, line)[0].data
+
+
+def tls_connection(site, server: ApiTLS, credentials, client_cert=None, headers: str = "",
+                   line: str = "GET /api/v1/status"):
+    """A request over TLS in memory, the connection left as the server left
+    it: the client, the pump and the clock."""
     ca = ssl.Certificate.loadPEM(open(credentials.ca, "rb").read())
     options = ssl.optionsForClientTLS("localhost", ca, client_cert)
-    raw = (f"{line} HTTP/1.1\r\nHost: localhost:8480\r\nConnection: close\r\n{headers}\r\n").encode()
+    raw = (f"{line} HTTP/1.1\r\nHost: localhost:8480\r\n{headers}\r\n").encode()
     client = Client(raw)
     # TLS aggregates small writes until the next turn of its clock.
     clock = Clock()
@@ -196,7 +203,7 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
     for _ in range(10):
         clock.advance(0)
         pump.flush()
-    return client.data
+    return client, pump, clock
 
 
 def private(cert_path: str, key_path: str) -> ssl.PrivateCertificate:
@@ -265,6 +272,31 @@ def test_a_revoked_operator_is_refused_once_the_list_is_read_again(tmp_path):
     assert server.reload_crl()
     assert over_tls(site, server, own, mallory) == b"", "no handshake with a revoked certificate"
     assert b"operator alice" in over_tls(site, server, own, operator(own, "alice"))
+
+
+def test_a_revoked_operators_open_connection_is_dropped_naming_the_operator(tmp_path, logs):
+    from twisted.logger import formatEvent
+
+    from tests.conftest import Credentials
+
+    own = Credentials(str(tmp_path / "pki"))
+    d = own.directory
+    config = TLSConfig(os.path.join(d, "a.ini"), ca=own.ca, cert=f"{d}/aggregator.pem", key=f"{d}/aggregator.key",
+                       crl=f"{d}/crl.pem")
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True))
+    server = ApiTLS(config)
+    client, pump, clock = tls_connection(site, server, own, operator(own, "mallory"))  # kept alive
+    assert client.data.startswith(b"HTTP/1.1 200") and b"operator mallory" in client.data
+    assert client.transport.connected
+    serial = pki.revoke_operator(d, "mallory")
+    assert server.reload_crl()
+    for _ in range(5):
+        clock.advance(0)
+        pump.flush()
+    assert not client.transport.connected
+    said = [formatEvent(e) for e in logs]
+    assert [m for m in said if m.startswith("operator mallory at ") and
+            f"its certificate (serial {serial:x}) is revoked; dropping the link" in m], said
 
 
 def test_https_without_the_process_tls_credentials_stops_the_start():

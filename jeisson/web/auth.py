@@ -29,14 +29,13 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.protocol import connectionDone
-from twisted.internet.ssl import Certificate
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 
 from jeisson import observe, pki
 from jeisson.limits import ListenerGuard
-from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify
+from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
 from jeisson.transports.stream import peer_host
 from jeisson.web.config import ApiConfig
 from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
@@ -118,21 +117,12 @@ class TokenFile:
 
 def operator_of_request(request: Any) -> str | None:
     """The operator named by the request's client certificate, if any."""
-    transport = getattr(getattr(request, "channel", None), "transport", None)
-    get = getattr(transport, "getPeerCertificate", None)
-    if get is None:
-        return None
-    try:
-        cert = get()
-    except Exception:
-        return None
+    cert = peer_certificate(getattr(getattr(request, "channel", None), "transport", None))
     if cert is None:
         return None
-    if isinstance(cert, Certificate):
-        cert = cert.original
     try:
-        return pki.operator_of(cert.to_cryptography())
-    except Exception:
+        return pki.operator_of(cert)
+    except Exception:  # a SAN extension that cannot be read: no operator
         return None
 
 
