@@ -89,6 +89,18 @@ def frame(event: str, data: Any) -> bytes:
 HEARTBEAT = b": heartbeat\n\n"
 
 
+def take(ordered: dict[str, None], count: int) -> list[str]:
+    """The first ``count`` keys of ``ordered`` (oldest first), removed from it."""
+    keys = []
+    for key in ordered:
+        keys.append(key)
+        if len(keys) == count:
+            break
+    for key in keys:
+        del ordered[key]
+    return keys
+
+
 # --------------------------------------------------------------- clients
 
 
@@ -249,13 +261,7 @@ class Streams:
             client.send(self.power())
         client.owe_power = False
         if client.owed:
-            ids = []
-            for home_id in client.owed:
-                ids.append(home_id)
-                if len(ids) == PAGE:
-                    break
-            for home_id in ids:
-                del client.owed[home_id]
+            ids = take(client.owed, PAGE)
             client.send(self.page(ids, len(client.owed)))
         self._serve_soon(client)
 
@@ -428,13 +434,7 @@ class AggregatorPush(AggregatorListener):
         if self.power_moved:
             self.power_moved = False
             power = self.power_frame()
-        ids = []
-        for home_id in self.dirty:
-            ids.append(home_id)
-            if len(ids) == HOMES_PER_PUSH:
-                break
-        for home_id in ids:
-            del self.dirty[home_id]
+        ids = take(self.dirty, HOMES_PER_PUSH)
         self.streams.push_state(ids, lambda: self.homes_frame(ids), power)
         if self.dirty:
             # More homes changed than one push carries: the rest next second.

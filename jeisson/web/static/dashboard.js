@@ -383,12 +383,6 @@
     showRounds();
   }
 
-  function linkState(text) {
-    const badge = byId("link");
-    badge.dataset.state = text;
-    badge.textContent = text;
-  }
-
   Jeisson.closeWhyOnClick();
   stream({
     snapshot,
@@ -396,7 +390,7 @@
     round,
     events: (e) => { state.events = e.events; showEvents(); },
     homes: (h) => takeHomes(h.homes),
-  }, linkState);
+  });
   setInterval(tick, 1000);
   window.addEventListener("resize", drawPlot);
 })();
