@@ -111,9 +111,10 @@
       g.beginPath(); g.moveTo(x(m.t), top); g.lineTo(x(m.t), height - bottom); g.stroke();
     }
     // Each series as steps, held to now.
-    const series = [["limit", "#dc2626", [6, 4]], ["committed", "#2563eb", []], ["measured", "#059669", []]];
-    for (const [key, colour, dash] of series) {
-      g.strokeStyle = colour; g.lineWidth = 2; g.setLineDash(dash);
+    // Measured wide and under, committed narrow on top: both show where they agree.
+    const series = [["limit", "#dc2626", [6, 4], 2], ["measured", "#059669", [], 4], ["committed", "#2563eb", [], 1.5]];
+    for (const [key, colour, dash, lineWidth] of series) {
+      g.strokeStyle = colour; g.lineWidth = lineWidth; g.setLineDash(dash);
       g.beginPath();
       let started = false, last = null;
       for (const p of shown) {
