@@ -280,14 +280,6 @@ class Streams:
             self._heartbeat = None
             self.closed()
 
-    def close_all(self) -> None:
-        """The process stops: every stream ends (EventSource reconnects)."""
-        for client in list(self.clients):
-            client.gone = True
-            client.request.unregisterProducer()
-            client.request.finish()
-            self._finished(client)
-
 
 class Coalescer:
     """Runs ``flush`` once after a burst of ``poke()``, at most once every
