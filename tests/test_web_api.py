@@ -27,7 +27,7 @@ from jeisson.web.openapi import document
 from jeisson.web.site import build_site
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.utc import format_utc
-from tests.http_memory import request
+from tests.http_memory import IDLE, request
 from tests.peers import Net, load
 from tests.test_aggregator_memory import StoredNet
 
@@ -634,6 +634,7 @@ def test_a_body_too_large_for_the_wire_is_refused_before_it_is_read(plain):
     def connection():
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
         protocol = site.buildProtocol(transport.getPeer())
+        protocol.callLater = IDLE.callLater  # not the global reactor's (tests/http_memory.py says why)
         protocol.makeConnection(transport)
         return protocol, transport
 

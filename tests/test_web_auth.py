@@ -22,7 +22,7 @@ from jeisson.tls import TLSConfig
 from jeisson.web.auth import ApiTLS, Guard, LimitedFactory, host_of
 from jeisson.web.config import ApiConfig
 from jeisson.web.site import Reply, Routes, build_site
-from tests.http_memory import request
+from tests.http_memory import IDLE, request
 
 pytestmark = pytest.mark.usefixtures("logs")
 
@@ -343,6 +343,7 @@ def test_connections_over_the_listeners_limits_are_aborted_at_accept():
     def connect(host):
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         protocol = factory.buildProtocol(transport.getPeer())
+        protocol.wrappedProtocol.callLater = IDLE.callLater  # not the global reactor's (see tests/http_memory.py)
         protocol.makeConnection(transport)
         return protocol, transport
 
