@@ -174,7 +174,7 @@ def test_nothing_is_tracked_while_no_stream_is_open(net, stream):
     resource, site = stream
     h1 = net.home("h1", *H1_LOADS)
     h1.say(wire.Measure(1.0, 900.0, ()))
-    assert resource.push.dirty == {} and not resource.push.power_moved
+    assert resource.push.changes.dirty == {} and not resource.push.changes.moved
     assert not [c for c in net.clock.getDelayedCalls() if "Coalescer" in repr(c.func)]
 
 
@@ -236,7 +236,7 @@ def test_a_paused_client_catches_up_with_the_current_figures_when_resumed(net, s
 def test_a_large_snapshot_comes_a_page_per_reactor_turn_and_a_push_carries_a_bounded_number_of_homes(
         net, stream, monkeypatch):
     monkeypatch.setattr(push, "PAGE", 3)
-    monkeypatch.setattr(push, "HOMES_PER_PUSH", 2)
+    stream[0].push.changes.per_push = 2
     homes = [net.home(h) for h in ("h1", "h2", "h3", "h4")]
     reader = Reader(stream[1])
     [snapshot] = reader.data("snapshot")
