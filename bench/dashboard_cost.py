@@ -21,21 +21,28 @@ Measured:
 
 - the time from a round's end (its ``finished``, the aggregator's clock,
   to the millisecond) to each dashboard's receipt of its ``round`` frame:
-  p50 and p99 over every dashboard and every round;
+  p50 and p99 over every dashboard and every round; and, from the
+  aggregator's debug line, how long after the round's end the push wrote it
+  (``pushed_after``: the round's own bookkeeping and the listeners before
+  the push) and the rest (``wire``: the socket and the reader);
 - push bytes a second per dashboard, from its snapshot read to its close
   (each event's round and the homes' changes in it, the power, the quiet
   after), and the snapshot's size;
 - the cycle's p50 with dashboards against without (``cycle_ratio``,
-  the target being within 10 %).
+  the target being within 10 %), and the aggregator's CPU time from just
+  before the event is written to its round's end (``cpu_ratio``: less
+  sensitive than the wall clock to a machine shared with other work).
 
 Last line: ``homes=N dashboards=D update_p50_ms=... update_p99_ms=...
-push_bytes_per_s=... snapshot_bytes=... cycle_p50_ms_none=...
-cycle_p50_ms_dashboards=... cycle_ratio=...``.
+pushed_after_p50_ms=... wire_p50_ms=... push_bytes_per_s=... snapshot_bytes=... cycle_p50_ms_none=...
+cycle_p50_ms_dashboards=... cycle_ratio=... cpu_p50_ms_none=...
+cpu_p50_ms_dashboards=... cpu_ratio=...``.
 """
 
 import argparse
 import json
 import pathlib
+import re
 import selectors
 import shutil
 import socket
@@ -234,7 +241,9 @@ def main() -> None:
         time.sleep(3.0)
 
         cycles: dict[str, list[float]] = {"none": [], "dashboards": []}
+        cpus: dict[str, list[float]] = {"none": [], "dashboards": []}  # the aggregator's, ms, each event
         updates_ms: list[float] = []
+        update_rounds: list[tuple[int, float]] = []  # (round number, ms from its end to a dashboard's update)
         rates: list[float] = []
         snapshot = 0
         length = 2.0 + 2.0 * n / 1000
@@ -251,6 +260,7 @@ def main() -> None:
                 time.sleep(1.0)
             start = time.time() + 1.0
             event = f"trial-{k}"
+            cpu = rl.cpu_seconds(aggregator.pid)
             (work / "events.ini").write_text(
                 f"[event:{event}]\nlimit_kw = {0.6 * demand / 1000:.3f}\nstart = {rl.utc(start)}\n"
                 f"end = {rl.utc(start + length)}\n")
@@ -259,10 +269,12 @@ def main() -> None:
                 if reply.get("event") != event:
                     raise SystemExit(f"unexpected from a helper: {reply}")
             took = rl.round_took(work, event, 30)
+            cpu = rl.cpu_seconds(aggregator.pid) - cpu
             cycles[kind].append(took)
+            cpus[kind].append(cpu * 1e3)
             # After the event's end, and the homes' restoring, before the next.
             time.sleep(max(start + length + 0.5 + n / 2000 - time.time(), 0))
-            line = f"event {k + 1} ({kind}): cycle {took:.1f} ms"
+            line = f"event {k + 1} ({kind}): cycle {took:.1f} ms, aggregator CPU {cpu * 1e3:.0f} ms"
             if dashboards is not None:
                 stdin, stdout = dashboards.stdin, dashboards.stdout
                 assert stdin is not None and stdout is not None
@@ -273,6 +285,8 @@ def main() -> None:
                 dashboards.wait(30)
                 dashboards = None
                 ups = [(r["arrived"] - parse_utc(r["finished"])) * 1e3 for rounds in report["rounds"] for r in rounds]
+                update_rounds += [(r["number"], (r["arrived"] - parse_utc(r["finished"])) * 1e3)
+                                  for rounds in report["rounds"] for r in rounds]
                 updates_ms += ups
                 rate = sum(report["after_snapshot"]) / len(report["after_snapshot"]) / max(report["elapsed"], 1e-9)
                 rates.append(rate)
@@ -283,15 +297,25 @@ def main() -> None:
             print(line, flush=True)
         if not updates_ms:
             raise SystemExit("no round reached a dashboard")
+        # When the aggregator wrote each round to the streams (its debug
+        # line), after the round's end: the rest of an update's time is the
+        # socket's and the reader's.
+        pushed = {int(m.group(1)): float(m.group(2)) for m in re.finditer(
+            r"round (\d+) pushed to \d+ stream\(s\), ([\d.]+) ms after it finished", rl.read_log(work))}
+        wire_ms = [up - pushed[number] for number, up in update_rounds if number in pushed]
         none_p50 = rl.percentile(cycles["none"], 0.5)
         with_p50 = rl.percentile(cycles["dashboards"], 0.5)
         print(f"cycle without dashboards: {', '.join(f'{c:.0f}' for c in cycles['none'])} ms; with "
               f"{args.dashboards}: {', '.join(f'{c:.0f}' for c in cycles['dashboards'])} ms")
         print(f"homes={n} dashboards={args.dashboards} update_p50_ms={rl.percentile(updates_ms, 0.5):.1f} "
               f"update_p99_ms={rl.percentile(updates_ms, 0.99):.1f} "
+              f"pushed_after_p50_ms={rl.percentile(list(pushed.values()) or [0.0], 0.5):.1f} "
+              f"wire_p50_ms={rl.percentile(wire_ms or [0.0], 0.5):.1f} "
               f"push_bytes_per_s={sum(rates) / len(rates):.0f} snapshot_bytes={snapshot} "
               f"cycle_p50_ms_none={none_p50:.1f} cycle_p50_ms_dashboards={with_p50:.1f} "
-              f"cycle_ratio={with_p50 / none_p50:.3f}")
+              f"cycle_ratio={with_p50 / none_p50:.3f} cpu_p50_ms_none={rl.percentile(cpus['none'], 0.5):.0f} "
+              f"cpu_p50_ms_dashboards={rl.percentile(cpus['dashboards'], 0.5):.0f} "
+              f"cpu_ratio={rl.percentile(cpus['dashboards'], 0.5) / rl.percentile(cpus['none'], 0.5):.3f}")
     finally:
         for process in [*helpers, *([dashboards] if dashboards is not None else []), aggregator]:
             rl.stop(process)

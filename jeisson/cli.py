@@ -24,9 +24,30 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from jeisson import pki
+# jeisson.pki (cryptography: ~120 ms of imports) is imported by the pki
+# commands only, so that ``jeisson status`` and the API's other commands
+# start without it.
 
 Command = Callable[[argparse.Namespace, TextIO], int]
+CERT_DAYS = 825  # jeisson.pki.CERT_DAYS, for --days's default without importing it (a test keeps them equal)
+
+
+class CommandRefused(Exception):
+    """A command's refusal: one line on stderr, exit 1."""
+
+
+def _pki_command(run: Command) -> Command:
+    """``run`` with jeisson.pki's refusals (``PKIError``) as ``CommandRefused``."""
+
+    def command(args: argparse.Namespace, out: TextIO) -> int:
+        from jeisson import pki
+
+        try:
+            return run(args, out)
+        except pki.PKIError as e:
+            raise CommandRefused(str(e)) from e
+
+    return command
 
 
 def _written(paths: Sequence[str], out: TextIO) -> None:
@@ -35,22 +56,30 @@ def _written(paths: Sequence[str], out: TextIO) -> None:
 
 
 def _pki_init(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     _written(pki.init(args.dir, args.dns, args.ip, force=args.force), out)
     out.write(f"next: jeisson pki home {args.dir} HOME-ID for each home\n")
     return 0
 
 
 def _pki_aggregator(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     _written(pki.issue_aggregator(args.dir, args.dns, args.ip, force=args.force, days=args.days), out)
     return 0
 
 
 def _pki_home(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     _written(pki.issue_home(args.dir, args.home_id, force=args.force, days=args.days), out)
     return 0
 
 
 def _pki_operator(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     cert, key = pki.issue_operator(args.dir, args.name, force=args.force, days=args.days)
     _written([cert, key], out)
     out.write(f"for the HTTP API ([api] tls = yes): jeisson --cert {cert} --key {key} --ca "
@@ -59,6 +88,8 @@ def _pki_operator(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pki_token(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     token, path = pki.issue_token(args.dir, args.name)
     out.write(f"{token}\n")
     out.write(f"# token {args.name!r}: its SHA-256 appended to {path} ([api] tokens = {path}); the token above is "
@@ -67,17 +98,23 @@ def _pki_token(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pki_board(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     _written(pki.issue_board(args.dir, args.board_id, force=args.force), out)
     out.write("give this file to the board and to its home ([actuator] key = ... on both)\n")
     return 0
 
 
 def _pki_manhole(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     _written(pki.issue_manhole(args.dir, force=args.force), out)
     return 0
 
 
 def _pki_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     if args.operator:
         serial = pki.revoke_operator(args.dir, args.home_id)
         out.write(f"revoked operator {args.home_id} (serial {serial:x}) in {args.dir}/{pki.CRL}; running aggregators' "
@@ -90,6 +127,8 @@ def _pki_revoke(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pki_list(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
     for item in pki.list_credentials(args.dir):
         line = f"{item.kind:<17} {item.name:<32}"
         if item.not_after is not None:
@@ -110,7 +149,7 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help, description=help)
         parser.add_argument("dir", metavar="DIR", help="the credentials folder (for example etc/jeisson/pki)")
-        parser.set_defaults(run=run)
+        parser.set_defaults(run=_pki_command(run))
         return parser
 
     def names(parser: argparse.ArgumentParser) -> None:
@@ -125,18 +164,18 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     aggregator = command("aggregator", _pki_aggregator, "issue the aggregator's certificate again from the CA "
                                                         "(renewal, new names)")
     names(aggregator)
-    aggregator.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    aggregator.add_argument("--days", type=int, default=CERT_DAYS, help=f"validity (default {CERT_DAYS})")
     aggregator.add_argument("--force", action="store_true", help="replace the existing certificate")
     home = command("home", _pki_home, "issue a home's client certificate")
     home.add_argument("home_id", metavar="HOME-ID")
-    home.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    home.add_argument("--days", type=int, default=CERT_DAYS, help=f"validity (default {CERT_DAYS})")
     home.add_argument("--force", action="store_true", help="replace an existing certificate")
     board = command("board", _pki_board, "make a board's shared key")
     board.add_argument("board_id", metavar="BOARD-ID")
     board.add_argument("--force", action="store_true", help="replace an existing key")
     operator = command("operator", _pki_operator, "issue an operator's client certificate for the HTTP API")
     operator.add_argument("name", metavar="NAME")
-    operator.add_argument("--days", type=int, default=pki.CERT_DAYS, help=f"validity (default {pki.CERT_DAYS})")
+    operator.add_argument("--days", type=int, default=CERT_DAYS, help=f"validity (default {CERT_DAYS})")
     operator.add_argument("--force", action="store_true", help="replace an existing certificate")
     token = command("token", _pki_token, "make a bearer token for the HTTP API (printed once; its hash is kept)")
     token.add_argument("name", metavar="NAME")
@@ -174,7 +213,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     run: Command = args.run
     try:
         return run(args, out)
-    except pki.PKIError as e:
+    except CommandRefused as e:
         err.write(f"jeisson {args.command}: {e}\n")
         return 1
 

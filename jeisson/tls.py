@@ -506,8 +506,8 @@ class ServerTLS:
                 cert = protocol.getPeerCertificate() if protocol._handshakeDone else None
                 if cert is None or cert.get_serial_number() not in self.revoked:
                     continue
-                log.warn("home {home} at {peer}: its certificate (serial {serial:x}) is revoked; dropping the link",
-                         home=pki.home_id_of(cert.to_cryptography()), peer=_peer(protocol),
+                log.warn("{holder} at {peer}: its certificate (serial {serial:x}) is revoked; dropping the link",
+                         holder=certificate_holder(cert.to_cryptography()), peer=_peer(protocol),
                          serial=cert.get_serial_number())
                 protocol.abortConnection()
                 dropped += 1
@@ -634,21 +634,44 @@ def server_service(tls: TLSConfig, listen: str, factory: Any, clock: IReactorTim
 # ------------------------------------------------------------- identity
 
 
-def peer_certificate_id(link: Any) -> str | None:
-    """The home id in the certificate of the peer of ``link`` (a
-    ``LineLink``): None when the wire carries no certificate (plaintext, or
-    a wire without a transport); "" when it carries one naming no home."""
-    transport = getattr(link, "transport", None)
+def peer_certificate(transport: Any) -> x509.Certificate | None:
+    """The certificate the peer of ``transport`` showed, as cryptography's;
+    None when it carries none (plaintext, no handshake yet, no transport at
+    all) or one that cannot be read."""
     get = getattr(transport, "getPeerCertificate", None)
     if get is None:
         return None
     try:
         cert = get()
+        if cert is None:
+            return None
+        if isinstance(cert, ssl.Certificate):  # twisted's wrapping, as an ISSLTransport may give it
+            cert = cert.original
+        return cert.to_cryptography()
     except Exception:
         return None
+
+
+def certificate_holder(cert: x509.Certificate) -> str:
+    """Who a certificate is for, for a log line: ``home ID``, ``operator
+    NAME``, else its subject."""
+    operator = pki.operator_of(cert)
+    if operator is not None:
+        return f"operator {operator}"
+    home = pki.home_id_of(cert)
+    if home is not None:
+        return f"home {home}"
+    return f"certificate {cert.subject.rfc4514_string()}"
+
+
+def peer_certificate_id(link: Any) -> str | None:
+    """The home id in the certificate of the peer of ``link`` (a
+    ``LineLink``): None when the wire carries no certificate (plaintext, or
+    a wire without a transport); "" when it carries one naming no home."""
+    cert = peer_certificate(getattr(link, "transport", None))
     if cert is None:
         return None
-    return pki.home_id_of(cert.to_cryptography()) or ""
+    return pki.home_id_of(cert) or ""
 
 
 def log_warnings(warnings: tuple[str, ...] | list[str], emit: Callable[[str], None] | None = None) -> None:

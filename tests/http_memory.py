@@ -10,6 +10,7 @@ answer waits (a store's query, a ``durable()``) answers later: call
 import json
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 
@@ -48,6 +49,9 @@ class Response:
         return f"<Response {self.status} {self.body[:300]!r}>"
 
 
+IDLE = Clock()  # the connections' idle timeouts: never run
+
+
 def request(site, method: str, path: str, body=None, headers: dict[str, str] | None = None,
             host: str = "127.0.0.1:8480", peer: str = "127.0.0.1", secure: bool = False) -> Response:
     """One request on a new connection from ``peer``; ``body``: bytes, or
@@ -68,6 +72,10 @@ def request(site, method: str, path: str, body=None, headers: dict[str, str] | N
     transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 50000),
                                 hostAddress=IPv4Address("TCP", "127.0.0.1", 8480))
     protocol = site.buildProtocol(transport.getPeer())
+    # Its idle timeout on a clock nobody advances: a StringTransport never
+    # reports the connection lost, and the global reactor would keep the
+    # call (a later trial test then finds the reactor unclean).
+    protocol.callLater = IDLE.callLater
     protocol.makeConnection(transport)
     protocol.dataReceived(raw)
     return Response(transport, protocol)

@@ -12,6 +12,7 @@ each home has one board with a relay per load, which powers up open.
 """
 
 import os
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -23,9 +24,13 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def aggregator_ini(ports: dict[str, int], homes, credentials, extra: str = "") -> str:
-    """The aggregator's config: its homes' listener and API, each home's
-    secret (``secret-<home>``), ``extra`` sections, its TLS."""
+Text = str | Callable[[dict[str, int]], str]  # config text, or made from the lab's ports
+
+
+def aggregator_ini(ports: dict[str, int], homes, credentials, extra: str = "", keys: str = "") -> str:
+    """The aggregator's config: its homes' listener and API, ``keys`` more
+    lines in ``[aggregator]``, each home's secret (``secret-<home>``),
+    ``extra`` sections, its TLS."""
     allowed = "".join(f"\n[home:{home}]\nsecret = secret-{home}\n" for home in homes)
     return f"""
 [aggregator]
@@ -33,7 +38,7 @@ listen = tcp:{ports['aggregator']}:interface=127.0.0.1
 heartbeat_s = 1
 round_period_s = 2
 round_timeout_s = 2
-
+{keys}
 [api]
 listen = tcp:{ports['api']}:interface=127.0.0.1
 {allowed}{extra}""" + credentials.aggregator_tls()
@@ -104,12 +109,22 @@ class Lab:
         self.fleet.stop()
 
 
-def start_lab(work: str, homes, credentials, aggregator_extra: str = "") -> Lab:
+def start_lab(work: str, homes, credentials, aggregator_extra: Text = "", aggregator_keys: Text = "",
+              extra_ports: Sequence[str] = ()) -> Lab:
     """Write the configs into ``work`` and start the aggregator, then each
-    home and its board; ``Lab.stop`` ends them all."""
+    home and its board; ``Lab.stop`` ends them all.  ``aggregator_keys``:
+    more lines in ``[aggregator]``; ``aggregator_extra``: more sections.
+    Either may be a function of the lab's ports, which also hold a free one
+    for each name in ``extra_ports`` (a manhole's, say)."""
     names = ["aggregator", "api"] + [f"{home}{suffix}" for home in homes for suffix in ("", "-api")]
+    names += list(extra_ports)
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    _write(os.path.join(work, "aggregator.ini"), aggregator_ini(ports, homes, credentials, aggregator_extra))
+
+    def made(value: Text) -> str:
+        return value(ports) if callable(value) else value
+
+    _write(os.path.join(work, "aggregator.ini"),
+           aggregator_ini(ports, homes, credentials, made(aggregator_extra), made(aggregator_keys)))
     fleet = Fleet(work)
     try:
         fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))

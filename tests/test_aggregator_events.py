@@ -174,6 +174,21 @@ def test_expired_and_late_events_from_the_manhole():
     assert fired(net.aggregator.add_event("bad id!", 4, "+1", "+2")).startswith("refused")
 
 
+@pytest.mark.parametrize("value", [1e300, "1e300", "+1e20", "-1e20", "nan", float("inf"), "soon", "25:00"])
+def test_a_moment_that_cannot_be_read_or_written_is_refused_by_the_manhole_in_the_apis_words(value):
+    from jeisson.moments import FORMS, parse_moment
+
+    with pytest.raises(ValueError):
+        parse_moment(value, 1_800_000_000.0)
+    net = Net(NO_EVENT)
+    net.run_until(100)
+    said = f"expected a moment within the years 1 to 9999 ({FORMS}), got {value!r}"  # the API's, after the field
+    assert fired(net.aggregator.add_event("far", 4, value, "+60")) == f"refused: start: {said}"
+    assert fired(net.aggregator.add_event("far", 4, "+10", value)) == f"refused: end: {said}"
+    assert "far" not in net.aggregator.schedule.book.events
+    assert fired(net.aggregator.add_event("far", 4, "+10", "+60")) == "added"
+
+
 def test_homes_shed_at_their_own_moments_in_the_start_window_and_restore_in_the_end_window():
     net = Net(NO_EVENT.replace("[home:h1]", "seed = 7\n[home:h1]"))
     hs = [net.home(f"h{i}", load("heater", 2000, on=True), comply=0.1) for i in (1, 2, 3, 4)]

@@ -573,3 +573,27 @@ def test_connection_options_before_or_after_the_commands_name():
     # Without the hook, after the name only, the defaults standing in for the rest.
     args = parsed("status")
     assert commands.api_from(args, {}).target.url == "http://127.0.0.1:8480"
+
+
+def test_the_api_commands_start_without_cryptography():
+    """jeisson.pki (cryptography, ~120 ms) is for the pki commands only: a
+    ``jeisson status`` in a fresh interpreter never imports it."""
+    import subprocess
+    import sys
+
+    port = free_ports(1)[0]  # nothing listens: exit 3
+    probe = ("import sys\n"
+             "from jeisson import cli\n"
+             f"code = cli.main(['--api', 'http://127.0.0.1:{port}', 'status'])\n"
+             "print(code, sorted(m for m in sys.modules if m == 'jeisson.pki' or m.startswith('cryptography')))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert run.stdout.split(" ", 1) == ["3", "[]\n"], run.stderr
+
+
+def test_a_pki_refusal_is_one_line_and_exit_1(tmp_path, capsys):
+    from jeisson import pki
+
+    assert cli.CERT_DAYS == pki.CERT_DAYS
+    assert cli.main(["pki", "home", str(tmp_path), "home-1"]) == 1
+    assert capsys.readouterr().err == (f"jeisson pki: {tmp_path}/{pki.CA_CERT}: no such file: make the CA first "
+                                       f"(jeisson pki init {tmp_path})\n")

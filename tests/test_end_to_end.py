@@ -28,8 +28,9 @@ import time
 
 import pytest
 
-from jeisson.demo import Fleet, free_ports, twistd_command
+from jeisson.demo import twistd_command
 from jeisson.wire import home_actuator as board_wire
+from tests.lab import start_lab
 from tests.waiting import wait_for
 
 LIMIT_W = 4000
@@ -81,93 +82,30 @@ class EventsFile:
         os.replace(self.path + ".new", self.path)
 
 
+HOMES = {
+    "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
+    "home-b": [("b1", 2500, 8, "no"), ("b2", 1000, 3, "no")],
+}
+
+
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, credentials):
+    """The lab of tests/lab.py (each home with its board, the APIs on free
+    ports), with a status file, an events file and the SSH manhole."""
     work = str(tmp_path_factory.mktemp("e2e"))
-    ports = dict(zip(("aggregator", "home-a", "home-b", "manhole"), free_ports(4), strict=True))
     events = EventsFile(os.path.join(work, "events.ini"))
-    write(os.path.join(work, "aggregator.ini"), f"""
-[aggregator]
-listen = tcp:{ports['aggregator']}:interface=127.0.0.1
-heartbeat_s = 1
-round_period_s = 2
-round_timeout_s = 2
-status_file = {work}/status.json
-events_file = {events.path}
-events_poll_s = 0.2
-
-[home:home-a]
-secret = secret-a
-
-[home:home-b]
-secret = secret-b
-
-[manhole]
-listen = {ports['manhole']}
-host_key = {credentials.manhole}/ssh_host_ed25519_key
-authorized_keys = {credentials.manhole}/authorized_keys
-""" + credentials.aggregator_tls())
-    homes = {
-        "home-a": [("a1", 2000, 10, "no"), ("a2", 1500, 5, "no"), ("a3", 300, 50, "yes")],
-        "home-b": [("b1", 2500, 8, "no"), ("b2", 1000, 3, "no")],
-    }
-    for home, loads in homes.items():
-        board = f"{home}-board"
-        text = f"""
-[home]
-reconnect_base_s = 1
-reconnect_cap_s = 4
-id = {home}
-secret = secret-{home[-1]}
-aggregator = tcp:127.0.0.1:{ports['aggregator']}
-actuators = tcp:{ports[home]}:interface=127.0.0.1
-heartbeat_s = 1
-command_timeout_s = 2
-measure_period_s = 1
-
-[actuator:{board}]
-relays = {len(loads)}
-key = {credentials.board(board)}
-""" + credentials.home_tls(home)
-        board_text = f"""
-[actuator]
-id = {board}
-home = tcp:127.0.0.1:{ports[home]}
-failsafe_after_s = 5
-measure_period_s = 0.5
-noise = 0.01
-seed = 7
-cold_load_min_s = 0
-cold_load_max_s = 1
-key = {credentials.board(board)}
-"""
-        for relay, (load, watts, priority, critical) in enumerate(loads, 1):
-            text += f"""
-[load:{load}]
-actuator = {board}
-relay = {relay}
-rated_w = {watts}
-priority = {priority}
-critical = {critical}
-"""
-            board_text += f"""
-[relay:{relay}]
-load_w = {watts}
-safe_state = off
-min_interval_s = 0
-"""
-        write(os.path.join(work, f"{home}.ini"), text)
-        write(os.path.join(work, f"{board}.ini"), board_text)
-    fleet = Fleet(work)
-    fleet.start("aggregator", "jeisson-aggregator", os.path.join(work, "aggregator.ini"))
-    for home in homes:
-        fleet.start(home, "jeisson-home", os.path.join(work, f"{home}.ini"))
-        fleet.start(f"{home}-board", "jeisson-actuator", os.path.join(work, f"{home}-board.ini"))
+    manhole = credentials.manhole
+    lab = start_lab(work, HOMES, credentials, extra_ports=("manhole",),
+                    aggregator_keys=f"status_file = {work}/status.json\nevents_file = {events.path}\n"
+                                    "events_poll_s = 0.2\n",
+                    aggregator_extra=lambda ports: f"\n[manhole]\nlisten = {ports['manhole']}\n"
+                                                   f"host_key = {manhole}/ssh_host_ed25519_key\n"
+                                                   f"authorized_keys = {manhole}/authorized_keys\n")
     try:
-        yield {"work": work, "ports": ports, "fleet": fleet, "homes": homes, "events": events,
+        yield {"work": work, "ports": lab.ports, "fleet": lab.fleet, "homes": HOMES, "events": events,
                "credentials": credentials}
     finally:
-        fleet.stop()
+        lab.stop()
 
 
 def read_log(system, name):
@@ -391,10 +329,10 @@ def test_boards_power_up_open_and_their_homes_switch_on_what_owners_want(system,
 def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(system, connected):
     port = system["ports"]["aggregator"]
     # A stranger without a certificate, or in plaintext, never gets a line in.
-    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-a", "versions": [1]}\n',
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-home-a", "versions": [1]}\n',
                                   tls=tls_context(system["credentials"], None))
     assert reply == b"" and closed
-    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-a", "versions": [1]}\n')
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "secret-home-a", "versions": [1]}\n')
     assert b"REFUSED" not in reply and b"WELCOME" not in reply and closed
     # With home-a's certificate (as home-a itself would, or a thief of its key).
     as_home_a = tls_context(system["credentials"], "home-a")
@@ -402,7 +340,7 @@ def test_garbage_and_unknown_ids_get_clear_errors_and_the_rest_keeps_working(sys
     assert b'ERROR {"code":"unknown-verb"' in reply and b'PONG {"n":3}' in reply and not closed
     reply, closed = line_exchange(port, b'FLEX {"bid": 1, "loads": []}\n', tls=as_home_a)
     assert b'ERROR {"code":"state"' in reply and not closed
-    reply, closed = line_exchange(port, b'HELLO {"home": "home-b", "secret": "secret-b", "versions": [1]}\n',
+    reply, closed = line_exchange(port, b'HELLO {"home": "home-b", "secret": "secret-home-b", "versions": [1]}\n',
                                   tls=as_home_a)
     assert b'REFUSED {"code":"identity-mismatch"' in reply and closed
     reply, closed = line_exchange(port, b'HELLO {"home": "home-a", "secret": "wrong", "versions": [1]}\n',

@@ -437,6 +437,49 @@ def test_measurements_and_csv_export(store, tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]  # the temporary was renamed
 
 
+def test_measurements_limit_keeps_the_first_rows_in_order(store):
+    for i in range(5):
+        store.measure("h2", 100.0 + i, 20.0 + i)
+        store.measure("h1", 100.0 + i, 10.0 + i)
+    fired(store.durable())
+    every = fired(store.measurements())
+    assert len(every) == 10
+    assert fired(store.measurements(limit=3)) == every[:3]
+    assert [(s.subject, s.at) for s in fired(store.measurements(limit=6))] == [
+        ("h1", 100.0), ("h1", 101.0), ("h1", 102.0), ("h1", 103.0), ("h1", 104.0), ("h2", 100.0)]
+    assert fired(store.measurements(subjects=["h2"], since=102.0, limit=2)) == [
+        Sample("h2", 102.0, 22.0, 0.0), Sample("h2", 103.0, 23.0, 0.0)]
+    assert fired(store.measurements(limit=100)) == every
+    assert fired(store.measurements(limit=0)) == []
+
+
+def test_measurements_limit_stops_the_query_early(db_path, clock):
+    """The store's capped query steps SQLite through a few rows, not the
+    whole range: counted in virtual-machine steps, on a connection of the
+    test's own."""
+    s = SqliteStore(db_path, clock, threaded=False)
+    s.open()
+    for i in range(20000):
+        s.measure(f"h{i % 2}", float(i), 1.0)
+    fired(s.close())
+    db = sqlite3.connect(db_path)
+    steps = [0]
+
+    def step():
+        steps[0] += 1
+        return 0
+
+    db.set_progress_handler(step, 100)
+    try:
+        whole = len(db.execute(*sqlite_module._measurements_sql(["h0", "h1"], 0.0, None)).fetchall())
+        whole_steps, steps[0] = steps[0], 0
+        limited = len(db.execute(*sqlite_module._measurements_sql(["h0", "h1"], 0.0, None, 11)).fetchall())
+    finally:
+        db.close()
+    assert (whole, limited) == (20000, 11)
+    assert steps[0] * 100 < whole_steps  # the index gives rows in order: no sort of the whole range
+
+
 def test_queries_see_committed_data_only(store):
     store.record("event", "e1", 1.0)
     assert fired(store.journal()) == []

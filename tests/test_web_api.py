@@ -27,7 +27,7 @@ from jeisson.web.openapi import document
 from jeisson.web.site import build_site
 from jeisson.wire import aggregator_home as wire
 from jeisson.wire.utc import format_utc
-from tests.http_memory import request
+from tests.http_memory import IDLE, request
 from tests.peers import Net, load
 from tests.test_aggregator_memory import StoredNet
 
@@ -293,6 +293,28 @@ def test_measurements_in_json_and_csv_capped_per_reply(stored):
     error_of(get(site, "/api/v1/measurements?home=h9"), 404, "not-found")
     error_of(get(site, "/api/v1/measurements?since=yesterday"), 422, "bad-field", "since")
     error_of(get(site, "/api/v1/measurements?since=10&until=5"), 422, "bad-field", "until")
+
+
+def test_a_capped_reply_asks_the_store_for_one_row_more_than_it_holds(stored):
+    net, site = stored  # at most 3 rows per reply
+    h1 = net.home("h1", *H1_LOADS)
+    for at in range(1, 7):
+        net.clock.advance(1)
+        h1.say(wire.Measure(float(at), 100.0 * at, ()))
+    read = net.store.measurements
+    asked = []
+
+    def measurements(*args, **kwargs):
+        rows = read(*args, **kwargs)
+        return rows.addCallback(lambda samples: asked.append(len(samples)) or samples)
+
+    net.store.measurements = measurements
+    capped = ok(site, "/api/v1/measurements?home=h1&since=0")
+    assert [s["watts"] for s in capped["samples"]] == [100.0, 200.0, 300.0] and capped["truncated"] is True
+    assert asked == [4]  # 6 in the range, 4 read: the three sent and one that says there are more
+    rest = ok(site, f"/api/v1/measurements?home=h1&since={format_utc(3.5)}")
+    assert [s["watts"] for s in rest["samples"]] == [400.0, 500.0, 600.0] and "truncated" not in rest
+    assert asked == [4, 3]
 
 
 def test_without_a_store_measurements_and_why_are_unavailable(plain):
@@ -614,6 +636,7 @@ def test_a_body_too_large_for_the_wire_is_refused_before_it_is_read(plain):
     def connection():
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
         protocol = site.buildProtocol(transport.getPeer())
+        protocol.callLater = IDLE.callLater  # not the global reactor's (tests/http_memory.py says why)
         protocol.makeConnection(transport)
         return protocol, transport
 

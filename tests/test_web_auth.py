@@ -22,7 +22,7 @@ from jeisson.tls import TLSConfig
 from jeisson.web.auth import ApiTLS, Guard, LimitedFactory, host_of
 from jeisson.web.config import ApiConfig
 from jeisson.web.site import Reply, Routes, build_site
-from tests.http_memory import request
+from tests.http_memory import IDLE, request
 
 pytestmark = pytest.mark.usefixtures("logs")
 
@@ -182,9 +182,16 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
              line: str = "GET /api/v1/status") -> bytes:
     """One request (by default GET /api/v1/status) over TLS in memory; what
     the client read."""
+    return tls_connection(site, server, credentials, client_cert, "Connection: close\r\n" + headers, line)[0].data
+
+
+def tls_connection(site, server: ApiTLS, credentials, client_cert=None, headers: str = "",
+                   line: str = "GET /api/v1/status"):
+    """A request over TLS in memory, the connection left as the server left
+    it: the client, the pump and the clock."""
     ca = ssl.Certificate.loadPEM(open(credentials.ca, "rb").read())
     options = ssl.optionsForClientTLS("localhost", ca, client_cert)
-    raw = (f"{line} HTTP/1.1\r\nHost: localhost:8480\r\nConnection: close\r\n{headers}\r\n").encode()
+    raw = (f"{line} HTTP/1.1\r\nHost: localhost:8480\r\n{headers}\r\n").encode()
     client = Client(raw)
     # TLS aggregates small writes until the next turn of its clock.
     clock = Clock()
@@ -201,7 +208,7 @@ def over_tls(site, server: ApiTLS, credentials, client_cert=None, headers: str =
     for _ in range(10):
         clock.advance(0)
         pump.flush()
-    return client.data
+    return client, pump, clock
 
 
 def private(cert_path: str, key_path: str) -> ssl.PrivateCertificate:
@@ -272,6 +279,31 @@ def test_a_revoked_operator_is_refused_once_the_list_is_read_again(tmp_path):
     assert b"operator alice" in over_tls(site, server, own, operator(own, "alice"))
 
 
+def test_a_revoked_operators_open_connection_is_dropped_naming_the_operator(tmp_path, logs):
+    from twisted.logger import formatEvent
+
+    from tests.conftest import Credentials
+
+    own = Credentials(str(tmp_path / "pki"))
+    d = own.directory
+    config = TLSConfig(os.path.join(d, "a.ini"), ca=own.ca, cert=f"{d}/aggregator.pem", key=f"{d}/aggregator.key",
+                       crl=f"{d}/crl.pem")
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tls=True))
+    server = ApiTLS(config)
+    client, pump, clock = tls_connection(site, server, own, operator(own, "mallory"))  # kept alive
+    assert client.data.startswith(b"HTTP/1.1 200") and b"operator mallory" in client.data
+    assert client.transport.connected
+    serial = pki.revoke_operator(d, "mallory")
+    assert server.reload_crl()
+    for _ in range(5):
+        clock.advance(0)
+        pump.flush()
+    assert not client.transport.connected
+    said = [formatEvent(e) for e in logs]
+    assert [m for m in said if m.startswith("operator mallory at ") and
+            f"its certificate (serial {serial:x}) is revoked; dropping the link" in m], said
+
+
 def test_https_without_the_process_tls_credentials_stops_the_start():
     from jeisson.config import ConfigError
     from jeisson.web import aggregator_web
@@ -317,6 +349,7 @@ def test_connections_over_the_listeners_limits_are_aborted_at_accept():
     def connect(host):
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         protocol = factory.buildProtocol(transport.getPeer())
+        protocol.wrappedProtocol.callLater = IDLE.callLater  # not the global reactor's (see tests/http_memory.py)
         protocol.makeConnection(transport)
         return protocol, transport
 
@@ -331,3 +364,42 @@ def test_connections_over_the_listeners_limits_are_aborted_at_accept():
     transport.clear()
     again.dataReceived(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 200")
+
+
+def test_the_apis_own_refusals_are_counted_in_the_metrics_scrape(tokens):
+    """A foreign Host, a bad token and a locked-out address, each refused by
+    the Guard, appear in /metrics under the API's listener beside its
+    refusals at accept, read back with prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jeisson.web.auth import API_LISTENER
+    from jeisson.web.metrics import aggregator_metrics
+    from tests.peers import Net
+    from tests.test_aggregator_core import CONFIG
+
+    token, path = tokens
+    net = Net(CONFIG)
+    metrics = aggregator_metrics(net.aggregator, net.clock)
+    try:
+        listener = ListenerGuard(Limits(lockout_failures=2, lockout_s=120, lockout_window_s=60), net.clock,
+                                 API_LISTENER)
+        config = ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", tokens=path)
+        site = build_site(routes(), Guard(config, listener=listener), {"/metrics": metrics})
+        good = {"Authorization": f"Bearer {token}"}
+
+        def counted():
+            body = request(site, "GET", "/metrics", headers=good, peer="127.0.0.9").body.decode()
+            return {(s.name, s.labels["reason"]): s.value for f in text_string_to_metric_families(body)
+                    for s in f.samples if s.name in ("jeisson_refused_connections_total", "jeisson_auth_failures_total")
+                    and s.labels["listener"] == "API"}
+
+        assert counted() == {}
+        assert request(site, "GET", "/api/v1/status", headers=good, host="attacker.example").status == 403
+        for _ in range(2):
+            assert request(site, "GET", "/api/v1/status", headers={"Authorization": "Bearer jst_guess"}).status == 401
+        assert request(site, "GET", "/api/v1/status", headers=good).status == 403  # locked out
+        assert counted() == {("jeisson_refused_connections_total", "foreign host"): 1.0,
+                             ("jeisson_auth_failures_total", "bad token"): 2.0,
+                             ("jeisson_refused_connections_total", "locked out"): 1.0}
+    finally:
+        metrics.stop()

@@ -8,6 +8,7 @@ import re
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -19,6 +20,9 @@ from tests.peers import Net, Rig
 from tests.test_aggregator_core import CONFIG, FIRST_ROUND, H1_LOADS, H2_LOADS
 
 pytestmark = pytest.mark.usefixtures("logs")
+
+
+IDLE = Clock()  # the HTTP channels' idle timeouts: never advanced
 
 
 def dechunk(body: bytes) -> bytes:
@@ -43,6 +47,8 @@ class Reader:
     def __init__(self, site: Site, path: bytes = b"/api/v1/stream"):
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
         self.channel = site.buildProtocol(self.transport.getPeer())
+        # Its idle timeout on a clock nobody advances, not the global reactor's.
+        self.channel.callLater = IDLE.callLater
         self.channel.makeConnection(self.transport)
         self.channel.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
 
@@ -174,7 +180,7 @@ def test_nothing_is_tracked_while_no_stream_is_open(net, stream):
     resource, site = stream
     h1 = net.home("h1", *H1_LOADS)
     h1.say(wire.Measure(1.0, 900.0, ()))
-    assert resource.push.dirty == {} and not resource.push.power_moved
+    assert resource.push.changes.dirty == {} and not resource.push.changes.moved
     assert not [c for c in net.clock.getDelayedCalls() if "Coalescer" in repr(c.func)]
 
 
@@ -236,7 +242,7 @@ def test_a_paused_client_catches_up_with_the_current_figures_when_resumed(net, s
 def test_a_large_snapshot_comes_a_page_per_reactor_turn_and_a_push_carries_a_bounded_number_of_homes(
         net, stream, monkeypatch):
     monkeypatch.setattr(push, "PAGE", 3)
-    monkeypatch.setattr(push, "HOMES_PER_PUSH", 2)
+    stream[0].push.changes.per_push = 2
     homes = [net.home(h) for h in ("h1", "h2", "h3", "h4")]
     reader = Reader(stream[1])
     [snapshot] = reader.data("snapshot")
@@ -284,6 +290,7 @@ def get(site: Site, path: bytes, headers: bytes = b"") -> tuple[bytes, bytes]:
     """One GET on a fresh connection: the response's head and body."""
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50001))
     channel = site.buildProtocol(transport.getPeer())
+    channel.callLater = IDLE.callLater
     channel.makeConnection(transport)
     channel.dataReceived(b"GET " + path + b" HTTP/1.0\r\nHost: localhost\r\n" + headers + b"\r\n")
     head, _, body = transport.value().partition(b"\r\n\r\n")

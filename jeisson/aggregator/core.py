@@ -61,7 +61,7 @@ from jeisson.aggregator.round import Round, RoundContext, RoundSummary
 from jeisson.aggregator.rounds import SOLVE_IN_THREAD_ABOVE, Rounds, Solver
 from jeisson.aggregator.schedule import Schedule
 from jeisson.aggregator.watch import MeasuredWatch
-from jeisson.moments import parse_moment
+from jeisson.moments import parse_moment, refusal
 from jeisson.store import Store, StoreError
 from jeisson.text import Text
 from jeisson.wire import aggregator_home as wire
@@ -277,7 +277,13 @@ class Aggregator:
         from now, or epoch seconds.  Fires with the verdict once the event
         is durable (``added``, ``modified: ...``, ``refused: ...``)."""
         now = self.clock.seconds()
-        event = Event(event_id, float(limit_kw) * 1000.0, parse_moment(start, now), parse_moment(end, now),
+        moments = {}
+        for field, value in (("start", start), ("end", end)):
+            try:
+                moments[field] = parse_moment(value, now)
+            except ValueError:  # the API's words for it (jeisson.moments)
+                return succeed(f"refused: {field}: {refusal(value)}")
+        event = Event(event_id, float(limit_kw) * 1000.0, moments["start"], moments["end"],
                       int(version), float(start_window_s), float(end_window_s))
         if not wire.ID_PATTERN.match(event_id) or event.end <= event.start or event.limit_w < 0:
             return succeed(f"refused: check the id, the limit and that the end is after the start ({event})")

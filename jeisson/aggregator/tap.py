@@ -133,7 +133,8 @@ def makeService(options) -> MultiService:
         EventsFileWatcher(aggregator, config.events_file, config.events_poll_s, reactor).setServiceParent(top)
     tls.server_service(config.tls, config.listen, home_factory(aggregator), reactor, server).setServiceParent(top)
     if config.status_file:
-        status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor)
+        status_file = StatusFileService(aggregator.snapshot, config.status_file, reactor,
+                                        offload=threads.deferToThread)
         aggregator.add_listener(StatusFileListener(status_file))
         status_file.setServiceParent(top)
     try:

@@ -119,7 +119,9 @@ class Store(Protocol):
                 newest_first: bool = False) -> "Deferred[list[JournalEntry]]": ...
 
     def measurements(self, subjects: Iterable[str] | None = None, since: float | None = None,
-                     until: float | None = None) -> "Deferred[list[Sample]]": ...
+                     until: float | None = None, limit: int | None = None) -> "Deferred[list[Sample]]":
+        """Samples with ``since <= at <= until``, by subject then time; at
+        most ``limit`` of them (the first ones) when given."""
 
     def export_csv(self, path: str, subjects: Iterable[str] | None = None, since: float | None = None,
                    until: float | None = None) -> "Deferred[int]":

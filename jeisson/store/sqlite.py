@@ -642,9 +642,11 @@ class SqliteStore:
         return self._read(query)
 
     def measurements(self, subjects: Iterable[str] | None = None, since: float | None = None,
-                     until: float | None = None) -> "Deferred[list[Sample]]":
-        """Committed samples with ``since <= at <= until``, by subject then time."""
-        sql, params = _measurements_sql(subjects, since, until)
+                     until: float | None = None, limit: int | None = None) -> "Deferred[list[Sample]]":
+        """Committed samples with ``since <= at <= until``, by subject then
+        time, the first ``limit`` of them when given (the query stops there,
+        so a capped reply never reads the rest of a long range)."""
+        sql, params = _measurements_sql(subjects, since, until, limit)
 
         def query(db: sqlite3.Connection) -> list[Sample]:
             return [Sample(*row) for row in db.execute(sql, params)]
@@ -905,6 +907,12 @@ def _clause(where: list[str]) -> str:
 
 
 def _measurements_sql(subjects: Iterable[str] | None, since: float | None,
-                      until: float | None) -> tuple[str, list[Any]]:
+                      until: float | None, limit: int | None = None) -> tuple[str, list[Any]]:
+    # The (subject, at) index gives the rows in this order, so a LIMIT stops
+    # the scan after ``limit`` rows instead of sorting the whole range.
     where, params = _where(subjects, since, until)
-    return "SELECT subject, at, watts, span_s FROM measurements" + _clause(where) + " ORDER BY subject, at", params
+    sql = "SELECT subject, at, watts, span_s FROM measurements" + _clause(where) + " ORDER BY subject, at"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(0, int(limit)))
+    return sql, params

@@ -148,14 +148,14 @@ def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Any:
     the API, and what the others mount."""
     from jeisson.limits import ListenerGuard
     from jeisson.web.aggregator_api import AggregatorApi
-    from jeisson.web.auth import Guard
+    from jeisson.web.auth import API_LISTENER, Guard
     from jeisson.web.site import build_site
 
     if config.listen is None:
         return None
     from twisted.internet import threads
 
-    listener = ListenerGuard(config.limits, reactor, "API listener")
+    listener = ListenerGuard(config.limits, reactor, API_LISTENER)
     api = AggregatorApi(aggregator, config.rounds_kept, config.max_rows)
     site = build_site(api.routes(), Guard(config, listener=listener), aggregator_mounts(aggregator, reactor),
                       threads.deferToThread)
@@ -165,7 +165,7 @@ def aggregator_web(aggregator: Any, config: Any, reactor: Any) -> Any:
 def home_web(home: Any, config: Any, reactor: Any) -> Any:
     """The home's HTTP service (None with ``[api] listen = none``)."""
     from jeisson.limits import ListenerGuard
-    from jeisson.web.auth import Guard
+    from jeisson.web.auth import API_LISTENER, Guard
     from jeisson.web.home_api import HomeApi
     from jeisson.web.site import build_site
 
@@ -173,7 +173,7 @@ def home_web(home: Any, config: Any, reactor: Any) -> Any:
         return None
     from twisted.internet import threads
 
-    listener = ListenerGuard(config.limits, reactor, "API listener")
+    listener = ListenerGuard(config.limits, reactor, API_LISTENER)
     api = HomeApi(home, config.max_rows)
     site = build_site(api.routes(), Guard(config, listener=listener), home_mounts(home, reactor),
                       threads.deferToThread)

@@ -552,7 +552,9 @@ class AggregatorApi:
         for home_id in homes:
             self._record(home_id)
         subjects = homes or sorted(self.aggregator.registry.records)
-        d = self.aggregator.durable().addCallback(lambda _: store.measurements(subjects, asked.since, asked.until))
+        limit = self.max_rows + 1  # one row more than a reply holds says that it is cut
+        d = self.aggregator.durable().addCallback(
+            lambda _: store.measurements(subjects, asked.since, asked.until, limit=limit))
         return d.addCallback(measurements.samples_reply, asked.as_csv, self.max_rows, self.batch)
 
     def why(self, call: Call) -> "Deferred[dict[str, Any]]":

@@ -29,14 +29,13 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.protocol import connectionDone
-from twisted.internet.ssl import Certificate
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 
-from jeisson import pki
+from jeisson import observe, pki
 from jeisson.limits import ListenerGuard
-from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify
+from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
 from jeisson.transports.stream import peer_host
 from jeisson.web.config import ApiConfig
 from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
@@ -45,6 +44,12 @@ WRITES = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
 WITH_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
 TOKEN_COOKIE = b"jeisson_token"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# The API's listener, as its ListenerGuard is named: its refusals at accept
+# and the requests refused here are counted under one label (/metrics: API).
+API_LISTENER = "API listener"
+FOREIGN_HOST = "foreign host"
+LOCKED_OUT = "locked out"
+BAD_TOKEN = "bad token"
 
 
 def host_of(header: str) -> str:
@@ -112,21 +117,12 @@ class TokenFile:
 
 def operator_of_request(request: Any) -> str | None:
     """The operator named by the request's client certificate, if any."""
-    transport = getattr(getattr(request, "channel", None), "transport", None)
-    get = getattr(transport, "getPeerCertificate", None)
-    if get is None:
-        return None
-    try:
-        cert = get()
-    except Exception:
-        return None
+    cert = peer_certificate(getattr(getattr(request, "channel", None), "transport", None))
     if cert is None:
         return None
-    if isinstance(cert, Certificate):
-        cert = cert.original
     try:
-        return pki.operator_of(cert.to_cryptography())
-    except Exception:
+        return pki.operator_of(cert)
+    except Exception:  # a SAN extension that cannot be read: no operator
         return None
 
 
@@ -201,6 +197,7 @@ class Guard:
             hosts.add(interface.lower())
         self.hosts = frozenset(hosts)
         self.tokens = tokens if tokens is not None else (TokenFile(config.tokens) if config.tokens else None)
+        self.name = listener.name if listener is not None else API_LISTENER
 
     @classmethod
     def loopback(cls) -> "Guard":
@@ -225,6 +222,7 @@ class Guard:
         name (None on an API that needs no credentials, or a public page)."""
         host = _header(request, b"host")
         if not self.host_allowed(host):
+            observe.connection_refused(self.name, FOREIGN_HOST)
             raise ApiError(403, FORBIDDEN, f"Host {host!r} is not a name this API answers to (its listen address, "
                                            "localhost, or [api] hosts): refused against DNS rebinding")
         if public:
@@ -232,6 +230,7 @@ class Guard:
         if self.listener is not None:
             address = peer_host(request.channel.transport, self.listener.limits.ipv6_prefix)
             if address is not None and self.listener.locked_out(address):
+                observe.connection_refused(self.name, LOCKED_OUT)
                 raise ApiError(403, FORBIDDEN, f"address {address} is locked out for a while after too many failed "
                                                "authentications")
         who = self.identify(request)
@@ -264,7 +263,8 @@ class Guard:
                        headers={"WWW-Authenticate": 'Bearer realm="jeisson"'} if self.tokens is not None else {})
 
     def _failed(self, request: Any) -> None:
-        """A bad token: counted toward its address's lockout."""
+        """A bad token: counted in /metrics, and toward its address's lockout."""
+        observe.auth_failed(self.name, BAD_TOKEN)
         if self.listener is None:
             return
         transport = request.channel.transport

@@ -16,9 +16,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jeisson.moments import FORMS, parse_moment
+from jeisson.moments import FORMS, parse_moment, refusal
 from jeisson.wire.aggregator_home import ID_PATTERN
-from jeisson.wire.utc import format_utc
 
 # The codes of the contract (docs/api.rst).
 BAD_JSON = "bad-json"
@@ -160,11 +159,9 @@ def moment(value: Any, field: str, now: float) -> float:
     if value is None or isinstance(value, bool):
         raise bad_field(field, f"expected a moment ({FORMS}), got {value!r}")
     try:
-        moment = parse_moment(value, now)
-        format_utc(moment)  # within the years 1 to 9999, as every answer writes it
+        return parse_moment(value, now)  # within the years 1 to 9999, as every answer writes it
     except (ValueError, OverflowError):
-        raise bad_field(field, f"expected a moment within the years 1 to 9999 ({FORMS}), got {value!r}") from None
-    return moment
+        raise bad_field(field, refusal(value)) from None
 
 
 def query_one(args: Mapping[bytes, list[bytes]], name: str) -> str | None:

@@ -57,8 +57,9 @@ def samples_csv(samples: list[Sample], subject: str = "home") -> bytes:
 
 def samples_reply(samples: list[Sample], as_csv: bool, max_rows: int, offload_above: int,
                   subject: str = "home") -> Reply:
-    """The reply: at most ``max_rows`` rows, said when cut; a long JSON
-    body encoded off the reactor (``Reply.offload``)."""
+    """The reply: at most ``max_rows`` rows, said when cut (the store is
+    asked for ``max_rows + 1``: one more than fits says there are more); a
+    long JSON body encoded off the reactor (``Reply.offload``)."""
     truncated = len(samples) > max_rows
     samples = samples[:max_rows]
     if as_csv:

@@ -89,6 +89,18 @@ def frame(event: str, data: Any) -> bytes:
 HEARTBEAT = b": heartbeat\n\n"
 
 
+def take(ordered: dict[str, None], count: int) -> list[str]:
+    """The first ``count`` keys of ``ordered`` (oldest first), removed from it."""
+    keys = []
+    for key in ordered:
+        keys.append(key)
+        if len(keys) == count:
+            break
+    for key in keys:
+        del ordered[key]
+    return keys
+
+
 # --------------------------------------------------------------- clients
 
 
@@ -249,13 +261,7 @@ class Streams:
             client.send(self.power())
         client.owe_power = False
         if client.owed:
-            ids = []
-            for home_id in client.owed:
-                ids.append(home_id)
-                if len(ids) == PAGE:
-                    break
-            for home_id in ids:
-                del client.owed[home_id]
+            ids = take(client.owed, PAGE)
             client.send(self.page(ids, len(client.owed)))
         self._serve_soon(client)
 
@@ -273,14 +279,6 @@ class Streams:
             timers.cancel(self._heartbeat)
             self._heartbeat = None
             self.closed()
-
-    def close_all(self) -> None:
-        """The process stops: every stream ends (EventSource reconnects)."""
-        for client in list(self.clients):
-            client.gone = True
-            client.request.unregisterProducer()
-            client.request.finish()
-            self._finished(client)
 
 
 class Coalescer:
@@ -336,6 +334,55 @@ class StreamResource(Resource):
         return server.NOT_DONE_YET
 
 
+class Changes:
+    """What both pushes share: while a stream is open (``watching``), the
+    ids that changed (``mark``, oldest first) and whether the figures did
+    (``moved``), pushed by ``flush`` at most once every ``COALESCE_S``:
+    ``state()`` (the figures' frame) and ``page(ids)`` (those ids' frame),
+    at most ``per_push`` ids a push, the rest the next second."""
+
+    def __init__(self, clock: IReactorTime, snapshot: Callable[[], tuple[bytes, list[str]]],
+                 page: Callable[[list[str], int | None], bytes], state: Callable[[], bytes], per_push: int,
+                 max_queued: int = MAX_QUEUED_BYTES):
+        self.page = page
+        self.state = state
+        self.per_push = per_push
+        self.streams = Streams(clock, snapshot, page, state, self._opened, self._closed, max_queued)
+        self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
+        self.watching = False
+        self.dirty: dict[str, None] = {}
+        self.moved = False
+
+    def _opened(self) -> None:
+        self.watching = True
+
+    def _closed(self) -> None:
+        self.watching = False
+        self.dirty.clear()
+        self.moved = False
+        self.coalescer.stop()
+
+    def mark(self, *ids: str) -> None:
+        """The figures moved, and these ids changed (nothing while no stream is open)."""
+        if self.watching:
+            self.dirty.update(dict.fromkeys(ids))
+            self.moved = True
+            self.coalescer.poke()
+
+    def flush(self) -> None:
+        if not self.watching:
+            return
+        state = None
+        if self.moved:
+            self.moved = False
+            state = self.state()
+        ids = take(self.dirty, self.per_push)
+        self.streams.push_state(ids, lambda: self.page(ids, None), state)
+        if self.dirty:
+            # More changed than one push carries: the rest next second.
+            self.coalescer.poke()
+
+
 # ------------------------------------------------------- the aggregator
 
 
@@ -354,25 +401,17 @@ class AggregatorPush(AggregatorListener):
         self.clock = clock
         self.links = LinkTimes(clock)
         self.seen = EventsSeen(aggregator.events)
-        self.streams = Streams(clock, self.snapshot_frame, self.homes_frame, self.power_frame, self._opened,
-                               self._closed, max_queued)
-        self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
-        self.watching = False
-        self.dirty: dict[str, None] = {}  # the homes changed since the last push, oldest first
-        self.power_moved = False
+        self.changes = Changes(clock, self.snapshot_frame, self.homes_frame, self.power_frame, HOMES_PER_PUSH,
+                               max_queued)
+        self.streams = self.changes.streams
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
         # The rounds before this listener was added (its last one, at least).
         if aggregator.last_round is not None:
             self.recent.append(round_view(aggregator.last_round))
 
-    def _opened(self) -> None:
-        self.watching = True
-
-    def _closed(self) -> None:
-        self.watching = False
-        self.dirty.clear()
-        self.power_moved = False
-        self.coalescer.stop()
+    @property
+    def watching(self) -> bool:
+        return self.changes.watching
 
     # -- views (the API's)
 
@@ -421,30 +460,8 @@ class AggregatorPush(AggregatorListener):
 
     # -- pushing
 
-    def flush(self) -> None:
-        if not self.watching:
-            return
-        power = None
-        if self.power_moved:
-            self.power_moved = False
-            power = self.power_frame()
-        ids = []
-        for home_id in self.dirty:
-            ids.append(home_id)
-            if len(ids) == HOMES_PER_PUSH:
-                break
-        for home_id in ids:
-            del self.dirty[home_id]
-        self.streams.push_state(ids, lambda: self.homes_frame(ids), power)
-        if self.dirty:
-            # More homes changed than one push carries: the rest next second.
-            self.coalescer.poke()
-
     def _home(self, home_id: str) -> None:
-        if self.watching:
-            self.dirty[home_id] = None
-            self.power_moved = True
-            self.coalescer.poke()
+        self.changes.mark(home_id)
 
     def _events(self) -> None:
         if self.watching:
@@ -457,9 +474,7 @@ class AggregatorPush(AggregatorListener):
 
     def binding_event_changed(self, event: Event | None, previous: Event | None) -> None:
         self._events()
-        if self.watching:
-            self.power_moved = True
-            self.coalescer.poke()
+        self.changes.mark()
 
     def home_joined(self, home_id: str, peer: str) -> None:
         self._home(home_id)
@@ -526,20 +541,14 @@ class HomePush(HomeListener):
     def __init__(self, home: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.home = home
         self.clock = clock
-        self.streams = Streams(clock, self.snapshot_frame, self.loads_frame, self.status_frame, self._opened,
-                               self._closed, max_queued)
-        self.coalescer = Coalescer(clock, COALESCE_S, self.flush)
-        self.watching = False
-        self.dirty: set[str] = set()
-        self.status_moved = False
+        # Every load that changed in a push: a home has a few.
+        self.changes = Changes(clock, self.snapshot_frame, self.loads_frame, self.status_frame, len(home.loads) or 1,
+                               max_queued)
+        self.streams = self.changes.streams
 
-    def _opened(self) -> None:
-        self.watching = True
-
-    def _closed(self) -> None:
-        self.watching = False
-        self.dirty.clear()
-        self.coalescer.stop()
+    @property
+    def watching(self) -> bool:
+        return self.changes.watching
 
     def snapshot_frame(self) -> tuple[bytes, list[str]]:
         return frame("snapshot", {"status": home_api.status_view(self.home),
@@ -554,21 +563,8 @@ class HomePush(HomeListener):
     def status_frame(self) -> bytes:
         return frame("status", home_api.status_view(self.home))
 
-    def flush(self) -> None:
-        if not self.watching:
-            return
-        status = None
-        if self.status_moved:
-            self.status_moved = False
-            status = self.status_frame()
-        ids, self.dirty = sorted(self.dirty), set()
-        self.streams.push_state(ids, lambda: self.loads_frame(ids), status)
-
     def _moved(self, *loads: str) -> None:
-        if self.watching:
-            self.status_moved = True
-            self.dirty.update(load for load in loads if load in self.home.loads)
-            self.coalescer.poke()
+        self.changes.mark(*sorted(load for load in loads if load in self.home.loads))
 
     def changed(self) -> None:
         self._moved()

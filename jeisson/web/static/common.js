@@ -83,9 +83,16 @@ const Jeisson = (() => {
     return parsed;
   }
 
+  // The badge at the top right (#link): live, reconnecting, closed.
+  function linkState(text) {
+    const badge = byId("link");
+    badge.dataset.state = text;
+    badge.textContent = text;
+  }
+
   // The server's push: EventSource reconnects by itself (and gets a new
-  // snapshot); `state` tells the page whether it is live.
-  function stream(handlers, state) {
+  // snapshot); the badge tells whether the page is live.
+  function stream(handlers, state = linkState) {
     const source = new EventSource(API + "/stream");
     source.addEventListener("open", () => state("live"));
     source.addEventListener("error", () => state(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));

@@ -76,7 +76,12 @@
     g.setTransform(ratio, 0, 0, ratio, 0, 0);
     g.clearRect(0, 0, width, height);
     const left = 64, right = 12, top = 10, bottom = 24;
-    const t1 = now(), t0 = t1 - PLOT_WINDOW_S;
+    // Ten minutes, or since the page opened (at least a minute): the lines move from the start.
+    const t1 = now();
+    const first = state.series.length ? state.series[0].t : t1;
+    const span = Math.min(PLOT_WINDOW_S, Math.max(60, t1 - first + 10));
+    const t0 = t1 - span;
+    byId("plot-window").textContent = span >= 120 ? `${Math.round(span / 60)} min` : `${Math.round(span)} s`;
     const shown = state.series.filter((p) => p.t >= t0 - 60);
     let most = 1000;
     for (const p of shown) most = Math.max(most, p.limit || 0, p.committed || 0, p.measured || 0);
@@ -93,9 +98,11 @@
       g.beginPath(); g.moveTo(left, y(w)); g.lineTo(width - right, y(w)); g.stroke();
       g.fillText(watts(w), 4, y(w) + 4);
     }
-    for (let t = Math.ceil(t0 / 120) * 120; t <= t1; t += 120) {
+    const tick = span <= 120 ? 15 : span <= 300 ? 60 : 120;
+    for (let t = Math.ceil(t0 / tick) * tick; t <= t1; t += tick) {
       g.beginPath(); g.moveTo(x(t), top); g.lineTo(x(t), height - bottom); g.stroke();
-      g.fillText(new Date(t * 1000).toISOString().slice(11, 16), x(t) - 14, height - 6);
+      const label = new Date(t * 1000).toISOString().slice(11, tick < 60 ? 19 : 16);
+      g.fillText(label, x(t) - (tick < 60 ? 24 : 14), height - 6);
     }
     // Rounds: a tick at each round's end, red when it was over.
     for (const m of state.marks) {
@@ -104,9 +111,10 @@
       g.beginPath(); g.moveTo(x(m.t), top); g.lineTo(x(m.t), height - bottom); g.stroke();
     }
     // Each series as steps, held to now.
-    const series = [["limit", "#dc2626", [6, 4]], ["committed", "#2563eb", []], ["measured", "#059669", []]];
-    for (const [key, colour, dash] of series) {
-      g.strokeStyle = colour; g.lineWidth = 2; g.setLineDash(dash);
+    // Measured wide and under, committed narrow on top: both show where they agree.
+    const series = [["limit", "#dc2626", [6, 4], 2], ["measured", "#059669", [], 4], ["committed", "#2563eb", [], 1.5]];
+    for (const [key, colour, dash, lineWidth] of series) {
+      g.strokeStyle = colour; g.lineWidth = lineWidth; g.setLineDash(dash);
       g.beginPath();
       let started = false, last = null;
       for (const p of shown) {
@@ -383,12 +391,6 @@
     showRounds();
   }
 
-  function linkState(text) {
-    const badge = byId("link");
-    badge.dataset.state = text;
-    badge.textContent = text;
-  }
-
   Jeisson.closeWhyOnClick();
   stream({
     snapshot,
@@ -396,7 +398,7 @@
     round,
     events: (e) => { state.events = e.events; showEvents(); },
     homes: (h) => takeHomes(h.homes),
-  }, linkState);
+  });
   setInterval(tick, 1000);
   window.addEventListener("resize", drawPlot);
 })();

@@ -80,12 +80,6 @@
     while (list.children.length > 50) list.lastChild.remove();
   }
 
-  function linkState(text) {
-    const badge = byId("link");
-    badge.dataset.state = text;
-    badge.textContent = text;
-  }
-
   Jeisson.closeWhyOnClick();
   stream({
     snapshot: (s) => {
@@ -97,6 +91,6 @@
     status: (s) => { state.status = s; showStatus(); },
     loads: (l) => { for (const load of l.loads) state.loads.set(load.id, load); showLoads(); },
     switch: switched,
-  }, linkState);
+  });
   setInterval(showStatus, 1000);
 })();
