@@ -22,12 +22,29 @@
 typedef struct {
     uint8_t on;
     uint8_t pending;      /* a switch to the safe state waiting for ``due`` */
+    uint8_t settled;      /* min_interval has passed since last_switch */
     uint32_t last_switch; /* power-up counts as a switch */
     uint32_t due;
 } jb_relay;
 
 static jb_relay relays[JB_MAX_RELAYS];
-static uint32_t now_ms;
+/* The board's time: never goes backwards (a late time stamp never pulls it
+ * back); ``heard_at``: when the line being handled arrived (its LF). */
+static uint32_t now_ms, heard_at;
+/* The platform's clock, if it gave one (jb_set_clock): read at the moment
+ * a relay switches, and when a line is handled. */
+static uint32_t (*clock_fn)(void);
+/* Answers to lines that prove nothing: a budget (JB_ANSWERS, one back
+ * every JB_ANSWER_MS), so that a stranger cannot keep the board busy
+ * talking. */
+#ifndef JB_ANSWERS
+#define JB_ANSWERS 4
+#endif
+#ifndef JB_ANSWER_MS
+#define JB_ANSWER_MS 250
+#endif
+static uint8_t answers = JB_ANSWERS;
+static uint32_t answer_refill;
 
 /* Board (board.py) */
 static uint8_t in_failsafe;
@@ -89,6 +106,37 @@ static const char E_BUSY[] JB_ROM = "busy";
 #endif
 
 static int32_t until(uint32_t when) { return (int32_t)(when - now_ms); }
+
+/* Move the board's time on to ``t`` unless it is already later. */
+static void advance(uint32_t t)
+{
+    if ((int32_t)(t - now_ms) > 0)
+        now_ms = t;
+}
+
+void jb_set_clock(uint32_t (*now)(void)) { clock_fn = now; }
+
+/* The clock now, if the platform gave one. */
+static void refresh(void)
+{
+    if (clock_fn)
+        advance(clock_fn());
+}
+
+/* May the board answer a line that proves nothing?  Uses up the budget. */
+uint8_t jb_may_answer(void)
+{
+    int32_t gone = until(answer_refill);
+    if (gone <= 0) {
+        uint32_t back = 1 + (uint32_t)(-gone) / JB_ANSWER_MS;
+        answers = back >= (uint32_t)(JB_ANSWERS - answers) ? JB_ANSWERS : (uint8_t)(answers + back);
+        answer_refill = now_ms + JB_ANSWER_MS;
+    }
+    if (!answers)
+        return 0;
+    answers--;
+    return 1;
+}
 
 /* ------------------------------------------------------------- formatting */
 
@@ -199,26 +247,39 @@ static void send_err(const char *code)
     send_tx();
 }
 
-/* A line that proves nothing: always plain. */
-static void auth_failed(void) { jb_send_text(JB_S("ERR auth")); }
+/* A line that proves nothing: always plain, within the answers' budget. */
+static void auth_failed(void)
+{
+    if (jb_may_answer())
+        jb_send_text(JB_S("ERR auth"));
+}
 
 /* ----------------------------------------------------------------- relays */
 
 static void apply(uint8_t i, uint8_t on, uint8_t own)
 {
+    refresh(); /* min_interval counts from the switch itself */
     relays[i].on = on;
     relays[i].last_switch = now_ms;
+    relays[i].settled = 0;
     jb_plat_relay(i, on);
     if (own)
         unreported_switch = 1;
 }
 
-/* Milliseconds until relay ``i`` may switch again (0: now). */
+/* Milliseconds until relay ``i`` may switch again (0: now).  Once that
+ * is 0 it stays 0 (``settled``, noted at every tick) until the next
+ * switch: the clock's wrap after 49.7 days never makes a relay left alone
+ * look freshly switched. */
 static uint32_t interval_left(uint8_t i)
 {
     uint32_t elapsed = now_ms - relays[i].last_switch;
     uint32_t min = jb_cfg.relay[i].min_interval_ms;
-    return elapsed >= min ? 0 : min - elapsed;
+    if (relays[i].settled || elapsed >= min) {
+        relays[i].settled = 1;
+        return 0;
+    }
+    return min - elapsed;
 }
 
 static void cancel_pending(void)
@@ -271,7 +332,7 @@ static void heard_from_home(void)
         cancel_pending();
     }
     failsafe_armed = 1;
-    failsafe_due = now_ms + jb_cfg.failsafe_ms;
+    failsafe_due = heard_at + jb_cfg.failsafe_ms;
 }
 
 static void go_safe(void)
@@ -294,6 +355,7 @@ static void relay_timers(void)
     if (cold_load_waiting && until(cold_load_at) <= 0)
         cold_load_waiting = 0;
     for (i = 0; i < jb_cfg.relays; i++) {
+        interval_left(i); /* notes ``settled`` */
         if (relays[i].pending && until(relays[i].due) <= 0) {
             relays[i].pending = 0;
             apply(i, jb_cfg.relay[i].safe == JB_SAFE_ON, 1);
@@ -316,6 +378,28 @@ void jb_power_down(void)
     cold_load_waiting = 0;
     have_channel = 0;
     state = JB_UNPROVISIONED;
+}
+
+/* Is the failsafe due within ``guard_ms``?  Then a line the board would
+ * send of its own accord waits: sealing it takes milliseconds on an AVR
+ * (a HELLO's nonce four times as long), and the failsafe must not wait for
+ * it.  A PING or MEAS held back this way is never late for anything: if the
+ * home stays silent the session ends at that same instant. */
+static uint8_t failsafe_near(uint16_t guard_ms)
+{
+    return failsafe_armed && until(failsafe_due) < (int32_t)guard_ms;
+}
+
+/* Is the failsafe, or a switch waiting for its time, due within
+ * ``guard_ms``?  Then work that proves nothing yet (a stranger's WELCOME,
+ * ERR hello) waits too. */
+static uint8_t deadline_near(uint16_t guard_ms)
+{
+    uint8_t i;
+    for (i = 0; i < jb_cfg.relays && i < JB_MAX_RELAYS; i++)
+        if (relays[i].pending && until(relays[i].due) < (int32_t)guard_ms)
+            return 1;
+    return failsafe_near(guard_ms);
 }
 
 /* ---------------------------------------------------------------- session */
@@ -695,7 +779,7 @@ static void on_welcome(const message *m)
         write_line(tx, (uint8_t)(p + 16 - tx));
     }
     heartbeat_ms = (uint32_t)m->b * 1000UL;
-    last_seen = now_ms;
+    last_seen = heard_at;
     next_ping = now_ms + heartbeat_ms;
     ping_n = 0;
     /* The first reading goes out at once: the home learns the load now. */
@@ -738,7 +822,7 @@ static void dispatch(const char *line, uint8_t len)
     const char *error;
     if (authentic) {
         heard_from_home();
-        last_seen = now_ms;
+        last_seen = heard_at;
         if (state == JB_ACTIVE && unreported_switch)
             /* The board switched relays on its own (its failsafe) while
              * this session stayed up: the home learns the true states first. */
@@ -746,14 +830,18 @@ static void dispatch(const char *line, uint8_t len)
     }
     error = parse(line, len, &m);
     if (error) {
-        send_err(error);
+        if (authentic || jb_may_answer())
+            send_err(error);
         return;
     }
     if (m.verb == V_PING) {
         send_pong(m.a);
     } else if (m.verb == V_ERR) {
-        /* Never answered; "ERR hello": the home holds no session for us. */
-        if (jb_rom_eq(m.text, m.text_len, JB_S("hello")))
+        /* Never answered; "ERR hello": the home holds no session for us.
+         * From anyone (it proves nothing): within the answers' budget, and
+         * not when the nonce's work would hold back a switch that is due. */
+        if (jb_rom_eq(m.text, m.text_len, JB_S("hello"))
+            && (authentic || (!deadline_near(JB_GUARD_MS * 4) && jb_may_answer())))
             hello_again();
     } else if (state == JB_HELLO_SENT && m.verb == V_WELCOME) {
         on_welcome(&m);
@@ -761,7 +849,7 @@ static void dispatch(const char *line, uint8_t len)
         close_session(10000);
     } else if (state == JB_ACTIVE && m.verb == V_SET) {
         on_set(&m);
-    } else if (!(state == JB_ACTIVE && m.verb == V_PONG)) {
+    } else if (!(state == JB_ACTIVE && m.verb == V_PONG) && (authentic || jb_may_answer())) {
         send_err(E_STATE);
     }
 }
@@ -793,6 +881,10 @@ static void check_welcome(const char *line, uint8_t len)
     uint8_t body = len;
     int16_t tag = last_space(line, len);
     uint32_t counter;
+    /* Deriving the session keys takes about 50 ms on the Uno: never while
+     * the failsafe or a switch is that close (the home sends it again). */
+    if (deadline_near(JB_GUARD_MS * 4))
+        return;
     if (tag > 0) {
         int16_t head = last_space(line, (uint8_t)tag);
         if (head > 0)
@@ -858,9 +950,25 @@ static void line_received(char *line, uint8_t len)
 
 /* -------------------------------------------------------------- entry points */
 
-void jb_receive(uint8_t byte, uint32_t now)
+/* The failsafe and the switches waiting for their time, now: called
+ * before each line is handled, and by a platform whose writes can wait
+ * (jb_poll, from its send loop).  It sends nothing. */
+static void deadlines(void)
 {
-    now_ms = now;
+    if (state != JB_UNPROVISIONED)
+        relay_timers();
+}
+
+void jb_poll(uint32_t now)
+{
+    advance(now);
+    deadlines();
+}
+
+void jb_receive(uint8_t byte, uint32_t at)
+{
+    advance(clock_fn ? clock_fn() : at);
+    heard_at = (int32_t)(at - now_ms) > 0 ? now_ms : at;
     if (byte == '\n') {
         if (rx_discard) {
             rx_discard = 0;
@@ -869,6 +977,8 @@ void jb_receive(uint8_t byte, uint32_t now)
         if (rx_len && rx[rx_len - 1] == '\r')
             rx_len--;
         rx[rx_len] = 0;
+        /* However many lines arrive, none holds the failsafe back. */
+        deadlines();
         {
             uint8_t len = rx_len;
             rx_len = 0;
@@ -891,19 +1001,10 @@ void jb_receive(uint8_t byte, uint32_t now)
     }
 }
 
-/* Is the failsafe due within ``guard_ms``?  Then a line the board would
- * send of its own accord waits: sealing it takes milliseconds on an AVR
- * (a HELLO's nonce four times as long), and the failsafe must not wait for
- * it.  A PING or MEAS held back this way is never late for anything: if the
- * home stays silent the session ends at that same instant. */
-static uint8_t failsafe_near(uint16_t guard_ms)
-{
-    return failsafe_armed && until(failsafe_due) < (int32_t)guard_ms;
-}
 
 void jb_tick(uint32_t now)
 {
-    now_ms = now;
+    advance(now);
     if (state == JB_UNPROVISIONED)
         return;
     jb_meter_collect();
@@ -950,18 +1051,21 @@ static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold);
 #endif
 
 /* The cold-load pickup delay: uniform in [min, max], from a draw that
- * differs between boards (their keys) and between power-ups (boot, and
- * the HELLO count for a restart).  Not inlined: its buffers are off the
- * stack before the HELLO's are on it. */
+ * differs between boards (their keys, and their ids: boards without a key
+ * share the all-zero one) and between power-ups (boot, and the HELLO count
+ * for a restart).  Not inlined: its buffers are off the stack before the
+ * HELLO's are on it. */
 static NOINLINE uint32_t draw_cold_load(void)
 {
-    uint8_t data[8], digest[32], i;
+    uint8_t data[8 + JB_ID_MAX], digest[32], i, n = 8;
     uint32_t draw, span = jb_cfg.cold_max_ms - jb_cfg.cold_min_ms;
     for (i = 0; i < 4; i++) {
         data[i] = (uint8_t)(boot >> (24 - 8 * i));
         data[4 + i] = (uint8_t)(hello_count >> (24 - 8 * i));
     }
-    hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, 8, digest);
+    for (i = 0; i < JB_ID_MAX && jb_cfg.id[i]; i++)
+        data[n++] = (uint8_t)jb_cfg.id[i];
+    hmac(jb_cfg.key, JB_S("jeisson-board cold-load\n"), data, n, digest);
     draw = ((uint32_t)digest[0] << 24) | ((uint32_t)digest[1] << 16) | ((uint32_t)digest[2] << 8) | digest[3];
     return jb_cfg.cold_min_ms + (uint32_t)(((uint64_t)draw * (span + 1)) >> 32);
 }
@@ -974,7 +1078,9 @@ void jb_power_up(uint32_t now, uint8_t without_connection) { power_up(now, witho
 static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold)
 {
     uint8_t i;
-    now_ms = now;
+    now_ms = heard_at = now;
+    answers = JB_ANSWERS;
+    answer_refill = now;
     connectionless = without_connection;
     jb_power_down();
     rx_len = 0;
@@ -989,8 +1095,10 @@ static void power_up(uint32_t now, uint8_t without_connection, uint8_t cold)
     jb_meter_reset();
     if (!jb_is_provisioned)
         return;
-    for (i = 0; i < JB_MAX_RELAYS; i++)
+    for (i = 0; i < JB_MAX_RELAYS; i++) {
         relays[i].last_switch = now; /* power-up counts as a switch */
+        relays[i].settled = 0;
+    }
     cold_load_ms = draw_cold_load();
     cold_load_at = now + cold_load_ms;
     cold_load_waiting = cold_load_ms > 0;
@@ -1007,7 +1115,7 @@ void jb_restart(uint32_t now) { power_up(now, connectionless, 0); }
 
 void jb_connected(uint32_t now)
 {
-    now_ms = now;
+    advance(now);
     if (state == JB_CLOSED && !connectionless) {
         rx_len = 0;
         rx_discard = 0;
@@ -1017,7 +1125,7 @@ void jb_connected(uint32_t now)
 
 void jb_disconnected(uint32_t now)
 {
-    now_ms = now;
+    advance(now);
     if (state == JB_HELLO_SENT || state == JB_ACTIVE) {
         have_channel = 0;
         state = JB_CLOSED;

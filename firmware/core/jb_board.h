@@ -48,8 +48,20 @@ void jb_power_up(uint32_t now, uint8_t connectionless);
 /* Connection-oriented links only. */
 void jb_connected(uint32_t now);
 void jb_disconnected(uint32_t now);
-/* Every byte from the home, in order. */
-void jb_receive(uint8_t byte, uint32_t now);
+/* Every byte from the home, in order; ``at``: when it arrived (for an LF,
+ * when the line was heard: the failsafe counts from then).  Before it
+ * handles a line the board switches whatever is due (jb_poll). */
+void jb_receive(uint8_t byte, uint32_t at);
+/* Optional: the platform's millisecond clock, read when a relay switches
+ * (min_interval counts from the switch itself, not from when the SET
+ * arrived) and when a byte is handled.  Without it the board's time is the
+ * latest ``at`` or ``now`` it was given.  The board's time never goes
+ * backwards. */
+void jb_set_clock(uint32_t (*now)(void));
+/* The failsafe and the switches waiting for their time, and nothing else
+ * (it sends nothing): for a platform to call while it waits, e.g. in a
+ * write that waits for room in its send buffer. */
+void jb_poll(uint32_t now);
 /* Call often (every loop pass): timers, failsafe, readings. */
 void jb_tick(uint32_t now);
 

@@ -46,6 +46,8 @@ void jb_prov_line(char *line, uint8_t len, uint32_t now);
 uint8_t jb_id_valid(const char *id, uint8_t len, uint8_t max);
 
 /* jb_board.c */
+/* May the board answer a line that proves nothing (a budget)? */
+uint8_t jb_may_answer(void);
 void jb_send_text(const char *text);
 void jb_power_down(void);
 void jb_restart(uint32_t now);

@@ -1,7 +1,12 @@
 /* Settings in the store, the boot counter, and provisioning over the line.
  *
  * Store layout (JB_STORE_BYTES; the Uno's 1 KiB EEPROM):
- *   0x000  boot counter, 4 bytes big-endian, raised at every power-up
+ *   0x000  boot counter, two slots (0x000, 0x008) of 4 bytes big-endian
+ *          and their CRC-16, written in turn: at power-up the highest
+ *          valid one is raised and written to the other slot, so a write
+ *          torn by a power cut leaves the last value whole and the
+ *          counter never goes down (a board from before the slots: its
+ *          4 bytes at 0x000 are the start)
  *   0x010  the settings in force (jb_settings, CRC-16 at its end)
  *   0x200  the staging copy that PROV commands edit and PROV SAVE checks
  *
@@ -27,10 +32,10 @@ jb_settings jb_cfg;
 uint8_t jb_is_provisioned;
 static uint8_t stage_ready;
 
-static uint16_t crc16(const jb_settings *s)
+static uint16_t crc_of(const void *data, uint16_t n)
 {
-    const uint8_t *p = (const uint8_t *)s;
-    uint16_t crc = 0xFFFF, n = offsetof(jb_settings, crc);
+    const uint8_t *p = (const uint8_t *)data;
+    uint16_t crc = 0xFFFF;
     uint8_t bit;
     while (n--) {
         crc ^= (uint16_t)(*p++ << 8);
@@ -39,6 +44,8 @@ static uint16_t crc16(const jb_settings *s)
     }
     return crc;
 }
+
+static uint16_t crc16(const jb_settings *s) { return crc_of(s, offsetof(jb_settings, crc)); }
 
 static void defaults(void)
 {
@@ -92,24 +99,46 @@ void jb_settings_load(void)
         defaults();
 }
 
+#define BOOT_SLOT 8 /* bytes between the slots */
+static uint8_t boot_slot; /* the slot holding the counter in force */
+
+/* Slot ``k``'s counter in *boot; 1 if its CRC holds. */
+static uint8_t boot_read(uint8_t k, uint32_t *boot)
+{
+    uint8_t b[6];
+    jb_plat_store_read((uint16_t)(ADDR_BOOT + k * BOOT_SLOT), b, 6);
+    *boot = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return crc_of(b, 4) == ((uint16_t)b[4] << 8 | b[5]);
+}
+
 uint32_t jb_boot_raise(void)
 {
-    uint8_t b[4];
-    uint32_t boot;
-    jb_plat_store_read(ADDR_BOOT, b, 4);
-    boot = ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]) + 1;
-    jb_boot_store(boot);
-    return boot;
+    uint32_t a, b;
+    uint8_t a_ok = boot_read(0, &a), b_ok = boot_read(1, &b);
+    if (b_ok && (!a_ok || b > a)) {
+        a = b;
+        boot_slot = 1;
+    } else {
+        boot_slot = 0; /* A valid, or neither: A's 4 bytes as before the slots */
+    }
+    jb_boot_store(++a);
+    return a;
 }
 
 void jb_boot_store(uint32_t boot)
 {
-    uint8_t b[4];
+    uint8_t b[6];
+    uint16_t crc;
     b[0] = (uint8_t)(boot >> 24);
     b[1] = (uint8_t)(boot >> 16);
     b[2] = (uint8_t)(boot >> 8);
     b[3] = (uint8_t)boot;
-    jb_plat_store_write(ADDR_BOOT, b, 4);
+    crc = crc_of(b, 4);
+    b[4] = (uint8_t)(crc >> 8);
+    b[5] = (uint8_t)crc;
+    /* Never over the slot in force: a torn write spoils only the new one. */
+    boot_slot ^= 1;
+    jb_plat_store_write((uint16_t)(ADDR_BOOT + boot_slot * BOOT_SLOT), b, 6);
 }
 
 /* ------------------------------------------------------------ the grammar */
@@ -351,6 +380,12 @@ void jb_prov_line(char *copy, uint8_t len, uint32_t now)
     }
     if (n > 7)
         n = 0;
+    if (jb_is_provisioned && !jb_plat_unlocked()) {
+        /* A stranger on the line learns nothing, and gets few answers. */
+        if (jb_may_answer())
+            say(JB_S("PROV ERR locked\n"));
+        return;
+    }
     if (n == 2 && is(w[1], JB_S("STACK"))) {
         say_field(JB_S("PROV STACK "), jb_plat_stack_unused());
         say(JB_S("\n"));
@@ -358,8 +393,6 @@ void jb_prov_line(char *copy, uint8_t len, uint32_t now)
     }
     if (n == 2 && is(w[1], JB_S("SHOW"))) {
         show();
-    } else if (jb_is_provisioned && !jb_plat_unlocked()) {
-        error = JB_S("locked");
     } else if (n == 2 && is(w[1], JB_S("SAVE"))) {
         error = save(now);
         if (!error)

@@ -12,6 +12,8 @@ uint8_t fp_store[FP_STORE_BYTES];
 uint8_t fp_unlocked;
 unsigned fp_closes;
 unsigned fp_macs;
+int fp_tear_after = -1;
+uint8_t fp_write_backwards;
 
 static char out[1 << 16];
 static size_t out_len, out_read;
@@ -73,8 +75,16 @@ void jb_plat_store_read(uint16_t addr, void *buf, uint16_t len)
 
 void jb_plat_store_write(uint16_t addr, const void *buf, uint16_t len)
 {
+    uint16_t i;
     assert(addr + len <= FP_STORE_BYTES);
-    memcpy(fp_store + addr, buf, len);
+    for (i = 0; i < len; i++) {
+        uint16_t k = fp_write_backwards ? (uint16_t)(len - 1 - i) : i;
+        if (fp_tear_after == 0)
+            return; /* the power is gone */
+        if (fp_tear_after > 0)
+            fp_tear_after--;
+        fp_store[addr + k] = ((const uint8_t *)buf)[k];
+    }
 }
 
 uint8_t jb_plat_unlocked(void) { return fp_unlocked; }

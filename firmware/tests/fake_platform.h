@@ -14,6 +14,11 @@ extern uint8_t fp_store[FP_STORE_BYTES];
 extern uint8_t fp_unlocked;
 extern unsigned fp_closes;
 extern unsigned fp_macs;
+/* A power cut in the middle of store writes: -1 none; n >= 0: the next n
+ * bytes are written, then none until it is set back to -1. */
+extern int fp_tear_after;
+/* Store writes go last byte first (as avr-libc's eeprom_update_block). */
+extern uint8_t fp_write_backwards;
 
 /* A fresh board: store erased (0xFF), nothing written, relays open. */
 void fp_reset(void);

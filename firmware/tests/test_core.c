@@ -363,7 +363,10 @@ static void test_provisioning_locked(void)
     feed("PROV SAVE", 10);
     take("PROV ERR locked");
     feed("PROV STACK", 10);
-    take("PROV STACK 1234");
+    take("PROV ERR locked");
+    feed("PROV SHOW", 260); /* a stranger on the line learns nothing (an answer back after 250 ms) */
+    take("PROV ERR locked");
+    silent();
     /* a power cycle: still the same key, still locked */
     jb_power_up(100, 1);
     {
@@ -423,6 +426,11 @@ static void test_provisioning_errors(void)
     feed("PROV SAVE", 0);
     take("PROV OK saved");
     take("HELLO home-1-a 2 1 00"); /* key none: version 1, no nonce */
+    feed("PROV SHOW", 0);
+    take("PROV ERR locked");
+    fp_unlocked = 1;
+    feed("PROV STACK", 0);
+    take("PROV STACK 1234");
     feed("PROV SHOW", 0);
     take("PROV SHOW id=home-1-a provisioned=1 key=none relays=2 boot=1");
     {
@@ -904,6 +912,174 @@ static void test_garbage_switches_nothing(void)
     CHECK(jb_state() == JB_ACTIVE || jb_state() == JB_CLOSED || jb_state() == JB_HELLO_SENT, "a session state");
 }
 
+/* Lines that prove nothing get at most JB_ANSWERS (4) answers, then one
+ * every 250 ms: a stranger cannot keep the board busy talking. */
+static void test_answers_to_strangers_are_few(void)
+{
+    int i;
+    unsigned n;
+    fresh();
+    provision("off", "off", "off", "2", "0 0", 0);
+    welcome(100);
+    for (i = 0; i < 50; i++) {
+        feed("", 1000);
+        feed("PROV SHOW", 1000);
+        feed("SET 1 1 1 1 0123456789abcdef", 1000);
+        feed("FROB", 1000);
+    }
+    n = fp_pending();
+    CHECK(n == 4, "4 answers to 200 bad lines at once, got %u", n);
+    fp_drain();
+    feed("", 1249);
+    silent();
+    feed("", 1250);
+    take("ERR auth");
+    feed("", 1300);
+    silent();
+    /* the home's own lines are always answered */
+    set("PING 3", "PONG 3", 1300);
+    /* and after a quiet second the budget is whole again */
+    for (i = 0; i < 10; i++)
+        feed("", 2500);
+    CHECK(fp_pending() == 4, "4 answers again after a quiet second, got %u", fp_pending());
+    fp_drain();
+}
+
+/* However many lines arrive, and without any jb_tick, the failsafe fires
+ * at its instant: the board looks at its deadlines before every line. */
+static void test_failsafe_under_a_stream_of_lines(void)
+{
+    uint32_t t;
+    fresh();
+    provision("off", "off", "off", "2", "0 0", 0);
+    welcome(100);
+    set("SET 1 1 1", "ACK 1 1 1", 2000); /* the home's last line: failsafe due at 8000 */
+    for (t = 2000; t < 8000; t++)
+        jb_receive('\n', t);
+    CHECK(fp_relay[0] == 1, "relay 1 still closed before failsafe_after_s");
+    jb_receive('\n', 8000);
+    CHECK(fp_relay[0] == 0, "the failsafe opened relay 1 at 8000 between two stray bytes, no jb_tick");
+    /* the same through jb_poll, as the Uno calls it while its send buffer is full */
+    fresh();
+    provision("off", "off", "off", "2", "0 0", 0);
+    welcome(100);
+    set("SET 1 1 1", "ACK 1 1 1", 2000);
+    jb_poll(7999);
+    CHECK(fp_relay[0] == 1, "not yet");
+    jb_poll(8000);
+    CHECK(fp_relay[0] == 0, "jb_poll fires the failsafe");
+    fp_drain();
+}
+
+static uint32_t test_clock;
+static uint32_t read_test_clock(void) { return test_clock; }
+
+/* min_interval counts from when the relay really switched, not from when
+ * the SET's LF arrived; the failsafe counts from the LF. */
+static void test_interval_from_the_switch(void)
+{
+    fresh();
+    provision("off", "off", "off", "0.5", "0 0", 0);
+    welcome(100);
+    jb_set_clock(read_test_clock);
+    test_clock = 1250; /* the SET's LF arrived at 1000, handled at 1250 */
+    set("SET 1 1 1", "ACK 1 1 1", 1000);
+    CHECK(fp_relay[0] == 1, "relay 1 closed at 1250");
+    test_clock = 1700; /* 700 ms after that LF, 450 ms after the switch */
+    set("SET 2 1 0", "NAK 2 busy", 1600);
+    test_clock = 1750;
+    set("SET 3 1 0", "ACK 3 1 0", 1740);
+    set("SET 4 2 1", "ACK 4 2 1", 1740); /* the home's last line: LF at 1740 */
+    jb_set_clock(0);
+    jb_tick(7739);
+    CHECK(fp_relay[1] == 1, "relay 2 closed until the failsafe");
+    jb_tick(7740);
+    CHECK(fp_relay[1] == 0, "failsafe 6 s after the last LF, not after its handling");
+    fp_drain();
+
+}
+
+/* A relay left alone for 2^32 ms (49.7 days) and a bit is not busy: the
+ * clock's wrap never makes it look freshly switched. */
+static void test_interval_across_the_wrap(void)
+{
+    uint64_t t, end = (1ull << 32) + 3500; /* 2^32 + 500 ms after the switch */
+    const char *line;
+    fresh();
+    provision("off", "off", "hold", "2", "0 0", 0);
+    welcome(100);
+    set("SET 1 3 1", "ACK 1 3 1", 3000); /* relay 3 (safe: hold) closed at 3000 */
+    for (t = 3000; t < end - 20000; t += 100000000u)
+        jb_tick((uint32_t)t);
+    for (t = end - 20000; t <= end; t += 1000) {
+        jb_tick((uint32_t)t);
+        while ((line = fp_line()) != NULL)
+            if (strncmp(line, "HELLO ", 6) == 0)
+                snprintf(hello, sizeof hello, "%s", line);
+    }
+    CHECK(fp_relay[2] == 1, "relay 3 held closed");
+    CHECK(jb_state() == JB_HELLO_SENT, "a session being offered");
+    welcome((uint32_t)end);
+    set("SET 2 3 0", "ACK 2 3 0", (uint32_t)end);
+    CHECK(fp_relay[2] == 0, "relay 3 opened 2^32 + 500 ms after its last switch");
+}
+
+/* Store writes torn by a power cut after n bytes, last byte first as
+ * avr-libc's eeprom_update_block writes them (or first byte first): the
+ * boot counter never goes down, so no nonce is used twice. */
+static void test_boot_counter_survives_torn_writes(void)
+{
+    static const uint32_t starts[] = {0x1FC, 0xFFFC, 0xFFFFFC, 0x7FFFFFFC, 0xFFFFFFF0u, 0}; /* the torn write crosses a byte */
+    size_t s;
+    int n, backwards, k;
+    for (s = 0; s < sizeof starts / sizeof starts[0]; s++)
+        for (backwards = 0; backwards < 2; backwards++)
+            for (n = 0; n <= 6; n++) {
+                uint32_t used;
+                fp_reset();
+                fp_write_backwards = (uint8_t)backwards;
+                fp_store[0] = (uint8_t)(starts[s] >> 24); /* a board from before the slots */
+                fp_store[1] = (uint8_t)(starts[s] >> 16);
+                fp_store[2] = (uint8_t)(starts[s] >> 8);
+                fp_store[3] = (uint8_t)starts[s];
+                for (k = 0; k < 3; k++) /* whole power-ups */
+                    jb_power_up(0, 1);
+                used = jb_boot_count();
+                CHECK(used == starts[s] + 3, "3 power-ups raise the counter by 3: %u", used);
+                fp_tear_after = n; /* this power-up's write torn after n bytes */
+                jb_power_up(0, 1);
+                fp_tear_after = -1;
+                jb_power_up(0, 1); /* the power back */
+                CHECK(jb_boot_count() > used, "start %x, torn after %d bytes (%s): boot %u, was %u", starts[s], n,
+                      backwards ? "last byte first" : "first byte first", jb_boot_count(), used);
+                jb_power_up(0, 1);
+                CHECK(jb_boot_count() > used + 1, "and on from there");
+            }
+    fp_write_backwards = 0;
+}
+
+/* Boards without a key (all share the zero key) draw different cold-load
+ * delays: the board id is in the draw. */
+static void test_cold_load_of_key_less_boards(void)
+{
+    static const char *ids[] = {"board-a", "board-b", "board-c"};
+    uint32_t delays[3];
+    int i;
+    char line[64];
+    for (i = 0; i < 3; i++) {
+        fresh();
+        snprintf(line, sizeof line, "PROV ID %s", ids[i]);
+        prov(line, 0);
+        prov("PROV KEY none", 0);
+        prov("PROV COLDLOAD 5 30", 0);
+        feed("PROV SAVE", 0);
+        delays[i] = jb_cold_load_delay_ms();
+        fp_drain();
+    }
+    CHECK(delays[0] != delays[1] && delays[1] != delays[2] && delays[0] != delays[2],
+          "key-less boards with the same boot count draw different delays: %u %u %u", delays[0], delays[1], delays[2]);
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -916,7 +1092,9 @@ int main(void)
         T(test_failsafe_pending_until_interval), T(test_home_back_cancels_pending),
         T(test_unreported_switch_hello_first), T(test_cold_load), T(test_welcome_cancels_cold_load),
         T(test_err_hello_and_long), T(test_refused), T(test_version_1_lab_board), T(test_meter),
-        T(test_macs_marked), T(test_garbage_switches_nothing),
+        T(test_macs_marked), T(test_garbage_switches_nothing), T(test_answers_to_strangers_are_few),
+        T(test_failsafe_under_a_stream_of_lines), T(test_interval_from_the_switch), T(test_interval_across_the_wrap),
+        T(test_boot_counter_survives_torn_writes), T(test_cold_load_of_key_less_boards),
 #undef T
     };
     size_t i;
