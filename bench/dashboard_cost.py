@@ -33,10 +33,18 @@ Measured:
   before the event is written to its round's end (``cpu_ratio``: less
   sensitive than the wall clock to a machine shared with other work).
 
+Each dashboard also does what the page does at each ``round`` frame: asks
+the API for the 50 rows it shows (``GET /api/v1/homes?id=...``, dashboard k
+page k) on a thread of its own, one request at a time: ``rows`` is a
+round's end to those rows read (p50, p99) and their size.  ``open`` is how
+long the 10 dashboards, opened at once, take to read their snapshots, and
+the aggregator's CPU meanwhile.
+
 Last line: ``homes=N dashboards=D update_p50_ms=... update_p99_ms=...
 pushed_after_p50_ms=... wire_p50_ms=... push_bytes_per_s=... snapshot_bytes=... cycle_p50_ms_none=...
 cycle_p50_ms_dashboards=... cycle_ratio=... cpu_p50_ms_none=...
-cpu_p50_ms_dashboards=... cpu_ratio=...``.
+cpu_p50_ms_dashboards=... cpu_ratio=... rows_p50_ms=... rows_p99_ms=... rows_bytes=...
+open_p50_s=... open_cpu_p50_ms=...``.
 """
 
 import argparse
@@ -84,6 +92,7 @@ class SseClient:
         self.pending: int | None = None  # the snapshot's homes still to come (None: no snapshot yet)
         self.closed = False
         self.ready_at: float | None = None  # every page of the snapshot read
+        self.on_round: Any = None  # called with each round frame (the page's fetch of its rows)
 
     def feed(self, data: bytes, now: float) -> None:
         self.raw += data
@@ -153,12 +162,62 @@ class SseClient:
             if event == "round" and data is not None:
                 r = json.loads(data)
                 self.rounds.append({"number": r["number"], "finished": r["finished"], "arrived": now})
+                if self.on_round is not None:
+                    self.on_round(r)
 
 
-def run_dashboards(port: int, count: int) -> None:
+class PageFetcher:
+    """What the page does at each round: ``GET /api/v1/homes?id=...`` for
+    the 50 rows it shows (dashboard k shows page k), on a thread of its own
+    (a browser's fetch does not stop its stream).  ``pages``: each round's
+    end to its rows read, and their bytes."""
+
+    def __init__(self, port: int, ids: list[str]):
+        import http.client
+        import threading
+        import urllib.parse
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.path = "/api/v1/homes?" + urllib.parse.urlencode([("id", i) for i in ids])
+        self.lock = threading.Lock()
+        self.busy = False
+        self.pages: list[dict[str, Any]] = []
+        self.threading = threading
+
+    def round(self, r: dict[str, Any]) -> None:
+        with self.lock:
+            if self.busy:  # as the page: one request at a time
+                return
+            self.busy = True
+        self.threading.Thread(target=self._fetch, args=(r,), daemon=True).start()
+
+    def _fetch(self, r: dict[str, Any]) -> None:
+        try:
+            self.connection.request("GET", self.path, headers={"Accept": "application/json"})
+            response = self.connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise SystemExit(f"the homes' page answered {response.status}: {body[:200]!r}")
+            self.pages.append({"number": r["number"], "finished": r["finished"], "read": time.time(),
+                               "bytes": len(body), "homes": len(json.loads(body)["homes"])})
+        finally:
+            with self.lock:
+                self.busy = False
+
+
+def run_dashboards(port: int, count: int, homes: int = 0) -> None:
     """A helper holding ``count`` streams: says ``{"ready"}`` once every
-    snapshot is read; on ``report`` (standard input), what each read."""
+    snapshot is read; on ``report`` (standard input), what each read.
+    With ``homes``, each fetches its page of rows at each round."""
     clients = [SseClient(port) for _ in range(count)]
+    fetchers = []
+    if homes:
+        ids = sorted(rl.home_id(i) for i in range(homes))
+        for k, client in enumerate(clients):
+            first = 50 * k % len(ids)  # fewer pages than dashboards: some show the same
+            fetcher = PageFetcher(port, ids[first:first + 50])
+            client.on_round = fetcher.round
+            fetchers.append(fetcher)
     selector = selectors.DefaultSelector()
     for client in clients:
         selector.register(client.sock, selectors.EVENT_READ, client)
@@ -172,6 +231,7 @@ def run_dashboards(port: int, count: int) -> None:
                 if not line or line.strip() == "report":
                     elapsed = now - (ready_at or now)
                     print(json.dumps({"rounds": [c.rounds for c in clients], "elapsed": elapsed,
+                                      "pages": [p for f in fetchers for p in f.pages],
                                       "after_snapshot": [c.after_snapshot for c in clients],
                                       "snapshot": clients[0].snapshot_bytes}), flush=True)
                     if not line:
@@ -245,18 +305,25 @@ def main() -> None:
         updates_ms: list[float] = []
         update_rounds: list[tuple[int, float]] = []  # (round number, ms from its end to a dashboard's update)
         rates: list[float] = []
+        opens: list[float] = []  # s for every dashboard to read its snapshot, all opened at once
+        open_cpus: list[float] = []  # the aggregator's CPU ms meanwhile
+        pages_ms: list[float] = []  # a round's end to a dashboard's rows read from the API
+        page_bytes: list[int] = []
         snapshot = 0
         length = 2.0 + 2.0 * n / 1000
         for k in range(args.rounds):
             kind = "dashboards" if k % 2 else "none"
             if kind == "dashboards":
                 opened = time.monotonic()
+                cpu_open = rl.cpu_seconds(aggregator.pid)
                 dashboards = subprocess.Popen([sys.executable, str(HERE), "--dashboards", str(api_port),
-                                               str(args.dashboards)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                              text=True)
+                                               str(args.dashboards), str(n)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, text=True)
                 rl.read_json_line(dashboards, 300)
+                opens.append(time.monotonic() - opened)
+                open_cpus.append((rl.cpu_seconds(aggregator.pid) - cpu_open) * 1e3)
                 print(f"{args.dashboards} dashboards open, their snapshots read in "
-                      f"{time.monotonic() - opened:.1f} s", flush=True)
+                      f"{opens[-1]:.1f} s, aggregator CPU {open_cpus[-1]:.0f} ms", flush=True)
                 time.sleep(1.0)
             start = time.time() + 1.0
             event = f"trial-{k}"
@@ -290,6 +357,8 @@ def main() -> None:
                 updates_ms += ups
                 rate = sum(report["after_snapshot"]) / len(report["after_snapshot"]) / max(report["elapsed"], 1e-9)
                 rates.append(rate)
+                pages_ms += [(p["read"] - parse_utc(p["finished"])) * 1e3 for p in report["pages"]]
+                page_bytes += [p["bytes"] for p in report["pages"]]
                 snapshot = report["snapshot"]
                 line += (f"; round to dashboard: {len(ups)} updates, p50 {rl.percentile(ups, 0.5):.1f} ms, max "
                          f"{max(ups):.1f} ms; push {rate / 1024:.1f} KiB/s per dashboard over "
@@ -315,7 +384,11 @@ def main() -> None:
               f"cycle_p50_ms_none={none_p50:.1f} cycle_p50_ms_dashboards={with_p50:.1f} "
               f"cycle_ratio={with_p50 / none_p50:.3f} cpu_p50_ms_none={rl.percentile(cpus['none'], 0.5):.0f} "
               f"cpu_p50_ms_dashboards={rl.percentile(cpus['dashboards'], 0.5):.0f} "
-              f"cpu_ratio={rl.percentile(cpus['dashboards'], 0.5) / rl.percentile(cpus['none'], 0.5):.3f}")
+              f"cpu_ratio={rl.percentile(cpus['dashboards'], 0.5) / rl.percentile(cpus['none'], 0.5):.3f} "
+              f"rows_p50_ms={rl.percentile(pages_ms or [0.0], 0.5):.1f} "
+              f"rows_p99_ms={rl.percentile(pages_ms or [0.0], 0.99):.1f} "
+              f"rows_bytes={rl.percentile([float(b) for b in page_bytes] or [0.0], 0.5):.0f} "
+              f"open_p50_s={rl.percentile(opens, 0.5):.2f} open_cpu_p50_ms={rl.percentile(open_cpus, 0.5):.0f}")
     finally:
         for process in [*helpers, *([dashboards] if dashboards is not None else []), aggregator]:
             rl.stop(process)
@@ -327,6 +400,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--dashboards":
-        run_dashboards(int(sys.argv[2]), int(sys.argv[3]))
+        run_dashboards(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     else:
         main()

@@ -194,9 +194,14 @@ def test_the_plot_advances_as_rounds_run(system, browser):
         open_dashboard(browser, system)
         read = "const c = document.getElementById('plot'); return [Number(c.dataset.points), Number(c.dataset.rounds)]"
         points, rounds = js(browser, read)
+        # The rows shown asked of the API (by id) at each round: the table is current within a round.
+        fetched = ("return performance.getEntriesByType('resource')"
+                   ".filter(e => e.name.endsWith('/api/v1/homes?id=home-a&id=home-b')).length")
+        asked = js(browser, fetched)
         # Rounds run every 2 s while the event binds: three more reach the page.
         wait_for(lambda: js(browser, read)[1] >= rounds + 3 and js(browser, read)[0] > points, 20,
                  "the plot to take three more rounds and new points")
+        until(browser, fetched + f" >= {asked + 3}", 5, "the page's rows asked of the API at each round")
         assert len(js(browser, "return document.querySelectorAll('#rounds tbody tr[data-round]')")) >= 3
         assert js(browser, "return document.getElementById('verdict').dataset.verdict") in ("within", "over")
         # Drawn, not blank: the plot's pixels are not all one colour.
@@ -214,7 +219,8 @@ def test_a_click_on_a_load_opens_its_audit_chain(system, browser):
     with screenshot_on_failure(browser, "why"):
         event_in_force(ports, "for-why")
         open_dashboard(browser, system)
-        browser.find_element("css selector", "#homes button.load[data-home='home-a'][data-load='a1']").click()
+        # Found and clicked in one step: the rows are drawn afresh as the push and each round's fetch bring them.
+        js(browser, "document.querySelector(\"#homes button.load[data-home='home-a'][data-load='a1']\").click()")
         until(browser, "return document.getElementById('why').open", 5, "the dialog to open")
         until(browser, "return document.querySelectorAll('#why ol.chain li').length > 0", 15, "the chain's links")
         kinds = js(browser, "return [...document.querySelectorAll('#why ol.chain .kind')].map(k => k.textContent)")

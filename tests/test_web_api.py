@@ -619,7 +619,7 @@ def test_many_homes_are_built_a_batch_per_turn_and_encoded_off_the_reactor():
     net.clock.advance(0)
     assert pending.read().status == 200 and offloaded == [encode_in_pieces]
     assert pending.json() == {"homes": [home_view(net.aggregator, net.aggregator.registry.records[h], api.links)
-                                        for h in ("h1", "h2")]}
+                                        for h in ("h1", "h2")], "total": 2}
     # A body encoded in pieces reads back as the whole.
     body = {"homes": [{"a": 1.5, "b": [None, "é"]}, {}], "truncated": True, "n": float("inf")}
     assert json.loads(encode_in_pieces(body)) == {**body, "n": None}

@@ -335,3 +335,43 @@ def test_the_pages_use_no_inline_script_or_style_and_nothing_from_another_site()
         assert "http://" not in text and "https://" not in text, name
         if name.endswith(".html"):
             assert "<script>" not in text and "style=" not in text and " on" + "click=" not in text, name
+
+
+def test_dashboards_opened_together_share_their_snapshot_pages_until_a_home_in_one_changes_or_a_round_ends(
+        net, stream, monkeypatch):
+    monkeypatch.setattr(push, "PAGE", 2)
+    agg_push = stream[0].push
+    homes = {h: net.home(h) for h in ("h1", "h2", "h3", "h4")}
+    first, second = Reader(stream[1]), Reader(stream[1])
+    net.clock.advance(0)
+    assert first.data("homes") == second.data("homes") == [{"homes": first.data("homes")[0]["homes"], "pending": 0}]
+    assert [h["id"] for h in first.data("homes")[0]["homes"]] == ["h3", "h4"]
+    # Built once: both pages' encodings kept, the same bytes handed out again.
+    assert sorted(agg_push.shared) == [("h1", "h2"), ("h3", "h4")]
+    assert agg_push.shared_page(["h3", "h4"]) is agg_push.shared_page(["h3", "h4"])
+    # A home that changes drops its page: the next dashboard gets it as it is now.
+    homes["h3"].say(wire.Measure(1.0, 700.0, ()))
+    assert sorted(agg_push.shared) == [("h1", "h2")]
+    third = Reader(stream[1])
+    net.clock.advance(0)
+    [page] = third.data("homes")
+    assert [(h["id"], h["measured_w"]) for h in page["homes"]][0] == ("h3", 700.0)
+    assert [h["measured_w"] for h in first.data("homes")[0]["homes"] if h["id"] == "h3"] != [700.0]
+    # A round's end drops them all.
+    net.run_until(FIRST_ROUND)
+    for i, home in enumerate(homes.values()):
+        home.commit(1, 100.0 * i)
+    assert net.aggregator.last_round is not None and agg_push.shared == {} and agg_push.shared_of == {}
+    for reader in (first, second, third):
+        reader.close()
+
+
+def test_the_events_pushed_are_the_apis_list():
+    from jeisson.web.aggregator_api import event_views
+
+    net = Net(CONFIG)
+    resource = push.aggregator_stream(net.aggregator, net.clock)
+    reader = Reader(site_with(resource))
+    [snapshot] = reader.data("snapshot")
+    assert snapshot["events"] == event_views(net.aggregator, resource.push.seen) and snapshot["events"]
+    reader.close()

@@ -44,6 +44,8 @@ ROUNDS_PAGE = 50
 ROUNDS_MAX_PAGE = 500
 EVENT_FIELDS = ("id", "limit_kw", "limit_w", "start", "end", "start_window_s", "end_window_s")
 MAX_WINDOW_S = 86400.0
+# The most homes one ``GET /homes?id=...`` names (a dashboard's page is 50).
+HOMES_MAX_IDS = 500
 # Home views built per reactor turn for /homes (about 30 us each: 15 ms).
 BATCH = 500
 
@@ -318,15 +320,30 @@ class AggregatorApi:
         return status_view(self.aggregator, self.links)
 
     def homes(self, call: Call) -> "Reply | Deferred[Reply]":
-        errors.query_only(call.args, ("connected",))
+        """Every home by id, or those ``id`` names (repeated, at most
+        ``HOMES_MAX_IDS``, in the order given, unknown ones left out),
+        ``connected`` or not; then ``offset`` and ``limit`` (a page: a
+        dashboard's visible rows).  ``total``: how many matched before
+        the page was cut."""
+        errors.query_only(call.args, ("connected", "id", "offset", "limit"))
         connected = errors.query_bool(call.args, "connected")
-        records = [r for r in sorted(self.aggregator.registry, key=lambda r: r.id)
-                   if connected is None or r.connected == connected]
+        wanted = errors.query_all(call.args, "id")
+        if len(wanted) > HOMES_MAX_IDS:
+            raise errors.bad_field("id", f"at most {HOMES_MAX_IDS} ids, got {len(wanted)}")
+        offset = errors.query_int(call.args, "offset", 0, 0, 2**31)
+        limit = errors.query_int(call.args, "limit", None, 1, 2**31)
+        assert offset is not None
+        registry = self.aggregator.registry.records
+        chosen = ([registry[i] for i in dict.fromkeys(wanted) if i in registry] if wanted
+                  else sorted(self.aggregator.registry, key=lambda r: r.id))
+        records = [r for r in chosen if connected is None or r.connected == connected]
+        total = len(records)
+        records = records[offset:] if limit is None else records[offset:offset + limit]
         if len(records) <= self.batch:
-            return Reply({"homes": [home_view(self.aggregator, r, self.links) for r in records]})
-        return Deferred.fromCoroutine(self._homes_in_batches(records))
+            return Reply({"homes": [home_view(self.aggregator, r, self.links) for r in records], "total": total})
+        return Deferred.fromCoroutine(self._homes_in_batches(records, total))
 
-    async def _homes_in_batches(self, records: list[HomeRecord]) -> Reply:
+    async def _homes_in_batches(self, records: list[HomeRecord], total: int) -> Reply:
         """Thousands of homes' views, ``batch`` per reactor turn (each home
         as it is when its batch runs), encoded off the reactor's thread."""
         views: list[dict[str, Any]] = []
@@ -334,7 +351,7 @@ class AggregatorApi:
             if start:
                 await task.deferLater(self.clock, 0, lambda: None)
             views += [home_view(self.aggregator, r, self.links) for r in records[start:start + self.batch]]
-        return Reply({"homes": views}, offload=True)
+        return Reply({"homes": views, "total": total}, offload=True)
 
     def _record(self, home_id: str) -> HomeRecord:
         record = self.aggregator.registry.records.get(home_id)

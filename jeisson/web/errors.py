@@ -33,6 +33,10 @@ FORBIDDEN = "forbidden"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
 
+# Reason phrases for the codes the API answers that Twisted has none for
+# (it would send "Unknown Status"): RFC 9110's.
+PHRASES = {422: b"Unprocessable Content"}
+
 # The most a JSON body may weigh: an event or a load's setting is a few
 # hundred bytes.
 MAX_BODY = 64 * 1024

@@ -63,7 +63,7 @@ from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary
 from jeisson.home.listeners import HomeListener
 from jeisson.web import aggregator_api, home_api
-from jeisson.web.aggregator_api import EventsSeen, LinkTimes, event_view, home_view, status_view
+from jeisson.web.aggregator_api import EventsSeen, LinkTimes, event_views, home_view, status_view
 from jeisson.wire import aggregator_home as wire
 
 HEARTBEAT_S = 15.0
@@ -72,6 +72,7 @@ MAX_QUEUED_BYTES = 1 << 20  # what one paused client may fall behind before it i
 RECENT_ROUNDS = 20  # the latest rounds a snapshot carries
 PAGE = 250  # homes per frame when a client is owed them (a snapshot's, a paused client's)
 HOMES_PER_PUSH = 250  # the most homes one push carries: the rest stay for the next second
+SHARED_S = 5.0  # the longest a snapshot page's encoding is shared (a round's end clears them sooner)
 # What a ``power`` push carries of the status.
 POWER_FIELDS = ("at", "limit_w", "committed_w", "measured_w", "within_limit", "over_w", "negotiation", "homes",
                 "rounds_run")
@@ -405,6 +406,9 @@ class AggregatorPush(AggregatorListener):
                                max_queued)
         self.streams = self.changes.streams
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
+        # Snapshot pages' encoded homes this round, by their ids: (when built, JSON).
+        self.shared: dict[tuple[str, ...], tuple[float, bytes]] = {}
+        self.shared_of: dict[str, tuple[str, ...]] = {}  # home id -> its shared page's key
         # The rounds before this listener was added (its last one, at least).
         if aggregator.last_round is not None:
             self.recent.append(round_view(aggregator.last_round))
@@ -422,21 +426,39 @@ class AggregatorPush(AggregatorListener):
     def homes_frame(self, ids: list[str], pending: int | None = None) -> bytes:
         """``homes``: those homes as they are now.  A page of what a client
         is owed (a snapshot's, a paused client's) says how many are still
-        ``pending`` after it (0: the last)."""
-        data: dict[str, Any] = {"homes": self.homes_view(ids)}
-        if pending is not None:
-            data["pending"] = pending
-        return frame("homes", data)
+        ``pending`` after it (0: the last); its homes are encoded once for
+        every client owed the same page within a round (``shared_page``)."""
+        if pending is None:
+            return frame("homes", {"homes": self.homes_view(ids)})
+        return (b'event: homes\ndata: {"homes":' + self.shared_page(ids) + b',"pending":'
+                + str(pending).encode("ascii") + b"}\n\n")
+
+    def shared_page(self, ids: list[str]) -> bytes:
+        """The JSON list of those homes' views, as encoded for the first
+        client owed that page, while none of them has changed since (and
+        within the round, at most ``SHARED_S``): ten dashboards opened
+        together build a 10,000-home snapshot once, not ten times."""
+        key = tuple(ids)
+        now = self.clock.seconds()
+        found = self.shared.get(key)
+        if found is None or now - found[0] >= SHARED_S:
+            body = json.dumps(self.homes_view(ids), separators=(",", ":"), allow_nan=False).encode("utf-8")
+            found = self.shared[key] = (now, body)
+            self.shared_of.update(dict.fromkeys(ids, key))
+        return found[1]
+
+    def _unshare(self, home_id: str) -> None:
+        key = self.shared_of.pop(home_id, None)
+        if key is not None:
+            self.shared.pop(key, None)
+
+    def _unshare_all(self) -> None:
+        self.shared.clear()
+        self.shared_of.clear()
 
     def events_view(self) -> list[dict[str, Any]]:
         """The events as ``GET /api/v1/events`` lists them."""
-        now = self.clock.seconds()
-        book = self.aggregator.schedule.book
-        sources = self.aggregator.sources
-        views = [event_view(e, now, sources.get(e.id)) for e in book]
-        views += [event_view(e, now, sources.get(e.id), cancelled=True) for e in self.seen.cancelled.values()
-                  if e.id not in book.events]
-        return sorted(views, key=lambda v: (v["start"], v["id"]))
+        return event_views(self.aggregator, self.seen)
 
     def power_view(self) -> dict[str, Any]:
         """``power``: the status's figures (``at``, the limit in force,
@@ -454,13 +476,16 @@ class AggregatorPush(AggregatorListener):
         reactor turn (``homes_pending`` says how many)."""
         ids = sorted(self.aggregator.homes)
         first, rest = ids[:PAGE], ids[PAGE:]
-        return frame("snapshot", {"status": status_view(self.aggregator, self.links),
-                                  "homes": self.homes_view(first), "homes_pending": len(rest),
-                                  "events": self.events_view(), "rounds": list(self.recent)}), rest
+        body = json.dumps({"status": status_view(self.aggregator, self.links), "homes_pending": len(rest),
+                           "events": self.events_view(), "rounds": list(self.recent)},
+                          separators=(",", ":"), allow_nan=False).encode("utf-8")
+        # The first page's homes spliced in, as encoded for every client opened this round.
+        return b'event: snapshot\ndata: {"homes":' + self.shared_page(first) + b"," + body[1:] + b"\n\n", rest
 
     # -- pushing
 
     def _home(self, home_id: str) -> None:
+        self._unshare(home_id)
         self.changes.mark(home_id)
 
     def _events(self) -> None:
@@ -473,6 +498,7 @@ class AggregatorPush(AggregatorListener):
         self._events()
 
     def binding_event_changed(self, event: Event | None, previous: Event | None) -> None:
+        self._unshare_all()
         self._events()
         self.changes.mark()
 
@@ -504,6 +530,7 @@ class AggregatorPush(AggregatorListener):
         self._home(home_id)
 
     def round_finished(self, summary: RoundSummary) -> None:
+        self._unshare_all()  # a new round: pages are built afresh
         view = round_view(summary)
         self.recent.append(view)
         if self.watching:

@@ -37,7 +37,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jeisson.web.auth import Guard
-from jeisson.web.errors import BAD_JSON, INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, ApiError, encode
+from jeisson.web.errors import BAD_JSON, INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, PHRASES, ApiError, encode
 
 API_PREFIX = "/api/v1"
 # The most a request's body may weigh on the wire (a JSON body is refused
@@ -141,7 +141,7 @@ def _raise() -> None:
 
 
 def write(request: Any, status: int, data: bytes, content_type: str, headers: Mapping[str, str] = {}) -> None:
-    request.setResponseCode(status)
+    request.setResponseCode(status, PHRASES.get(status))
     request.setHeader(b"content-type", content_type.encode())
     request.setHeader(b"cache-control", b"no-store")
     request.setHeader(b"x-content-type-options", b"nosniff")

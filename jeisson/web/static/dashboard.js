@@ -1,7 +1,10 @@
 // The operator's dashboard: everything arrives on the server's push
 // (/api/v1/stream: a snapshot, then rounds, events, power and the homes
-// that changed); the page only asks the API when the operator acts (an
-// event added, modified or cancelled; a load's audit chain).
+// that changed, at most 250 a second); the page asks the API for the rows
+// it shows (GET /api/v1/homes?id=...) at each round and when the page or
+// the filter changes, so those are current within a round however many
+// homes there are, and when the operator acts (an event added, modified or
+// cancelled; a load's audit chain).
 "use strict";
 
 (() => {
@@ -309,11 +312,38 @@
     return "connected" + (h.link && h.link.since ? " since " + clock(h.link.since) : "");
   }
 
-  function showHomes() {
+  // The ids on the page shown, and how many pass the filter.
+  function pageIds() {
     const ids = visibleIds();
     const pages = Math.max(1, Math.ceil(ids.length / PAGE_SIZE));
     state.page = Math.min(state.page, pages - 1);
-    const shown = ids.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
+    return {ids, pages, shown: ids.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE)};
+  }
+
+  // The rows shown, as the API has them now: at each round and when the
+  // page or the filter changes (one request at a time; a change meanwhile
+  // asks once more when it answers).  The push alone takes up to a round's
+  // changes / 250 seconds to reach a row: 40 s at 10,000 homes.
+  let refreshing = false;
+  let refreshAgain = false;
+  async function refreshPage() {
+    if (refreshing) { refreshAgain = true; return; }
+    const {shown} = pageIds();
+    if (!shown.length) return;
+    refreshing = true;
+    try {
+      const reply = await call("GET", "/homes?" + new URLSearchParams(shown.map((id) => ["id", id])).toString());
+      takeHomes(reply.homes);
+    } catch (e) {
+      // The aggregator away: the link badge says so, the next round asks again.
+    } finally {
+      refreshing = false;
+      if (refreshAgain) { refreshAgain = false; refreshPage(); }
+    }
+  }
+
+  function showHomes() {
+    const {ids, pages, shown} = pageIds();
     byId("page-info").textContent = `page ${state.page + 1} of ${pages} · ${ids.length} homes`;
     const body = byId("homes").tBodies[0];
     body.replaceChildren(...shown.map((id) => {
@@ -335,10 +365,11 @@
     }));
   }
 
-  byId("home-filter").addEventListener("input", () => { state.page = 0; showHomes(); });
-  byId("home-show").addEventListener("change", () => { state.page = 0; showHomes(); });
-  byId("page-prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); showHomes(); });
-  byId("page-next").addEventListener("click", () => { state.page += 1; showHomes(); });
+  function turnTo(page) { state.page = page; showHomes(); refreshPage(); }
+  byId("home-filter").addEventListener("input", () => turnTo(0));
+  byId("home-show").addEventListener("change", () => turnTo(0));
+  byId("page-prev").addEventListener("click", () => turnTo(Math.max(0, state.page - 1)));
+  byId("page-next").addEventListener("click", () => turnTo(state.page + 1));
 
   function takeHomes(list) {
     let added = false;
@@ -372,6 +403,7 @@
     showRounds();
     showFigures();
     drawPlot();
+    refreshPage();
   }
 
   // ------------------------------------------------------------- stream
