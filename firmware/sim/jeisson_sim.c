@@ -525,13 +525,23 @@ static void command(char *line)
     } else if (!strcmp(verb, "MARKS")) {
         verbose_marks = strcmp(rest, "off") != 0;
         say("OK MARKS %s", verbose_marks ? "on" : "off");
+    } else if (!strcmp(verb, "HANG")) {
+        /* A fault injected: the program stuck in a spin (interrupts still
+         * on), as a bug or a wait that never ends would leave it.  An
+         * `rjmp .-2` at flash's last word (the boot loader's, unused here),
+         * and the program counter sent there. */
+        uint32_t at = avr->flashend - 1;
+        avr->flash[at] = 0xFF;
+        avr->flash[at + 1] = 0xCF;
+        avr->pc = at;
+        say("OK HANG pc=0x%04x " STAMP, (unsigned)at, STAMP_ARGS);
     } else if (!strcmp(verb, "RESET")) {
         power_up();
         say("OK RESET " STAMP, STAMP_ARGS);
     } else if (!strcmp(verb, "QUIT")) {
         quit(0);
     } else {
-        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, PULSES, JUMPER, MARKS, RESET, QUIT)", verb);
+        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, PULSES, JUMPER, MARKS, HANG, RESET, QUIT)", verb);
     }
 }
 

@@ -9,11 +9,14 @@
  *     round robin: 1000 samples per second per clamp;
  *   - the provisioning jumper: D8 pulled low unlocks PROV commands;
  *   - D9 high while a line's MAC is computed (for measuring its cost);
- *   - settings and the boot counter in the EEPROM.
+ *   - settings and the boot counter in the EEPROM;
+ *   - the watchdog (2 s), fed once per pass of loop() after jb_tick: a hang
+ *     resets the board into its safe power-up (every relay open).
  * See docs/firmware.rst. */
 #include <Arduino.h>
 #include <avr/eeprom.h>
 #include <avr/interrupt.h>
+#include <avr/wdt.h>
 
 extern "C" {
 #include "jb_board.h"
@@ -53,6 +56,11 @@ void jb_plat_close(void) {}  // a serial line has no connection
 
 void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
+// uart.c, while its send buffer is full: the failsafe does not wait for it.
+void uart_waiting(void) { jb_poll(millis()); }
+
+static uint32_t clock_now(void) { return millis(); }
+
 }  // extern "C"
 
 static volatile uint8_t clamp;
@@ -90,16 +98,23 @@ void setup()
     pinMode(MAC_PIN, OUTPUT);
     uart_begin();
     start_sampling();
+    jb_set_clock(clock_now);
     jb_power_up(millis(), 1);
+    wdt_enable(WDTO_2S);
 }
 
 void loop()
 {
+    // One line per pass at most, then the timers: a stream of bytes never
+    // keeps jb_tick (or the watchdog's feeding) waiting.
     while (uart_available()) {
         // A line is heard when its LF arrived: the failsafe counts from then.
         uint32_t at = millis();
         uint8_t byte = uart_read(&at);
         jb_receive(byte, at);
+        if (byte == '\n')
+            break;
     }
     jb_tick(millis());
+    wdt_reset();
 }
