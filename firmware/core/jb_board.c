@@ -965,6 +965,20 @@ void jb_poll(uint32_t now)
     deadlines();
 }
 
+void jb_provision(const char *line, uint8_t len, uint32_t now)
+{
+    char copy[JB_MAX_LINE + 1]; /* jb_prov_line takes it apart in place */
+    advance(now);
+    heard_at = now_ms;
+    deadlines();
+    if (len > JB_MAX_LINE) {
+        jb_send_text(JB_S("PROV ERR long"));
+        return;
+    }
+    memcpy(copy, line, len);
+    jb_prov_line(copy, len, now_ms);
+}
+
 void jb_receive(uint8_t byte, uint32_t at)
 {
     advance(clock_fn ? clock_fn() : at);

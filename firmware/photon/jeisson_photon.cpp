@@ -26,6 +26,18 @@ extern "C" {
 SYSTEM_THREAD(ENABLED);
 
 static const int RELAY_PINS[4] = {D0, D1, D2, D3};
+
+// Relays open from the first moment user code runs, before Device OS has
+// booted and setup() is called (the pins float until then: pull-down
+// resistors on the relay inputs cover the boot itself).
+static void relays_open_at_startup()
+{
+    for (uint8_t i = 0; i < 4; i++) {
+        digitalWrite(RELAY_PINS[i], LOW);
+        pinMode(RELAY_PINS[i], OUTPUT);
+    }
+}
+STARTUP(relays_open_at_startup());
 static const int CLAMP_PINS[4] = {A0, A1, A2, A3};
 static const int JUMPER_PIN = D6;
 static const int MAC_PIN = D7;  // the blue LED: lit while a MAC is computed
@@ -136,11 +148,10 @@ static void usb_provisioning()
         }
         usb_line[usb_len] = 0;
         if (!home_command(usb_line) && strncmp(usb_line, "PROV", 4) == 0) {
-            // The core reads a line byte by byte; its answer goes to USB.
+            // Its own entry (a half-received line from the home is left
+            // alone); its answer goes to USB.
             to_usb = true;
-            for (uint8_t i = 0; i < usb_len; i++)
-                jb_receive((uint8_t)usb_line[i], millis());
-            jb_receive('\n', millis());
+            jb_provision(usb_line, (uint8_t)usb_len, millis());
             to_usb = false;
         }
         usb_len = 0;

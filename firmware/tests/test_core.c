@@ -1080,6 +1080,34 @@ static void test_cold_load_of_key_less_boards(void)
           "key-less boards with the same boot count draw different delays: %u %u %u", delays[0], delays[1], delays[2]);
 }
 
+/* PROV lines from a port of their own (jb_provision) never mix with a
+ * half-received line from the home. */
+static void test_provisioning_port_is_apart_from_the_link(void)
+{
+    const char *line, *got;
+    size_t i;
+    fresh();
+    provision("off", "off", "off", "0", "0 0", 0);
+    welcome(100);
+    line = home_says("PING 4");
+    for (i = 0; i < 10; i++)
+        jb_receive((uint8_t)line[i], 200);
+    fp_unlocked = 1;
+    jb_provision("PROV STACK", 10, 200);
+    take("PROV STACK 1234");
+    feed(line + 10, 200);
+    got = board_said();
+    CHECK(got && strcmp(got, "PONG 4") == 0, "the home's line arrived whole, got \"%s\"", got ? got : "-");
+    {
+        char longer[120];
+        memset(longer, 'x', sizeof longer);
+        memcpy(longer, "PROV ID ", 8);
+        jb_provision(longer, sizeof longer, 300);
+        take("PROV ERR long");
+    }
+    fp_unlocked = 0;
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -1095,6 +1123,7 @@ int main(void)
         T(test_macs_marked), T(test_garbage_switches_nothing), T(test_answers_to_strangers_are_few),
         T(test_failsafe_under_a_stream_of_lines), T(test_interval_from_the_switch), T(test_interval_across_the_wrap),
         T(test_boot_counter_survives_torn_writes), T(test_cold_load_of_key_less_boards),
+        T(test_provisioning_port_is_apart_from_the_link),
 #undef T
     };
     size_t i;
