@@ -17,6 +17,7 @@ The home here is the test itself (``jeisson.wire.board_auth``), so that it
 can time its lines exactly; the real home is in ``test_firmware_sim``.
 """
 
+import contextlib
 import itertools
 import os
 import tempfile
@@ -118,6 +119,14 @@ def provisioned(sim: FirmwareSim, failsafe_s: float = 3, interval_s: float = 0.5
                     f"PROV FAILSAFE {failsafe_s}", "PROV COLDLOAD 0 0", "PROV MEASURE 1", "PROV SAVE"])
 
 
+@contextlib.contextmanager
+def session(sim: FirmwareSim, **settings) -> Iterator[Home]:
+    """The board provisioned with ``settings`` and welcomed by the test's home."""
+    provisioned(sim, **settings)
+    with SerialLine(sim.pty) as line:
+        yield Home(sim, line, threading.Lock())
+
+
 def pin(level: int):
     return lambda e: e.kind == "PIN" and e.words == ("4", str(level))
 
@@ -133,17 +142,14 @@ def stack_margin_holds(sim: FirmwareSim) -> None:
 
 def test_the_failsafe_fires_on_time_while_a_stranger_streams_bytes(board):
     sim = board
-    provisioned(sim, failsafe_s=3)
-    lock = threading.Lock()
-    with SerialLine(sim.pty) as line:
-        home = Home(sim, line, lock)
+    with session(sim, failsafe_s=3) as home:
         since = sim.mark()
         seq, sealed = home.set(1, 1)
         assert home.answer(seq, since).words[0] == "ACK"
         sim.wait(pin(1), 10, "relay 1 to close", since)
         last = received(sim, sealed, since)
         # The home goes silent; the stranger does not.
-        with Noise(line.fd, lock, NOISE + [OVER_LONG]) as noise:
+        with Noise(home.line.fd, home.lock, NOISE + [OVER_LONG]) as noise:
             opened = sim.wait(pin(0), 3 + 10, "the failsafe to open relay 1", since)
             noise_sent = noise.sent
         late = (opened.cycles - last.cycles) / F_CPU - 3
@@ -154,31 +160,24 @@ def test_the_failsafe_fires_on_time_while_a_stranger_streams_bytes(board):
 
 def test_the_homes_sets_are_all_obeyed_while_a_stranger_streams_bytes(board):
     sim = board
-    provisioned(sim, failsafe_s=3, interval_s=0.5)
-    lock = threading.Lock()
-    with SerialLine(sim.pty) as line:
-        home = Home(sim, line, lock)
-        with Noise(line.fd, lock):
-            for n in range(8):
-                since = sim.mark()
-                seq, _ = home.set(1, (n + 1) % 2)
-                answer = home.answer(seq, since)
-                # Each SET comes more than min_interval after the last switch.
-                assert answer.words[0] == "ACK", answer.raw
-                switched = sim.wait(pin((n + 1) % 2), 5, f"relay 1 to go to {(n + 1) % 2}", since)
-                # The home's pace: its next SET 0.7 s (simulated) after the switch.
-                due = switched.cycles + 0.7 * F_CPU
-                wait_for(lambda due=due: sim.time().cycles >= due, 10, "0.7 s to pass", step=0.05)
+    with session(sim, failsafe_s=3, interval_s=0.5) as home, Noise(home.line.fd, home.lock):
+        for n in range(8):
+            since = sim.mark()
+            seq, _ = home.set(1, (n + 1) % 2)
+            answer = home.answer(seq, since)
+            # Each SET comes more than min_interval after the last switch.
+            assert answer.words[0] == "ACK", answer.raw
+            switched = sim.wait(pin((n + 1) % 2), 5, f"relay 1 to go to {(n + 1) % 2}", since)
+            # The home's pace: its next SET 0.7 s (simulated) after the switch.
+            due = switched.cycles + 0.7 * F_CPU
+            wait_for(lambda due=due: sim.time().cycles >= due, 10, "0.7 s to pass", step=0.05)
         assert [e for e in sim.sent() if e.words[:1] == ("NAK",)] == []
         stack_margin_holds(sim)
 
 
 def test_min_interval_counts_from_the_switch_itself(board):
     sim = board
-    provisioned(sim, failsafe_s=20, interval_s=0.5)
-    lock = threading.Lock()
-    with SerialLine(sim.pty) as line:
-        home = Home(sim, line, lock)
+    with session(sim, failsafe_s=20, interval_s=0.5) as home:
         since = sim.mark()
         # A stranger's PROV SHOW and a line that looks sealed right in front of the SET.
         home.write(b"PROV SHOW\nSET 1 1 0 7 0123456789abcdef\n")
@@ -197,10 +196,7 @@ def test_min_interval_counts_from_the_switch_itself(board):
 
 def test_a_hung_board_is_reset_by_its_watchdog_into_its_safe_power_up(board):
     sim = board
-    provisioned(sim, failsafe_s=60)
-    lock = threading.Lock()
-    with SerialLine(sim.pty) as line:
-        home = Home(sim, line, lock)
+    with session(sim, failsafe_s=60) as home:
         since = sim.mark()
         seq, _ = home.set(1, 1)
         home.answer(seq, since)

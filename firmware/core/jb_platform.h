@@ -25,5 +25,8 @@ void jb_plat_mac_mark(uint8_t on);
 /* Bytes of stack never used so far (stack painting), for PROV STACK; a
  * platform without painting returns 0. */
 uint16_t jb_plat_stack_unused(void);
+/* Bytes from the home the platform dropped so far (its receive buffer was
+ * full), for PROV SHOW; 0 where nothing is ever dropped. */
+uint16_t jb_plat_dropped(void);
 
 #endif

@@ -109,6 +109,7 @@ static void drop(void)
 void jb_plat_close(void) { drop(); }
 void jb_plat_mac_mark(uint8_t on) { (void)on; }
 uint16_t jb_plat_stack_unused(void) { return 0; }
+uint16_t jb_plat_dropped(void) { return 0; }
 
 static void connect_home(void)
 {
@@ -186,6 +187,7 @@ int main(int argc, char **argv)
     }
     srand((unsigned)now_ms());
     jb_meter_rate(1000);
+    jb_set_clock(now_ms); /* min_interval from the switch itself */
     jb_power_up(now_ms(), 0);
     event("POWER up");
     for (;;) {

@@ -109,6 +109,7 @@ void jb_plat_close(void)
 void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
 uint16_t jb_plat_stack_unused(void) { return 0; }
+uint16_t jb_plat_dropped(void) { return 0; }
 
 }  // extern "C"
 
@@ -184,6 +185,8 @@ static void keep_linked()
     next_attempt = millis() + (wait < 10000 ? wait : 10000) + random(1000);
 }
 
+static uint32_t clock_now(void) { return millis(); }
+
 void setup()
 {
     for (uint8_t i = 0; i < 4; i++) {
@@ -195,6 +198,7 @@ void setup()
     Serial.begin(115200);
     EEPROM.get(HOME_ADDR, home);
     jb_meter_rate(1000);
+    jb_set_clock(clock_now);  // min_interval from the switch itself
     jb_power_up(millis(), 0);
     sampler.start();
 }

@@ -91,3 +91,4 @@ uint8_t jb_plat_unlocked(void) { return fp_unlocked; }
 void jb_plat_close(void) { fp_closes++; }
 void jb_plat_mac_mark(uint8_t on) { fp_macs += on; }
 uint16_t jb_plat_stack_unused(void) { return 1234; }
+uint16_t jb_plat_dropped(void) { return 7; }

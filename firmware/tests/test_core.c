@@ -432,7 +432,7 @@ static void test_provisioning_errors(void)
     feed("PROV STACK", 0);
     take("PROV STACK 1234");
     feed("PROV SHOW", 0);
-    take("PROV SHOW id=home-1-a provisioned=1 key=none relays=2 boot=1");
+    take("PROV SHOW id=home-1-a provisioned=1 key=none relays=2 boot=1 dropped=7");
     {
         char want[128];
         snprintf(want, sizeof want, "PROV SHOW failsafe_ms=15000 measure_ms=2000 coldload_ms=5000-30000 drawn_ms=%u "
@@ -912,15 +912,21 @@ static void test_garbage_switches_nothing(void)
     CHECK(jb_state() == JB_ACTIVE || jb_state() == JB_CLOSED || jb_state() == JB_HELLO_SENT, "a session state");
 }
 
+/* A fresh board with relays safe off and ``interval``, welcomed at 100. */
+static void in_session(const char *interval)
+{
+    fresh();
+    provision("off", "off", "off", interval, "0 0", 0);
+    welcome(100);
+}
+
 /* Lines that prove nothing get at most JB_ANSWERS (4) answers, then one
  * every 250 ms: a stranger cannot keep the board busy talking. */
 static void test_answers_to_strangers_are_few(void)
 {
     int i;
     unsigned n;
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     for (i = 0; i < 50; i++) {
         feed("", 1000);
         feed("PROV SHOW", 1000);
@@ -950,9 +956,7 @@ static void test_answers_to_strangers_are_few(void)
 static void test_failsafe_under_a_stream_of_lines(void)
 {
     uint32_t t;
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     set("SET 1 1 1", "ACK 1 1 1", 2000); /* the home's last line: failsafe due at 8000 */
     for (t = 2000; t < 8000; t++)
         jb_receive('\n', t);
@@ -960,9 +964,7 @@ static void test_failsafe_under_a_stream_of_lines(void)
     jb_receive('\n', 8000);
     CHECK(fp_relay[0] == 0, "the failsafe opened relay 1 at 8000 between two stray bytes, no jb_tick");
     /* the same through jb_poll, as the Uno calls it while its send buffer is full */
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     set("SET 1 1 1", "ACK 1 1 1", 2000);
     jb_poll(7999);
     CHECK(fp_relay[0] == 1, "not yet");
@@ -978,9 +980,7 @@ static uint32_t read_test_clock(void) { return test_clock; }
  * the SET's LF arrived; the failsafe counts from the LF. */
 static void test_interval_from_the_switch(void)
 {
-    fresh();
-    provision("off", "off", "off", "0.5", "0 0", 0);
-    welcome(100);
+    in_session("0.5");
     jb_set_clock(read_test_clock);
     test_clock = 1250; /* the SET's LF arrived at 1000, handled at 1250 */
     set("SET 1 1 1", "ACK 1 1 1", 1000);
@@ -1086,9 +1086,7 @@ static void test_provisioning_port_is_apart_from_the_link(void)
 {
     const char *line, *got;
     size_t i;
-    fresh();
-    provision("off", "off", "off", "0", "0 0", 0);
-    welcome(100);
+    in_session("0");
     line = home_says("PING 4");
     for (i = 0; i < 10; i++)
         jb_receive((uint8_t)line[i], 200);

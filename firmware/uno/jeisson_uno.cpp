@@ -56,6 +56,15 @@ void jb_plat_close(void) {}  // a serial line has no connection
 
 void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
+uint16_t jb_plat_dropped(void)
+{
+    uint8_t sreg = SREG;
+    cli();  // two bytes the receive interrupt writes
+    uint16_t n = uart_dropped;
+    SREG = sreg;
+    return n;
+}
+
 // uart.c, while its send buffer is full: the failsafe does not wait for it.
 void uart_waiting(void) { jb_poll(millis()); }
 
