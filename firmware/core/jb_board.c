@@ -814,6 +814,11 @@ static void send_pong(uint16_t n)
     send_tx();
 }
 
+/* A line the key proved (version 2): its errors are always answered.  In
+ * version 1 every line counts as the home's, but anyone may have sent it:
+ * its errors, like a stranger's, are answered within the budget. */
+#define PROVEN (authentic && SPEAKS == 2)
+
 /* LinkSession.line_received: a sign of life if authentic, then parsed and
  * handled by state. */
 static void dispatch(const char *line, uint8_t len)
@@ -830,7 +835,7 @@ static void dispatch(const char *line, uint8_t len)
     }
     error = parse(line, len, &m);
     if (error) {
-        if (authentic || jb_may_answer())
+        if (PROVEN || jb_may_answer())
             send_err(error);
         return;
     }
@@ -849,7 +854,7 @@ static void dispatch(const char *line, uint8_t len)
         close_session(10000);
     } else if (state == JB_ACTIVE && m.verb == V_SET) {
         on_set(&m);
-    } else if (!(state == JB_ACTIVE && m.verb == V_PONG) && (authentic || jb_may_answer())) {
+    } else if (!(state == JB_ACTIVE && m.verb == V_PONG) && (PROVEN || jb_may_answer())) {
         send_err(E_STATE);
     }
 }

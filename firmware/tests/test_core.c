@@ -1106,6 +1106,25 @@ static void test_provisioning_port_is_apart_from_the_link(void)
     fp_unlocked = 0;
 }
 
+/* A key-less (version 1) board answers bad lines within the same budget:
+ * anyone may have sent them. */
+static void test_version_1_answers_are_few(void)
+{
+    int i;
+    fresh();
+    prov("PROV ID home-1-a", 0);
+    prov("PROV KEY none", 0);
+    feed("PROV SAVE", 0);
+    take("PROV OK saved");
+    take("HELLO home-1-a 1 1 0");
+    feed("WELCOME 1 2", 100);
+    fp_drain();
+    for (i = 0; i < 50; i++)
+        feed("", 1000);
+    CHECK(fp_pending() == 4, "4 answers to 50 empty lines, got %u", fp_pending());
+    fp_drain();
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -1121,7 +1140,7 @@ int main(void)
         T(test_macs_marked), T(test_garbage_switches_nothing), T(test_answers_to_strangers_are_few),
         T(test_failsafe_under_a_stream_of_lines), T(test_interval_from_the_switch), T(test_interval_across_the_wrap),
         T(test_boot_counter_survives_torn_writes), T(test_cold_load_of_key_less_boards),
-        T(test_provisioning_port_is_apart_from_the_link),
+        T(test_provisioning_port_is_apart_from_the_link), T(test_version_1_answers_are_few),
 #undef T
     };
     size_t i;
