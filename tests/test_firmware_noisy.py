@@ -211,3 +211,21 @@ def test_a_hung_board_is_reset_by_its_watchdog_into_its_safe_power_up(board):
         # A power-up: the boot counter raised, so a new nonce.
         assert hello.text != first_hello
         assert sim.pins() == {4: 0, 5: 0, 6: 0, 7: 0}
+
+
+def test_a_hung_board_still_opens_its_relays_at_the_failsafe(board):
+    # The backstop in the Timer1 interrupt: loop() stuck, the failsafe's
+    # relays (safe state off) open 5 ms after it is due, long before the
+    # watchdog's reset.
+    sim = board
+    with session(sim, failsafe_s=1) as home:
+        since = sim.mark()
+        seq, sealed = home.set(1, 1)
+        home.answer(seq, since)
+        sim.wait(pin(1), 10, "relay 1 to close", since)
+        last = received(sim, sealed, since)
+        hang = sim.command("HANG")
+        assert (hang.cycles - last.cycles) / F_CPU < 0.9  # hung before the failsafe was due
+        opened = sim.wait(pin(0), 5, "the backstop to open relay 1", since)
+        late = (opened.cycles - last.cycles) / F_CPU - 1
+        assert 0 <= late <= 0.010, f"{late * 1000:+.1f} ms from failsafe_after_s"

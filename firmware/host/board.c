@@ -110,6 +110,12 @@ void jb_plat_close(void) { drop(); }
 void jb_plat_mac_mark(uint8_t on) { (void)on; }
 uint16_t jb_plat_stack_unused(void) { return 0; }
 uint16_t jb_plat_dropped(void) { return 0; }
+uint8_t jb_plat_backstop(uint32_t at, uint8_t mask)
+{
+    (void)at;
+    (void)mask;
+    return 0; /* no interrupt: the loop alone */
+}
 
 static void connect_home(void)
 {

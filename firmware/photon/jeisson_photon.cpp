@@ -110,6 +110,7 @@ void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
 uint16_t jb_plat_stack_unused(void) { return 0; }
 uint16_t jb_plat_dropped(void) { return 0; }
+uint8_t jb_plat_backstop(uint32_t, uint8_t) { return 0; }  // the loop alone (Device OS runs it)
 
 }  // extern "C"
 

@@ -1125,6 +1125,39 @@ static void test_version_1_answers_are_few(void)
     fp_drain();
 }
 
+/* The backstop: relays whose safe state is off, scheduled to open 5 ms
+ * after the failsafe is due, by the platform's interrupt should the
+ * program be late; the board then takes them as opened. */
+static void test_failsafe_backstop(void)
+{
+    fresh();
+    provision("off", "on", "off", "2", "0 0", 0);
+    welcome(100);
+    set("SET 1 1 1", "ACK 1 1 1", 2000); /* failsafe due at 8000 */
+    CHECK(fp_backstop_mask == 1 && fp_backstop_at == 8005, "relay 1 scheduled to open at 8005: mask %u at %u",
+          fp_backstop_mask, fp_backstop_at);
+    set("SET 2 3 1", "ACK 2 3 1", 3000); /* failsafe due at 9000 */
+    CHECK(fp_backstop_mask == 5 && fp_backstop_at == 9005, "relays 1 and 3 at 9005: mask %u at %u",
+          fp_backstop_mask, fp_backstop_at);
+    /* the program hangs past the failsafe; the interrupt still runs */
+    fp_backstop_interrupt(9004);
+    CHECK(fp_relay[0] == 1 && fp_relay[2] == 1, "nothing before 9005");
+    fp_backstop_interrupt(9005);
+    CHECK(fp_relay[0] == 0 && fp_relay[2] == 0, "the backstop opened relays 1 and 3 at 9005");
+    /* the program comes back: it takes them as opened (no switch again), and
+     * the home's next line brings a HELLO with the true states first */
+    fp_relay_writes = 0;
+    jb_tick(9100);
+    CHECK(jb_relay_is_on(0) == 0 && jb_relay_is_on(2) == 0, "the board knows they are open");
+    CHECK(fp_backstop_mask == 0, "nothing scheduled after the failsafe");
+    fp_drain();
+    /* a relay within its min_interval at the failsafe is not in the backstop */
+    in_session("10");
+    set("SET 1 1 1", "ACK 1 1 1", 10000); /* failsafe at 16000, interval until 20000 */
+    CHECK(fp_backstop_mask == 0, "relay 1 may not switch at the failsafe: not scheduled (mask %u)", fp_backstop_mask);
+    fp_drain();
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -1141,6 +1174,7 @@ int main(void)
         T(test_failsafe_under_a_stream_of_lines), T(test_interval_from_the_switch), T(test_interval_across_the_wrap),
         T(test_boot_counter_survives_torn_writes), T(test_cold_load_of_key_less_boards),
         T(test_provisioning_port_is_apart_from_the_link), T(test_version_1_answers_are_few),
+        T(test_failsafe_backstop),
 #undef T
     };
     size_t i;

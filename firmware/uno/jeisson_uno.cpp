@@ -10,6 +10,9 @@
  *   - the provisioning jumper: D8 pulled low unlocks PROV commands;
  *   - D9 high while a line's MAC is computed (for measuring its cost);
  *   - settings and the boot counter in the EEPROM;
+ *   - the failsafe's backstop in the Timer1 interrupt: relays whose safe
+ *     state is off open 5 ms after the failsafe is due even if loop() is
+ *     stuck (jb_plat_backstop);
  *   - the watchdog (2 s), fed once per pass of loop() after jb_tick: a hang
  *     resets the board into its safe power-up (every relay open).
  * See docs/firmware.rst. */
@@ -74,6 +77,23 @@ static uint32_t clock_now(void) { return millis(); }
 
 static volatile uint8_t clamp;
 
+// The failsafe's backstop (jb_plat_backstop): relays to open at a time,
+// should loop() be late for it; those the interrupt opened.
+static volatile uint32_t backstop_at;
+static volatile uint8_t backstop_mask, backstop_fired;
+
+extern "C" uint8_t jb_plat_backstop(uint32_t at, uint8_t mask)
+{
+    uint8_t sreg = SREG;
+    cli();
+    uint8_t fired = backstop_fired;
+    backstop_fired = 0;
+    backstop_at = at;
+    backstop_mask = mask & 0x0F;
+    SREG = sreg;
+    return fired;
+}
+
 // Each tick takes the conversion started at the previous one (13 ADC clocks
 // at 125 kHz: 104 us of the 250 us period) and starts the next clamp's.
 ISR(TIMER1_COMPA_vect)
@@ -83,6 +103,13 @@ ISR(TIMER1_COMPA_vect)
     clamp = (clamp + 1) % CLAMPS;
     ADMUX = _BV(REFS0) | clamp;  // AVcc reference
     ADCSRA |= _BV(ADSC);
+    // The backstop: relays 1..4 are D4..D7.  (digitalWrite masks
+    // interrupts around its own change of PORTD: no lost update.)
+    if (backstop_mask && (int32_t)(millis() - backstop_at) >= 0) {
+        PORTD &= (uint8_t)~(backstop_mask << 4);
+        backstop_fired |= backstop_mask;
+        backstop_mask = 0;
+    }
 }
 
 static void start_sampling(void)
