@@ -109,6 +109,15 @@ class Home:
         self.write(line)
         return self.seq, line.rstrip(b"\n")
 
+    def close_relay_1(self) -> Event:
+        """A SET closing relay 1, acknowledged and obeyed: the SET as the
+        board received it (its LF's time: the failsafe counts from it)."""
+        since = self.sim.mark()
+        seq, sealed = self.set(1, 1)
+        assert self.answer(seq, since).words[0] == "ACK"
+        self.sim.wait(pin(1), 10, "relay 1 to close", since)
+        return received(self.sim, sealed, since)
+
     def answer(self, seq: int, since: int, timeout: float = 10) -> Event:
         return self.sim.wait(lambda e: e.kind == "TX" and e.words[:2] in (("ACK", str(seq)), ("NAK", str(seq))),
                              timeout, f"the answer to SET {seq}", since)
@@ -144,10 +153,7 @@ def test_the_failsafe_fires_on_time_while_a_stranger_streams_bytes(board):
     sim = board
     with session(sim, failsafe_s=3) as home:
         since = sim.mark()
-        seq, sealed = home.set(1, 1)
-        assert home.answer(seq, since).words[0] == "ACK"
-        sim.wait(pin(1), 10, "relay 1 to close", since)
-        last = received(sim, sealed, since)
+        last = home.close_relay_1()
         # The home goes silent; the stranger does not.
         with Noise(home.line.fd, home.lock, NOISE + [OVER_LONG]) as noise:
             opened = sim.wait(pin(0), 3 + 10, "the failsafe to open relay 1", since)
@@ -197,10 +203,7 @@ def test_min_interval_counts_from_the_switch_itself(board):
 def test_a_hung_board_is_reset_by_its_watchdog_into_its_safe_power_up(board):
     sim = board
     with session(sim, failsafe_s=60) as home:
-        since = sim.mark()
-        seq, _ = home.set(1, 1)
-        home.answer(seq, since)
-        sim.wait(pin(1), 10, "relay 1 to close", since)
+        home.close_relay_1()
         first_hello = sim.sent()[0].text
         hung = sim.mark()
         hang = sim.command("HANG")
@@ -220,10 +223,7 @@ def test_a_hung_board_still_opens_its_relays_at_the_failsafe(board):
     sim = board
     with session(sim, failsafe_s=1) as home:
         since = sim.mark()
-        seq, sealed = home.set(1, 1)
-        home.answer(seq, since)
-        sim.wait(pin(1), 10, "relay 1 to close", since)
-        last = received(sim, sealed, since)
+        last = home.close_relay_1()
         hang = sim.command("HANG")
         assert (hang.cycles - last.cycles) / F_CPU < 0.9  # hung before the failsafe was due
         opened = sim.wait(pin(0), 5, "the backstop to open relay 1", since)
