@@ -9,8 +9,9 @@ hold regardless:
   last line;
 - the home's authenticated SETs are all obeyed and acknowledged;
 - ``min_interval_s`` counts from when the relay really switched;
-- a board whose program hangs is reset by its watchdog into its safe
-  power-up;
+- a board whose program hangs still opens its relays at the failsafe (the
+  backstop in the timer interrupt), and is reset by its watchdog into its
+  safe power-up;
 - the stack keeps a margin of 512 bytes or more.
 
 The home here is the test itself (``jeisson.wire.board_auth``), so that it
