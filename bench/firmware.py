@@ -17,7 +17,10 @@ The bench plays its home, with jeisson's own handshake and seals
 - **The failsafe's accuracy**: ``--failsafe-runs`` times, the bench goes
   silent after a ``SET`` at a random moment; the relay's fall to its safe
   state on the simulated clock, less the last byte the bench sent (its LF
-  entering the board), less ``failsafe_after_s``.
+  entering the board), less ``failsafe_after_s``; then the same on a noisy
+  line: a stranger streams bare newlines, ``PROV SHOW``, junk and lines
+  that look sealed (each costs the board a MAC) at the line's full rate
+  while the home is silent.
 - **The MAC's cost in cycles**: the board raises D9 around each line MAC
   (HMAC-SHA256 with a session key); the harness times each pulse.
 - **Flash and RAM** (``avr-size``) and the **stack margin at peak**: the bytes
@@ -26,7 +29,8 @@ The bench plays its home, with jeisson's own handshake and seals
 Last line: ``set_ack_p50_ms=... set_ack_p99_ms=... radio_set_ack_p50_ms=...
 radio_set_ack_p99_ms=... v1_set_ack_p50_ms=... v1_set_ack_p99_ms=...
 wire_floor_ms=... v1_wire_floor_ms=... failsafe_late_p50_ms=...
-failsafe_late_max_ms=... mac_cycles=... mac_ms=... flash=... flash_pct=...
+failsafe_late_max_ms=... noisy_failsafe_late_p50_ms=...
+noisy_failsafe_late_max_ms=... mac_cycles=... mac_ms=... flash=... flash_pct=...
 ram=... stack_margin=... stack_sp_margin=...`` (``stack_sp_margin``: the
 lowest stack pointer seen, above the heap: frames reserved but not all
 written leave paint below it).
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 import tty
 
@@ -61,6 +66,9 @@ KEY = bytes(range(32))
 RADIO_ADDRESS = 0x0013A20040A1B2C3
 COORDINATOR_ADDRESS = 0x0013A20040000001
 BAUD_BYTE_S = 10 / 9600
+# A stranger's lines (tests/test_firmware_noisy.py has the same).
+NOISE = [b"\n", b"\n\n\n\n", b"PROV SHOW\n", b"SET 1 1 0 7 0123456789abcdef\n", b"\x00\xff garbage ~~ \r\n",
+         b"ERR auth\n", b"PING 3 9 fedcba9876543210\n", b"x" * 120 + b"\n"]
 
 
 class Direct:
@@ -195,9 +203,23 @@ def latencies(home: BenchHome, sets: int, rng: random.Random) -> list[float]:
     return out
 
 
+def stream_noise(link: Direct, stop: threading.Event) -> None:
+    """A stranger on the line: NOISE at 960 bytes a second (9600 8N1)."""
+    sent, start, i = 0, time.monotonic(), 0
+    while not stop.wait(max(0.0, start + sent * BAUD_BYTE_S - time.monotonic())):
+        chunk = NOISE[i % len(NOISE)]
+        i += 1
+        try:
+            link.send(chunk)
+        except BlockingIOError:
+            continue
+        sent += len(chunk)
+
+
 def failsafe_lateness(sim: FirmwareSim, home: BenchHome, failsafe_s: float, runs: int,
-                      rng: random.Random) -> list[float]:
+                      rng: random.Random, noisy: bool = False) -> list[float]:
     late = []
+    noise = {chunk.decode("latin-1").strip() for chunk in NOISE}
     for _ in range(runs):
         home.buffer = b""
         home.welcome()
@@ -206,9 +228,24 @@ def failsafe_lateness(sim: FirmwareSim, home: BenchHome, failsafe_s: float, runs
         time.sleep(rng.uniform(0, 0.5))
         since = sim.mark()
         home.command(1, 1)
-        fall = sim.wait(lambda e: e.kind == "PIN" and e.words == ("4", "0"), failsafe_s + 10, "the failsafe", since)
-        last = max((e for e in sim.received(since) if e.cycles < fall.cycles), key=lambda e: e.cycles)
+        stop = threading.Event()
+        stranger = threading.Thread(target=stream_noise, args=(home.link, stop), daemon=True)
+        if noisy:
+            stranger.start()
+        try:
+            fall = sim.wait(lambda e: e.kind == "PIN" and e.words == ("4", "0"), failsafe_s + 10, "the failsafe",
+                            since)
+        finally:
+            stop.set()
+            if noisy:
+                stranger.join()
+        # The home's last line (not the stranger's).
+        last = max((e for e in sim.received(since) if e.cycles < fall.cycles and e.text.startswith("SET ")
+                    and e.text.strip() not in noise), key=lambda e: e.cycles)
         late.append((fall.cycles - last.cycles) / F_CPU - failsafe_s)
+        if noisy:
+            # The stranger's last bytes drain before the next run's WELCOME.
+            time.sleep(1.5)
     return late
 
 
@@ -297,14 +334,19 @@ def main() -> None:
         with FirmwareSim(UNO, eeprom=quick) as sim:
             link = Direct(sim.pty)
             late = failsafe_lateness(sim, BenchHome(link, KEY), args.failsafe_s, args.failsafe_runs, rng)
+            noisy = failsafe_lateness(sim, BenchHome(link, KEY), args.failsafe_s, args.failsafe_runs, rng,
+                                      noisy=True)
             stack_after = sim.stack()
-            # The firmware's own count of its painted stack, for comparison.
+            # The firmware's own count of its painted stack, for comparison
+            # (PROV STACK: only with the provisioning jumper in).
+            sim.command("JUMPER on")
             since = sim.mark()
             link.send(b"PROV STACK\n")
             own = int(sim.wait_sent("PROV STACK ", since=since).words[2])
             link.close()
         print("failsafe after the last byte, less failsafe_after_s (ms): "
               + " ".join(f"{x * 1000:+.1f}" for x in late))
+        print("the same on a noisy line (ms): " + " ".join(f"{x * 1000:+.1f}" for x in noisy))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -323,7 +365,9 @@ def main() -> None:
           f"v1_set_ack_p50_ms={ms(percentile(v1, 0.5))} v1_set_ack_p99_ms={ms(percentile(v1, 0.99))} "
           f"wire_floor_ms={ms(wire_floor)} v1_wire_floor_ms={ms(v1_floor)} "
           f"failsafe_late_p50_ms={statistics.median(late) * 1000:.1f} "
-          f"failsafe_late_max_ms={max(abs_late) * 1000:.1f} mac_cycles={mac_cycles} "
+          f"failsafe_late_max_ms={max(abs_late) * 1000:.1f} "
+          f"noisy_failsafe_late_p50_ms={statistics.median(noisy) * 1000:.1f} "
+          f"noisy_failsafe_late_max_ms={max(abs(x) for x in noisy) * 1000:.1f} mac_cycles={mac_cycles} "
           f"mac_ms={mac_cycles / F_CPU * 1000:.2f} flash={flash} flash_pct={flash / 32768 * 100:.1f} ram={ram} "
           f"stack_margin={margin} stack_sp_margin={sp_margin}")
 

@@ -256,6 +256,8 @@ static void auth_failed(void)
 
 /* ----------------------------------------------------------------- relays */
 
+static void backstop(void);
+
 static void apply(uint8_t i, uint8_t on, uint8_t own)
 {
     refresh(); /* min_interval counts from the switch itself */
@@ -265,6 +267,7 @@ static void apply(uint8_t i, uint8_t on, uint8_t own)
     jb_plat_relay(i, on);
     if (own)
         unreported_switch = 1;
+    backstop();
 }
 
 /* Milliseconds until relay ``i`` may switch again (0: now).  Once that
@@ -312,6 +315,7 @@ static const char *switch_by_home(uint8_t number, uint8_t on)
     uint8_t i = (uint8_t)(number - 1);
     if (number < 1 || number > jb_cfg.relays)
         return E_RELAY;
+    backstop(); /* the relay's true state */
     /* The home is in charge again: its command replaces any switch to the
      * safe state still waiting for this relay. */
     in_failsafe = 0;
@@ -324,6 +328,39 @@ static const char *switch_by_home(uint8_t number, uint8_t on)
     return 0;
 }
 
+/* The backstop: the platform's timer interrupt opens the relays whose safe
+ * state is off JB_BACKSTOP_MS after the failsafe is due, should the
+ * program be late for it (jb_plat_backstop).  Kept in step here: the
+ * relays it opened are taken as opened (an own switch, reported by the
+ * next HELLO), then the schedule is set anew from the board's state. */
+#ifndef JB_BACKSTOP_MS
+#define JB_BACKSTOP_MS 5
+#endif
+
+static void backstop(void)
+{
+    uint8_t i, mask = 0, fired;
+    uint32_t at = failsafe_due + JB_BACKSTOP_MS;
+    if (failsafe_armed && jb_is_provisioned)
+        for (i = 0; i < jb_cfg.relays && i < 8; i++)
+            if (relays[i].on && jb_cfg.relay[i].safe == JB_SAFE_OFF
+                && (relays[i].settled || at - relays[i].last_switch >= jb_cfg.relay[i].min_interval_ms))
+                mask |= (uint8_t)(1u << i);
+    /* Swapped in one step: the schedule is never off while the program
+     * runs (a relay the interrupt just opened may be in the new mask: it
+     * is opened again, which changes nothing). */
+    fired = jb_plat_backstop(at, mask);
+    for (i = 0; i < JB_MAX_RELAYS && i < 8; i++) {
+        if ((fired >> i) & 1 && relays[i].on) {
+            relays[i].on = 0;
+            relays[i].last_switch = now_ms;
+            relays[i].settled = 0;
+            relays[i].pending = 0;
+            unreported_switch = 1;
+        }
+    }
+}
+
 static void heard_from_home(void)
 {
     if (in_failsafe) {
@@ -333,6 +370,7 @@ static void heard_from_home(void)
     }
     failsafe_armed = 1;
     failsafe_due = heard_at + jb_cfg.failsafe_ms;
+    backstop();
 }
 
 static void go_safe(void)
@@ -363,6 +401,7 @@ static void relay_timers(void)
     }
     if (failsafe_armed && until(failsafe_due) <= 0)
         go_safe();
+    backstop();
 }
 
 void jb_power_down(void)
@@ -373,6 +412,7 @@ void jb_power_down(void)
         relays[i].on = 0;
         jb_plat_relay(i, 0);
     }
+    jb_plat_backstop(0, 0);
     failsafe_armed = 0;
     in_failsafe = 0;
     cold_load_waiting = 0;
@@ -814,6 +854,11 @@ static void send_pong(uint16_t n)
     send_tx();
 }
 
+/* A line the key proved (version 2): its errors are always answered.  In
+ * version 1 every line counts as the home's, but anyone may have sent it:
+ * its errors, like a stranger's, are answered within the budget. */
+#define PROVEN (authentic && SPEAKS == 2)
+
 /* LinkSession.line_received: a sign of life if authentic, then parsed and
  * handled by state. */
 static void dispatch(const char *line, uint8_t len)
@@ -830,7 +875,7 @@ static void dispatch(const char *line, uint8_t len)
     }
     error = parse(line, len, &m);
     if (error) {
-        if (authentic || jb_may_answer())
+        if (PROVEN || jb_may_answer())
             send_err(error);
         return;
     }
@@ -849,7 +894,7 @@ static void dispatch(const char *line, uint8_t len)
         close_session(10000);
     } else if (state == JB_ACTIVE && m.verb == V_SET) {
         on_set(&m);
-    } else if (!(state == JB_ACTIVE && m.verb == V_PONG) && (authentic || jb_may_answer())) {
+    } else if (!(state == JB_ACTIVE && m.verb == V_PONG) && (PROVEN || jb_may_answer())) {
         send_err(E_STATE);
     }
 }
@@ -963,6 +1008,20 @@ void jb_poll(uint32_t now)
 {
     advance(now);
     deadlines();
+}
+
+void jb_provision(const char *line, uint8_t len, uint32_t now)
+{
+    char copy[JB_MAX_LINE + 1]; /* jb_prov_line takes it apart in place */
+    advance(now);
+    heard_at = now_ms;
+    deadlines();
+    if (len > JB_MAX_LINE) {
+        jb_send_text(JB_S("PROV ERR long"));
+        return;
+    }
+    memcpy(copy, line, len);
+    jb_prov_line(copy, len, now_ms);
 }
 
 void jb_receive(uint8_t byte, uint32_t at)

@@ -52,6 +52,10 @@ void jb_disconnected(uint32_t now);
  * when the line was heard: the failsafe counts from then).  Before it
  * handles a line the board switches whatever is due (jb_poll). */
 void jb_receive(uint8_t byte, uint32_t at);
+/* A PROV line from a provisioning port of its own (the host board's
+ * stdin, the Photon's USB), without its LF: never mixed with the link's
+ * bytes.  The answer goes through jb_plat_write, as for the link. */
+void jb_provision(const char *line, uint8_t len, uint32_t now);
 /* Optional: the platform's millisecond clock, read when a relay switches
  * (min_interval counts from the switch itself, not from when the SET
  * arrived) and when a byte is handled.  Without it the board's time is the

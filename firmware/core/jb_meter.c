@@ -23,7 +23,7 @@ typedef struct {
 } window;
 
 static volatile window acc[JB_MAX_RELAYS];
-static window done[JB_MAX_RELAYS];
+static volatile window done[JB_MAX_RELAYS]; /* volatile: never read after ``ready`` is cleared */
 /* One byte per channel, so that the interrupt and the loop each write it
  * atomically: set by the interrupt when ``done`` holds a window, cleared by
  * the loop once it has read it. */

@@ -25,5 +25,15 @@ void jb_plat_mac_mark(uint8_t on);
 /* Bytes of stack never used so far (stack painting), for PROV STACK; a
  * platform without painting returns 0. */
 uint16_t jb_plat_stack_unused(void);
+/* The failsafe's backstop, for a platform with a timer interrupt: from
+ * ``at`` (its millisecond clock), should nobody have called this again
+ * first, the interrupt drives the relays in ``mask`` (bit 0: relay 1) open
+ * by itself, once.  Returns, and forgets, the relays it so opened since the
+ * last call.  Atomic with respect to the interrupt.  mask 0: nothing
+ * scheduled.  A platform without it returns 0. */
+uint8_t jb_plat_backstop(uint32_t at, uint8_t mask);
+/* Bytes from the home the platform dropped so far (its receive buffer was
+ * full), for PROV SHOW; 0 where nothing is ever dropped. */
+uint16_t jb_plat_dropped(void);
 
 #endif

@@ -244,6 +244,7 @@ static void show(void)
     say(jb_cfg.key_kind == JB_KEY_SET ? JB_S("set") : jb_cfg.key_kind == JB_KEY_NONE ? JB_S("none") : JB_S("unset"));
     say_field(JB_S(" relays="), jb_cfg.relays);
     say_field(JB_S(" boot="), jb_boot_count());
+    say_field(JB_S(" dropped="), jb_plat_dropped());
     say_field(JB_S("\nPROV SHOW failsafe_ms="), jb_cfg.failsafe_ms);
     say_field(JB_S(" measure_ms="), jb_cfg.measure_ms);
     say_field(JB_S(" coldload_ms="), jb_cfg.cold_min_ms);

@@ -26,6 +26,18 @@ extern "C" {
 SYSTEM_THREAD(ENABLED);
 
 static const int RELAY_PINS[4] = {D0, D1, D2, D3};
+
+// Relays open from the first moment user code runs, before Device OS has
+// booted and setup() is called (the pins float until then: pull-down
+// resistors on the relay inputs cover the boot itself).
+static void relays_open_at_startup()
+{
+    for (uint8_t i = 0; i < 4; i++) {
+        digitalWrite(RELAY_PINS[i], LOW);
+        pinMode(RELAY_PINS[i], OUTPUT);
+    }
+}
+STARTUP(relays_open_at_startup());
 static const int CLAMP_PINS[4] = {A0, A1, A2, A3};
 static const int JUMPER_PIN = D6;
 static const int MAC_PIN = D7;  // the blue LED: lit while a MAC is computed
@@ -97,6 +109,8 @@ void jb_plat_close(void)
 void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
 uint16_t jb_plat_stack_unused(void) { return 0; }
+uint16_t jb_plat_dropped(void) { return 0; }
+uint8_t jb_plat_backstop(uint32_t, uint8_t) { return 0; }  // the loop alone (Device OS runs it)
 
 }  // extern "C"
 
@@ -136,11 +150,10 @@ static void usb_provisioning()
         }
         usb_line[usb_len] = 0;
         if (!home_command(usb_line) && strncmp(usb_line, "PROV", 4) == 0) {
-            // The core reads a line byte by byte; its answer goes to USB.
+            // Its own entry (a half-received line from the home is left
+            // alone); its answer goes to USB.
             to_usb = true;
-            for (uint8_t i = 0; i < usb_len; i++)
-                jb_receive((uint8_t)usb_line[i], millis());
-            jb_receive('\n', millis());
+            jb_provision(usb_line, (uint8_t)usb_len, millis());
             to_usb = false;
         }
         usb_len = 0;
@@ -173,6 +186,8 @@ static void keep_linked()
     next_attempt = millis() + (wait < 10000 ? wait : 10000) + random(1000);
 }
 
+static uint32_t clock_now(void) { return millis(); }
+
 void setup()
 {
     for (uint8_t i = 0; i < 4; i++) {
@@ -184,6 +199,7 @@ void setup()
     Serial.begin(115200);
     EEPROM.get(HOME_ADDR, home);
     jb_meter_rate(1000);
+    jb_set_clock(clock_now);  // min_interval from the switch itself
     jb_power_up(millis(), 0);
     sampler.start();
 }

@@ -525,13 +525,27 @@ static void command(char *line)
     } else if (!strcmp(verb, "MARKS")) {
         verbose_marks = strcmp(rest, "off") != 0;
         say("OK MARKS %s", verbose_marks ? "on" : "off");
+    } else if (!strcmp(verb, "HANG")) {
+        /* A fault injected: the program stuck in a spin with interrupts
+         * on, as a bug or a wait that never ends in the main loop would
+         * leave it.  An `rjmp .-2` at flash's last word (the boot loader's,
+         * unused here), the program counter sent there, and interrupts
+         * enabled (the command may land inside an interrupt handler, where
+         * they are off: a hang there is a different fault, which only the
+         * watchdog catches). */
+        uint32_t at = avr->flashend - 1;
+        avr->flash[at] = 0xFF;
+        avr->flash[at + 1] = 0xCF;
+        avr->pc = at;
+        avr_sreg_set(avr, S_I, 1);
+        say("OK HANG pc=0x%04x " STAMP, (unsigned)at, STAMP_ARGS);
     } else if (!strcmp(verb, "RESET")) {
         power_up();
         say("OK RESET " STAMP, STAMP_ARGS);
     } else if (!strcmp(verb, "QUIT")) {
         quit(0);
     } else {
-        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, PULSES, JUMPER, MARKS, RESET, QUIT)", verb);
+        say("ERR unknown command %s (ADC, STACK, TIME, PINS, EESAVE, EELOAD, SPAN, PULSES, JUMPER, MARKS, HANG, RESET, QUIT)", verb);
     }
 }
 

@@ -91,3 +91,29 @@ uint8_t jb_plat_unlocked(void) { return fp_unlocked; }
 void jb_plat_close(void) { fp_closes++; }
 void jb_plat_mac_mark(uint8_t on) { fp_macs += on; }
 uint16_t jb_plat_stack_unused(void) { return 1234; }
+uint16_t jb_plat_dropped(void) { return 7; }
+
+uint32_t fp_backstop_at;
+uint8_t fp_backstop_mask;
+static uint8_t backstop_fired;
+
+uint8_t jb_plat_backstop(uint32_t at, uint8_t mask)
+{
+    uint8_t fired = backstop_fired;
+    backstop_fired = 0;
+    fp_backstop_at = at;
+    fp_backstop_mask = mask;
+    return fired;
+}
+
+void fp_backstop_interrupt(uint32_t now)
+{
+    uint8_t i;
+    if (!fp_backstop_mask || (int32_t)(now - fp_backstop_at) < 0)
+        return;
+    for (i = 0; i < 8; i++)
+        if ((fp_backstop_mask >> i) & 1)
+            fp_relay[i] = 0;
+    backstop_fired |= fp_backstop_mask;
+    fp_backstop_mask = 0;
+}

@@ -20,6 +20,11 @@ extern int fp_tear_after;
 /* Store writes go last byte first (as avr-libc's eeprom_update_block). */
 extern uint8_t fp_write_backwards;
 
+/* The backstop the board scheduled (jb_plat_backstop), and its timer
+ * interrupt at ``now``: opens the scheduled relays once it is due. */
+extern uint32_t fp_backstop_at;
+extern uint8_t fp_backstop_mask;
+void fp_backstop_interrupt(uint32_t now);
 /* A fresh board: store erased (0xFF), nothing written, relays open. */
 void fp_reset(void);
 /* The oldest line the board wrote that the test has not taken, without

@@ -432,7 +432,7 @@ static void test_provisioning_errors(void)
     feed("PROV STACK", 0);
     take("PROV STACK 1234");
     feed("PROV SHOW", 0);
-    take("PROV SHOW id=home-1-a provisioned=1 key=none relays=2 boot=1");
+    take("PROV SHOW id=home-1-a provisioned=1 key=none relays=2 boot=1 dropped=7");
     {
         char want[128];
         snprintf(want, sizeof want, "PROV SHOW failsafe_ms=15000 measure_ms=2000 coldload_ms=5000-30000 drawn_ms=%u "
@@ -912,15 +912,21 @@ static void test_garbage_switches_nothing(void)
     CHECK(jb_state() == JB_ACTIVE || jb_state() == JB_CLOSED || jb_state() == JB_HELLO_SENT, "a session state");
 }
 
+/* A fresh board with relays safe off and ``interval``, welcomed at 100. */
+static void in_session(const char *interval)
+{
+    fresh();
+    provision("off", "off", "off", interval, "0 0", 0);
+    welcome(100);
+}
+
 /* Lines that prove nothing get at most JB_ANSWERS (4) answers, then one
  * every 250 ms: a stranger cannot keep the board busy talking. */
 static void test_answers_to_strangers_are_few(void)
 {
     int i;
     unsigned n;
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     for (i = 0; i < 50; i++) {
         feed("", 1000);
         feed("PROV SHOW", 1000);
@@ -950,9 +956,7 @@ static void test_answers_to_strangers_are_few(void)
 static void test_failsafe_under_a_stream_of_lines(void)
 {
     uint32_t t;
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     set("SET 1 1 1", "ACK 1 1 1", 2000); /* the home's last line: failsafe due at 8000 */
     for (t = 2000; t < 8000; t++)
         jb_receive('\n', t);
@@ -960,9 +964,7 @@ static void test_failsafe_under_a_stream_of_lines(void)
     jb_receive('\n', 8000);
     CHECK(fp_relay[0] == 0, "the failsafe opened relay 1 at 8000 between two stray bytes, no jb_tick");
     /* the same through jb_poll, as the Uno calls it while its send buffer is full */
-    fresh();
-    provision("off", "off", "off", "2", "0 0", 0);
-    welcome(100);
+    in_session("2");
     set("SET 1 1 1", "ACK 1 1 1", 2000);
     jb_poll(7999);
     CHECK(fp_relay[0] == 1, "not yet");
@@ -978,9 +980,7 @@ static uint32_t read_test_clock(void) { return test_clock; }
  * the SET's LF arrived; the failsafe counts from the LF. */
 static void test_interval_from_the_switch(void)
 {
-    fresh();
-    provision("off", "off", "off", "0.5", "0 0", 0);
-    welcome(100);
+    in_session("0.5");
     jb_set_clock(read_test_clock);
     test_clock = 1250; /* the SET's LF arrived at 1000, handled at 1250 */
     set("SET 1 1 1", "ACK 1 1 1", 1000);
@@ -1080,6 +1080,84 @@ static void test_cold_load_of_key_less_boards(void)
           "key-less boards with the same boot count draw different delays: %u %u %u", delays[0], delays[1], delays[2]);
 }
 
+/* PROV lines from a port of their own (jb_provision) never mix with a
+ * half-received line from the home. */
+static void test_provisioning_port_is_apart_from_the_link(void)
+{
+    const char *line, *got;
+    size_t i;
+    in_session("0");
+    line = home_says("PING 4");
+    for (i = 0; i < 10; i++)
+        jb_receive((uint8_t)line[i], 200);
+    fp_unlocked = 1;
+    jb_provision("PROV STACK", 10, 200);
+    take("PROV STACK 1234");
+    feed(line + 10, 200);
+    got = board_said();
+    CHECK(got && strcmp(got, "PONG 4") == 0, "the home's line arrived whole, got \"%s\"", got ? got : "-");
+    {
+        char longer[120];
+        memset(longer, 'x', sizeof longer);
+        memcpy(longer, "PROV ID ", 8);
+        jb_provision(longer, sizeof longer, 300);
+        take("PROV ERR long");
+    }
+    fp_unlocked = 0;
+}
+
+/* A key-less (version 1) board answers bad lines within the same budget:
+ * anyone may have sent them. */
+static void test_version_1_answers_are_few(void)
+{
+    int i;
+    fresh();
+    prov("PROV ID home-1-a", 0);
+    prov("PROV KEY none", 0);
+    feed("PROV SAVE", 0);
+    take("PROV OK saved");
+    take("HELLO home-1-a 1 1 0");
+    feed("WELCOME 1 2", 100);
+    fp_drain();
+    for (i = 0; i < 50; i++)
+        feed("", 1000);
+    CHECK(fp_pending() == 4, "4 answers to 50 empty lines, got %u", fp_pending());
+    fp_drain();
+}
+
+/* The backstop: relays whose safe state is off, scheduled to open 5 ms
+ * after the failsafe is due, by the platform's interrupt should the
+ * program be late; the board then takes them as opened. */
+static void test_failsafe_backstop(void)
+{
+    fresh();
+    provision("off", "on", "off", "2", "0 0", 0);
+    welcome(100);
+    set("SET 1 1 1", "ACK 1 1 1", 2000); /* failsafe due at 8000 */
+    CHECK(fp_backstop_mask == 1 && fp_backstop_at == 8005, "relay 1 scheduled to open at 8005: mask %u at %u",
+          fp_backstop_mask, fp_backstop_at);
+    set("SET 2 3 1", "ACK 2 3 1", 3000); /* failsafe due at 9000 */
+    CHECK(fp_backstop_mask == 5 && fp_backstop_at == 9005, "relays 1 and 3 at 9005: mask %u at %u",
+          fp_backstop_mask, fp_backstop_at);
+    /* the program hangs past the failsafe; the interrupt still runs */
+    fp_backstop_interrupt(9004);
+    CHECK(fp_relay[0] == 1 && fp_relay[2] == 1, "nothing before 9005");
+    fp_backstop_interrupt(9005);
+    CHECK(fp_relay[0] == 0 && fp_relay[2] == 0, "the backstop opened relays 1 and 3 at 9005");
+    /* the program comes back: it takes them as opened (no switch again), and
+     * the home's next line brings a HELLO with the true states first */
+    fp_relay_writes = 0;
+    jb_tick(9100);
+    CHECK(jb_relay_is_on(0) == 0 && jb_relay_is_on(2) == 0, "the board knows they are open");
+    CHECK(fp_backstop_mask == 0, "nothing scheduled after the failsafe");
+    fp_drain();
+    /* a relay within its min_interval at the failsafe is not in the backstop */
+    in_session("10");
+    set("SET 1 1 1", "ACK 1 1 1", 10000); /* failsafe at 16000, interval until 20000 */
+    CHECK(fp_backstop_mask == 0, "relay 1 may not switch at the failsafe: not scheduled (mask %u)", fp_backstop_mask);
+    fp_drain();
+}
+
 int main(void)
 {
     static const struct { const char *name; void (*run)(void); } tests[] = {
@@ -1095,6 +1173,8 @@ int main(void)
         T(test_macs_marked), T(test_garbage_switches_nothing), T(test_answers_to_strangers_are_few),
         T(test_failsafe_under_a_stream_of_lines), T(test_interval_from_the_switch), T(test_interval_across_the_wrap),
         T(test_boot_counter_survives_torn_writes), T(test_cold_load_of_key_less_boards),
+        T(test_provisioning_port_is_apart_from_the_link), T(test_version_1_answers_are_few),
+        T(test_failsafe_backstop),
 #undef T
     };
     size_t i;

@@ -9,11 +9,17 @@
  *     round robin: 1000 samples per second per clamp;
  *   - the provisioning jumper: D8 pulled low unlocks PROV commands;
  *   - D9 high while a line's MAC is computed (for measuring its cost);
- *   - settings and the boot counter in the EEPROM.
+ *   - settings and the boot counter in the EEPROM;
+ *   - the failsafe's backstop in the Timer1 interrupt: relays whose safe
+ *     state is off open 5 ms after the failsafe is due even if loop() is
+ *     stuck (jb_plat_backstop);
+ *   - the watchdog (2 s), fed once per pass of loop() after jb_tick: a hang
+ *     resets the board into its safe power-up (every relay open).
  * See docs/firmware.rst. */
 #include <Arduino.h>
 #include <avr/eeprom.h>
 #include <avr/interrupt.h>
+#include <avr/wdt.h>
 
 extern "C" {
 #include "jb_board.h"
@@ -53,9 +59,40 @@ void jb_plat_close(void) {}  // a serial line has no connection
 
 void jb_plat_mac_mark(uint8_t on) { digitalWrite(MAC_PIN, on ? HIGH : LOW); }
 
+uint16_t jb_plat_dropped(void)
+{
+    uint8_t sreg = SREG;
+    cli();  // two bytes the receive interrupt writes
+    uint16_t n = uart_dropped;
+    SREG = sreg;
+    return n;
+}
+
+// uart.c, while its send buffer is full: the failsafe does not wait for it.
+void uart_waiting(void) { jb_poll(millis()); }
+
+static uint32_t clock_now(void) { return millis(); }
+
 }  // extern "C"
 
 static volatile uint8_t clamp;
+
+// The failsafe's backstop (jb_plat_backstop): relays to open at a time,
+// should loop() be late for it; those the interrupt opened.
+static volatile uint32_t backstop_at;
+static volatile uint8_t backstop_mask, backstop_fired;
+
+extern "C" uint8_t jb_plat_backstop(uint32_t at, uint8_t mask)
+{
+    uint8_t sreg = SREG;
+    cli();
+    uint8_t fired = backstop_fired;
+    backstop_fired = 0;
+    backstop_at = at;
+    backstop_mask = mask & 0x0F;
+    SREG = sreg;
+    return fired;
+}
 
 // Each tick takes the conversion started at the previous one (13 ADC clocks
 // at 125 kHz: 104 us of the 250 us period) and starts the next clamp's.
@@ -66,6 +103,13 @@ ISR(TIMER1_COMPA_vect)
     clamp = (clamp + 1) % CLAMPS;
     ADMUX = _BV(REFS0) | clamp;  // AVcc reference
     ADCSRA |= _BV(ADSC);
+    // The backstop: relays 1..4 are D4..D7.  (digitalWrite masks
+    // interrupts around its own change of PORTD: no lost update.)
+    if (backstop_mask && (int32_t)(millis() - backstop_at) >= 0) {
+        PORTD &= (uint8_t)~(backstop_mask << 4);
+        backstop_fired |= backstop_mask;
+        backstop_mask = 0;
+    }
 }
 
 static void start_sampling(void)
@@ -90,16 +134,23 @@ void setup()
     pinMode(MAC_PIN, OUTPUT);
     uart_begin();
     start_sampling();
+    jb_set_clock(clock_now);
     jb_power_up(millis(), 1);
+    wdt_enable(WDTO_2S);
 }
 
 void loop()
 {
+    // One line per pass at most, then the timers: a stream of bytes never
+    // keeps jb_tick (or the watchdog's feeding) waiting.
     while (uart_available()) {
         // A line is heard when its LF arrived: the failsafe counts from then.
         uint32_t at = millis();
         uint8_t byte = uart_read(&at);
         jb_receive(byte, at);
+        if (byte == '\n')
+            break;
     }
     jb_tick(millis());
+    wdt_reset();
 }

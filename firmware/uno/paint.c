@@ -5,9 +5,11 @@
  * bottom are the margin it never used (jb_plat_stack_unused, PROV STACK,
  * or read from a simulator's data space).
  *
- * The relays' pins go low here too: the earliest moment software can make
+ * The watchdog goes off here (after a watchdog reset it would fire again
+ * within 15 ms), and the relays' pins go low: the earliest moment software can make
  * sure that every relay is open after a reset. */
 #include <avr/io.h>
+#include <avr/wdt.h>
 #include <stdint.h>
 
 #include "jb_platform.h"
@@ -20,6 +22,10 @@ void jb_paint_stack(void) __attribute__((naked, used, section(".init3")));
 void jb_paint_stack(void)
 {
     uint8_t *p = &__heap_start;
+    /* After a watchdog reset the watchdog stays on, at its shortest
+     * period: off until setup() turns it on again. */
+    MCUSR = 0;
+    wdt_disable();
     PORTD &= (uint8_t)~0xF0; /* D4..D7 low, then outputs */
     DDRD |= 0xF0;
     while (p <= (uint8_t *)SP)

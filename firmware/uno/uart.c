@@ -69,7 +69,7 @@ void uart_write(const char *data, uint8_t len)
     while (len--) {
         uint8_t next = (tx_head + 1) & (TX_SIZE - 1);
         while (next == tx_tail)
-            ; /* full: the interrupt drains it */
+            uart_waiting(); /* full: the interrupt drains it */
         tx[tx_head] = (uint8_t)*data++;
         tx_head = next;
         UCSR0B |= _BV(UDRIE0);

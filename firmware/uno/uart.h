@@ -14,7 +14,10 @@ void uart_begin(void);
 uint8_t uart_available(void);
 /* The next byte; ``*at``: when it arrived if it is an LF, else unchanged. */
 uint8_t uart_read(uint32_t *at);
+/* Waits while the send buffer is full, calling uart_waiting() (which the
+ * sketch defines: the failsafe's deadlines) meanwhile. */
 void uart_write(const char *data, uint8_t len);
+void uart_waiting(void);
 /* Bytes dropped because the receive buffer was full. */
 extern volatile uint16_t uart_dropped;
 

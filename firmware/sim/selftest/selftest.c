@@ -10,7 +10,8 @@
  *   MS                answered MS <milliseconds since power-up>
  *   ADC <0-3>         samples the channel for 200 ms (10 cycles of 50 Hz);
  *                     answered ADC <ch> <samples> <mean counts x1000> <rms counts x1000>
- *   MARK              GPIOR0 = 1, 10,000 cycles of work, GPIOR0 = 2; answered MARKED
+ *   MARK              GPIOR0 = 1, 10,000 cycles of work, GPIOR0 = 2, interrupts
+ *                     masked; answered MARKED
  *   DEEP <n>          n nested calls with 32-byte frames; answered DEEP <n>
  *   FS <ms>           arms a failsafe: D7 goes high once no line came for ms
  */
@@ -118,9 +119,11 @@ static void handle(char *line)
                  (unsigned long)(rms * 1000));
         say(out);
     } else if (!strcmp(line, "MARK")) {
+        cli(); /* no interrupt inside the span: exactly the work's cycles */
         GPIOR0 = 1;
         _delay_loop_2(2499); /* 4 cycles an iteration */
         GPIOR0 = 2;
+        sei();
         say("MARKED");
     } else if (!strncmp(line, "DEEP ", 5)) {
         uint8_t n = (uint8_t)atoi(line + 5);
