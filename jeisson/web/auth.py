@@ -150,6 +150,7 @@ class _Admitted(ProtocolWrapper):
 
     host: str | None = None
     admitted = False
+    started = False  # made (registered with the factory, its Site protocol connected)
 
     def makeConnection(self, transport: Any) -> None:
         listener = self.factory.listener
@@ -160,13 +161,16 @@ class _Admitted(ProtocolWrapper):
             transport.abortConnection()
             return
         self.admitted = True
+        self.started = True
         super().makeConnection(transport)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.admitted:
             self.admitted = False
             self.factory.listener.release(self.host)
-        super().connectionLost(reason)
+        if self.started:  # a refused one was never registered, nor its Site protocol connected
+            self.started = False
+            super().connectionLost(reason)
 
 
 class LimitedFactory(WrappingFactory):
