@@ -399,3 +399,76 @@ def test_the_apis_own_refusals_are_counted_in_the_metrics_scrape(tokens):
                              ("jeisson_refused_connections_total", "locked out"): 1.0}
     finally:
         metrics.stop()
+
+
+# ------------------------------------------------------- logs, deadlines
+
+
+def test_a_thousand_refused_requests_write_no_access_log_and_are_counted_in_metrics(tokens, logs):
+    """Twisted's access log would write a line per request (its whole
+    request line) for anyone who can connect: off; /metrics counts them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jeisson.web.metrics import aggregator_metrics
+    from tests.peers import Net
+    from tests.test_aggregator_core import CONFIG
+
+    token, path = tokens
+    net = Net(CONFIG)
+    metrics = aggregator_metrics(net.aggregator, net.clock)
+    try:
+        site = build_site(routes(), Guard(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", tokens=path)),
+                          {"/metrics": metrics})
+        site.doStart()  # as a listening port does: the access log file opened
+        try:
+            before = len(logs)
+            for i in range(1000):
+                assert request(site, "GET", f"/api/v1/status?{'x' * 200}{i}").status == 401
+            assert len(logs) - before <= 3, [e.get("log_format") for e in logs[before:before + 5]]
+        finally:
+            site.doStop()
+        body = request(site, "GET", "/metrics", headers={"Authorization": f"Bearer {token}"}).body.decode()
+        codes = {s.labels["code"]: s.value for f in text_string_to_metric_families(body) for s in f.samples
+                 if s.name == "jeisson_http_requests_total"}
+        assert codes == {"401": 1000.0}  # the scrape itself is counted when it ends
+    finally:
+        metrics.stop()
+
+
+def connection(site, clock):
+    from twisted.internet.testing import StringTransport
+
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol = site.buildProtocol(transport.getPeer())
+    protocol.callLater = clock.callLater
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_the_request_line_and_headers_have_a_deadline_from_accept():
+    clock = Clock()
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", header_timeout_s=10))
+    protocol, transport = connection(site, clock)
+    for _ in range(5):  # a byte every few seconds does not hold it open
+        protocol.dataReceived(b"G")
+        clock.advance(3)
+        if transport.disconnecting:
+            break
+    assert transport.disconnecting and clock.seconds() <= 12
+    protocol.connectionLost(None)
+    assert not clock.getDelayedCalls() or all(not c.active() for c in clock.getDelayedCalls())
+
+
+def test_a_kept_alive_connection_idle_past_the_header_deadline_is_closed_and_a_prompt_one_is_not():
+    clock = Clock()
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1", header_timeout_s=10))
+    protocol, transport = connection(site, clock)
+    clock.advance(9)
+    protocol.dataReceived(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200") and not transport.disconnecting
+    clock.advance(9)
+    protocol.dataReceived(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert transport.value().count(b"HTTP/1.1 200") == 2 and not transport.disconnecting
+    clock.advance(10)
+    assert transport.disconnecting, "idle for the header deadline after its reply"
+    protocol.connectionLost(None)

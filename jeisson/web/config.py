@@ -11,6 +11,8 @@
     hosts = jeisson.example   ; names the API is reached by, besides the listen address and localhost
     rounds_kept = 200         ; recent rounds answered from memory (older ones from the store)
     max_rows = 10000          ; the most measurement rows one reply carries
+    header_timeout_s = 10     ; a request's line and headers must come within this of the accept or
+                              ; of the previous reply (an idle kept-alive connection is closed)
     max_connections = 256     ; and the other listener limits of jeisson.limits (lockout_failures:
                               ; bad tokens from one address before it is locked out, ...)
 
@@ -32,6 +34,7 @@ AGGREGATOR_LISTEN = "tcp:8480:interface=127.0.0.1"
 HOME_LISTEN = "tcp:8481:interface=127.0.0.1"
 ROUNDS_KEPT = 200
 MAX_ROWS = 10_000
+HEADER_TIMEOUT_S = 10.0
 # The API's listener: a few operators, scripts, dashboards and a scraper.
 API_LIMITS = Limits(max_connections=256, max_connections_per_address=64, max_new_connections_per_address=600)
 
@@ -49,6 +52,7 @@ class ApiConfig:
     max_rows: int = MAX_ROWS
     explicit: bool = False  # listen written in the file (a port that cannot be bound then stops the start)
     limits: Limits = API_LIMITS  # connections, and bad tokens before an address is locked out
+    header_timeout_s: float = HEADER_TIMEOUT_S  # a request's line and headers, from accept or the previous reply
 
     @property
     def loopback(self) -> bool:
@@ -87,7 +91,9 @@ def read_api(ini: IniFile, default_listen: str, tls_possible: bool = True) -> Ap
     max_rows = ini.number(section, "max_rows", MAX_ROWS, low=1, high=1_000_000, integer=True)
     explicit = ini.raw(section, "listen", None) is not None
     limits = read_limits(ini, section, API_LIMITS)
-    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit, limits)
+    header_timeout_s = ini.number(section, "header_timeout_s", HEADER_TIMEOUT_S, low=0.1, high=3600)
+    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit, limits,
+                       header_timeout_s)
     if listen is not None and not config.loopback and not config.needs_credentials:
         raise ini.error(section, "listen", f"{listen} is not loopback: the API would answer anyone who reaches it; "
                                            "set tls = yes (client certificates with role operator) or tokens = FILE "
