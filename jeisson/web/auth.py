@@ -74,6 +74,20 @@ def listen_host(listen: str | None) -> str | None:
     return kwargs.get("interface") or None
 
 
+# A bad token's 401 waits this long (a callLater: the reactor goes on), so a
+# client trying tokens gets one answer a second per connection.
+BAD_TOKEN_DELAY_S = 1.0
+
+
+class SlowRefusal(ApiError):
+    """A refusal answered after ``delay_s`` on ``clock`` (at once without one)."""
+
+    def __init__(self, *args: Any, delay_s: float = 0.0, clock: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+        self.clock = clock
+
+
 class TokenFile:
     """The tokens file's hashes, read again when its modification time or
     size changes (a token added or deleted takes effect at the next
@@ -256,8 +270,10 @@ class Guard:
                 if name is not None:
                     return f"token {name}"
                 self._failed(request)
-                raise ApiError(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
-                               headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'})
+                raise SlowRefusal(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
+                                  headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'},
+                                  delay_s=BAD_TOKEN_DELAY_S,
+                                  clock=self.listener.clock if self.listener is not None else None)
         ways = []
         if self.config.tls:
             ways.append("a client certificate with role operator (jeisson pki operator DIR NAME)")
@@ -267,14 +283,12 @@ class Guard:
                        headers={"WWW-Authenticate": 'Bearer realm="jeisson"'} if self.tokens is not None else {})
 
     def _failed(self, request: Any) -> None:
-        """A bad token: counted in /metrics, and toward its address's lockout."""
+        """A bad token: counted in /metrics, its 401 delayed (``SlowRefusal``),
+        and NOT counted toward its address's lockout: a lockout would shut
+        out the valid credentials from the same address too (every local
+        process on a loopback API, every client behind a proxy), and tokens
+        are 256-bit random values that guessing does not find."""
         observe.auth_failed(self.name, BAD_TOKEN)
-        if self.listener is None:
-            return
-        transport = request.channel.transport
-        address = transport.getPeer()
-        self.listener.auth_failed(peer_host(transport, self.listener.limits.ipv6_prefix),
-                                  f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}")
 
     def check_write(self, request: Any, host: str) -> None:
         if request.method in WITH_BODY:

@@ -13,8 +13,8 @@
     max_rows = 10000          ; the most measurement rows one reply carries
     header_timeout_s = 10     ; a request's line and headers must come within this of the accept or
                               ; of the previous reply (an idle kept-alive connection is closed)
-    max_connections = 256     ; and the other listener limits of jeisson.limits (lockout_failures:
-                              ; bad tokens from one address before it is locked out, ...)
+    max_connections = 256     ; and the other listener limits of jeisson.limits (per address, rate);
+                              ; a bad token is counted and its 401 delayed 1 s, never locked out
 
 A listen that is not loopback is refused unless the API needs credentials
 (``tls = yes`` or ``tokens``): the error names the file and the key.  A

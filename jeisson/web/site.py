@@ -40,7 +40,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from jeisson import observe
-from jeisson.web.auth import API_LISTENER, Guard
+from jeisson.web.auth import API_LISTENER, Guard, SlowRefusal
 from jeisson.web.errors import BAD_JSON, INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, PHRASES, ApiError, encode
 
 API_PREFIX = "/api/v1"
@@ -189,8 +189,17 @@ class _Refused(Resource):
         self.error = error
 
     def render(self, request: Any) -> bytes:
-        write_error(request, self.error)
-        return NOT_DONE_YET  # type: ignore[return-value]  # already finished
+        error = self.error
+        if isinstance(error, SlowRefusal) and error.clock is not None and error.delay_s > 0:
+            call = error.clock.callLater(error.delay_s, self._answer, request)
+            request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
+        else:
+            write_error(request, error)
+        return NOT_DONE_YET  # type: ignore[return-value]  # finished now or later
+
+    def _answer(self, request: Any) -> None:
+        if not getattr(request, "_disconnected", False) and not request.finished:
+            write_error(request, self.error)
 
 
 class _Routed(Resource):
