@@ -130,6 +130,20 @@ def test_a_token_added_or_deleted_takes_effect_without_a_restart(tokens, tmp_pat
     assert request(site, "GET", "/api/v1/status", headers={"Authorization": f"Bearer {second}"}).status == 200
 
 
+def test_a_missing_tokens_file_revokes_every_token_said_once_until_it_is_back(tokens, tmp_path, logs):
+    token, path = tokens
+    site = site_for(ApiConfig("a.ini", "tcp:8480:interface=0.0.0.0", tokens=path))
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert request(site, "GET", "/api/v1/status", headers=bearer).status == 200
+    os.rename(path, str(tmp_path / "kept"))
+    for _ in range(3):
+        assert request(site, "GET", "/api/v1/status", headers=bearer).status == 401
+    said = [e for e in logs if "missing" in e.get("log_format", "")]
+    assert len(said) == 1 and said[0]["path"] == path
+    os.rename(str(tmp_path / "kept"), path)
+    assert request(site, "GET", "/api/v1/status", headers=bearer).status == 200
+
+
 def test_tokens_on_loopback_are_still_required():
     assert request(site_for(ApiConfig("a.ini", "tcp:8480:interface=127.0.0.1")), "GET",
                    "/api/v1/status").status == 200

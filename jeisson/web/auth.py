@@ -88,10 +88,17 @@ class SlowRefusal(ApiError):
         self.clock = clock
 
 
+_MISSING = (-1, -1)  # TokenFile's stamp while its file is missing
+
+
 class TokenFile:
     """The tokens file's hashes, read again when its modification time or
     size changes (a token added or deleted takes effect at the next
-    request).  A file that cannot be read keeps the hashes read before."""
+    request).  A missing file revokes every token (``rm api-tokens`` is the
+    natural way to shut the API): no request with a token is admitted until
+    it is back, said once in the log.  A file present but unreadable or
+    garbled keeps the hashes read before (a transient error, or an editor
+    half-way through a write), also said once."""
 
     log = Logger()
 
@@ -104,6 +111,13 @@ class TokenFile:
     def refresh(self) -> None:
         try:
             stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._stamp != _MISSING:
+                self.log.error("API tokens file {path} is missing: every token is refused until it is back",
+                               path=self.path)
+                self._stamp = _MISSING
+                self._hashes = {}
+            return
         except OSError as e:
             if self._stamp is not None:
                 self.log.error("API tokens file {path} cannot be read ({why}); keeping the tokens read before",
