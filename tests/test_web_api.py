@@ -211,6 +211,9 @@ def test_the_events_reach_the_homes(plain):
     ({"id": "e", "limit_kw": 1, "start": "-100", "end": "-10"}, 422, "refused", None),
     ({"id": "e", "limit_kw": 1, "start": 1e300, "end": "+60"}, 422, "bad-field", "start"),
     ({"id": "e", "limit_kw": 1, "start": "+60", "end": "1e309"}, 422, "bad-field", "end"),
+    ({"id": "e", "limit_kw": 1, "start": -1, "end": "+100000"}, 422, "bad-field", "start"),  # past: its fault
+    ({"id": "e", "limit_kw": 1, "start": "\u0663", "end": "+60"}, 422, "bad-field", "start"),  # Arabic-Indic 3
+    ({"id": "e", "limit_kw": 1, "start": "+\u0663", "end": "+60"}, 422, "bad-field", "start"),
 ])
 def test_a_bad_event_is_answered_with_the_field_named(plain, body, status, code, field):
     net, site = plain
@@ -220,7 +223,8 @@ def test_a_bad_event_is_answered_with_the_field_named(plain, body, status, code,
 
 def test_bodies_that_are_not_a_json_object_are_refused(plain):
     _, site = plain
-    for raw in (b"{", b"[1]", b"", b"\xff", b'{"limit_kw": NaN}'):
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000  # under the size cap, past the recursion limit
+    for raw in (b"{", b"[1]", b"", b"\xff", b'{"limit_kw": NaN}', deep):
         response = request(site, "POST", "/api/v1/events", raw, headers={"Content-Type": "application/json"})
         error_of(response, 413 if len(raw) > 65536 else 400, "bad-json")
     error_of(request(site, "POST", "/api/v1/events", b" " * 70000, headers={"Content-Type": "application/json"}),
@@ -262,6 +266,8 @@ def test_rounds_are_paged_newest_first_from_memory_then_from_the_store(stored):
     assert older["number"] == 1 and "homes" not in older
     error_of(get(site, "/api/v1/rounds/99"), 404, "not-found")
     error_of(get(site, "/api/v1/rounds/x"), 422, "bad-field", "number")
+    for number in ("%C2%B2", "1" * 5000, "1" * 20, "-1", "+1"):  # superscript two, past int()'s digits
+        error_of(get(site, f"/api/v1/rounds/{number}"), 422, "bad-field", "number")
     error_of(get(site, "/api/v1/rounds?limit=0"), 422, "bad-field", "limit")
 
 
@@ -340,6 +346,27 @@ def test_why_answers_the_chain_as_links_and_as_text(stored):
     error_of(get(site, "/api/v1/why?home=h1"), 422, "missing-field", "load")
     error_of(get(site, "/api/v1/why?home=h9&load=x"), 404, "not-found")
     error_of(get(site, "/api/v1/why?home=h1&load=oven&at=then"), 422, "bad-field", "at")
+    # As the home's own API answers: a load its last bid does not name, an id the wire would not carry.
+    error_of(get(site, "/api/v1/why?home=h1&load=no%20such%20load"), 422, "bad-field", "load")
+    error_of(get(site, "/api/v1/why?home=h1&load=" + "x" * 3000), 422, "bad-field", "load")
+    error_of(get(site, "/api/v1/why?home=h1&load=kettle"), 422, "bad-field", "load")
+
+
+def test_a_plus_in_a_query_moment_means_from_now_not_1970(stored):
+    """A query's ``+`` decodes to a space: ``?since=+600`` is read as
+    ``+600`` (from now), as ``%2B600`` is."""
+    net, site = stored
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    run_round(net, h1, h2)
+    for _ in range(3):
+        net.clock.advance(1)
+        h1.say(wire.Measure(net.clock.seconds(), 100.0, ()))
+    assert ok(site, "/api/v1/measurements?home=h1&since=0")["samples"], "measured"
+    assert ok(site, "/api/v1/measurements?home=h1&since=+600")["samples"] == []
+    assert ok(site, "/api/v1/measurements?home=h1&since=%2B600")["samples"] == []
+    why = ok(site, "/api/v1/why?home=h1&load=dryer&at=+60")
+    assert why["at"] == format_utc(net.clock.seconds() + 60)
 
 
 # ------------------------------------------------------------ the HTTP shell
