@@ -374,6 +374,9 @@ class Root(Resource):
 
 
 HEADER_TIMEOUT = "header timeout"
+_PLAIN = b"this API speaks plain HTTP: use http://, not https://\n"
+PLAIN_HTTP_ONLY = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "
+                   + str(len(_PLAIN)).encode() + b"\r\n\r\n" + _PLAIN)
 
 
 class DeadlineChannel(HTTPChannel):
@@ -408,6 +411,18 @@ class DeadlineChannel(HTTPChannel):
         observe.connection_refused(API_LISTENER, HEADER_TIMEOUT)
         transport: Any = self.transport
         transport.abortConnection()
+
+    _first = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._first and data:
+            self._first = False
+            if data[:1] == b"\x16":  # a TLS handshake record: https:// against this plain-HTTP API
+                self._disarm()
+                self.transport.write(PLAIN_HTTP_ONLY)  # read by the client's TLS layer as a bad record
+                self.transport.loseConnection()
+                return
+        super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         self._disarm()
