@@ -419,8 +419,9 @@ class DeadlineChannel(HTTPChannel):
             self._first = False
             if data[:1] == b"\x16":  # a TLS handshake record: https:// against this plain-HTTP API
                 self._disarm()
-                self.transport.write(PLAIN_HTTP_ONLY)  # read by the client's TLS layer as a bad record
-                self.transport.loseConnection()
+                transport: Any = self.transport
+                transport.write(PLAIN_HTTP_ONLY)  # read by the client's TLS layer as a bad record
+                transport.loseConnection()
                 return
         super().dataReceived(data)
 
