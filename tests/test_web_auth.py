@@ -5,6 +5,7 @@ real TLS in memory (``iosim`` pumping a pyOpenSSL handshake between
 ``ApiTLS`` and a client with certificates from ``jeisson.pki``).
 """
 
+import io
 import os
 
 import pytest
@@ -492,3 +493,47 @@ def test_a_kept_alive_connection_idle_past_the_header_deadline_is_closed_and_a_p
     clock.advance(10)
     assert transport.disconnecting, "idle for the header deadline after its reply"
     protocol.connectionLost(None)
+
+
+# ------------------------------------------------------------ a home's HTTPS
+
+
+def test_a_homes_https_api_serves_its_own_web_certificate_and_takes_the_owners_token(credentials, tokens):
+    """``jeisson pki web`` issues a serverAuth certificate from the jeisson
+    CA; ``ServerOnlyTLS`` serves it (no client certificate asked for), and
+    the owner's bearer token opens the API over it."""
+    from jeisson import cli
+    from jeisson.web.auth import ServerOnlyTLS
+
+    token, path = tokens
+    directory = credentials.directory
+    out = io.StringIO()
+    assert cli.main(["pki", "web", directory, "home-web-1", "--dns", "localhost", "--ip", "127.0.0.1", "--force"],
+                    out=out) == 0
+    cert, key = pki.web_paths(directory, "home-web-1")
+    assert f"cert = {cert}" in out.getvalue()
+    from cryptography import x509 as cx509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    issued = cx509.load_pem_x509_certificate(open(cert, "rb").read())
+    usages = issued.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value
+    # A server's only, like the aggregator's: the homes' listener takes clientAuth certificates, the API operators'.
+    assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH] and pki.operator_of(issued) is None
+
+    server = ServerOnlyTLS("home.ini", cert, key)
+    site = site_for(ApiConfig("home.ini", "tcp:8481:interface=0.0.0.0", tls=True, tokens=path, cert=cert, key=key))
+    answered = over_tls(site, server, credentials, headers=f"Authorization: Bearer {token}\r\n")
+    assert answered.startswith(b"HTTP/1.1 200"), answered[:200]
+    assert over_tls(site, server, credentials).startswith(b"HTTP/1.1 401")
+
+
+def test_a_web_certificate_that_is_a_clients_or_not_its_keys_is_refused_naming_the_key(credentials):
+    from jeisson.config import ConfigError
+    from jeisson.web.auth import ServerOnlyTLS
+
+    home_cert, home_key = credentials.home("h1")
+    with pytest.raises(ConfigError, match=r"home.ini: \[api\] cert: .*not a server's certificate"):
+        ServerOnlyTLS("home.ini", home_cert, home_key)
+    d = credentials.directory
+    with pytest.raises(ConfigError, match=r"home.ini: \[api\] key: .*not the key of \[api\] cert"):
+        ServerOnlyTLS("home.ini", f"{d}/aggregator.pem", home_key)

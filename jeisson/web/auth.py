@@ -27,15 +27,21 @@ import ipaddress
 import os
 from typing import Any
 
-from OpenSSL import SSL
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from jeisson import observe, pki
+from jeisson.config import ConfigError
 from jeisson.limits import ListenerGuard
-from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
+from jeisson.tls import CIPHERS, TLS13_SUITES, ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
 from jeisson.transports.stream import peer_host
 from jeisson.web.config import ApiConfig
 from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
@@ -170,6 +176,51 @@ class ApiTLS(ServerTLS):
         if not self.certificate_required:
             context.set_verify(SSL.VERIFY_PEER, _verify)
         return context
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerOnlyTLS:
+    """HTTPS with a server certificate and key only (``[api] cert``,
+    ``key``: a home's API, ``jeisson pki web``): no client certificate is
+    asked for; the owner shows a bearer token.  The certificate and key are
+    checked at start (``ConfigError`` naming the ini and the key)."""
+
+    def __init__(self, source: str, cert_path: str, key_path: str):
+        def refuse(key: str, path: str, why: str) -> ConfigError:
+            return ConfigError(f"{source}: [api] {key}: {path}: {why}")
+
+        try:
+            cert = pki.load_certificate(cert_path, "the API's certificate")
+        except pki.PKIError as e:
+            raise refuse("cert", cert_path, str(e)) from None
+        try:
+            key = pki.load_private_key(key_path, "the API's key")
+        except pki.PKIError as e:
+            raise refuse("key", key_path, str(e)) from None
+        if key.public_key() != cert.public_key():
+            raise refuse("key", key_path, f"not the key of [api] cert ({cert_path})")
+        try:
+            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            usages = None
+        if usages is not None and ExtendedKeyUsageOID.SERVER_AUTH not in usages:
+            raise refuse("cert", cert_path, "not a server's certificate (no serverAuth): jeisson pki web DIR NAME")
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_cipher_list(CIPHERS.encode())
+        context.set_tls13_ciphersuites(TLS13_SUITES)
+        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        context.use_certificate(crypto.X509.from_cryptography(cert))
+        context.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        context.check_privatekey()
+        self._context = context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self._context, None)
+
+    def wrap(self, factory: Any) -> TLSMemoryBIOFactory:
+        return TLSMemoryBIOFactory(self, False, factory)
 
 
 class _Admitted(ProtocolWrapper):
