@@ -682,3 +682,45 @@ def test_a_body_too_large_for_the_wire_is_refused_before_it_is_read(plain):
     assert set(net.aggregator.schedule.book.events) == {"peak"}
     # The Site still answers others.
     assert request(site, "GET", "/api/v1/status").status == 200
+
+
+def test_many_measurement_rows_are_made_and_encoded_off_the_reactor(tmp_path):
+    """Over the batch, a measurements reply's rows (JSON or CSV) are made
+    in the offload (a thread in the daemons), not on the calling thread."""
+    from twisted.internet.defer import Deferred
+
+    from jeisson.web.site import encode_in_pieces
+
+    net = StoredNet(CONFIG, tmp_path / "aggregator.sqlite")
+    h1 = net.home("h1", *H1_LOADS)
+    for at in (1.0, 2.0, 3.0):
+        net.clock.advance(1)
+        h1.say(wire.Measure(at, 100.0 * at, ()))
+    offloaded = []
+
+    def offload(function, *args):
+        offloaded.append((function, args, Deferred()))
+        return offloaded[-1][2]
+
+    api = AggregatorApi(net.aggregator, max_rows=10, batch=2)
+    site = build_site(api.routes(), offload=offload)
+    for path, csv_wanted in (("/api/v1/measurements?home=h1&since=0", False),
+                             ("/api/v1/measurements?home=h1&since=0&format=csv", True)):
+        pending = request(site, "GET", path)
+        for _ in range(20):
+            if offloaded or pending.read().done:
+                break
+            net.clock.advance(0)
+        assert len(offloaded) == 1 and not pending.read().done, "made in the offload, nothing written yet"
+        function, args, d = offloaded.pop()
+        assert function is not encode_in_pieces, "the rows themselves, not only their encoding"
+        d.callback(function(*args))
+        response = pending.read()
+        assert response.status == 200
+        if csv_wanted:
+            assert response.headers["content-type"].startswith("text/csv") and response.body.count(b"\r\n") == 4
+        else:
+            assert [s["watts"] for s in response.json()["samples"]] == [100.0, 200.0, 300.0]
+    small = AggregatorApi(net.aggregator, max_rows=10, batch=500)
+    assert ok(build_site(small.routes(), offload=offload), "/api/v1/measurements?home=h1&since=0")["samples"]
+    assert offloaded == [], "a few rows are made at once"

@@ -67,6 +67,9 @@ class Reply:
     # Site has one (``build_site(offload=...)``), piece by piece so that the
     # reactor's thread gets the interpreter between pieces.
     offload: bool = False
+    # A reply still to be made (many measurement rows): a pure function
+    # returning the Reply, run where ``offload`` runs (a thread), else at once.
+    build: Callable[[], "Reply"] | None = None
 
 
 @attrs.frozen
@@ -268,6 +271,13 @@ class ApiResource(Resource):
         if gone:
             return
         reply = result if isinstance(result, Reply) else Reply(result)
+        if reply.build is not None:
+            if self.offload is None:
+                self._reply(reply.build(), request, gone)
+            else:
+                self.offload(reply.build).addCallbacks(self._reply, self._failed, callbackArgs=(request, gone),
+                                                       errbackArgs=(request, gone, None))
+            return
         if reply.offload and self.offload is not None and reply.raw is None:
             def encoded(data: bytes) -> Reply:
                 return attrs.evolve(reply, raw=data, offload=False)
