@@ -7,6 +7,7 @@
     jeisson pki home DIR HOME-ID [--force] [--days N]
     jeisson pki board DIR BOARD-ID [--force]
     jeisson pki operator DIR NAME [--force] [--days N]
+    jeisson pki web DIR NAME [--dns NAME]... [--ip IP]... [--force] [--days N]
     jeisson pki token DIR NAME
     jeisson pki manhole DIR [--force]
     jeisson pki revoke DIR HOME-ID [--operator]
@@ -84,6 +85,15 @@ def _pki_operator(args: argparse.Namespace, out: TextIO) -> int:
     _written([cert, key], out)
     out.write(f"for the HTTP API ([api] tls = yes): jeisson --cert {cert} --key {key} --ca "
               f"{args.dir}/{pki.CA_CERT} --api https://HOST:8480 status\n")
+    return 0
+
+
+def _pki_web(args: argparse.Namespace, out: TextIO) -> int:
+    from jeisson import pki
+
+    cert, key = pki.issue_web(args.dir, args.name, args.dns, args.ip, force=args.force, days=args.days)
+    _written([cert, key], out)
+    out.write(f"for an HTTPS API (a home's): [api] tls = yes, cert = {cert}, key = {key}\n")
     return 0
 
 
@@ -177,6 +187,11 @@ def _add_pki(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     operator.add_argument("name", metavar="NAME")
     operator.add_argument("--days", type=int, default=CERT_DAYS, help=f"validity (default {CERT_DAYS})")
     operator.add_argument("--force", action="store_true", help="replace an existing certificate")
+    web = command("web", _pki_web, "issue a server certificate for an HTTPS API ([api] cert, key: a home's)")
+    web.add_argument("name", metavar="NAME")
+    names(web)
+    web.add_argument("--days", type=int, default=CERT_DAYS, help=f"validity (default {CERT_DAYS})")
+    web.add_argument("--force", action="store_true", help="replace an existing certificate")
     token = command("token", _pki_token, "make a bearer token for the HTTP API (printed once; its hash is kept)")
     token.add_argument("name", metavar="NAME")
     manhole = command("manhole", _pki_manhole, "make the manhole's SSH host key and an operator's key pair")

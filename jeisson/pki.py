@@ -65,6 +65,7 @@ MANHOLE_HOST_KEY = os.path.join(MANHOLE, "ssh_host_ed25519_key")
 MANHOLE_OPERATOR_KEY = os.path.join(MANHOLE, "operator_ed25519")
 MANHOLE_AUTHORIZED_KEYS = os.path.join(MANHOLE, "authorized_keys")
 OPERATORS = "operators"
+WEB = "web"  # HTTPS servers' certificates for the API ([api] cert, key): a home's, or a proxy's
 API_TOKENS = "api-tokens"
 TOKEN_PREFIX = "jst_"  # a token says what it is (secret scanners, logs)
 
@@ -100,6 +101,11 @@ def home_paths(directory: str, home_id: str) -> tuple[str, str]:
 def operator_paths(directory: str, name: str) -> tuple[str, str]:
     """``(certificate, key)`` of an operator in the folder."""
     return (os.path.join(directory, OPERATORS, f"{name}.pem"), os.path.join(directory, OPERATORS, f"{name}.key"))
+
+
+def web_paths(directory: str, name: str) -> tuple[str, str]:
+    """``(certificate, key)`` of an API's HTTPS server in the folder."""
+    return os.path.join(directory, WEB, f"{name}.pem"), os.path.join(directory, WEB, f"{name}.key")
 
 
 def board_key_path(directory: str, board_id: str) -> str:
@@ -379,6 +385,26 @@ def issue_home(directory: str, home_id: str, force: bool = False, not_before: da
     ca_key, ca_cert = _load_ca(directory)
     key, cert = issue(ca_key, ca_cert, home_id, [x509.UniformResourceIdentifier(HOME_URI_PREFIX + home_id)],
                       ExtendedKeyUsageOID.CLIENT_AUTH, not_before, not_after, days)
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, _cert_pem(cert), private=False)
+    return [cert_path, key_path]
+
+
+def issue_web(directory: str, name: str, dns: Sequence[str] = (), ips: Sequence[str] = (), force: bool = False,
+              days: int = CERT_DAYS) -> list[str]:
+    """A key and server certificate (serverAuth) for an HTTP API served over
+    TLS (``[api] tls = yes`` with ``[api] cert`` and ``key``, a home's
+    above all: its ``[tls]`` certificate is a client's), signed by the
+    folder's CA, for the names browsers and ``jeisson`` reach it by
+    (``dns``/``ips``; both empty: ``localhost`` and ``127.0.0.1``).  It
+    names no home or operator, so it opens neither the homes' listener nor
+    the API.  Returns the files written (``web/NAME.pem``, ``.key``)."""
+    _check_id("web server", name, HOME_ID_PATTERN, "1-32 letters, digits, '_', '.', '-'")
+    common_name, names = _aggregator_names(dns, ips)
+    cert_path, key_path = web_paths(directory, name)
+    _refuse_existing((cert_path, key_path), force)
+    ca_key, ca_cert = _load_ca(directory)
+    key, cert = issue(ca_key, ca_cert, common_name, names, ExtendedKeyUsageOID.SERVER_AUTH, days=days)
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, _cert_pem(cert), private=False)
     return [cert_path, key_path]

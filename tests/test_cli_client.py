@@ -324,6 +324,16 @@ def test_usage_errors_exit_2(capsys):
     assert "jeisson events add: --start 'soon': not a time" in capsys.readouterr().err
     assert run("status", "--api", "gopher://h")[0] == EXIT_USAGE
     assert "jeisson status: --api 'gopher://h': expected an http:// or https:// URL" in capsys.readouterr().err
+    for bad in (["--timeout", "-1"], ["--timeout", "0"], ["--timeout", "nan"]):
+        assert run("status", *bad)[0] == EXIT_USAGE, bad  # before any connection: nothing listens
+        assert "--timeout: expected" in capsys.readouterr().err
+    assert run("--timeout", "-1", "status")[0] == EXIT_USAGE
+    capsys.readouterr()
+    for option, value in (("--limit-kw", "nan"), ("--limit-kw", "inf"), ("--start-window-s", "-inf"),
+                          ("--end-window-s", "nan")):
+        argv = ["events", "add", "x", "--limit-kw", "1", "--start", "+1", "--end", "+2", f"{option}={value}"]
+        assert run(*argv)[0] == EXIT_USAGE, (option, value)
+        assert f"{option}: expected a finite number, got '{value}'" in capsys.readouterr().err
 
 
 def test_connection_refused_exits_3_naming_the_url(capsys):
@@ -397,6 +407,33 @@ def test_a_certificate_not_trusted_exits_3_saying_tls(capsys, one_shot, credenti
     err = capsys.readouterr().err
     assert f"TLS failure with https://127.0.0.1:{server.port}: the API's certificate is not trusted" in err
     assert "--ca" in err
+
+
+def test_https_against_the_plain_http_api_says_so_at_once(capsys, one_shot):
+    """The API answers a TLS hello with plain HTTP at once (DeadlineChannel):
+    the client's TLS layer reads a record it cannot take and says why."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from jeisson.web.site import Routes, build_site
+
+    site = build_site(Routes())
+    transport = StringTransport()
+    channel = site.buildProtocol(None)
+    channel.callLater = Clock().callLater
+    channel.makeConnection(transport)
+    hello = []
+
+    def plain_api(connection):
+        hello.append(connection.recv(4096))
+        channel.dataReceived(hello[-1])
+        connection.sendall(transport.value())
+
+    server = one_shot(plain_api)
+    assert run("status", "--api", f"https://127.0.0.1:{server.port}", "--timeout", "30")[0] == EXIT_UNREACHABLE
+    assert hello[0][:1] == b"\x16" and transport.disconnecting
+    err = capsys.readouterr().err
+    assert f"TLS failure with https://127.0.0.1:{server.port}" in err and "(is the API plain http://?)" in err
 
 
 class ContractPeer(http.server.BaseHTTPRequestHandler):

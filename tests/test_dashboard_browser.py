@@ -242,7 +242,8 @@ def test_the_owners_page_shows_the_homes_loads_live(system, browser):
         assert js(browser, "return document.getElementById('home-id').textContent") == "home-a"
         # The owner wants a2 the other way: stored by the home, shown on the page.
         [wanted] = [load["desired"] for load in api(port, "/loads")["loads"] if load["id"] == "a2"]
-        browser.find_element("css selector", "#loads button.load[data-load='a2']").click()
+        # Found and clicked in one step: the rows are drawn afresh as the push brings them (a stale element).
+        js(browser, "document.querySelector(\"#loads button.load[data-load='a2']\").click()")
         until(browser, "return document.getElementById('load-result').textContent.includes('a2: you want it')", 10,
               "the page to say the setting was taken")
         [now] = [load["desired"] for load in api(port, "/loads")["loads"] if load["id"] == "a2"]

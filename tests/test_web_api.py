@@ -213,6 +213,9 @@ def test_the_events_reach_the_homes(plain):
     ({"id": "e", "limit_kw": 1, "start": "-100", "end": "-10"}, 422, "refused", None),
     ({"id": "e", "limit_kw": 1, "start": 1e300, "end": "+60"}, 422, "bad-field", "start"),
     ({"id": "e", "limit_kw": 1, "start": "+60", "end": "1e309"}, 422, "bad-field", "end"),
+    ({"id": "e", "limit_kw": 1, "start": -1, "end": "+100000"}, 422, "bad-field", "start"),  # past: its fault
+    ({"id": "e", "limit_kw": 1, "start": "\u0663", "end": "+60"}, 422, "bad-field", "start"),  # Arabic-Indic 3
+    ({"id": "e", "limit_kw": 1, "start": "+\u0663", "end": "+60"}, 422, "bad-field", "start"),
 ])
 def test_a_bad_event_is_answered_with_the_field_named(plain, body, status, code, field):
     net, site = plain
@@ -222,7 +225,8 @@ def test_a_bad_event_is_answered_with_the_field_named(plain, body, status, code,
 
 def test_bodies_that_are_not_a_json_object_are_refused(plain):
     _, site = plain
-    for raw in (b"{", b"[1]", b"", b"\xff", b'{"limit_kw": NaN}'):
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000  # under the size cap, past the recursion limit
+    for raw in (b"{", b"[1]", b"", b"\xff", b'{"limit_kw": NaN}', deep):
         response = request(site, "POST", "/api/v1/events", raw, headers={"Content-Type": "application/json"})
         error_of(response, 413 if len(raw) > 65536 else 400, "bad-json")
     error_of(request(site, "POST", "/api/v1/events", b" " * 70000, headers={"Content-Type": "application/json"}),
@@ -264,6 +268,8 @@ def test_rounds_are_paged_newest_first_from_memory_then_from_the_store(stored):
     assert older["number"] == 1 and "homes" not in older
     error_of(get(site, "/api/v1/rounds/99"), 404, "not-found")
     error_of(get(site, "/api/v1/rounds/x"), 422, "bad-field", "number")
+    for number in ("%C2%B2", "1" * 5000, "1" * 20, "-1", "+1"):  # superscript two, past int()'s digits
+        error_of(get(site, f"/api/v1/rounds/{number}"), 422, "bad-field", "number")
     error_of(get(site, "/api/v1/rounds?limit=0"), 422, "bad-field", "limit")
 
 
@@ -342,6 +348,27 @@ def test_why_answers_the_chain_as_links_and_as_text(stored):
     error_of(get(site, "/api/v1/why?home=h1"), 422, "missing-field", "load")
     error_of(get(site, "/api/v1/why?home=h9&load=x"), 404, "not-found")
     error_of(get(site, "/api/v1/why?home=h1&load=oven&at=then"), 422, "bad-field", "at")
+    # As the home's own API answers: a load its last bid does not name, an id the wire would not carry.
+    error_of(get(site, "/api/v1/why?home=h1&load=no%20such%20load"), 422, "bad-field", "load")
+    error_of(get(site, "/api/v1/why?home=h1&load=" + "x" * 3000), 422, "bad-field", "load")
+    error_of(get(site, "/api/v1/why?home=h1&load=kettle"), 422, "bad-field", "load")
+
+
+def test_a_plus_in_a_query_moment_means_from_now_not_1970(stored):
+    """A query's ``+`` decodes to a space: ``?since=+600`` is read as
+    ``+600`` (from now), as ``%2B600`` is."""
+    net, site = stored
+    h1 = net.home("h1", *H1_LOADS)
+    h2 = net.home("h2", *H2_LOADS)
+    run_round(net, h1, h2)
+    for _ in range(3):
+        net.clock.advance(1)
+        h1.say(wire.Measure(net.clock.seconds(), 100.0, ()))
+    assert ok(site, "/api/v1/measurements?home=h1&since=0")["samples"], "measured"
+    assert ok(site, "/api/v1/measurements?home=h1&since=+600")["samples"] == []
+    assert ok(site, "/api/v1/measurements?home=h1&since=%2B600")["samples"] == []
+    why = ok(site, "/api/v1/why?home=h1&load=dryer&at=+60")
+    assert why["at"] == format_utc(net.clock.seconds() + 60)
 
 
 # ------------------------------------------------------------ the HTTP shell
@@ -657,3 +684,45 @@ def test_a_body_too_large_for_the_wire_is_refused_before_it_is_read(plain):
     assert set(net.aggregator.schedule.book.events) == {"peak"}
     # The Site still answers others.
     assert request(site, "GET", "/api/v1/status").status == 200
+
+
+def test_many_measurement_rows_are_made_and_encoded_off_the_reactor(tmp_path):
+    """Over the batch, a measurements reply's rows (JSON or CSV) are made
+    in the offload (a thread in the daemons), not on the calling thread."""
+    from twisted.internet.defer import Deferred
+
+    from jeisson.web.site import encode_in_pieces
+
+    net = StoredNet(CONFIG, tmp_path / "aggregator.sqlite")
+    h1 = net.home("h1", *H1_LOADS)
+    for at in (1.0, 2.0, 3.0):
+        net.clock.advance(1)
+        h1.say(wire.Measure(at, 100.0 * at, ()))
+    offloaded = []
+
+    def offload(function, *args):
+        offloaded.append((function, args, Deferred()))
+        return offloaded[-1][2]
+
+    api = AggregatorApi(net.aggregator, max_rows=10, batch=2)
+    site = build_site(api.routes(), offload=offload)
+    for path, csv_wanted in (("/api/v1/measurements?home=h1&since=0", False),
+                             ("/api/v1/measurements?home=h1&since=0&format=csv", True)):
+        pending = request(site, "GET", path)
+        for _ in range(20):
+            if offloaded or pending.read().done:
+                break
+            net.clock.advance(0)
+        assert len(offloaded) == 1 and not pending.read().done, "made in the offload, nothing written yet"
+        function, args, d = offloaded.pop()
+        assert function is not encode_in_pieces, "the rows themselves, not only their encoding"
+        d.callback(function(*args))
+        response = pending.read()
+        assert response.status == 200
+        if csv_wanted:
+            assert response.headers["content-type"].startswith("text/csv") and response.body.count(b"\r\n") == 4
+        else:
+            assert [s["watts"] for s in response.json()["samples"]] == [100.0, 200.0, 300.0]
+    small = AggregatorApi(net.aggregator, max_rows=10, batch=500)
+    assert ok(build_site(small.routes(), offload=offload), "/api/v1/measurements?home=h1&since=0")["samples"]
+    assert offloaded == [], "a few rows are made at once"

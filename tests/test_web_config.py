@@ -63,11 +63,16 @@ def test_off_loopback_is_refused_without_credentials_naming_the_file_and_key():
     assert "tls = yes" in message and "tokens" in message
 
 
-def test_off_loopback_with_tls_or_tokens_is_taken_tokens_beside_the_file():
+def test_off_loopback_tls_is_needed_tokens_alone_would_travel_in_clear():
     tls = api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntls = yes\nhosts = Jeisson.Example, 10.0.0.5\n")
     assert tls.tls and tls.needs_credentials and tls.hosts == ("jeisson.example", "10.0.0.5")
-    tokens = api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntokens = pki/api-tokens\n")
-    assert tokens.tokens == "/etc/jeisson/pki/api-tokens" and tokens.needs_credentials
+    both = api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntls = yes\ntokens = pki/api-tokens\n")
+    assert both.tokens == "/etc/jeisson/pki/api-tokens" and both.tls
+    with pytest.raises(ConfigError, match=r"aggregator.ini: \[api\] listen: tcp:8480:interface=0.0.0.0 is not "
+                                          r"loopback: off loopback the API is served over HTTPS only"):
+        api_of("[api]\nlisten = tcp:8480:interface=0.0.0.0\ntokens = pki/api-tokens\n")
+    loopback = api_of("[api]\ntokens = pki/api-tokens\n")
+    assert loopback.tokens == "/etc/jeisson/pki/api-tokens" and loopback.needs_credentials and not loopback.tls
 
 
 @pytest.mark.parametrize("text, key, words", [
@@ -83,13 +88,23 @@ def test_bad_keys_are_named(text, key, words):
         api_of(text)
 
 
-def test_a_home_cannot_serve_tls_with_its_client_certificate_but_can_with_tokens():
-    with pytest.raises(ConfigError, match=r"\[api\] tls: a home's \[tls\] certificate is a client's"):
-        home_config(HOME + "[api]\ntls = yes\n")
-    api = home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\ntokens = t\n").api
-    assert api is not None and api.tokens is not None and not api.loopback
-    with pytest.raises(ConfigError, match=r"\[api\] listen: .* is not loopback"):
-        home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\n")
+def test_a_home_serves_tls_with_its_own_server_certificate_and_tokens():
+    with pytest.raises(ConfigError, match=r"\[api\] cert: tls = yes on a home needs the HTTPS server's own "
+                                          r"certificate \(its \[tls\] certificate is a client's\): jeisson pki web"):
+        home_config(HOME + "[api]\ntls = yes\ntokens = t\n")
+    with pytest.raises(ConfigError, match=r"\[api\] tokens: a home's HTTPS API identifies its owner by bearer token"):
+        home_config(HOME + "[api]\ntls = yes\ncert = w.pem\nkey = w.key\n")
+    with pytest.raises(ConfigError, match=r"\[api\] key: missing key: \[api\] cert and key go together"):
+        home_config(HOME + "[api]\ntls = yes\ncert = w.pem\ntokens = t\n")
+    with pytest.raises(ConfigError, match=r"\[api\] cert: a server certificate is for HTTPS: set tls = yes"):
+        home_config(HOME + "[api]\ncert = w.pem\nkey = w.key\ntokens = t\n")
+    api = home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\ntls = yes\ncert = w.pem\nkey = w.key\n"
+                             "tokens = t\n").api
+    assert api is not None and api.tls and not api.loopback and os.path.isabs(api.cert) and api.key.endswith("w.key")
+    for off in ("tokens = t\n", ""):
+        with pytest.raises(ConfigError, match=r"\[api\] listen: .* is not loopback: off loopback the API is served "
+                                              r"over HTTPS only"):
+            home_config(HOME + "[api]\nlisten = tcp:8481:interface=0.0.0.0\n" + off)
 
 
 def test_a_tokens_file_that_cannot_be_read_stops_the_start_naming_it(tmp_path):

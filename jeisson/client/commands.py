@@ -32,6 +32,7 @@ JSON to text (``jeisson.client.render``), both tested without a socket.
 
 import argparse
 import json
+import math
 import os
 import ssl
 import sys
@@ -331,6 +332,26 @@ def _runs(command: Callable[[argparse.Namespace, Api, TextIO], int], name: str) 
     return run
 
 
+def finite_float(text: str) -> float:
+    """An option's number: finite (``nan`` and ``inf`` are refused here,
+    exit 2, rather than sent for the API to refuse)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (``--timeout``)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """``--api``, the credentials, ``--timeout`` and ``--json``; with
     ``suppress``, an option not given sets nothing (after a command's name:
@@ -349,7 +370,7 @@ def _connection_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     group.add_argument("--key", metavar="FILE", default=default(None), help="its key")
     group.add_argument("--ca", metavar="FILE", default=default(None),
                        help="the CA that signed the API's certificate (https only)")
-    group.add_argument("--timeout", type=float, default=default(DEFAULT_TIMEOUT_S), metavar="S",
+    group.add_argument("--timeout", type=positive_float, default=default(DEFAULT_TIMEOUT_S), metavar="S",
                        help=f"seconds to wait for the API (default {DEFAULT_TIMEOUT_S:g})")
     group.add_argument("--json", action="store_true", default=default(False),
                        help="print the API's JSON as it came (for scripts)")
@@ -395,13 +416,13 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
     def event_options(parser: argparse.ArgumentParser, required: bool) -> None:
         parser.add_argument("id", metavar="ID", help="the event's id")
-        parser.add_argument("--limit-kw", type=float, required=required, metavar="KW",
+        parser.add_argument("--limit-kw", type=finite_float, required=required, metavar="KW",
                             help="the capacity limit, kW")
         parser.add_argument("--start", required=required, metavar="T", help="when it starts")
         parser.add_argument("--end", required=required, metavar="T", help="when it ends")
-        parser.add_argument("--start-window-s", type=float, metavar="S",
+        parser.add_argument("--start-window-s", type=finite_float, metavar="S",
                             help="spread the homes' start over this many seconds")
-        parser.add_argument("--end-window-s", type=float, metavar="S",
+        parser.add_argument("--end-window-s", type=finite_float, metavar="S",
                             help="spread the homes' release over this many seconds")
 
     event_options(command(sub, "add", "events add", _events_add, "add an event"), required=True)

@@ -296,7 +296,8 @@ def send(target: Target, request: Request, context: ssl.SSLContext | None = None
         raise Unreachable(f"cannot reach the API at {url}: connection refused (is the aggregator running,"
                           " with its [api] listen on that address?)") from None
     except TimeoutError:
-        raise Unreachable(f"cannot reach the API at {url}: no answer within {timeout:g} s") from None
+        raise Unreachable(f"cannot reach the API at {url}: no answer within {timeout:g} s"
+                          + (" (is the API plain http://?)" if target.scheme == "https" else "")) from None
     except socket.gaierror as e:
         raise Unreachable(f"cannot reach the API at {url}: cannot resolve {target.host}: {_reason(e)}") from None
     except http.client.HTTPException as e:

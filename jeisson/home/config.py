@@ -45,7 +45,7 @@
 
     [api]                               ; optional: see jeisson.web.config
     listen = tcp:8481:interface=127.0.0.1   ; the default; none: no owner's page nor API
-    tokens = api-tokens                 ; needed for a listen off loopback (no tls = yes on a home)
+    tokens = api-tokens                 ; bearer tokens; off loopback also tls = yes with cert and key (jeisson pki web)
 
     [store]                             ; optional: on by default (jeisson.store.config)
     path = home-1.sqlite                ; default: this file's name with .sqlite, beside it; none: off

@@ -122,14 +122,22 @@ def _service(config: Any, site: Any, tls_config: Any, reactor: Any, what: str, l
     """The listener; with ``[api] tls = yes``, over ``ApiTLS`` and with its
     revocation list watched (an operator revoked is refused from then on).
     ``ConfigError`` when the process has no ``[tls]`` credentials to serve with."""
+    import attrs
     from twisted.application.service import MultiService
 
     from jeisson.config import ConfigError
     from jeisson.tls import CRLWatcher
-    from jeisson.web.auth import ApiTLS, LimitedFactory
+    from jeisson.web.auth import ApiTLS, LimitedFactory, ServerOnlyTLS
 
     if not config.tls:
         return ApiListener(config.listen, LimitedFactory(site, listener), config.explicit, reactor, what)
+    if config.cert is not None and (tls_config is None or tls_config.crl is None):
+        # A home: its own server certificate, clients identified by token (no CA, no list to judge theirs).
+        only = ServerOnlyTLS(config.source, config.cert, config.key)
+        return ApiListener(config.listen, LimitedFactory(only.wrap(site), listener), config.explicit, reactor, what,
+                           "https")
+    if config.cert is not None:
+        tls_config = attrs.evolve(tls_config, cert=config.cert, key=config.key)
     if tls_config is None or tls_config.plaintext:
         raise ConfigError(f"{config.source}: [api] tls: HTTPS needs this process's [tls] credentials (ca, cert, key, "
                           "crl); with [tls] plaintext = yes there are none: use tokens = FILE instead")
@@ -177,4 +185,4 @@ def home_web(home: Any, config: Any, reactor: Any) -> Any:
     api = HomeApi(home, config.max_rows)
     site = build_site(api.routes(), Guard(config, listener=listener), home_mounts(home, reactor),
                       threads.deferToThread)
-    return _service(config, site, None, reactor, f"home {home.config.id} API", listener)
+    return _service(config, site, None, reactor, f"home {home.config.id} API", listener)  # HTTPS: [api] cert

@@ -14,6 +14,7 @@ The paths and bodies are docs/api.rst's and jeisson/web/openapi/aggregator.json'
 """
 
 import collections
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ from jeisson.wire.utc import format_utc
 SCHEDULED, IN_FORCE, ENDED, CANCELLED = "scheduled", "in-force", "ended", "cancelled"
 STATES = (SCHEDULED, IN_FORCE, ENDED, CANCELLED)
 ROUNDS_PAGE = 50
+ROUND_NUMBER = re.compile(r"[0-9]{1,19}")
 ROUNDS_MAX_PAGE = 500
 EVENT_FIELDS = ("id", "limit_kw", "limit_w", "start", "end", "start_window_s", "end_window_s")
 MAX_WINDOW_S = 86400.0
@@ -401,8 +403,11 @@ class AggregatorApi:
                                           f"{format_utc(start)})")
         max_s = self.aggregator.schedule.book.max_event_s
         if end - start > max_s:
-            raise errors.bad_field("end", f"the event lasts {end - start:.0f} s, longer than the {max_s:.0f} s an "
-                                          "event may last ([aggregator] max_event_s)")
+            # A start already past (epoch -1, a typo'd year) is the likelier mistake than the end.
+            blamed = "start" if start < self.now() else "end"
+            raise errors.bad_field(blamed, f"the event lasts {end - start:.0f} s ({format_utc(start)} to "
+                                           f"{format_utc(end)}), longer than the {max_s:.0f} s an event may last "
+                                           "([aggregator] max_event_s)")
 
     def _window(self, body: dict[str, Any], name: str, default: float) -> float:
         return errors.number(body[name], name, 0, MAX_WINDOW_S) if name in body else default
@@ -523,8 +528,8 @@ class AggregatorApi:
 
     def round(self, call: Call) -> "Deferred[dict[str, Any]] | Reply":
         text = call.param("number")
-        if not text.isdigit():
-            raise errors.bad_field("number", f"expected a round number, got {text!r}")
+        if not ROUND_NUMBER.fullmatch(text):
+            raise errors.bad_field("number", f"expected a round number (1 to 19 digits 0-9), got {text[:40]!r}")
         number = int(text)
         summary = self.history.find(number)
         if summary is not None:
@@ -583,7 +588,13 @@ class AggregatorApi:
             raise errors.missing("home", "home: the home's id")
         if not load_id:
             raise errors.missing("load", "load: the load's id")
-        self._record(home_id)
+        errors.ident(home_id, "home")
+        errors.ident(load_id, "load")
+        record = self._record(home_id)
+        if record.flex is not None and load_id not in {o.id for o in record.flex.loads}:
+            # As the home's own API answers: its last bid names its loads.
+            raise errors.bad_field("load", f"home {home_id} has no load {load_id!r} (its loads: "
+                                           f"{', '.join(o.id for o in record.flex.loads)})")
         at = errors.query_moment(call.args, "at", now)
         moment = now if at is None else at
         store = self._store("journal is")

@@ -27,15 +27,21 @@ import ipaddress
 import os
 from typing import Any
 
-from OpenSSL import SSL
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from jeisson import observe, pki
+from jeisson.config import ConfigError
 from jeisson.limits import ListenerGuard
-from jeisson.tls import ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
+from jeisson.tls import CIPHERS, TLS13_SUITES, ServerTLS, TLSConfig, _endpoint_parts, _verify, peer_certificate
 from jeisson.transports.stream import peer_host
 from jeisson.web.config import ApiConfig
 from jeisson.web.errors import FORBIDDEN, UNAUTHORIZED, ApiError
@@ -74,10 +80,31 @@ def listen_host(listen: str | None) -> str | None:
     return kwargs.get("interface") or None
 
 
+# A bad token's 401 waits this long (a callLater: the reactor goes on), so a
+# client trying tokens gets one answer a second per connection.
+BAD_TOKEN_DELAY_S = 1.0
+
+
+class SlowRefusal(ApiError):
+    """A refusal answered after ``delay_s`` on ``clock`` (at once without one)."""
+
+    def __init__(self, *args: Any, delay_s: float = 0.0, clock: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+        self.clock = clock
+
+
+_MISSING = (-1, -1)  # TokenFile's stamp while its file is missing
+
+
 class TokenFile:
     """The tokens file's hashes, read again when its modification time or
     size changes (a token added or deleted takes effect at the next
-    request).  A file that cannot be read keeps the hashes read before."""
+    request).  A missing file revokes every token (``rm api-tokens`` is the
+    natural way to shut the API): no request with a token is admitted until
+    it is back, said once in the log.  A file present but unreadable or
+    garbled keeps the hashes read before (a transient error, or an editor
+    half-way through a write), also said once."""
 
     log = Logger()
 
@@ -90,6 +117,13 @@ class TokenFile:
     def refresh(self) -> None:
         try:
             stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._stamp != _MISSING:
+                self.log.error("API tokens file {path} is missing: every token is refused until it is back",
+                               path=self.path)
+                self._stamp = _MISSING
+                self._hashes = {}
+            return
         except OSError as e:
             if self._stamp is not None:
                 self.log.error("API tokens file {path} cannot be read ({why}); keeping the tokens read before",
@@ -144,12 +178,58 @@ class ApiTLS(ServerTLS):
         return context
 
 
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerOnlyTLS:
+    """HTTPS with a server certificate and key only (``[api] cert``,
+    ``key``: a home's API, ``jeisson pki web``): no client certificate is
+    asked for; the owner shows a bearer token.  The certificate and key are
+    checked at start (``ConfigError`` naming the ini and the key)."""
+
+    def __init__(self, source: str, cert_path: str, key_path: str):
+        def refuse(key: str, path: str, why: str) -> ConfigError:
+            return ConfigError(f"{source}: [api] {key}: {path}: {why}")
+
+        try:
+            cert = pki.load_certificate(cert_path, "the API's certificate")
+        except pki.PKIError as e:
+            raise refuse("cert", cert_path, str(e)) from None
+        try:
+            key = pki.load_private_key(key_path, "the API's key")
+        except pki.PKIError as e:
+            raise refuse("key", key_path, str(e)) from None
+        if key.public_key() != cert.public_key():
+            raise refuse("key", key_path, f"not the key of [api] cert ({cert_path})")
+        try:
+            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            usages = None
+        if usages is not None and ExtendedKeyUsageOID.SERVER_AUTH not in usages:
+            raise refuse("cert", cert_path, "not a server's certificate (no serverAuth): jeisson pki web DIR NAME")
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_cipher_list(CIPHERS.encode())
+        context.set_tls13_ciphersuites(TLS13_SUITES)
+        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        context.use_certificate(crypto.X509.from_cryptography(cert))
+        context.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        context.check_privatekey()
+        self._context = context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self._context, None)
+
+    def wrap(self, factory: Any) -> TLSMemoryBIOFactory:
+        return TLSMemoryBIOFactory(self, False, factory)
+
+
 class _Admitted(ProtocolWrapper):
     """A connection counted by the listener's guard from accept to close;
     one over its limits (or from an address locked out) is aborted at once."""
 
     host: str | None = None
     admitted = False
+    started = False  # made (registered with the factory, its Site protocol connected)
 
     def makeConnection(self, transport: Any) -> None:
         listener = self.factory.listener
@@ -160,13 +240,16 @@ class _Admitted(ProtocolWrapper):
             transport.abortConnection()
             return
         self.admitted = True
+        self.started = True
         super().makeConnection(transport)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.admitted:
             self.admitted = False
             self.factory.listener.release(self.host)
-        super().connectionLost(reason)
+        if self.started:  # a refused one was never registered, nor its Site protocol connected
+            self.started = False
+            super().connectionLost(reason)
 
 
 class LimitedFactory(WrappingFactory):
@@ -252,8 +335,10 @@ class Guard:
                 if name is not None:
                     return f"token {name}"
                 self._failed(request)
-                raise ApiError(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
-                               headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'})
+                raise SlowRefusal(401, UNAUTHORIZED, "this bearer token is not among the API's tokens",
+                                  headers={"WWW-Authenticate": 'Bearer realm="jeisson", error="invalid_token"'},
+                                  delay_s=BAD_TOKEN_DELAY_S,
+                                  clock=self.listener.clock if self.listener is not None else None)
         ways = []
         if self.config.tls:
             ways.append("a client certificate with role operator (jeisson pki operator DIR NAME)")
@@ -263,14 +348,12 @@ class Guard:
                        headers={"WWW-Authenticate": 'Bearer realm="jeisson"'} if self.tokens is not None else {})
 
     def _failed(self, request: Any) -> None:
-        """A bad token: counted in /metrics, and toward its address's lockout."""
+        """A bad token: counted in /metrics, its 401 delayed (``SlowRefusal``),
+        and NOT counted toward its address's lockout: a lockout would shut
+        out the valid credentials from the same address too (every local
+        process on a loopback API, every client behind a proxy), and tokens
+        are 256-bit random values that guessing does not find."""
         observe.auth_failed(self.name, BAD_TOKEN)
-        if self.listener is None:
-            return
-        transport = request.channel.transport
-        address = transport.getPeer()
-        self.listener.auth_failed(peer_host(transport, self.listener.limits.ipv6_prefix),
-                                  f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}")
 
     def check_write(self, request: Any, host: str) -> None:
         if request.method in WITH_BODY:

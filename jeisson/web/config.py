@@ -5,17 +5,23 @@
     [api]
     listen = tcp:8480:interface=127.0.0.1   ; the default (a home's: 8481); none: no HTTP at all
     tls = no                  ; yes: HTTPS with the process's [tls] credentials, and a client
-                              ; certificate with role operator (jeisson pki operator DIR NAME)
+                              ; certificate with role operator (jeisson pki operator DIR NAME);
+                              ; needed for a listen off loopback
+    cert = web/home-1.pem     ; with key: the HTTPS server's own certificate instead (a home's, whose
+    key = web/home-1.key      ; [tls] one is a client's: jeisson pki web DIR NAME --dns ... --ip ...)
     tokens = api-tokens       ; bearer tokens' SHA-256 hashes (jeisson pki token DIR NAME),
                               ; relative to this file's folder
     hosts = jeisson.example   ; names the API is reached by, besides the listen address and localhost
     rounds_kept = 200         ; recent rounds answered from memory (older ones from the store)
     max_rows = 10000          ; the most measurement rows one reply carries
-    max_connections = 256     ; and the other listener limits of jeisson.limits (lockout_failures:
-                              ; bad tokens from one address before it is locked out, ...)
+    header_timeout_s = 10     ; a request's line and headers must come within this of the accept or
+                              ; of the previous reply (an idle kept-alive connection is closed)
+    max_connections = 256     ; and the other listener limits of jeisson.limits (per address, rate);
+                              ; a bad token is counted and its 401 delayed 1 s, never locked out
 
-A listen that is not loopback is refused unless the API needs credentials
-(``tls = yes`` or ``tokens``): the error names the file and the key.  A
+A listen that is not loopback is refused unless ``tls = yes`` (tokens
+over plain HTTP can be read on the way): the error names the file and the
+key.  A home's ``tls = yes`` needs ``cert``, ``key`` and ``tokens``.  A
 bare port listens on 127.0.0.1.
 """
 
@@ -32,6 +38,7 @@ AGGREGATOR_LISTEN = "tcp:8480:interface=127.0.0.1"
 HOME_LISTEN = "tcp:8481:interface=127.0.0.1"
 ROUNDS_KEPT = 200
 MAX_ROWS = 10_000
+HEADER_TIMEOUT_S = 10.0
 # The API's listener: a few operators, scripts, dashboards and a scraper.
 API_LIMITS = Limits(max_connections=256, max_connections_per_address=64, max_new_connections_per_address=600)
 
@@ -49,6 +56,9 @@ class ApiConfig:
     max_rows: int = MAX_ROWS
     explicit: bool = False  # listen written in the file (a port that cannot be bound then stops the start)
     limits: Limits = API_LIMITS  # connections, and bad tokens before an address is locked out
+    header_timeout_s: float = HEADER_TIMEOUT_S  # a request's line and headers, from accept or the previous reply
+    cert: str | None = None  # [api] cert, key: the HTTPS server's own certificate (a home's: jeisson pki web)
+    key: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -76,22 +86,41 @@ def read_api(ini: IniFile, default_listen: str, tls_possible: bool = True) -> Ap
                                                "tls = yes (the process's [tls] credentials)")
         listen = ini.server_endpoint(section, "listen", default_listen, loopback_default=True)
     tls = ini.boolean(section, "tls", False)
-    if tls and not tls_possible:
-        raise ini.error(section, "tls", "a home's [tls] certificate is a client's, not a server's: use tokens = "
-                                        "FILE (jeisson pki token DIR NAME) for an API off loopback")
+    folder = os.path.dirname(os.path.abspath(ini.source))
     tokens = ini.raw(section, "tokens", None) or None
     if tokens is not None:
-        tokens = os.path.join(os.path.dirname(os.path.abspath(ini.source)), os.path.expanduser(tokens))
+        tokens = os.path.join(folder, os.path.expanduser(tokens))
+    cert, key = (ini.raw(section, name, None) or None for name in ("cert", "key"))
+    if (cert is None) != (key is None):
+        missing = "key" if key is None else "cert"
+        raise ini.error(section, missing, "missing key: [api] cert and key go together (the HTTPS server's "
+                                          "certificate and its private key, jeisson pki web DIR NAME)")
+    if cert is not None and not tls:
+        raise ini.error(section, "cert", "a server certificate is for HTTPS: set tls = yes, or remove cert and key")
+    if tls and not tls_possible:
+        if cert is None:
+            raise ini.error(section, "cert", "tls = yes on a home needs the HTTPS server's own certificate (its "
+                                             "[tls] certificate is a client's): jeisson pki web DIR NAME --dns ... "
+                                             "--ip ..., then [api] cert = DIR/web/NAME.pem and key = DIR/web/NAME.key")
+        if tokens is None:
+            raise ini.error(section, "tokens", "a home's HTTPS API identifies its owner by bearer token: set tokens "
+                                               "= FILE (jeisson pki token DIR NAME)")
+    cert = os.path.join(folder, os.path.expanduser(cert)) if cert is not None else None
+    key = os.path.join(folder, os.path.expanduser(key)) if key is not None else None
     hosts = tuple(h.strip().lower() for h in ini.raw(section, "hosts", "").split(",") if h.strip())
     rounds_kept = ini.number(section, "rounds_kept", ROUNDS_KEPT, low=1, high=100_000, integer=True)
     max_rows = ini.number(section, "max_rows", MAX_ROWS, low=1, high=1_000_000, integer=True)
     explicit = ini.raw(section, "listen", None) is not None
     limits = read_limits(ini, section, API_LIMITS)
-    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit, limits)
-    if listen is not None and not config.loopback and not config.needs_credentials:
-        raise ini.error(section, "listen", f"{listen} is not loopback: the API would answer anyone who reaches it; "
-                                           "set tls = yes (client certificates with role operator) or tokens = FILE "
-                                           "(jeisson pki token DIR NAME), or listen on 127.0.0.1")
+    header_timeout_s = ini.number(section, "header_timeout_s", HEADER_TIMEOUT_S, low=0.1, high=3600)
+    config = ApiConfig(ini.source, listen, tls, tokens, hosts, rounds_kept, max_rows, explicit, limits,
+                       header_timeout_s, cert, key)
+    if listen is not None and not config.loopback and not config.tls:
+        how = ("set tls = yes (client certificates with role operator, and/or tokens = FILE over HTTPS)"
+               if tls_possible else "set tls = yes with cert and key (jeisson pki web DIR NAME) and tokens = FILE")
+        raise ini.error(section, "listen", f"{listen} is not loopback: off loopback the API is served over HTTPS "
+                                           f"only (a token or cookie over plain HTTP can be read on the way); {how}, "
+                                           "or listen on 127.0.0.1")
     return config
 
 

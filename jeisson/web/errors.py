@@ -113,6 +113,8 @@ def json_body(data: bytes) -> dict[str, Any]:
         raise ApiError(400, BAD_JSON, "the body is not UTF-8") from None
     except ValueError as e:
         raise ApiError(400, BAD_JSON, f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, BAD_JSON, "the body is not JSON this API takes: nested too deeply") from None
     if not isinstance(value, dict):
         raise ApiError(400, BAD_JSON, f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -162,6 +164,8 @@ def moment(value: Any, field: str, now: float) -> float:
     """Anything ``parse_moment`` takes: UTC text, ``+SECONDS``, epoch seconds."""
     if value is None or isinstance(value, bool):
         raise bad_field(field, f"expected a moment ({FORMS}), got {value!r}")
+    if isinstance(value, str) and not value.isascii():  # float() would read "٣" as 3
+        raise bad_field(field, f"expected a moment ({FORMS}) in ASCII digits, got {value!r}")
     try:
         return parse_moment(value, now)  # within the years 1 to 9999, as every answer writes it
     except (ValueError, OverflowError):
@@ -212,9 +216,15 @@ def query_bool(args: Mapping[bytes, list[bytes]], name: str) -> bool | None:
 
 
 def query_moment(args: Mapping[bytes, list[bytes]], name: str, now: float) -> float | None:
+    """A moment in the query.  A query's ``+`` decodes to a space, so a
+    value that starts with a space is read as starting with ``+``
+    (``?since=+600``: ten minutes from now, not 600 s after 1970); ``%2B``
+    is the same."""
     text = query_one(args, name)
     if text is None or text == "":
         return None
+    if text.startswith(" "):
+        text = "+" + text[1:]
     return moment(text, name, now)
 
 

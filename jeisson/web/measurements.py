@@ -16,7 +16,7 @@ import attrs
 
 from jeisson.store import Sample
 from jeisson.web import errors
-from jeisson.web.site import CSV, Call, Reply
+from jeisson.web.site import CSV, Call, Reply, encode_in_pieces
 from jeisson.wire.utc import format_utc
 
 SINCE_S = 3600.0  # without ?since=, the last hour
@@ -58,8 +58,23 @@ def samples_csv(samples: list[Sample], subject: str = "home") -> bytes:
 def samples_reply(samples: list[Sample], as_csv: bool, max_rows: int, offload_above: int,
                   subject: str = "home") -> Reply:
     """The reply: at most ``max_rows`` rows, said when cut (the store is
-    asked for ``max_rows + 1``: one more than fits says there are more); a
-    long JSON body encoded off the reactor (``Reply.offload``)."""
+    asked for ``max_rows + 1``: one more than fits says there are more).
+    Over ``offload_above`` rows, the rows are made and encoded off the
+    reactor (``Reply.build``, run in the Site's thread): pure work on a
+    list nothing else holds."""
+    if len(samples) > offload_above:
+        return Reply(build=lambda: _encoded(make_reply(samples, as_csv, max_rows, subject)))
+    return make_reply(samples, as_csv, max_rows, subject)
+
+
+def _encoded(reply: Reply) -> Reply:
+    if reply.raw is not None:
+        return reply
+    return attrs.evolve(reply, raw=encode_in_pieces(reply.body), body=None)
+
+
+def make_reply(samples: list[Sample], as_csv: bool, max_rows: int, subject: str = "home") -> Reply:
+    """``samples_reply``'s work, wherever it runs."""
     truncated = len(samples) > max_rows
     samples = samples[:max_rows]
     if as_csv:
@@ -69,4 +84,4 @@ def samples_reply(samples: list[Sample], as_csv: bool, max_rows: int, offload_ab
                                          "span_s": s.span_s} for s in samples]}
     if truncated:
         body["truncated"] = True
-    return Reply(body, offload=len(samples) > offload_above)
+    return Reply(body)

@@ -211,6 +211,8 @@ class MetricsResource(Resource):
         self.registry = registry
         self.last_scrape_s: float | None = None
         self._stops = list(stops)
+        # The API's requests by status, counted by its Site (jeisson.web.site.ApiSite.log).
+        self.http_requests: collections.Counter[str] = collections.Counter()
 
     def render_GET(self, request: Request) -> bytes:
         started = time.perf_counter()
@@ -272,6 +274,8 @@ class CoreCollector:
         if self.core.store is not None:
             yield from _store_families(self.core.store)
         yield self.resource.scrape_family()
+        yield _counter("jeisson_http_requests", "HTTP requests the API answered, by status code.", ("code",),
+                       self.resource.http_requests)
 
 
 def _resource(core: Any, counts: Any, collector: type[CoreCollector]) -> MetricsResource:

@@ -22,6 +22,7 @@ dispatches, and writes the reply (or the error) once its Deferred fires,
 unless the client went away meanwhile.
 """
 
+import collections
 import io
 import re
 from collections.abc import Callable, Mapping
@@ -31,12 +32,15 @@ import attrs
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from jeisson.web.auth import Guard
+from jeisson import observe
+from jeisson.web.auth import API_LISTENER, Guard, SlowRefusal
 from jeisson.web.errors import BAD_JSON, INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND, PHRASES, ApiError, encode
 
 API_PREFIX = "/api/v1"
@@ -63,6 +67,9 @@ class Reply:
     # Site has one (``build_site(offload=...)``), piece by piece so that the
     # reactor's thread gets the interpreter between pieces.
     offload: bool = False
+    # A reply still to be made (many measurement rows): a pure function
+    # returning the Reply, run where ``offload`` runs (a thread), else at once.
+    build: Callable[[], "Reply"] | None = None
 
 
 @attrs.frozen
@@ -185,8 +192,17 @@ class _Refused(Resource):
         self.error = error
 
     def render(self, request: Any) -> bytes:
-        write_error(request, self.error)
-        return NOT_DONE_YET  # type: ignore[return-value]  # already finished
+        error = self.error
+        if isinstance(error, SlowRefusal) and error.clock is not None and error.delay_s > 0:
+            call = error.clock.callLater(error.delay_s, self._answer, request)
+            request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
+        else:
+            write_error(request, error)
+        return NOT_DONE_YET  # type: ignore[return-value]  # finished now or later
+
+    def _answer(self, request: Any) -> None:
+        if not getattr(request, "_disconnected", False) and not request.finished:
+            write_error(request, self.error)
 
 
 class _Routed(Resource):
@@ -255,6 +271,13 @@ class ApiResource(Resource):
         if gone:
             return
         reply = result if isinstance(result, Reply) else Reply(result)
+        if reply.build is not None:
+            if self.offload is None:
+                self._reply(reply.build(), request, gone)
+            else:
+                self.offload(reply.build).addCallbacks(self._reply, self._failed, callbackArgs=(request, gone),
+                                                       errbackArgs=(request, gone, None))
+            return
         if reply.offload and self.offload is not None and reply.raw is None:
             def encoded(data: bytes) -> Reply:
                 return attrs.evolve(reply, raw=data, offload=False)
@@ -360,6 +383,98 @@ class Root(Resource):
         return _Refused(ApiError(404, NOT_FOUND, f"nothing here: the API is under {API_PREFIX}")).render(request)
 
 
+HEADER_TIMEOUT = "header timeout"
+_PLAIN = b"this API speaks plain HTTP: use http://, not https://\n"
+PLAIN_HTTP_ONLY = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "
+                   + str(len(_PLAIN)).encode() + b"\r\n\r\n" + _PLAIN)
+
+
+class DeadlineChannel(HTTPChannel):
+    """An HTTP connection that must send a request's line and headers
+    within ``header_timeout_s`` of being accepted, or of its previous
+    reply's end (an idle kept-alive connection is closed the same way):
+    one that trickles a byte now and then cannot hold a slot before any
+    credential is read.  Aborted without a log line; counted in /metrics
+    (``jeisson_refused_connections_total{listener="API",reason="header timeout"}``).
+    Twisted's idle timeout (``timeOut``) still covers the rest."""
+
+    header_timeout_s: float = 10.0
+    _deadline: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self.header_timeout_s:
+            self._deadline = self.callLater(self.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        observe.connection_refused(API_LISTENER, HEADER_TIMEOUT)
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    _first = True
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._first and data:
+            self._first = False
+            if data[:1] == b"\x16":  # a TLS handshake record: https:// against this plain-HTTP API
+                self._disarm()
+                transport: Any = self.transport
+                transport.write(PLAIN_HTTP_ONLY)  # read by the client's TLS layer as a bad record
+                transport.loseConnection()
+                return
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._disarm()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        if self.persistent and not self.requests:  # waiting for the next request's headers
+            self._arm()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        super().connectionLost(reason)
+
+
+class ApiSite(Site):
+    """The API's Site: no per-request access log (a client without
+    credentials could otherwise write a line per request, without end, to
+    the disk the store writes to); each request is counted by its status
+    instead (``requests``, read by /metrics as
+    ``jeisson_http_requests_total{code}``: a label per status 100-599,
+    ``other`` for anything else)."""
+
+    protocol = DeadlineChannel  # type: ignore[assignment]  # HTTP/1.1 only: no HTTP/2 negotiation wanted
+
+    def __init__(self, resource: Resource, header_timeout_s: float = 10.0, **kwargs: Any):
+        super().__init__(resource, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self.requests: collections.Counter[str] = collections.Counter()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        if channel is not None:
+            channel.header_timeout_s = self.header_timeout_s
+        return channel
+
+    def log(self, request: Any) -> None:
+        code = getattr(request, "code", None)
+        self.requests[str(code) if isinstance(code, int) and 100 <= code <= 599 else "other"] += 1
+
+
 def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, Resource] | None = None,
                offload: Offload | None = None) -> Site:
     """A Site for ``routes`` behind ``guard`` (loopback, no credentials, by
@@ -379,8 +494,12 @@ def build_site(routes: Routes, guard: Guard | None = None, mounts: Mapping[str, 
     if unknown:
         raise ValueError(f"cannot mount {', '.join(sorted(unknown))}: /metrics, / or {API_PREFIX}/NAME")
     api = ApiResource(routes, guard, below, offload)
-    site = Site(Root(api, guard, mounts.get("/metrics"), mounts.get("/")), requestFactory=BoundedRequest)
+    site = ApiSite(Root(api, guard, mounts.get("/metrics"), mounts.get("/")), requestFactory=BoundedRequest,
+                   header_timeout_s=guard.config.header_timeout_s)
     site.displayTracebacks = False
+    metrics = mounts.get("/metrics")
+    if metrics is not None and hasattr(metrics, "http_requests"):
+        site.requests = metrics.http_requests  # counted here, shown there
     return site
 
 
