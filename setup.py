@@ -30,7 +30,6 @@ setup(
         # The dashboard's pages and the OpenAPI documents ship in the package:
         # no build step for users.
         "jeisson.web": ["static/*", "static/*/*", "openapi/*.json"],
-        "jeisson.openadr": ["schema/*"],
     },
     entry_points={"console_scripts": ["jeisson = jeisson.cli:main"]},
     install_requires=[

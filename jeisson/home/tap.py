@@ -176,7 +176,10 @@ def makeService(options) -> MultiService:
     uplink_service(home, reactor, endpoint).setServiceParent(top)
     if config.manhole is not None:
         manhole_service(config.manhole, {"home": home}).setServiceParent(top)
-    web = home_web(home, api_config(config, options["config"]), reactor)
+    try:
+        web = home_web(home, api_config(config, options["config"]), reactor)
+    except ConfigError as e:  # [api] tls = yes with a certificate or key that cannot be used
+        raise SystemExit(f"jeisson-home: cannot start: {e}") from None
     if web is not None:
         web.setServiceParent(top)
     return top

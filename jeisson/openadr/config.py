@@ -26,8 +26,9 @@ checked while the config is read, so that a missing, unreadable, expired or
 mismatched one stops the start with one line naming the ini file, the key
 and the file (``OpenADRConfig`` then holds them as PEM bytes).
 
-The VEN's certificate may be the aggregator's own client certificate from
-``jeisson pki`` or one the DR program issued; it must allow clientAuth.  The
+The VEN's certificate is a clientAuth certificate, issued by the jeisson
+CA or by the DR program (the aggregator's own serverAuth certificate is
+refused).  The
 VTN is trusted through ``vtn_ca`` (required: OpenADR's PKI, or the program's
 own CA) and, if given, also by ``vtn_fingerprint``, OpenADR's fingerprint of
 its certificate (the last 10 bytes of its SHA-256, as colon-separated hex).

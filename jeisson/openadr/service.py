@@ -2,8 +2,8 @@
 
 ``OpenADRService`` calls ``VEN.cycle()`` when ``VEN.next_wake()`` says so,
 on an injected clock.  A cycle that fails (the VTN down, slow, answering
-with what cannot be read, a certificate refused) is logged once per spell,
-with what failed and why, and tried again after a full-jitter backoff
+with what cannot be read, a certificate refused) is logged at each
+attempt, with what failed and why, and tried again after a full-jitter backoff
 (``jeisson.backoff.FullJitter``: the poll interval at first, doubling up to
 ``[openadr] backoff_max_s``); the spell's end is logged too.  Nothing the
 VTN sent before is undone: the events already accepted are the

@@ -269,9 +269,10 @@ class Guard:
     log = Logger()
 
     def __init__(self, config: ApiConfig, tokens: TokenFile | None = None, listener: ListenerGuard | None = None):
-        """``listener``: the listener's guard, told of each bad token (an
-        address past ``lockout_failures`` is locked out) and asked whether a
-        request's address is locked out (a kept-alive connection too)."""
+        """``listener``: the listener's guard, told of each bad token
+        (counted; its 401 is delayed, and no address is locked out for it),
+        and asked whether a request's address is locked out by the listener's
+        own lockout (refused certificates), a kept-alive connection too."""
         self.config = config
         self.listener = listener
         hosts = set(LOOPBACK_NAMES) | set(config.hosts)

@@ -55,7 +55,7 @@ class ApiConfig:
     rounds_kept: int = ROUNDS_KEPT
     max_rows: int = MAX_ROWS
     explicit: bool = False  # listen written in the file (a port that cannot be bound then stops the start)
-    limits: Limits = API_LIMITS  # connections, and bad tokens before an address is locked out
+    limits: Limits = API_LIMITS  # connections per listener and address (bad tokens: counted, delayed)
     header_timeout_s: float = HEADER_TIMEOUT_S  # a request's line and headers, from accept or the previous reply
     cert: str | None = None  # [api] cert, key: the HTTPS server's own certificate (a home's: jeisson pki web)
     key: str | None = None
@@ -72,8 +72,9 @@ class ApiConfig:
 def read_api(ini: IniFile, default_listen: str, tls_possible: bool = True) -> ApiConfig:
     """The ``[api]`` section of ``ini`` (all of it optional).
 
-    ``tls_possible`` False (a home: its certificate is a client's) refuses
-    ``tls = yes`` with the reason."""
+    ``tls_possible`` False (a home: its certificate is a client's) takes
+    ``tls = yes`` only with ``[api] cert`` and ``key`` (jeisson pki web) and
+    tokens."""
     section = SECTION
     raw_listen = ini.raw(section, "listen", default_listen)
     listen: str | None
