@@ -15,6 +15,7 @@ The paths and bodies are docs/api.rst's and jeisson/web/openapi/aggregator.json'
 
 import collections
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -271,6 +272,23 @@ class EventsSeen(AggregatorListener):
             self.cancelled.pop(offer.event.id, None)
 
 
+# One LinkTimes and one EventsSeen per aggregator, whoever reads them (the
+# API, the push): each home's message updates one table, not a copy each.
+_SHARED: "weakref.WeakKeyDictionary[Aggregator, tuple[LinkTimes, EventsSeen]]" = weakref.WeakKeyDictionary()
+
+
+def link_and_event_listeners(aggregator: Aggregator) -> tuple[LinkTimes, EventsSeen]:
+    """``aggregator``'s ``LinkTimes`` and ``EventsSeen``, added to it the
+    first time they are asked for (so before the listener that asks, which
+    reads them from its own moments)."""
+    shared = _SHARED.get(aggregator)
+    if shared is None:
+        shared = _SHARED[aggregator] = (LinkTimes(aggregator.clock), EventsSeen(aggregator.events))
+        for listener in shared:
+            aggregator.add_listener(listener)
+    return shared
+
+
 # ------------------------------------------------------------------- the API
 
 
@@ -289,10 +307,8 @@ class AggregatorApi:
         self.clock = aggregator.clock
         self.max_rows = max_rows
         self.history = RoundHistory(rounds_kept)
-        self.links = LinkTimes(aggregator.clock)
-        self.seen = EventsSeen(aggregator.events)
-        for listener in (self.history, self.links, self.seen):
-            aggregator.add_listener(listener)
+        aggregator.add_listener(self.history)
+        self.links, self.seen = link_and_event_listeners(aggregator)
         self.openapi = openapi
 
     def routes(self) -> Routes:

@@ -63,7 +63,7 @@ from jeisson.aggregator.listeners import AggregatorListener
 from jeisson.aggregator.round import RoundSummary
 from jeisson.home.listeners import HomeListener
 from jeisson.web import aggregator_api, home_api
-from jeisson.web.aggregator_api import EventsSeen, LinkTimes, event_views, home_view, status_view
+from jeisson.web.aggregator_api import event_views, home_view, link_and_event_listeners, status_view
 from jeisson.wire import aggregator_home as wire
 
 HEARTBEAT_S = 15.0
@@ -391,17 +391,16 @@ class AggregatorPush(AggregatorListener):
     """The aggregator's stream: a listener marking what changed, pushed
     through ``streams`` (rounds and events at once; power and the changed
     homes at most once every ``COALESCE_S``).  The views are the API's
-    (``jeisson.web.aggregator_api``), read with listeners of its own
-    (``links``, ``seen``: add them to the aggregator before this one, as
-    ``aggregator_stream`` does)."""
+    (``jeisson.web.aggregator_api``), read with the aggregator's one
+    ``LinkTimes`` and ``EventsSeen`` (``link_and_event_listeners``: the
+    API's, added to the aggregator before this one)."""
 
     log = Logger()
 
     def __init__(self, aggregator: Any, clock: IReactorTime, max_queued: int = MAX_QUEUED_BYTES):
         self.aggregator = aggregator
         self.clock = clock
-        self.links = LinkTimes(clock)
-        self.seen = EventsSeen(aggregator.events)
+        self.links, self.seen = link_and_event_listeners(aggregator)
         self.changes = Changes(clock, self.snapshot_frame, self.homes_frame, self.power_frame, HOMES_PER_PUSH,
                                max_queued)
         self.streams = self.changes.streams
@@ -550,8 +549,6 @@ def aggregator_stream(aggregator: Any, clock: IReactorTime) -> Resource:
     """``/api/v1/stream`` of ``aggregator`` (``jeisson.aggregator.core.Aggregator``):
     adds the push's listener to it and returns the resource."""
     push = AggregatorPush(aggregator, clock)
-    aggregator.add_listener(push.links)
-    aggregator.add_listener(push.seen)
     aggregator.add_listener(push)
     resource = StreamResource(push.streams)
     resource.push = push  # type: ignore[attr-defined]
